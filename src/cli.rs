@@ -1,0 +1,266 @@
+//! The command line: clap definitions and the mapping of flags to a
+//! [`PolicyLayer`]. Knows nothing about how a policy is enforced.
+//!
+//! `main` calls [`main`], which returns the process exit code; every error
+//! is printed here as one `zerobox: …` line (see `exit` for the codes).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::{self, Fatal};
+use crate::launcher::{self, RunRequest};
+use crate::policy::PolicyLayer;
+
+/// Run a command in an OS-native sandbox that denies by default.
+///
+/// Reads are allowed except secrets, writes are denied except a private /tmp
+/// and what you grant, network is off. See `zerobox explain -- CMD`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zerobox",
+    version,
+    about,
+    after_help = "Examples:\n  zerobox -- sh -c 'echo x > ~/f'        # refused: writes are denied\n  zerobox --allow-write=. -- touch f      # the cwd is writable\n  zerobox explain --allow-write=. -- make # show the resolved policy\n  zerobox doctor                          # what this machine enforces"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+
+    /// The command to run and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Show which sandbox layers this machine has and what each run gets.
+    Doctor,
+    /// Print the fully resolved policy and the enforcing layers; run nothing.
+    Explain {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+        /// The command that would run (after `--`).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+}
+
+/// Every policy and run flag. Shared by the top level and `explain`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SandboxArgs {
+    /// Also allow reading PATH (re-opens a path inside a denied one).
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    pub allow_read: Vec<String>,
+    /// Deny reading (and writing) PATH; wins over allows on the same path.
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    pub deny_read: Vec<String>,
+    /// Allow writing PATH (e.g. `--allow-write=.` for the cwd).
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    pub allow_write: Vec<String>,
+    /// Deny writing PATH, even inside an allowed one.
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    pub deny_write: Vec<String>,
+    /// Pass environment variable NAME (or every NAME starting with PREFIX).
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    pub allow_env: Vec<String>,
+    /// Drop environment variable NAME (or PREFIX*) even if allowed.
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    pub deny_env: Vec<String>,
+    /// Set KEY=VALUE in the command's environment.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env_set: Vec<String>,
+    /// Make a host unix socket reachable (they are all hidden by default).
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    pub allow_unix_socket: Vec<String>,
+    /// Allow network to HOST[:PORT] through zerobox's proxy (bare: any host).
+    #[arg(long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
+          default_missing_value = "*", value_delimiter = ',')]
+    pub allow_net: Vec<String>,
+    /// Deny network to HOST[:PORT]; wins over --allow-net.
+    #[arg(long, value_name = "HOST[:PORT][,…]", value_delimiter = ',')]
+    pub deny_net: Vec<String>,
+    /// Inject secret NAME (from zerobox's env, NAME=@FILE, or NAME=VALUE).
+    #[arg(long, value_name = "NAME[=@FILE]")]
+    pub secret: Vec<String>,
+    /// Bind secret NAME to host patterns it may be sent to.
+    #[arg(long, value_name = "NAME=HOST[,HOST…]")]
+    pub secret_host: Vec<String>,
+    /// Run the command in DIR (default: the current directory).
+    #[arg(short = 'C', long = "cwd", value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Run WITHOUT any sandbox (prints a warning).
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Refuse to run unless every sandbox layer holds (no fallback).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print each setup step and the resolved policy to stderr.
+    #[arg(long)]
+    pub debug: bool,
+    /// Print the resolved policy and enforcing layers, run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl SandboxArgs {
+    /// The CLI's policy layer (always merged last).
+    pub fn to_layer(&self) -> Result<PolicyLayer, Fatal> {
+        let mut layer = PolicyLayer::new("cli");
+        layer.read_allow = self.allow_read.clone();
+        layer.read_deny = self.deny_read.clone();
+        layer.write_allow = self.allow_write.clone();
+        layer.write_deny = self.deny_write.clone();
+        layer.env_allow = self.allow_env.clone();
+        layer.env_deny = self.deny_env.clone();
+        for kv in &self.env_set {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(Fatal::usage(format!(
+                    "invalid --env value {kv:?}: expected KEY=VALUE"
+                )));
+            };
+            layer.env_set.push((k.to_string(), v.to_string()));
+        }
+        layer.unix_sockets = self.allow_unix_socket.clone();
+        for host in &self.allow_net {
+            if host == "*" {
+                layer.net_allow_any = true;
+            } else if !host.is_empty() {
+                layer.net_allow.push(host.clone());
+            }
+        }
+        layer.net_deny = self.deny_net.clone();
+        Ok(layer)
+    }
+}
+
+/// Parse argv, run, and return the exit code. Never panics on bad input.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            // clap's own rendering: the error line plus a usage hint.
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(fatal) => {
+            eprintln!("zerobox: {}", fatal.message);
+            fatal.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Fatal> {
+    match cli.sub {
+        Some(Sub::Doctor) => Ok(launcher::doctor()),
+        Some(Sub::Explain { sandbox, command }) => {
+            let req = request(&sandbox, command)?;
+            launcher::explain(&req)
+        }
+        None => {
+            if cli.command.is_empty() {
+                return Err(Fatal::usage(
+                    "no command given: usage `zerobox [FLAGS] -- CMD [ARGS…]` (see `zerobox --help`)",
+                ));
+            }
+            let req = request(&cli.sandbox, cli.command)?;
+            if cli.sandbox.dry_run {
+                launcher::explain(&req)
+            } else {
+                launcher::run(&req)
+            }
+        }
+    }
+}
+
+fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fatal> {
+    if args.no_sandbox && args.strict {
+        return Err(Fatal::usage(
+            "--no-sandbox and --strict contradict each other: pick one",
+        ));
+    }
+    Ok(RunRequest {
+        layers: vec![args.to_layer()?],
+        command,
+        cwd: args.cwd.clone(),
+        no_sandbox: args.no_sandbox,
+        strict: args.strict,
+        debug: args.debug,
+        secrets: args.secret.clone(),
+        secret_hosts: args.secret_host.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        for arg in Cli::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "flag {} lacks help", arg.get_id());
+        }
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("zerobox").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn comma_lists_and_repeats() {
+        let cli = parse(&["--allow-write=a,b", "--allow-write", "c", "--", "true"]);
+        assert_eq!(cli.sandbox.allow_write, ["a", "b", "c"]);
+        assert_eq!(cli.command, ["true"]);
+    }
+
+    #[test]
+    fn bare_allow_net_means_any() {
+        let cli = parse(&["--allow-net", "--", "true"]);
+        let layer = cli.sandbox.to_layer().unwrap();
+        assert!(layer.net_allow_any);
+        let cli = parse(&["--allow-net=a.example,b.example", "--", "true"]);
+        let layer = cli.sandbox.to_layer().unwrap();
+        assert!(!layer.net_allow_any);
+        assert_eq!(layer.net_allow, ["a.example", "b.example"]);
+    }
+
+    #[test]
+    fn explain_takes_the_same_flags() {
+        let cli = parse(&["explain", "--allow-write=.", "--", "make"]);
+        match cli.sub {
+            Some(Sub::Explain { sandbox, command }) => {
+                assert_eq!(sandbox.allow_write, ["."]);
+                assert_eq!(command, ["make"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_needs_key_value() {
+        let cli = parse(&["--env", "NOPE", "--", "true"]);
+        let err = cli.sandbox.to_layer().unwrap_err();
+        assert!(err.message.contains("\"NOPE\""));
+    }
+}

@@ -1,0 +1,52 @@
+//! Exit codes and the one error shape zerobox prints.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | N | the command's own exit status (128+N when it died of signal N) |
+//! | 2 | bad flag, path or policy (the offending value is named) |
+//! | 125 | the sandbox could not be set up (the layer and the way out are named) |
+//! | 126 | the command was found but cannot be executed |
+//! | 127 | the command was not found |
+
+/// Bad flag, path or policy.
+pub const USAGE: i32 = 2;
+/// A sandbox layer could not be set up.
+pub const SETUP: i32 = 125;
+/// The command exists but is not executable.
+pub const NOT_EXECUTABLE: i32 = 126;
+/// The command was not found.
+pub const NOT_FOUND: i32 = 127;
+
+/// An error that ends the run: a one-line message and an exit code.
+#[derive(Debug)]
+pub struct Fatal {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Fatal::new(USAGE, message)
+    }
+    pub fn setup(message: impl Into<String>) -> Self {
+        Fatal::new(SETUP, message)
+    }
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<crate::policy::PolicyError> for Fatal {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        Fatal::usage(e.to_string())
+    }
+}

@@ -1,0 +1,18 @@
+//! zerobox: run any command, or a known AI agent, in an OS-native sandbox
+//! that denies by default. See `docs/architecture.md` for the map.
+//!
+//! Modules, in the order data flows through a run:
+//! `cli` (flags → `PolicyLayer`) → `policy` (merge → `Policy`) →
+//! `launcher` (one run) → `sandbox` (enforcement) ; `proxy` (network and
+//! secrets) ; `preset` (signed YAML policy sources).
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod exit;
+pub mod launcher;
+pub mod policy;
+#[cfg(feature = "wip-preset")]
+pub mod preset;
+#[cfg(feature = "wip-proxy")]
+pub mod proxy;
+pub mod sandbox;

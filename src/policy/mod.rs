@@ -1,0 +1,463 @@
+//! The policy: what a sandboxed command may read, write, reach and see.
+//!
+//! Owns the data types ([`PolicyLayer`] from one source, [`Policy`] resolved),
+//! the merge of layers, path expansion and the access decision for a path.
+//! It knows nothing about how a policy is enforced (see `sandbox`) or where a
+//! layer came from beyond its origin label (see `cli`, `preset`).
+//!
+//! Data flows one way: sources produce `PolicyLayer`s, [`resolve`] merges
+//! them (defaults first, CLI flags last) into one fully expanded `Policy`,
+//! and the launcher hands that to the sandbox.
+
+pub mod defaults;
+pub mod paths;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use paths::PathContext;
+
+/// An error in a policy: always names the offending value and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid path {value:?} in {origin}: {reason}")]
+    BadPath {
+        value: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("invalid environment pattern {value:?} in {origin}: {reason}")]
+    BadEnv {
+        value: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("invalid --env value {value:?}: expected KEY=VALUE")]
+    BadEnvSet { value: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What one source (defaults, a preset, an override file, CLI flags)
+/// contributes. Paths and patterns are kept as written; [`resolve`] expands
+/// them. Plain data, no I/O.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyLayer {
+    /// Where this layer came from, e.g. `defaults`, `cli`, `claude@1.2.0`.
+    pub origin: String,
+    pub read_allow: Vec<String>,
+    pub read_deny: Vec<String>,
+    pub write_allow: Vec<String>,
+    pub write_deny: Vec<String>,
+    pub env_allow: Vec<String>,
+    pub env_deny: Vec<String>,
+    /// `KEY=VALUE` pairs set inside the sandbox (later layers win).
+    pub env_set: Vec<(String, String)>,
+    /// Host patterns; `Some(empty)` in `net_allow_any` terms is expressed by
+    /// `net_allow_any = true`.
+    pub net_allow: Vec<String>,
+    pub net_allow_any: bool,
+    pub net_deny: Vec<String>,
+    /// Host unix socket paths made reachable.
+    pub unix_sockets: Vec<String>,
+    /// Secrets the proxy injects (values are never part of a layer).
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// A secret as a policy names it: where the value comes from and the host
+/// patterns it is bound to. Never holds the value itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SecretSpec {
+    /// The environment variable name the command sees (holding a placeholder).
+    pub name: String,
+    /// `None`: zerobox's own environment variable `name`; `Some("@FILE")`: a
+    /// file; `Some("env:OTHER")`: another variable of zerobox's environment.
+    pub from: Option<String>,
+    /// Host patterns the real value may be sent to (never empty once resolved).
+    pub hosts: Vec<String>,
+}
+
+impl PolicyLayer {
+    pub fn new(origin: impl Into<String>) -> Self {
+        PolicyLayer {
+            origin: origin.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The kind of a filesystem rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsAccess {
+    AllowRead,
+    DenyRead,
+    AllowWrite,
+    DenyWrite,
+}
+
+/// One filesystem rule: an absolute, lexically normalised path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FsRule {
+    pub path: PathBuf,
+    pub access: FsAccess,
+    pub origin: String,
+}
+
+/// What the sandbox may do at one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// The fully resolved policy handed to the sandbox. Plain data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    /// The working directory of the command (absolute, must exist).
+    pub cwd: PathBuf,
+    /// The user's home directory (what `~` expanded to).
+    pub home: PathBuf,
+    /// Filesystem rules, sorted by path.
+    pub fs: Vec<FsRule>,
+    /// The exact environment of the command (the private `TMPDIR` is added
+    /// by the sandbox).
+    pub env: BTreeMap<String, String>,
+    /// Environment variables that were dropped (names only, for `explain`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_dropped: Vec<String>,
+    pub network: NetworkPolicy,
+    /// Host unix sockets that stay reachable.
+    pub unix_sockets: Vec<PathBuf>,
+}
+
+/// The network part of a policy. Until the proxy lands, any allow entry is
+/// refused by the launcher: the sandbox has no network at all.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetworkPolicy {
+    pub allow: Vec<String>,
+    pub allow_any: bool,
+    pub deny: Vec<String>,
+}
+
+impl NetworkPolicy {
+    /// True when any network access was asked for.
+    pub fn wants_network(&self) -> bool {
+        self.allow_any || !self.allow.is_empty()
+    }
+}
+
+impl Policy {
+    /// The access decision for `path` (absolute, normalised).
+    ///
+    /// Reads: allowed unless the most specific read rule at or above the
+    /// path denies it; a deny wins over an allow on the same path. Writes:
+    /// denied unless the most specific write rule allows it; a deny-read at
+    /// the same or a deeper level than the write grant also denies writing.
+    /// An allow-write re-exposes its path for reading (an explicit, more
+    /// specific grant).
+    pub fn effective(&self, path: &Path) -> Effective {
+        let read_rule = self.most_specific(path, |a| {
+            matches!(
+                a,
+                FsAccess::AllowRead | FsAccess::DenyRead | FsAccess::AllowWrite
+            )
+        });
+        let write_rule = self.most_specific(path, |a| {
+            matches!(
+                a,
+                FsAccess::AllowWrite | FsAccess::DenyWrite | FsAccess::DenyRead
+            )
+        });
+        let read = !matches!(read_rule, Some(FsAccess::DenyRead));
+        let write = matches!(write_rule, Some(FsAccess::AllowWrite)) && read;
+        Effective { read, write }
+    }
+
+    /// The deepest rule at or above `path` among the kinds `filter` selects;
+    /// at equal depth a deny beats an allow.
+    fn most_specific(&self, path: &Path, filter: impl Fn(FsAccess) -> bool) -> Option<FsAccess> {
+        let mut best: Option<(usize, FsAccess)> = None;
+        for rule in &self.fs {
+            if !filter(rule.access) || !path.starts_with(&rule.path) {
+                continue;
+            }
+            let depth = rule.path.components().count();
+            let is_deny = matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite);
+            best = match best {
+                None => Some((depth, rule.access)),
+                Some((d, _)) if depth > d => Some((depth, rule.access)),
+                Some((d, a)) if depth == d && is_deny => {
+                    let _ = a;
+                    Some((depth, rule.access))
+                }
+                keep => keep,
+            };
+        }
+        best.map(|(_, a)| a)
+    }
+
+    /// Every distinct rule path, shallowest first (parents before children).
+    pub fn rule_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.fs.iter().map(|r| r.path.clone()).collect();
+        paths.sort_by(|a, b| {
+            a.components()
+                .count()
+                .cmp(&b.components().count())
+                .then(a.cmp(b))
+        });
+        paths.dedup();
+        paths
+    }
+}
+
+/// The built-in defaults as a layer: the secret deny list. (The environment
+/// allow list is applied by [`resolve`].)
+pub fn defaults_layer() -> PolicyLayer {
+    let mut layer = PolicyLayer::new("defaults");
+    layer.read_deny = defaults::DENY_READ.iter().map(|s| s.to_string()).collect();
+    layer
+}
+
+/// Merge `layers` (in order: defaults, presets, overrides, CLI last) into a
+/// [`Policy`]. `host_env` is zerobox's own environment.
+pub fn resolve(
+    layers: &[PolicyLayer],
+    ctx: &PathContext,
+    host_env: &[(OsString, OsString)],
+) -> Result<Policy, PolicyError> {
+    let mut fs = Vec::new();
+    let mut env_allow: Vec<(String, String)> = defaults::ENV_ALLOW
+        .iter()
+        .map(|p| (p.to_string(), "defaults".to_string()))
+        .collect();
+    let mut env_deny: Vec<String> = Vec::new();
+    let mut env_set: BTreeMap<String, String> = BTreeMap::new();
+    let mut network = NetworkPolicy::default();
+    let mut unix_sockets = Vec::new();
+
+    for layer in layers {
+        let origin = &layer.origin;
+        let groups: [(&Vec<String>, FsAccess); 4] = [
+            (&layer.read_allow, FsAccess::AllowRead),
+            (&layer.read_deny, FsAccess::DenyRead),
+            (&layer.write_allow, FsAccess::AllowWrite),
+            (&layer.write_deny, FsAccess::DenyWrite),
+        ];
+        for (values, access) in groups {
+            for value in values {
+                for path in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                    fs.push(FsRule {
+                        path,
+                        access,
+                        origin: origin.clone(),
+                    });
+                }
+            }
+        }
+        for pattern in &layer.env_allow {
+            validate_env_pattern(pattern, origin)?;
+            env_allow.push((pattern.clone(), origin.clone()));
+        }
+        for pattern in &layer.env_deny {
+            validate_env_pattern(pattern, origin)?;
+            env_deny.push(pattern.clone());
+        }
+        for (k, v) in &layer.env_set {
+            validate_env_pattern(k, origin)?;
+            if k.ends_with('*') {
+                return Err(PolicyError::BadEnvSet {
+                    value: format!("{k}={v}"),
+                });
+            }
+            env_set.insert(k.clone(), v.clone());
+        }
+        network.allow.extend(layer.net_allow.iter().cloned());
+        network.allow_any |= layer.net_allow_any;
+        network.deny.extend(layer.net_deny.iter().cloned());
+        for value in &layer.unix_sockets {
+            unix_sockets.extend(ctx.expand(value, origin, false)?);
+        }
+    }
+    fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
+    fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+
+    // Environment: pass what an allow pattern names and no deny pattern
+    // names, then apply explicit settings.
+    let mut env = BTreeMap::new();
+    let mut env_dropped = Vec::new();
+    for (k, v) in host_env {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+            continue; // non-UTF-8 names or values never pass
+        };
+        let allowed = env_allow.iter().any(|(p, _)| env_matches(p, k));
+        let denied = env_deny.iter().any(|p| env_matches(p, k));
+        if allowed && !denied {
+            env.insert(k.to_string(), v.to_string());
+        } else {
+            env_dropped.push(k.to_string());
+        }
+    }
+    env_dropped.sort();
+    env.extend(env_set);
+    env.insert("PWD".into(), ctx.cwd.display().to_string());
+
+    Ok(Policy {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        fs,
+        env,
+        env_dropped,
+        network,
+        unix_sockets,
+    })
+}
+
+/// `NAME` or `PREFIX*`; names are what POSIX shells accept.
+fn validate_env_pattern(pattern: &str, origin: &str) -> Result<(), PolicyError> {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    let ok = !name.is_empty() || pattern == "*";
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok || !valid_chars || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(PolicyError::BadEnv {
+            value: pattern.to_string(),
+            origin: origin.to_string(),
+            reason: "expected NAME or PREFIX* (letters, digits, _)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Does env `pattern` (`NAME` or `PREFIX*`) match `name`?
+pub fn env_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> PathContext {
+        PathContext {
+            home: PathBuf::from("/home/u"),
+            cwd: PathBuf::from("/home/u/proj"),
+            tmpdir: PathBuf::from("/tmp"),
+        }
+    }
+
+    fn policy(layers: &[PolicyLayer]) -> Policy {
+        let env = vec![
+            (OsString::from("PATH"), OsString::from("/bin")),
+            (OsString::from("AWS_SECRET_ACCESS_KEY"), OsString::from("x")),
+            (OsString::from("LC_ALL"), OsString::from("C")),
+            (OsString::from("GITHUB_TOKEN"), OsString::from("t")),
+        ];
+        resolve(layers, &ctx(), &env).unwrap()
+    }
+
+    fn cli(f: impl FnOnce(&mut PolicyLayer)) -> PolicyLayer {
+        let mut l = PolicyLayer::new("cli");
+        f(&mut l);
+        l
+    }
+
+    #[test]
+    fn defaults_read_everything_but_secrets_and_write_nothing() {
+        let p = policy(&[defaults_layer()]);
+        let e = |s: &str| p.effective(Path::new(s));
+        assert_eq!(e("/usr/bin/ls"), Effective { read: true, write: false });
+        assert_eq!(e("/home/u/proj/a"), Effective { read: true, write: false });
+        assert!(!e("/home/u/.ssh").read);
+        assert!(!e("/home/u/.ssh/id_ed25519").read);
+        assert!(!e("/etc/shadow").read);
+        assert!(e("/etc/shadowfax").read, "prefix of a name is not a parent");
+        assert!(!e("/home/u/.ssh").write);
+    }
+
+    #[test]
+    fn table_of_precedence() {
+        // (layers' rules, path, expected read, expected write)
+        type Case = (&'static [(&'static str, FsAccess)], &'static str, bool, bool);
+        use FsAccess::*;
+        let cases: &[Case] = &[
+            (&[("/a", AllowWrite)], "/a/b", true, true),
+            (&[("/a", AllowWrite), ("/a/b", DenyWrite)], "/a/b/c", true, false),
+            (&[("/a", AllowWrite), ("/a/b", DenyWrite)], "/a/x", true, true),
+            (&[("/a", AllowWrite), ("/a", DenyWrite)], "/a/x", true, false),
+            (&[("/a", DenyRead), ("/a", AllowRead)], "/a/x", false, false),
+            (&[("/a", DenyRead), ("/a/b", AllowRead)], "/a/b/c", true, false),
+            (&[("/a", DenyRead), ("/a/b", AllowWrite)], "/a/b", true, true),
+            (&[("/a", AllowWrite), ("/a/b", DenyRead)], "/a/b", false, false),
+            (&[("/a/b", AllowWrite), ("/a", DenyRead)], "/a/c", false, false),
+            (&[("/a", AllowRead), ("/a/b", DenyRead)], "/a/b/c", false, false),
+            (&[("/a", DenyWrite), ("/a/b", AllowWrite)], "/a/b/c", true, true),
+        ];
+        for (rules, path, read, write) in cases {
+            let mut l = PolicyLayer::new("t");
+            for (p, a) in rules.iter() {
+                let v = p.to_string();
+                match a {
+                    AllowRead => l.read_allow.push(v),
+                    DenyRead => l.read_deny.push(v),
+                    AllowWrite => l.write_allow.push(v),
+                    DenyWrite => l.write_deny.push(v),
+                }
+            }
+            let p = policy(&[l]);
+            assert_eq!(
+                p.effective(Path::new(path)),
+                Effective { read: *read, write: *write },
+                "rules {rules:?} path {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_allow_list_and_flags() {
+        let p = policy(&[]);
+        assert!(p.env.contains_key("PATH"));
+        assert!(p.env.contains_key("LC_ALL"));
+        assert!(!p.env.contains_key("AWS_SECRET_ACCESS_KEY"));
+        assert!(p.env_dropped.contains(&"GITHUB_TOKEN".to_string()));
+
+        let p = policy(&[cli(|l| {
+            l.env_allow.push("GITHUB_*".into());
+            l.env_deny.push("LC_*".into());
+            l.env_set.push(("FOO".into(), "bar".into()));
+        })]);
+        assert_eq!(p.env.get("GITHUB_TOKEN").map(String::as_str), Some("t"));
+        assert!(!p.env.contains_key("LC_ALL"));
+        assert_eq!(p.env.get("FOO").map(String::as_str), Some("bar"));
+        assert_eq!(p.env.get("PWD").map(String::as_str), Some("/home/u/proj"));
+    }
+
+    #[test]
+    fn bad_env_patterns_are_errors() {
+        for bad in ["", "A-B", "1X", "A*B", "**"] {
+            let l = cli(|l| l.env_allow.push(bad.into()));
+            let err = resolve(&[l], &ctx(), &[]).unwrap_err();
+            assert!(err.to_string().contains("expected NAME"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rule_paths_parents_first() {
+        let p = policy(&[cli(|l| {
+            l.write_allow.push("/a/b/c".into());
+            l.read_deny.push("/a".into());
+            l.write_deny.push("/a/b".into());
+        })]);
+        let paths = p.rule_paths();
+        let a = paths.iter().position(|p| p == Path::new("/a")).unwrap();
+        let abc = paths.iter().position(|p| p == Path::new("/a/b/c")).unwrap();
+        assert!(a < abc);
+    }
+}

@@ -1,0 +1,210 @@
+//! Landlock: the policy's filesystem rules as kernel access rights, plus TCP
+//! and scope restrictions, enforced on the command process.
+//!
+//! Landlock only grants (a rule on a directory covers everything beneath
+//! it), so "read everything except ~/.ssh" is expressed by granting the
+//! complement: walking from `/` down to each denied path and granting every
+//! sibling on the way. Directories on the way get `READ_DIR` only, so their
+//! listings stay visible (names, not contents).
+//!
+//! Every requested right is a hard requirement for the ABI the kernel
+//! reports: the ruleset is either fully enforced or the run fails.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use super::sys;
+use crate::policy::Policy;
+
+/// What Landlock is asked to enforce.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Kernel ABI (from `landlock_create_ruleset(VERSION)`), > 0.
+    pub abi: i32,
+    /// If true, a writable directory containing a write-denied path gets no
+    /// write rights of its own (only its other children do): the only way
+    /// Landlock alone can keep the denied path unwritable. With the mount
+    /// layer present, the masks and read-only binds enforce that part and
+    /// the directory stays fully writable.
+    pub precise_writes: bool,
+    /// TCP ports the command may connect to (the proxy's, later).
+    pub tcp_connect: Vec<u16>,
+}
+
+/// One rule of the ruleset: a path and the rights granted beneath it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub read: bool,
+    pub write: bool,
+    /// Only `READ_DIR` (a directory on the way to a denied path).
+    pub list_only: bool,
+}
+
+/// Compute the grants for `policy` (reads the directories on the way to
+/// each rule path, as the sandbox sees them).
+pub fn grants(policy: &Policy, precise_writes: bool) -> Vec<Grant> {
+    let rule_paths = policy.rule_paths();
+    let mut out = Vec::new();
+    walk(Path::new("/"), policy, &rule_paths, precise_writes, &mut out);
+    out
+}
+
+fn walk(
+    path: &Path,
+    policy: &Policy,
+    rules: &[PathBuf],
+    precise_writes: bool,
+    out: &mut Vec<Grant>,
+) {
+    let e = policy.effective(path);
+    let has_rules_below = rules
+        .iter()
+        .any(|r| r != path && r.starts_with(path));
+    if !has_rules_below {
+        if e.read || e.write {
+            out.push(Grant {
+                path: path.to_path_buf(),
+                read: e.read,
+                write: e.write,
+                list_only: false,
+            });
+        }
+        return;
+    }
+    // A directory with rules below: grant listing (if readable) and, unless
+    // writes must be precise, writing; then decide each child on its own.
+    let write_here = e.write && !precise_writes;
+    if e.read || write_here {
+        out.push(Grant {
+            path: path.to_path_buf(),
+            read: e.read && write_here,
+            write: write_here,
+            list_only: e.read && !write_here,
+        });
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    children.sort();
+    for child in children {
+        // Symlinks get no rule: following one needs no right of its own,
+        // and a rule on its target could re-open a denied path.
+        match std::fs::symlink_metadata(&child) {
+            Ok(m) if m.file_type().is_symlink() => continue,
+            Ok(_) => walk(&child, policy, rules, precise_writes, out),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Errors name the step; the caller turns them into "landlock: …".
+pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
+    let abi = ABI::from(req.abi);
+    let grants = grants(policy, req.precise_writes);
+    let fs_all = AccessFs::from_all(abi);
+    let read: BitFlags<AccessFs> = AccessFs::from_read(abi) | (fs_all & AccessFs::IoctlDev);
+    let write: BitFlags<AccessFs> = AccessFs::from_write(abi);
+    let file_rights = AccessFs::from_file(abi);
+
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(fs_all)
+        .map_err(|e| format!("handle fs access: {e}"))?;
+    if req.abi >= 4 {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(|e| format!("handle TCP access: {e}"))?;
+    }
+    if req.abi >= 6 {
+        ruleset = ruleset
+            .scope(Scope::from_all(abi))
+            .map_err(|e| format!("scope abstract unix sockets and signals: {e}"))?;
+    }
+    let mut created = ruleset
+        .create()
+        .map_err(|e| format!("create ruleset: {e}"))?;
+    for g in &grants {
+        let fd: OwnedFd = match sys::open_path(&g.path) {
+            Ok(fd) => fd,
+            // Vanished since the walk, or unreadable to us: no rule, which
+            // denies it (fail closed).
+            Err(_) => continue,
+        };
+        let mut access = BitFlags::<AccessFs>::empty();
+        if g.list_only {
+            access |= AccessFs::ReadDir;
+        }
+        if g.read {
+            access |= read;
+        }
+        if g.write {
+            access |= write | read;
+        }
+        let is_dir = std::fs::metadata(&g.path).map(|m| m.is_dir()).unwrap_or(false);
+        if !is_dir {
+            access &= file_rights;
+        }
+        if access.is_empty() {
+            continue;
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| format!("rule for {}: {e}", g.path.display()))?;
+    }
+    if req.abi >= 4 {
+        for port in &req.tcp_connect {
+            created = created
+                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                .map_err(|e| format!("TCP rule for port {port}: {e}"))?;
+        }
+    }
+    let status = created
+        .restrict_self()
+        .map_err(|e| format!("restrict_self: {e}"))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(format!(
+            "the kernel enforced the ruleset only partially ({:?})",
+            status.ruleset
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{resolve, PathContext, PolicyLayer};
+
+    #[test]
+    fn complement_skips_denied_and_lists_ancestors() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        for p in ["a/secret", "a/pub", "b"] {
+            std::fs::create_dir_all(root.join(p)).unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("a/secret"), root.join("a/link")).unwrap();
+        let mut l = PolicyLayer::new("t");
+        l.read_deny.push(root.join("a/secret").display().to_string());
+        let ctx = PathContext {
+            home: root.clone(),
+            cwd: root.clone(),
+            tmpdir: "/tmp".into(),
+        };
+        let p = resolve(&[l], &ctx, &[]).unwrap();
+        let g = grants(&p, true);
+        let find = |p: &Path| g.iter().find(|x| x.path == p).cloned();
+        assert!(find(&root.join("a/secret")).is_none(), "denied path granted");
+        assert!(find(&root.join("a/link")).is_none(), "symlink granted");
+        assert!(find(&root.join("a")).unwrap().list_only);
+        assert!(find(&root.join("a/pub")).unwrap().read);
+        assert!(find(&root.join("b")).unwrap().read);
+        assert!(find(Path::new("/usr")).unwrap().read);
+    }
+}

@@ -1,0 +1,415 @@
+//! The filesystem view inside the namespaces: a read-only host, a private
+//! `/tmp`, a minimal `/dev`, a fresh `/proc`, and the policy's rule paths
+//! applied on top (masks over denied paths, writable or read-only binds).
+//!
+//! [`plan`] is pure (it only looks at which paths exist) so `explain` shows
+//! exactly what a run will mount; [`apply`] runs in the sandbox's PID 1,
+//! inside its own user and mount namespaces, before the command starts.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::sys;
+use crate::policy::{defaults, Effective, Policy};
+
+/// Paths the sandbox builds itself; policy rules at or below them are
+/// satisfied by construction (except under `/tmp`, see [`plan`]).
+const SYNTHETIC: &[&str] = &["/tmp", "/dev", "/proc"];
+
+/// One mount step, in the order it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "do", rename_all = "kebab-case")]
+pub enum Step {
+    /// Hide a directory behind an empty read-only tmpfs.
+    MaskDir { path: PathBuf },
+    /// Hide a file (or socket) behind an empty read-only file.
+    MaskFile { path: PathBuf },
+    /// Bind the host path back, writable.
+    BindRw { path: PathBuf },
+    /// Bind the host path back, read-only.
+    BindRo { path: PathBuf },
+}
+
+impl Step {
+    pub fn path(&self) -> &Path {
+        match self {
+            Step::MaskDir { path }
+            | Step::MaskFile { path }
+            | Step::BindRw { path }
+            | Step::BindRo { path } => path,
+        }
+    }
+}
+
+/// What a path looks like before a step for it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// The host's content with this access.
+    Host(Effective),
+    /// Nothing of the host (a mask or the private /tmp); `writable` if new
+    /// entries may be created there.
+    Empty { writable: bool },
+}
+
+/// The steps that turn the base view (everything read-only, private /tmp)
+/// into the policy's view. Parents come before children.
+pub fn plan(policy: &Policy) -> Vec<Step> {
+    let mut applied: BTreeMap<PathBuf, View> = BTreeMap::new();
+    applied.insert(
+        PathBuf::from("/"),
+        View::Host(Effective {
+            read: true,
+            write: false,
+        }),
+    );
+    applied.insert(PathBuf::from("/tmp"), View::Empty { writable: true });
+    let mut steps = Vec::new();
+    for path in policy.rule_paths() {
+        if path == Path::new("/") || SYNTHETIC.iter().any(|s| path == Path::new(s)) {
+            continue;
+        }
+        if path.starts_with("/dev") || path.starts_with("/proc") {
+            continue; // built by the sandbox itself
+        }
+        let view = applied
+            .iter()
+            .rev()
+            .find(|(p, _)| path.starts_with(p))
+            .map(|(_, v)| *v)
+            .unwrap_or(View::Empty { writable: false });
+        let want = policy.effective(&path);
+        let meta = std::fs::symlink_metadata(&path).ok();
+        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let step = match (view, meta.is_some()) {
+            (View::Host(have), true) if have == want => None,
+            (View::Host(_), true) if !want.read => Some(if is_dir {
+                Step::MaskDir { path: path.clone() }
+            } else {
+                Step::MaskFile { path: path.clone() }
+            }),
+            (_, true) if want.write => Some(Step::BindRw { path: path.clone() }),
+            (_, true) if want.read => Some(Step::BindRo { path: path.clone() }),
+            // Denied and already hidden, or does not exist: nothing to
+            // show. (A missing denied path under a writable host directory
+            // gets a placeholder from the launcher before the run, so it
+            // exists here; one under a read-only view cannot be created.)
+            _ => None,
+        };
+        if let Some(step) = step {
+            let view = match &step {
+                Step::MaskDir { .. } | Step::MaskFile { .. } => View::Empty { writable: false },
+                _ => View::Host(want),
+            };
+            applied.insert(path.clone(), view);
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+/// Where a mount step failed: the step and the errno.
+#[derive(Debug)]
+pub struct MountError {
+    pub what: String,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for MountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.err)
+    }
+}
+
+fn ctx<T>(what: impl FnOnce() -> String, r: io::Result<T>) -> Result<T, MountError> {
+    r.map_err(|err| MountError { what: what(), err })
+}
+
+const EMPTY_FILE: &str = "/tmp/.zerobox-empty";
+
+/// Build the sandbox's filesystem view. Runs in the sandbox's PID 1 with
+/// full capabilities in its own user namespace, before anything of the
+/// command runs. `steps` comes from [`plan`].
+pub fn apply(steps: &[Step]) -> Result<(), MountError> {
+    // 1. Nothing we mount may propagate back to the host.
+    ctx(
+        || "make / a private mount".into(),
+        sys::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None),
+    )?;
+
+    // 2. Handles on every host path we bind back later and on the host
+    //    devices, taken before masks and the private /tmp hide them.
+    let mut sources: BTreeMap<PathBuf, OwnedFd> = BTreeMap::new();
+    for step in steps {
+        if let Step::BindRw { path } | Step::BindRo { path } = step {
+            let fd = ctx(|| format!("open {}", path.display()), sys::open_path(path))?;
+            sources.insert(path.clone(), fd);
+        }
+    }
+    let mut devices = Vec::new();
+    for dev in defaults::WRITABLE_DEVICES {
+        if let Ok(fd) = sys::open_path(Path::new(dev)) {
+            devices.push((PathBuf::from(dev), fd));
+        }
+    }
+
+    // 3. The whole host becomes read-only and setuid-free, recursively. Our
+    //    own mounts below are made after this, so they are not affected.
+    ctx(
+        || "make the host filesystem read-only (mount_setattr)".into(),
+        sys::mount_setattr(
+            Path::new("/"),
+            true,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID,
+            0,
+        ),
+    )?;
+
+    // 4. A private, empty /tmp, discarded with the mount namespace.
+    tmpfs(Path::new("/tmp"), "mode=1777")?;
+    ctx(
+        || format!("create {EMPTY_FILE}"),
+        std::fs::File::create(EMPTY_FILE),
+    )?;
+
+    // 5. A minimal /dev and a fresh /proc for our pid namespace.
+    setup_dev(&devices)?;
+    setup_proc()?;
+
+    // 6. The policy's rule paths, parents first.
+    let mut make_readonly = vec![PathBuf::from("/dev")];
+    for step in steps {
+        let path = step.path();
+        match step {
+            Step::MaskDir { path } => {
+                ensure_mountpoint(path, true)?;
+                tmpfs(path, "mode=0755,size=4k")?;
+                make_readonly.push(path.clone());
+            }
+            Step::MaskFile { path } => {
+                ensure_mountpoint(path, false)?;
+                ctx(
+                    || format!("mask {}", path.display()),
+                    sys::mount(Some(Path::new(EMPTY_FILE)), path, None, libc::MS_BIND, None),
+                )?;
+                readonly(path, true)?;
+            }
+            Step::BindRw { .. } | Step::BindRo { .. } => {
+                let Some(fd) = sources.get(path) else {
+                    continue;
+                };
+                let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false);
+                ensure_mountpoint(path, is_dir)?;
+                let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                ctx(
+                    || format!("bind {}", path.display()),
+                    sys::mount(Some(&src), path, None, libc::MS_BIND | libc::MS_REC, None),
+                )?;
+                readonly(path, matches!(step, Step::BindRo { .. }))?;
+            }
+        }
+    }
+    // 7. Seal the directories we had to write mount points into.
+    for path in make_readonly.iter().rev() {
+        readonly(path, true)?;
+    }
+    let _ = std::fs::remove_file(EMPTY_FILE);
+    Ok(())
+}
+
+fn tmpfs(path: &Path, opts: &str) -> Result<(), MountError> {
+    ctx(
+        || format!("mount tmpfs on {}", path.display()),
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(opts),
+        ),
+    )
+}
+
+/// Set or clear read-only on the mount at `path` (not its submounts).
+fn readonly(path: &Path, ro: bool) -> Result<(), MountError> {
+    let (set, clr) = if ro {
+        (sys::MOUNT_ATTR_RDONLY, 0)
+    } else {
+        (0, sys::MOUNT_ATTR_RDONLY)
+    };
+    ctx(
+        || {
+            format!(
+                "make {} {}",
+                path.display(),
+                if ro { "read-only" } else { "writable" }
+            )
+        },
+        sys::mount_setattr(path, false, set, clr),
+    )
+}
+
+/// Make sure a mount point exists. Only ever creates entries inside our own
+/// tmpfs mounts (a mask or the private /tmp): host paths already exist, and
+/// the host is read-only by now anyway.
+fn ensure_mountpoint(path: &Path, dir: bool) -> Result<(), MountError> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    let r = if dir {
+        std::fs::create_dir_all(path)
+    } else {
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::File::create(path).map(|_| ()))
+    };
+    ctx(|| format!("create mount point {}", path.display()), r)
+}
+
+fn setup_dev(devices: &[(PathBuf, OwnedFd)]) -> Result<(), MountError> {
+    tmpfs(Path::new("/dev"), "mode=0755,size=64k")?;
+    for (path, fd) in devices {
+        ensure_mountpoint(path, false)?;
+        let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        ctx(
+            || format!("bind device {}", path.display()),
+            sys::mount(Some(&src), path, None, libc::MS_BIND, None),
+        )?;
+    }
+    // A private pty namespace for programs that open their own terminals;
+    // the command's own terminal is its inherited stdin/stdout/stderr.
+    ensure_mountpoint(Path::new("/dev/pts"), true)?;
+    ctx(
+        || "mount devpts on /dev/pts".into(),
+        sys::mount(
+            Some(Path::new("devpts")),
+            Path::new("/dev/pts"),
+            Some("devpts"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        ),
+    )?;
+    ensure_mountpoint(Path::new("/dev/shm"), true)?;
+    tmpfs(Path::new("/dev/shm"), "mode=1777")?;
+    let links = [
+        ("pts/ptmx", "/dev/ptmx"),
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ];
+    for (target, link) in links {
+        ctx(
+            || format!("symlink {link}"),
+            std::os::unix::fs::symlink(target, link),
+        )?;
+    }
+    Ok(())
+}
+
+fn setup_proc() -> Result<(), MountError> {
+    ctx(
+        || "mount a fresh /proc (needs a pid namespace and an unobstructed host /proc)".into(),
+        sys::mount(
+            Some(Path::new("proc")),
+            Path::new("/proc"),
+            Some("proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        ),
+    )?;
+    // Kernel knobs stay read-only even though this /proc is ours.
+    for p in ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"] {
+        let path = Path::new(p);
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        ctx(
+            || format!("bind {p} read-only"),
+            sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None),
+        )?;
+        readonly(path, true)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{resolve, PathContext, PolicyLayer};
+
+    fn policy_in(dir: &Path, f: impl FnOnce(&mut PolicyLayer)) -> Policy {
+        let mut l = PolicyLayer::new("t");
+        f(&mut l);
+        let ctx = PathContext {
+            home: dir.to_path_buf(),
+            cwd: dir.to_path_buf(),
+            tmpdir: "/tmp".into(),
+        };
+        resolve(&[l], &ctx, &[]).unwrap()
+    }
+
+    #[test]
+    fn deny_inside_allow_write_masks_after_binding() {
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("p/secret")).unwrap();
+        std::fs::create_dir_all(root.join("p/ro")).unwrap();
+        let p = policy_in(&root, |l| {
+            l.write_allow.push("p".into());
+            l.read_deny.push("p/secret".into());
+            l.write_deny.push("p/ro".into());
+        });
+        let steps = plan(&p);
+        assert_eq!(
+            steps,
+            vec![
+                Step::BindRw { path: root.join("p") },
+                Step::BindRo { path: root.join("p/ro") },
+                Step::MaskDir { path: root.join("p/secret") },
+            ]
+        );
+    }
+
+    #[test]
+    fn allow_inside_deny_re_exposes() {
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("s/pub")).unwrap();
+        let p = policy_in(&root, |l| {
+            l.read_deny.push("s".into());
+            l.read_allow.push("s/pub".into());
+        });
+        assert_eq!(
+            plan(&p),
+            vec![
+                Step::MaskDir { path: root.join("s") },
+                Step::BindRo { path: root.join("s/pub") },
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_under_tmp_are_bound_into_the_private_tmp() {
+        let d = tempfile::tempdir_in("/tmp").unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let p = policy_in(&root, |l| l.read_allow.push(".".into()));
+        assert_eq!(plan(&p), vec![Step::BindRo { path: root.clone() }]);
+        let p = policy_in(&root, |l| l.write_allow.push(".".into()));
+        assert_eq!(plan(&p), vec![Step::BindRw { path: root }]);
+    }
+
+    #[test]
+    fn missing_paths_need_no_step() {
+        let p = policy_in(Path::new("/nonexistent-zb"), |l| {
+            l.read_deny.push("/nonexistent-zb/x".into());
+            l.write_allow.push("/nonexistent-zb/y".into());
+        });
+        assert!(plan(&p).is_empty());
+    }
+}

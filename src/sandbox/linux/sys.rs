@@ -1,0 +1,450 @@
+//! Thin, checked wrappers over the raw system calls the sandbox needs.
+//! Every `unsafe` block of the sandbox that is not seccomp or Landlock lives
+//! here, each with its SAFETY note; callers get `io::Result`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+pub fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// `clone(flags | SIGCHLD)` with fork semantics (child returns 0).
+///
+/// # Safety contract for callers
+/// The process must be single-threaded (checked by the caller), so the child
+/// may allocate and use the standard library freely.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: raw clone without CLONE_VM and with a NULL stack behaves like
+    // fork(2): the child gets a copy-on-write copy of our address space and
+    // continues on its own copy of the current stack. All pointer arguments
+    // are NULL, which is valid for this flag set (no SETTID/CLEARTID/TLS).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    check(rc).map(|pid| pid as libc::pid_t)
+}
+
+pub fn fork() -> io::Result<libc::pid_t> {
+    clone_fork(0)
+}
+
+pub fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = src.map(cstr).transpose()?;
+    let target = cstr(target)?;
+    let fstype = fstype.map(|s| CString::new(s).unwrap_or_default());
+    let data = data.map(|s| CString::new(s).unwrap_or_default());
+    let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either NULL or a NUL-terminated string that
+    // lives until the call returns.
+    let rc = unsafe {
+        libc::mount(
+            p(&src),
+            target.as_ptr(),
+            p(&fstype),
+            flags,
+            p(&data).cast(),
+        )
+    };
+    check(rc.into()).map(|_| ())
+}
+
+/// `struct mount_attr` from <linux/mount.h>.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// `mount_setattr(2)` on `path` (and every mount below it if `recursive`).
+pub fn mount_setattr(path: &Path, recursive: bool, set: u64, clr: u64) -> io::Result<()> {
+    let c = cstr(path)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { AT_RECURSIVE } else { 0 } | libc::AT_NO_AUTOMOUNT as libc::c_uint;
+    // SAFETY: `c` is a valid C string; `attr` is a properly laid out
+    // `struct mount_attr` whose size is passed alongside it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `open(path, O_PATH | O_CLOEXEC)`: a handle on a path that survives later
+/// mounts over it (used to bind host paths back into masked places).
+pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: valid C string; the returned fd is owned by the OwnedFd.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check(rc.into())?;
+    // SAFETY: both descriptors are fresh and owned by us from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the prctl options used by the sandbox take integer arguments
+    // only; unused arguments are 0.
+    let rc = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    check(rc.into()).map(|r| r as libc::c_int)
+}
+
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes only an integer.
+    check(unsafe { libc::unshare(flags) }.into()).map(|_| ())
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe `name`'s bytes.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into()).map(|_| ())
+}
+
+/// Bring the loopback interface up in the current network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket creation; the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor, owned from here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        ifr.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills `ifr` (a valid ifreq) for interface "lo".
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) }.into())?;
+    // SAFETY: the union member written by SIOCGIFFLAGS is ifru_flags.
+    unsafe {
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: as above, SIOCSIFFLAGS reads the flags from `ifr`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) }.into())?;
+    Ok(())
+}
+
+/// Drop every capability: bounding set, ambient set, then effective,
+/// permitted and inheritable; lock the securebits so root regains nothing on
+/// exec.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    // The bounding set first (needs CAP_SETPCAP, which we still hold in our
+    // user namespace or as root). Unknown caps past the kernel's last end
+    // the loop with EINVAL.
+    for cap in 0..64 {
+        match prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong)?;
+    // Root must not get capabilities back on execve (SECBIT_NOROOT), and the
+    // command must not undo this (the _LOCKED bits). EPERM here means we
+    // lack CAP_SETPCAP; then the bounding set being empty still keeps exec
+    // from granting anything.
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_KEEP_CAPS_LOCKED
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong)?;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and the two data words are laid out as the kernel's
+    // __user_cap_header_struct and __user_cap_data_struct[2] (version 3).
+    check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })?;
+    Ok(())
+}
+
+/// Mark every descriptor from 3 up close-on-exec, so nothing zerobox or its
+/// parent held leaks into the command.
+pub fn cloexec_from_3() -> io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags.
+    check(unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) })
+        .map(|_| ())
+}
+
+pub fn execve(program: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
+    // SAFETY: `argv` and `envp` are NULL-terminated arrays of pointers to
+    // NUL-terminated strings owned by the caller and alive during the call.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+pub fn write_all(fd: RawFd, buf: &[u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: pointer/length describe the unwritten rest of `buf`.
+        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
+        if n <= 0 {
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        off += n as usize;
+    }
+}
+
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and runs no atexit handlers or destructors
+    // (which must not run twice in a forked child).
+    unsafe { libc::_exit(code) }
+}
+
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes integers only.
+    check(unsafe { libc::kill(pid, sig) }.into()).map(|_| ())
+}
+
+/// `waitpid`, retried on EINTR. Returns (pid, raw status).
+pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<(libc::pid_t, libc::c_int)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((rc, status));
+    }
+}
+
+/// Translate a wait status into a shell-style exit code (128+N for signal N).
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}
+
+/// Block `sigs` in this thread and return the previous mask.
+pub fn block_signals(sigs: &[libc::c_int]) -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        check(libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old).into())?;
+        Ok(old)
+    }
+}
+
+pub fn set_sigmask(mask: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: `mask` is a valid, initialised sigset_t.
+    check(unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) }.into())
+        .map(|_| ())
+}
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+/// Install a no-op handler for `sig` (a PID 1 ignores signals whose action
+/// is SIG_DFL, even blocked ones; a handler makes them queue for sigwait).
+pub fn install_noop_handler(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: sigaction with a plain extern "C" handler that does nothing.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop_handler as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        check(libc::sigaction(sig, &sa, std::ptr::null_mut()).into()).map(|_| ())
+    }
+}
+
+pub fn reset_signal(sig: libc::c_int) {
+    // SAFETY: restoring the default disposition is always valid.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+}
+
+/// Wait for one of the signals in `sigs` (which must be blocked).
+pub fn sigwaitinfo(sigs: &[libc::c_int]) -> io::Result<libc::siginfo_t> {
+    // SAFETY: sigset_t and siginfo_t are plain data filled by the kernel.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        loop {
+            let rc = libc::sigwaitinfo(&set, &mut info);
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok(info);
+        }
+    }
+}
+
+/// The `si_code` of a received signal (SI_USER, SI_KERNEL, …).
+pub fn si_code(info: &libc::siginfo_t) -> libc::c_int {
+    info.si_code
+}
+
+/// True when `fd`'s other end has been closed (a `poll` with no wait).
+pub fn peer_closed(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc > 0 && (p.revents & (libc::POLLHUP | libc::POLLERR)) != 0
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+pub fn getgid() -> u32 {
+    // SAFETY: getgid cannot fail.
+    unsafe { libc::getgid() }
+}
+
+pub fn landlock_abi() -> i32 {
+    // SAFETY: LANDLOCK_CREATE_RULESET_VERSION with a NULL attr and size 0
+    // only returns the ABI version (or an error); it creates nothing.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            1u32, // LANDLOCK_CREATE_RULESET_VERSION
+        )
+    };
+    if rc < 0 {
+        0
+    } else {
+        rc as i32
+    }
+}
+
+/// Current number of threads of this process (from /proc/self/stat field 20).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            after.split_whitespace().nth(17)?.parse().ok()
+        })
+        .unwrap_or(1)
+}
+
+/// Close a raw descriptor whose owner will never drop it (a child that ends
+/// with `_exit`).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing a descriptor number; the owning OwnedFd is never
+    // dropped in this process (it only exits through `exit_now`).
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+pub fn ignore_signal(sig: libc::c_int) {
+    // SAFETY: setting SIG_IGN is always valid.
+    unsafe {
+        libc::signal(sig, libc::SIG_IGN);
+    }
+}
+
+/// Is `sig` currently ignored (SIG_IGN)?
+pub fn is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: querying the current action into a zeroed sigaction.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}

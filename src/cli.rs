@@ -43,7 +43,7 @@ pub enum Sub {
     /// Print the fully resolved policy and the enforcing layers; run nothing.
     Explain {
         #[command(flatten)]
-        sandbox: SandboxArgs,
+        sandbox: Box<SandboxArgs>,
         /// The command that would run (after `--`).
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,

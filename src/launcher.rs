@@ -92,7 +92,11 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
     let spec = Spec {
         program,
         argv: req.command.clone(),
-        env: policy.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: policy
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         cwd,
     };
     Ok(Resolved { policy, spec })
@@ -133,7 +137,10 @@ fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, 
     if shown.contains('/') {
         let p = cwd.join(Path::new(name));
         return candidate(&p).unwrap_or_else(|| {
-            Err(Fatal::new(exit::NOT_FOUND, format!("command not found: {shown}")))
+            Err(Fatal::new(
+                exit::NOT_FOUND,
+                format!("command not found: {shown}"),
+            ))
         });
     }
     let mut first_err = None;
@@ -246,19 +253,20 @@ pub fn doctor() -> i32 {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     println!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
     println!();
-    println!("{:<34} {}", "layer", "status");
+    println!("{:<34} status", "layer");
     match &p.user_namespaces {
-        Ok(()) => println!(
-            "{:<34} yes",
-            "user+mount+net+pid+ipc+uts ns"
-        ),
+        Ok(()) => println!("{:<34} yes", "user+mount+net+pid+ipc+uts ns"),
         Err(e) => println!("{:<34} no: {e}", "user+mount+net+pid+ipc+uts ns"),
     }
     if let Some(r) = p.apparmor_restricts_userns {
         println!(
             "{:<34} {}",
             "AppArmor userns restriction",
-            if r { "on (unprivileged user namespaces blocked)" } else { "off" }
+            if r {
+                "on (unprivileged user namespaces blocked)"
+            } else {
+                "off"
+            }
         );
     } else {
         println!("{:<34} not present", "AppArmor userns restriction");
@@ -267,12 +275,32 @@ pub fn doctor() -> i32 {
     println!(
         "{:<34} {}",
         "Landlock",
-        if abi > 0 { format!("ABI {abi}") } else { "no".into() }
+        if abi > 0 {
+            format!("ABI {abi}")
+        } else {
+            "no".into()
+        }
     );
-    println!("{:<34} {}", "  filesystem rules (ABI ≥ 1)", yes_no(abi >= 1));
-    println!("{:<34} {}", "  TCP bind/connect rules (ABI ≥ 4)", yes_no(abi >= 4));
-    println!("{:<34} {}", "  ioctl on devices (ABI ≥ 5)", yes_no(abi >= 5));
-    println!("{:<34} {}", "  abstract unix + signal scope (≥ 6)", yes_no(abi >= 6));
+    println!(
+        "{:<34} {}",
+        "  filesystem rules (ABI ≥ 1)",
+        yes_no(abi >= 1)
+    );
+    println!(
+        "{:<34} {}",
+        "  TCP bind/connect rules (ABI ≥ 4)",
+        yes_no(abi >= 4)
+    );
+    println!(
+        "{:<34} {}",
+        "  ioctl on devices (ABI ≥ 5)",
+        yes_no(abi >= 5)
+    );
+    println!(
+        "{:<34} {}",
+        "  abstract unix + signal scope (≥ 6)",
+        yes_no(abi >= 6)
+    );
     println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
     println!();
     let code = match (&p.user_namespaces, abi > 0) {

@@ -320,9 +320,7 @@ pub fn resolve(
 fn validate_env_pattern(pattern: &str, origin: &str) -> Result<(), PolicyError> {
     let name = pattern.strip_suffix('*').unwrap_or(pattern);
     let ok = !name.is_empty() || pattern == "*";
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok || !valid_chars || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(PolicyError::BadEnv {
             value: pattern.to_string(),
@@ -373,8 +371,20 @@ mod tests {
     fn defaults_read_everything_but_secrets_and_write_nothing() {
         let p = policy(&[defaults_layer()]);
         let e = |s: &str| p.effective(Path::new(s));
-        assert_eq!(e("/usr/bin/ls"), Effective { read: true, write: false });
-        assert_eq!(e("/home/u/proj/a"), Effective { read: true, write: false });
+        assert_eq!(
+            e("/usr/bin/ls"),
+            Effective {
+                read: true,
+                write: false
+            }
+        );
+        assert_eq!(
+            e("/home/u/proj/a"),
+            Effective {
+                read: true,
+                write: false
+            }
+        );
         assert!(!e("/home/u/.ssh").read);
         assert!(!e("/home/u/.ssh/id_ed25519").read);
         assert!(!e("/etc/shadow").read);
@@ -385,20 +395,70 @@ mod tests {
     #[test]
     fn table_of_precedence() {
         // (layers' rules, path, expected read, expected write)
-        type Case = (&'static [(&'static str, FsAccess)], &'static str, bool, bool);
+        type Case = (
+            &'static [(&'static str, FsAccess)],
+            &'static str,
+            bool,
+            bool,
+        );
         use FsAccess::*;
         let cases: &[Case] = &[
             (&[("/a", AllowWrite)], "/a/b", true, true),
-            (&[("/a", AllowWrite), ("/a/b", DenyWrite)], "/a/b/c", true, false),
-            (&[("/a", AllowWrite), ("/a/b", DenyWrite)], "/a/x", true, true),
-            (&[("/a", AllowWrite), ("/a", DenyWrite)], "/a/x", true, false),
+            (
+                &[("/a", AllowWrite), ("/a/b", DenyWrite)],
+                "/a/b/c",
+                true,
+                false,
+            ),
+            (
+                &[("/a", AllowWrite), ("/a/b", DenyWrite)],
+                "/a/x",
+                true,
+                true,
+            ),
+            (
+                &[("/a", AllowWrite), ("/a", DenyWrite)],
+                "/a/x",
+                true,
+                false,
+            ),
             (&[("/a", DenyRead), ("/a", AllowRead)], "/a/x", false, false),
-            (&[("/a", DenyRead), ("/a/b", AllowRead)], "/a/b/c", true, false),
-            (&[("/a", DenyRead), ("/a/b", AllowWrite)], "/a/b", true, true),
-            (&[("/a", AllowWrite), ("/a/b", DenyRead)], "/a/b", false, false),
-            (&[("/a/b", AllowWrite), ("/a", DenyRead)], "/a/c", false, false),
-            (&[("/a", AllowRead), ("/a/b", DenyRead)], "/a/b/c", false, false),
-            (&[("/a", DenyWrite), ("/a/b", AllowWrite)], "/a/b/c", true, true),
+            (
+                &[("/a", DenyRead), ("/a/b", AllowRead)],
+                "/a/b/c",
+                true,
+                false,
+            ),
+            (
+                &[("/a", DenyRead), ("/a/b", AllowWrite)],
+                "/a/b",
+                true,
+                true,
+            ),
+            (
+                &[("/a", AllowWrite), ("/a/b", DenyRead)],
+                "/a/b",
+                false,
+                false,
+            ),
+            (
+                &[("/a/b", AllowWrite), ("/a", DenyRead)],
+                "/a/c",
+                false,
+                false,
+            ),
+            (
+                &[("/a", AllowRead), ("/a/b", DenyRead)],
+                "/a/b/c",
+                false,
+                false,
+            ),
+            (
+                &[("/a", DenyWrite), ("/a/b", AllowWrite)],
+                "/a/b/c",
+                true,
+                true,
+            ),
         ];
         for (rules, path, read, write) in cases {
             let mut l = PolicyLayer::new("t");
@@ -414,7 +474,10 @@ mod tests {
             let p = policy(&[l]);
             assert_eq!(
                 p.effective(Path::new(path)),
-                Effective { read: *read, write: *write },
+                Effective {
+                    read: *read,
+                    write: *write
+                },
                 "rules {rules:?} path {path}"
             );
         }

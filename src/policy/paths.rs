@@ -135,7 +135,10 @@ pub fn canonical(path: &Path) -> PathBuf {
         // canonicalize fails on it; then keep the lexical path.
         if std::fs::symlink_metadata(&existing).is_ok() {
             let base = std::fs::canonicalize(&existing).unwrap_or(existing);
-            return tail.iter().rev().fold(base, |acc, n: &std::ffi::OsString| acc.join(n));
+            return tail
+                .iter()
+                .rev()
+                .fold(base, |acc, n: &std::ffi::OsString| acc.join(n));
         }
         match (existing.file_name(), existing.parent()) {
             (Some(name), Some(parent)) => {
@@ -185,7 +188,10 @@ mod tests {
         assert_eq!(one("$HOME/x"), PathBuf::from("/nonexistent-home/u/x"));
         assert_eq!(one("${CWD}/b"), PathBuf::from("/nonexistent-home/u/proj/b"));
         assert_eq!(one("."), PathBuf::from("/nonexistent-home/u/proj"));
-        assert_eq!(one("out/../x/./y"), PathBuf::from("/nonexistent-home/u/proj/x/y"));
+        assert_eq!(
+            one("out/../x/./y"),
+            PathBuf::from("/nonexistent-home/u/proj/x/y")
+        );
         assert_eq!(one("/a/../../b"), PathBuf::from("/b"));
         assert_eq!(one("$TMPDIR/k"), PathBuf::from("/tmp/k"));
     }

@@ -273,11 +273,7 @@ fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), Sa
     Ok((Mode::Namespaces, weaker))
 }
 
-fn fallback_mode(
-    opts: &Options,
-    abi: i32,
-    why: &str,
-) -> Result<(Mode, Vec<String>), SandboxError> {
+fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
     if abi == 0 {
         return Err(SandboxError::new(
             Stage::Namespaces,
@@ -314,7 +310,8 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
     let mut layers = Vec::new();
     if mode == Mode::Namespaces {
         layers.push("namespaces: user, mount, net (only lo), pid (own init), ipc, uts".into());
-        layers.push("mounts: host read-only, private /tmp, minimal /dev, fresh /proc, masks".into());
+        layers
+            .push("mounts: host read-only, private /tmp, minimal /dev, fresh /proc, masks".into());
     }
     if abi > 0 {
         let mut l = format!("landlock ABI {abi}: filesystem rules");
@@ -355,13 +352,13 @@ pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, Sa
     let sim = Simulated::from_env();
     let (mut mode, mut weaker) = choose_mode(opts, sim)?;
     loop {
+        // Announce a weaker mode before the command can print anything.
+        // (A namespace failure below is only known after the attempt.)
+        for w in &weaker {
+            eprintln!("zerobox: warning: {w}");
+        }
         match try_spawn(policy, spec, opts, mode, sim) {
-            Ok(r) => {
-                for w in &weaker {
-                    eprintln!("zerobox: warning: {w}");
-                }
-                return Ok(r);
-            }
+            Ok(r) => return Ok(r),
             Err(e) if e.stage == Stage::Namespaces && mode == Mode::Namespaces => {
                 let why = format!("user namespaces unusable ({})", e.message);
                 (mode, weaker) = fallback_mode(opts, landlock_abi(sim), &why)?;
@@ -383,14 +380,16 @@ fn try_spawn(
     let tmpdir = match mode {
         Mode::Namespaces => PathBuf::from("/tmp"),
         Mode::LandlockOnly => {
-            let dir = private_tmp_dir()
-                .map_err(|e| SandboxError::new(Stage::Internal, format!("create a private temp dir: {e}")))?;
+            let dir = private_tmp_dir().map_err(|e| {
+                SandboxError::new(Stage::Internal, format!("create a private temp dir: {e}"))
+            })?;
             cleanup.private_tmp = Some(dir.clone());
             dir
         }
     };
     spec.env.retain(|(k, _)| k != "TMPDIR");
-    spec.env.push(("TMPDIR".into(), tmpdir.display().to_string()));
+    spec.env
+        .push(("TMPDIR".into(), tmpdir.display().to_string()));
     let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
     cleanup.placeholders = create_placeholders(&full);
     let abi = landlock_abi(sim);
@@ -413,7 +412,10 @@ fn try_spawn(
     .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
     let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
     relayed.push(libc::SIGCHLD);
-    let ignored = relayed.into_iter().filter(|s| sys::is_ignored(*s)).collect();
+    let ignored = relayed
+        .into_iter()
+        .filter(|s| sys::is_ignored(*s))
+        .collect();
     let sigmask = block_forwarded_signals()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("block signals: {e}")))?;
     let prep = linux::Prepared {
@@ -459,7 +461,11 @@ fn private_tmp_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
     for _ in 0..16 {
-        let name = format!("zerobox-{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let name = format!(
+            "zerobox-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
         let dir = base.join(name);
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
@@ -480,7 +486,7 @@ fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
         if rule.access != FsAccess::DenyRead && rule.access != FsAccess::DenyWrite {
             continue;
         }
-        if rule.path.starts_with("/tmp") || std::fs::symlink_metadata(&rule.path).is_ok() {
+        if std::fs::symlink_metadata(&rule.path).is_ok() {
             continue;
         }
         let mut existing = rule.path.as_path();
@@ -569,9 +575,10 @@ pub fn probe() -> Probe {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    let apparmor = std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-        .ok()
-        .map(|s| s.trim() == "1");
+    let apparmor =
+        std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+            .ok()
+            .map(|s| s.trim() == "1");
     let user_namespaces = if sim.no_userns {
         Err("disabled (simulated by ZEROBOX_SIMULATE_MISSING)".into())
     } else {

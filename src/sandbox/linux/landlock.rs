@@ -14,8 +14,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 use super::sys;
@@ -51,7 +51,13 @@ pub struct Grant {
 pub fn grants(policy: &Policy, precise_writes: bool) -> Vec<Grant> {
     let rule_paths = policy.rule_paths();
     let mut out = Vec::new();
-    walk(Path::new("/"), policy, &rule_paths, precise_writes, &mut out);
+    walk(
+        Path::new("/"),
+        policy,
+        &rule_paths,
+        precise_writes,
+        &mut out,
+    );
     out
 }
 
@@ -63,9 +69,7 @@ fn walk(
     out: &mut Vec<Grant>,
 ) {
     let e = policy.effective(path);
-    let has_rules_below = rules
-        .iter()
-        .any(|r| r != path && r.starts_with(path));
+    let has_rules_below = rules.iter().any(|r| r != path && r.starts_with(path));
     if !has_rules_below {
         if e.read || e.write {
             out.push(Grant {
@@ -147,7 +151,9 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         if g.write {
             access |= write | read;
         }
-        let is_dir = std::fs::metadata(&g.path).map(|m| m.is_dir()).unwrap_or(false);
+        let is_dir = std::fs::metadata(&g.path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
         if !is_dir {
             access &= file_rights;
         }
@@ -191,7 +197,8 @@ mod tests {
         }
         std::os::unix::fs::symlink(root.join("a/secret"), root.join("a/link")).unwrap();
         let mut l = PolicyLayer::new("t");
-        l.read_deny.push(root.join("a/secret").display().to_string());
+        l.read_deny
+            .push(root.join("a/secret").display().to_string());
         let ctx = PathContext {
             home: root.clone(),
             cwd: root.clone(),
@@ -200,7 +207,10 @@ mod tests {
         let p = resolve(&[l], &ctx, &[]).unwrap();
         let g = grants(&p, true);
         let find = |p: &Path| g.iter().find(|x| x.path == p).cloned();
-        assert!(find(&root.join("a/secret")).is_none(), "denied path granted");
+        assert!(
+            find(&root.join("a/secret")).is_none(),
+            "denied path granted"
+        );
         assert!(find(&root.join("a/link")).is_none(), "symlink granted");
         assert!(find(&root.join("a")).unwrap().list_only);
         assert!(find(&root.join("a/pub")).unwrap().read);

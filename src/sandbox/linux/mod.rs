@@ -69,7 +69,8 @@ pub struct Started {
 /// Build the argv/env C strings for `spec`.
 pub fn c_strings(spec: &Spec) -> Result<(CString, Vec<CString>, Vec<CString>), SandboxError> {
     let bad = |what: &str| SandboxError::new(Stage::Input, format!("{what} contains a NUL byte"));
-    let program = CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| bad("program path"))?;
+    let program =
+        CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| bad("program path"))?;
     let mut argv = Vec::new();
     for a in &spec.argv {
         argv.push(CString::new(a.as_bytes()).map_err(|_| bad("an argument"))?);
@@ -110,10 +111,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         Mode::LandlockOnly => 0,
     };
     let pid = sys::clone_fork(flags).map_err(|e| {
-        SandboxError::new(
-            Stage::Namespaces,
-            format!("clone with new namespaces: {e}"),
-        )
+        SandboxError::new(Stage::Namespaces, format!("clone with new namespaces: {e}"))
     })?;
     if pid == 0 {
         // Child. Never returns: exec or _exit.
@@ -141,7 +139,10 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         let _ = sys::waitpid(pid, 0);
         return Err(decode_failure(&buf));
     }
-    Ok(Started { pid, _alive: alive_w })
+    Ok(Started {
+        pid,
+        _alive: alive_w,
+    })
 }
 
 /// A failure report from the child: one stage byte, errno (4 bytes LE), text.
@@ -202,7 +203,12 @@ fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &Owne
     }
     let _ = sys::sethostname("zerobox");
     if let Err(e) = sys::loopback_up() {
-        return fail(Stage::Namespaces, "bring up lo", &e, e.raw_os_error().unwrap_or(0));
+        return fail(
+            Stage::Namespaces,
+            "bring up lo",
+            &e,
+            e.raw_os_error().unwrap_or(0),
+        );
     }
 
     // Signals: block the ones we forward before forking, so none is lost
@@ -288,9 +294,21 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     }
     // Check instead of trusting: the forbidden calls must now fail.
     if sys::unshare(libc::CLONE_NEWUSER).is_ok() {
-        return fail(Stage::Seccomp, "self-check", &"creating a user namespace still works");
+        return fail(
+            Stage::Seccomp,
+            "self-check",
+            &"creating a user namespace still works",
+        );
     }
-    if sys::mount(None, std::path::Path::new("/"), None, libc::MS_REMOUNT | libc::MS_BIND, None).is_ok() {
+    if sys::mount(
+        None,
+        std::path::Path::new("/"),
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND,
+        None,
+    )
+    .is_ok()
+    {
         return fail(Stage::Seccomp, "self-check", &"mount still works");
     }
     // The command starts with the signal state zerobox was started with.
@@ -351,7 +369,9 @@ pub fn probe_namespaces() -> Result<(), String> {
     }
     match sys::waitpid(pid, 0) {
         Ok((_, st)) if sys::exit_code(st) == 0 => Ok(()),
-        Ok(_) => Err("namespaces can be created but not used (uid map or mount refused; AppArmor?)".into()),
+        Ok(_) => Err(
+            "namespaces can be created but not used (uid map or mount refused; AppArmor?)".into(),
+        ),
         Err(e) => Err(format!("wait: {e}")),
     }
 }

@@ -137,7 +137,13 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
     // 1. Nothing we mount may propagate back to the host.
     ctx(
         || "make / a private mount".into(),
-        sys::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None),
+        sys::mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        ),
     )?;
 
     // 2. Handles on every host path we bind back later and on the host
@@ -178,6 +184,16 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
     // 5. A minimal /dev and a fresh /proc for our pid namespace.
     setup_dev(&devices)?;
     setup_proc()?;
+    // A sysfs of our own network namespace (the host's would list the
+    // host's interfaces). Best effort: where the kernel refuses (a host
+    // /sys with covered parts), the read-only host /sys stays.
+    let _ = sys::mount(
+        Some(Path::new("sysfs")),
+        Path::new("/sys"),
+        Some("sysfs"),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    );
 
     // 6. The policy's rule paths, parents first.
     let mut make_readonly = vec![PathBuf::from("/dev")];
@@ -369,9 +385,15 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                Step::BindRw { path: root.join("p") },
-                Step::BindRo { path: root.join("p/ro") },
-                Step::MaskDir { path: root.join("p/secret") },
+                Step::BindRw {
+                    path: root.join("p")
+                },
+                Step::BindRo {
+                    path: root.join("p/ro")
+                },
+                Step::MaskDir {
+                    path: root.join("p/secret")
+                },
             ]
         );
     }
@@ -388,8 +410,12 @@ mod tests {
         assert_eq!(
             plan(&p),
             vec![
-                Step::MaskDir { path: root.join("s") },
-                Step::BindRo { path: root.join("s/pub") },
+                Step::MaskDir {
+                    path: root.join("s")
+                },
+                Step::BindRo {
+                    path: root.join("s/pub")
+                },
             ]
         );
     }

@@ -15,7 +15,10 @@ use std::io;
 
 /// Why each syscall is denied (errno EPERM unless noted). Reviewed as data.
 pub const DENIED: &[(i64, &str)] = &[
-    (libc::SYS_mount, "remount or unmount a mask or read-only bind"),
+    (
+        libc::SYS_mount,
+        "remount or unmount a mask or read-only bind",
+    ),
     (libc::SYS_umount2, "unmount a mask over a denied path"),
     (libc::SYS_pivot_root, "change the root"),
     (libc::SYS_chroot, "change the root"),
@@ -29,23 +32,47 @@ pub const DENIED: &[(i64, &str)] = &[
     (libc::SYS_setns, "join another namespace"),
     (libc::SYS_ptrace, "inspect or control another process"),
     (libc::SYS_process_vm_readv, "read another process's memory"),
-    (libc::SYS_process_vm_writev, "write another process's memory"),
+    (
+        libc::SYS_process_vm_writev,
+        "write another process's memory",
+    ),
     (libc::SYS_kexec_load, "replace the kernel"),
     (libc::SYS_kexec_file_load, "replace the kernel"),
     (libc::SYS_init_module, "load a kernel module"),
     (libc::SYS_finit_module, "load a kernel module"),
     (libc::SYS_delete_module, "unload a kernel module"),
     (libc::SYS_bpf, "kernel attack surface (eBPF)"),
-    (libc::SYS_perf_event_open, "kernel attack surface, side channels"),
-    (libc::SYS_keyctl, "kernel keyrings hold other processes' secrets"),
+    (
+        libc::SYS_perf_event_open,
+        "kernel attack surface, side channels",
+    ),
+    (
+        libc::SYS_keyctl,
+        "kernel keyrings hold other processes' secrets",
+    ),
     (libc::SYS_add_key, "kernel keyrings"),
     (libc::SYS_request_key, "kernel keyrings"),
-    (libc::SYS_io_uring_setup, "io_uring bypasses syscall filtering"),
-    (libc::SYS_io_uring_enter, "io_uring bypasses syscall filtering"),
-    (libc::SYS_io_uring_register, "io_uring bypasses syscall filtering"),
+    (
+        libc::SYS_io_uring_setup,
+        "io_uring bypasses syscall filtering",
+    ),
+    (
+        libc::SYS_io_uring_enter,
+        "io_uring bypasses syscall filtering",
+    ),
+    (
+        libc::SYS_io_uring_register,
+        "io_uring bypasses syscall filtering",
+    ),
     (libc::SYS_userfaultfd, "kernel exploitation primitive"),
-    (libc::SYS_open_by_handle_at, "open files by handle, bypassing paths"),
-    (libc::SYS_name_to_handle_at, "file handles (pair of the above)"),
+    (
+        libc::SYS_open_by_handle_at,
+        "open files by handle, bypassing paths",
+    ),
+    (
+        libc::SYS_name_to_handle_at,
+        "file handles (pair of the above)",
+    ),
     (libc::SYS_acct, "process accounting"),
     (libc::SYS_swapon, "swap control"),
     (libc::SYS_swapoff, "swap control"),
@@ -270,7 +297,12 @@ pub fn build(rules: SocketRules) -> io::Result<Vec<libc::sock_filter>> {
 
     // 7. personality: only query or plain Linux (no ADDR_NO_RANDOMIZE &c.).
     let next = a.label();
-    a.jump(JEQ_K, libc::SYS_personality as u32, Jump::Next, Jump::Label(next));
+    a.jump(
+        JEQ_K,
+        libc::SYS_personality as u32,
+        Jump::Next,
+        Jump::Label(next),
+    );
     a.load(arg_lo(0));
     a.ret_if_eq(0xffff_ffff, RET_ALLOW);
     a.ret_if_eq(0, RET_ALLOW);
@@ -284,12 +316,22 @@ pub fn build(rules: SocketRules) -> io::Result<Vec<libc::sock_filter>> {
     let inet = a.label();
     let netlink = a.label();
     a.load(OFF_NR);
-    a.jump(JEQ_K, libc::SYS_socket as u32, Jump::Next, Jump::Label(next));
+    a.jump(
+        JEQ_K,
+        libc::SYS_socket as u32,
+        Jump::Next,
+        Jump::Label(next),
+    );
     a.load(arg_lo(0));
     a.ret_if_eq(libc::AF_UNIX as u32, RET_ALLOW);
     a.jump(JEQ_K, libc::AF_INET as u32, Jump::Label(inet), Jump::Next);
     a.jump(JEQ_K, libc::AF_INET6 as u32, Jump::Label(inet), Jump::Next);
-    a.jump(JEQ_K, libc::AF_NETLINK as u32, Jump::Label(netlink), Jump::Next);
+    a.jump(
+        JEQ_K,
+        libc::AF_NETLINK as u32,
+        Jump::Label(netlink),
+        Jump::Next,
+    );
     a.ret(ret_errno(libc::EAFNOSUPPORT));
     a.bind(netlink);
     a.load(arg_lo(2));
@@ -317,8 +359,7 @@ pub fn build(rules: SocketRules) -> io::Result<Vec<libc::sock_filter>> {
 /// (or the thread must hold CAP_SYS_ADMIN).
 pub fn install(prog: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
-        len: u16::try_from(prog.len())
-            .map_err(|_| io::Error::other("seccomp: filter too long"))?,
+        len: u16::try_from(prog.len()).map_err(|_| io::Error::other("seccomp: filter too long"))?,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
     // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel

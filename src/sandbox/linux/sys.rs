@@ -62,15 +62,7 @@ pub fn mount(
     let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: every pointer is either NULL or a NUL-terminated string that
     // lives until the call returns.
-    let rc = unsafe {
-        libc::mount(
-            p(&src),
-            target.as_ptr(),
-            p(&fstype),
-            flags,
-            p(&data).cast(),
-        )
-    };
+    let rc = unsafe { libc::mount(p(&src), target.as_ptr(), p(&fstype), flags, p(&data).cast()) };
     check(rc.into()).map(|_| ())
 }
 
@@ -138,7 +130,15 @@ pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
     // SAFETY: the prctl options used by the sandbox take integer arguments
     // only; unused arguments are 0.
-    let rc = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    let rc = unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     check(rc.into()).map(|r| r as libc::c_int)
 }
 
@@ -191,7 +191,10 @@ pub fn drop_all_capabilities() -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong)?;
+    prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+    )?;
     // Root must not get capabilities back on execve (SECBIT_NOROOT), and the
     // command must not undo this (the _LOCKED bits). EPERM here means we
     // lack CAP_SETPCAP; then the bounding set being empty still keeps exec
@@ -235,11 +238,22 @@ pub fn drop_all_capabilities() -> io::Result<()> {
 /// parent held leaks into the command.
 pub fn cloexec_from_3() -> io::Result<()> {
     // SAFETY: close_range only changes descriptor flags.
-    check(unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) })
-        .map(|_| ())
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(|_| ())
 }
 
-pub fn execve(program: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
+pub fn execve(
+    program: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
     // SAFETY: `argv` and `envp` are NULL-terminated arrays of pointers to
     // NUL-terminated strings owned by the caller and alive during the call.
     unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

@@ -1,0 +1,101 @@
+//! Shared helpers for the integration tests: find the zerobox binary, run
+//! it, and make scratch directories the sandboxed command can be pointed at.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test: `ZEROBOX_BIN` (set by scripts/test when the suite
+/// runs as an unprivileged user from a copied tree), else cargo's build.
+pub fn bin() -> PathBuf {
+    match std::env::var_os("ZEROBOX_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_zerobox")),
+    }
+}
+
+/// A `zerobox` command with a clean, predictable environment.
+pub fn zerobox() -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("ZEROBOX_SIMULATE_MISSING");
+    c.stdin(Stdio::null());
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run `zerobox ARGS -- sh -c SCRIPT` in `cwd`.
+pub fn sh_in(cwd: &Path, args: &[&str], script: &str) -> Run {
+    let out = zerobox()
+        .current_dir(cwd)
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("spawn zerobox");
+    Run::from(out)
+}
+
+/// Run `zerobox ARGS` (full argv after the binary name) in `cwd`.
+pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    let out = zerobox()
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("spawn zerobox");
+    Run::from(out)
+}
+
+/// A scratch directory under /var/tmp, not /tmp: the sandbox's /tmp is
+/// private, so a host path under /tmp is visible inside only when the
+/// policy names it (the cwd is named implicitly). Removed on drop.
+pub fn scratch() -> tempfile::TempDir {
+    let base = std::env::var_os("ZEROBOX_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let dir = tempfile::Builder::new()
+        .prefix("zb-test-")
+        .tempdir_in(base)
+        .expect("scratch dir");
+    dir
+}
+
+/// The canonical path of a scratch dir (zerobox canonicalises rule paths).
+pub fn real(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).expect("canonicalize")
+}
+
+/// Is a program on PATH?
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}

@@ -14,6 +14,7 @@ pub mod paths;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -181,11 +182,18 @@ impl Policy {
     /// at equal depth a deny beats an allow.
     fn most_specific(&self, path: &Path, filter: impl Fn(FsAccess) -> bool) -> Option<FsAccess> {
         let mut best: Option<(usize, FsAccess)> = None;
+        let path_bytes = path.as_os_str().as_bytes();
         for rule in &self.fs {
-            if !filter(rule.access) || !path.starts_with(&rule.path) {
+            if !filter(rule.access) || !is_within(path_bytes, rule.path.as_os_str().as_bytes()) {
                 continue;
             }
-            let depth = rule.path.components().count();
+            let depth = rule
+                .path
+                .as_os_str()
+                .as_bytes()
+                .iter()
+                .filter(|b| **b == b'/')
+                .count();
             let is_deny = matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite);
             best = match best {
                 None => Some((depth, rule.access)),
@@ -212,6 +220,17 @@ impl Policy {
         paths.dedup();
         paths
     }
+}
+
+/// Is `path` equal to `base` or beneath it? Both absolute and normalised;
+/// compared as bytes on `/` boundaries (this runs for every directory the
+/// Landlock walk visits, so it avoids `Path::starts_with`'s component
+/// parsing).
+pub fn is_within(path: &[u8], base: &[u8]) -> bool {
+    if base == b"/" {
+        return path.first() == Some(&b'/');
+    }
+    path.starts_with(base) && (path.len() == base.len() || path[base.len()] == b'/')
 }
 
 /// The built-in defaults as a layer: the secret deny list. (The environment
@@ -509,6 +528,15 @@ mod tests {
             let err = resolve(&[l], &ctx(), &[]).unwrap_err();
             assert!(err.to_string().contains("expected NAME"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn within_is_on_component_boundaries() {
+        assert!(is_within(b"/a/b", b"/a"));
+        assert!(is_within(b"/a", b"/a"));
+        assert!(is_within(b"/a", b"/"));
+        assert!(!is_within(b"/ab", b"/a"));
+        assert!(!is_within(b"/a", b"/a/b"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! reports: the ruleset is either fully enforced or the run fails.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -49,10 +50,19 @@ pub struct Grant {
 /// Compute the grants for `policy` (reads the directories on the way to
 /// each rule path, as the sandbox sees them).
 pub fn grants(policy: &Policy, precise_writes: bool) -> Vec<Grant> {
-    let rule_paths = policy.rule_paths();
+    // Only rule paths that exist shape the complement: a missing one cannot
+    // appear during the run (the launcher puts a placeholder where it could
+    // be created), so there is nothing to carve out for it.
+    let rule_paths: Vec<Vec<u8>> = policy
+        .rule_paths()
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .map(|p| p.into_os_string().into_vec())
+        .collect();
     let mut out = Vec::new();
     walk(
         Path::new("/"),
+        true,
         policy,
         &rule_paths,
         precise_writes,
@@ -63,13 +73,18 @@ pub fn grants(policy: &Policy, precise_writes: bool) -> Vec<Grant> {
 
 fn walk(
     path: &Path,
+    is_dir: bool,
     policy: &Policy,
-    rules: &[PathBuf],
+    rules: &[Vec<u8>],
     precise_writes: bool,
     out: &mut Vec<Grant>,
 ) {
     let e = policy.effective(path);
-    let has_rules_below = rules.iter().any(|r| r != path && r.starts_with(path));
+    let bytes = path.as_os_str().as_bytes();
+    let has_rules_below = is_dir
+        && rules
+            .iter()
+            .any(|r| r.len() > bytes.len() && crate::policy::is_within(r, bytes));
     if !has_rules_below {
         if e.read || e.write {
             out.push(Grant {
@@ -95,16 +110,18 @@ fn walk(
     let Ok(entries) = std::fs::read_dir(path) else {
         return;
     };
-    let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    let mut children: Vec<(PathBuf, bool)> = entries
+        .flatten()
+        .filter_map(|e| {
+            // Symlinks get no rule: following one needs no right of its
+            // own, and a rule on its target could re-open a denied path.
+            let ft = e.file_type().ok()?;
+            (!ft.is_symlink()).then(|| (e.path(), ft.is_dir()))
+        })
+        .collect();
     children.sort();
-    for child in children {
-        // Symlinks get no rule: following one needs no right of its own,
-        // and a rule on its target could re-open a denied path.
-        match std::fs::symlink_metadata(&child) {
-            Ok(m) if m.file_type().is_symlink() => continue,
-            Ok(_) => walk(&child, policy, rules, precise_writes, out),
-            Err(_) => continue,
-        }
+    for (child, child_is_dir) in children {
+        walk(&child, child_is_dir, policy, rules, precise_writes, out);
     }
 }
 

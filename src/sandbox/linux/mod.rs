@@ -197,9 +197,17 @@ fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &Owne
             );
         }
     }
+    let t0 = std::time::Instant::now();
     if let Err(e) = mounts::apply(&prep.steps) {
         let errno = e.err.raw_os_error().unwrap_or(0);
         return fail(Stage::Namespaces, "mounts", &e, errno);
+    }
+    if prep.debug {
+        eprintln!(
+            "zerobox: debug: {:>8.3} ms  mounts done ({} policy steps)",
+            t0.elapsed().as_secs_f64() * 1e3,
+            prep.steps.len()
+        );
     }
     let _ = sys::sethostname("zerobox");
     if let Err(e) = sys::loopback_up() {
@@ -262,6 +270,15 @@ fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &Owne
 /// The command process: harden, then exec. Returns an exit code only on
 /// failure (after reporting it on the status pipe).
 fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| {
+        if prep.debug {
+            eprintln!(
+                "zerobox: debug: {:>8.3} ms  {what}",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    };
     let fail = |stage: Stage, what: &str, e: &dyn std::fmt::Display| -> i32 {
         report(status, stage, 0, &format!("{what}: {e}"));
         super::EXIT_SETUP
@@ -282,6 +299,7 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
         if let Err(e) = landlock::enforce(&prep.policy, req) {
             return fail(Stage::Landlock, "landlock", &e);
         }
+        step("landlock enforced");
     }
     if let Err(e) = sys::drop_all_capabilities() {
         return fail(Stage::Capabilities, "drop capabilities", &e);
@@ -292,6 +310,7 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     if let Err(e) = seccomp::install(&prep.seccomp) {
         return fail(Stage::Seccomp, "seccomp", &e);
     }
+    step("capabilities dropped, seccomp installed");
     // Check instead of trusting: the forbidden calls must now fail.
     if sys::unshare(libc::CLONE_NEWUSER).is_ok() {
         return fail(

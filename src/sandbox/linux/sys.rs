@@ -184,17 +184,26 @@ pub fn drop_all_capabilities() -> io::Result<()> {
     // The bounding set first (needs CAP_SETPCAP, which we still hold in our
     // user namespace or as root). Unknown caps past the kernel's last end
     // the loop with EINVAL.
-    for cap in 0..64 {
-        match prctl(libc::PR_CAPBSET_DROP, cap) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(e),
-        }
-    }
+    //
+    // An unprivileged process without a user namespace (the fallback) holds
+    // no capability at all and may not change the bounding set or the
+    // securebits (EPERM). Then there is nothing to drop: with no permitted
+    // capabilities and no_new_privs (set next by the caller), execve cannot
+    // grant any. That is checked, not assumed.
     prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
     )?;
+    for cap in 0..64 {
+        match prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && permitted_caps()? == 0 => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
     // Root must not get capabilities back on execve (SECBIT_NOROOT), and the
     // command must not undo this (the _LOCKED bits). EPERM here means we
     // lack CAP_SETPCAP; then the bounding set being empty still keeps exec
@@ -207,31 +216,42 @@ pub fn drop_all_capabilities() -> io::Result<()> {
         | libc::SECBIT_NO_CAP_AMBIENT_RAISE
         | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong)?;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let header = Header {
+    let header = CapHeader {
         version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
         pid: 0,
     };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: header and the two data words are laid out as the kernel's
-    // __user_cap_header_struct and __user_cap_data_struct[2] (version 3).
+    let data = [CapData::default(); 2];
+    // SAFETY: header and the two (all-zero) data words are laid out as the
+    // kernel's __user_cap_header_struct and __user_cap_data_struct[2].
     check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) })?;
     Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The permitted capability set of this thread (64 bits).
+pub fn permitted_caps() -> io::Result<u64> {
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are laid out as the kernel's
+    // __user_cap_header_struct and __user_cap_data_struct[2] (version 3).
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    Ok(u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32))
 }
 
 /// Mark every descriptor from 3 up close-on-exec, so nothing zerobox or its

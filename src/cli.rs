@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exit::{self, Fatal};
 use crate::launcher::{self, RunRequest};
-use crate::policy::PolicyLayer;
+use crate::policy::{PolicyLayer, SecretSpec};
 
 /// Run a command in an OS-native sandbox that denies by default.
 ///
@@ -90,6 +90,18 @@ pub struct SandboxArgs {
     /// Bind secret NAME to host patterns it may be sent to.
     #[arg(long, value_name = "NAME=HOST[,HOST…]")]
     pub secret_host: Vec<String>,
+    /// Pin HOST:PORT to ADDR for the proxy (as curl's --resolve).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Also trust this CA (PEM) when the proxy verifies upstream servers.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Write one JSON line per proxied connection or request to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub net_log: Option<PathBuf>,
+    /// Give the command the host's raw network (no proxy, no isolation; warns).
+    #[arg(long)]
+    pub share_net: bool,
     /// Run the command in DIR (default: the current directory).
     #[arg(short = 'C', long = "cwd", value_name = "DIR")]
     pub cwd: Option<PathBuf>,
@@ -134,7 +146,52 @@ impl SandboxArgs {
             }
         }
         layer.net_deny = self.deny_net.clone();
+        for spec in &self.secret {
+            let (name, from) = match spec.split_once('=') {
+                None => (spec.as_str(), None),
+                Some((name, v)) if v.starts_with('@') => (name, Some(v.to_string())),
+                // NAME=VALUE: the value stays out of the policy (it would
+                // show in `explain`); `inline_secrets` carries it.
+                Some((name, _)) => (name, Some("inline".to_string())),
+            };
+            layer.secrets.push(SecretSpec {
+                name: name.to_string(),
+                from,
+                hosts: Vec::new(),
+            });
+        }
+        for binding in &self.secret_host {
+            let Some((name, hosts)) = binding.split_once('=') else {
+                return Err(Fatal::usage(format!(
+                    "invalid --secret-host {binding:?}: expected NAME=HOST[,HOST…]"
+                )));
+            };
+            let hosts: Vec<String> = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect();
+            match layer.secrets.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.hosts.extend(hosts),
+                None => {
+                    return Err(Fatal::usage(format!(
+                        "--secret-host {name}=…: no --secret {name} to bind (add --secret {name})"
+                    )))
+                }
+            }
+        }
         Ok(layer)
+    }
+
+    /// `--secret NAME=VALUE` values (kept out of the policy and zeroized).
+    fn inline_secrets(&self) -> Vec<(String, zeroize::Zeroizing<String>)> {
+        self.secret
+            .iter()
+            .filter_map(|spec| {
+                let (name, v) = spec.split_once('=')?;
+                (!v.starts_with('@')).then(|| (name.to_string(), zeroize::Zeroizing::new(v.to_string())))
+            })
+            .collect()
     }
 }
 
@@ -198,8 +255,11 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
         no_sandbox: args.no_sandbox,
         strict: args.strict,
         debug: args.debug,
-        secrets: args.secret.clone(),
-        secret_hosts: args.secret_host.clone(),
+        inline_secrets: args.inline_secrets(),
+        resolve: args.resolve.clone(),
+        ca_certs: args.ca_cert.clone(),
+        net_log: args.net_log.clone(),
+        share_net: args.share_net,
     })
 }
 

@@ -22,8 +22,15 @@ pub struct RunRequest {
     pub no_sandbox: bool,
     pub strict: bool,
     pub debug: bool,
-    pub secrets: Vec<String>,
-    pub secret_hosts: Vec<String>,
+    /// `--secret NAME=VALUE` values (never part of the policy).
+    pub inline_secrets: Vec<(String, zeroize::Zeroizing<String>)>,
+    /// `--resolve HOST:PORT:ADDR` pins for the proxy.
+    pub resolve: Vec<String>,
+    /// `--ca-cert FILE`: extra roots for upstream verification.
+    pub ca_certs: Vec<PathBuf>,
+    pub net_log: Option<PathBuf>,
+    /// `--share-net`: raw host network, no proxy.
+    pub share_net: bool,
 }
 
 /// The resolved run: policy plus the program to execute.
@@ -60,7 +67,7 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         cwd: cwd.clone(),
         tmpdir: PathBuf::from("/tmp"),
     };
-    let mut layers = vec![policy::defaults_layer()];
+    let mut layers = vec![policy::defaults_layer(), own_state_layer()];
     layers.extend(req.layers.iter().cloned());
     let host_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let policy = policy::resolve(&layers, &ctx, &host_env)?;
@@ -102,18 +109,27 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
     Ok(Resolved { policy, spec })
 }
 
-/// Until the proxy lands, anything that would need network is refused
-/// rather than silently ignored or opened.
+/// zerobox's own state is never readable (the CA key) nor writable (trusted
+/// keys and files) from inside, whatever else is granted.
+fn own_state_layer() -> PolicyLayer {
+    let mut layer = PolicyLayer::new("zerobox's own state");
+    layer.read_deny.push(data_dir().display().to_string());
+    layer.write_deny.push(config_dir().display().to_string());
+    layer
+}
+
+/// Checks of the network request that need no proxy yet.
 fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
-    if policy.network.wants_network() {
+    if req.share_net && (policy.network.wants_network() || !policy.secrets.is_empty()) {
         return Err(Fatal::usage(
-            "--allow-net is not available yet: the egress proxy has not landed, and zerobox never opens the network without it (run without --allow-net; the sandbox has no network)",
+            "--share-net gives raw host networking; it cannot be combined with --allow-net or --secret (which go through the proxy)",
         ));
     }
-    if !req.secrets.is_empty() || !req.secret_hosts.is_empty() {
-        return Err(Fatal::usage(
-            "--secret is not available yet: secrets need the egress proxy, which has not landed",
-        ));
+    for pattern in policy.network.allow.iter().chain(&policy.network.deny) {
+        crate::proxy::validate_pattern(pattern).map_err(|e| Fatal::usage(e.to_string()))?;
+    }
+    for r in &req.resolve {
+        crate::proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?;
     }
     Ok(())
 }
@@ -176,11 +192,34 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     if req.debug {
         eprintln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
     }
+    let mut spec = resolved.spec.clone();
+    // Network: prepare the proxy (config checks, CA) before the fork, while
+    // zerobox is still single-threaded; serve it once the sandbox hands
+    // back the listener.
+    let proxy = if resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty() {
+        let prepared = prepare_proxy(&resolved.policy, req)?;
+        let placeholders = prepared.placeholders();
+        for (name, placeholder) in &placeholders {
+            spec.env.retain(|(k, _)| k != name);
+            spec.env.push((name.clone(), placeholder.clone()));
+        }
+        Some(prepared)
+    } else {
+        None
+    };
+    if req.share_net {
+        eprintln!("zerobox: warning: --share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
+    }
     let opts = Options {
         strict: req.strict,
         debug: req.debug,
+        network: proxy.as_ref().map(|p| sandbox::NetworkRequest {
+            tmp_files: vec![(CA_BUNDLE.to_string(), p.ca_bundle_pem().into_bytes())],
+            env: network_env,
+        }),
+        share_net: req.share_net,
     };
-    let running = sandbox::spawn(&resolved.policy, &resolved.spec, &opts).map_err(|e| {
+    let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
         let code = match e.stage {
             sandbox::Stage::Exec if e.errno == libc::ENOENT => exit::NOT_FOUND,
             sandbox::Stage::Exec => exit::NOT_EXECUTABLE,
@@ -190,18 +229,159 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         let message = match e.stage {
             sandbox::Stage::Exec if e.errno == libc::ENOENT => format!(
                 "command not found inside the sandbox: {}",
-                resolved.spec.program.display()
+                spec.program.display()
             ),
             sandbox::Stage::Exec => format!(
                 "cannot execute {} inside the sandbox: {}",
-                resolved.spec.program.display(),
+                spec.program.display(),
                 e.message
             ),
             _ => e.message,
         };
         Fatal::new(code, message)
     })?;
-    Ok(running.wait())
+    // Serve the proxy. If this fails the command has no network at all
+    // (its only route out is this listener): fail closed, stop the run.
+    let handle = match (proxy, running.listener.take()) {
+        (Some(prepared), Some(listener)) => match prepared.serve(listener) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                running.kill();
+                return Err(Fatal::setup(format!("proxy: {e}")));
+            }
+        },
+        _ => None,
+    };
+    let code = running.wait();
+    if let Some(handle) = handle {
+        if let Some(line) = handle.shutdown().stderr_line() {
+            eprintln!("{line}");
+        }
+    }
+    Ok(code)
+}
+
+/// Where the proxy's CA bundle lands inside the sandbox's temp dir.
+const CA_BUNDLE: &str = "zerobox/ca-bundle.pem";
+
+fn network_env(port: u16, tmpdir: &Path) -> Vec<(String, String)> {
+    crate::proxy::sandbox_env(&format!("127.0.0.1:{port}"), &tmpdir.join(CA_BUNDLE))
+}
+
+/// Build the proxy from the policy and the network flags. Secret values
+/// are read here (from zerobox's environment, a file, or the command line)
+/// and live only in the proxy from now on.
+fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::PreparedProxy, Fatal> {
+    use crate::proxy::{self, Secret};
+    let mut secrets = Vec::new();
+    for spec in &policy.secrets {
+        if spec.hosts.is_empty() {
+            return Err(Fatal::usage(format!(
+                "secret {} is not bound to any host: add --secret-host {}=HOST (a secret never goes to all hosts)",
+                spec.name, spec.name
+            )));
+        }
+        let secret = match spec.from.as_deref() {
+            None => Secret::from_env(&spec.name, spec.hosts.clone()),
+            Some("inline") => {
+                eprintln!(
+                    "zerobox: warning: --secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
+                    spec.name, spec.name, spec.name
+                );
+                let value = req
+                    .inline_secrets
+                    .iter()
+                    .find(|(n, _)| *n == spec.name)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
+                Secret::from_value(&spec.name, value, spec.hosts.clone())
+            }
+            Some(from) if from.starts_with('@') => {
+                Secret::from_file(&spec.name, Path::new(&from[1..]), spec.hosts.clone())
+            }
+            Some(from) if from.starts_with("env:") => {
+                let var = &from[4..];
+                match std::env::var(var) {
+                    Ok(v) => Secret::from_value(&spec.name, v, spec.hosts.clone()),
+                    Err(_) => {
+                        return Err(Fatal::usage(format!(
+                            "secret {}: environment variable {var} is not set",
+                            spec.name
+                        )))
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(Fatal::usage(format!(
+                    "secret {}: unknown source {other:?} (expected @FILE or env:NAME)",
+                    spec.name
+                )))
+            }
+        }
+        .map_err(|e| Fatal::usage(e.to_string()))?;
+        secrets.push(secret);
+    }
+    // No other variable may carry a secret's real value into the sandbox.
+    for (k, v) in &policy.env {
+        if secrets.iter().any(|s| s.occurs_in(v)) && !secrets.iter().any(|s| s.name() == k) {
+            return Err(Fatal::usage(format!(
+                "environment variable {k} contains the value of a secret: drop it with --deny-env={k}"
+            )));
+        }
+    }
+    let mut resolve = Vec::new();
+    for r in &req.resolve {
+        resolve.push(proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?);
+    }
+    for ca in &req.ca_certs {
+        if !ca.is_file() {
+            return Err(Fatal::usage(format!(
+                "invalid --ca-cert {:?}: not a readable file",
+                ca.display().to_string()
+            )));
+        }
+    }
+    let ca_dir = data_dir().join("ca");
+    let upstream_proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    let config = proxy::ProxyConfig {
+        allow: policy.network.allow.clone(),
+        allow_any: policy.network.allow_any,
+        deny: policy.network.deny.clone(),
+        secrets,
+        resolve,
+        extra_ca_certs: req.ca_certs.clone(),
+        ca_dir,
+        net_log: req.net_log.clone(),
+        upstream_proxy,
+    };
+    proxy::prepare(config).map_err(|e| match e {
+        proxy::ProxyError::Tls(_) | proxy::ProxyError::Io(_) => Fatal::setup(format!("proxy: {e}")),
+        _ => Fatal::usage(e.to_string()),
+    })
+}
+
+/// zerobox's own data dir (the interception CA lives here):
+/// `$XDG_DATA_HOME/zerobox`, else `~/.local/share/zerobox`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| directories::BaseDirs::new().map(|b| b.data_dir().to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+        .join("zerobox")
+}
+
+/// zerobox's own config dir (trusted keys, trusted project files):
+/// `$XDG_CONFIG_HOME/zerobox`, else `~/.config/zerobox`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| directories::BaseDirs::new().map(|b| b.config_dir().to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+        .join("zerobox")
 }
 
 #[derive(Serialize)]
@@ -222,6 +402,8 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
     let opts = Options {
         strict: req.strict,
         debug: req.debug,
+        network: None,
+        share_net: req.share_net,
     };
     let enforcement =
         sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;

@@ -13,6 +13,5 @@ pub mod launcher;
 pub mod policy;
 #[cfg(feature = "wip-preset")]
 pub mod preset;
-#[cfg(feature = "wip-proxy")]
 pub mod proxy;
 pub mod sandbox;

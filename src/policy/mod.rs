@@ -133,6 +133,9 @@ pub struct Policy {
     pub network: NetworkPolicy,
     /// Host unix sockets that stay reachable.
     pub unix_sockets: Vec<PathBuf>,
+    /// Secrets the proxy injects (names, sources, hosts; never values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSpec>,
 }
 
 /// The network part of a policy. Until the proxy lands, any allow entry is
@@ -257,6 +260,7 @@ pub fn resolve(
     let mut env_set: BTreeMap<String, String> = BTreeMap::new();
     let mut network = NetworkPolicy::default();
     let mut unix_sockets = Vec::new();
+    let mut secrets: Vec<SecretSpec> = Vec::new();
 
     for layer in layers {
         let origin = &layer.origin;
@@ -300,6 +304,23 @@ pub fn resolve(
         for value in &layer.unix_sockets {
             unix_sockets.extend(ctx.expand(value, origin, false)?);
         }
+        // Secrets merge by name: hosts are a union, a later source wins.
+        for spec in &layer.secrets {
+            validate_env_pattern(&spec.name, origin)?;
+            match secrets.iter_mut().find(|s| s.name == spec.name) {
+                Some(existing) => {
+                    for h in &spec.hosts {
+                        if !existing.hosts.contains(h) {
+                            existing.hosts.push(h.clone());
+                        }
+                    }
+                    if spec.from.is_some() {
+                        existing.from = spec.from.clone();
+                    }
+                }
+                None => secrets.push(spec.clone()),
+            }
+        }
     }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
@@ -332,6 +353,7 @@ pub fn resolve(
         env_dropped,
         network,
         unix_sockets,
+        secrets,
     })
 }
 

@@ -106,10 +106,24 @@ pub struct Spec {
     pub cwd: PathBuf,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub strict: bool,
     pub debug: bool,
+    /// Network through zerobox's proxy: the sandbox gets a listener for it.
+    pub network: Option<NetworkRequest>,
+    /// Raw host networking (no network namespace, no TCP restriction).
+    pub share_net: bool,
+}
+
+/// What the proxy needs from the sandbox and gives to it.
+#[derive(Clone)]
+pub struct NetworkRequest {
+    /// Files to place in the sandbox's temp dir (e.g. `zerobox/ca.pem`).
+    pub tmp_files: Vec<(String, Vec<u8>)>,
+    /// Environment to add, given the proxy port and the sandbox's temp dir
+    /// (proxy variables, CA bundle paths).
+    pub env: fn(port: u16, tmpdir: &Path) -> Vec<(String, String)>,
 }
 
 /// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`),
@@ -232,6 +246,9 @@ pub struct Enforcement {
 /// A started sandbox.
 pub struct Running {
     started: linux::Started,
+    /// The proxy listener (network runs only): inside the sandbox's network
+    /// namespace, or on host loopback in the fallback.
+    pub listener: Option<std::net::TcpListener>,
     pub mode: Mode,
     cleanup: Cleanup,
 }
@@ -377,6 +394,7 @@ fn try_spawn(
 ) -> Result<Running, SandboxError> {
     let mut cleanup = Cleanup::default();
     let mut spec = spec.clone();
+    let abi = landlock_abi(sim);
     let tmpdir = match mode {
         Mode::Namespaces => PathBuf::from("/tmp"),
         Mode::LandlockOnly => {
@@ -387,12 +405,53 @@ fn try_spawn(
             dir
         }
     };
+    // Network: the proxy port. In the namespace any port is free (a fresh
+    // network namespace has nothing listening); in the fallback the
+    // listener is bound on host loopback here and Landlock lets the command
+    // connect to that port only.
+    let mut host_listener = None;
+    let mut proxy_port = None;
+    if let Some(net) = &opts.network {
+        let port = match mode {
+            Mode::Namespaces => 20000 + (rand::random::<u16>() % 40000),
+            Mode::LandlockOnly => {
+                if abi < 4 {
+                    return Err(SandboxError::new(
+                        Stage::Landlock,
+                        "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
+                    ));
+                }
+                let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| {
+                    SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
+                })?;
+                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                host_listener = Some(l);
+                port
+            }
+        };
+        proxy_port = Some(port);
+        for (k, v) in (net.env)(port, &tmpdir) {
+            spec.env.retain(|(key, _)| *key != k);
+            spec.env.push((k, v));
+        }
+        if mode == Mode::LandlockOnly {
+            for (name, content) in &net.tmp_files {
+                let path = tmpdir.join(name);
+                let r = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| std::fs::write(&path, content));
+                r.map_err(|e| {
+                    SandboxError::new(Stage::Internal, format!("write {}: {e}", path.display()))
+                })?;
+            }
+        }
+    }
     spec.env.retain(|(k, _)| k != "TMPDIR");
     spec.env
         .push(("TMPDIR".into(), tmpdir.display().to_string()));
     let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
     cleanup.placeholders = create_placeholders(&full);
-    let abi = landlock_abi(sim);
     let (program, argv, envp) = linux::c_strings(&spec)?;
     let steps = if mode == Mode::Namespaces {
         linux::mounts::plan(&full)
@@ -406,8 +465,8 @@ fn try_spawn(
         }
     }
     let seccomp = linux::seccomp::build(linux::seccomp::SocketRules {
-        deny_inet_udp: mode == Mode::LandlockOnly,
-        deny_inet: mode == Mode::LandlockOnly && !policy.network.wants_network(),
+        deny_inet_udp: mode == Mode::LandlockOnly && !opts.share_net,
+        deny_inet: mode == Mode::LandlockOnly && opts.network.is_none() && !opts.share_net,
     })
     .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
     let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
@@ -427,7 +486,8 @@ fn try_spawn(
         landlock: (abi > 0).then(|| linux::landlock::Request {
             abi,
             precise_writes: mode == Mode::LandlockOnly,
-            tcp_connect: Vec::new(),
+            tcp_connect: proxy_port.into_iter().collect(),
+            restrict_tcp: !opts.share_net,
         }),
         seccomp,
         program,
@@ -435,6 +495,12 @@ fn try_spawn(
         envp,
         cwd: spec.cwd.clone(),
         debug: opts.debug,
+        proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
+        share_net: opts.share_net,
+        tmp_files: match (&opts.network, mode) {
+            (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
+            _ => Vec::new(),
+        },
     };
     let started = linux::start(&prep).map_err(|mut e| {
         let _ = sys::set_sigmask(&prep.sigmask);
@@ -449,8 +515,15 @@ fn try_spawn(
         };
         e
     })?;
+    let listener = match mode {
+        Mode::Namespaces => None,
+        Mode::LandlockOnly => host_listener,
+    };
+    let mut started = started;
+    let listener = started.listener.take().or(listener);
     Ok(Running {
         started,
+        listener,
         mode,
         cleanup,
     })
@@ -513,6 +586,12 @@ fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
 impl Running {
     pub fn pid(&self) -> libc::pid_t {
         self.started.pid
+    }
+
+    /// Kill the sandbox (its PID 1 takes everything with it) and reap it.
+    pub fn kill(&self) {
+        let _ = sys::kill(self.started.pid, libc::SIGKILL);
+        let _ = sys::waitpid(self.started.pid, 0);
     }
 
     /// Relay signals until the sandbox exits; return its exit code.

@@ -33,8 +33,10 @@ pub struct Request {
     /// layer present, the masks and read-only binds enforce that part and
     /// the directory stays fully writable.
     pub precise_writes: bool,
-    /// TCP ports the command may connect to (the proxy's, later).
+    /// TCP ports the command may connect to (the proxy's).
     pub tcp_connect: Vec<u16>,
+    /// Handle TCP bind/connect at all (false only with `--share-net`).
+    pub restrict_tcp: bool,
 }
 
 /// One rule of the ruleset: a path and the rights granted beneath it.
@@ -138,7 +140,7 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(fs_all)
         .map_err(|e| format!("handle fs access: {e}"))?;
-    if req.abi >= 4 {
+    if req.abi >= 4 && req.restrict_tcp {
         ruleset = ruleset
             .handle_access(AccessNet::from_all(abi))
             .map_err(|e| format!("handle TCP access: {e}"))?;
@@ -181,7 +183,7 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| format!("rule for {}: {e}", g.path.display()))?;
     }
-    if req.abi >= 4 {
+    if req.abi >= 4 && req.restrict_tcp {
         for port in &req.tcp_connect {
             created = created
                 .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))

@@ -50,6 +50,15 @@ pub struct Prepared {
     pub envp: Vec<CString>,
     pub cwd: PathBuf,
     pub debug: bool,
+    /// Namespace mode with network: PID 1 binds the proxy's listener on
+    /// 127.0.0.1:PORT inside the sandbox's network namespace and hands the
+    /// descriptor to zerobox (SCM_RIGHTS), which serves it from the host.
+    pub proxy_port: Option<u16>,
+    /// `--share-net`: keep the host's network namespace.
+    pub share_net: bool,
+    /// Files PID 1 writes into the private /tmp before the command starts
+    /// (name relative to /tmp, content), e.g. the proxy's CA bundle.
+    pub tmp_files: Vec<(String, Vec<u8>)>,
     /// zerobox's signal mask before it blocked the relayed signals; the
     /// command gets it back.
     pub sigmask: libc::sigset_t,
@@ -62,6 +71,8 @@ pub struct Prepared {
 /// the command itself in fallback mode).
 pub struct Started {
     pub pid: libc::pid_t,
+    /// The proxy's listener from inside the network namespace, if asked for.
+    pub listener: Option<std::net::TcpListener>,
     /// Held open while zerobox lives; PID 1 exits when it sees it closed.
     pub _alive: OwnedFd,
 }
@@ -104,9 +115,12 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
     let (alive_r, alive_w) = sys::pipe_cloexec()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
+    let (fd_parent, fd_child) =
+        sys::socketpair().map_err(|e| SandboxError::new(Stage::Internal, format!("socketpair: {e}")))?;
     let uid = sys::getuid();
     let gid = sys::getgid();
     let flags = match prep.mode {
+        Mode::Namespaces if prep.share_net => NS_FLAGS & !libc::CLONE_NEWNET,
         Mode::Namespaces => NS_FLAGS,
         Mode::LandlockOnly => 0,
     };
@@ -117,8 +131,9 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         // Child. Never returns: exec or _exit.
         drop(status_r);
         drop(alive_w);
+        drop(fd_parent);
         let code = match prep.mode {
-            Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r),
+            Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r, fd_child),
             Mode::LandlockOnly => {
                 let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
                 if sys::peer_closed(alive_r.as_raw_fd()) {
@@ -131,6 +146,16 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     }
     drop(status_w);
     drop(alive_r);
+    drop(fd_child);
+    // The listener comes first (PID 1 sends it before starting the
+    // command); EOF instead means PID 1 failed, and the status pipe says why.
+    let listener = match prep.proxy_port {
+        Some(_) if prep.mode == Mode::Namespaces => sys::recv_fd(fd_parent.as_raw_fd())
+            .ok()
+            .map(std::net::TcpListener::from),
+        _ => None,
+    };
+    drop(fd_parent);
     // Wait for the status pipe: EOF = exec succeeded; data = a failure.
     let mut buf = Vec::new();
     let mut file = std::fs::File::from(status_r);
@@ -139,8 +164,17 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         let _ = sys::waitpid(pid, 0);
         return Err(decode_failure(&buf));
     }
+    if prep.proxy_port.is_some() && prep.mode == Mode::Namespaces && listener.is_none() {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, 0);
+        return Err(SandboxError::new(
+            Stage::Internal,
+            "the sandbox did not hand over the proxy listener",
+        ));
+    }
     Ok(Started {
         pid,
+        listener,
         _alive: alive_w,
     })
 }
@@ -168,7 +202,14 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
 
 /// PID 1 of the sandbox. Sets up the namespaces' view, starts the command,
 /// forwards signals to it, reaps everything, exits with its status.
-fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &OwnedFd) -> i32 {
+fn init_main(
+    prep: &Prepared,
+    uid: u32,
+    gid: u32,
+    status: &OwnedFd,
+    alive: &OwnedFd,
+    fd_channel: OwnedFd,
+) -> i32 {
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -210,7 +251,9 @@ fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &Owne
         );
     }
     let _ = sys::sethostname("zerobox");
-    if let Err(e) = sys::loopback_up() {
+    if prep.share_net {
+        // host network: nothing to bring up
+    } else if let Err(e) = sys::loopback_up() {
         return fail(
             Stage::Namespaces,
             "bring up lo",
@@ -218,6 +261,37 @@ fn init_main(prep: &Prepared, uid: u32, gid: u32, status: &OwnedFd, alive: &Owne
             e.raw_os_error().unwrap_or(0),
         );
     }
+
+    for (name, content) in &prep.tmp_files {
+        let path = std::path::Path::new("/tmp").join(name);
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&path, content));
+        if let Err(e) = r {
+            return fail(Stage::Internal, &format!("write {}", path.display()), &e, 0);
+        }
+    }
+    // The proxy's listening socket lives in our network namespace, where
+    // only lo exists; zerobox accepts on it from the host side. Nothing
+    // else in here can reach out: no relay, no second hop.
+    if let Some(port) = prep.proxy_port {
+        let listener = match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(
+                    Stage::Internal,
+                    &format!("bind the proxy listener on 127.0.0.1:{port}"),
+                    &e,
+                    0,
+                )
+            }
+        };
+        if let Err(e) = sys::send_fd(fd_channel.as_raw_fd(), listener.as_raw_fd()) {
+            return fail(Stage::Internal, "hand the proxy listener to zerobox", &e, 0);
+        }
+    }
+    drop(fd_channel);
 
     // Signals: block the ones we forward before forking, so none is lost
     // between fork and the wait loop; the command restores the mask.

@@ -1,0 +1,766 @@
+//! Forwarding one HTTP request upstream, and dialing upstream.
+//!
+//! Owns: hop-by-hop header handling, placeholder injection into the
+//! request target, header values (Basic auth decoded/re-encoded) and body,
+//! refusal of placeholders bound elsewhere, `Content-Length` fix-up,
+//! response redaction, WebSocket/`Upgrade` pass-through, upstream TLS, and
+//! chaining through a corporate proxy with `CONNECT`.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::host::Host;
+use super::log::Record;
+use super::policy::{Denial, Dest, Target};
+use super::secrets::{basic_auth, Forbidden, RedactPair, ScanBody, Scanner};
+use super::{BoxError, ProxyError, State};
+
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for an upstream's response head (slow APIs think first).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Bodies with a Content-Length up to this size are buffered when
+/// injection/redaction may change their length, so the exact length can be
+/// sent. Larger ones are streamed chunked.
+pub const BUFFER_CAP: usize = 4 * 1024 * 1024;
+const BUFFER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Something to speak HTTP or TLS over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A 403 for a refusal: `X-Zerobox-Denied: <reason>` and a short text body.
+pub fn deny_response(d: &Denial) -> Response<Body> {
+    let mut r = Response::new(full(d.message.clone()));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    let h = r.headers_mut();
+    h.insert(
+        "x-zerobox-denied",
+        HeaderValue::from_str(&d.reason).unwrap_or(HeaderValue::from_static("denied")),
+    );
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+pub fn error_response(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(full(format!("zerobox: {msg}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(msg) {
+        r.headers_mut().insert("x-zerobox-error", v);
+    }
+    r
+}
+
+/// The placeholder refusal, as a [`Denial`].
+pub fn placeholder_denial(host: &Host, port: u16, f: &Forbidden) -> Denial {
+    Denial {
+        reason: "secret-placeholder-to-unbound-host".into(),
+        message: format!(
+            "zerobox: refused: the request to {}:{port} carries the placeholder of secret {}, \
+             which is not bound to this host. Bind it with --secret-host {}={} if that is intended.\n",
+            host.authority(),
+            f.0,
+            f.0,
+            host.authority()
+        ),
+        key: format!("{} (secret {})", host.authority(), f.0),
+        host: host.authority(),
+        port,
+    }
+}
+
+/// `http://[user:pass@]host:port` to chain through.
+#[derive(Debug, Clone)]
+pub struct UpstreamProxy {
+    host: String,
+    port: u16,
+    /// Base64 `user:pass` for `Proxy-Authorization: Basic`.
+    auth: Option<String>,
+}
+
+impl UpstreamProxy {
+    pub fn parse(s: &str) -> Result<UpstreamProxy, ProxyError> {
+        let bad = || ProxyError::Io("upstream proxy: expected http://[user:pass@]host:port".into());
+        let rest = s
+            .trim()
+            .strip_prefix("http://")
+            .or_else(|| s.trim().strip_prefix("HTTP://"))
+            .unwrap_or(s.trim());
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h.to_string(), p.parse::<u16>().map_err(|_| bad())?)
+            }
+            _ => (hostport.to_string(), 80),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(bad());
+        }
+        let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+        let auth = auth.map(|a| base64::engine::general_purpose::STANDARD.encode(a.as_bytes()));
+        Ok(UpstreamProxy { host, port, auth })
+    }
+
+    async fn connect(&self, target: &Target) -> io::Result<TcpStream> {
+        let mut s = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream proxy connect timeout"))??;
+        let auth = format!("{}:{}", target.host.authority(), target.port);
+        let mut req = format!("CONNECT {auth} HTTP/1.1\r\nHost: {auth}\r\n");
+        if let Some(a) = &self.auth {
+            req.push_str(&format!("Proxy-Authorization: Basic {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await?;
+        // Read the response head byte by byte (nothing follows until we speak).
+        let mut head = Vec::new();
+        let read = async {
+            while !head.ends_with(b"\r\n\r\n") {
+                if head.len() > 16 * 1024 {
+                    return Err(io::Error::other("upstream proxy: response head too large"));
+                }
+                let b = s.read_u8().await?;
+                head.push(b);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, read)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream proxy timeout"))??;
+        let line = String::from_utf8_lossy(&head);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0);
+        if status != 200 {
+            return Err(io::Error::other(format!(
+                "upstream proxy refused CONNECT ({status})"
+            )));
+        }
+        Ok(s)
+    }
+}
+
+/// Open a TCP connection to a checked target (never re-resolving).
+pub async fn dial(state: &State, target: &Target) -> io::Result<TcpStream> {
+    match &target.dest {
+        Dest::ViaProxy => match &state.upstream_proxy {
+            Some(p) => p.connect(target).await,
+            None => Err(io::Error::other("no upstream proxy")),
+        },
+        Dest::Direct(addrs) => {
+            let mut last = io::Error::other("no address");
+            for a in addrs {
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
+                    Ok(Ok(s)) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok(s);
+                    }
+                    Ok(Err(e)) => last = e,
+                    Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timeout"),
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+/// Per-connection context for forwarded requests.
+pub struct Ctx {
+    pub target: Target,
+    /// Speak TLS to the upstream.
+    pub upstream_tls: bool,
+    /// `http` (forward proxy) or `intercept`.
+    pub kind: &'static str,
+    /// A connection already opened (e.g. by CONNECT) for the first request.
+    pub spare: Mutex<Option<TcpStream>>,
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let upgrade = h.get("upgrade").cloned();
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+    for n in named {
+        if n != "upgrade" {
+            h.remove(n.as_str());
+        }
+    }
+    if keep_upgrade {
+        if let Some(u) = upgrade {
+            h.insert("upgrade", u);
+            h.insert("connection", HeaderValue::from_static("upgrade"));
+        }
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key("upgrade")
+        && h.get_all("connection").iter().any(|v| {
+            v.to_str()
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
+                .unwrap_or(false)
+        })
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get("content-length")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Find a [`Forbidden`] in an error chain.
+fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(f) = err.downcast_ref::<Forbidden>() {
+            return Some(f.0.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Why header injection failed.
+#[derive(Debug)]
+enum HeaderFail {
+    Forbidden(Forbidden),
+    Invalid(String),
+}
+
+/// Substitute in headers (in place). Returns extra redaction pairs.
+fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<RedactPair>, HeaderFail> {
+    let mut extra = Vec::new();
+    let names: Vec<HeaderName> = h.keys().cloned().collect();
+    for name in names {
+        let values: Vec<HeaderValue> = h.get_all(&name).iter().cloned().collect();
+        let mut changed = false;
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            let mut bytes = v.as_bytes().to_vec();
+            if name == "authorization" {
+                if let Some((newv, pair)) =
+                    basic_auth(&bytes, scanner).map_err(HeaderFail::Forbidden)?
+                {
+                    bytes = newv;
+                    extra.push(pair);
+                    changed = true;
+                }
+            }
+            let replaced = scanner.apply(&bytes).map_err(HeaderFail::Forbidden)?;
+            if replaced[..] != bytes[..] {
+                changed = true;
+            }
+            let hv = HeaderValue::from_bytes(&replaced).map_err(|_| {
+                HeaderFail::Invalid(format!("secret value is not valid in header {name}"))
+            })?;
+            out.push(hv);
+        }
+        if changed {
+            h.remove(&name);
+            for v in out {
+                h.append(name.clone(), v);
+            }
+        }
+    }
+    Ok(extra)
+}
+
+fn redact_headers(h: &mut HeaderMap, redactor: &mut Scanner) {
+    let names: Vec<HeaderName> = h.keys().cloned().collect();
+    for name in names {
+        let values: Vec<HeaderValue> = h.get_all(&name).iter().cloned().collect();
+        let mut changed = false;
+        let mut out = Vec::new();
+        for v in values {
+            match redactor.apply(v.as_bytes()) {
+                Ok(r) if r[..] != v.as_bytes()[..] => {
+                    changed = true;
+                    out.push(HeaderValue::from_bytes(&r).unwrap_or(HeaderValue::from_static("")));
+                }
+                _ => out.push(v),
+            }
+        }
+        if changed {
+            h.remove(&name);
+            for v in out {
+                h.append(name.clone(), v);
+            }
+        }
+    }
+}
+
+async fn buffer(mut body: Body, cap: usize) -> Result<Bytes, BoxError> {
+    let read = async {
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if out.len() + data.len() > cap {
+                    return Err(Box::new(io::Error::other("body too large")) as BoxError);
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out.freeze())
+    };
+    match tokio::time::timeout(BUFFER_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Box::new(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "body read timed out",
+        ))),
+    }
+}
+
+/// Connect, TLS if needed, and hand back an HTTP sender.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Body>),
+    H2(hyper::client::conn::http2::SendRequest<Body>),
+}
+
+async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> io::Result<Sender> {
+    let spare = ctx.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let tcp = match spare {
+        Some(s) => s,
+        None => dial(state, &ctx.target).await?,
+    };
+    let (io, h2): (Box<dyn IoBox>, bool) = if ctx.upstream_tls {
+        let cfg = state.tls.client_config(h1_only);
+        let name = match &ctx.target.host {
+            Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            Host::Ip(a) => rustls_pki_types::ServerName::IpAddress((*a).into()),
+        };
+        let conn = tokio_rustls::TlsConnector::from(cfg);
+        let tls = tokio::time::timeout(TLS_TIMEOUT, conn.connect(name, tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream TLS timeout"))??;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        (Box::new(tls), h2)
+    } else {
+        (Box::new(tcp), false)
+    };
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H2(sender))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(Sender::H1(sender))
+    }
+}
+
+/// Object-safe Io for boxing.
+pub trait IoBox: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> IoBox for T {}
+
+fn authority(t: &Target, tls: bool) -> String {
+    let default = if tls { 443 } else { 80 };
+    if t.port == default {
+        t.host.authority()
+    } else {
+        format!("{}:{}", t.host.authority(), t.port)
+    }
+}
+
+fn deny(state: &State, rec: &mut Record, d: Denial) -> Response<Body> {
+    rec.decision = "deny";
+    rec.reason = Some(d.reason.clone());
+    state.log.write(rec.clone());
+    state.log.block(d.key.clone());
+    deny_response(&d)
+}
+
+/// [`forward`], boxed so the future's `Send` bound is checked here (the
+/// HTTP/2 server spawns it on the executor).
+pub fn forward_boxed(
+    state: Arc<State>,
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
+    Box::pin(forward(state, ctx, req))
+}
+
+/// Forward one request to `ctx.target`. The target is already authorized.
+pub async fn forward(
+    state: Arc<State>,
+    ctx: Arc<Ctx>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let t = &ctx.target;
+    let method = req.method().clone();
+    let mut rec = Record {
+        kind: ctx.kind,
+        method: Some(method.to_string()),
+        host: t.host.authority(),
+        port: t.port,
+        decision: "allow",
+        rule: Some(t.rule.clone()),
+        intercepted: ctx.kind == "intercept",
+        ..Default::default()
+    };
+    if let Dest::Direct(a) = &t.dest {
+        rec.addr = a.first().map(|a| a.to_string());
+    }
+
+    let have_secrets = !state.secrets.is_empty();
+    let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+    let bound_here = state.secrets.iter().any(|s| s.bound_to(&t.host, t.port));
+
+    // Request target (path + query).
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let pq = if have_secrets {
+        match scanner.apply(pq.as_bytes()) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
+        }
+    } else {
+        pq
+    };
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = if upgrade {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers, upgrade);
+    headers.remove("host");
+    let mut extra_redact = Vec::new();
+    if have_secrets {
+        match inject_headers(&mut headers, &mut scanner) {
+            Ok(x) => extra_redact = x,
+            Err(HeaderFail::Forbidden(f)) => {
+                return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f))
+            }
+            Err(HeaderFail::Invalid(msg)) => return error_response(StatusCode::BAD_GATEWAY, &msg),
+        }
+    }
+    if bound_here {
+        // Redaction needs to read responses: ask for them uncompressed.
+        headers.insert("accept-encoding", HeaderValue::from_static("identity"));
+    }
+
+    // Body.
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let body = if !have_secrets {
+        body
+    } else if scanner.changes_length()
+        && content_length(&headers).is_some_and(|n| n as usize <= BUFFER_CAP)
+    {
+        let data = match buffer(body, BUFFER_CAP).await {
+            Ok(d) => d,
+            Err(_) => {
+                return error_response(StatusCode::BAD_REQUEST, "could not read request body")
+            }
+        };
+        match scanner.apply(&data) {
+            Ok(out) => {
+                headers.insert("content-length", HeaderValue::from(out.len()));
+                full(out)
+            }
+            Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
+        }
+    } else {
+        let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+        if body_scanner.changes_length() {
+            headers.remove("content-length");
+        }
+        ScanBody::new(body, body_scanner).boxed()
+    };
+    rec.secrets = scanner.fired.clone();
+    rec.bytes_up = content_length(&headers).unwrap_or(0);
+
+    // Upstream.
+    let sender = match open_upstream(&state, &ctx, upgrade).await {
+        Ok(s) => s,
+        Err(e) => {
+            rec.reason = Some(format!("upstream: {e}"));
+            rec.status = Some(502);
+            state.log.write(rec);
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("upstream connection failed: {e}"),
+            );
+        }
+    };
+    let auth = authority(t, ctx.upstream_tls);
+    let scheme = if ctx.upstream_tls { "https" } else { "http" };
+    let mut builder = Request::builder().method(method.clone());
+    let uri_res = match &sender {
+        Sender::H1(_) => {
+            headers.insert(
+                "host",
+                HeaderValue::from_str(&auth).unwrap_or(HeaderValue::from_static("")),
+            );
+            pq.parse::<Uri>()
+        }
+        Sender::H2(_) => format!("{scheme}://{auth}{pq}").parse::<Uri>(),
+    };
+    let uri = match uri_res {
+        Ok(u) => u,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "request target is not a valid URI after injection",
+            )
+        }
+    };
+    builder = builder.uri(uri);
+    let mut out_req = match builder.body(body) {
+        Ok(r) => r,
+        Err(_) => return error_response(StatusCode::BAD_GATEWAY, "could not build request"),
+    };
+    *out_req.headers_mut() = headers;
+
+    let send = async {
+        match sender {
+            Sender::H1(mut s) => s.send_request(out_req).await,
+            Sender::H2(mut s) => s.send_request(out_req).await,
+        }
+    };
+    let mut resp = match tokio::time::timeout(RESPONSE_TIMEOUT, send).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            if let Some(name) = find_forbidden(&e) {
+                return deny(
+                    &state,
+                    &mut rec,
+                    placeholder_denial(&t.host, t.port, &Forbidden(name)),
+                );
+            }
+            rec.status = Some(502);
+            rec.reason = Some("upstream request failed".into());
+            state.log.write(rec);
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("upstream request failed: {e}"),
+            );
+        }
+        Err(_) => {
+            return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream response timed out")
+        }
+    };
+    rec.status = Some(resp.status().as_u16());
+
+    // Protocol switch (WebSocket): splice the two upgraded streams.
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_up) = client_upgrade {
+            let server_up = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(s)) = (client_up.await, server_up.await) {
+                    let mut c = TokioIo::new(c);
+                    let mut s = TokioIo::new(s);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                }
+            });
+        }
+        state.log.write(rec);
+        let (parts, _) = resp.into_parts();
+        let mut r = Response::from_parts(parts, empty());
+        redact_headers(
+            r.headers_mut(),
+            &mut Scanner::redactor(&state.secrets, &extra_redact),
+        );
+        return r;
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let body = if have_secrets {
+        let mut redactor = Scanner::redactor(&state.secrets, &extra_redact);
+        redact_headers(&mut parts.headers, &mut redactor);
+        let no_body = method == Method::HEAD
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        if no_body {
+            body
+        } else if content_length(&parts.headers).is_some_and(|n| n as usize <= BUFFER_CAP) {
+            match buffer(body, BUFFER_CAP).await {
+                Ok(d) => {
+                    let out = redactor.apply(&d).unwrap_or_default();
+                    parts
+                        .headers
+                        .insert("content-length", HeaderValue::from(out.len()));
+                    full(out)
+                }
+                Err(_) => {
+                    return error_response(StatusCode::BAD_GATEWAY, "could not read upstream body")
+                }
+            }
+        } else {
+            parts.headers.remove("content-length");
+            ScanBody::new(body, Scanner::redactor(&state.secrets, &extra_redact)).boxed()
+        }
+    } else {
+        body
+    };
+    rec.bytes_down = content_length(&parts.headers).unwrap_or(0);
+    state.log.write(rec);
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-foo"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-foo").is_none());
+        assert!(h.get("proxy-authorization").is_none());
+        assert!(h.get("x-keep").is_some());
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn upstream_proxy_parse() {
+        let p = UpstreamProxy::parse("http://user:pw@proxy.corp:3128/").unwrap();
+        assert_eq!(p.host, "proxy.corp");
+        assert_eq!(p.port, 3128);
+        assert_eq!(p.auth.as_deref(), Some("dXNlcjpwdw=="));
+        let p = UpstreamProxy::parse("proxy.corp").unwrap();
+        assert_eq!(p.port, 80);
+        let p = UpstreamProxy::parse("http://[::1]:8080").unwrap();
+        assert_eq!(p.host, "::1");
+    }
+
+    #[test]
+    fn header_injection_and_content_length() {
+        use std::sync::Arc;
+        let s = Arc::new(
+            super::super::Secret::from_value(
+                "K",
+                "real-key-value".into(),
+                vec!["a.example".into()],
+            )
+            .unwrap(),
+        );
+        let all = vec![s.clone()];
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_str(s.placeholder()).unwrap());
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode(format!("u:{}", s.placeholder()));
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Basic {b64}")).unwrap(),
+        );
+        let host = Host::parse("a.example").unwrap();
+        let mut sc = Scanner::outbound(&all, &host, 443);
+        let extra = inject_headers(&mut h, &mut sc).unwrap();
+        assert_eq!(h.get("x-api-key").unwrap(), "real-key-value");
+        let want = base64::engine::general_purpose::STANDARD.encode("u:real-key-value");
+        assert_eq!(
+            h.get("authorization").unwrap().to_str().unwrap(),
+            format!("Basic {want}")
+        );
+        assert_eq!(extra.len(), 1);
+        // Redaction of an echoed Authorization header restores the placeholder form.
+        let mut r = Scanner::redactor(&all, &extra);
+        let mut echoed = HeaderMap::new();
+        echoed.insert(
+            "x-echo",
+            HeaderValue::from_str(&format!("Basic {want}")).unwrap(),
+        );
+        redact_headers(&mut echoed, &mut r);
+        assert_eq!(
+            echoed.get("x-echo").unwrap().to_str().unwrap(),
+            format!("Basic {b64}")
+        );
+        // Unbound host: refused.
+        let mut h2 = HeaderMap::new();
+        h2.insert("x-api-key", HeaderValue::from_str(s.placeholder()).unwrap());
+        let mut sc = Scanner::outbound(&all, &Host::parse("evil.example").unwrap(), 443);
+        assert!(matches!(
+            inject_headers(&mut h2, &mut sc),
+            Err(HeaderFail::Forbidden(_))
+        ));
+    }
+}

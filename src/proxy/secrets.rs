@@ -1,0 +1,776 @@
+//! Secrets: the [`Secret`] type, placeholder generation, and the streaming
+//! scanner that swaps placeholders for real values on the way out, refuses
+//! placeholders headed to hosts they are not bound to, and swaps real values
+//! back to placeholders on the way in (response redaction).
+//!
+//! Owns: everything that touches a real secret value. Values live in
+//! `Zeroizing` buffers (wiped on drop); `Debug` never prints them; errors
+//! name secrets, never values. Bytes handed to hyper for the upstream request
+//! necessarily contain the value and are not wiped (documented limit).
+
+use std::fmt;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+use zeroize::Zeroizing;
+
+use super::host::{Host, HostPattern, Portless};
+use super::{BoxError, ProxyError};
+
+/// Prefix of every placeholder.
+pub const PLACEHOLDER_PREFIX: &str = "ZEROBOX_SECRET_";
+/// Shortest secret value accepted: shorter values would make response
+/// redaction rewrite ordinary text.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// A secret the proxy injects: a name, the real value (wiped on drop), a
+/// fresh random placeholder the sandbox sees instead, and the hosts the
+/// value may be sent to.
+pub struct Secret {
+    name: String,
+    value: Zeroizing<Vec<u8>>,
+    placeholder: String,
+    hosts: Vec<HostPattern>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("placeholder", &self.placeholder)
+            .field(
+                "hosts",
+                &self
+                    .hosts
+                    .iter()
+                    .map(|h| h.text.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), ProxyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProxyError::Secret(format!(
+            "invalid secret name {name:?} (letters, digits, '_'; not starting with a digit)"
+        )))
+    }
+}
+
+fn new_placeholder() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("{PLACEHOLDER_PREFIX}{}", hex::encode_upper(bytes))
+}
+
+impl Secret {
+    /// `--secret NAME`: the value is zerobox's own environment variable NAME.
+    pub fn from_env(name: &str, hosts: Vec<String>) -> Result<Secret, ProxyError> {
+        validate_name(name)?;
+        let v = std::env::var_os(name).ok_or_else(|| {
+            ProxyError::Secret(format!("secret {name}: environment variable is not set"))
+        })?;
+        let v = v.into_string().map_err(|_| {
+            ProxyError::Secret(format!("secret {name}: environment value is not UTF-8"))
+        })?;
+        Secret::from_value(name, v, hosts)
+    }
+
+    /// `--secret NAME=@FILE`: the value is the file's content, minus one
+    /// trailing newline (`\n` or `\r\n`).
+    pub fn from_file(name: &str, path: &Path, hosts: Vec<String>) -> Result<Secret, ProxyError> {
+        validate_name(name)?;
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            ProxyError::Secret(format!(
+                "secret {name}: cannot read {}: {e}",
+                path.display()
+            ))
+        })?);
+        let mut end = bytes.len();
+        if bytes[..end].ends_with(b"\n") {
+            end -= 1;
+            if bytes[..end].ends_with(b"\r") {
+                end -= 1;
+            }
+        }
+        Secret::from_bytes(name, Zeroizing::new(bytes[..end].to_vec()), hosts)
+    }
+
+    /// `--secret NAME=VALUE`.
+    /// Does the real value occur in `text`? (The launcher uses it to keep
+    /// the value out of every other environment variable.)
+    pub(crate) fn occurs_in(&self, text: &str) -> bool {
+        let v: &[u8] = &self.value;
+        !v.is_empty() && text.as_bytes().windows(v.len()).any(|w| w == v)
+    }
+
+    pub fn from_value(name: &str, value: String, hosts: Vec<String>) -> Result<Secret, ProxyError> {
+        let value = Zeroizing::new(value.into_bytes());
+        Secret::from_bytes(name, value, hosts)
+    }
+
+    fn from_bytes(
+        name: &str,
+        value: Zeroizing<Vec<u8>>,
+        hosts: Vec<String>,
+    ) -> Result<Secret, ProxyError> {
+        validate_name(name)?;
+        if value.len() < MIN_SECRET_LEN {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: value is shorter than {MIN_SECRET_LEN} bytes"
+            )));
+        }
+        if value.contains(&b'\n') || value.contains(&b'\r') || value.contains(&0) {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: value contains a newline or NUL byte"
+            )));
+        }
+        if hosts.is_empty() {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: no hosts given; a secret must be bound to at least one host"
+            )));
+        }
+        let hosts = hosts
+            .iter()
+            .map(|h| HostPattern::parse(h, Portless::Web))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Secret {
+            name: name.to_string(),
+            value,
+            placeholder: new_placeholder(),
+            hosts,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the sandbox sees instead of the value: `ZEROBOX_SECRET_` and 32
+    /// uppercase hex digits (128 random bits), new for every run.
+    pub fn placeholder(&self) -> &str {
+        &self.placeholder
+    }
+
+    /// The host patterns this secret may be sent to.
+    pub fn host_patterns(&self) -> &[HostPattern] {
+        &self.hosts
+    }
+
+    /// May this secret's value be sent to `host:port`?
+    pub fn bound_to(&self, host: &Host, port: u16) -> bool {
+        self.hosts.iter().any(|p| p.matches_host(host, port))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// What to do when a pattern is seen.
+enum Action {
+    Replace(Zeroizing<Vec<u8>>),
+    /// A placeholder headed somewhere its secret is not bound: stop.
+    Forbid,
+}
+
+struct Rule {
+    pat: Zeroizing<Vec<u8>>,
+    action: Action,
+    name: String,
+}
+
+/// Raised when a forbidden placeholder is seen. Names the secret only.
+#[derive(Debug)]
+pub struct Forbidden(pub String);
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "placeholder of secret {} sent to a host it is not bound to",
+            self.0
+        )
+    }
+}
+impl std::error::Error for Forbidden {}
+
+/// A streaming multi-pattern replacer. Feed chunks; matches that straddle
+/// chunk boundaries are found because a tail that could still become a
+/// match is carried to the next chunk.
+pub struct Scanner {
+    rules: Vec<Rule>,
+    carry: Zeroizing<Vec<u8>>,
+    /// Names of secrets whose patterns fired (for the log).
+    pub fired: Vec<String>,
+    changes_length: bool,
+}
+
+impl Scanner {
+    /// Outbound scanner for a request to `host:port`: placeholders of
+    /// secrets bound there become values; placeholders of all other
+    /// secrets are forbidden.
+    pub fn outbound(secrets: &[std::sync::Arc<Secret>], host: &Host, port: u16) -> Scanner {
+        let mut rules = Vec::new();
+        let mut changes_length = false;
+        for s in secrets {
+            let action = if s.bound_to(host, port) {
+                changes_length |= s.value.len() != s.placeholder.len();
+                Action::Replace(Zeroizing::new(s.value.to_vec()))
+            } else {
+                Action::Forbid
+            };
+            rules.push(Rule {
+                pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
+                action,
+                name: s.name.clone(),
+            });
+        }
+        Scanner::new(rules, changes_length)
+    }
+
+    /// Forbid-only scanner (a tunnel we do not intercept): any placeholder
+    /// at all stops the stream.
+    pub fn forbid_all(secrets: &[std::sync::Arc<Secret>]) -> Scanner {
+        let rules = secrets
+            .iter()
+            .map(|s| Rule {
+                pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
+                action: Action::Forbid,
+                name: s.name.clone(),
+            })
+            .collect();
+        Scanner::new(rules, false)
+    }
+
+    /// Inbound (response) scanner: every real value becomes its placeholder.
+    /// `extra` adds (real, shown) pairs, e.g. the re-encoded Basic header.
+    pub fn redactor(secrets: &[std::sync::Arc<Secret>], extra: &[RedactPair]) -> Scanner {
+        let mut rules: Vec<Rule> = secrets
+            .iter()
+            .map(|s| Rule {
+                pat: Zeroizing::new(s.value.to_vec()),
+                action: Action::Replace(Zeroizing::new(s.placeholder.as_bytes().to_vec())),
+                name: s.name.clone(),
+            })
+            .collect();
+        for (real, shown) in extra {
+            if real.len() >= MIN_SECRET_LEN {
+                rules.push(Rule {
+                    pat: Zeroizing::new(real.clone()),
+                    action: Action::Replace(Zeroizing::new(shown.clone())),
+                    name: "basic-auth".into(),
+                });
+            }
+        }
+        let n = rules.len();
+        Scanner::new(rules, n > 0)
+    }
+
+    fn new(mut rules: Vec<Rule>, changes_length: bool) -> Scanner {
+        // Longest first, so a value that contains another value wins.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.pat.len()));
+        rules.retain(|r| !r.pat.is_empty());
+        Scanner {
+            rules,
+            carry: Zeroizing::new(Vec::new()),
+            fired: Vec::new(),
+            changes_length,
+        }
+    }
+
+    /// Can output length differ from input length?
+    pub fn changes_length(&self) -> bool {
+        self.changes_length
+    }
+
+    fn note(&mut self, i: usize) {
+        let name = &self.rules[i].name;
+        if !self.fired.iter().any(|n| n == name) {
+            self.fired.push(name.clone());
+        }
+    }
+
+    /// Process one chunk. Returns the bytes that are final.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, Forbidden> {
+        if self.rules.is_empty() {
+            return Ok(Bytes::copy_from_slice(chunk));
+        }
+        let mut buf = Zeroizing::new(std::mem::take(&mut *self.carry));
+        buf.extend_from_slice(chunk);
+        let (out, keep_from) = self.scan(&buf, false)?;
+        self.carry.extend_from_slice(&buf[keep_from..]);
+        Ok(out)
+    }
+
+    /// End of stream: flush whatever is carried.
+    pub fn finish(&mut self) -> Result<Bytes, Forbidden> {
+        let buf = Zeroizing::new(std::mem::take(&mut *self.carry));
+        let (out, _) = self.scan(&buf, true)?;
+        Ok(out)
+    }
+
+    /// Detect-only (tunnels): the caller forwards `chunk` as is, nothing is
+    /// held back, but a tail is remembered so a placeholder split across
+    /// chunks is still seen.
+    pub fn detect(&mut self, chunk: &[u8]) -> Result<(), Forbidden> {
+        let Some(maxlen) = self.rules.iter().map(|r| r.pat.len()).max() else {
+            return Ok(());
+        };
+        let mut buf = Zeroizing::new(std::mem::take(&mut *self.carry));
+        buf.extend_from_slice(chunk);
+        self.scan(&buf, true)?;
+        let keep = buf.len().saturating_sub(maxlen - 1);
+        self.carry.extend_from_slice(&buf[keep..]);
+        Ok(())
+    }
+
+    /// Whole-buffer convenience (headers, URIs, buffered bodies).
+    pub fn apply(&mut self, data: &[u8]) -> Result<Bytes, Forbidden> {
+        let mut out = BytesMut::from(&self.feed(data)?[..]);
+        out.extend_from_slice(&self.finish()?);
+        Ok(out.freeze())
+    }
+
+    /// Scan `buf`; returns output and the index from which bytes must be
+    /// carried (a possible prefix of a pattern at the end).
+    fn scan(&mut self, buf: &[u8], last: bool) -> Result<(Bytes, usize), Forbidden> {
+        let mut out = BytesMut::with_capacity(buf.len());
+        let mut i = 0;
+        let mut emitted = 0;
+        'outer: while i < buf.len() {
+            let rest = &buf[i..];
+            let mut partial = false;
+            for r in 0..self.rules.len() {
+                let pat = &self.rules[r].pat;
+                if pat[0] != rest[0] {
+                    continue;
+                }
+                if rest.len() >= pat.len() {
+                    if rest[..pat.len()] == pat[..] {
+                        out.extend_from_slice(&buf[emitted..i]);
+                        let plen = pat.len();
+                        self.note(r);
+                        match &self.rules[r].action {
+                            Action::Replace(v) => out.extend_from_slice(v),
+                            Action::Forbid => {
+                                return Err(Forbidden(self.rules[r].name.clone()));
+                            }
+                        }
+                        i += plen;
+                        emitted = i;
+                        continue 'outer;
+                    }
+                } else if !last && pat.starts_with(rest) {
+                    partial = true;
+                }
+            }
+            if partial {
+                // Everything from i on might be the start of a match.
+                out.extend_from_slice(&buf[emitted..i]);
+                return Ok((out.freeze(), i));
+            }
+            i += 1;
+        }
+        out.extend_from_slice(&buf[emitted..]);
+        Ok((out.freeze(), buf.len()))
+    }
+}
+
+/// `(real bytes, what the client should see instead)` for redaction.
+pub type RedactPair = (Vec<u8>, Vec<u8>);
+
+/// Substitute in an `Authorization`/`Proxy-Authorization` style value that
+/// uses the Basic scheme: decode, scan, re-encode. Returns the new header
+/// value and, when it changed, `(real_b64, placeholder_b64)` so responses
+/// that echo the header can be redacted.
+pub fn basic_auth(
+    value: &[u8],
+    scanner: &mut Scanner,
+) -> Result<Option<(Vec<u8>, RedactPair)>, Forbidden> {
+    let s = match std::str::from_utf8(value) {
+        Ok(s) => s.trim(),
+        Err(_) => return Ok(None),
+    };
+    let Some((scheme, b64)) = s.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let b64 = b64.trim();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let Ok(decoded) = engine.decode(b64) else {
+        return Ok(None);
+    };
+    let decoded = Zeroizing::new(decoded);
+    let replaced = scanner.apply(&decoded)?;
+    if replaced[..] == decoded[..] {
+        return Ok(None);
+    }
+    let enc = engine.encode(&replaced);
+    let header = format!("{scheme} {enc}").into_bytes();
+    Ok(Some((header, (enc.into_bytes(), b64.as_bytes().to_vec()))))
+}
+
+/// A body whose data frames pass through a [`Scanner`]. Trailers pass
+/// unchanged (after any carried bytes are flushed).
+pub struct ScanBody {
+    inner: BoxBody<Bytes, BoxError>,
+    scanner: Scanner,
+    pending_trailers: Option<Frame<Bytes>>,
+    done: bool,
+    preserve_hint: bool,
+}
+
+impl ScanBody {
+    pub fn new(inner: BoxBody<Bytes, BoxError>, scanner: Scanner) -> ScanBody {
+        let preserve_hint = !scanner.changes_length();
+        ScanBody {
+            inner,
+            scanner,
+            pending_trailers: None,
+            done: false,
+            preserve_hint,
+        }
+    }
+}
+
+impl Body for ScanBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(t) = this.pending_trailers.take() {
+                this.done = true;
+                return Poll::Ready(Some(Ok(t)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => match this.scanner.feed(&data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        Err(f) => {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(Box::new(f))));
+                        }
+                    },
+                    Err(frame) => {
+                        match this.scanner.finish() {
+                            Ok(tail) if tail.is_empty() => {
+                                this.done = true;
+                                return Poll::Ready(Some(Ok(frame)));
+                            }
+                            Ok(tail) => {
+                                this.pending_trailers = Some(frame);
+                                return Poll::Ready(Some(Ok(Frame::data(tail))));
+                            }
+                            Err(f) => {
+                                this.done = true;
+                                return Poll::Ready(Some(Err(Box::new(f))));
+                            }
+                        };
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return match this.scanner.finish() {
+                        Ok(tail) if tail.is_empty() => Poll::Ready(None),
+                        Ok(tail) => Poll::Ready(Some(Ok(Frame::data(tail)))),
+                        Err(f) => Poll::Ready(Some(Err(Box::new(f)))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending_trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.preserve_hint {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn secret(name: &str, value: &str, hosts: &[&str]) -> Arc<Secret> {
+        Arc::new(
+            Secret::from_value(
+                name,
+                value.to_string(),
+                hosts.iter().map(|s| s.to_string()).collect(),
+            )
+            .unwrap(),
+        )
+    }
+    fn h(s: &str) -> Host {
+        Host::parse(s).unwrap()
+    }
+
+    #[test]
+    fn placeholder_shape_and_freshness() {
+        let a = secret("A", "value-a", &["a.example"]);
+        let b = secret("A", "value-a", &["a.example"]);
+        assert!(a.placeholder().starts_with(PLACEHOLDER_PREFIX));
+        assert_eq!(a.placeholder().len(), PLACEHOLDER_PREFIX.len() + 32);
+        assert_ne!(a.placeholder(), b.placeholder());
+    }
+
+    #[test]
+    fn debug_hides_value() {
+        let a = secret("TOKEN", "hunter2-super-secret", &["a.example"]);
+        let d = format!("{a:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("TOKEN"));
+    }
+
+    #[test]
+    fn construction_errors() {
+        assert!(Secret::from_value("A", "longvalue".into(), vec![]).is_err());
+        assert!(Secret::from_value("A", "abc".into(), vec!["x.example".into()]).is_err());
+        assert!(Secret::from_value("1A", "longvalue".into(), vec!["x.example".into()]).is_err());
+        assert!(Secret::from_value("A-B", "longvalue".into(), vec!["x.example".into()]).is_err());
+        assert!(Secret::from_value("A", "longvalue".into(), vec!["*".into()]).is_err());
+        let e = Secret::from_value("A", "a\nb-long".into(), vec!["x.example".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("a\nb-long"));
+        assert!(
+            Secret::from_env("ZEROBOX_TEST_SURELY_UNSET_VAR", vec!["x.example".into()]).is_err()
+        );
+    }
+
+    #[test]
+    fn from_file_trims_one_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tok");
+        std::fs::write(&p, "abcdef\n").unwrap();
+        let s = Secret::from_file("T", &p, vec!["x.example".into()]).unwrap();
+        assert_eq!(s.value(), b"abcdef");
+        // Only one newline is trimmed; a value with a newline left is refused.
+        std::fs::write(&p, "abcdef\n\n").unwrap();
+        assert!(Secret::from_file("T", &p, vec!["x.example".into()]).is_err());
+        std::fs::write(&p, "abcdef\r\n").unwrap();
+        let s = Secret::from_file("T", &p, vec!["x.example".into()]).unwrap();
+        assert_eq!(s.value(), b"abcdef");
+    }
+
+    #[test]
+    fn outbound_replace_and_forbid() {
+        let a = secret("A", "real-a-value", &["a.example"]);
+        let b = secret("B", "real-b-value", &["b.example"]);
+        let all = vec![a.clone(), b.clone()];
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let input = format!("x={}&y=1", a.placeholder());
+        assert_eq!(
+            &sc.apply(input.as_bytes()).unwrap()[..],
+            b"x=real-a-value&y=1"
+        );
+        assert_eq!(sc.fired, vec!["A".to_string()]);
+        // B's placeholder to A's host: laundering refused.
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let input = format!("x={}", b.placeholder());
+        let err = sc.apply(input.as_bytes()).unwrap_err();
+        assert_eq!(err.0, "B");
+        // Port outside the binding (no port = 80/443).
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 8443);
+        assert!(sc.apply(a.placeholder().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        let a = secret("A", "real-a-value", &["a.example"]);
+        let mut r = Scanner::redactor(std::slice::from_ref(&a), &[]);
+        let out = r.apply(b"echo: real-a-value real-a-valu").unwrap();
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            format!("echo: {} real-a-valu", a.placeholder())
+        );
+    }
+
+    #[test]
+    fn basic_auth_roundtrip() {
+        let a = secret("PW", "pa55word-real", &["a.example"]);
+        let all = vec![a.clone()];
+        let engine = base64::engine::general_purpose::STANDARD;
+        let hdr = format!(
+            "Basic {}",
+            engine.encode(format!("user:{}", a.placeholder()))
+        );
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let (new, (real_b64, shown_b64)) = basic_auth(hdr.as_bytes(), &mut sc).unwrap().unwrap();
+        let new = String::from_utf8(new).unwrap();
+        let dec = engine.decode(new.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(dec, b"user:pa55word-real");
+        assert_eq!(real_b64, new.strip_prefix("Basic ").unwrap().as_bytes());
+        assert_eq!(shown_b64, hdr.strip_prefix("Basic ").unwrap().as_bytes());
+        // Untouched when no placeholder; not Basic.
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        assert!(basic_auth(b"Basic dXNlcjpwdw==", &mut sc)
+            .unwrap()
+            .is_none());
+        assert!(basic_auth(b"Bearer xyz", &mut sc).unwrap().is_none());
+        // Unbound host: forbidden, even hidden in base64.
+        let mut sc = Scanner::outbound(&all, &h("evil.example"), 443);
+        assert!(basic_auth(hdr.as_bytes(), &mut sc).is_err());
+    }
+
+    fn run_chunks(sc: &mut Scanner, data: &[u8], cuts: &[usize]) -> Result<Vec<u8>, Forbidden> {
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for &c in cuts {
+            let c = c.clamp(prev, data.len());
+            out.extend_from_slice(&sc.feed(&data[prev..c])?);
+            prev = c;
+        }
+        out.extend_from_slice(&sc.feed(&data[prev..])?);
+        out.extend_from_slice(&sc.finish()?);
+        Ok(out)
+    }
+
+    #[test]
+    fn detect_across_chunks() {
+        let a = secret("A", "VALUE-A-123", &["a.example"]);
+        let all = vec![a.clone()];
+        let data = format!("xx{}yy", a.placeholder());
+        for i in 0..=data.len() {
+            let mut d = Scanner::forbid_all(&all);
+            let r1 = d.detect(&data.as_bytes()[..i]);
+            let r2 = d.detect(&data.as_bytes()[i..]);
+            assert!(r1.is_err() || r2.is_err(), "split {i}");
+        }
+        let mut d = Scanner::forbid_all(&all);
+        assert!(d.detect(b"ZEROBOX_SECRET_").is_ok());
+        assert!(d.detect(b"nothing").is_ok());
+    }
+
+    #[test]
+    fn every_split_point() {
+        let a = secret("A", "VALUE-A-123", &["a.example"]);
+        let all = vec![a.clone()];
+        let data = format!(
+            "pre {} mid {}{} post ZEROBOX_SECRET_",
+            a.placeholder(),
+            a.placeholder(),
+            a.placeholder()
+        );
+        let want = "pre VALUE-A-123 mid VALUE-A-123VALUE-A-123 post ZEROBOX_SECRET_";
+        for i in 0..=data.len() {
+            for j in i..=data.len() {
+                let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+                let out = run_chunks(&mut sc, data.as_bytes(), &[i, j]).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), want, "cuts {i},{j}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn split_anywhere(prefix in "[a-zA-Z0-9 _]{0,40}", suffix in "[a-zA-Z0-9 _]{0,40}",
+                          cuts in proptest::collection::vec(0usize..200, 0..6)) {
+            let a = secret("A", "s3cr3t-VALUE", &["a.example"]);
+            let all = vec![a.clone()];
+            let data = format!("{prefix}{}{suffix}{}", a.placeholder(), a.placeholder());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort();
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let out = run_chunks(&mut sc, data.as_bytes(), &cuts).unwrap();
+            let want = data.replace(a.placeholder(), "s3cr3t-VALUE");
+            prop_assert_eq!(String::from_utf8(out).unwrap(), want.clone());
+            // Redaction is the inverse, at any split.
+            let mut r = Scanner::redactor(&all, &[]);
+            let back = run_chunks(&mut r, want.as_bytes(), &cuts).unwrap();
+            prop_assert_eq!(String::from_utf8(back).unwrap(), data.clone());
+            // Forbidden anywhere, at any split.
+            let mut f = Scanner::forbid_all(&all);
+            prop_assert!(run_chunks(&mut f, data.as_bytes(), &cuts).is_err());
+        }
+
+        #[test]
+        fn passthrough_without_patterns(data in proptest::collection::vec(any::<u8>(), 0..300),
+                                        cut in 0usize..300) {
+            let a = secret("A", "s3cr3t-VALUE", &["a.example"]);
+            let all = vec![a];
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let cut = cut % (data.len() + 1);
+            let out = run_chunks(&mut sc, &data, &[cut]).unwrap();
+            // Random bytes cannot contain a 47-char placeholder.
+            prop_assert_eq!(out, data);
+        }
+    }
+
+    /// A body that yields the given frames, one per poll.
+    pub(crate) struct Chunks(pub std::collections::VecDeque<Bytes>);
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn scan_body_streams_and_flushes() {
+        use http_body_util::BodyExt;
+        let a = secret("A", "VALUE-A-123", &["a.example"]);
+        let all = vec![a.clone()];
+        let p = a.placeholder().as_bytes();
+        let chunks = Chunks(
+            vec![
+                Bytes::copy_from_slice(&p[..10]),
+                Bytes::copy_from_slice(&p[10..]),
+                Bytes::from_static(b"!ZEROBOX"),
+            ]
+            .into(),
+        );
+        let body = ScanBody::new(
+            chunks.boxed(),
+            Scanner::outbound(&all, &h("a.example"), 443),
+        );
+        let got = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"VALUE-A-123!ZEROBOX");
+    }
+}

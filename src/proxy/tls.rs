@@ -1,0 +1,382 @@
+//! TLS: the per-user interception CA, per-host leaf certificates, and the
+//! client configuration used to verify upstream servers.
+//!
+//! Owns: `ca_dir` layout (`ca.json`, 0600: key + cert + expiry; `ca.pem`,
+//! 0644: cert only, for people who want to look at or trust it), CA
+//! generation (ECDSA P-256, 365 days, path length 0, regenerated when it
+//! has less than 7 days left or cannot be read), the in-memory leaf cache,
+//! ALPN (h2 + http/1.1 to clients), and the root store for upstreams
+//! (webpki-roots + the system bundle + `--ca-cert` files).
+//!
+//! Every rustls config is built with the aws-lc-rs provider passed
+//! explicitly.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use super::host::Host;
+use super::ProxyError;
+
+/// Where Debian-family systems keep the system bundle.
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const CA_VALID_DAYS: i64 = 365;
+const CA_RENEW_BEFORE_DAYS: i64 = 7;
+const CA_FILE: &str = "ca.json";
+const CA_PEM: &str = "ca.pem";
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCa {
+    key_pem: String,
+    cert_pem: String,
+    /// Unix seconds.
+    not_after: i64,
+}
+
+impl Drop for StoredCa {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key_pem.zeroize();
+    }
+}
+
+fn tls_err(e: impl std::fmt::Display) -> ProxyError {
+    ProxyError::Tls(e.to_string())
+}
+
+fn ca_params(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "zerobox interception CA");
+    dn.push(DnType::OrganizationName, "zerobox (local, per-user)");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = not_before;
+    p.not_after = not_after;
+    p
+}
+
+/// The CA: an issuer for leaves plus its certificate PEM.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl Ca {
+    /// Load the CA from `dir`, creating or renewing it as needed.
+    pub fn load_or_create(dir: &Path) -> Result<Ca, ProxyError> {
+        create_private_dir(dir)?;
+        let path = dir.join(CA_FILE);
+        let now = OffsetDateTime::now_utc();
+        if let Ok(text) = std::fs::read_to_string(&path).map(Zeroizing::new) {
+            if let Ok(stored) = serde_json::from_str::<StoredCa>(&text) {
+                let renew_at = now + Duration::days(CA_RENEW_BEFORE_DAYS);
+                if stored.not_after > renew_at.unix_timestamp() {
+                    if let Ok(ca) = Ca::from_stored(&stored) {
+                        return Ok(ca);
+                    }
+                }
+            }
+        }
+        // Create (or replace an expired / unreadable one).
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
+        let not_before = now - Duration::hours(1);
+        let not_after = now + Duration::days(CA_VALID_DAYS);
+        let params = ca_params(not_before, not_after);
+        let cert = params.self_signed(&key).map_err(tls_err)?;
+        let stored = StoredCa {
+            key_pem: key.serialize_pem(),
+            cert_pem: cert.pem(),
+            not_after: not_after.unix_timestamp(),
+        };
+        let json = Zeroizing::new(serde_json::to_string(&stored).map_err(tls_err)?);
+        write_atomic(&path, json.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CA_PEM), stored.cert_pem.as_bytes(), 0o644)?;
+        Ca::from_stored(&stored)
+    }
+
+    fn from_stored(stored: &StoredCa) -> Result<Ca, ProxyError> {
+        let key = KeyPair::from_pem(&stored.key_pem).map_err(tls_err)?;
+        let cert_der = CertificateDer::from_pem_slice(stored.cert_pem.as_bytes())
+            .map_err(tls_err)?
+            .into_owned();
+        // Rebuild the issuer from the same subject and key: leaves name it
+        // as issuer and carry its key identifier.
+        let nb = OffsetDateTime::from_unix_timestamp(stored.not_after).map_err(tls_err)?;
+        let params = ca_params(nb - Duration::days(CA_VALID_DAYS), nb);
+        Ok(Ca {
+            issuer: Issuer::new(params, key),
+            cert_pem: stored.cert_pem.clone(),
+            cert_der,
+        })
+    }
+
+    /// Issue a leaf for `host`, valid 30 days (never past the CA).
+    fn leaf(
+        &self,
+        host: &Host,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ProxyError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, host.bare());
+        p.distinguished_name = dn;
+        p.subject_alt_names = vec![match host {
+            Host::Ip(a) => SanType::IpAddress(*a),
+            Host::Name(n) => SanType::DnsName(n.clone().try_into().map_err(tls_err)?),
+        }];
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::hours(1);
+        p.not_after = now + Duration::days(30);
+        let cert = p.signed_by(&key, &self.issuer).map_err(tls_err)?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![cert.der().clone(), self.cert_der.clone()], key_der))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ProxyError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ProxyError::Tls(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| ProxyError::Tls(format!("cannot stat {}: {e}", dir.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ProxyError::Tls(format!("cannot chmod {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Write via a temporary file and rename, so concurrent runs never see a
+/// half-written key.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProxyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ProxyError::Tls(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// Everything TLS the running proxy needs.
+pub struct TlsState {
+    pub ca: Ca,
+    leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    /// Upstream client configs: [h2 + http/1.1, http/1.1 only].
+    client_any: Arc<ClientConfig>,
+    client_h1: Arc<ClientConfig>,
+    /// The system CA bundle as read at start (empty if unreadable); the
+    /// bundle handed to the sandbox is this plus the zerobox CA.
+    /// (`--ca-cert` roots are for zerobox's own upstream checks only.)
+    pub system_bundle_pem: String,
+}
+
+impl TlsState {
+    pub fn new(ca_dir: &Path, extra_ca_certs: &[PathBuf]) -> Result<TlsState, ProxyError> {
+        let ca = Ca::load_or_create(ca_dir)?;
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let system_bundle_pem = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
+        for c in CertificateDer::pem_slice_iter(system_bundle_pem.as_bytes()).flatten() {
+            let _ = roots.add(c);
+        }
+        for path in extra_ca_certs {
+            let data = std::fs::read(path)
+                .map_err(|e| ProxyError::Tls(format!("--ca-cert {}: {e}", path.display())))?;
+            let mut n = 0;
+            for c in CertificateDer::pem_slice_iter(&data) {
+                let c =
+                    c.map_err(|e| ProxyError::Tls(format!("--ca-cert {}: {e}", path.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| ProxyError::Tls(format!("--ca-cert {}: {e}", path.display())))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(ProxyError::Tls(format!(
+                    "--ca-cert {}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+        }
+        let roots = Arc::new(roots);
+        let mk = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>, ProxyError> {
+            let mut c = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(tls_err)?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            c.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+            Ok(Arc::new(c))
+        };
+        Ok(TlsState {
+            ca,
+            leaves: Mutex::new(HashMap::new()),
+            client_any: mk(&[b"h2", b"http/1.1"])?,
+            client_h1: mk(&[b"http/1.1"])?,
+            system_bundle_pem,
+        })
+    }
+
+    /// Server config presenting a leaf for `host` (cached per host).
+    pub fn server_config(&self, host: &Host) -> Result<Arc<ServerConfig>, ProxyError> {
+        let key = host.bare();
+        if let Some(c) = self
+            .leaves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let (chain, key_der) = self.ca.leaf(host)?;
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(tls_err)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(tls_err)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+        self.leaves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, cfg.clone());
+        Ok(cfg)
+    }
+
+    pub fn client_config(&self, h1_only: bool) -> Arc<ClientConfig> {
+        if h1_only {
+            self.client_h1.clone()
+        } else {
+            self.client_any.clone()
+        }
+    }
+
+    /// System roots plus the zerobox CA, for `SSL_CERT_FILE` inside.
+    pub fn bundle_pem(&self) -> String {
+        let mut s = self.system_bundle_pem.clone();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str("# zerobox interception CA\n");
+        s.push_str(&self.ca.cert_pem);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("ca");
+        let a = Ca::load_or_create(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let kmode = std::fs::metadata(dir.join(CA_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(kmode, 0o600);
+        let b = Ca::load_or_create(&dir).unwrap();
+        assert_eq!(a.cert_pem, b.cert_pem, "CA reused across runs");
+        // Expired: regenerated.
+        let mut stored: StoredCa =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(CA_FILE)).unwrap()).unwrap();
+        stored.not_after = OffsetDateTime::now_utc().unix_timestamp() - 10;
+        std::fs::write(dir.join(CA_FILE), serde_json::to_string(&stored).unwrap()).unwrap();
+        let c = Ca::load_or_create(&dir).unwrap();
+        assert_ne!(a.cert_pem, c.cert_pem);
+        // Garbage: regenerated.
+        std::fs::write(dir.join(CA_FILE), "junk").unwrap();
+        assert!(Ca::load_or_create(&dir).is_ok());
+    }
+
+    #[test]
+    fn leaf_verifies_against_ca() {
+        let d = tempfile::tempdir().unwrap();
+        let st = TlsState::new(d.path(), &[]).unwrap();
+        let host = Host::parse("api.example.test").unwrap();
+        let cfg = st.server_config(&host).unwrap();
+        assert!(Arc::ptr_eq(&cfg, &st.server_config(&host).unwrap()));
+        let (chain, _) = st.ca.leaf(&host).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(st.ca.cert_der.clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        use rustls::client::danger::ServerCertVerifier;
+        let name = rustls_pki_types::ServerName::try_from("api.example.test").unwrap();
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &name,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
+            .unwrap();
+        let other = rustls_pki_types::ServerName::try_from("other.example.test").unwrap();
+        assert!(verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &other,
+                &[],
+                rustls_pki_types::UnixTime::now()
+            )
+            .is_err());
+        assert!(st.bundle_pem().contains(&st.ca.cert_pem));
+    }
+}

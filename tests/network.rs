@@ -1,0 +1,288 @@
+//! The network path end to end: the real binary, the proxy serving the
+//! listener handed out of the sandbox's network namespace, real clients
+//! inside (curl, python3), and stand-in upstreams on 127.0.0.1 reached
+//! through `--resolve`. Nothing here talks to any other address.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{scratch, zerobox, Run};
+
+/// A stand-in upstream: python3's http.server (HTTPS when given a cert).
+/// It answers every request with what it saw of the secret, without ever
+/// echoing a value: `key=match`, `key=placeholder`, or `key=other`.
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const UPSTREAM_PY: &str = r#"
+import http.server, ssl, sys, os
+expected = os.environ["EXPECTED"]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def judge(self, text):
+        if expected in text: return "match"
+        if "ZEROBOX_SECRET_" in text: return "placeholder"
+        return "other"
+    def reply(self, body):
+        n = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(n).decode() if n else ""
+        out = "header=%s path=%s body=%s\n" % (
+            self.judge(str(self.headers.get("Authorization"))),
+            self.judge(self.path), self.judge(data))
+        out = out.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def do_GET(self): self.reply("")
+    def do_POST(self): self.reply("")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+fn upstream(dir: &Path, expected: &str, tls: Option<(&Path, &Path)>) -> Upstream {
+    let script = dir.join("upstream.py");
+    std::fs::write(&script, UPSTREAM_PY).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).env("EXPECTED", expected);
+    if let Some((cert, key)) = tls {
+        cmd.arg(cert).arg(key);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("upstream port");
+    Upstream { child, port }
+}
+
+/// A test CA and a leaf for `host`, written as PEM files into `dir`.
+fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"));
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca, cert, key)
+}
+
+fn run(cwd: &Path, env: &[(&str, &str)], args: &[String]) -> Run {
+    let mut cmd = zerobox();
+    cmd.current_dir(cwd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.args(args).output().unwrap())
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The issue's acceptance case: the command sees a placeholder; the real
+/// value reaches only the bound host (HTTPS, intercepted with the zerobox
+/// CA, upstream verified against --ca-cert).
+#[test]
+fn secret_is_a_placeholder_inside_and_real_at_the_bound_host() {
+    let d = scratch();
+    let (ca, cert, key) = test_pki(d.path(), "api.openai.com");
+    let up = upstream(d.path(), "sk-test-value-123", Some((&cert, &key)));
+    let port = up.port.to_string();
+    let script = format!(
+        "echo $OPENAI_API_KEY; \
+         curl -sS -H \"Authorization: Bearer $OPENAI_API_KEY\" \"https://api.openai.com:{port}/v1/x?k=$OPENAI_API_KEY\"; \
+         curl -sS -X POST --data \"key=$OPENAI_API_KEY\" -H 'Content-Type: text/plain' https://api.openai.com:{port}/; \
+         cat /proc/self/environ | tr '\\0' '\\n' | grep -c sk-test-value-123"
+    );
+    let r = run(
+        d.path(),
+        &[("OPENAI_API_KEY", "sk-test-value-123")],
+        &[
+            "--secret".into(),
+            "OPENAI_API_KEY".into(),
+            "--secret-host".into(),
+            format!("OPENAI_API_KEY=api.openai.com:{port}"),
+            "--resolve".into(),
+            format!("api.openai.com:{port}:127.0.0.1"),
+            "--ca-cert".into(),
+            ca.display().to_string(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            script,
+        ],
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("ZEROBOX_SECRET_")), "{r:?}");
+    assert_eq!(lines.get(1), Some(&"header=match path=match body=other"), "{r:?}");
+    assert_eq!(lines.get(2), Some(&"header=other path=other body=match"), "{r:?}");
+    assert_eq!(lines.get(3), Some(&"0"), "real value in the environ: {r:?}");
+    assert!(!r.stdout.contains("sk-test-value-123") && !r.stderr.contains("sk-test-value-123"));
+}
+
+/// A placeholder sent to a host its secret is not bound to is refused,
+/// never forwarded.
+#[test]
+fn placeholder_to_an_unbound_host_is_refused() {
+    let d = scratch();
+    let up = upstream(d.path(), "sk-test-value-456", None);
+    let port = up.port.to_string();
+    let r = run(
+        d.path(),
+        &[("MY_KEY", "sk-test-value-456")],
+        &args(&[
+            "--secret", "MY_KEY",
+            "--secret-host", "MY_KEY=api.bound.test",
+            &format!("--allow-net=other.test:{port}"),
+            "--resolve", &format!("other.test:{port}:127.0.0.1"),
+            "--", "sh", "-c",
+            &format!("curl -s -o /dev/null -w '%{{http_code}}\\n' -H \"X-Key: $MY_KEY\" http://other.test:{port}/; curl -s http://other.test:{port}/plain"),
+        ]),
+    );
+    assert_eq!(r.stdout, "403\nheader=other path=other body=other\n", "{r:?}");
+}
+
+/// Hosts not allowed get 403 with the reason header, and the summary line.
+#[test]
+fn denied_host_gets_403_and_a_summary() {
+    let d = scratch();
+    let up = upstream(d.path(), "unused-value", None);
+    let port = up.port.to_string();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            &format!("--allow-net=ok.test:{port}"),
+            "--resolve", &format!("ok.test:{port}:127.0.0.1"),
+            "--", "sh", "-c",
+            &format!("curl -s -D - -o /dev/null http://evil.test:{port}/ | tr -d '\\r' | grep -i -E '^(HTTP|x-zerobox-denied)'; curl -s http://ok.test:{port}/"),
+        ]),
+    );
+    assert!(r.stdout.starts_with("HTTP/1.1 403"), "{r:?}");
+    assert!(r.stdout.to_lowercase().contains("x-zerobox-denied:"), "{r:?}");
+    assert!(r.stdout.ends_with("header=other path=other body=other\n"), "{r:?}");
+    assert!(r.stderr.contains("zerobox: blocked 1 connection: evil.test"), "{r:?}");
+    assert!(r.stderr.contains(&format!("--allow-net=evil.test:{port}")) || r.stderr.contains("--allow-net=evil.test"), "{r:?}");
+}
+
+/// A client that ignores the proxy variables cannot connect anywhere: the
+/// namespace has only lo, and Landlock allows TCP connect to the proxy port
+/// only.
+#[test]
+fn clients_ignoring_the_proxy_cannot_connect() {
+    let d = scratch();
+    let up = upstream(d.path(), "unused-value", None);
+    let port = up.port;
+    let py = format!(
+        "import socket\nfor h,p in [('127.0.0.1',{port}),('10.0.2.2',80)]:\n  s=socket.socket(); s.settimeout(2)\n  try:\n    s.connect((h,p)); print('CONNECTED')\n  except OSError as e:\n    print('refused')"
+    );
+    for sim in ["", "userns"] {
+        let mut env = vec![];
+        if !sim.is_empty() {
+            env.push(("ZEROBOX_SIMULATE_MISSING", sim));
+        }
+        let r = run(
+            d.path(),
+            &env,
+            &args(&["--allow-net", "--", "python3", "-c", &py]),
+        );
+        assert_eq!(r.stdout, "refused\nrefused\n", "mode {sim:?}: {r:?}");
+    }
+}
+
+/// The fallback (no user namespaces) still routes through the proxy.
+#[test]
+fn fallback_mode_network_goes_through_the_proxy() {
+    let d = scratch();
+    let up = upstream(d.path(), "unused-value", None);
+    let port = up.port.to_string();
+    let r = run(
+        d.path(),
+        &[("ZEROBOX_SIMULATE_MISSING", "userns")],
+        &args(&[
+            &format!("--allow-net=ok.test:{port}"),
+            "--resolve", &format!("ok.test:{port}:127.0.0.1"),
+            "--", "sh", "-c",
+            &format!("curl -s http://ok.test:{port}/; curl -s -o /dev/null -w '%{{http_code}}\\n' http://no.test:{port}/"),
+        ]),
+    );
+    assert_eq!(r.stdout, "header=other path=other body=other\n403\n", "{r:?}");
+}
+
+/// Secrets need a host binding; bad patterns are exit 2 with the value.
+#[test]
+fn network_flag_errors() {
+    let d = scratch();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--secret", "K", "--", "true"], "not bound to any host"),
+        (&["--secret-host", "K=a.test", "--", "true"], "no --secret K"),
+        (&["--allow-net=*.com", "--", "true"], "*.com"),
+        (&["--resolve", "nonsense", "--", "true"], "nonsense"),
+        (&["--secret", "UNSET_ZB_VAR", "--secret-host", "UNSET_ZB_VAR=a.test", "--", "true"], "UNSET_ZB_VAR"),
+    ];
+    for (a, want) in cases {
+        let r = run(d.path(), &[], &args(a));
+        assert_eq!(r.code, 2, "{a:?}: {r:?}");
+        assert!(r.stderr.contains(want), "{a:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{a:?}: {r:?}");
+    }
+}
+
+/// A secret given on the command line works but warns; its value never
+/// appears in the sandbox or in zerobox's messages.
+#[test]
+fn inline_secret_warns() {
+    let d = scratch();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&["--secret", "K=inline-secret-789", "--secret-host", "K=a.test", "--", "sh", "-c", "echo $K"]),
+    );
+    assert!(r.stdout.starts_with("ZEROBOX_SECRET_"), "{r:?}");
+    assert!(r.stderr.contains("visible to other users"), "{r:?}");
+    assert!(!r.stderr.contains("inline-secret-789"), "{r:?}");
+}
+
+/// The sandboxed command cannot read zerobox's interception CA key.
+#[test]
+fn ca_key_is_not_readable_inside() {
+    let d = scratch();
+    let data = d.path().join("data");
+    let r = run(
+        d.path(),
+        &[("XDG_DATA_HOME", data.to_str().unwrap())],
+        &args(&["--allow-net=a.test", "--", "sh", "-c", "ls -A $0/zerobox/ca 2>&1 | wc -l; cat $0/zerobox/ca/* 2>&1 | grep -c PRIVATE", data.to_str().unwrap()]),
+    );
+    assert!(data.join("zerobox/ca").is_dir(), "CA not created: {r:?}");
+    assert_eq!(r.stdout.lines().last(), Some("0"), "{r:?}");
+    let _ = std::io::stdout().flush();
+}

@@ -22,7 +22,8 @@ use crate::policy::{PolicyLayer, SecretSpec};
     name = "zerobox",
     version,
     about,
-    after_help = "Examples:\n  zerobox -- sh -c 'echo x > ~/f'        # refused: writes are denied\n  zerobox --allow-write=. -- touch f      # the cwd is writable\n  zerobox explain --allow-write=. -- make # show the resolved policy\n  zerobox doctor                          # what this machine enforces"
+    allow_external_subcommands = true,
+    after_help = "Examples:\n  zerobox -- sh -c 'echo x > ~/f'        # refused: writes are denied\n  zerobox --allow-write=. -- touch f      # the cwd is writable\n  zerobox explain --allow-write=. -- make # show the resolved policy\n  zerobox doctor                          # what this machine enforces\n  zerobox claude                          # Claude Code in its bundled preset\n  zerobox preset list                     # presets you can run"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -30,10 +31,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub sub: Option<Sub>,
-
-    /// The command to run and its arguments (after `--`).
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,10 +41,38 @@ pub enum Sub {
     Explain {
         #[command(flatten)]
         sandbox: Box<SandboxArgs>,
-        /// The command that would run (after `--`).
-        #[arg(last = true, value_name = "CMD")]
-        command: Vec<OsString>,
     },
+    /// Run a preset by name or file: `zerobox run NAME -- ARGS`.
+    Run {
+        #[command(flatten)]
+        sandbox: Box<SandboxArgs>,
+        /// The preset (name, NAME@VERSION, or a signed YAML file).
+        #[arg(value_name = "PRESET")]
+        preset: String,
+    },
+    /// Presets: list, show, schema, verify, keygen, sign, publish, pull, pin, update, trust-key.
+    Preset {
+        /// The preset subcommand and its arguments (`zerobox preset help`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Trust a project's .zerobox/ file (by content hash) so it may widen a policy.
+    Trust {
+        /// The file to trust (default: the project's lock and override files).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// `zerobox NAME [ARGS…]` runs the preset NAME.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 /// Every policy and run flag. Shared by the top level and `explain`.
@@ -117,6 +142,9 @@ pub struct SandboxArgs {
     /// Print the resolved policy and enforcing layers, run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Apply a preset or policy file (repeatable, merged left to right).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Vec<String>,
 }
 
 impl SandboxArgs {
@@ -189,15 +217,32 @@ impl SandboxArgs {
             .iter()
             .filter_map(|spec| {
                 let (name, v) = spec.split_once('=')?;
-                (!v.starts_with('@')).then(|| (name.to_string(), zeroize::Zeroizing::new(v.to_string())))
+                (!v.starts_with('@'))
+                    .then(|| (name.to_string(), zeroize::Zeroizing::new(v.to_string())))
             })
             .collect()
     }
 }
 
+/// Split argv at the first `--`: clap parses the flags and subcommands
+/// before it; what follows is the command (`zerobox [FLAGS] -- CMD`,
+/// `zerobox explain [FLAGS] -- CMD`, `zerobox run NAME -- ARGS`). A preset
+/// run (`zerobox NAME ARGS…`) takes everything after its name, `--` included.
+fn split_at_dashes(args: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>) {
+    match args.iter().position(|a| a == "--") {
+        Some(i) => {
+            let mut head = args;
+            let tail = head.split_off(i);
+            (head, Some(tail[1..].to_vec()))
+        }
+        None => (args, None),
+    }
+}
+
 /// Parse argv, run, and return the exit code. Never panics on bad input.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let (head, tail) = split_at_dashes(args);
+    let cli = match Cli::try_parse_from(head) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -210,7 +255,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return code;
         }
     };
-    match dispatch(cli) {
+    match dispatch(cli, tail) {
         Ok(code) => code,
         Err(fatal) => {
             eprintln!("zerobox: {}", fatal.message);
@@ -219,20 +264,42 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32, Fatal> {
+fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
+    // Re-attach what followed `--` for subcommands that take free arguments.
+    let with_tail = |mut args: Vec<OsString>| {
+        if let Some(t) = &tail {
+            args.push("--".into());
+            args.extend(t.iter().cloned());
+        }
+        args
+    };
+    let command = tail.clone().unwrap_or_default();
     match cli.sub {
         Some(Sub::Doctor) => Ok(launcher::doctor()),
-        Some(Sub::Explain { sandbox, command }) => {
+        Some(Sub::Preset { args }) => Ok(crate::preset::cli_main(with_tail(args))),
+        Some(Sub::Trust { args }) => Ok(crate::preset::trust_main(with_tail(args))),
+        Some(Sub::Explain { sandbox }) => {
+            if command.is_empty() {
+                return Err(Fatal::usage(
+                    "no command given: usage `zerobox explain [FLAGS] -- CMD [ARGS…]`",
+                ));
+            }
             let req = request(&sandbox, command)?;
             launcher::explain(&req)
         }
+        Some(Sub::Run { sandbox, preset }) => run_preset(&sandbox, &preset, command),
+        Some(Sub::External(mut argv)) => {
+            let name = argv.remove(0);
+            let name = name.to_string_lossy().into_owned();
+            run_preset(&cli.sandbox, &name, with_tail(argv))
+        }
         None => {
-            if cli.command.is_empty() {
+            if command.is_empty() {
                 return Err(Fatal::usage(
-                    "no command given: usage `zerobox [FLAGS] -- CMD [ARGS…]` (see `zerobox --help`)",
+                    "no command given: usage `zerobox [FLAGS] -- CMD [ARGS…]` or `zerobox PRESET [ARGS…]` (see `zerobox --help`)",
                 ));
             }
-            let req = request(&cli.sandbox, cli.command)?;
+            let req = request(&cli.sandbox, command)?;
             if cli.sandbox.dry_run {
                 launcher::explain(&req)
             } else {
@@ -242,14 +309,72 @@ fn dispatch(cli: Cli) -> Result<i32, Fatal> {
     }
 }
 
+fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
+    let cwd = match &args.cwd {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()
+            .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?,
+    };
+    crate::preset::PresetEnv::from_system(&cwd, args.strict)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))
+}
+
+/// `zerobox NAME [ARGS…]` / `zerobox run NAME -- ARGS`: the preset's layers,
+/// then `--profile`s, then the CLI flags; the preset's command with ARGS.
+fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i32, Fatal> {
+    let env = preset_env(args)?;
+    let is_file = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
+    if !is_file && !crate::preset::exists(name.split('@').next().unwrap_or(name), &env) {
+        let close = crate::preset::suggestions(name, &env);
+        let hint = if close.is_empty() {
+            " (run a program with `zerobox -- CMD`; list presets with `zerobox preset list`)"
+                .to_string()
+        } else {
+            format!(" (did you mean: {}?)", close.join(", "))
+        };
+        return Err(Fatal::usage(format!(
+            "no command or preset named {name}{hint}"
+        )));
+    }
+    let loaded =
+        crate::preset::load(name, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    if loaded.command.is_empty() {
+        return Err(Fatal::usage(format!(
+            "preset {name} is a building block without a command: use it with `--profile {name} -- CMD`"
+        )));
+    }
+    let mut command = vec![OsString::from(&loaded.command)];
+    command.extend(extra);
+    let mut req = request(args, command)?;
+    let mut layers = loaded.layers;
+    layers.append(&mut req.layers);
+    req.layers = layers;
+    if args.dry_run {
+        launcher::explain(&req)
+    } else {
+        launcher::run(&req)
+    }
+}
+
 fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fatal> {
     if args.no_sandbox && args.strict {
         return Err(Fatal::usage(
             "--no-sandbox and --strict contradict each other: pick one",
         ));
     }
+    // --profile layers come before the CLI's own layer (CLI flags last).
+    let mut layers = Vec::new();
+    if !args.profile.is_empty() {
+        let env = preset_env(args)?;
+        for p in &args.profile {
+            let loaded = crate::preset::load(p, &env)
+                .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+            layers.extend(loaded.layers);
+        }
+    }
+    layers.push(args.to_layer()?);
     Ok(RunRequest {
-        layers: vec![args.to_layer()?],
+        layers,
         command,
         cwd: args.cwd.clone(),
         no_sandbox: args.no_sandbox,
@@ -284,14 +409,37 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("zerobox").chain(args.iter().copied())).unwrap()
+        let argv: Vec<OsString> = std::iter::once("zerobox")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        Cli::try_parse_from(split_at_dashes(argv).0).unwrap()
     }
 
     #[test]
     fn comma_lists_and_repeats() {
         let cli = parse(&["--allow-write=a,b", "--allow-write", "c", "--", "true"]);
         assert_eq!(cli.sandbox.allow_write, ["a", "b", "c"]);
-        assert_eq!(cli.command, ["true"]);
+    }
+
+    #[test]
+    fn dashes_split_the_command_off() {
+        let argv = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let (head, tail) = split_at_dashes(argv(&["zerobox", "-C", "x", "--", "sh", "--", "y"]));
+        assert_eq!(head, argv(&["zerobox", "-C", "x"]));
+        assert_eq!(tail.unwrap(), argv(&["sh", "--", "y"]));
+        let (_, tail) = split_at_dashes(argv(&["zerobox", "claude", "-p", "hi"]));
+        assert!(tail.is_none());
+    }
+
+    #[test]
+    fn preset_names_are_external_subcommands() {
+        let cli = parse(&["--allow-write=~/notes", "claude", "--version"]);
+        assert_eq!(cli.sandbox.allow_write, ["~/notes"]);
+        match cli.sub {
+            Some(Sub::External(v)) => assert_eq!(v, ["claude", "--version"]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -309,9 +457,8 @@ mod tests {
     fn explain_takes_the_same_flags() {
         let cli = parse(&["explain", "--allow-write=.", "--", "make"]);
         match cli.sub {
-            Some(Sub::Explain { sandbox, command }) => {
+            Some(Sub::Explain { sandbox }) => {
                 assert_eq!(sandbox.allow_write, ["."]);
-                assert_eq!(command, ["make"]);
             }
             other => panic!("{other:?}"),
         }

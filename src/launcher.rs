@@ -281,6 +281,18 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
                 spec.name, spec.name
             )));
         }
+        let from_cli = req
+            .layers
+            .iter()
+            .any(|l| l.origin == "cli" && l.secrets.iter().any(|s| s.name == spec.name));
+        if spec.from.is_none() && std::env::var_os(&spec.name).is_none() && !from_cli {
+            // A preset's secret that this user does not have (e.g. an agent
+            // logged in with OAuth instead of an API key): nothing to inject.
+            if req.debug {
+                eprintln!("zerobox: debug: secret {} not set; not injected", spec.name);
+            }
+            continue;
+        }
         let secret = match spec.from.as_deref() {
             None => Secret::from_env(&spec.name, spec.hosts.clone()),
             Some("inline") => {

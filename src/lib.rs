@@ -11,7 +11,6 @@ pub mod cli;
 pub mod exit;
 pub mod launcher;
 pub mod policy;
-#[cfg(feature = "wip-preset")]
 pub mod preset;
 pub mod proxy;
 pub mod sandbox;

@@ -88,7 +88,11 @@ fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"));
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    );
     std::fs::write(&ca, ca_cert.pem()).unwrap();
     std::fs::write(&cert, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
@@ -142,9 +146,22 @@ fn secret_is_a_placeholder_inside_and_real_at_the_bound_host() {
         ],
     );
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines.first().is_some_and(|l| l.starts_with("ZEROBOX_SECRET_")), "{r:?}");
-    assert_eq!(lines.get(1), Some(&"header=match path=match body=other"), "{r:?}");
-    assert_eq!(lines.get(2), Some(&"header=other path=other body=match"), "{r:?}");
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("ZEROBOX_SECRET_")),
+        "{r:?}"
+    );
+    assert_eq!(
+        lines.get(1),
+        Some(&"header=match path=match body=other"),
+        "{r:?}"
+    );
+    assert_eq!(
+        lines.get(2),
+        Some(&"header=other path=other body=match"),
+        "{r:?}"
+    );
     assert_eq!(lines.get(3), Some(&"0"), "real value in the environ: {r:?}");
     assert!(!r.stdout.contains("sk-test-value-123") && !r.stderr.contains("sk-test-value-123"));
 }
@@ -168,7 +185,10 @@ fn placeholder_to_an_unbound_host_is_refused() {
             &format!("curl -s -o /dev/null -w '%{{http_code}}\\n' -H \"X-Key: $MY_KEY\" http://other.test:{port}/; curl -s http://other.test:{port}/plain"),
         ]),
     );
-    assert_eq!(r.stdout, "403\nheader=other path=other body=other\n", "{r:?}");
+    assert_eq!(
+        r.stdout, "403\nheader=other path=other body=other\n",
+        "{r:?}"
+    );
 }
 
 /// Hosts not allowed get 403 with the reason header, and the summary line.
@@ -188,10 +208,24 @@ fn denied_host_gets_403_and_a_summary() {
         ]),
     );
     assert!(r.stdout.starts_with("HTTP/1.1 403"), "{r:?}");
-    assert!(r.stdout.to_lowercase().contains("x-zerobox-denied:"), "{r:?}");
-    assert!(r.stdout.ends_with("header=other path=other body=other\n"), "{r:?}");
-    assert!(r.stderr.contains("zerobox: blocked 1 connection: evil.test"), "{r:?}");
-    assert!(r.stderr.contains(&format!("--allow-net=evil.test:{port}")) || r.stderr.contains("--allow-net=evil.test"), "{r:?}");
+    assert!(
+        r.stdout.to_lowercase().contains("x-zerobox-denied:"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.ends_with("header=other path=other body=other\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("zerobox: blocked 1 connection: evil.test"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!("--allow-net=evil.test:{port}"))
+            || r.stderr.contains("--allow-net=evil.test"),
+        "{r:?}"
+    );
 }
 
 /// A client that ignores the proxy variables cannot connect anywhere: the
@@ -235,7 +269,10 @@ fn fallback_mode_network_goes_through_the_proxy() {
             &format!("curl -s http://ok.test:{port}/; curl -s -o /dev/null -w '%{{http_code}}\\n' http://no.test:{port}/"),
         ]),
     );
-    assert_eq!(r.stdout, "header=other path=other body=other\n403\n", "{r:?}");
+    assert_eq!(
+        r.stdout, "header=other path=other body=other\n403\n",
+        "{r:?}"
+    );
 }
 
 /// Secrets need a host binding; bad patterns are exit 2 with the value.
@@ -244,10 +281,23 @@ fn network_flag_errors() {
     let d = scratch();
     let cases: &[(&[&str], &str)] = &[
         (&["--secret", "K", "--", "true"], "not bound to any host"),
-        (&["--secret-host", "K=a.test", "--", "true"], "no --secret K"),
+        (
+            &["--secret-host", "K=a.test", "--", "true"],
+            "no --secret K",
+        ),
         (&["--allow-net=*.com", "--", "true"], "*.com"),
         (&["--resolve", "nonsense", "--", "true"], "nonsense"),
-        (&["--secret", "UNSET_ZB_VAR", "--secret-host", "UNSET_ZB_VAR=a.test", "--", "true"], "UNSET_ZB_VAR"),
+        (
+            &[
+                "--secret",
+                "UNSET_ZB_VAR",
+                "--secret-host",
+                "UNSET_ZB_VAR=a.test",
+                "--",
+                "true",
+            ],
+            "UNSET_ZB_VAR",
+        ),
     ];
     for (a, want) in cases {
         let r = run(d.path(), &[], &args(a));
@@ -265,7 +315,16 @@ fn inline_secret_warns() {
     let r = run(
         d.path(),
         &[],
-        &args(&["--secret", "K=inline-secret-789", "--secret-host", "K=a.test", "--", "sh", "-c", "echo $K"]),
+        &args(&[
+            "--secret",
+            "K=inline-secret-789",
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            "echo $K",
+        ]),
     );
     assert!(r.stdout.starts_with("ZEROBOX_SECRET_"), "{r:?}");
     assert!(r.stderr.contains("visible to other users"), "{r:?}");
@@ -280,7 +339,14 @@ fn ca_key_is_not_readable_inside() {
     let r = run(
         d.path(),
         &[("XDG_DATA_HOME", data.to_str().unwrap())],
-        &args(&["--allow-net=a.test", "--", "sh", "-c", "ls -A $0/zerobox/ca 2>&1 | wc -l; cat $0/zerobox/ca/* 2>&1 | grep -c PRIVATE", data.to_str().unwrap()]),
+        &args(&[
+            "--allow-net=a.test",
+            "--",
+            "sh",
+            "-c",
+            "ls -A $0/zerobox/ca 2>&1 | wc -l; cat $0/zerobox/ca/* 2>&1 | grep -c PRIVATE",
+            data.to_str().unwrap(),
+        ]),
     );
     assert!(data.join("zerobox/ca").is_dir(), "CA not created: {r:?}");
     assert_eq!(r.stdout.lines().last(), Some("0"), "{r:?}");

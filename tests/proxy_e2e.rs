@@ -358,7 +358,7 @@ async fn allowed_denied_and_no_dns_for_denied() {
         "{line}"
     );
     assert!(
-        line.ends_with("allow with --allow-net=evil.example"),
+        line.contains("allow with --allow-net=evil.example,"),
         "{line}"
     );
 }

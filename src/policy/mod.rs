@@ -213,16 +213,20 @@ impl Policy {
 
     /// Every distinct rule path, shallowest first (parents before children).
     pub fn rule_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self.fs.iter().map(|r| r.path.clone()).collect();
-        paths.sort_by(|a, b| {
-            a.components()
-                .count()
-                .cmp(&b.components().count())
-                .then(a.cmp(b))
-        });
-        paths.dedup();
-        paths
+        parents_first(self.fs.iter().map(|r| r.path.clone()).collect())
     }
+}
+
+/// Sort paths shallowest first (parents before children), without repeats.
+pub fn parents_first(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths.sort_by(|a, b| {
+        a.components()
+            .count()
+            .cmp(&b.components().count())
+            .then(a.cmp(b))
+    });
+    paths.dedup();
+    paths
 }
 
 /// Is `path` equal to `base` or beneath it? Both absolute and normalised;

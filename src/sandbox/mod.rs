@@ -222,6 +222,28 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
             scan(&real, 5, &mut found);
         }
     }
+    // Well-known daemon sockets under $HOME (Docker Desktop, Colima, Lima,
+    // OrbStack, Rancher Desktop, rootless Podman): each is host root or
+    // close to it. Sockets elsewhere are not found (see threat-model.md).
+    for dir in [
+        ".docker",
+        ".colima",
+        ".lima",
+        ".orbstack",
+        ".rd",
+        ".local/share/containers",
+    ] {
+        let d = policy.home.join(dir);
+        if d.is_dir() {
+            scan(&d, 4, &mut found);
+        }
+    }
+    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let rt = PathBuf::from(rt);
+        if rt.is_absolute() && !rt.starts_with("/run/user") {
+            scan(&rt, 3, &mut found);
+        }
+    }
     if let Ok(sock) = std::env::var("SSH_AUTH_SOCK") {
         let p = PathBuf::from(sock);
         if p.is_absolute() && !p.starts_with("/tmp") {

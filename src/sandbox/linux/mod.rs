@@ -115,8 +115,8 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
     let (alive_r, alive_w) = sys::pipe_cloexec()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
-    let (fd_parent, fd_child) =
-        sys::socketpair().map_err(|e| SandboxError::new(Stage::Internal, format!("socketpair: {e}")))?;
+    let (fd_parent, fd_child) = sys::socketpair()
+        .map_err(|e| SandboxError::new(Stage::Internal, format!("socketpair: {e}")))?;
     let uid = sys::getuid();
     let gid = sys::getgid();
     let flags = match prep.mode {

@@ -6,7 +6,7 @@
 //! exactly what a run will mount; [`apply`] runs in the sandbox's PID 1,
 //! inside its own user and mount namespaces, before the command starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -57,7 +57,50 @@ enum View {
 
 /// The steps that turn the base view (everything read-only, private /tmp)
 /// into the policy's view. Parents come before children.
+///
+/// A protective step (mask or read-only bind) inside a writable place needs
+/// its ancestors up to that place pinned as mount points too: a mount point
+/// cannot be renamed (EBUSY), but a plain directory containing one can, and
+/// the mask would move along with it, leaving the denied path free to be
+/// recreated. So the plan is made twice: once to find the protective steps,
+/// then again with their ancestors pinned by writable self-binds.
 pub fn plan(policy: &Policy) -> Vec<Step> {
+    let first = plan_with(policy, &BTreeSet::new());
+    let mut pins = BTreeSet::new();
+    for step in &first {
+        if matches!(step, Step::BindRw { .. }) {
+            continue;
+        }
+        // Walk up from the protected path while the parent is writable
+        // host content that is not itself a mount point of ours.
+        let mut dir = step.path().parent();
+        while let Some(d) = dir {
+            let is_mount = first.iter().any(|s| s.path() == d) || d == Path::new("/tmp");
+            if is_mount
+                || !policy.effective(d).write
+                || d.starts_with("/tmp") && !under_bound(&first, d)
+            {
+                break;
+            }
+            pins.insert(d.to_path_buf());
+            dir = d.parent();
+        }
+    }
+    if pins.is_empty() {
+        first
+    } else {
+        plan_with(policy, &pins)
+    }
+}
+
+/// Is `d` inside a host path we bind (as opposed to the bare private /tmp)?
+fn under_bound(steps: &[Step], d: &Path) -> bool {
+    steps
+        .iter()
+        .any(|s| matches!(s, Step::BindRw { .. } | Step::BindRo { .. }) && d.starts_with(s.path()))
+}
+
+fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
     let mut applied: BTreeMap<PathBuf, View> = BTreeMap::new();
     applied.insert(
         PathBuf::from("/"),
@@ -67,8 +110,11 @@ pub fn plan(policy: &Policy) -> Vec<Step> {
         }),
     );
     applied.insert(PathBuf::from("/tmp"), View::Empty { writable: true });
+    let mut paths = policy.rule_paths();
+    paths.extend(pins.iter().cloned());
+    let paths = crate::policy::parents_first(paths);
     let mut steps = Vec::new();
-    for path in policy.rule_paths() {
+    for path in paths {
         if path == Path::new("/") || SYNTHETIC.iter().any(|s| path == Path::new(s)) {
             continue;
         }
@@ -84,7 +130,11 @@ pub fn plan(policy: &Policy) -> Vec<Step> {
         let want = policy.effective(&path);
         let meta = std::fs::symlink_metadata(&path).ok();
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let pinned = pins.contains(&path);
         let step = match (view, meta.is_some()) {
+            (View::Host(have), true) if have == want && pinned && want.write => {
+                Some(Step::BindRw { path: path.clone() })
+            }
             (View::Host(have), true) if have == want => None,
             (View::Host(_), true) if !want.read => Some(if is_dir {
                 Step::MaskDir { path: path.clone() }
@@ -393,6 +443,34 @@ mod tests {
                 },
                 Step::MaskDir {
                     path: root.join("p/secret")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn ancestors_of_protected_paths_are_pinned() {
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("p/a/b/secret")).unwrap();
+        let p = policy_in(&root, |l| {
+            l.write_allow.push("p".into());
+            l.read_deny.push("p/a/b/secret".into());
+        });
+        assert_eq!(
+            plan(&p),
+            vec![
+                Step::BindRw {
+                    path: root.join("p")
+                },
+                Step::BindRw {
+                    path: root.join("p/a")
+                },
+                Step::BindRw {
+                    path: root.join("p/a/b")
+                },
+                Step::MaskDir {
+                    path: root.join("p/a/b/secret")
                 },
             ]
         );

@@ -1,0 +1,454 @@
+//! Presets: signed, versioned YAML policies (`zerobox claude`, `--profile`).
+//!
+//! Data flows one way and every byte is verified before it is parsed:
+//!
+//! ```text
+//! bytes (bundled | cache | registry | local file)
+//!   ─► sign::verify_*  ─► VerifiedBytes (only the verifier builds one)
+//!   ─► schema::parse_preset ─► PresetDoc ─► PolicyLayer
+//! ```
+//!
+//! Overrides (user and project) are the user's own configuration and are
+//! parsed with the same schema (no name/version); a project file may only
+//! narrow a policy until the user trusts its exact content (`zerobox trust`).
+//!
+//! See `docs/presets.md` and `docs/registry.md`.
+
+mod bundled;
+mod cli;
+mod project;
+pub mod registry;
+pub mod schema;
+pub mod sign;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use crate::policy::PolicyLayer;
+
+pub use cli::{cli_main, trust_main};
+pub use schema::json_schema;
+pub use sign::VerifiedBytes;
+
+/// Largest preset or override file accepted (bytes).
+pub const MAX_PRESET_BYTES: usize = 256 * 1024;
+/// Largest registry index accepted (bytes).
+pub const MAX_INDEX_BYTES: usize = 4 * 1024 * 1024;
+/// Largest `.minisig` accepted (bytes).
+pub const MAX_SIG_BYTES: usize = 4 * 1024;
+/// Deepest `extends` chain.
+pub const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Every way loading, verifying or publishing a preset can fail. Messages
+/// name the file (and line:column when known), the value, and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    InvalidFile { file: String, message: String },
+    #[error("no preset named {name:?}{hint}")]
+    NotFound { name: String, hint: String },
+    #[error("invalid preset name {name:?}: names match ^[a-z0-9][a-z0-9-]{{0,63}}$ (lowercase letters, digits, '-')")]
+    BadName { name: String },
+    #[error("extends cycle: {chain}; remove one of these `extends` entries")]
+    Cycle { chain: String },
+    #[error("extends chain deeper than {MAX_EXTENDS_DEPTH} at {name:?}; flatten the presets")]
+    TooDeep { name: String },
+    #[error("signature check failed for {file}: {reason}")]
+    Signature { file: String, reason: String },
+    #[error("{file} is signed by key {key_id}, which is not trusted; if you trust its owner, run `zerobox preset trust-key KEY.pub`")]
+    UnknownKey { file: String, key_id: String },
+    #[error("{file}: {message}")]
+    Untrusted { file: String, message: String },
+    #[error("rollback refused for {what}: {message}")]
+    Rollback { what: String, message: String },
+    #[error("registry index {url} expired at {expires}; the registry must re-sign it (strict mode refuses a frozen index; without --strict it is used with a warning)")]
+    Expired { url: String, expires: String },
+    #[error("digest mismatch for {what}: expected sha256 {expected}, got {actual}")]
+    Digest {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{what} is larger than the {limit}-byte limit; refusing it")]
+    TooLarge { what: String, limit: usize },
+    #[error("pinned preset {name}@{version} (sha256 {sha256}) from {pin_file} was not found with that exact digest in the cache, the registry or the bundled presets; run `zerobox preset pin {name}@VERSION` again or restore the registry")]
+    PinNotFound {
+        name: String,
+        version: String,
+        sha256: String,
+        pin_file: String,
+    },
+    #[error("project file {file} widens the policy ({entry}); a project file may only narrow (deny) until you review and run `zerobox trust {file}`")]
+    Widening { file: String, entry: String },
+    #[error("registry {url}: {message}")]
+    Registry { url: String, message: String },
+    #[error("registry {url} unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PresetError {
+    /// The exit code for this error: 1 for verification and trust failures,
+    /// 2 for bad input and usage.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PresetError::Signature { .. }
+            | PresetError::UnknownKey { .. }
+            | PresetError::Untrusted { .. }
+            | PresetError::Rollback { .. }
+            | PresetError::Expired { .. }
+            | PresetError::Digest { .. }
+            | PresetError::PinNotFound { .. }
+            | PresetError::Widening { .. } => 1,
+            _ => 2,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        PresetError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Where presets, overrides, trust and cache live for one run.
+#[derive(Debug, Clone)]
+pub struct PresetEnv {
+    /// `$XDG_CONFIG_HOME/zerobox`: `config.yaml`, `keys/`, `trusted/`, `overrides/`.
+    pub config_dir: PathBuf,
+    /// `$XDG_CACHE_HOME/zerobox`: downloaded presets, indexes, highest-seen state.
+    pub cache_dir: PathBuf,
+    /// The directory holding `.zerobox/` (searched upward from the cwd to the
+    /// repository root), or the cwd when there is none.
+    pub project_dir: PathBuf,
+    /// Refuse what would otherwise be a warning (expired index, unsigned local file).
+    pub strict: bool,
+    /// Never touch the network (cache and bundled presets only).
+    pub offline: bool,
+}
+
+impl PresetEnv {
+    /// Directories from the XDG variables (via `directories`), the project
+    /// root from `cwd`. `ZEROBOX_OFFLINE=1` sets `offline`.
+    pub fn from_system(cwd: &Path, strict: bool) -> Result<Self, PresetError> {
+        let xdg = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        let dirs = directories::BaseDirs::new();
+        let config_base = xdg("XDG_CONFIG_HOME")
+            .or_else(|| dirs.as_ref().map(|d| d.config_dir().to_path_buf()))
+            .ok_or_else(|| {
+                PresetError::Other(
+                    "cannot find your home directory: set HOME or XDG_CONFIG_HOME".into(),
+                )
+            })?;
+        let cache_base = xdg("XDG_CACHE_HOME")
+            .or_else(|| dirs.as_ref().map(|d| d.cache_dir().to_path_buf()))
+            .ok_or_else(|| {
+                PresetError::Other(
+                    "cannot find your home directory: set HOME or XDG_CACHE_HOME".into(),
+                )
+            })?;
+        let offline = std::env::var_os("ZEROBOX_OFFLINE").is_some_and(|v| v == "1" || v == "true");
+        Ok(PresetEnv {
+            config_dir: config_base.join("zerobox"),
+            cache_dir: cache_base.join("zerobox"),
+            project_dir: project::find_project_dir(cwd),
+            strict,
+            offline,
+        })
+    }
+}
+
+/// A preset resolved into policy layers, ready for `policy::resolve`.
+#[derive(Debug, Clone)]
+pub struct LoadedPreset {
+    pub name: String,
+    pub version: semver::Version,
+    /// The program to run (found on PATH by the launcher); empty for a
+    /// building block that names no command.
+    pub command: String,
+    /// The `extends` chain in order, then the preset itself, then the user
+    /// override, then the project override. Each layer's `origin` names it.
+    pub layers: Vec<PolicyLayer>,
+}
+
+/// Load a preset by name (project pin → cache → registry → bundled) or from
+/// a file path (anything containing `/` or ending in `.yaml`/`.yml`), with
+/// its `extends` chain and the user and project overrides.
+pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetError> {
+    let mut resolver = registry::Resolver::new(env);
+    let root = if is_file_arg(name_or_file) {
+        resolver.load_file(Path::new(name_or_file))?
+    } else {
+        check_name(name_or_file)?;
+        resolver.load_named(name_or_file)?
+    };
+    let os = std::env::consts::OS;
+    let platforms: Vec<&str> = root
+        .doc
+        .platforms
+        .iter()
+        .map(|p| p.value.as_str())
+        .collect();
+    if !platforms.is_empty() && !platforms.contains(&os) {
+        return Err(PresetError::Other(format!(
+            "preset {} supports {} only, not {os}",
+            root.origin(),
+            platforms.join(", ")
+        )));
+    }
+    let mut layers = Vec::new();
+    let mut stack = vec![root.name.clone()];
+    for parent in &root.doc.extends {
+        collect_extends(&mut resolver, &parent.value, &mut stack, &mut layers)?;
+    }
+    layers.push(root.doc.to_layer(root.origin()));
+    // User override: the user's own file; may widen.
+    let user = env
+        .config_dir
+        .join("overrides")
+        .join(format!("{}.yaml", root.name));
+    if let Some(ov) = project::read_override(&user)? {
+        for parent in &ov.extends {
+            collect_extends(&mut resolver, &parent.value, &mut stack, &mut layers)?;
+        }
+        layers.push(ov.to_layer(format!("user override {}", tilde(&user))));
+    }
+    // Project override: narrowing only, unless trusted by hash.
+    let proj = env
+        .project_dir
+        .join(".zerobox")
+        .join("overrides")
+        .join(format!("{}.yaml", root.name));
+    if let Some((ov, trusted)) = project::read_project_override(&proj, env)? {
+        if trusted {
+            for parent in &ov.extends {
+                collect_extends(&mut resolver, &parent.value, &mut stack, &mut layers)?;
+            }
+        }
+        let rel = proj.strip_prefix(&env.project_dir).unwrap_or(&proj);
+        let label = if trusted { " (trusted)" } else { "" };
+        layers.push(ov.to_layer(format!("project {}{label}", rel.display())));
+    }
+    Ok(LoadedPreset {
+        name: root.name.clone(),
+        version: root.version.clone(),
+        command: root
+            .doc
+            .command
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default(),
+        layers,
+    })
+}
+
+fn collect_extends(
+    resolver: &mut registry::Resolver,
+    name: &str,
+    stack: &mut Vec<String>,
+    out: &mut Vec<PolicyLayer>,
+) -> Result<(), PresetError> {
+    if let Some(pos) = stack.iter().position(|n| n == name) {
+        let mut chain: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
+        chain.push(name);
+        return Err(PresetError::Cycle {
+            chain: chain.join(" -> "),
+        });
+    }
+    if stack.len() > MAX_EXTENDS_DEPTH {
+        return Err(PresetError::TooDeep { name: name.into() });
+    }
+    let p = resolver.load_named(name)?;
+    stack.push(name.to_string());
+    for parent in &p.doc.extends {
+        collect_extends(resolver, &parent.value, stack, out)?;
+    }
+    stack.pop();
+    let origin = p.origin();
+    if !out.iter().any(|l| l.origin == origin) {
+        out.push(p.doc.to_layer(origin));
+    }
+    Ok(())
+}
+
+/// Is `name` a preset that can be resolved (bundled, cached, pinned or in
+/// the cached registry index)? Never touches the network.
+pub fn exists(name: &str, env: &PresetEnv) -> bool {
+    if check_name(name).is_err() {
+        return false;
+    }
+    all_names(env).iter().any(|n| n == name)
+}
+
+/// The closest known preset names to `name` (edit distance ≤ 2 or a prefix).
+pub fn suggestions(name: &str, env: &PresetEnv) -> Vec<String> {
+    let mut scored: Vec<(usize, String)> = all_names(env)
+        .into_iter()
+        .filter_map(|n| {
+            let d = edit_distance(name, &n);
+            let close = d <= 2 || (name.len() >= 3 && n.starts_with(name));
+            close.then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().map(|(_, n)| n).take(3).collect()
+}
+
+fn all_names(env: &PresetEnv) -> Vec<String> {
+    let mut names: Vec<String> = bundled::BUNDLED
+        .iter()
+        .map(|b| b.name.to_string())
+        .collect();
+    names.extend(registry::cached_names(env));
+    if let Ok(Some(lock)) = project::read_lock(&env.project_dir) {
+        names.extend(lock.pins.into_iter().map(|p| p.name));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `^[a-z0-9][a-z0-9-]{0,63}$`
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), PresetError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(PresetError::BadName { name: name.into() })
+    }
+}
+
+pub(crate) fn is_file_arg(s: &str) -> bool {
+    s.contains('/') || s.ends_with(".yaml") || s.ends_with(".yml")
+}
+
+pub(crate) fn tilde(path: &Path) -> String {
+    if let Some(home) = std::env::var_os("HOME") {
+        if let Ok(rest) = path.strip_prefix(&home) {
+            return format!("~/{}", rest.display());
+        }
+    }
+    path.display().to_string()
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Write `bytes` to `path` atomically (temp file in the same directory, then
+/// rename), creating parent directories.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PresetError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| PresetError::io(dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PresetError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Read at most `limit` bytes of `path`; larger files are refused.
+pub(crate) fn read_capped(path: &Path, limit: usize) -> Result<Vec<u8>, PresetError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| PresetError::io(path, e))?;
+    let mut buf = Vec::new();
+    f.take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| PresetError::io(path, e))?;
+    if buf.len() > limit {
+        return Err(PresetError::TooLarge {
+            what: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["claude", "a", "0", "node-22", &"a".repeat(64)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "a_b",
+            "../x",
+            "a/b",
+            "a.b",
+            &"a".repeat(65),
+            "é",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn distance() {
+        assert_eq!(edit_distance("claud", "claude"), 1);
+        assert_eq!(edit_distance("codx", "codex"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,981 @@
+//! Preset sources and the registry protocol.
+//!
+//! Resolution order for a name: project pin → user cache (via the cached,
+//! re-verified index) → remote registry → bundled. A registry is a static
+//! tree (`index.yaml` + `.minisig`, `presets/NAME/VERSION.yaml` + `.minisig`)
+//! served over HTTPS or from a `file://` directory. See docs/registry.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::{parse_preset, Preset};
+use super::sign::{self, KeyRing, VerifiedBytes};
+use super::{
+    bundled, project, read_capped, sha256_hex, write_atomic, PresetEnv, PresetError,
+    MAX_INDEX_BYTES, MAX_PRESET_BYTES, MAX_SIG_BYTES,
+};
+
+/// `$XDG_CONFIG_HOME/zerobox/config.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Registry base URL (`https://…/` or `file:///…/`).
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Extra PEM root CA for the registry (also `ZEROBOX_REGISTRY_CA`).
+    #[serde(default)]
+    pub registry_ca: Option<String>,
+}
+
+pub fn read_config(env: &PresetEnv) -> Result<Config, PresetError> {
+    let path = env.config_dir.join("config.yaml");
+    if !path.exists() {
+        return Ok(Config::default());
+    }
+    let bytes = read_capped(&path, 64 * 1024)?;
+    super::yaml::parse(&bytes, &path.display().to_string())
+}
+
+/// The registry URL: `ZEROBOX_REGISTRY`, else `registry:` in config.yaml,
+/// else none (bundled presets only).
+pub fn registry_url(env: &PresetEnv) -> Result<Option<String>, PresetError> {
+    if let Some(v) = std::env::var_os("ZEROBOX_REGISTRY") {
+        let v = v.to_string_lossy().trim().to_string();
+        return Ok((!v.is_empty()).then_some(v));
+    }
+    Ok(read_config(env)?.registry)
+}
+
+fn extra_ca(env: &PresetEnv) -> Result<Option<PathBuf>, PresetError> {
+    if let Some(v) = std::env::var_os("ZEROBOX_REGISTRY_CA") {
+        return Ok(Some(PathBuf::from(v)));
+    }
+    Ok(read_config(env)?.registry_ca.map(PathBuf::from))
+}
+
+/// The signed index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Index {
+    #[serde(rename = "zerobox-index")]
+    pub schema: u32,
+    pub serial: u64,
+    /// RFC 3339; after it the index is frozen (warning; `--strict` refuses).
+    pub expires: String,
+    #[serde(default)]
+    pub presets: BTreeMap<String, BTreeMap<String, IndexEntry>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexEntry {
+    pub sha256: String,
+}
+
+impl Index {
+    pub fn latest(&self, name: &str) -> Option<(semver::Version, String)> {
+        self.presets
+            .get(name)?
+            .iter()
+            .filter_map(|(v, e)| Some((semver::Version::parse(v).ok()?, e.sha256.clone())))
+            .max_by(|a, b| a.0.cmp(&b.0))
+    }
+
+    pub fn to_yaml(&self) -> String {
+        let mut s = format!(
+            "# zerobox registry index; written by `zerobox preset publish`.\nzerobox-index: {}\nserial: {}\nexpires: \"{}\"\npresets:\n",
+            self.schema, self.serial, self.expires
+        );
+        if self.presets.is_empty() {
+            s = s.replace("presets:\n", "presets: {}\n");
+        }
+        for (name, versions) in &self.presets {
+            s.push_str(&format!("  {name}:\n"));
+            let mut vs: Vec<(&String, &IndexEntry)> = versions.iter().collect();
+            vs.sort_by_key(|(v, _)| semver::Version::parse(v).ok());
+            for (v, e) in vs {
+                s.push_str(&format!("    \"{v}\":\n      sha256: {}\n", e.sha256));
+            }
+        }
+        s
+    }
+
+    fn parse(v: &VerifiedBytes, signed_serial: u64) -> Result<Index, PresetError> {
+        let idx: Index = super::yaml::parse(v.bytes(), v.file())?;
+        let bad = |m: String| PresetError::InvalidFile {
+            file: v.file().to_string(),
+            message: m,
+        };
+        if idx.schema != 1 {
+            return Err(bad(format!(
+                "unsupported index schema {}; upgrade zerobox",
+                idx.schema
+            )));
+        }
+        if idx.serial != signed_serial {
+            return Err(bad(format!(
+                "serial {} differs from the signed serial {signed_serial}",
+                idx.serial
+            )));
+        }
+        parse_time(&idx.expires).map_err(|m| bad(format!("expires: {m}")))?;
+        for (name, versions) in &idx.presets {
+            if !super::valid_name(name) {
+                return Err(bad(format!(
+                    "invalid preset name {name:?} (path traversal or bad characters refused)"
+                )));
+            }
+            for (ver, e) in versions {
+                semver::Version::parse(ver)
+                    .map_err(|err| bad(format!("{name}: invalid version {ver:?} ({err})")))?;
+                if e.sha256.len() != 64 || !e.sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(bad(format!("{name}@{ver}: sha256 must be 64 hex digits")));
+                }
+            }
+        }
+        Ok(idx)
+    }
+}
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))
+}
+
+fn now_rfc3339(offset: Duration) -> String {
+    let t = time::OffsetDateTime::now_utc() + offset;
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// What the cache remembers to refuse rollbacks.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Seen {
+    #[serde(default)]
+    index: BTreeMap<String, SeenIndex>,
+    #[serde(default)]
+    presets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct SeenIndex {
+    serial: u64,
+    sha256: String,
+}
+
+fn seen_path(env: &PresetEnv) -> PathBuf {
+    env.cache_dir.join("seen.json")
+}
+
+fn read_seen(env: &PresetEnv) -> Seen {
+    std::fs::read(seen_path(env))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_seen(env: &PresetEnv, seen: &Seen) -> Result<(), PresetError> {
+    let bytes = serde_json::to_vec_pretty(seen).unwrap_or_default();
+    write_atomic(&seen_path(env), &bytes)
+}
+
+pub fn registry_key(url: &str) -> String {
+    sha256_hex(url.trim_end_matches('/').as_bytes())[..16].to_string()
+}
+
+pub fn cached_preset_path(env: &PresetEnv, name: &str, version: &str) -> PathBuf {
+    env.cache_dir
+        .join("presets")
+        .join(name)
+        .join(format!("{version}.yaml"))
+}
+
+/// Names in cached indexes (no network).
+pub fn cached_names(env: &PresetEnv) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(env.cache_dir.join("registries")) else {
+        return out;
+    };
+    let ring = KeyRing::load(env).ok();
+    for e in entries.flatten() {
+        let dir = e.path();
+        let (Ok(b), Ok(s)) = (
+            std::fs::read(dir.join("index.yaml")),
+            std::fs::read(dir.join("index.yaml.minisig")),
+        ) else {
+            continue;
+        };
+        let Some(ring) = ring.as_ref() else { continue };
+        if let Ok((v, serial)) = sign::verify_index(ring, b, &s, "cached index") {
+            if let Ok(idx) = Index::parse(&v, serial) {
+                out.extend(idx.presets.keys().cloned());
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- fetching
+
+pub enum Fetched {
+    NotModified,
+    Body {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
+}
+
+/// A registry endpoint: `file://` directory or HTTPS base URL.
+pub struct Remote {
+    pub url: String,
+    client: Option<reqwest::Client>,
+}
+
+impl Remote {
+    pub fn new(url: &str, env: &PresetEnv) -> Result<Self, PresetError> {
+        let url = url.trim().to_string();
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(PresetError::Usage(format!(
+                    "registry URL {url:?}: a file registry needs an absolute path, e.g. file:///srv/registry"
+                )));
+            }
+            return Ok(Remote { url, client: None });
+        }
+        if !url.starts_with("https://") {
+            return Err(PresetError::Usage(format!(
+                "registry URL {url:?}: expected https://HOST/PATH or file:///DIR (plain http is refused)"
+            )));
+        }
+        let client =
+            build_client(extra_ca(env)?.as_deref()).map_err(|m| PresetError::Registry {
+                url: url.clone(),
+                message: m,
+            })?;
+        Ok(Remote {
+            url,
+            client: Some(client),
+        })
+    }
+
+    fn join(&self, rel: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), rel)
+    }
+
+    /// Fetch `rel` (at most `limit` bytes), conditionally on `etag`.
+    pub fn fetch(
+        &self,
+        rel: &str,
+        limit: usize,
+        etag: Option<&str>,
+    ) -> Result<Fetched, PresetError> {
+        let url = self.join(rel);
+        let Some(client) = &self.client else {
+            let path = PathBuf::from(url.trim_start_matches("file://"));
+            if !path.exists() {
+                return Err(PresetError::Registry {
+                    url,
+                    message: "not found".into(),
+                });
+            }
+            let bytes = read_capped(&path, limit)?;
+            return Ok(Fetched::Body { bytes, etag: None });
+        };
+        let client = client.clone();
+        let etag = etag.map(str::to_string);
+        // Own thread and runtime: callers may or may not be inside tokio.
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PresetError::Other(format!("cannot start the fetch runtime: {e}")))?;
+            rt.block_on(fetch_https(&client, &url, limit, etag.as_deref()))
+        });
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(PresetError::Other("the fetch thread failed".into())))
+    }
+}
+
+fn build_client(extra_ca: Option<&Path>) -> Result<reqwest::Client, String> {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = extra_ca {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("cannot read the registry CA {}: {e}", ca.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("bad PEM in {}: {e}", ca.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("bad CA certificate in {}: {e}", ca.display()))?;
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let redirect = reqwest::redirect::Policy::custom(|attempt| {
+        let scheme = attempt.url().scheme().to_string();
+        if scheme != "https" {
+            attempt.error(format!("redirect to a {scheme}: URL refused (only https)"))
+        } else if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .https_only(true)
+        .redirect(redirect)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("zerobox/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build the HTTPS client: {e}"))
+}
+
+async fn fetch_https(
+    client: &reqwest::Client,
+    url: &str,
+    limit: usize,
+    etag: Option<&str>,
+) -> Result<Fetched, PresetError> {
+    let unreachable = |message: String| PresetError::Unreachable {
+        url: url.to_string(),
+        message,
+    };
+    let mut req = client.get(url);
+    if let Some(tag) = etag {
+        req = req.header("If-None-Match", tag);
+    }
+    let start = Instant::now();
+    let mut resp = req.send().await.map_err(|e| {
+        if e.is_redirect() {
+            PresetError::Registry {
+                url: url.to_string(),
+                message: error_chain(&e),
+            }
+        } else {
+            unreachable(error_chain(&e))
+        }
+    })?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::NotModified);
+    }
+    if status.is_server_error() {
+        return Err(unreachable(format!("HTTP {status}")));
+    }
+    if !status.is_success() {
+        return Err(PresetError::Registry {
+            url: url.to_string(),
+            message: format!("HTTP {status}"),
+        });
+    }
+    let too_large = || PresetError::TooLarge {
+        what: url.to_string(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let new_etag = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let total = resp.content_length();
+    let mut bytes = Vec::new();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+        if bar.is_none() && start.elapsed() > Duration::from_millis(300) {
+            let b = match total {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            b.set_message(format!("downloading {url}"));
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            b.set_position(bytes.len() as u64);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(Fetched::Body {
+        bytes,
+        etag: new_etag,
+    })
+}
+
+/// An error with its sources (reqwest's top-level messages are terse).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+// --------------------------------------------------------------- resolving
+
+/// Loads named presets from every source, verifying each.
+pub struct Resolver<'a> {
+    env: &'a PresetEnv,
+    ring: Option<KeyRing>,
+    loaded: BTreeMap<String, Preset>,
+    index: Option<Option<(Index, String)>>,
+    warned: bool,
+}
+
+fn warn(msg: &str) {
+    eprintln!("zerobox: warning: {msg}");
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(env: &'a PresetEnv) -> Self {
+        Resolver {
+            env,
+            ring: None,
+            loaded: BTreeMap::new(),
+            index: None,
+            warned: false,
+        }
+    }
+
+    fn ring(&mut self) -> Result<&KeyRing, PresetError> {
+        if self.ring.is_none() {
+            self.ring = Some(KeyRing::load(self.env)?);
+        }
+        Ok(self.ring.as_ref().expect("set above"))
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Result<Preset, PresetError> {
+        let env = self.env;
+        let v = sign::verify_local(self.ring()?, env, path)?;
+        parse_preset(&v)
+    }
+
+    pub fn bundled(&mut self, name: &str) -> Result<Option<Preset>, PresetError> {
+        let Some(b) = bundled::find(name) else {
+            return Ok(None);
+        };
+        let v = sign::verify_preset(
+            self.ring()?,
+            b.yaml.to_vec(),
+            b.sig,
+            &format!("bundled presets/{name}.yaml"),
+            "bundled",
+            Some((name, None)),
+        )?;
+        parse_preset(&v).map(Some)
+    }
+
+    pub fn load_named(&mut self, name: &str) -> Result<Preset, PresetError> {
+        super::check_name(name)?;
+        if let Some(p) = self.loaded.get(name) {
+            return Ok(p.clone());
+        }
+        let p = if let Some((pin, lock)) = project::trusted_pin(self.env, name)? {
+            self.load_pinned(&pin, &lock)?
+        } else {
+            let from_registry = match self.latest_from_registry(name) {
+                Err(PresetError::Unreachable { url, message }) => {
+                    self.warn_once(&format!(
+                        "registry {url} unreachable ({message}); using cached and bundled presets"
+                    ));
+                    None
+                }
+                other => other?,
+            };
+            let bundled = self.bundled(name)?;
+            match (from_registry, bundled) {
+                (Some(r), Some(b)) if b.version > r.version => b,
+                (Some(r), _) => r,
+                (None, Some(b)) => b,
+                (None, None) => {
+                    let s = super::suggestions(name, self.env);
+                    let hint = if s.is_empty() {
+                        "; `zerobox preset list` shows the known presets".to_string()
+                    } else {
+                        format!("; did you mean {}?", s.join(", "))
+                    };
+                    return Err(PresetError::NotFound {
+                        name: name.into(),
+                        hint,
+                    });
+                }
+            }
+        };
+        self.loaded.insert(name.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// The registry's index (remote when reachable, else the cached copy),
+    /// verified, rollback- and expiry-checked. `None` without a registry.
+    pub fn index(&mut self) -> Result<Option<(Index, String)>, PresetError> {
+        if let Some(i) = &self.index {
+            return Ok(i.clone());
+        }
+        let Some(url) = registry_url(self.env)? else {
+            self.index = Some(None);
+            return Ok(None);
+        };
+        let idx = self.fetch_index(&url)?;
+        self.index = Some(idx.clone());
+        Ok(idx)
+    }
+
+    fn fetch_index(&mut self, url: &str) -> Result<Option<(Index, String)>, PresetError> {
+        let env = self.env;
+        let dir = env.cache_dir.join("registries").join(registry_key(url));
+        let cached_bytes = std::fs::read(dir.join("index.yaml")).ok();
+        let cached_sig = std::fs::read(dir.join("index.yaml.minisig")).ok();
+        let cached_etag = std::fs::read_to_string(dir.join("index.etag")).ok();
+        let have_cache = cached_bytes.is_some() && cached_sig.is_some();
+
+        let mut fresh: Option<(Vec<u8>, Vec<u8>, Option<String>)> = None;
+        if !env.offline {
+            let remote = Remote::new(url, env)?;
+            let etag = if have_cache {
+                cached_etag.as_deref()
+            } else {
+                None
+            };
+            match remote.fetch("index.yaml", MAX_INDEX_BYTES, etag) {
+                Ok(Fetched::NotModified) => {}
+                Ok(Fetched::Body { bytes, etag }) => {
+                    let sig = match remote.fetch("index.yaml.minisig", MAX_SIG_BYTES, None)? {
+                        Fetched::Body { bytes, .. } => bytes,
+                        Fetched::NotModified => {
+                            return Err(PresetError::Registry {
+                                url: url.into(),
+                                message: "unexpected 304 for index.yaml.minisig".into(),
+                            })
+                        }
+                    };
+                    fresh = Some((bytes, sig, etag));
+                }
+                Err(PresetError::Unreachable { message, .. }) => {
+                    self.warn_once(&format!(
+                        "registry {url} unreachable ({message}); using the cached index and bundled presets"
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let idx = match (fresh, cached_bytes, cached_sig) {
+            (Some((b, s, etag)), _, _) => {
+                // Verified and rollback-checked before anything is cached.
+                let (idx, _) = self.verify_and_check_index(url, b.clone(), &s)?;
+                write_atomic(&dir.join("index.yaml"), &b)?;
+                write_atomic(&dir.join("index.yaml.minisig"), &s)?;
+                match etag {
+                    Some(t) => write_atomic(&dir.join("index.etag"), t.as_bytes())?,
+                    None => {
+                        let _ = std::fs::remove_file(dir.join("index.etag"));
+                    }
+                }
+                idx
+            }
+            // The cached copy is verified again on every use.
+            (None, Some(b), Some(s)) => self.verify_and_check_index(url, b, &s)?.0,
+            _ => return Ok(None),
+        };
+        // Expiry (freeze attack): warn, strict refuses.
+        let expires = parse_time(&idx.expires).map_err(PresetError::Other)?;
+        if expires < time::OffsetDateTime::now_utc() {
+            if env.strict {
+                return Err(PresetError::Expired {
+                    url: url.into(),
+                    expires: idx.expires.clone(),
+                });
+            }
+            self.warn_once(&format!(
+                "registry index {url} expired at {}; it may be frozen by an attacker (use --strict to refuse)",
+                idx.expires
+            ));
+        }
+        Ok(Some((idx, url.to_string())))
+    }
+
+    fn warn_once(&mut self, msg: &str) {
+        if !self.warned {
+            warn(msg);
+            self.warned = true;
+        }
+    }
+
+    /// Verify an index, refuse a serial lower than seen (or the same serial
+    /// with other content), remember the new highest.
+    fn verify_and_check_index(
+        &mut self,
+        url: &str,
+        bytes: Vec<u8>,
+        sig: &[u8],
+    ) -> Result<(Index, u64), PresetError> {
+        let env = self.env;
+        let (v, serial) =
+            sign::verify_index(self.ring()?, bytes, sig, &format!("{url}/index.yaml"))?;
+        let idx = Index::parse(&v, serial)?;
+        let mut seen = read_seen(env);
+        let key = registry_key(url);
+        if let Some(prev) = seen.index.get(&key) {
+            if serial < prev.serial {
+                return Err(PresetError::Rollback {
+                    what: format!("registry index {url}"),
+                    message: format!(
+                        "serial {serial} is older than serial {} already seen",
+                        prev.serial
+                    ),
+                });
+            }
+            if serial == prev.serial && v.sha256() != prev.sha256 {
+                return Err(PresetError::Rollback {
+                    what: format!("registry index {url}"),
+                    message: format!("serial {serial} was already seen with other content"),
+                });
+            }
+        }
+        if seen.index.get(&key).is_none_or(|p| p.serial < serial) {
+            seen.index.insert(
+                key,
+                SeenIndex {
+                    serial,
+                    sha256: v.sha256().to_string(),
+                },
+            );
+            write_seen(env, &seen)?;
+        }
+        Ok((idx, serial))
+    }
+
+    fn latest_from_registry(&mut self, name: &str) -> Result<Option<Preset>, PresetError> {
+        let Some((idx, url)) = self.index()? else {
+            return Ok(None);
+        };
+        let Some((version, sha)) = idx.latest(name) else {
+            return Ok(None);
+        };
+        let mut seen = read_seen(self.env);
+        if let Some(prev) = seen
+            .presets
+            .get(name)
+            .and_then(|v| semver::Version::parse(v).ok())
+        {
+            if version < prev {
+                return Err(PresetError::Rollback {
+                    what: format!("preset {name}"),
+                    message: format!("the registry offers {version} but {prev} was already seen"),
+                });
+            }
+        }
+        let p = self.fetch_version(&url, name, &version, &sha)?;
+        if seen
+            .presets
+            .get(name)
+            .and_then(|v| semver::Version::parse(v).ok())
+            .is_none_or(|prev| prev < version)
+        {
+            seen.presets.insert(name.to_string(), version.to_string());
+            write_seen(self.env, &seen)?;
+        }
+        Ok(Some(p))
+    }
+
+    /// One exact version: from the cache when its digest matches, else
+    /// downloaded, verified and cached (atomically).
+    pub fn fetch_version(
+        &mut self,
+        url: &str,
+        name: &str,
+        version: &semver::Version,
+        sha: &str,
+    ) -> Result<Preset, PresetError> {
+        let env = self.env;
+        let path = cached_preset_path(env, name, &version.to_string());
+        let sig_path = sign::sig_path_of(&path);
+        if let (Ok(b), Ok(s)) = (
+            read_capped(&path, MAX_PRESET_BYTES),
+            read_capped(&sig_path, MAX_SIG_BYTES),
+        ) {
+            if sha256_hex(&b) == sha {
+                let v = sign::verify_preset(
+                    self.ring()?,
+                    b,
+                    &s,
+                    &path.display().to_string(),
+                    "cache",
+                    Some((name, Some(version))),
+                )?;
+                return parse_preset(&v);
+            }
+        }
+        if env.offline {
+            return Err(PresetError::Unreachable {
+                url: url.into(),
+                message: format!("{name}@{version} is not cached and zerobox is offline"),
+            });
+        }
+        let remote = Remote::new(url, env)?;
+        let rel = format!("presets/{name}/{version}.yaml");
+        let body = |f: Fetched| match f {
+            Fetched::Body { bytes, .. } => Ok(bytes),
+            Fetched::NotModified => Err(PresetError::Registry {
+                url: url.into(),
+                message: "unexpected 304".into(),
+            }),
+        };
+        let bytes = body(remote.fetch(&rel, MAX_PRESET_BYTES, None)?)?;
+        let sig = body(remote.fetch(&format!("{rel}.minisig"), MAX_SIG_BYTES, None)?)?;
+        let file = format!("{}/{rel}", url.trim_end_matches('/'));
+        let v = sign::verify_preset(
+            self.ring()?,
+            bytes.clone(),
+            &sig,
+            &file,
+            url,
+            Some((name, Some(version))),
+        )?;
+        if v.sha256() != sha {
+            return Err(PresetError::Digest {
+                what: file,
+                expected: sha.into(),
+                actual: v.sha256().into(),
+            });
+        }
+        let p = parse_preset(&v)?;
+        write_atomic(&path, &bytes)?;
+        write_atomic(&sig_path, &sig)?;
+        Ok(p)
+    }
+
+    fn load_pinned(&mut self, pin: &project::Pin, lock: &Path) -> Result<Preset, PresetError> {
+        let version =
+            semver::Version::parse(&pin.version).map_err(|e| PresetError::Other(e.to_string()))?;
+        let matches = |p: &Preset, key: Option<&str>| {
+            p.sha256 == pin.sha256 && key.is_none_or(|k| k == pin.key)
+        };
+        // cache
+        let path = cached_preset_path(self.env, &pin.name, &pin.version);
+        if let (Ok(b), Ok(s)) = (
+            read_capped(&path, MAX_PRESET_BYTES),
+            read_capped(&sign::sig_path_of(&path), MAX_SIG_BYTES),
+        ) {
+            if sha256_hex(&b) == pin.sha256 {
+                if let Ok(v) = sign::verify_preset(
+                    self.ring()?,
+                    b,
+                    &s,
+                    &path.display().to_string(),
+                    "cache",
+                    Some((&pin.name, Some(&version))),
+                ) {
+                    let key = v.key_id().map(str::to_string);
+                    if let Ok(p) = parse_preset(&v) {
+                        if matches(&p, key.as_deref()) {
+                            return Ok(p);
+                        }
+                    }
+                }
+            }
+        }
+        // registry named by the pin
+        if pin.registry != "bundled" && !self.env.offline {
+            // Any failure (unreachable, other digest, bad signature) means
+            // this source does not hold the pinned content: try the next.
+            if let Ok(p) =
+                self.fetch_version(&pin.registry.clone(), &pin.name, &version, &pin.sha256)
+            {
+                if matches(&p, None) {
+                    return Ok(p);
+                }
+            }
+        }
+        // bundled
+        if let Some(b) = bundled::find(&pin.name) {
+            if sha256_hex(b.yaml) == pin.sha256 {
+                if let Some(p) = self.bundled(&pin.name)? {
+                    if matches(&p, None) {
+                        return Ok(p);
+                    }
+                }
+            }
+        }
+        Err(PresetError::PinNotFound {
+            name: pin.name.clone(),
+            version: pin.version.clone(),
+            sha256: pin.sha256.clone(),
+            pin_file: lock.display().to_string(),
+        })
+    }
+
+    /// Key id that signed a loaded preset (for pins).
+    pub fn key_id_of(&mut self, p: &Preset) -> Result<String, PresetError> {
+        // Re-verify from its source bytes is not needed: every source is
+        // signed; look the signature up where the bytes came from.
+        let sig: Vec<u8> = if p.source == "bundled" {
+            bundled::find(&p.name)
+                .map(|b| b.sig.to_vec())
+                .unwrap_or_default()
+        } else {
+            let path = cached_preset_path(self.env, &p.name, &p.version.to_string());
+            std::fs::read(sign::sig_path_of(&path)).unwrap_or_default()
+        };
+        let text = String::from_utf8_lossy(&sig);
+        let line = text.lines().nth(1).unwrap_or_default();
+        use base64::Engine as _;
+        let bin = base64::engine::general_purpose::STANDARD
+            .decode(line.trim())
+            .unwrap_or_default();
+        let id: [u8; 8] = bin
+            .get(2..10)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| PresetError::Other(format!("no signature found for {}", p.origin())))?;
+        Ok(format!("{:016X}", u64::from_le_bytes(id)))
+    }
+}
+
+// --------------------------------------------------------------- publishing
+
+/// `zerobox preset publish FILE --registry DIR --key KEY`: validate and sign
+/// the preset, refuse an existing version, write it, bump and re-sign the
+/// index. Returns (name, version, new serial).
+pub fn publish(
+    file: &Path,
+    registry_dir: &Path,
+    key: &Path,
+    expires_days: u64,
+) -> Result<(String, String, u64), PresetError> {
+    let sk = sign::load_secret_key(key)?;
+    let bytes = read_capped(file, MAX_PRESET_BYTES)?;
+    let (sig, preset) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
+    let ring =
+        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let index_path = registry_dir.join("index.yaml");
+    let mut index = if index_path.exists() {
+        let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
+        let s = read_capped(&sign::sig_path_of(&index_path), MAX_SIG_BYTES)?;
+        let (v, serial) = sign::verify_index(&ring, b, &s, &index_path.display().to_string())?;
+        Index::parse(&v, serial)?
+    } else {
+        Index {
+            schema: 1,
+            serial: 0,
+            expires: String::new(),
+            presets: BTreeMap::new(),
+        }
+    };
+    let version = preset.version.to_string();
+    if index
+        .presets
+        .get(&preset.name)
+        .is_some_and(|vs| vs.contains_key(&version))
+    {
+        return Err(PresetError::Usage(format!(
+            "{}@{version} is already published in {}; bump `version` in {}",
+            preset.name,
+            registry_dir.display(),
+            file.display()
+        )));
+    }
+    let dest = registry_dir
+        .join("presets")
+        .join(&preset.name)
+        .join(format!("{version}.yaml"));
+    if dest.exists() {
+        return Err(PresetError::Usage(format!(
+            "{} already exists; bump the version",
+            dest.display()
+        )));
+    }
+    write_atomic(&dest, &bytes)?;
+    write_atomic(&sign::sig_path_of(&dest), sig.as_bytes())?;
+    index.serial += 1;
+    index.expires = now_rfc3339(Duration::from_secs(expires_days * 86_400));
+    index
+        .presets
+        .entry(preset.name.clone())
+        .or_default()
+        .insert(
+            version.clone(),
+            IndexEntry {
+                sha256: sha256_hex(&bytes),
+            },
+        );
+    let text = index.to_yaml();
+    let isig = sign::sign_bytes(
+        &sk,
+        text.as_bytes(),
+        &sign::index_comment(index.serial, text.as_bytes()),
+    )?;
+    // self-check before writing
+    let (v, serial) = sign::verify_index(
+        &ring,
+        text.clone().into_bytes(),
+        isig.as_bytes(),
+        "new index",
+    )?;
+    Index::parse(&v, serial)?;
+    write_atomic(&index_path, text.as_bytes())?;
+    write_atomic(&sign::sig_path_of(&index_path), isig.as_bytes())?;
+    Ok((preset.name, version, index.serial))
+}
+
+/// Re-sign an index with a new expiry (and bumped serial) without adding a
+/// preset: `zerobox preset publish --refresh --registry DIR --key KEY`.
+pub fn refresh_index(
+    registry_dir: &Path,
+    key: &Path,
+    expires_days: u64,
+) -> Result<u64, PresetError> {
+    let sk = sign::load_secret_key(key)?;
+    let ring =
+        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let index_path = registry_dir.join("index.yaml");
+    let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
+    let s = read_capped(&sign::sig_path_of(&index_path), MAX_SIG_BYTES)?;
+    let (v, serial) = sign::verify_index(&ring, b, &s, &index_path.display().to_string())?;
+    let mut index = Index::parse(&v, serial)?;
+    index.serial += 1;
+    index.expires = now_rfc3339(Duration::from_secs(expires_days * 86_400));
+    let text = index.to_yaml();
+    let isig = sign::sign_bytes(
+        &sk,
+        text.as_bytes(),
+        &sign::index_comment(index.serial, text.as_bytes()),
+    )?;
+    write_atomic(&index_path, text.as_bytes())?;
+    write_atomic(&sign::sig_path_of(&index_path), isig.as_bytes())?;
+    Ok(index.serial)
+}

@@ -1,0 +1,689 @@
+//! The preset format (schema version 1): types, validation, JSON Schema, and
+//! the mapping to a [`PolicyLayer`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::sign::VerifiedBytes;
+use super::{valid_name, yaml, PresetError};
+use crate::policy::{PolicyLayer, SecretSpec};
+
+/// The schema version this zerobox reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+type S = Spanned<String>;
+
+/// One preset or override document as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetDoc {
+    #[serde(default)]
+    pub zerobox: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub name: Option<S>,
+    #[serde(default)]
+    pub version: Option<S>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub command: Option<S>,
+    #[serde(default)]
+    pub extends: Vec<S>,
+    #[serde(default)]
+    pub platforms: Vec<S>,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub network: Rules,
+    #[serde(default)]
+    pub env: Env,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub unix_sockets: Vec<S>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    #[serde(default)]
+    pub read: Rules,
+    #[serde(default)]
+    pub write: Rules,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(default)]
+    pub allow: Vec<S>,
+    #[serde(default)]
+    pub deny: Vec<S>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    #[serde(default)]
+    pub allow: Vec<S>,
+    #[serde(default)]
+    pub deny: Vec<S>,
+    #[serde(default)]
+    pub set: BTreeMap<String, S>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    #[serde(default)]
+    pub hosts: Vec<S>,
+    #[serde(default)]
+    pub from: Option<S>,
+}
+
+/// A validated preset (name and version present and well formed).
+#[derive(Debug, Clone)]
+pub struct Preset {
+    pub name: String,
+    pub version: semver::Version,
+    pub doc: PresetDoc,
+    /// Where the bytes came from (`bundled`, `cache`, a URL, a file).
+    pub source: String,
+    pub sha256: String,
+}
+
+impl Preset {
+    pub fn origin(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+fn at(file: &str, s: &Spanned<impl Sized>, message: String) -> PresetError {
+    PresetError::Invalid {
+        file: file.to_string(),
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+        message,
+    }
+}
+
+/// Parse and validate verified preset bytes. The signed trusted comment's
+/// name and version must match the document's.
+pub fn parse_preset(v: &VerifiedBytes) -> Result<Preset, PresetError> {
+    let file = v.file();
+    let doc: PresetDoc = yaml::parse(v.bytes(), file)?;
+    let missing = |key: &str, form: &str| PresetError::InvalidFile {
+        file: file.to_string(),
+        message: format!("missing key `{key}` (expected {form})"),
+    };
+    let schema = doc
+        .zerobox
+        .as_ref()
+        .ok_or_else(|| missing("zerobox", "`zerobox: 1`"))?;
+    if schema.value != SCHEMA_VERSION {
+        return Err(at(
+            file,
+            schema,
+            format!(
+                "schema version {} is not supported (this zerobox reads `zerobox: {SCHEMA_VERSION}`); upgrade zerobox",
+                schema.value
+            ),
+        ));
+    }
+    let name = doc
+        .name
+        .as_ref()
+        .ok_or_else(|| missing("name", "`name: my-preset`"))?;
+    if !valid_name(&name.value) {
+        return Err(at(
+            file,
+            name,
+            format!(
+                "invalid name {:?}: expected ^[a-z0-9][a-z0-9-]{{0,63}}$",
+                name.value
+            ),
+        ));
+    }
+    let version_s = doc
+        .version
+        .as_ref()
+        .ok_or_else(|| missing("version", "`version: \"1.0.0\"` (semver)"))?;
+    let version = semver::Version::parse(&version_s.value).map_err(|e| {
+        at(
+            file,
+            version_s,
+            format!(
+                "invalid version {:?}: {e}; expected semver like \"1.2.3\"",
+                version_s.value
+            ),
+        )
+    })?;
+    if let Some(cmd) = &doc.command {
+        let c = &cmd.value;
+        if c.is_empty()
+            || c.contains('/')
+            || c.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            return Err(at(
+                file,
+                cmd,
+                format!("invalid command {c:?}: expected a program name found on PATH (no '/', no spaces)"),
+            ));
+        }
+    }
+    validate_body(&doc, file)?;
+    if let Some((cn, cv)) = v.signed_name_version() {
+        if cn != name.value || cv != version.to_string() {
+            return Err(PresetError::Signature {
+                file: file.to_string(),
+                reason: format!(
+                    "the signature is for {cn}@{cv} but the file declares {}@{version} (mix-and-match refused)",
+                    name.value
+                ),
+            });
+        }
+    }
+    Ok(Preset {
+        name: name.value.clone(),
+        version,
+        doc,
+        source: v.source().to_string(),
+        sha256: v.sha256().to_string(),
+    })
+}
+
+/// Parse and validate an override file (same schema; no name, version or
+/// command).
+pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError> {
+    let doc: PresetDoc = yaml::parse(bytes, file)?;
+    for (key, s) in [
+        ("name", &doc.name),
+        ("version", &doc.version),
+        ("command", &doc.command),
+    ] {
+        if let Some(s) = s {
+            return Err(at(
+                file,
+                s,
+                format!("`{key}` is not allowed in an override file (it always applies to the preset named by the file name); remove it"),
+            ));
+        }
+    }
+    if let Some(z) = &doc.zerobox {
+        if z.value != SCHEMA_VERSION {
+            return Err(at(
+                file,
+                z,
+                format!(
+                    "schema version {} is not supported; expected `zerobox: {SCHEMA_VERSION}`",
+                    z.value
+                ),
+            ));
+        }
+    }
+    validate_body(&doc, file)?;
+    Ok(doc)
+}
+
+fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
+    for e in &doc.extends {
+        if !valid_name(&e.value) {
+            return Err(at(
+                file,
+                e,
+                format!(
+                    "invalid preset name {:?} in extends: expected ^[a-z0-9][a-z0-9-]{{0,63}}$",
+                    e.value
+                ),
+            ));
+        }
+    }
+    for p in &doc.platforms {
+        if !matches!(p.value.as_str(), "linux" | "macos") {
+            return Err(at(
+                file,
+                p,
+                format!(
+                    "unknown platform {:?}: expected `linux` or `macos`",
+                    p.value
+                ),
+            ));
+        }
+    }
+    let fs = &doc.filesystem;
+    for (list, glob_ok) in [
+        (&fs.read.allow, false),
+        (&fs.read.deny, true),
+        (&fs.write.allow, false),
+        (&fs.write.deny, false),
+        (&doc.unix_sockets, false),
+    ] {
+        for p in list {
+            check_path(file, p, glob_ok)?;
+        }
+    }
+    for h in doc.network.allow.iter().chain(&doc.network.deny) {
+        check_host(file, h, true)?;
+    }
+    for e in doc.env.allow.iter().chain(&doc.env.deny) {
+        if !env_pattern_ok(&e.value) {
+            return Err(at(file, e, format!("invalid environment pattern {:?}: expected NAME or PREFIX* (letters, digits, _)", e.value)));
+        }
+    }
+    for (k, v) in &doc.env.set {
+        if !env_name_ok(k) {
+            return Err(at(file, v, format!("invalid environment variable name {k:?} in env.set: expected NAME (letters, digits, _)")));
+        }
+    }
+    for (name, s) in &doc.secrets {
+        let anchor = s.hosts.first().or(s.from.as_ref());
+        let err = |msg: String| match anchor {
+            Some(a) => at(file, a, msg),
+            None => PresetError::InvalidFile {
+                file: file.to_string(),
+                message: msg,
+            },
+        };
+        if !env_name_ok(name) {
+            return Err(err(format!(
+                "invalid secret name {name:?}: expected an environment variable NAME"
+            )));
+        }
+        if s.hosts.is_empty() {
+            return Err(err(format!(
+                "secret {name} has no hosts: bind it, e.g. `hosts: [api.example.com]`"
+            )));
+        }
+        for h in &s.hosts {
+            check_host(file, h, false)?;
+        }
+        if let Some(from) = &s.from {
+            let f = &from.value;
+            if let Some(var) = f.strip_prefix("env:") {
+                if !env_name_ok(var) {
+                    return Err(at(
+                        file,
+                        from,
+                        format!("invalid secret source {f:?}: expected env:NAME or @FILE"),
+                    ));
+                }
+            } else if let Some(path) = f.strip_prefix('@') {
+                check_path_str(path)
+                    .map_err(|m| at(file, from, format!("invalid secret file {f:?}: {m}")))?;
+            } else {
+                return Err(at(
+                    file,
+                    from,
+                    format!("invalid secret source {f:?}: expected env:NAME or @FILE"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn env_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn env_pattern_ok(s: &str) -> bool {
+    s == "*" || env_name_ok(s.strip_suffix('*').unwrap_or(s))
+}
+
+fn check_path(file: &str, p: &S, glob_ok: bool) -> Result<(), PresetError> {
+    check_path_str(&p.value)
+        .map_err(|m| at(file, p, format!("invalid path {:?}: {m}", p.value)))?;
+    let last_glob = p.value.rsplit('/').next().is_some_and(|l| l.contains('*'));
+    let parent_glob = p
+        .value
+        .rsplit_once('/')
+        .is_some_and(|(a, _)| a.contains('*'));
+    if parent_glob || (last_glob && !glob_ok) {
+        return Err(at(
+            file,
+            p,
+            format!("invalid path {:?}: `*` is only allowed in the last component of a filesystem.read.deny path", p.value),
+        ));
+    }
+    Ok(())
+}
+
+/// Paths: absolute, relative to the project (`.`, `src`), or starting with
+/// `~`, `$HOME`, `$CWD` or `$TMPDIR` (`${…}` also accepted).
+fn check_path_str(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err(
+            "empty path; expected /abs, ~/…, $HOME/…, $CWD/…, $TMPDIR/… or a project-relative path"
+                .into(),
+        );
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err("contains a control character".into());
+    }
+    let head = v.split('/').next().unwrap_or_default();
+    if v.starts_with('~') && head != "~" {
+        return Err("only `~` (your own home) is supported, not ~user".into());
+    }
+    let known = [
+        "~",
+        "$HOME",
+        "${HOME}",
+        "$CWD",
+        "${CWD}",
+        "$TMPDIR",
+        "${TMPDIR}",
+    ];
+    if head.contains('$') && !known.contains(&head) {
+        return Err(format!(
+            "unknown variable {head}; the known variables are ~, $HOME, $CWD and $TMPDIR (at the start of the path)"
+        ));
+    }
+    let rest = v.strip_prefix(head).unwrap_or_default();
+    if rest.contains('$') {
+        return Err("a variable may only start the path (~, $HOME, $CWD, $TMPDIR)".into());
+    }
+    Ok(())
+}
+
+/// Host patterns: `host`, `host:port`, `*.domain`; `*` (any) in network.allow.
+fn check_host(file: &str, h: &S, any_ok: bool) -> Result<(), PresetError> {
+    let v = &h.value;
+    if v == "*" {
+        return if any_ok {
+            Ok(())
+        } else {
+            Err(at(
+                file,
+                h,
+                "a secret may not be bound to every host (`*`); name its API host".into(),
+            ))
+        };
+    }
+    let (host, port) = match v.rsplit_once(':') {
+        Some((a, p)) => (a, Some(p)),
+        None => (v.as_str(), None),
+    };
+    let host_body = host.strip_prefix("*.").unwrap_or(host);
+    let ok_host = !host_body.is_empty()
+        && host_body.len() <= 253
+        && !host_body.starts_with(['.', '-'])
+        && !host_body.ends_with(['.', '-'])
+        && !host_body.contains("..")
+        && host_body
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let ok_port = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if !ok_host || !ok_port {
+        return Err(at(
+            file,
+            h,
+            format!("invalid host {v:?}: expected a lowercase host name, host:port or *.domain (subdomains)"),
+        ));
+    }
+    Ok(())
+}
+
+impl PresetDoc {
+    /// This document as one policy layer.
+    pub fn to_layer(&self, origin: String) -> PolicyLayer {
+        let v = |l: &[S]| l.iter().map(|s| s.value.clone()).collect::<Vec<_>>();
+        let mut layer = PolicyLayer::new(origin);
+        layer.read_allow = v(&self.filesystem.read.allow);
+        layer.read_deny = v(&self.filesystem.read.deny);
+        layer.write_allow = v(&self.filesystem.write.allow);
+        layer.write_deny = v(&self.filesystem.write.deny);
+        layer.env_allow = v(&self.env.allow);
+        layer.env_deny = v(&self.env.deny);
+        layer.env_set = self
+            .env
+            .set
+            .iter()
+            .map(|(k, s)| (k.clone(), s.value.clone()))
+            .collect();
+        for h in &self.network.allow {
+            if h.value == "*" {
+                layer.net_allow_any = true;
+            } else {
+                layer.net_allow.push(h.value.clone());
+            }
+        }
+        layer.net_deny = v(&self.network.deny);
+        layer.unix_sockets = v(&self.unix_sockets);
+        layer.secrets = self
+            .secrets
+            .iter()
+            .map(|(name, s)| SecretSpec {
+                name: name.clone(),
+                from: s.from.as_ref().map(|f| f.value.clone()),
+                hosts: v(&s.hosts),
+            })
+            .collect();
+        layer
+    }
+
+    /// Entries that would widen a policy (everything but denies), each
+    /// named `key: value` for the error message.
+    pub fn widening_entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |key: &str, l: &[S]| {
+            out.extend(
+                l.iter()
+                    .map(|s| format!("{key}: {} (line {})", s.value, s.referenced.line())),
+            )
+        };
+        add("extends", &self.extends);
+        add("filesystem.read.allow", &self.filesystem.read.allow);
+        add("filesystem.write.allow", &self.filesystem.write.allow);
+        add("network.allow", &self.network.allow);
+        add("env.allow", &self.env.allow);
+        add("unix_sockets", &self.unix_sockets);
+        for (k, s) in &self.env.set {
+            out.push(format!("env.set: {k} (line {})", s.referenced.line()));
+        }
+        for k in self.secrets.keys() {
+            out.push(format!("secrets: {k}"));
+        }
+        out
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of a preset document.
+pub fn json_schema() -> serde_json::Value {
+    use serde_json::json;
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let rules = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {"allow": strings, "deny": strings}
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://zerobox.dev/schema/preset-1.json",
+        "title": "zerobox preset (schema version 1)",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["zerobox", "name", "version"],
+        "properties": {
+            "zerobox": {"const": SCHEMA_VERSION, "description": "schema version"},
+            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
+            "version": {"type": "string", "description": "semver, e.g. 1.2.3",
+                        "pattern": "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$"},
+            "description": {"type": "string"},
+            "command": {"type": "string", "pattern": "^[^/\\s]+$", "description": "program found on PATH; user args are appended"},
+            "extends": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}},
+            "platforms": {"type": "array", "items": {"enum": ["linux", "macos"]}},
+            "filesystem": {
+                "type": "object", "additionalProperties": false,
+                "properties": {"read": rules, "write": rules}
+            },
+            "network": rules,
+            "env": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "allow": strings, "deny": strings,
+                    "set": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+            "secrets": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["hosts"],
+                    "properties": {
+                        "hosts": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                        "from": {"type": "string", "pattern": "^(env:[A-Za-z_][A-Za-z0-9_]*|@.+)$"}
+                    }
+                }
+            },
+            "unix_sockets": strings,
+            "notes": {"type": "string"}
+        }
+    })
+}
+
+/// The top-level keys the parser accepts (kept in sync with the schema by a test).
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "zerobox",
+    "name",
+    "version",
+    "description",
+    "command",
+    "extends",
+    "platforms",
+    "filesystem",
+    "network",
+    "env",
+    "secrets",
+    "unix_sockets",
+    "notes",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(s: &str) -> Result<PresetDoc, PresetError> {
+        parse_override(s.as_bytes(), "o.yaml")
+    }
+
+    #[test]
+    fn schema_keys_in_sync() {
+        let schema = json_schema();
+        let mut keys: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        let mut ours = TOP_LEVEL_KEYS.to_vec();
+        ours.sort();
+        assert_eq!(keys, ours);
+        // every top-level key is accepted by the parser
+        for k in TOP_LEVEL_KEYS {
+            let doc = format!("{k}: ~\n");
+            let e = ov(&doc).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!e.contains("unknown field"), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_variable_has_position() {
+        let e = ov("filesystem:\n  write:\n    allow:\n      - $FOO/x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("o.yaml:4:9:"), "{e}");
+        assert!(e.contains("$FOO") && e.contains("$CWD"), "{e}");
+        for good in [
+            "~", "~/.x", "$HOME/a", "${CWD}/b", "$TMPDIR", ".", "src", "/usr",
+        ] {
+            ov(&format!("filesystem:\n  write:\n    allow: [\"{good}\"]\n")).unwrap();
+        }
+        for bad in ["~root/x", "/a/$HOME", "$PWD/x", "", "/a/*/b"] {
+            assert!(
+                ov(&format!("filesystem:\n  write:\n    allow: [\"{bad}\"]\n")).is_err(),
+                "{bad}"
+            );
+        }
+        ov("filesystem:\n  read:\n    deny: [\"/etc/ssh/key*\"]\n").unwrap();
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys() {
+        let e = ov("network:\n  allow: yes\n").unwrap_err().to_string();
+        assert!(e.starts_with("o.yaml:2:"), "{e}");
+        let e = ov("network:\n  alow: [a.com]\n").unwrap_err().to_string();
+        assert!(e.starts_with("o.yaml:2:3:") && e.contains("alow"), "{e}");
+        let e = ov("name: x\n").unwrap_err().to_string();
+        assert!(e.contains("not allowed in an override"), "{e}");
+    }
+
+    #[test]
+    fn hosts_and_secrets() {
+        ov("network:\n  allow: [api.example.com, '*.example.com', 'a.b:443', '*']\n").unwrap();
+        for bad in [
+            "Api.example.com",
+            "a..b",
+            "http://x",
+            "a.b:0",
+            "-a.b",
+            "a b",
+        ] {
+            assert!(
+                ov(&format!("network:\n  allow: ['{bad}']\n")).is_err(),
+                "{bad}"
+            );
+        }
+        ov("secrets:\n  K:\n    hosts: [api.x.com]\n    from: env:OTHER\n").unwrap();
+        assert!(ov("secrets:\n  K:\n    hosts: []\n").is_err());
+        assert!(ov("secrets:\n  K:\n    hosts: ['*']\n").is_err());
+        assert!(ov("secrets:\n  K:\n    hosts: [a.com]\n    from: $X\n").is_err());
+        assert!(ov("secrets:\n  1K:\n    hosts: [a.com]\n").is_err());
+    }
+
+    #[test]
+    fn layer_mapping_and_widening() {
+        let d = ov("filesystem:\n  write:\n    allow: [.]\n    deny: [.git/hooks]\nnetwork:\n  allow: ['*', a.com]\nenv:\n  set:\n    A: b\nsecrets:\n  K:\n    hosts: [a.com]\n").unwrap();
+        let l = d.to_layer("x".into());
+        assert!(l.net_allow_any);
+        assert_eq!(l.net_allow, vec!["a.com"]);
+        assert_eq!(l.write_deny, vec![".git/hooks"]);
+        assert_eq!(l.env_set, vec![("A".into(), "b".into())]);
+        assert_eq!(l.secrets[0].hosts, vec!["a.com"]);
+        let w = d.widening_entries();
+        assert!(
+            w.iter().any(|e| e.starts_with("filesystem.write.allow: .")),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|e| e.starts_with("secrets: K")), "{w:?}");
+        let narrow = ov(
+            "filesystem:\n  write:\n    deny: [x]\nenv:\n  deny: [A*]\nnetwork:\n  deny: [a.com]\n",
+        )
+        .unwrap();
+        assert!(narrow.widening_entries().is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_input(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_override(&bytes, "fuzz.yaml");
+        }
+
+        #[test]
+        fn never_panics_on_yamlish_input(s in "[a-z:_ \\n\\-\\[\\]{},.$~*/'\"&!0-9]{0,300}") {
+            let _ = parse_override(s.as_bytes(), "fuzz.yaml");
+        }
+
+        #[test]
+        fn names_never_traverse(s in "\\PC{0,70}") {
+            if crate::preset::valid_name(&s) {
+                proptest::prop_assert!(!s.contains('/') && !s.contains('.') && !s.is_empty() && s.len() <= 64);
+            }
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! Signing and verification (minisign).
+//!
+//! [`VerifiedBytes`] is the proof that bytes passed a check: a minisign
+//! signature by a trusted key whose trusted comment binds the content, or
+//! (for a local file) the user's `zerobox trust` of that exact content. Only
+//! this module can build one, and the preset parser takes nothing else.
+//!
+//! Trusted comments: `preset=NAME version=VER sha256=HEX` for a preset,
+//! `index serial=N sha256=HEX` for a registry index. Legacy (non-prehashed)
+//! signatures are refused.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use super::{sha256_hex, PresetEnv, PresetError};
+
+/// The project's own public key, embedded at build time.
+pub const EMBEDDED_PUBLIC_KEY: &str = include_str!("zerobox-presets.pub");
+
+/// Bytes that passed verification. Fields are private; only the verifier
+/// in this module constructs the type.
+#[derive(Debug, Clone)]
+pub struct VerifiedBytes {
+    bytes: Vec<u8>,
+    file: String,
+    source: String,
+    sha256: String,
+    key_id: Option<String>,
+    signed: Option<(String, String)>,
+}
+
+impl VerifiedBytes {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// The file name or URL used in messages.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+    /// `bundled`, `cache`, a registry URL, or `file`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// The signing key's id (16 hex digits), `None` for content trusted by hash.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+    /// `(name, version)` from the signed trusted comment of a preset.
+    pub fn signed_name_version(&self) -> Option<(&str, &str)> {
+        self.signed.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// A public key zerobox trusts.
+pub struct TrustedKey {
+    pub id: String,
+    pub label: String,
+    key: minisign_verify::PublicKey,
+}
+
+/// The keys a run trusts: the embedded project key plus the user's
+/// `$XDG_CONFIG_HOME/zerobox/keys/*.pub` (added with `preset trust-key`).
+pub struct KeyRing {
+    pub keys: Vec<TrustedKey>,
+}
+
+/// Key id of a minisign public key or signature: bytes 2..10, shown as a
+/// little-endian u64 in hex (as `minisign` shows it).
+fn key_id_of(b64: &str) -> Option<String> {
+    let bin = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let id: [u8; 8] = bin.get(2..10)?.try_into().ok()?;
+    Some(format!("{:016X}", u64::from_le_bytes(id)))
+}
+
+/// Parse a public key: a `.pub` file's text (comment + base64) or the bare base64 line.
+pub fn parse_public_key(text: &str) -> Result<(String, String), String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .ok_or("empty key")?;
+    minisign_verify::PublicKey::from_base64(line)
+        .map_err(|e| format!("not a minisign public key ({e})"))?;
+    let id = key_id_of(line).ok_or("not a minisign public key")?;
+    Ok((id, line.to_string()))
+}
+
+impl KeyRing {
+    pub fn embedded() -> Self {
+        let (id, b64) = parse_public_key(EMBEDDED_PUBLIC_KEY).expect("embedded key is valid");
+        KeyRing {
+            keys: vec![TrustedKey {
+                id,
+                label: "zerobox project key (embedded)".into(),
+                key: minisign_verify::PublicKey::from_base64(&b64).expect("embedded key is valid"),
+            }],
+        }
+    }
+
+    /// Embedded key plus the user's trusted keys. A malformed key file is
+    /// an error (never silently skipped).
+    pub fn load(env: &PresetEnv) -> Result<Self, PresetError> {
+        let mut ring = Self::embedded();
+        let dir = env.config_dir.join("keys");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(ring);
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = String::from_utf8(super::read_capped(&p, 4096)?).unwrap_or_default();
+            let (id, b64) = parse_public_key(&text).map_err(|m| PresetError::InvalidFile {
+                file: p.display().to_string(),
+                message: format!(
+                    "{m}; remove the file or re-add the key with `zerobox preset trust-key`"
+                ),
+            })?;
+            ring.add(id, format!("user key {}", p.display()), &b64);
+        }
+        Ok(ring)
+    }
+
+    /// A ring holding exactly one key (tests, signing self-checks).
+    pub fn single(pub_text: &str, label: &str) -> Result<Self, String> {
+        let (id, b64) = parse_public_key(pub_text)?;
+        let mut ring = KeyRing { keys: Vec::new() };
+        ring.add(id, label.to_string(), &b64);
+        Ok(ring)
+    }
+
+    fn add(&mut self, id: String, label: String, b64: &str) {
+        if self.keys.iter().any(|k| k.id == id) {
+            return;
+        }
+        if let Ok(key) = minisign_verify::PublicKey::from_base64(b64) {
+            self.keys.push(TrustedKey { id, label, key });
+        }
+    }
+
+    /// Check `sig_text` over `bytes`; return the signing key id and the
+    /// trusted comment. Nothing about `bytes` is parsed.
+    fn check(
+        &self,
+        bytes: &[u8],
+        sig_text: &[u8],
+        file: &str,
+    ) -> Result<(String, String), PresetError> {
+        let bad = |reason: String| PresetError::Signature {
+            file: file.to_string(),
+            reason,
+        };
+        if sig_text.len() > super::MAX_SIG_BYTES {
+            return Err(bad("the .minisig file is too large".into()));
+        }
+        let text = std::str::from_utf8(sig_text)
+            .map_err(|_| bad("the .minisig file is not text".into()))?;
+        let sig = minisign_verify::Signature::decode(text)
+            .map_err(|e| bad(format!("the .minisig file is malformed ({e})")))?;
+        let sig_line = text.lines().nth(1).unwrap_or_default();
+        let sig_id =
+            key_id_of(sig_line).ok_or_else(|| bad("the .minisig file is malformed".into()))?;
+        let alg = base64::engine::general_purpose::STANDARD
+            .decode(sig_line.trim())
+            .ok()
+            .and_then(|b| b.get(0..2).map(|a| a.to_vec()))
+            .unwrap_or_default();
+        if alg != b"ED" {
+            return Err(bad(
+                "legacy (non-prehashed) signature refused; re-sign with `zerobox preset sign` or `minisign -S`".into(),
+            ));
+        }
+        let key =
+            self.keys
+                .iter()
+                .find(|k| k.id == sig_id)
+                .ok_or_else(|| PresetError::UnknownKey {
+                    file: file.to_string(),
+                    key_id: sig_id.clone(),
+                })?;
+        key.key
+            .verify(bytes, &sig, false)
+            .map_err(|e| bad(format!("invalid signature by key {sig_id} ({e}): the file was modified or the signature belongs to other content")))?;
+        Ok((sig_id, sig.trusted_comment().to_string()))
+    }
+}
+
+fn comment_fields(comment: &str) -> std::collections::BTreeMap<&str, &str> {
+    comment
+        .split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .collect()
+}
+
+/// Verify a preset file and its `.minisig`: trusted key, valid signature,
+/// trusted comment `preset=NAME version=VER sha256=HEX` with the digest of
+/// these bytes. `expect` (name, version) guards against mix-and-match.
+pub fn verify_preset(
+    ring: &KeyRing,
+    bytes: Vec<u8>,
+    sig_text: &[u8],
+    file: &str,
+    source: &str,
+    expect: Option<(&str, Option<&semver::Version>)>,
+) -> Result<VerifiedBytes, PresetError> {
+    if bytes.len() > super::MAX_PRESET_BYTES {
+        return Err(PresetError::TooLarge {
+            what: file.to_string(),
+            limit: super::MAX_PRESET_BYTES,
+        });
+    }
+    let (key_id, comment) = ring.check(&bytes, sig_text, file)?;
+    let bad = |reason: String| PresetError::Signature {
+        file: file.to_string(),
+        reason,
+    };
+    let f = comment_fields(&comment);
+    let (Some(name), Some(version), Some(sha)) =
+        (f.get("preset"), f.get("version"), f.get("sha256"))
+    else {
+        return Err(bad(format!(
+            "trusted comment {comment:?} does not bind preset=NAME version=VER sha256=HEX; re-sign with `zerobox preset sign`"
+        )));
+    };
+    let actual = sha256_hex(&bytes);
+    if *sha != actual {
+        return Err(PresetError::Digest {
+            what: file.to_string(),
+            expected: sha.to_string(),
+            actual,
+        });
+    }
+    if let Some((en, ev)) = expect {
+        let version_ok = ev.is_none_or(|v| v.to_string() == *version);
+        if *name != en || !version_ok {
+            let want = match ev {
+                Some(v) => format!("{en}@{v}"),
+                None => en.to_string(),
+            };
+            return Err(bad(format!(
+                "the signature is for {name}@{version}, not {want} (mix-and-match refused)"
+            )));
+        }
+    }
+    Ok(VerifiedBytes {
+        file: file.to_string(),
+        source: source.to_string(),
+        sha256: actual,
+        key_id: Some(key_id),
+        signed: Some((name.to_string(), version.to_string())),
+        bytes,
+    })
+}
+
+/// Verify a registry index and its signature; returns the verified bytes
+/// and the serial from the trusted comment.
+pub fn verify_index(
+    ring: &KeyRing,
+    bytes: Vec<u8>,
+    sig_text: &[u8],
+    file: &str,
+) -> Result<(VerifiedBytes, u64), PresetError> {
+    if bytes.len() > super::MAX_INDEX_BYTES {
+        return Err(PresetError::TooLarge {
+            what: file.to_string(),
+            limit: super::MAX_INDEX_BYTES,
+        });
+    }
+    let (key_id, comment) = ring.check(&bytes, sig_text, file)?;
+    let f = comment_fields(&comment);
+    let (Some(_), Some(serial), Some(sha)) = (f.get("index"), f.get("serial"), f.get("sha256"))
+    else {
+        return Err(PresetError::Signature {
+            file: file.to_string(),
+            reason: format!(
+                "trusted comment {comment:?} is not an index comment (index serial=N sha256=HEX)"
+            ),
+        });
+    };
+    let serial: u64 = serial.parse().map_err(|_| PresetError::Signature {
+        file: file.to_string(),
+        reason: format!("bad serial in trusted comment {comment:?}"),
+    })?;
+    let actual = sha256_hex(&bytes);
+    if *sha != actual {
+        return Err(PresetError::Digest {
+            what: file.to_string(),
+            expected: sha.to_string(),
+            actual,
+        });
+    }
+    Ok((
+        VerifiedBytes {
+            file: file.to_string(),
+            source: "registry".into(),
+            sha256: actual,
+            key_id: Some(key_id),
+            signed: None,
+            bytes,
+        },
+        serial,
+    ))
+}
+
+/// Where `zerobox trust` records trusted content: one file per sha256.
+pub fn trust_dir(env: &PresetEnv) -> PathBuf {
+    env.config_dir.join("trusted")
+}
+
+pub fn is_trusted_hash(env: &PresetEnv, sha: &str) -> bool {
+    trust_dir(env).join(sha).is_file()
+}
+
+pub fn record_trust(env: &PresetEnv, sha: &str, path: &Path) -> Result<(), PresetError> {
+    super::write_atomic(
+        &trust_dir(env).join(sha),
+        format!("{}\n", path.display()).as_bytes(),
+    )
+}
+
+/// A local preset file given by path (`--profile FILE`, `preset verify`):
+/// verified by its `FILE.minisig` (trusted key) or, when unsigned, by the
+/// user's `zerobox trust FILE` of this exact content.
+pub fn verify_local(
+    ring: &KeyRing,
+    env: &PresetEnv,
+    path: &Path,
+) -> Result<VerifiedBytes, PresetError> {
+    let bytes = super::read_capped(path, super::MAX_PRESET_BYTES)?;
+    let file = path.display().to_string();
+    let sig_path = sig_path_of(path);
+    if sig_path.exists() {
+        let sig = super::read_capped(&sig_path, super::MAX_SIG_BYTES)?;
+        return verify_preset(ring, bytes, &sig, &file, "file", None);
+    }
+    let sha = sha256_hex(&bytes);
+    if is_trusted_hash(env, &sha) {
+        return Ok(VerifiedBytes {
+            file,
+            source: "file (trusted by hash)".into(),
+            sha256: sha,
+            key_id: None,
+            signed: None,
+            bytes,
+        });
+    }
+    Err(PresetError::Untrusted {
+        file,
+        message: format!(
+            "unsigned and not trusted (sha256 {sha}); review it, then run `zerobox trust {}` or sign it (`zerobox preset sign FILE --key KEY` with a key added by `zerobox preset trust-key`)",
+            path.display()
+        ),
+    })
+}
+
+pub fn sig_path_of(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".minisig");
+    PathBuf::from(s)
+}
+
+/// Load an (unencrypted) minisign secret key.
+pub fn load_secret_key(path: &Path) -> Result<minisign::SecretKey, PresetError> {
+    let text = String::from_utf8(super::read_capped(path, 4096)?).map_err(|_| {
+        PresetError::InvalidFile {
+            file: path.display().to_string(),
+            message: "not a minisign secret key".into(),
+        }
+    })?;
+    let sk_box =
+        minisign::SecretKeyBox::from_string(&text).map_err(|e| PresetError::InvalidFile {
+            file: path.display().to_string(),
+            message: format!("not a minisign secret key ({e})"),
+        })?;
+    match sk_box.into_unencrypted_secret_key() {
+        Ok(sk) => Ok(sk),
+        Err(e) => repair_checksum(&text).ok_or_else(|| PresetError::InvalidFile {
+            file: path.display().to_string(),
+            message: format!("cannot use this secret key ({e}); zerobox signs with unencrypted keys made by `zerobox preset keygen`"),
+        }),
+    }
+}
+
+/// Some tools write unencrypted minisign keys with an all-zero checksum.
+/// Recompute it; the key is then only used after `sign_preset`'s
+/// sign-and-verify self-check with its own public half.
+fn repair_checksum(text: &str) -> Option<minisign::SecretKey> {
+    let line = text.lines().nth(1)?;
+    let mut bin = base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .ok()?;
+    // sig_alg(2) kdf_alg(2) chk_alg(2) salt(32) ops(8) mem(8) keynum(8) sk(64) chk(32)
+    if bin.len() != 158 || &bin[2..4] != b"\0\0" || bin[126..158].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let mut data = bin[0..2].to_vec();
+    data.extend_from_slice(&bin[54..126]);
+    // minisign's key checksum: BLAKE2b-256 over sig_alg || keynum || sk.
+    use blake2::digest::{Update, VariableOutput};
+    let mut hasher = blake2::Blake2bVar::new(32).ok()?;
+    hasher.update(&data);
+    hasher.finalize_variable(&mut bin[126..158]).ok()?;
+    let sk = minisign::SecretKey::from_bytes(&bin).ok()?;
+    (!sk.is_encrypted()).then_some(sk)
+}
+
+/// The public key (as `.pub` text) matching a secret key.
+pub fn public_of(sk: &minisign::SecretKey) -> Result<String, PresetError> {
+    let pk = minisign::PublicKey::from_secret_key(sk)
+        .map_err(|e| PresetError::Other(format!("cannot derive the public key: {e}")))?;
+    let b = pk.to_box().map_err(|e| PresetError::Other(e.to_string()))?;
+    Ok(b.into_string())
+}
+
+/// Sign `bytes` with `trusted_comment`; returns the `.minisig` text.
+pub fn sign_bytes(
+    sk: &minisign::SecretKey,
+    bytes: &[u8],
+    trusted_comment: &str,
+) -> Result<String, PresetError> {
+    let sig = minisign::sign(
+        None,
+        sk,
+        std::io::Cursor::new(bytes),
+        Some(trusted_comment),
+        Some("signature from zerobox"),
+    )
+    .map_err(|e| PresetError::Other(format!("signing failed: {e}")))?;
+    Ok(sig.into_string())
+}
+
+pub fn preset_comment(name: &str, version: &semver::Version, bytes: &[u8]) -> String {
+    format!(
+        "preset={name} version={version} sha256={}",
+        sha256_hex(bytes)
+    )
+}
+
+pub fn index_comment(serial: u64, bytes: &[u8]) -> String {
+    format!("index=zerobox serial={serial} sha256={}", sha256_hex(bytes))
+}
+
+/// Sign preset `bytes` (after checking they are a valid preset: the new
+/// signature is verified with the key's own public half and the verified
+/// bytes are parsed). Returns the signature text.
+pub fn sign_preset(
+    sk: &minisign::SecretKey,
+    bytes: &[u8],
+    file: &str,
+) -> Result<(String, super::schema::Preset), PresetError> {
+    // Name and version are needed for the comment: sign a provisional
+    // comment-free probe first is not possible, so read them from a
+    // self-verified parse with an unbound comment, then sign for real.
+    let pub_text = public_of(sk)?;
+    let ring = KeyRing::single(&pub_text, "signing key").map_err(PresetError::Other)?;
+    let probe_comment = format!("preset=probe version=0.0.0 sha256={}", sha256_hex(bytes));
+    let probe = sign_bytes(sk, bytes, &probe_comment)?;
+    let v = verify_preset(&ring, bytes.to_vec(), probe.as_bytes(), file, "file", None)?;
+    let parsed = super::schema::parse_preset(&VerifiedBytes { signed: None, ..v })?;
+    let sig = sign_bytes(
+        sk,
+        bytes,
+        &preset_comment(&parsed.name, &parsed.version, bytes),
+    )?;
+    // Final self-check of the real signature.
+    let v = verify_preset(
+        &ring,
+        bytes.to_vec(),
+        sig.as_bytes(),
+        file,
+        "file",
+        Some((&parsed.name, Some(&parsed.version))),
+    )?;
+    let parsed = super::schema::parse_preset(&v)?;
+    Ok((sig, parsed))
+}
+
+/// Generate an unencrypted key pair; returns (secret key text, public key text, id).
+pub fn keygen() -> Result<(zeroize::Zeroizing<String>, String, String), PresetError> {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| PresetError::Other(format!("keygen failed: {e}")))?;
+    let sk = kp
+        .sk
+        .to_box(Some("zerobox preset signing key"))
+        .map_err(|e| PresetError::Other(e.to_string()))?
+        .into_string();
+    let pk = kp
+        .pk
+        .to_box()
+        .map_err(|e| PresetError::Other(e.to_string()))?
+        .into_string();
+    let (id, _) = parse_public_key(&pk).map_err(PresetError::Other)?;
+    Ok((zeroize::Zeroizing::new(sk), pk, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "zerobox: 1\nname: demo\nversion: 1.0.0\ncommand: demo\n";
+
+    fn key() -> (minisign::SecretKey, KeyRing) {
+        let (sk, pk, _) = keygen().unwrap();
+        let sk = minisign::SecretKeyBox::from_string(&sk)
+            .unwrap()
+            .into_unencrypted_secret_key()
+            .unwrap();
+        (sk, KeyRing::single(&pk, "t").unwrap())
+    }
+
+    #[test]
+    fn embedded_key_parses() {
+        let r = KeyRing::embedded();
+        assert_eq!(r.keys[0].id, "94399AF7489A1798");
+    }
+
+    #[test]
+    fn good_and_bad_signatures() {
+        let (sk, ring) = key();
+        let (sig, p) = sign_preset(&sk, DOC.as_bytes(), "demo.yaml").unwrap();
+        assert_eq!(p.name, "demo");
+        let v = verify_preset(
+            &ring,
+            DOC.into(),
+            sig.as_bytes(),
+            "f",
+            "t",
+            Some(("demo", None)),
+        )
+        .unwrap();
+        assert_eq!(v.signed_name_version(), Some(("demo", "1.0.0")));
+        // tampered
+        let tampered = DOC.replace("demo\n", "evil\n");
+        let e = verify_preset(&ring, tampered.into(), sig.as_bytes(), "f", "t", None).unwrap_err();
+        assert!(matches!(e, PresetError::Signature { .. }), "{e}");
+        // wrong key
+        let (_, other) = key();
+        let e = verify_preset(&other, DOC.into(), sig.as_bytes(), "f", "t", None).unwrap_err();
+        assert!(matches!(e, PresetError::UnknownKey { .. }), "{e}");
+        // mix-and-match: valid signature of demo presented as another name
+        let e = verify_preset(
+            &ring,
+            DOC.into(),
+            sig.as_bytes(),
+            "f",
+            "t",
+            Some(("other", None)),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mix-and-match"), "{e}");
+        let e = verify_preset(
+            &ring,
+            DOC.into(),
+            sig.as_bytes(),
+            "f",
+            "t",
+            Some(("demo", Some(&semver::Version::new(2, 0, 0)))),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mix-and-match"), "{e}");
+        // garbage signature
+        let e = verify_preset(&ring, DOC.into(), b"garbage", "f", "t", None).unwrap_err();
+        assert!(matches!(e, PresetError::Signature { .. }), "{e}");
+        // comment without binding
+        let s = sign_bytes(&sk, DOC.as_bytes(), "timestamp:1").unwrap();
+        assert!(verify_preset(&ring, DOC.into(), s.as_bytes(), "f", "t", None).is_err());
+        // comment binding another digest
+        let s = sign_bytes(&sk, DOC.as_bytes(), "preset=demo version=1.0.0 sha256=00").unwrap();
+        let e = verify_preset(&ring, DOC.into(), s.as_bytes(), "f", "t", None).unwrap_err();
+        assert!(matches!(e, PresetError::Digest { .. }), "{e}");
+    }
+
+    #[test]
+    fn legacy_signature_refused() {
+        let (sk, ring) = key();
+        let sig = sign_bytes(
+            &sk,
+            DOC.as_bytes(),
+            &preset_comment("demo", &semver::Version::new(1, 0, 0), DOC.as_bytes()),
+        )
+        .unwrap();
+        // Turn the algorithm bytes "ED" into legacy "Ed".
+        let mut lines: Vec<String> = sig.lines().map(String::from).collect();
+        let mut bin = base64::engine::general_purpose::STANDARD
+            .decode(&lines[1])
+            .unwrap();
+        bin[1] = b'd';
+        lines[1] = base64::engine::general_purpose::STANDARD.encode(bin);
+        let e = verify_preset(
+            &ring,
+            DOC.into(),
+            lines.join("\n").as_bytes(),
+            "f",
+            "t",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("legacy"), "{e}");
+    }
+
+    #[test]
+    fn index_signatures() {
+        let (sk, ring) = key();
+        let idx = b"zerobox-index: 1\n";
+        let sig = sign_bytes(&sk, idx, &index_comment(7, idx)).unwrap();
+        let (_, serial) = verify_index(&ring, idx.to_vec(), sig.as_bytes(), "i").unwrap();
+        assert_eq!(serial, 7);
+        // a preset signature is not an index signature
+        let psig = sign_bytes(
+            &sk,
+            idx,
+            &preset_comment("x", &semver::Version::new(1, 0, 0), idx),
+        )
+        .unwrap();
+        assert!(verify_index(&ring, idx.to_vec(), psig.as_bytes(), "i").is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! Writes outside the granted paths: plain, through links, renames, /proc
+//! magic links, deny rules inside a writable directory, masks.
+
+use std::path::Path;
+
+use crate::common::{real, scratch};
+use crate::util::{expect, py, unique, Home};
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+/// Threat: overwrite, truncate, delete or create host files outside any
+/// granted path (a project file, /etc). Stopped by: the read-only host
+/// mounts (EROFS); Landlock (no write right anywhere) is behind them.
+#[test]
+fn plain_write_outside_is_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    let f = d.join("f");
+    std::fs::write(&f, "orig").unwrap();
+    let etc = format!("/etc/zb-escape-{}", unique());
+    let f = f.display();
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[],
+        &format!(
+            r#"
+t("overwrite", lambda: open("{f}", "w").write("pwn"))
+t("append", lambda: open("{f}", "a").write("pwn"))
+t("truncate", lambda: os.truncate("{f}", 0))
+t("chmod", lambda: os.chmod("{f}", 0o777))
+t("utime", lambda: os.utime("{f}", (0, 0)))
+t("unlink", lambda: os.unlink("{f}"))
+t("create", lambda: open("{d_}/new", "w").write("pwn"))
+t("mkdir", lambda: os.mkdir("{d_}/dir"))
+t("etc", lambda: open("{etc}", "w").write("pwn"))
+t("usr_bin", lambda: open("/usr/bin/zb-escape", "w").write("pwn"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in [
+        "overwrite",
+        "append",
+        "truncate",
+        "chmod",
+        "utime",
+        "unlink",
+        "create",
+        "mkdir",
+        "etc",
+        "usr_bin",
+    ] {
+        expect(&r, n, "EROFS");
+    }
+    assert_eq!(read(&d.join("f")), "orig");
+    assert!(!d.join("new").exists() && !d.join("dir").exists());
+    assert!(!Path::new(&etc).exists());
+    assert!(!Path::new("/usr/bin/zb-escape").exists());
+}
+
+/// Threat: plant (or find) a symlink in a writable directory that points
+/// outside it and write through it. Stopped by: path resolution ends on the
+/// read-only host mount (EROFS); Landlock grants write only beneath the
+/// writable directory's inode, not the target's.
+#[test]
+fn symlink_in_writable_dir_does_not_reach_outside() {
+    let (ws, os_) = (scratch(), scratch());
+    let (w, o) = (real(ws.path()), real(os_.path()));
+    std::fs::write(o.join("target"), "orig").unwrap();
+    std::os::unix::fs::symlink(o.join("target"), w.join("pre")).unwrap();
+    let wa = format!("--allow-write={}", w.display());
+    let (w_, o_) = (w.display(), o.display());
+    let r = py(
+        &w,
+        None,
+        &[&wa],
+        &format!(
+            r#"
+t("control", lambda: open("{w_}/ok", "w").write("ok"))
+t("symlink", lambda: os.symlink("{o_}/target", "{w_}/link"))
+t("via_new_link", lambda: open("{w_}/link", "w").write("pwn"))
+t("via_host_link", lambda: open("{w_}/pre", "a").write("pwn"))
+t("dangling", lambda: os.symlink("{o_}/newfile", "{w_}/dang"))
+t("via_dangling", lambda: open("{w_}/dang", "w").write("pwn"))
+t("dirlink", lambda: os.symlink("{o_}", "{w_}/dl"))
+t("via_dirlink", lambda: open("{w_}/dl/x", "w").write("pwn"))
+t("mkdir_via_dirlink", lambda: os.mkdir("{w_}/dl/newdir"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["control", "symlink", "dangling", "dirlink"] {
+        expect(&r, n, "OK");
+    }
+    for n in [
+        "via_new_link",
+        "via_host_link",
+        "via_dangling",
+        "via_dirlink",
+        "mkdir_via_dirlink",
+    ] {
+        expect(&r, n, "EROFS");
+    }
+    assert_eq!(read(&o.join("target")), "orig");
+    assert!(!o.join("newfile").exists());
+    assert!(!o.join("x").exists() && !o.join("newdir").exists());
+    assert_eq!(read(&w.join("ok")), "ok");
+}
+
+/// Threat: hard-link an outside file into the writable directory (by path,
+/// or through /proc/self/fd with AT_SYMLINK_FOLLOW) and write it there.
+/// Stopped by: the writable directory is its own bind mount, and link(2)
+/// across mounts is EXDEV; Landlock's REFER right is the second wall.
+#[test]
+fn hardlink_of_outside_file_is_refused() {
+    let (ws, os_) = (scratch(), scratch());
+    let (w, o) = (real(ws.path()), real(os_.path()));
+    std::fs::write(o.join("target"), "orig").unwrap();
+    let wa = format!("--allow-write={}", w.display());
+    let (w_, o_) = (w.display(), o.display());
+    let r = py(
+        &w,
+        None,
+        &[&wa],
+        &format!(
+            r#"
+t("link", lambda: os.link("{o_}/target", "{w_}/hl"))
+fd = os.open("{o_}/target", os.O_RDONLY)
+t("link_procfd", lambda: os.link(f"/proc/self/fd/{{fd}}", "{w_}/hl2"))
+t("link_etc", lambda: os.link("/etc/passwd", "{w_}/passwd"))
+t("control", lambda: (open("{w_}/a", "w").write("a"), os.link("{w_}/a", "{w_}/b")))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["link", "link_procfd", "link_etc"] {
+        expect(&r, n, "EXDEV");
+    }
+    expect(&r, "control", "OK");
+    assert!(!w.join("hl").exists() && !w.join("hl2").exists() && !w.join("passwd").exists());
+    assert_eq!(read(&o.join("target")), "orig");
+}
+
+/// Threat: rename a parent of the writable directory (or the directory
+/// itself, or move a file out of it) to change what the host sees at a
+/// path. Stopped by: the parent lives on the read-only host mount (EROFS);
+/// moving out crosses a mount (EXDEV).
+#[test]
+fn rename_parent_of_writable_dir_is_refused() {
+    let ps = scratch();
+    let p = real(ps.path());
+    let w = p.join("w");
+    std::fs::create_dir(&w).unwrap();
+    std::fs::write(w.join("f"), "orig").unwrap();
+    let wa = format!("--allow-write={}", w.display());
+    let p_ = p.display();
+    let r = py(
+        &w,
+        None,
+        &[&wa],
+        &format!(
+            r#"
+t("rename_parent", lambda: os.rename("{p_}", "{p_}-moved"))
+t("rename_wdir", lambda: os.rename("{p_}/w", "{p_}/w2"))
+t("move_out", lambda: os.rename("{p_}/w/f", "{p_}/f"))
+t("rmdir_wdir", lambda: os.rmdir("{p_}/w"))
+t("control", lambda: os.rename("{p_}/w/f", "{p_}/w/g"))
+t("control_back", lambda: os.rename("{p_}/w/g", "{p_}/w/f"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    expect(&r, "rename_parent", "EROFS");
+    expect(&r, "rename_wdir", "EROFS");
+    expect(&r, "move_out", "EXDEV");
+    expect(&r, "rmdir_wdir", "EROFS");
+    expect(&r, "control", "OK");
+    expect(&r, "control_back", "OK");
+    assert!(w.is_dir() && !p.join("w2").exists() && !p.join("f").exists());
+    assert!(!Path::new(&format!("{}-moved", p.display())).exists());
+    assert_eq!(read(&w.join("f")), "orig");
+}
+
+/// Threat: reach the host filesystem through /proc/self/root (a magic link
+/// that bypasses path-based checks in some sandboxes). Stopped by: it is
+/// the sandbox's own root, with the same read-only mounts (EROFS).
+#[test]
+fn proc_self_root_is_the_sandbox_root() {
+    let (ws, os_) = (scratch(), scratch());
+    let (w, o) = (real(ws.path()), real(os_.path()));
+    std::fs::write(o.join("target"), "orig").unwrap();
+    let wa = format!("--allow-write={}", w.display());
+    let (w_, o_) = (w.display(), o.display());
+    let r = py(
+        &w,
+        None,
+        &[&wa],
+        &format!(
+            r#"
+t("target", lambda: open("/proc/self/root{o_}/target", "w").write("pwn"))
+t("create", lambda: open("/proc/self/root{o_}/new", "w").write("pwn"))
+t("etc", lambda: open("/proc/self/root/etc/zb-escape", "w").write("pwn"))
+t("thread_self", lambda: open("/proc/thread-self/root{o_}/target", "w").write("pwn"))
+t("control", lambda: open("/proc/self/root{w_}/ok", "w").write("ok"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["target", "create", "etc", "thread_self"] {
+        expect(&r, n, "EROFS");
+    }
+    expect(&r, "control", "OK");
+    assert_eq!(read(&o.join("target")), "orig");
+    assert!(!o.join("new").exists() && !Path::new("/etc/zb-escape").exists());
+}
+
+/// Threat: use another process's root or cwd magic link (/proc/PPID/cwd,
+/// /proc/1/root: PID 1 is zerobox's init, which holds capabilities in the
+/// sandbox's user namespace and sees the same tree) to write outside.
+/// Stopped by: ptrace access checks on /proc/PID/{root,cwd} (the command
+/// has no capabilities, init has) and Landlock's ptrace scoping (init is
+/// outside the command's domain): EACCES.
+#[test]
+fn proc_pid_root_and_cwd_of_init_are_unreachable() {
+    let os_ = scratch();
+    let o = real(os_.path());
+    std::fs::write(o.join("target"), "orig").unwrap();
+    let o_ = o.display();
+    let r = py(
+        &o,
+        None,
+        &[],
+        &format!(
+            r#"
+pp = os.getppid()
+p("ppid", pp)
+t("ppid_cwd_write", lambda: open(f"/proc/{{pp}}/cwd/pwn", "w").write("pwn"))
+t("ppid_cwd_list", lambda: os.listdir(f"/proc/{{pp}}/cwd"))
+t("init_root_write", lambda: open("/proc/1/root{o_}/target", "w").write("pwn"))
+t("init_root_read", lambda: open("/proc/1/root/etc/hostname").read())
+t("init_cwd", lambda: os.listdir("/proc/1/cwd"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    expect(&r, "ppid", "1");
+    for n in [
+        "ppid_cwd_write",
+        "ppid_cwd_list",
+        "init_root_write",
+        "init_root_read",
+        "init_cwd",
+    ] {
+        expect(&r, n, "EACCES");
+    }
+    assert_eq!(read(&o.join("target")), "orig");
+    assert!(!o.join("pwn").exists());
+}
+
+/// Threat: write a `--deny-write` path inside an `--allow-write` directory
+/// (overwrite, create, delete, chmod, rename it away, hard-link it out).
+/// Stopped by: the read-only bind over the denied path (EROFS; EBUSY for
+/// renaming the mount point; EXDEV for links), Landlock behind it.
+#[test]
+fn deny_write_inside_allow_write_holds() {
+    let ws = scratch();
+    let w = real(ws.path());
+    std::fs::create_dir(w.join("ro")).unwrap();
+    std::fs::write(w.join("ro/f"), "orig").unwrap();
+    let wa = format!("--allow-write={}", w.display());
+    let wd = format!("--deny-write={}", w.join("ro").display());
+    let w_ = w.display();
+    let r = py(
+        &w,
+        None,
+        &[&wa, &wd],
+        &format!(
+            r#"
+t("overwrite", lambda: open("{w_}/ro/f", "w").write("pwn"))
+t("create", lambda: open("{w_}/ro/new", "w").write("pwn"))
+t("unlink", lambda: os.unlink("{w_}/ro/f"))
+t("chmod", lambda: os.chmod("{w_}/ro/f", 0o777))
+t("rename_dir", lambda: os.rename("{w_}/ro", "{w_}/ro2"))
+t("rmdir", lambda: os.rmdir("{w_}/ro"))
+t("link_out", lambda: os.link("{w_}/ro/f", "{w_}/hl"))
+t("read", lambda: open("{w_}/ro/f").read())
+t("control", lambda: open("{w_}/ok", "w").write("ok"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["overwrite", "create", "unlink", "chmod"] {
+        expect(&r, n, "EROFS");
+    }
+    expect(&r, "rename_dir", "EBUSY");
+    expect(&r, "rmdir", "EBUSY");
+    expect(&r, "link_out", "EXDEV");
+    expect(&r, "read", "OK");
+    expect(&r, "control", "OK");
+    assert_eq!(read(&w.join("ro/f")), "orig");
+    assert!(!w.join("ro/new").exists() && !w.join("ro2").exists() && !w.join("hl").exists());
+}
+
+/// Threat: create a denied path that does not exist yet inside a writable
+/// directory (plant `D/newsecret`, or files under it), or leave a host-side
+/// placeholder behind. Stopped by: zerobox creates a placeholder before the
+/// run and masks it (read-only empty tmpfs: EROFS inside, EBUSY to remove
+/// or rename it); the placeholder is removed after the run.
+#[test]
+fn denied_missing_path_under_writable_dir_cannot_be_created() {
+    let ds = scratch();
+    let d = real(ds.path());
+    let wa = format!("--allow-write={}", d.display());
+    let dr = format!(
+        "--deny-read={},{}",
+        d.join("newsecret").display(),
+        d.join("a/b").display()
+    );
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[&wa, &dr],
+        &format!(
+            r#"
+t("mkdir_inside", lambda: os.makedirs("{d_}/newsecret/x"))
+t("file_inside", lambda: open("{d_}/newsecret/key", "w").write("pwn"))
+t("write_as_file", lambda: open("{d_}/newsecret", "w").write("pwn"))
+t("rmdir", lambda: os.rmdir("{d_}/newsecret"))
+t("rename", lambda: os.rename("{d_}/newsecret", "{d_}/moved"))
+t("nested", lambda: os.makedirs("{d_}/a/b/c"))
+t("control", lambda: open("{d_}/ok", "w").write("ok"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    expect(&r, "mkdir_inside", "EROFS");
+    expect(&r, "file_inside", "EROFS");
+    expect(&r, "write_as_file", "EISDIR");
+    expect(&r, "rmdir", "EBUSY");
+    expect(&r, "rename", "EBUSY");
+    expect(&r, "nested", "EROFS");
+    expect(&r, "control", "OK");
+    assert!(
+        !d.join("newsecret").exists(),
+        "placeholder or planted entry left on the host"
+    );
+    assert!(!d.join("a").exists(), "nested placeholder left on the host");
+    assert!(!d.join("moved").exists());
+    assert_eq!(read(&d.join("ok")), "ok");
+}
+
+/// Threat: delete, rename away or replace a masked secret (file or
+/// directory) when its parent is writable (`--allow-write=~`), so the host
+/// loses it or gets a planted copy. Stopped by: the mask is a mount point
+/// (EBUSY for unlink/rename/rename-over) and read-only (EROFS for writes and
+/// for unlinking inside a masked directory, which is empty anyway).
+#[test]
+fn masked_paths_cannot_be_renamed_or_unlinked() {
+    let home = Home::new();
+    let h = home.path();
+    let wa = format!("--allow-write={}", h.display());
+    let h_ = h.display();
+    let r = py(
+        &h,
+        Some(&h),
+        &[&wa],
+        &format!(
+            r#"
+t("rmdir_ssh", lambda: os.rmdir("{h_}/.ssh"))
+t("unlink_key", lambda: os.unlink("{h_}/.ssh/id_rsa"))
+t("rename_ssh", lambda: os.rename("{h_}/.ssh", "{h_}/x"))
+t("rename_aws", lambda: os.rename("{h_}/.aws", "{h_}/.aws2"))
+t("unlink_hist", lambda: os.unlink("{h_}/.bash_history"))
+t("rename_hist", lambda: os.rename("{h_}/.bash_history", "{h_}/h2"))
+open("{h_}/planted", "w").write("pwn")
+t("rename_over_hist", lambda: os.rename("{h_}/planted", "{h_}/.bash_history"))
+t("write_hist", lambda: open("{h_}/.bash_history", "w").write("pwn"))
+t("plant_key", lambda: open("{h_}/.ssh/id_rsa", "w").write("pwn"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in [
+        "rmdir_ssh",
+        "rename_ssh",
+        "rename_aws",
+        "unlink_hist",
+        "rename_hist",
+        "rename_over_hist",
+    ] {
+        expect(&r, n, "EBUSY");
+    }
+    expect(&r, "unlink_key", "EROFS");
+    expect(&r, "write_hist", "EROFS");
+    expect(&r, "plant_key", "EROFS");
+    home.assert_no_leak(&r);
+    home.assert_host_intact();
+    assert!(!h.join("x").exists() && !h.join(".aws2").exists() && !h.join("h2").exists());
+}
+
+/// Threat: rename an ANCESTOR of a masked path (not the mount point itself:
+/// Linux allows renaming a directory that merely contains mounts) inside a
+/// writable directory, recreate the denied path and write it. The real
+/// secret is moved away on the host and attacker content sits at the
+/// denied path (e.g. `--allow-write=~` with `~/.config/gcloud` or
+/// `~/.docker/config.json` denied). Expected to be stopped by: the mount
+/// layer (it is not: the rename succeeds) and Landlock (in namespace mode a
+/// writable directory gets full rights, so it does not either).
+#[test]
+
+fn rename_ancestor_of_masked_path_cannot_plant_denied_path() {
+    let ds = scratch();
+    let d = real(ds.path());
+    std::fs::create_dir_all(d.join("sub/secret")).unwrap();
+    std::fs::write(d.join("sub/secret/key"), "REAL").unwrap();
+    let wa = format!("--allow-write={}", d.display());
+    let dr = format!("--deny-read={}", d.join("sub/secret").display());
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[&wa, &dr],
+        &format!(
+            r#"
+t("rename_ancestor", lambda: os.rename("{d_}/sub", "{d_}/sub2"))
+t("recreate", lambda: os.makedirs("{d_}/sub/secret"))
+t("plant", lambda: open("{d_}/sub/secret/key", "w").write("PLANTED"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        read(&d.join("sub/secret/key")),
+        "REAL",
+        "the denied path was rewritten on the host:\n{r:?}"
+    );
+    assert!(!d.join("sub2").exists(), "the denied path was moved: {r:?}");
+}
+
+/// Threat: the same ancestor rename against a `--deny-write` path (a
+/// read-only bind inside a writable dir): move its parent away, recreate
+/// the path writable, and write it. Expected to be stopped by: the mount
+/// layer and Landlock (neither does in namespace mode).
+#[test]
+
+fn rename_ancestor_of_deny_write_path_cannot_rewrite_it() {
+    let ds = scratch();
+    let d = real(ds.path());
+    std::fs::create_dir_all(d.join("sub/ro")).unwrap();
+    std::fs::write(d.join("sub/ro/config"), "ORIG").unwrap();
+    let wa = format!("--allow-write={}", d.display());
+    let dw = format!("--deny-write={}", d.join("sub/ro").display());
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[&wa, &dw],
+        &format!(
+            r#"
+t("direct", lambda: open("{d_}/sub/ro/config", "w").write("PWN"))
+t("rename_ancestor", lambda: os.rename("{d_}/sub", "{d_}/sub2"))
+t("recreate", lambda: os.makedirs("{d_}/sub/ro"))
+t("rewrite", lambda: open("{d_}/sub/ro/config", "w").write("PWN"))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    expect(&r, "direct", "EROFS");
+    assert_eq!(
+        read(&d.join("sub/ro/config")),
+        "ORIG",
+        "the write-denied path was rewritten on the host:\n{r:?}"
+    );
+}
+
+/// Threat: write the host's disks or memory through device nodes (an
+/// existing /dev/vda, /dev/mem, or a node made with mknod). Stopped by: the
+/// minimal /dev (host block devices absent: ENOENT) and mknod of devices
+/// needs CAP_MKNOD in the initial user namespace (EPERM); /tmp is nodev.
+#[test]
+fn raw_devices_are_unreachable() {
+    let s = scratch();
+    let d = real(s.path());
+    let mut host_devs: Vec<String> = Vec::new();
+    for dev in [
+        "/dev/vda",
+        "/dev/sda",
+        "/dev/nvme0n1",
+        "/dev/mem",
+        "/dev/kmsg",
+        "/dev/port",
+    ] {
+        if Path::new(dev).exists() {
+            host_devs.push(dev.to_string());
+        }
+    }
+    let r = py(
+        &d,
+        None,
+        &[],
+        &format!(
+            r#"
+import stat
+for dev in {host_devs:?}:
+    p("exists" + dev, os.path.exists(dev))
+t("mknod_blk", lambda: os.mknod("/tmp/blk", stat.S_IFBLK | 0o600, os.makedev(8, 0)))
+t("mknod_chr", lambda: os.mknod("/tmp/mem", stat.S_IFCHR | 0o600, os.makedev(1, 1)))
+t("mknod_shm", lambda: os.mknod("/dev/shm/mem", stat.S_IFCHR | 0o600, os.makedev(1, 1)))
+p("devs", sorted(os.listdir("/dev")))
+"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for dev in &host_devs {
+        expect(&r, &format!("exists{dev}"), "False");
+    }
+    for n in ["mknod_blk", "mknod_chr", "mknod_shm"] {
+        expect(&r, n, "EPERM");
+    }
+}

@@ -1,0 +1,219 @@
+//! Mount attacks: the command runs as uid 0 inside when zerobox runs as
+//! root (and as the user otherwise); either way it must not be able to
+//! mount, unmount a mask, remount the host writable or change its root.
+
+use crate::common::{self, real, scratch};
+use crate::util::{expect, py, sh, Home};
+
+const MS_REMOUNT: u64 = 32;
+const MS_BIND: u64 = 4096;
+const MNT_DETACH: u64 = 2;
+
+/// Threat: mount a filesystem of one's own (tmpfs over a directory to
+/// shadow it, or to get a writable place on the host tree), with the
+/// `mount` tool, raw mount(2), or the new mount API (fsopen/fsmount/
+/// move_mount, open_tree, fspick, mount_setattr). Stopped by: seccomp
+/// (EPERM for all of them); no capabilities would be the next wall.
+#[test]
+fn mounting_anything_is_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    if common::have("mount") {
+        let r = sh(
+            &d,
+            None,
+            &[],
+            "mkdir /tmp/m && mount -t tmpfs none /tmp/m; echo rc=$?; grep -c ' /tmp/m ' /proc/self/mountinfo",
+        );
+        assert!(!r.stdout.contains("rc=0"), "{r:?}");
+        assert!(r.stdout.ends_with("0\n"), "{r:?}");
+    } else {
+        eprintln!("SKIP (part): no mount(8); raw syscalls below still run");
+    }
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[],
+        &format!(
+            r#"
+os.mkdir("/tmp/m")
+p("mount", sc({mount}, b"none", b"/tmp/m", b"tmpfs", 0, None))
+p("bind", sc({mount}, b"/tmp", b"{d_}", None, {bind}, None))
+p("fsopen", sc({fsopen}, b"tmpfs", 0))
+p("open_tree", sc({open_tree}, -100, b"/tmp", 1))
+p("move_mount", sc({move_mount}, -100, b"/tmp", -100, b"/tmp/m", 0))
+p("fsmount", sc({fsmount}, 3, 0, 0))
+p("fspick", sc({fspick}, -100, b"/", 0))
+p("mount_setattr", sc({mount_setattr}, -100, b"/", 0, None, 0))
+t("write_after", lambda: open("{d_}/pwn", "w").write("x"))
+"#,
+            mount = libc::SYS_mount,
+            bind = MS_BIND,
+            fsopen = libc::SYS_fsopen,
+            open_tree = libc::SYS_open_tree,
+            move_mount = libc::SYS_move_mount,
+            fsmount = libc::SYS_fsmount,
+            fspick = libc::SYS_fspick,
+            mount_setattr = libc::SYS_mount_setattr,
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in [
+        "mount",
+        "bind",
+        "fsopen",
+        "open_tree",
+        "move_mount",
+        "fsmount",
+        "fspick",
+        "mount_setattr",
+    ] {
+        expect(&r, n, "EPERM");
+    }
+    expect(&r, "write_after", "EROFS");
+    assert!(!d.join("pwn").exists());
+}
+
+/// Threat: unmount the mask over ~/.ssh (or the empty file over
+/// ~/.bash_history), lazily or not, to uncover the host's secret.
+/// Stopped by: seccomp (umount2 EPERM); masks are also locked mounts of a
+/// less privileged mount namespace.
+#[test]
+fn unmounting_a_mask_is_refused() {
+    let home = Home::new();
+    let h = home.path();
+    if common::have("umount") {
+        let r = sh(
+            &h,
+            Some(&h),
+            &[],
+            "umount ~/.ssh; umount -l ~/.ssh; umount ~/.bash_history; cat ~/.ssh/id_rsa ~/.bash_history; echo done",
+        );
+        assert!(r.stdout.ends_with("done\n"), "{r:?}");
+        home.assert_no_leak(&r);
+    } else {
+        eprintln!("SKIP (part): no umount(8); raw syscalls below still run");
+    }
+    let h_ = h.display();
+    let r = py(
+        &h,
+        Some(&h),
+        &[],
+        &format!(
+            r#"
+p("umount", sc({umount2}, b"{h_}/.ssh", 0))
+p("umount_lazy", sc({umount2}, b"{h_}/.ssh", {detach}))
+p("umount_hist", sc({umount2}, b"{h_}/.bash_history", {detach}))
+p("umount_proc", sc({umount2}, b"/proc", {detach}))
+t("read_after", lambda: print(open("{h_}/.ssh/id_rsa").read()))
+"#,
+            umount2 = libc::SYS_umount2,
+            detach = MNT_DETACH,
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["umount", "umount_lazy", "umount_hist", "umount_proc"] {
+        expect(&r, n, "EPERM");
+    }
+    expect(&r, "read_after", "ENOENT");
+    home.assert_no_leak(&r);
+    home.assert_host_intact();
+}
+
+/// Threat: remount the host root (or a mask) read-write, then write the
+/// host. Stopped by: seccomp (mount EPERM); the read-only flag is also
+/// locked for a less privileged mount namespace.
+#[test]
+fn remounting_root_writable_is_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    if common::have("mount") {
+        let r = sh(
+            &d,
+            None,
+            &[],
+            "mount -o remount,rw /; echo rc=$?; touch ./pwn; echo done",
+        );
+        assert!(!r.stdout.contains("rc=0"), "{r:?}");
+        assert!(r.stdout.ends_with("done\n"), "{r:?}");
+    } else {
+        eprintln!("SKIP (part): no mount(8); raw syscalls below still run");
+    }
+    let d_ = d.display();
+    let r = py(
+        &d,
+        None,
+        &[],
+        &format!(
+            r#"
+p("remount_root", sc({mount}, None, b"/", None, {remount}, None))
+p("remount_bind", sc({mount}, None, b"/", None, {remount_bind}, None))
+p("remount_cwd", sc({mount}, None, b"{d_}", None, {remount_bind}, None))
+t("write_after", lambda: open("{d_}/pwn", "w").write("x"))
+"#,
+            mount = libc::SYS_mount,
+            remount = MS_REMOUNT,
+            remount_bind = MS_REMOUNT | MS_BIND,
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["remount_root", "remount_bind", "remount_cwd"] {
+        expect(&r, n, "EPERM");
+    }
+    expect(&r, "write_after", "EROFS");
+    assert!(!d.join("pwn").exists());
+}
+
+/// Threat: create a nested user + mount namespace (`unshare -Urm`), where
+/// one holds all capabilities again, and unmount the mask from there.
+/// Stopped by: seccomp (unshare/clone with namespace flags EPERM).
+#[test]
+fn nested_userns_cannot_unmount_masks() {
+    let home = Home::new();
+    let h = home.path();
+    if !common::have("unshare") {
+        eprintln!("SKIP: no unshare(1)");
+        return;
+    }
+    let r = sh(
+        &h,
+        Some(&h),
+        &[],
+        "unshare -Urm sh -c 'umount -l ~/.ssh; cat ~/.ssh/id_rsa'; echo rc=$?; \
+         unshare -Ur --mount-proc -fp sh -c 'cat ~/.ssh/id_rsa'; echo rc2=$?",
+    );
+    assert!(
+        r.stdout.contains("rc=1") && r.stdout.contains("rc2=1"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("Operation not permitted"), "{r:?}");
+    home.assert_no_leak(&r);
+}
+
+/// Threat: change the root (chroot into a directory one controls, the
+/// classic chroot escape, or pivot_root). Stopped by: seccomp (EPERM).
+#[test]
+fn chroot_and_pivot_root_are_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    let r = py(
+        &d,
+        None,
+        &[],
+        &format!(
+            r#"
+os.mkdir("/tmp/r")
+p("chroot", sc({chroot}, b"/tmp/r"))
+t("os_chroot", lambda: os.chroot("/tmp"))
+p("pivot_root", sc({pivot_root}, b"/tmp", b"/tmp/r"))
+"#,
+            chroot = libc::SYS_chroot,
+            pivot_root = libc::SYS_pivot_root,
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for n in ["chroot", "os_chroot", "pivot_root"] {
+        expect(&r, n, "EPERM");
+    }
+}

@@ -1,11 +1,14 @@
-//! The real binary: `zerobox preset …` and `zerobox trust …`. Skipped (with a
-//! note) until the CLI routes `preset` to `zerobox::preset::cli_main`.
+//! The real binary: `zerobox preset …`, `zerobox trust …`, and a team's
+//! whole workflow (keygen, publish to a directory registry, pin in a repo,
+//! a colleague runs exactly the pinned bytes or is refused).
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn zerobox(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zerobox"))
+    Command::new(common::bin())
         .args(args)
         .current_dir(root.join("proj"))
         .env("XDG_CONFIG_HOME", root.join("config"))
@@ -16,25 +19,14 @@ fn zerobox(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn wired(root: &Path) -> bool {
-    let out = zerobox(root, &["preset", "list"]);
-    let ok = out.status.success() && String::from_utf8_lossy(&out.stdout).contains("claude");
-    if !ok {
-        eprintln!(
-            "note: `zerobox preset` is not wired to preset::cli_main yet; skipping binary tests"
-        );
-    }
-    ok
-}
-
 #[test]
 fn binary_preset_and_trust_commands() {
-    let t = tempfile::tempdir().unwrap();
+    let t = common::scratch();
     let root = t.path();
     std::fs::create_dir_all(root.join("proj/.git")).unwrap();
-    if !wired(root) {
-        return;
-    }
+    let out = zerobox(root, &["preset", "list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("claude"));
     let out = zerobox(root, &["preset", "schema"]);
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -44,7 +36,7 @@ fn binary_preset_and_trust_commands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("## claude@1.0.0") && text.contains("## protect-shell@1.0.0"),
+        text.contains("## claude@") && text.contains("## protect-shell@"),
         "{text}"
     );
 
@@ -68,4 +60,137 @@ fn binary_preset_and_trust_commands() {
     let out = zerobox(root, &["preset", "show", "claude", "--resolved"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("(trusted)"));
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Alice makes a key, publishes a preset to a directory registry and pins
+/// it in the repository; Bob (own config, trusts Alice's key and the lock
+/// file) runs `zerobox NAME` and gets exactly those bytes. A tampered
+/// registry file, or a lock file changed after trust, is refused.
+#[test]
+fn team_keygen_publish_pin_and_run() {
+    let t = common::scratch();
+    let root = t.path();
+    std::fs::create_dir_all(root.join("proj/.git")).unwrap();
+    let reg = root.join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let alice = root.join("alice");
+    let bob = root.join("bob");
+    let as_user = |home: &Path, args: &[&str]| -> Output {
+        Command::new(common::bin())
+            .args(args)
+            .current_dir(root.join("proj"))
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("ZEROBOX_REGISTRY", format!("file://{}", reg.display()))
+            .env_remove("ZEROBOX_REGISTRY_CA")
+            .output()
+            .unwrap()
+    };
+    std::fs::create_dir_all(&alice).unwrap();
+    std::fs::create_dir_all(&bob).unwrap();
+    let key = alice.join("team");
+    ok(&as_user(
+        &alice,
+        &["preset", "keygen", "--out", key.to_str().unwrap()],
+    ));
+    let pubkey = alice.join("team.pub");
+    let preset = root.join("team-echo.yaml");
+    std::fs::write(
+        &preset,
+        "zerobox: 1\nname: team-echo\nversion: 1.0.0\ndescription: prints a marker\ncommand: echo\n",
+    )
+    .unwrap();
+    ok(&as_user(
+        &alice,
+        &[
+            "preset",
+            "publish",
+            preset.to_str().unwrap(),
+            "--registry",
+            reg.to_str().unwrap(),
+            "--key",
+            &format!("{}.key", key.display()),
+        ],
+    ));
+    // Publishing the same version again is refused.
+    let again = as_user(
+        &alice,
+        &[
+            "preset",
+            "publish",
+            preset.to_str().unwrap(),
+            "--registry",
+            reg.to_str().unwrap(),
+            "--key",
+            &format!("{}.key", key.display()),
+        ],
+    );
+    assert!(!again.status.success(), "re-publish of 1.0.0 accepted");
+    ok(&as_user(
+        &alice,
+        &["preset", "trust-key", pubkey.to_str().unwrap()],
+    ));
+    ok(&as_user(&alice, &["preset", "pin", "team-echo@1.0.0"]));
+    let lock = std::fs::read_to_string(root.join("proj/.zerobox/lock.yaml")).unwrap();
+    assert!(
+        lock.contains("team-echo") && lock.contains("sha256"),
+        "{lock}"
+    );
+
+    // Bob: unknown key first — refused.
+    let r = as_user(&bob, &["team-echo", "hello-from-pin"]);
+    assert!(
+        !r.status.success(),
+        "ran with an untrusted key: {}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    ok(&as_user(
+        &bob,
+        &["preset", "trust-key", pubkey.to_str().unwrap()],
+    ));
+    ok(&as_user(&bob, &["trust", ".zerobox/lock.yaml"]));
+    let out = ok(&as_user(&bob, &["team-echo", "hello-from-pin"]));
+    assert_eq!(out, "hello-from-pin\n");
+
+    // The registry copy is tampered with: Bob's next fresh run refuses.
+    let file = reg.join("presets/team-echo/1.0.0.yaml");
+    let mut bytes = std::fs::read_to_string(&file).unwrap();
+    bytes = bytes.replace("command: echo", "command: touch");
+    std::fs::write(&file, bytes).unwrap();
+    let _ = std::fs::remove_dir_all(bob.join("cache"));
+    let r = as_user(&bob, &["team-echo", "pwned"]);
+    assert!(!r.status.success(), "tampered preset ran");
+    let err = String::from_utf8_lossy(&r.stderr).to_lowercase();
+    assert!(
+        err.contains("signature") || err.contains("digest") || err.contains("sha256"),
+        "{err}"
+    );
+    assert!(!root.join("proj/pwned").exists());
+
+    // A lock file changed after it was trusted is untrusted again.
+    std::fs::write(
+        root.join("proj/.zerobox/lock.yaml"),
+        format!("{lock}\n# edited\n"),
+    )
+    .unwrap();
+    let r = as_user(&bob, &["team-echo", "x"]);
+    assert!(!r.status.success(), "changed lock file accepted");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("trust"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
 }

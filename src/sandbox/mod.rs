@@ -364,6 +364,25 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
     }
     layers.push("seccomp: mount, namespaces, ptrace, bpf, keyrings, io_uring, TIOCSTI, raw sockets … refused".into());
     layers.push("capabilities: all dropped, no_new_privs".into());
+    if opts.share_net {
+        layers.push("network: the host's own (--share-net): no isolation".into());
+    } else if policy.network.wants_network() || !policy.secrets.is_empty() {
+        layers.push(format!(
+            "network: only through zerobox's proxy ({}); {}",
+            if policy.network.allow_any {
+                "any host".to_string()
+            } else {
+                format!("{} host pattern(s)", policy.network.allow.len())
+            },
+            if mode == Mode::Namespaces {
+                "its listener is the only socket in the sandbox's network namespace"
+            } else {
+                "on host loopback, Landlock allows TCP connect to its port only"
+            }
+        ));
+    } else {
+        layers.push("network: none (only lo)".into());
+    }
     let mounts = if mode == Mode::Namespaces {
         linux::mounts::plan(&full)
     } else {

@@ -352,3 +352,82 @@ fn ca_key_is_not_readable_inside() {
     assert_eq!(r.stdout.lines().last(), Some("0"), "{r:?}");
     let _ = std::io::stdout().flush();
 }
+
+/// A minimal CONNECT proxy standing in for a corporate proxy: it logs each
+/// CONNECT target to stdout and splices bytes.
+const CORP_PROXY_PY: &str = r#"
+import socket, threading, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(16)
+print(srv.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    finally:
+        for s in (a, b):
+            try: s.shutdown(socket.SHUT_RDWR)
+            except OSError: pass
+def handle(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d: return
+        head += d
+    line = head.split(b"\r\n")[0].decode()
+    method, target, _ = line.split(" ", 2)
+    print("CONNECT " + target, flush=True)
+    host, port = target.rsplit(":", 1)
+    host = "127.0.0.1" if host.endswith(".test") else host
+    u = socket.create_connection((host, int(port)))
+    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    pipe(u, c)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#;
+
+/// When zerobox itself runs behind a corporate proxy (HTTPS_PROXY in its own
+/// environment), its outbound connections chain through it; names are
+/// handed to that proxy unresolved.
+#[test]
+fn outbound_chains_through_a_corporate_proxy() {
+    let d = scratch();
+    let up = upstream(d.path(), "unused-value", None);
+    let script = d.path().join("corp.py");
+    std::fs::write(&script, CORP_PROXY_PY).unwrap();
+    let mut corp = Command::new("python3")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(corp.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let corp_port = line.trim().to_string();
+    let port = up.port.to_string();
+    let r = run(
+        d.path(),
+        &[("HTTPS_PROXY", &format!("http://127.0.0.1:{corp_port}"))],
+        &args(&[
+            &format!("--allow-net=intranet.test:{port}"),
+            "--",
+            "curl",
+            "-s",
+            &format!("http://intranet.test:{port}/via-corp"),
+        ]),
+    );
+    let _ = corp.kill();
+    let mut seen = String::new();
+    let _ = out.read_line(&mut seen);
+    let _ = corp.wait();
+    assert_eq!(r.stdout, "header=other path=other body=other\n", "{r:?}");
+    assert_eq!(
+        seen.trim(),
+        format!("CONNECT intranet.test:{port}"),
+        "{r:?}"
+    );
+}

@@ -175,6 +175,7 @@ fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, 
 
 /// Run the request; returns the command's exit code.
 pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
+    sandbox::make_undumpable();
     let resolved = resolve(req)?;
     if req.no_sandbox {
         eprintln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");

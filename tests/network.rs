@@ -431,3 +431,34 @@ fn outbound_chains_through_a_corporate_proxy() {
         "{r:?}"
     );
 }
+
+/// The real value is nowhere a sandboxed process can look: not in any
+/// /proc/*/environ or cmdline it can read (zerobox's init, or zerobox itself
+/// as the parent in the fallback), in both modes, with and without Landlock.
+#[test]
+fn secret_value_not_readable_through_proc() {
+    let d = scratch();
+    let script = "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat $f 2>/dev/null; done | tr '\\0' '\\n' | grep -c 'sk-proc-leak-tes[t]'; \
+                  cat /proc/$PPID/environ 2>/dev/null | tr '\\0' '\\n' | grep -c 'sk-proc-leak-tes[t]'";
+    for sim in ["", "userns", "landlock"] {
+        let mut env = vec![("PROC_KEY", "sk-proc-leak-test")];
+        if !sim.is_empty() {
+            env.push(("ZEROBOX_SIMULATE_MISSING", sim));
+        }
+        let r = run(
+            d.path(),
+            &env,
+            &args(&[
+                "--secret",
+                "PROC_KEY",
+                "--secret-host",
+                "PROC_KEY=a.test",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]),
+        );
+        assert_eq!(r.stdout, "0\n0\n", "mode {sim:?}: {r:?}");
+    }
+}

@@ -679,6 +679,16 @@ pub fn block_forwarded_signals() -> std::io::Result<libc::sigset_t> {
     sys::block_signals(&sigs)
 }
 
+/// Make zerobox itself non-dumpable: no core dump can carry a secret, and
+/// no process without CAP_SYS_PTRACE can read its memory or
+/// `/proc/PID/environ` — not even a sandboxed command running as the same
+/// user in the Landlock-only fallback, where zerobox is its parent. The
+/// sandbox's PID 1 is forked from zerobox and inherits this; the command's
+/// own `execve` resets it for the command only.
+pub fn make_undumpable() {
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+}
+
 /// What `doctor` reports.
 #[derive(Debug, Serialize)]
 pub struct Probe {

@@ -199,14 +199,9 @@ impl SandboxArgs {
                 .filter(|h| !h.is_empty())
                 .map(str::to_string)
                 .collect();
-            match layer.secrets.iter_mut().find(|s| s.name == name) {
-                Some(s) => s.hosts.extend(hosts),
-                None => {
-                    return Err(Fatal::usage(format!(
-                        "--secret-host {name}=…: no --secret {name} to bind (add --secret {name})"
-                    )))
-                }
-            }
+            // Bound after merging, so a preset's secret can be bound to a
+            // test or proxy host from the command line too.
+            layer.secret_hosts.push((name.to_string(), hosts));
         }
         Ok(layer)
     }

@@ -109,6 +109,43 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
     Ok(Resolved { policy, spec })
 }
 
+/// A preset's write grants for the agent's own state under HOME (`~/.claude`,
+/// `~/.codex`, …) are created as empty 0700 directories when missing, as
+/// the agent would on its first unsandboxed run: inside, HOME itself is not
+/// writable. Only directory-like names (no extension), only under HOME,
+/// only from presets (a CLI path that does not exist gets a warning).
+fn create_state_dirs(policy: &Policy, debug: bool) {
+    use std::os::unix::fs::DirBuilderExt;
+    for rule in &policy.fs {
+        let from_preset = !matches!(rule.origin.as_str(), "cli" | "defaults")
+            && !rule.origin.starts_with("zerobox");
+        if rule.access != FsAccess::AllowWrite
+            || !from_preset
+            || !rule.path.starts_with(&policy.home)
+            || rule.path == policy.home
+            || std::fs::symlink_metadata(&rule.path).is_ok()
+        {
+            continue;
+        }
+        let name = rule.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.trim_start_matches('.').contains('.') {
+            continue; // a file (`~/.claude.json`): the agent creates it
+        }
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&rule.path);
+        if debug {
+            eprintln!(
+                "zerobox: debug: create state dir {} for {}: {}",
+                rule.path.display(),
+                rule.origin,
+                if made.is_ok() { "ok" } else { "failed" }
+            );
+        }
+    }
+}
+
 /// zerobox's own state is never readable (the CA key) nor writable (trusted
 /// keys and files) from inside, whatever else is granted.
 fn own_state_layer() -> PolicyLayer {
@@ -177,6 +214,7 @@ fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, 
 pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     sandbox::make_undumpable();
     let resolved = resolve(req)?;
+    create_state_dirs(&resolved.policy, req.debug);
     if req.no_sandbox {
         eprintln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
         use std::os::unix::process::CommandExt;

@@ -690,3 +690,26 @@ fn unix_sockets_hidden_unless_allowed() {
     ));
     assert_eq!(r.stdout, "hello-from-host\n", "{r:?}");
 }
+
+/// Where the machine offers every layer, a run uses them all: no fallback
+/// warning (a silently — or even loudly — weaker sandbox on a capable
+/// machine is a bug; this once happened when zerobox became non-dumpable
+/// and could no longer write its own uid map as an unprivileged user).
+#[test]
+fn capable_machine_gets_every_layer_without_warning() {
+    let d = scratch();
+    let doctor = run_in(d.path(), &["doctor"]);
+    if !doctor.stdout.contains("Each run gets: all layers") {
+        eprintln!("SKIP: this machine lacks a layer:\n{}", doctor.stdout);
+        return;
+    }
+    for args in [
+        &["--", "true"][..],
+        &["--allow-net=a.test", "--", "true"][..],
+        &["--strict", "--", "true"][..],
+    ] {
+        let r = run_in(d.path(), args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert_eq!(r.stderr, "", "{args:?}: {r:?}");
+    }
+}

@@ -283,7 +283,7 @@ fn network_flag_errors() {
         (&["--secret", "K", "--", "true"], "not bound to any host"),
         (
             &["--secret-host", "K=a.test", "--", "true"],
-            "no --secret K",
+            "no secret K is declared",
         ),
         (&["--allow-net=*.com", "--", "true"], "*.com"),
         (&["--resolve", "nonsense", "--", "true"], "nonsense"),

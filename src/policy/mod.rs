@@ -66,6 +66,9 @@ pub struct PolicyLayer {
     pub unix_sockets: Vec<String>,
     /// Secrets the proxy injects (values are never part of a layer).
     pub secrets: Vec<SecretSpec>,
+    /// Extra host bindings for secrets declared by this or an earlier layer
+    /// (`--secret-host NAME=HOST` for a preset's secret).
+    pub secret_hosts: Vec<(String, Vec<String>)>,
 }
 
 /// A secret as a policy names it: where the value comes from and the host
@@ -323,6 +326,18 @@ pub fn resolve(
                     }
                 }
                 None => secrets.push(spec.clone()),
+            }
+        }
+        for (name, hosts) in &layer.secret_hosts {
+            let Some(existing) = secrets.iter_mut().find(|s| s.name == *name) else {
+                return Err(PolicyError::Other(format!(
+                    "--secret-host {name}=…: no secret {name} is declared (add --secret {name})"
+                )));
+            };
+            for h in hosts {
+                if !existing.hosts.contains(h) {
+                    existing.hosts.push(h.clone());
+                }
             }
         }
     }

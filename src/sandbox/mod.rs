@@ -288,7 +288,16 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_dir_all(dir);
         }
         for p in self.placeholders.iter().rev() {
-            let _ = std::fs::remove_dir(p); // only if still empty
+            // Only if still empty: anything else is not ours to delete.
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir(p);
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    let _ = std::fs::remove_file(p);
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -330,7 +339,7 @@ fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<Strin
     Ok((
         Mode::LandlockOnly,
         vec![format!(
-            "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable, no network at all)"
+            "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable; a writable directory that contains write-protected paths is writable only in its subdirectories)"
         )],
     ))
 }
@@ -591,9 +600,11 @@ fn private_tmp_dir() -> std::io::Result<PathBuf> {
 }
 
 /// A denied path that does not exist yet but could be created (its nearest
-/// existing parent is writable in the policy) gets an empty directory as a
-/// placeholder, so the mask or the Landlock complement covers it for the
-/// whole run. Removed afterwards if still empty.
+/// existing parent is writable in the policy) gets an empty placeholder, so
+/// the mask or read-only bind (and the Landlock complement) covers it for the
+/// whole run: a file if its name has an extension (`settings.json`,
+/// `config.toml`: programs that read it see an empty file), else a
+/// directory. Removed afterwards if still empty.
 fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
     let mut created = Vec::new();
     for rule in &policy.fs {
@@ -615,13 +626,29 @@ fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
         if !policy.effective(existing).write {
             continue; // cannot be created during the run
         }
-        for dir in missing.iter().rev() {
-            if std::fs::create_dir(dir).is_ok() {
-                created.push(dir.clone());
+        for path in missing.iter().rev() {
+            let made = if path == &rule.path && looks_like_a_file(path) {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .is_ok()
+            } else {
+                std::fs::create_dir(path).is_ok()
+            };
+            if made {
+                created.push(path.clone());
             }
         }
     }
     created
+}
+
+/// `name.ext` (not a leading-dot name like `.ssh`).
+fn looks_like_a_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.trim_start_matches('.').contains('.'))
 }
 
 impl Running {

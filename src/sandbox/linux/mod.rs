@@ -223,6 +223,12 @@ fn init_main(
     // Map our own uid/gid only: no other id exists in here. setgroups is
     // denied first (required to write gid_map unprivileged; also stops
     // dropping supplementary groups to bypass group-deny permissions).
+    // zerobox is non-dumpable (see `make_undumpable`), which makes our
+    // /proc/self files root-owned: an unprivileged user could not write its
+    // own maps. Dumpable only while writing them; nothing of the command
+    // exists yet, and the command could not ptrace us anyway (we hold
+    // capabilities it lacks, and Landlock forbids it).
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1);
     let maps = [
         ("/proc/self/setgroups", "deny".to_string()),
         ("/proc/self/uid_map", format!("{uid} {uid} 1")),
@@ -238,6 +244,7 @@ fn init_main(
             );
         }
     }
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
     let t0 = std::time::Instant::now();
     if let Err(e) = mounts::apply(&prep.steps) {
         let errno = e.err.raw_os_error().unwrap_or(0);

@@ -153,6 +153,7 @@ async fn front(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         upstream_tls: false,
         kind: "http",
         spare: Mutex::new(None),
+        idle: Mutex::new(None),
     });
     http::forward_boxed(state, ctx, req).await
 }
@@ -237,6 +238,7 @@ async fn intercept<C: Io>(state: Arc<State>, target: Target, upstream: TcpStream
         upstream_tls: is_tls,
         kind: "intercept",
         spare: Mutex::new(Some(upstream)),
+        idle: Mutex::new(None),
     });
     let st = state.clone();
     let svc = service_fn(move |req| {

@@ -220,6 +220,10 @@ pub struct Scanner {
     /// Names of secrets whose patterns fired (for the log).
     pub fired: Vec<String>,
     changes_length: bool,
+    /// The distinct first bytes of all patterns: the scan jumps from one
+    /// occurrence of these to the next with memchr instead of trying every
+    /// pattern at every byte (bodies are mostly pattern-free).
+    firsts: Vec<u8>,
 }
 
 impl Scanner {
@@ -287,12 +291,29 @@ impl Scanner {
         // Longest first, so a value that contains another value wins.
         rules.sort_by_key(|r| std::cmp::Reverse(r.pat.len()));
         rules.retain(|r| !r.pat.is_empty());
+        let mut firsts: Vec<u8> = rules.iter().map(|r| r.pat[0]).collect();
+        firsts.sort_unstable();
+        firsts.dedup();
         Scanner {
             rules,
             carry: Zeroizing::new(Vec::new()),
             fired: Vec::new(),
             changes_length,
+            firsts,
         }
+    }
+
+    /// The first position at or after `from` where a pattern could start.
+    fn next_candidate(&self, buf: &[u8], from: usize) -> usize {
+        let hay = &buf[from..];
+        let found = match self.firsts.as_slice() {
+            [] => None,
+            [a] => memchr::memchr(*a, hay),
+            [a, b] => memchr::memchr2(*a, *b, hay),
+            [a, b, c] => memchr::memchr3(*a, *b, *c, hay),
+            many => hay.iter().position(|x| many.binary_search(x).is_ok()),
+        };
+        found.map_or(buf.len(), |p| from + p)
     }
 
     /// Can output length differ from input length?
@@ -355,6 +376,10 @@ impl Scanner {
         let mut i = 0;
         let mut emitted = 0;
         'outer: while i < buf.len() {
+            i = self.next_candidate(buf, i);
+            if i >= buf.len() {
+                break;
+            }
             let rest = &buf[i..];
             let mut partial = false;
             for r in 0..self.rules.len() {

@@ -475,6 +475,10 @@ fn try_spawn(
                     SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
                 })?;
                 let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                {
+                    use std::os::fd::AsRawFd;
+                    let _ = sys::set_backlog(l.as_raw_fd(), 4096);
+                }
                 host_listener = Some(l);
                 port
             }

@@ -294,6 +294,7 @@ fn init_main(
                 )
             }
         };
+        let _ = sys::set_backlog(listener.as_raw_fd(), 4096);
         if let Err(e) = sys::send_fd(fd_channel.as_raw_fd(), listener.as_raw_fd()) {
             return fail(Stage::Internal, "hand the proxy listener to zerobox", &e, 0);
         }

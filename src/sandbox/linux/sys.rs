@@ -568,3 +568,11 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
+
+/// Raise a listening socket's accept backlog (std binds with 128, which
+/// overflows under a burst of connections and costs clients a 1 s SYN
+/// retry). Calling listen(2) again on a listening socket only changes it.
+pub fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes integers only.
+    check(unsafe { libc::listen(fd, backlog) }.into()).map(|_| ())
+}

@@ -1,0 +1,1296 @@
+//! Egress proxy benchmark: `cargo bench --bench proxy` (or `scripts/bench-proxy`).
+//!
+//! Not a test: it prints markdown tables; figures go to
+//! `docs/performance.md` ("## Proxy") by hand, with the machine and date.
+//!
+//! Everything is on loopback. An HTTPS upstream (hyper 1, HTTP/1.1, rustls
+//! with a test CA made here) serves `GET /small` (128-byte body) and
+//! `GET /big/N` (N bytes, streamed). A client (hyper over tokio-rustls,
+//! speaking `CONNECT` by hand) reaches it in these modes:
+//!
+//! - `direct`: straight to the upstream, no proxy;
+//! - `zerobox tunnel`: `CONNECT tunnel.test:PORT` through the zerobox
+//!   proxy; no secret is bound to that host, so bytes are spliced;
+//! - `zerobox MITM`: `CONNECT bench.test:PORT`; secret `BENCH_KEY` is bound
+//!   there, so the proxy terminates TLS with its own CA, substitutes the
+//!   placeholder sent in `x-api-key`, redacts the response, and speaks TLS
+//!   to the upstream (verified against the test CA);
+//! - `mitmproxy tunnel` / `mitmproxy MITM`: the same through `mitmdump`
+//!   (from `$MITMDUMP` or `PATH`), if installed; otherwise skipped with a
+//!   printed reason.
+//!
+//! The zerobox proxy runs in a child process (this binary re-executed with
+//! `ZEROBOX_BENCH_ROLE=proxy`, calling `zerobox::proxy::start` on its own
+//! 2-worker runtime) so its memory can be read from `/proc/PID/status`
+//! without the load generator's. The upstream and the client share one
+//! 2-worker runtime in this process. All of them share the machine's
+//! cores, so throughput is "end to end on this machine", not "proxy alone".
+//!
+//! Modes are interleaved in rounds (direct, tunnel, MITM, … then again) so
+//! machine noise hits all alike; figures are medians over rounds.
+//!
+//! Knobs (environment): `BENCH_ROUNDS` (5), `BENCH_REQS` (1000 timed
+//! requests per mode per round), `BENCH_WARM` (50), `BENCH_BIG_MIB` (256),
+//! `BENCH_BIG_ROUNDS` (3), `BENCH_CONNS` (1000), `BENCH_STARTUP_RUNS` (30),
+//! `MITMDUMP` (path to mitmdump).
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// The real value of the bench secret; the upstream checks it arrives.
+const SECRET_VALUE: &str = "bench-secret-value";
+const SMALL_LEN: usize = 128;
+static SMALL_BODY: [u8; SMALL_LEN] = [b'.'; SMALL_LEN];
+const OP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+struct Opts {
+    rounds: usize,
+    reqs: usize,
+    warm: usize,
+    big: u64,
+    big_rounds: usize,
+    conns: usize,
+    startup_runs: usize,
+}
+
+impl Opts {
+    fn from_env() -> Opts {
+        Opts {
+            rounds: env_num("BENCH_ROUNDS", 5).max(1) as usize,
+            reqs: env_num("BENCH_REQS", 1000).max(10) as usize,
+            warm: env_num("BENCH_WARM", 50) as usize,
+            big: env_num("BENCH_BIG_MIB", 256).max(1) << 20,
+            big_rounds: env_num("BENCH_BIG_ROUNDS", 3).max(1) as usize,
+            conns: env_num("BENCH_CONNS", 1000).max(1) as usize,
+            startup_runs: env_num("BENCH_STARTUP_RUNS", 30) as usize,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The proxy child process.
+
+/// Child role: serve the zerobox proxy until stdin closes.
+fn proxy_child() {
+    let port: u16 = std::env::var("ZEROBOX_BENCH_UP_PORT")
+        .expect("ZEROBOX_BENCH_UP_PORT")
+        .parse()
+        .expect("port");
+    let raw_port: u16 = std::env::var("ZEROBOX_BENCH_RAW_PORT")
+        .expect("ZEROBOX_BENCH_RAW_PORT")
+        .parse()
+        .expect("port");
+    let dir = PathBuf::from(std::env::var_os("ZEROBOX_BENCH_DIR").expect("ZEROBOX_BENCH_DIR"));
+    let mitm = format!("bench.test:{port}");
+    let tunnel = format!("tunnel.test:{port}");
+    let raw = format!("raw.test:{raw_port}");
+    let pin = |hp: &str| zerobox::proxy::parse_resolve(&format!("{hp}:127.0.0.1")).unwrap();
+    let cfg = zerobox::proxy::ProxyConfig {
+        allow: vec![mitm.clone(), tunnel.clone(), raw.clone()],
+        secrets: vec![zerobox::proxy::Secret::from_value(
+            "BENCH_KEY",
+            SECRET_VALUE.into(),
+            vec![mitm.clone()],
+        )
+        .unwrap()],
+        resolve: vec![pin(&mitm), pin(&tunnel), pin(&raw)],
+        extra_ca_certs: vec![dir.join("upstream-ca.pem")],
+        ca_dir: dir.join("zerobox-ca"),
+        ..Default::default()
+    };
+    // Bound the way the sandbox binds it (std, then a 4096 backlog).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        zerobox::sandbox::linux::sys::set_backlog(l.as_raw_fd(), 4096).unwrap();
+    }
+    let h = zerobox::proxy::start(l, cfg).unwrap();
+    std::fs::write(dir.join("zerobox-bundle.pem"), h.ca_bundle_pem()).unwrap();
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "READY {} {}",
+        h.local_addr().port(),
+        h.placeholder("BENCH_KEY").unwrap()
+    )
+    .unwrap();
+    out.flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    h.shutdown();
+}
+
+struct ProxyChild {
+    child: Child,
+    addr: SocketAddr,
+    placeholder: String,
+}
+
+fn spawn_zerobox_proxy(dir: &Path, up_port: u16, raw_port: u16) -> ProxyChild {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .env("ZEROBOX_BENCH_ROLE", "proxy")
+        .env("ZEROBOX_BENCH_UP_PORT", up_port.to_string())
+        .env("ZEROBOX_BENCH_RAW_PORT", raw_port.to_string())
+        .env("ZEROBOX_BENCH_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn proxy child");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut it = line.split_whitespace();
+    assert_eq!(it.next(), Some("READY"), "proxy child said {line:?}");
+    let port: u16 = it.next().unwrap().parse().unwrap();
+    let placeholder = it.next().unwrap().to_string();
+    ProxyChild {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        placeholder,
+    }
+}
+
+struct Mitm {
+    child: Child,
+    addr: SocketAddr,
+    ca: PathBuf,
+    version: String,
+}
+
+fn find_mitmdump() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MITMDUMP").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("mitmdump"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_mitmdump(bin: &Path, dir: &Path, up_ca: &Path, raw_port: u16) -> Result<Mitm, String> {
+    let version = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("mitmproxy ?")
+        .to_string();
+    let conf = dir.join("mitmproxy");
+    std::fs::create_dir_all(&conf).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let errlog = dir.join("mitmdump.err");
+    let mut child = Command::new(bin)
+        .args(["--listen-host", "127.0.0.1", "--listen-port"])
+        .arg(port.to_string())
+        .arg("-q")
+        .arg("--set")
+        .arg(format!("confdir={}", conf.display()))
+        .arg("--set")
+        .arg(format!(
+            "ssl_verify_upstream_trusted_ca={}",
+            up_ca.display()
+        ))
+        // Without this mitmproxy buffers whole bodies in memory.
+        .args(["--set", "stream_large_bodies=1m"])
+        // Tunnel (no interception) for the SNI tunnel.test and the raw source.
+        .arg("--ignore-hosts")
+        .arg(format!(r"^(tunnel\.test:|127\.0\.0\.1:{raw_port}$)"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errlog).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let ca = conf.join("mitmproxy-ca-cert.pem");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t0 = Instant::now();
+    loop {
+        if ca.is_file() && std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let err = std::fs::read_to_string(&errlog).unwrap_or_default();
+            return Err(format!("mitmdump exited ({st}): {}", err.trim()));
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("mitmdump did not start listening within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Mitm {
+        child,
+        addr,
+        ca,
+        version,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Upstream.
+
+/// A test CA, a server config for the bench names signed by it, and the
+/// CA's PEM path.
+fn upstream_tls(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_p = CertificateParams::default();
+    ca_p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_p.distinguished_name
+        .push(DnType::CommonName, "zerobox bench upstream CA");
+    let ca_cert = ca_p.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_p, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_p = CertificateParams::new(vec![
+        "bench.test".to_string(),
+        "tunnel.test".to_string(),
+        "localhost".to_string(),
+    ])
+    .unwrap();
+    let leaf = leaf_p.signed_by(&leaf_key, &issuer).unwrap();
+    let ca_path = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (ca_path, Arc::new(cfg))
+}
+
+/// `n` bytes of `chunk` repeated, streamed.
+struct BigBody {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Body for BigBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+#[derive(Default)]
+struct UpStats {
+    /// Requests whose `x-api-key` was the real value (after substitution).
+    good_key: AtomicU64,
+    bad_key: AtomicU64,
+    /// TLS connections accepted, and how many of them were resumed.
+    conns: AtomicU64,
+    resumed: AtomicU64,
+}
+
+/// 1 MiB of text-like bytes (so the redaction scanner sees realistic input).
+fn big_chunk() -> Bytes {
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 {}:,\"\n";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..1 << 20)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ALPHA[((x >> 33) as usize) % ALPHA.len()]
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// A loopback listener with a deep accept queue, so that bursts of
+/// connections to the upstream do not stall on SYN retransmits (std and
+/// tokio listen with a backlog of 128). The proxy's own listener is bound
+/// as zerobox binds it.
+fn deep_listener() -> TcpListener {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_reuseaddr(true).unwrap();
+    s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    s.listen(4096).unwrap()
+}
+
+/// `TcpExt: ListenOverflows` from /proc/net/netstat (system-wide).
+fn listen_overflows() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn start_upstream(cfg: Arc<rustls::ServerConfig>, stats: Arc<UpStats>) -> u16 {
+    let l = deep_listener();
+    let port = l.local_addr().unwrap().port();
+    let chunk = big_chunk();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = l.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            let (cfg, stats, chunk) = (cfg.clone(), stats.clone(), chunk.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = tokio_rustls::TlsAcceptor::from(cfg).accept(sock).await else {
+                    return;
+                };
+                stats.conns.fetch_add(1, Ordering::Relaxed);
+                if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    stats.resumed.fetch_add(1, Ordering::Relaxed);
+                }
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (stats, chunk) = (stats.clone(), chunk.clone());
+                    async move {
+                        let ok = req
+                            .headers()
+                            .get("x-api-key")
+                            .is_some_and(|v| v.as_bytes() == SECRET_VALUE.as_bytes());
+                        let ctr = if ok { &stats.good_key } else { &stats.bad_key };
+                        ctr.fetch_add(1, Ordering::Relaxed);
+                        let body: BoxBody<Bytes, Infallible> =
+                            match req.uri().path().strip_prefix("/big/") {
+                                Some(n) => BigBody {
+                                    left: n.parse().unwrap_or(0),
+                                    chunk,
+                                }
+                                .boxed(),
+                                None => Full::new(Bytes::from_static(&SMALL_BODY)).boxed(),
+                            };
+                        Ok::<_, Infallible>(Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// Plain TCP source: reads `N\n`, writes N bytes, closes. Measures what a
+/// tunnel can move without TLS at either end.
+async fn start_raw_source() -> u16 {
+    let l = deep_listener();
+    let port = l.local_addr().unwrap().port();
+    let chunk = big_chunk();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = l.accept().await else {
+                continue;
+            };
+            let chunk = chunk.clone();
+            tokio::spawn(async move {
+                let mut line = Vec::new();
+                while !line.ends_with(b"\n") && line.len() < 32 {
+                    match sock.read_u8().await {
+                        Ok(b) => line.push(b),
+                        Err(_) => return,
+                    }
+                }
+                let mut left: u64 = String::from_utf8_lossy(&line).trim().parse().unwrap_or(0);
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if sock.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+// ---------------------------------------------------------------------------
+// Client.
+
+#[derive(Clone)]
+struct Mode {
+    label: &'static str,
+    /// Proxy to `CONNECT` through; `None`: straight to the upstream.
+    via: Option<SocketAddr>,
+    /// `CONNECT` target.
+    connect: String,
+    sni: &'static str,
+    host_header: String,
+    /// What the client sends in `x-api-key`.
+    api_key: String,
+}
+
+struct Client {
+    tls: Arc<rustls::ClientConfig>,
+    upstream: SocketAddr,
+}
+
+async fn open(c: &Client, m: &Mode) -> Result<Sender, BoxErr> {
+    let mut tcp = TcpStream::connect(m.via.unwrap_or(c.upstream)).await?;
+    tcp.set_nodelay(true)?;
+    if m.via.is_some() {
+        let req = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", m.connect);
+        tcp.write_all(req.as_bytes()).await?;
+        // Byte by byte: nothing follows the head until we speak TLS.
+        let mut head = Vec::with_capacity(128);
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err("CONNECT response head too long".into());
+            }
+            head.push(tcp.read_u8().await?);
+        }
+        let status = head.split(|b| *b == b' ').nth(1).unwrap_or(b"");
+        if status != b"200" {
+            let first = String::from_utf8_lossy(&head);
+            return Err(format!("CONNECT refused: {}", first.lines().next().unwrap_or("")).into());
+        }
+    }
+    let name = ServerName::try_from(m.sni.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(c.tls.clone())
+        .connect(name, tcp)
+        .await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One request on an open connection; returns the body length.
+async fn get(s: &mut Sender, m: &Mode, path: &str) -> Result<u64, BoxErr> {
+    s.ready().await?;
+    let req = Request::get(path)
+        .header("host", &m.host_header)
+        .header("x-api-key", &m.api_key)
+        .body(Empty::new())?;
+    let resp = s.send_request(req).await?;
+    if resp.status() != 200 {
+        return Err(format!("HTTP {}", resp.status()).into());
+    }
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f?.into_data() {
+            n += d.len() as u64;
+        }
+    }
+    Ok(n)
+}
+
+/// Per-request latencies (µs) on one warm keep-alive connection, and the
+/// time (ms) of connect + CONNECT + TLS + first request.
+async fn latency_round(
+    c: &Client,
+    m: &Mode,
+    warm: usize,
+    n: usize,
+) -> Result<(Vec<f64>, f64), BoxErr> {
+    let t0 = Instant::now();
+    let mut s = open(c, m).await?;
+    get(&mut s, m, "/small").await?;
+    let first = t0.elapsed().as_secs_f64() * 1e3;
+    for _ in 0..warm {
+        get(&mut s, m, "/small").await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let len = get(&mut s, m, "/small").await?;
+        v.push(t.elapsed().as_secs_f64() * 1e6);
+        if len != SMALL_LEN as u64 {
+            return Err(format!("short body: {len}").into());
+        }
+    }
+    Ok((v, first))
+}
+
+/// MB/s (10^6 bytes) of one `bytes`-long response on a warm connection.
+async fn throughput_round(c: &Client, m: &Mode, bytes: u64) -> Result<f64, BoxErr> {
+    let mut s = open(c, m).await?;
+    get(&mut s, m, "/small").await?;
+    let t = Instant::now();
+    let n = get(&mut s, m, &format!("/big/{bytes}")).await?;
+    let dt = t.elapsed().as_secs_f64();
+    if n != bytes {
+        return Err(format!("got {n} of {bytes} bytes").into());
+    }
+    Ok(n as f64 / dt / 1e6)
+}
+
+/// MB/s of `bytes` of plain TCP from the raw source, direct or via `CONNECT`.
+async fn raw_round(
+    via: Option<SocketAddr>,
+    target: SocketAddr,
+    connect: &str,
+    bytes: u64,
+) -> Result<f64, BoxErr> {
+    let mut tcp = TcpStream::connect(via.unwrap_or(target)).await?;
+    tcp.set_nodelay(true)?;
+    if via.is_some() {
+        let req = format!("CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await?;
+        let mut head = Vec::with_capacity(128);
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err("CONNECT response head too long".into());
+            }
+            head.push(tcp.read_u8().await?);
+        }
+        if head.split(|b| *b == b' ').nth(1) != Some(b"200") {
+            return Err("CONNECT refused".into());
+        }
+    }
+    let t = Instant::now();
+    tcp.write_all(format!("{bytes}\n").as_bytes()).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = tcp.read(&mut buf).await?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    if n != bytes {
+        return Err(format!("got {n} of {bytes} bytes").into());
+    }
+    Ok(n as f64 / dt / 1e6)
+}
+
+struct ConcResult {
+    /// System-wide `ListenOverflows` increase during the run.
+    overflows: u64,
+    errors: usize,
+    first_error: Option<String>,
+    wall_s: f64,
+    setup_p50_ms: f64,
+    setup_max_ms: f64,
+}
+
+/// `n` connections opened at once, one request each, all held open
+/// together (barrier), then a second request on every one at once.
+async fn concurrency(c: &Arc<Client>, m: &Mode, n: usize) -> ConcResult {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let ov0 = listen_overflows();
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (c, m, barrier) = (c.clone(), m.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let first = tokio::time::timeout(OP_TIMEOUT, async {
+                    let mut s = open(&c, &m).await?;
+                    get(&mut s, &m, "/small").await?;
+                    Ok::<_, BoxErr>(s)
+                })
+                .await;
+                let setup = t.elapsed().as_secs_f64() * 1e3;
+                barrier.wait().await;
+                let mut s = match first {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(format!("open/first request: {e}")),
+                    Err(_) => return Err("open/first request: timeout".into()),
+                };
+                match tokio::time::timeout(OP_TIMEOUT, get(&mut s, &m, "/small")).await {
+                    Ok(Ok(_)) => Ok(setup),
+                    Ok(Err(e)) => Err(format!("second request: {e}")),
+                    Err(_) => Err("second request: timeout".into()),
+                }
+            })
+        })
+        .collect();
+    let mut setups = Vec::with_capacity(n);
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(s)) => setups.push(s),
+            Ok(Err(e)) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(format!("task: {e}"));
+            }
+        }
+    }
+    let wall_s = t0.elapsed().as_secs_f64();
+    setups.sort_by(f64::total_cmp);
+    ConcResult {
+        overflows: listen_overflows() - ov0,
+        errors,
+        first_error,
+        wall_s,
+        setup_p50_ms: pct(&setups, 50.0),
+        setup_max_ms: setups.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and memory.
+
+/// Percentile of sorted data (nearest rank on n-1).
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// `(field → kB)` from `/proc/PID/status` for VmRSS, RssAnon, VmHWM.
+fn mem_kb(pid: u32) -> (u64, u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("RssAnon:"), get("VmHWM:"))
+}
+
+/// Samples a process's RSS every 5 ms; `stop` gives (max VmRSS, max RssAnon) kB.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut anon) = (0, 0);
+            loop {
+                let (r, a, _) = mem_kb(pid);
+                rss = rss.max(r);
+                anon = anon.max(a);
+                if s.load(Ordering::Relaxed) {
+                    return (rss, anon);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Sampler { stop, thread }
+    }
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------
+// Start-up of the zerobox binary.
+
+/// In-process cost of bringing the proxy up: `prepare` (policy, CA load
+/// or creation, root store from webpki-roots + the system bundle) and
+/// `serve` (2-thread runtime) + shutdown.
+fn proxy_bringup(dir: &Path) {
+    let cfg = || zerobox::proxy::ProxyConfig {
+        allow: vec!["a.test".into()],
+        ca_dir: dir.join("bringup-ca"),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    drop(zerobox::proxy::prepare(cfg()).unwrap());
+    let create = t.elapsed().as_secs_f64() * 1e3;
+    let (mut prep, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let t = Instant::now();
+        let p = zerobox::proxy::prepare(cfg()).unwrap();
+        prep.push(t.elapsed().as_secs_f64() * 1e3);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let h = p.serve(l).unwrap();
+        h.shutdown();
+        full.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "\nIn-process proxy bring-up (median of 20): prepare with an existing CA {:.2} ms \
+         (first run, creating the CA: {create:.2} ms); prepare + serve + shutdown {:.2} ms",
+        median(&prep),
+        median(&full)
+    );
+}
+
+fn startup(runs: usize) {
+    let zb = env!("CARGO_BIN_EXE_zerobox");
+    let mut cases: Vec<(&str, Vec<&str>)> = vec![
+        ("`zerobox -- true`", vec![zb, "--", "true"]),
+        (
+            "`zerobox --allow-net=a.test -- true`",
+            vec![zb, "--allow-net=a.test", "--", "true"],
+        ),
+    ];
+    let bwrap_ok = Command::new("bwrap")
+        .args(["--unshare-all", "--ro-bind", "/", "/", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if bwrap_ok {
+        cases.push((
+            "`bwrap --unshare-all --ro-bind / / true`",
+            vec!["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"],
+        ));
+    } else {
+        println!("note: bwrap missing or failing here; no bwrap reference row");
+    }
+    let run = |argv: &[&str]| -> Result<f64, String> {
+        let t = Instant::now();
+        let st = Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        let dt = t.elapsed().as_secs_f64() * 1e3;
+        if st.success() {
+            Ok(dt)
+        } else {
+            Err(format!("exit {st}"))
+        }
+    };
+    for _ in 0..3 {
+        for (name, argv) in &cases {
+            if let Err(e) = run(argv) {
+                println!("start-up skipped: {name} fails here ({e})");
+                return;
+            }
+        }
+    }
+    let mut times = vec![Vec::with_capacity(runs); cases.len()];
+    for _ in 0..runs {
+        for (i, (_, argv)) in cases.iter().enumerate() {
+            match run(argv) {
+                Ok(t) => times[i].push(t),
+                Err(e) => {
+                    println!("start-up aborted: {} failed ({e})", cases[i].0);
+                    return;
+                }
+            }
+        }
+    }
+    println!("\n### Start-up ({runs} interleaved runs each, after 3 warm-up rounds; wall ms)\n");
+    println!("| command | median ms | p90 ms |");
+    println!("|---|---|---|");
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let mut v = times[i].clone();
+        v.sort_by(f64::total_cmp);
+        println!("| {name} | {:.2} | {:.2} |", median(&v), pct(&v, 90.0));
+    }
+    if bwrap_ok {
+        let b = median(&times[2]);
+        println!(
+            "\nwith proxy / bwrap: **{:.2}×** (target ≤ 3×); without proxy / bwrap: {:.2}×; proxy adds {:.2} ms",
+            median(&times[1]) / b,
+            median(&times[0]) / b,
+            median(&times[1]) - median(&times[0])
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    if std::env::var_os("ZEROBOX_BENCH_ROLE").is_some_and(|r| r == "proxy") {
+        proxy_child();
+        return;
+    }
+    let o = Opts::from_env();
+    let bench_start = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (up_ca, server_cfg) = upstream_tls(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = Arc::new(UpStats::default());
+    let up_port = rt.block_on(start_upstream(server_cfg, stats.clone()));
+    let upstream = SocketAddr::from(([127, 0, 0, 1], up_port));
+    let raw_port = rt.block_on(start_raw_source());
+    let raw_addr = SocketAddr::from(([127, 0, 0, 1], raw_port));
+
+    let mut zb = spawn_zerobox_proxy(dir.path(), up_port, raw_port);
+    let zb_pid = zb.child.id();
+    let mut mitm = match find_mitmdump() {
+        None => {
+            println!(
+                "mitmproxy columns skipped: mitmdump not found (set MITMDUMP=/path/to/mitmdump \
+                 or put it in PATH; `pip install mitmproxy`)"
+            );
+            None
+        }
+        Some(bin) => match spawn_mitmdump(&bin, dir.path(), &up_ca, raw_port) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                println!("mitmproxy columns skipped: {e}");
+                None
+            }
+        },
+    };
+
+    // The client trusts the upstream CA, the zerobox CA and mitmproxy's CA.
+    let mut roots = rustls::RootCertStore::empty();
+    let mut pems = vec![up_ca.clone(), dir.path().join("zerobox-bundle.pem")];
+    if let Some(m) = &mitm {
+        pems.push(m.ca.clone());
+    }
+    for p in &pems {
+        for c in CertificateDer::pem_file_iter(p).unwrap() {
+            let _ = roots.add(c.unwrap());
+        }
+    }
+    let mut ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    ccfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let client = Arc::new(Client {
+        tls: Arc::new(ccfg),
+        upstream,
+    });
+
+    let hostport = |h: &str| format!("{h}:{up_port}");
+    let mut modes = vec![
+        Mode {
+            label: "direct (no proxy)",
+            via: None,
+            connect: String::new(),
+            sni: "bench.test",
+            host_header: hostport("bench.test"),
+            api_key: SECRET_VALUE.into(),
+        },
+        Mode {
+            label: "zerobox tunnel",
+            via: Some(zb.addr),
+            connect: hostport("tunnel.test"),
+            sni: "tunnel.test",
+            host_header: hostport("tunnel.test"),
+            api_key: SECRET_VALUE.into(),
+        },
+        Mode {
+            label: "zerobox MITM",
+            via: Some(zb.addr),
+            connect: hostport("bench.test"),
+            sni: "bench.test",
+            host_header: hostport("bench.test"),
+            api_key: zb.placeholder.clone(),
+        },
+    ];
+    if let Some(m) = &mitm {
+        modes.push(Mode {
+            label: "mitmproxy tunnel",
+            via: Some(m.addr),
+            connect: format!("127.0.0.1:{up_port}"),
+            sni: "tunnel.test",
+            host_header: hostport("tunnel.test"),
+            api_key: SECRET_VALUE.into(),
+        });
+        modes.push(Mode {
+            label: "mitmproxy MITM",
+            via: Some(m.addr),
+            connect: hostport("localhost"),
+            sni: "localhost",
+            host_header: hostport("localhost"),
+            api_key: SECRET_VALUE.into(),
+        });
+    }
+    // Profiling knob: BENCH_MODES=substring[,substring…] keeps only matching modes.
+    let keep = |label: &str| match std::env::var("BENCH_MODES") {
+        Ok(f) if !f.is_empty() => f.split(',').any(|p| label.contains(p.trim())),
+        _ => true,
+    };
+    modes.retain(|m| keep(m.label));
+    eprintln!("zerobox proxy child pid {zb_pid}");
+    let pids: Vec<(&str, u32)> = std::iter::once(("zerobox proxy", zb_pid))
+        .chain(mitm.as_ref().map(|m| ("mitmdump", m.child.id())))
+        .collect();
+    let samplers = |pids: &[(&str, u32)]| -> Vec<Sampler> {
+        pids.iter().map(|(_, p)| Sampler::start(*p)).collect()
+    };
+    let stop_all =
+        |s: Vec<Sampler>| -> Vec<(u64, u64)> { s.into_iter().map(Sampler::stop).collect() };
+    let idle: Vec<(u64, u64, u64)> = pids.iter().map(|(_, p)| mem_kb(*p)).collect();
+
+    // Latency.
+    let n = modes.len();
+    let s = samplers(&pids);
+    let mut p50s = vec![Vec::new(); n];
+    let mut p99s = vec![Vec::new(); n];
+    let mut firsts = vec![Vec::new(); n];
+    let mut lat_err: Vec<Option<String>> = vec![None; n];
+    // Upstream TLS handshakes (and resumptions) per mode during latency.
+    let mut hs = vec![(0u64, 0u64, 0u64); n];
+    for _ in 0..o.rounds {
+        for (i, m) in modes.iter().enumerate() {
+            if lat_err[i].is_some() {
+                continue;
+            }
+            let c0 = stats.conns.load(Ordering::Relaxed);
+            let r0 = stats.resumed.load(Ordering::Relaxed);
+            let res = rt.block_on(latency_round(&client, m, o.warm, o.reqs));
+            hs[i].0 += stats.conns.load(Ordering::Relaxed) - c0;
+            hs[i].1 += stats.resumed.load(Ordering::Relaxed) - r0;
+            hs[i].2 += (1 + o.warm + o.reqs) as u64;
+            match res {
+                Ok((mut v, first)) => {
+                    v.sort_by(f64::total_cmp);
+                    p50s[i].push(pct(&v, 50.0));
+                    p99s[i].push(pct(&v, 99.0));
+                    firsts[i].push(first);
+                }
+                Err(e) => lat_err[i] = Some(e.to_string()),
+            }
+        }
+    }
+    let mem_lat = stop_all(s);
+
+    // Throughput.
+    let s = samplers(&pids);
+    let mut tput = vec![Vec::new(); n];
+    let mut tput_err: Vec<Option<String>> = vec![None; n];
+    // Plain TCP through the tunnels (no TLS anywhere): the proxy's own copying.
+    let mut raw_modes: Vec<(&str, Option<SocketAddr>, String)> = vec![
+        ("direct (no proxy)", None, String::new()),
+        (
+            "zerobox tunnel",
+            Some(zb.addr),
+            format!("raw.test:{raw_port}"),
+        ),
+    ];
+    if let Some(m) = &mitm {
+        raw_modes.push(("mitmproxy tunnel", Some(m.addr), raw_addr.to_string()));
+    }
+    raw_modes.retain(|m| keep(m.0));
+    let mut raw = vec![Vec::new(); raw_modes.len()];
+    let mut raw_err: Vec<Option<String>> = vec![None; raw_modes.len()];
+    for _ in 0..o.big_rounds {
+        for (i, m) in modes.iter().enumerate() {
+            if tput_err[i].is_some() {
+                continue;
+            }
+            match rt.block_on(throughput_round(&client, m, o.big)) {
+                Ok(r) => tput[i].push(r),
+                Err(e) => tput_err[i] = Some(e.to_string()),
+            }
+        }
+        for (i, (_, via, connect)) in raw_modes.iter().enumerate() {
+            if raw_err[i].is_some() {
+                continue;
+            }
+            match rt.block_on(raw_round(*via, raw_addr, connect, o.big)) {
+                Ok(r) => raw[i].push(r),
+                Err(e) => raw_err[i] = Some(e.to_string()),
+            }
+        }
+    }
+    let mem_tput = stop_all(s);
+
+    // Concurrency: one mode at a time, samplers per mode.
+    let mut conc = Vec::new();
+    let mut mem_conc = Vec::new();
+    for m in &modes {
+        let s = samplers(&pids);
+        conc.push(rt.block_on(concurrency(&client, m, o.conns)));
+        mem_conc.push(stop_all(s));
+    }
+    let hwm: Vec<(u64, u64, u64)> = pids.iter().map(|(_, p)| mem_kb(*p)).collect();
+
+    // Report.
+    let big_mib = o.big >> 20;
+    println!("\n### Proxy: latency and throughput (loopback HTTPS upstream; median over rounds)\n");
+    println!(
+        "Latency: GET /small (128-byte body) on one warm keep-alive connection, {} timed \
+         requests after {} warm-up, × {} rounds. Throughput: one {} MiB response \
+         (streamed, Content-Length) on a warm connection, × {} rounds; MB = 10^6 bytes.\n",
+        o.reqs, o.warm, o.rounds, big_mib, o.big_rounds
+    );
+    println!(
+        "| mode | p50 µs | p99 µs | added p50 vs direct µs | new connection + first request ms | upstream TLS handshakes per request (resumed) | throughput MB/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let direct_p50 = modes
+        .iter()
+        .position(|m| m.via.is_none())
+        .map(|i| median(&p50s[i]))
+        .unwrap_or(f64::NAN);
+    let fmt_err = |e: &Option<String>| {
+        e.as_ref()
+            .map(|e| format!("error: {e}"))
+            .unwrap_or_default()
+    };
+    for (i, m) in modes.iter().enumerate() {
+        let lat = if let Some(e) = &lat_err[i] {
+            format!("{} | | | | |", fmt_err(&Some(e.clone())))
+        } else {
+            format!(
+                "{:.0} | {:.0} | {} | {:.2} | {:.3} ({:.3})",
+                median(&p50s[i]),
+                median(&p99s[i]),
+                if m.via.is_none() {
+                    "—".to_string()
+                } else {
+                    format!("{:+.0}", median(&p50s[i]) - direct_p50)
+                },
+                median(&firsts[i]),
+                hs[i].0 as f64 / hs[i].2 as f64,
+                hs[i].1 as f64 / hs[i].2 as f64
+            )
+        };
+        let tp = if tput_err[i].is_some() {
+            fmt_err(&tput_err[i])
+        } else {
+            format!("{:.0}", median(&tput[i]))
+        };
+        println!("| {} | {lat} | {tp} |", m.label);
+    }
+    println!("\nPlain TCP through the tunnel (no TLS at either end; the proxy's own copying), {big_mib} MiB × {} rounds:\n", o.big_rounds);
+    println!("| mode | MB/s |");
+    println!("|---|---|");
+    for (i, (label, _, _)) in raw_modes.iter().enumerate() {
+        let v = match &raw_err[i] {
+            Some(e) => format!("error: {e}"),
+            None => format!("{:.0}", median(&raw[i])),
+        };
+        println!("| {label} | {v} |");
+    }
+
+    println!(
+        "\n### Proxy: {} concurrent connections (CONNECT + TLS + request each, all held open, then a second request on each at once)\n",
+        o.conns
+    );
+    println!(
+        "| mode | errors | wall s | connect+first request p50 ms | max ms | listen-queue overflows |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (m, c) in modes.iter().zip(&conc) {
+        let err = match &c.first_error {
+            Some(e) => format!("{} (first: {e})", c.errors),
+            None => c.errors.to_string(),
+        };
+        println!(
+            "| {} | {err} | {:.2} | {:.1} | {:.1} | {} |",
+            m.label, c.wall_s, c.setup_p50_ms, c.setup_max_ms, c.overflows
+        );
+    }
+
+    println!("\n### Proxy: memory (MiB, from /proc/PID/status of the proxy process)\n");
+    println!(
+        "| process | idle VmRSS (RssAnon) | peak during latency | throughput | concurrency (per mode) | VmHWM |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (j, (name, _)) in pids.iter().enumerate() {
+        let per_mode: Vec<String> = modes
+            .iter()
+            .zip(&mem_conc)
+            .filter(|(m, _)| {
+                m.via.is_some() && (m.label.starts_with("zerobox") == name.starts_with("zerobox"))
+            })
+            .map(|(m, v)| {
+                format!(
+                    "{}: {:.1} ({:.1})",
+                    m.label.rsplit(' ').next().unwrap_or(""),
+                    mb(v[j].0),
+                    mb(v[j].1)
+                )
+            })
+            .collect();
+        println!(
+            "| {name} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {} | {:.1} |",
+            mb(idle[j].0),
+            mb(idle[j].1),
+            mb(mem_lat[j].0),
+            mb(mem_lat[j].1),
+            mb(mem_tput[j].0),
+            mb(mem_tput[j].1),
+            per_mode.join("; "),
+            mb(hwm[j].2)
+        );
+    }
+
+    // Targets.
+    let p50_of = |label: &str| {
+        modes
+            .iter()
+            .position(|m| m.label == label)
+            .map(|i| median(&p50s[i]) - direct_p50)
+            .unwrap_or(f64::NAN)
+    };
+    let tp_of = |label: &str| {
+        modes
+            .iter()
+            .position(|m| m.label == label)
+            .map(|i| median(&tput[i]))
+            .unwrap_or(f64::NAN)
+    };
+    let conc_of = |label: &str| {
+        modes
+            .iter()
+            .position(|m| m.label == label)
+            .map(|i| conc[i].errors)
+            .unwrap_or(usize::MAX)
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let t_add = p50_of("zerobox tunnel");
+    let m_add = p50_of("zerobox MITM");
+    let t_tp = tp_of("zerobox tunnel");
+    let m_tp = tp_of("zerobox MITM");
+    let peak = hwm[0].2;
+    println!("\n### Proxy: targets\n");
+    println!("| target | measured | verdict |");
+    println!("|---|---|---|");
+    println!(
+        "| ≤ 0.3 ms p50 added per warm request, tunnel | {:.3} ms | {} |",
+        t_add / 1e3,
+        verdict(t_add <= 300.0)
+    );
+    println!(
+        "| ≤ 0.3 ms p50 added per warm request, MITM | {:.3} ms | {} |",
+        m_add / 1e3,
+        verdict(m_add <= 300.0)
+    );
+    println!(
+        "| ≥ 1 GB/s tunnel throughput | {:.2} GB/s | {} |",
+        t_tp / 1e3,
+        verdict(t_tp >= 1000.0)
+    );
+    println!(
+        "| ≥ 300 MB/s MITM throughput | {:.0} MB/s | {} |",
+        m_tp,
+        verdict(m_tp >= 300.0)
+    );
+    for label in ["zerobox tunnel", "zerobox MITM"] {
+        let e = conc_of(label);
+        println!(
+            "| {} concurrent connections without an error ({label}) | {e} errors | {} |",
+            o.conns,
+            verdict(e == 0)
+        );
+    }
+    println!(
+        "| proxy RSS ≤ 30 MB | peak VmRSS {:.1} MiB ({:.1} MB) | {} |",
+        mb(peak),
+        peak as f64 * 1024.0 / 1e6,
+        verdict(peak as f64 * 1024.0 <= 30e6)
+    );
+    let good = stats.good_key.load(Ordering::Relaxed);
+    let bad = stats.bad_key.load(Ordering::Relaxed);
+    println!(
+        "\nupstream saw the real secret value on {good} requests, something else on {bad} \
+         (must be 0: the MITM mode sends only the placeholder)"
+    );
+    if let Some(m) = &mitm {
+        println!(
+            "mitmproxy: {} (mitmdump -q, stream_large_bodies=1m, ignore_hosts for the tunnel)",
+            m.version
+        );
+    }
+
+    // Stop the proxies before timing process start-up.
+    drop(zb.child.stdin.take());
+    let _ = zb.child.wait();
+    if let Some(m) = &mut mitm {
+        let _ = m.child.kill();
+        let _ = m.child.wait();
+    }
+    drop(rt);
+    if o.startup_runs > 0 {
+        startup(o.startup_runs);
+        proxy_bringup(dir.path());
+    }
+    println!(
+        "\n(bench took {:.0} s)",
+        bench_start.elapsed().as_secs_f64()
+    );
+}

@@ -462,3 +462,99 @@ fn secret_value_not_readable_through_proc() {
         assert_eq!(r.stdout, "0\n0\n", "mode {sim:?}: {r:?}");
     }
 }
+
+/// A WebSocket echo server (RFC 6455 handshake and unmasked echo frames),
+/// also reporting what it saw of the secret in the handshake.
+const WS_PY: &str = r#"
+import socket, threading, hashlib, base64, os
+expected = os.environ["EXPECTED"]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
+print(srv.getsockname()[1], flush=True)
+def handle(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d: return
+        head += d
+    text = head.decode()
+    key = [l.split(":", 1)[1].strip() for l in text.split("\r\n") if l.lower().startswith("sec-websocket-key:")][0]
+    acc = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    seen = "match" if expected in text else ("placeholder" if "ZEROBOX_SECRET_" in text else "other")
+    c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: %s\r\nX-Seen: %s\r\n\r\n" % (acc, seen)).encode())
+    while True:
+        h = c.recv(2)
+        if len(h) < 2: return
+        n = h[1] & 0x7f
+        mask = c.recv(4)
+        data = b""
+        while len(data) < n: data += c.recv(n - len(data))
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        c.sendall(bytes([0x81, len(payload)]) + payload)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#;
+
+/// The client inside: a raw WebSocket over the HTTP proxy (absolute-form
+/// GET with Upgrade), two echoed messages in one upgraded connection.
+const WS_CLIENT_PY: &str = r#"
+import os, socket, sys
+proxy = os.environ["http_proxy"].split("//")[1]
+ph, pp = proxy.rsplit(":", 1)
+target = sys.argv[1]
+s = socket.create_connection((ph, int(pp)))
+s.sendall(("GET http://%s/chat HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           "Authorization: Bearer %s\r\n\r\n" % (target, target, os.environ["WS_KEY"])).encode())
+head = b""
+while b"\r\n\r\n" not in head: head += s.recv(1)
+lines = head.decode().split("\r\n")
+seen = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("x-seen:")]
+print(lines[0].split(" ")[1], seen[0] if seen else "?")
+for msg in (b"hello", b"world"):
+    s.sendall(bytes([0x81, 0x80 | len(msg)]) + b"\x01\x02\x03\x04" + bytes(b ^ b"\x01\x02\x03\x04"[i % 4] for i, b in enumerate(msg)))
+    h = s.recv(2); print(s.recv(h[1]).decode())
+"#;
+
+/// WebSocket upgrades pass through the proxy; on a host a secret is bound
+/// to, the handshake's placeholder is replaced by the real value.
+#[test]
+fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
+    let d = scratch();
+    let server = d.path().join("ws.py");
+    std::fs::write(&server, WS_PY).unwrap();
+    let mut ws = Command::new("python3")
+        .arg(&server)
+        .env("EXPECTED", "sk-ws-secret-321")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(ws.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().to_string();
+    let client = d.path().join("client.py");
+    std::fs::write(&client, WS_CLIENT_PY).unwrap();
+    let target = format!("ws.test:{port}");
+    let r = run(
+        d.path(),
+        &[("WS_KEY", "sk-ws-secret-321")],
+        &args(&[
+            "--secret",
+            "WS_KEY",
+            "--secret-host",
+            &format!("WS_KEY={target}"),
+            "--resolve",
+            &format!("{target}:127.0.0.1"),
+            "--",
+            "python3",
+            client.to_str().unwrap(),
+            &target,
+        ]),
+    );
+    let _ = ws.kill();
+    let _ = ws.wait();
+    assert_eq!(r.stdout, "101 match\nhello\nworld\n", "{r:?}");
+}

@@ -487,9 +487,16 @@ pub fn doctor() -> i32 {
     println!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
     println!();
     println!("{:<34} status", "layer");
+    for (name, r) in &p.each_namespace {
+        let label = format!("{name} namespace");
+        match r {
+            Ok(()) => println!("{label:<34} yes"),
+            Err(e) => println!("{label:<34} no: {e}"),
+        }
+    }
     match &p.user_namespaces {
-        Ok(()) => println!("{:<34} yes", "user+mount+net+pid+ipc+uts ns"),
-        Err(e) => println!("{:<34} no: {e}", "user+mount+net+pid+ipc+uts ns"),
+        Ok(()) => println!("{:<34} yes", "all of them together (a run)"),
+        Err(e) => println!("{:<34} no: {e}", "all of them together (a run)"),
     }
     if let Some(r) = p.apparmor_restricts_userns {
         println!(
@@ -547,7 +554,7 @@ pub fn doctor() -> i32 {
         }
         (Err(_), true) => {
             println!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
-            println!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile, or set kernel.apparmor_restrict_unprivileged_userns=0.");
+            println!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
             0
         }
         (Err(_), false) => {

@@ -439,7 +439,9 @@ fn doctor_describes_the_machine() {
         "Landlock",
         "ABI",
         "seccomp",
-        "user+mount+net+pid+ipc+uts ns",
+        "user namespace",
+        "network namespace",
+        "all of them together",
         "Each run gets",
     ] {
         assert!(r.stdout.contains(want), "{want}: {r:?}");

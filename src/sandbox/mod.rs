@@ -725,6 +725,8 @@ pub fn make_undumpable() {
 pub struct Probe {
     pub kernel: String,
     pub user_namespaces: Result<(), String>,
+    /// Each namespace kind on its own (with a user namespace).
+    pub each_namespace: Vec<(&'static str, Result<(), String>)>,
     pub apparmor_restricts_userns: Option<bool>,
     pub landlock_abi: i32,
     pub seccomp: bool,
@@ -751,6 +753,11 @@ pub fn probe() -> Probe {
     Probe {
         kernel,
         user_namespaces,
+        each_namespace: if sim.no_userns {
+            Vec::new()
+        } else {
+            linux::probe_each_namespace()
+        },
         apparmor_restricts_userns: apparmor,
         landlock_abi: landlock_abi(sim),
         seccomp,

@@ -451,21 +451,46 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
 /// (Ubuntu's AppArmor restriction lets `unshare` succeed but forbids the
 /// mounts, so the probe mounts a tmpfs.)
 pub fn probe_namespaces() -> Result<(), String> {
+    probe_flags(NS_FLAGS)
+}
+
+/// One namespace kind each (user always, since the others need it when
+/// unprivileged): `(name, result)`, for `doctor`.
+pub fn probe_each_namespace() -> Vec<(&'static str, Result<(), String>)> {
+    [
+        ("user", 0),
+        ("mount", libc::CLONE_NEWNS),
+        ("network", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+    ]
+    .into_iter()
+    .map(|(name, flag)| (name, probe_flags(libc::CLONE_NEWUSER | flag)))
+    .collect()
+}
+
+fn probe_flags(flags: libc::c_int) -> Result<(), String> {
     let uid = sys::getuid();
     let gid = sys::getgid();
-    let pid = sys::clone_fork(NS_FLAGS).map_err(|e| format!("clone: {e}"))?;
+    let pid = sys::clone_fork(flags).map_err(|e| format!("clone: {e}"))?;
     if pid == 0 {
-        let ok = std::fs::write("/proc/self/setgroups", "deny").is_ok()
+        let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1);
+        let maps = std::fs::write("/proc/self/setgroups", "deny").is_ok()
             && std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).is_ok()
-            && std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).is_ok()
-            && sys::mount(
-                Some(std::path::Path::new("tmpfs")),
-                std::path::Path::new("/tmp"),
-                Some("tmpfs"),
-                0,
-                None,
-            )
-            .is_ok();
+            && std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).is_ok();
+        // A mount namespace must allow a mount (AppArmor's restriction
+        // lets the clone succeed but not this).
+        let ok = maps
+            && (flags & libc::CLONE_NEWNS == 0
+                || sys::mount(
+                    Some(std::path::Path::new("tmpfs")),
+                    std::path::Path::new("/tmp"),
+                    Some("tmpfs"),
+                    0,
+                    None,
+                )
+                .is_ok());
         sys::exit_now(if ok { 0 } else { 1 });
     }
     match sys::waitpid(pid, 0) {

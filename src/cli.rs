@@ -111,7 +111,7 @@ pub struct SandboxArgs {
     pub deny_net: Vec<String>,
     /// Inject secret NAME (from zerobox's env, NAME=@FILE, or NAME=VALUE).
     #[arg(long, value_name = "NAME[=@FILE]")]
-    pub secret: Vec<String>,
+    pub secret: Vec<SecretArg>,
     /// Bind secret NAME to host patterns it may be sent to.
     #[arg(long, value_name = "NAME=HOST[,HOST…]")]
     pub secret_host: Vec<String>,
@@ -175,8 +175,9 @@ impl SandboxArgs {
         }
         layer.net_deny = self.deny_net.clone();
         for spec in &self.secret {
+            let spec = spec.0.as_str();
             let (name, from) = match spec.split_once('=') {
-                None => (spec.as_str(), None),
+                None => (spec, None),
                 Some((name, v)) if v.starts_with('@') => (name, Some(v.to_string())),
                 // NAME=VALUE: the value stays out of the policy (it would
                 // show in `explain`); `inline_secrets` carries it.
@@ -207,15 +208,57 @@ impl SandboxArgs {
     }
 
     /// `--secret NAME=VALUE` values (kept out of the policy and zeroized).
-    fn inline_secrets(&self) -> Vec<(String, zeroize::Zeroizing<String>)> {
-        self.secret
+    fn inline_secrets(&self) -> InlineSecrets {
+        InlineSecrets(
+            self.secret
+                .iter()
+                .filter_map(|spec| {
+                    let (name, v) = spec.0.split_once('=')?;
+                    (!v.starts_with('@'))
+                        .then(|| (name.to_string(), zeroize::Zeroizing::new(v.to_string())))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One `--secret` argument. It may carry a value (`NAME=VALUE`), so its
+/// Debug output shows the name only, and it is zeroized on drop.
+#[derive(Clone, Default)]
+pub struct SecretArg(zeroize::Zeroizing<String>);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(zeroize::Zeroizing::new(s.to_string())))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0.split('=').next().unwrap_or("");
+        write!(f, "SecretArg({name})")
+    }
+}
+
+/// `--secret NAME=VALUE` values; Debug shows the names only.
+#[derive(Clone, Default)]
+pub struct InlineSecrets(pub Vec<(String, zeroize::Zeroizing<String>)>);
+
+impl InlineSecrets {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
             .iter()
-            .filter_map(|spec| {
-                let (name, v) = spec.split_once('=')?;
-                (!v.starts_with('@'))
-                    .then(|| (name.to_string(), zeroize::Zeroizing::new(v.to_string())))
-            })
-            .collect()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for InlineSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| format!("{n}=<redacted>")))
+            .finish()
     }
 }
 
@@ -457,6 +500,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn secret_values_never_in_debug_output() {
+        let cli = parse(&["--secret", "K=hunter2-value", "--", "true"]);
+        let shown = format!("{cli:?} {:?}", cli.sandbox.inline_secrets());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("K=<redacted>"), "{shown}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct RunRequest {
     pub strict: bool,
     pub debug: bool,
     /// `--secret NAME=VALUE` values (never part of the policy).
-    pub inline_secrets: Vec<(String, zeroize::Zeroizing<String>)>,
+    pub inline_secrets: crate::cli::InlineSecrets,
     /// `--resolve HOST:PORT:ADDR` pins for the proxy.
     pub resolve: Vec<String>,
     /// `--ca-cert FILE`: extra roots for upstream verification.
@@ -341,10 +341,9 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
                 );
                 let value = req
                     .inline_secrets
-                    .iter()
-                    .find(|(n, _)| *n == spec.name)
-                    .map(|(_, v)| v.to_string())
-                    .unwrap_or_default();
+                    .get(&spec.name)
+                    .unwrap_or_default()
+                    .to_string();
                 Secret::from_value(&spec.name, value, spec.hosts.clone())
             }
             Some(from) if from.starts_with('@') => {

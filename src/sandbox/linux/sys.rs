@@ -576,3 +576,44 @@ pub fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
     // SAFETY: listen takes integers only.
     check(unsafe { libc::listen(fd, backlog) }.into()).map(|_| ())
 }
+
+/// Overwrite every occurrence of each of `values` in this process's
+/// command line (the memory `/proc/PID/cmdline` shows) with `*`. Used for
+/// `--secret NAME=VALUE`: the sandbox's PID 1 is forked from zerobox and
+/// shares that text, and `/proc/1/cmdline` is readable inside.
+pub fn scrub_cmdline(values: &[&[u8]]) {
+    let Some((start, end)) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            // Fields 48 and 49 (1-based, counting pid and comm) are
+            // arg_start and arg_end; `after` starts at field 3.
+            let start: usize = fields.get(45)?.parse().ok()?;
+            let end: usize = fields.get(46)?.parse().ok()?;
+            Some((start, end))
+        })
+    else {
+        return;
+    };
+    if end <= start || end - start > (1 << 24) {
+        return;
+    }
+    // SAFETY: the kernel reports [arg_start, arg_end) as the argument
+    // strings of this process: initialised, writable memory of our own
+    // stack mapping, never freed. Nothing holds a Rust reference into it
+    // (std keeps only the raw argv pointers and copies on each `args()`),
+    // and zerobox is single-threaded here (checked before any fork).
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    for value in values.iter().filter(|v| !v.is_empty()) {
+        let mut i = 0;
+        while i + value.len() <= area.len() {
+            if &area[i..i + value.len()] == *value {
+                area[i..i + value.len()].fill(b'*');
+                i += value.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}

@@ -168,6 +168,28 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
     for r in &req.resolve {
         crate::proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?;
     }
+    // Files named by network flags are checked up front, network or not:
+    // a typo is bad input (exit 2), not a setup failure later.
+    for ca in &req.ca_certs {
+        if std::fs::File::open(ca).is_err() || !ca.is_file() {
+            return Err(Fatal::usage(format!(
+                "invalid --ca-cert {:?}: not a readable file (give a PEM file)",
+                ca.display().to_string()
+            )));
+        }
+    }
+    if let Some(log) = &req.net_log {
+        let dir = log
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() || log.is_dir() {
+            return Err(Fatal::usage(format!(
+                "invalid --net-log {:?}: its directory does not exist or it is a directory",
+                log.display().to_string()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -391,14 +413,6 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
     let mut resolve = Vec::new();
     for r in &req.resolve {
         resolve.push(proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?);
-    }
-    for ca in &req.ca_certs {
-        if !ca.is_file() {
-            return Err(Fatal::usage(format!(
-                "invalid --ca-cert {:?}: not a readable file",
-                ca.display().to_string()
-            )));
-        }
     }
     let ca_dir = data_dir().join("ca");
     let upstream_proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]

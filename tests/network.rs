@@ -288,6 +288,20 @@ fn network_flag_errors() {
         (&["--allow-net=*.com", "--", "true"], "*.com"),
         (&["--resolve", "nonsense", "--", "true"], "nonsense"),
         (
+            &["--ca-cert", "/nonexistent-zb.pem", "--", "true"],
+            "/nonexistent-zb.pem",
+        ),
+        (
+            &[
+                "--allow-net=a.test",
+                "--net-log",
+                "/nonexistent-zb/log.json",
+                "--",
+                "true",
+            ],
+            "/nonexistent-zb/log.json",
+        ),
+        (
             &[
                 "--secret",
                 "UNSET_ZB_VAR",

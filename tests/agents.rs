@@ -351,30 +351,6 @@ impl StandIn {
     }
 }
 
-/// A test CA and a leaf for `host`, written as PEM files into `dir`.
-fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![host.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("leaf.pem"),
-        dir.join("leaf.key"),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, cert, key)
-}
-
 /// Does `text` hold a placeholder value (`ZEROBOX_SECRET_` + 32 hex)?
 fn has_placeholder(text: &str) -> bool {
     text.match_indices("ZEROBOX_SECRET_").any(|(i, m)| {
@@ -429,7 +405,7 @@ fn claude_end_to_end_with_a_stand_in_api() {
     const TOOL: &str = r#"case "$ANTHROPIC_API_KEY" in ZEROBOX_SECRET_*) echo key=placeholder;; "") echo key=unset;; *) echo key=other;; esac; (echo pwned >> "$HOME/.bashrc") 2>/dev/null && echo bashrc=written || echo bashrc=denied"#;
 
     let d = scratch();
-    let (ca, cert, key) = test_pki(d.path(), "api.anthropic.com");
+    let (ca, cert, key) = common::test_pki(d.path(), "api.anthropic.com");
     let api = StandIn::start(d.path(), &cert, &key, ANSWER, TOOL);
     let port = api.port;
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::{scratch, zerobox, Run};
@@ -75,30 +75,6 @@ fn upstream(dir: &Path, expected: &str, tls: Option<(&Path, &Path)>) -> Upstream
     Upstream { child, port }
 }
 
-/// A test CA and a leaf for `host`, written as PEM files into `dir`.
-fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![host.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("leaf.pem"),
-        dir.join("leaf.key"),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, cert, key)
-}
-
 fn run(cwd: &Path, env: &[(&str, &str)], args: &[String]) -> Run {
     let mut cmd = zerobox();
     cmd.current_dir(cwd);
@@ -118,7 +94,7 @@ fn args(list: &[&str]) -> Vec<String> {
 #[test]
 fn secret_is_a_placeholder_inside_and_real_at_the_bound_host() {
     let d = scratch();
-    let (ca, cert, key) = test_pki(d.path(), "api.openai.com");
+    let (ca, cert, key) = common::test_pki(d.path(), "api.openai.com");
     let up = upstream(d.path(), "sk-test-value-123", Some((&cert, &key)));
     let port = up.port.to_string();
     let script = format!(

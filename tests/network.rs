@@ -46,7 +46,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
-    def do_GET(self): self.reply("")
+    def do_GET(self):
+        if self.path == "/conn":
+            # which upstream connection served this (its client port)
+            out = ("conn=%d\n" % self.client_address[1]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        self.reply("")
     def do_POST(self): self.reply("")
     def log_message(self, *a): pass
 srv = http.server.HTTPServer(("127.0.0.1", 0), H)
@@ -550,4 +559,92 @@ fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
     let _ = ws.kill();
     let _ = ws.wait();
     assert_eq!(r.stdout, "101 match\nhello\nworld\n", "{r:?}");
+}
+
+/// Requests on one intercepted client connection reuse one upstream
+/// connection (a new TLS handshake per request cost ~0.5 ms).
+#[test]
+fn intercepted_requests_reuse_the_upstream_connection() {
+    let d = scratch();
+    let (ca, cert, key) = common::test_pki(d.path(), "api.reuse.test");
+    let up = upstream(d.path(), "sk-reuse-value", Some((&cert, &key)));
+    let port = up.port.to_string();
+    let url = format!("https://api.reuse.test:{port}/conn");
+    let r = run(
+        d.path(),
+        &[("REUSE_KEY", "sk-reuse-value")],
+        &[
+            "--secret".into(),
+            "REUSE_KEY".into(),
+            "--secret-host".into(),
+            format!("REUSE_KEY=api.reuse.test:{port}"),
+            "--resolve".into(),
+            format!("api.reuse.test:{port}:127.0.0.1"),
+            "--ca-cert".into(),
+            ca.display().to_string(),
+            "--".into(),
+            "curl".into(),
+            "-sS".into(),
+            "--http1.1".into(),
+            url.clone(),
+            url,
+        ],
+    );
+    let conns: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(conns.len(), 2, "{r:?}");
+    assert!(conns[0].starts_with("conn="), "{r:?}");
+    assert_eq!(
+        conns[0], conns[1],
+        "a new upstream connection per request: {r:?}"
+    );
+}
+
+/// `--secret-host` can bind a secret that a preset declares (here to a
+/// loopback stand-in for the preset's API host), without `--secret`.
+#[test]
+fn secret_host_binds_a_preset_secret() {
+    let d = scratch();
+    let home = scratch();
+    let (ca, cert, key) = common::test_pki(d.path(), "api.anthropic.com");
+    let up = upstream(d.path(), "sk-ant-preset-value", Some((&cert, &key)));
+    let port = up.port.to_string();
+    let r = run(
+        d.path(),
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant-preset-value"),
+            ("HOME", home.path().to_str().unwrap()),
+        ],
+        &[
+            "--profile".into(),
+            "claude".into(),
+            "--secret-host".into(),
+            format!("ANTHROPIC_API_KEY=api.anthropic.com:{port}"),
+            "--resolve".into(),
+            format!("api.anthropic.com:{port}:127.0.0.1"),
+            "--ca-cert".into(),
+            ca.display().to_string(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            format!("curl -sS -H \"Authorization: Bearer $ANTHROPIC_API_KEY\" https://api.anthropic.com:{port}/v1"),
+        ],
+    );
+    assert_eq!(r.stdout, "header=match path=other body=other\n", "{r:?}");
+}
+
+/// `explain` names the network layer.
+#[test]
+fn explain_names_the_network_layer() {
+    let d = scratch();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&["explain", "--allow-net=a.test", "--", "true"]),
+    );
+    assert!(
+        r.stdout.contains("network: only through zerobox's proxy"),
+        "{r:?}"
+    );
+    let r = run(d.path(), &[], &args(&["explain", "--", "true"]));
+    assert!(r.stdout.contains("network: none (only lo)"), "{r:?}");
 }

@@ -641,6 +641,39 @@ mod tests {
         assert!(sc.apply(a.placeholder().as_bytes()).is_err());
     }
 
+    /// The memchr prefilter takes another path with more than three
+    /// distinct first bytes; every value is still found, split or not.
+    #[test]
+    fn redaction_with_many_distinct_first_bytes() {
+        let values = [
+            "alpha-secret",
+            "bravo-secret",
+            "charlie-secret",
+            "delta-secret",
+            "echo-secret",
+        ];
+        let secrets: Vec<Arc<Secret>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| secret(&format!("S{i}"), v, &["x.example"]))
+            .collect();
+        let text = format!("x {} y {} z {}", values[4], values[0], values[3]);
+        for split in 0..text.len() {
+            let mut r = Scanner::redactor(&secrets, &[]);
+            let mut out = r.feed(&text.as_bytes()[..split]).unwrap().to_vec();
+            out.extend_from_slice(&r.feed(&text.as_bytes()[split..]).unwrap());
+            out.extend_from_slice(&r.finish().unwrap());
+            let out = String::from_utf8(out).unwrap();
+            let want = format!(
+                "x {} y {} z {}",
+                secrets[4].placeholder(),
+                secrets[0].placeholder(),
+                secrets[3].placeholder()
+            );
+            assert_eq!(out, want, "split at {split}");
+        }
+    }
+
     #[test]
     fn redaction() {
         let a = secret("A", "real-a-value", &["a.example"]);

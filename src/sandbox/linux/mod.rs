@@ -653,3 +653,38 @@ mod seccomp_tests {
         assert_eq!(got, libc::EPERM);
     }
 }
+
+#[cfg(test)]
+mod sys_tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// With the raised backlog, 300 connections queue up without a single
+    /// accept; with std's default of 128 the rest would stall in SYN retry.
+    #[test]
+    fn raised_backlog_queues_a_burst_of_connections() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        sys::set_backlog(l.as_raw_fd(), 4096).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        for i in 0..300 {
+            let c =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"));
+            held.push(c);
+        }
+    }
+
+    /// A descriptor sent with send_fd arrives as a working socket.
+    #[test]
+    fn fd_passing_round_trip() {
+        let (a, b) = sys::socketpair().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        sys::send_fd(a.as_raw_fd(), l.as_raw_fd()).unwrap();
+        let got = std::net::TcpListener::from(sys::recv_fd(b.as_raw_fd()).unwrap());
+        assert_eq!(got.local_addr().unwrap().port(), port);
+        drop(a);
+        assert!(sys::recv_fd(b.as_raw_fd()).is_err(), "EOF must be an error");
+    }
+}

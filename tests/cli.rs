@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{real, run_in, scratch, sh_in, zerobox};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 // ---------- defaults ----------
 
 /// Writes are denied by default: the home dir and the cwd are read-only.
@@ -565,7 +556,7 @@ fn identity_and_pid_namespace() {
         &[],
         "id -u; grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; ls /proc | grep -cE '^[0-9]+$'",
     );
-    let uid = if is_root() { "0" } else { "" };
+    let uid = if common::is_root() { "0" } else { "" };
     if !uid.is_empty() {
         assert!(r.stdout.starts_with("0\n"), "{r:?}");
     }

@@ -648,3 +648,59 @@ fn explain_names_the_network_layer() {
     let r = run(d.path(), &[], &args(&["explain", "--", "true"]));
     assert!(r.stdout.contains("network: none (only lo)"), "{r:?}");
 }
+
+/// `--share-net` is the one explicit way to the host's raw network: a host
+/// loopback listener is reachable, and the run says so on stderr.
+#[test]
+fn share_net_gives_the_host_network_and_warns() {
+    let d = scratch();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let py = format!(
+        "import socket; s=socket.socket(); s.settimeout(2); print('connected' if s.connect_ex(('127.0.0.1',{port}))==0 else 'refused')"
+    );
+    let r = run(
+        d.path(),
+        &[],
+        &args(&["--share-net", "--", "python3", "-c", &py]),
+    );
+    assert_eq!(r.stdout, "connected\n", "{r:?}");
+    assert!(r.stderr.contains("--share-net"), "{r:?}");
+    let r = run(d.path(), &[], &args(&["--", "python3", "-c", &py]));
+    assert_eq!(r.stdout, "refused\n", "{r:?}");
+}
+
+/// zerobox is non-dumpable while it holds secrets: its /proc files belong
+/// to root, so a process of the same user cannot read its environment.
+#[test]
+fn zerobox_is_not_dumpable() {
+    let d = scratch();
+    let mut child = zerobox()
+        .current_dir(d.path())
+        .env("DUMP_KEY", "sk-dump-test-value")
+        .args([
+            "--secret",
+            "DUMP_KEY",
+            "--secret-host",
+            "DUMP_KEY=a.test",
+            "--",
+            "sleep",
+            "3",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{}/environ", child.id()))
+        .unwrap()
+        .uid();
+    let _ = child.kill();
+    let _ = child.wait();
+    if common::is_root() {
+        eprintln!("NOTE: as root every /proc file is root's; the unprivileged run of this test is the one that can fail");
+    }
+    assert_eq!(
+        owner, 0,
+        "zerobox's /proc files are not root-owned: it is dumpable"
+    );
+}

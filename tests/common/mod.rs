@@ -123,3 +123,13 @@ pub fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
     (ca, cert, key)
 }
+
+/// Does the test run as root?
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

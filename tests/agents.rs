@@ -24,9 +24,9 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 struct Agent {
     name: &'static str,
     install: &'static str,
-    /// The agent's state, created once outside the sandbox before its first
-    /// sandboxed run (docs/presets/<agent>.md, "First run"): zerobox grants
-    /// only paths that exist, and a fresh HOME is not writable itself.
+    /// What must exist before the agent's first sandboxed run
+    /// (docs/presets/<agent>.md, "First run"). Usually nothing: zerobox
+    /// creates a preset's missing state directories itself.
     dirs: &'static [&'static str],
     files: &'static [(&'static str, &'static str)],
 }
@@ -34,30 +34,26 @@ struct Agent {
 const CLAUDE: Agent = Agent {
     name: "claude",
     install: "npm install -g @anthropic-ai/claude-code",
-    dirs: &[".claude"],
+    dirs: &[],
     files: &[],
 };
 const CODEX: Agent = Agent {
     name: "codex",
     install: "npm install -g @openai/codex",
-    dirs: &[".codex"],
-    files: &[(".codex/config.toml", "")],
+    dirs: &[],
+    files: &[],
 };
 const GEMINI: Agent = Agent {
     name: "gemini",
     install: "npm install -g @google/gemini-cli",
-    dirs: &[".gemini"],
-    files: &[(".gemini/settings.json", "{}\n")],
+    dirs: &[],
+    files: &[],
 };
 const OPENCODE: Agent = Agent {
     name: "opencode",
     install: "npm install -g opencode-ai",
-    dirs: &[
-        ".local/share/opencode",
-        ".local/state/opencode",
-        ".cache/opencode",
-        ".config/opencode",
-    ],
+    // Write-denied, yet opencode creates it at start: see its preset page.
+    dirs: &[".config/opencode"],
     files: &[],
 };
 const OPENCLAW: Agent = Agent {
@@ -65,7 +61,7 @@ const OPENCLAW: Agent = Agent {
     install: "needs Node >= 24: npm install -g --prefix /opt/node24 node@24, then \
               PATH=/opt/node24/bin:$PATH npm install -g --prefix /opt/node24 openclaw, \
               and a wrapper on PATH; see .ci/run",
-    dirs: &[".openclaw"],
+    dirs: &[],
     files: &[],
 };
 

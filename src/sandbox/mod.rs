@@ -293,7 +293,10 @@ impl Drop for Cleanup {
                 Ok(m) if m.is_dir() => {
                     let _ = std::fs::remove_dir(p);
                 }
-                Ok(m) if m.is_file() && m.len() == 0 => {
+                Ok(m)
+                    if m.is_file()
+                        && std::fs::read(p).is_ok_and(|c| c == placeholder_content(p)) =>
+                {
                     let _ = std::fs::remove_file(p);
                 }
                 _ => {}
@@ -607,8 +610,8 @@ fn private_tmp_dir() -> std::io::Result<PathBuf> {
 /// existing parent is writable in the policy) gets an empty placeholder, so
 /// the mask or read-only bind (and the Landlock complement) covers it for the
 /// whole run: a file if its name has an extension (`settings.json`,
-/// `config.toml`: programs that read it see an empty file), else a
-/// directory. Removed afterwards if still empty.
+/// `config.toml`: programs that read it see an empty file, or `{}` for
+/// JSON), else a directory. Removed afterwards if still as created.
 fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
     let mut created = Vec::new();
     for rule in &policy.fs {
@@ -632,10 +635,12 @@ fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
         }
         for path in missing.iter().rev() {
             let made = if path == &rule.path && looks_like_a_file(path) {
+                use std::io::Write;
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(path)
+                    .and_then(|mut f| f.write_all(placeholder_content(path)))
                     .is_ok()
             } else {
                 std::fs::create_dir(path).is_ok()
@@ -646,6 +651,16 @@ fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
         }
     }
     created
+}
+
+/// What a placeholder file holds: `{}` for JSON (an empty file is invalid
+/// JSON, and agents such as Gemini CLI refuse to start on it), else nothing.
+fn placeholder_content(path: &Path) -> &'static [u8] {
+    if path.extension().is_some_and(|e| e == "json") {
+        b"{}\n"
+    } else {
+        b""
+    }
 }
 
 /// `name.ext` (not a leading-dot name like `.ssh`).

@@ -147,11 +147,22 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 }
 
 /// zerobox's own state is never readable (the CA key) nor writable (trusted
-/// keys and files) from inside, whatever else is granted.
+/// keys and files, the preset cache) from inside, whatever else is granted.
+///
+/// The cache is unwritable too: presets there are verified on every load,
+/// but it also remembers the highest registry serial seen, which is what
+/// refuses a rollback.
 fn own_state_layer() -> PolicyLayer {
+    use crate::dirs::{zerobox_dir, Kind};
     let mut layer = PolicyLayer::new("zerobox's own state");
-    layer.read_deny.push(data_dir().display().to_string());
-    layer.write_deny.push(config_dir().display().to_string());
+    if let Some(d) = zerobox_dir(Kind::Data) {
+        layer.read_deny.push(d.display().to_string());
+    }
+    for kind in [Kind::Config, Kind::Cache] {
+        if let Some(d) = zerobox_dir(kind) {
+            layer.write_deny.push(d.display().to_string());
+        }
+    }
     layer
 }
 
@@ -414,7 +425,13 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
     for r in &req.resolve {
         resolve.push(proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?);
     }
-    let ca_dir = data_dir().join("ca");
+    let ca_dir = crate::dirs::zerobox_dir(crate::dirs::Kind::Data)
+        .ok_or_else(|| {
+            Fatal::usage(
+                "cannot find your home directory for the proxy's CA: set HOME or XDG_DATA_HOME",
+            )
+        })?
+        .join("ca");
     let upstream_proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
@@ -433,28 +450,6 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         proxy::ProxyError::Tls(_) | proxy::ProxyError::Io(_) => Fatal::setup(format!("proxy: {e}")),
         _ => Fatal::usage(e.to_string()),
     })
-}
-
-/// zerobox's own data dir (the interception CA lives here):
-/// `$XDG_DATA_HOME/zerobox`, else `~/.local/share/zerobox`.
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| directories::BaseDirs::new().map(|b| b.data_dir().to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
-        .join("zerobox")
-}
-
-/// zerobox's own config dir (trusted keys, trusted project files):
-/// `$XDG_CONFIG_HOME/zerobox`, else `~/.config/zerobox`.
-pub fn config_dir() -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| directories::BaseDirs::new().map(|b| b.config_dir().to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
-        .join("zerobox")
 }
 
 #[derive(Serialize)]

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod dirs;
 pub mod exit;
 pub mod launcher;
 pub mod policy;

@@ -831,3 +831,21 @@ fn own_config_dir_is_never_writable_inside() {
     assert_eq!(r.stdout, "denied\nother-ok\n", "{r:?}");
     assert!(!p.join("cfg/zerobox/keys/evil.pub").exists());
 }
+
+/// The preset cache (verified presets, and the highest registry serial
+/// seen, which refuses rollbacks) stays unwritable inside too.
+#[test]
+fn preset_cache_is_never_writable_inside() {
+    let d = scratch();
+    let p = real(d.path());
+    std::fs::create_dir_all(p.join("cache/zerobox")).unwrap();
+    let out = zerobox()
+        .current_dir(&p)
+        .env("XDG_CACHE_HOME", p.join("cache"))
+        .args(["--allow-write=.", "--", "sh", "-c", "echo 0 > cache/zerobox/serial 2>/dev/null || echo denied; echo y > cache/other && echo other-ok"])
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    assert_eq!(r.stdout, "denied\nother-ok\n", "{r:?}");
+    assert!(!p.join("cache/zerobox/serial").exists());
+}

@@ -148,30 +148,19 @@ impl PresetEnv {
     /// Directories from the XDG variables (via `directories`), the project
     /// root from `cwd`. `ZEROBOX_OFFLINE=1` sets `offline`.
     pub fn from_system(cwd: &Path, strict: bool) -> Result<Self, PresetError> {
-        let xdg = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        let dirs = directories::BaseDirs::new();
-        let config_base = xdg("XDG_CONFIG_HOME")
-            .or_else(|| dirs.as_ref().map(|d| d.config_dir().to_path_buf()))
-            .ok_or_else(|| {
-                PresetError::Other(
-                    "cannot find your home directory: set HOME or XDG_CONFIG_HOME".into(),
-                )
-            })?;
-        let cache_base = xdg("XDG_CACHE_HOME")
-            .or_else(|| dirs.as_ref().map(|d| d.cache_dir().to_path_buf()))
-            .ok_or_else(|| {
-                PresetError::Other(
-                    "cannot find your home directory: set HOME or XDG_CACHE_HOME".into(),
-                )
-            })?;
+        use crate::dirs::{zerobox_dir, Kind};
+        let config_dir = zerobox_dir(Kind::Config).ok_or_else(|| {
+            PresetError::Other(
+                "cannot find your home directory: set HOME or XDG_CONFIG_HOME".into(),
+            )
+        })?;
+        let cache_dir = zerobox_dir(Kind::Cache).ok_or_else(|| {
+            PresetError::Other("cannot find your home directory: set HOME or XDG_CACHE_HOME".into())
+        })?;
         let offline = std::env::var_os("ZEROBOX_OFFLINE").is_some_and(|v| v == "1" || v == "true");
         Ok(PresetEnv {
-            config_dir: config_base.join("zerobox"),
-            cache_dir: cache_base.join("zerobox"),
+            config_dir,
+            cache_dir,
             project_dir: project::find_project_dir(cwd),
             strict,
             offline,

@@ -494,11 +494,7 @@ fn try_spawn(
         if mode == Mode::LandlockOnly {
             for (name, content) in &net.tmp_files {
                 let path = tmpdir.join(name);
-                let r = path
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|_| std::fs::write(&path, content));
-                r.map_err(|e| {
+                write_tmp_file(&path, content).map_err(|e| {
                     SandboxError::new(Stage::Internal, format!("write {}: {e}", path.display()))
                 })?;
             }
@@ -584,6 +580,15 @@ fn try_spawn(
         mode,
         cleanup,
     })
+}
+
+/// Write one of the network's files into the sandbox's temp dir (its
+/// parent directories created as needed).
+pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, content)
 }
 
 /// A fresh 0700 directory under the host's temp dir (fallback mode).

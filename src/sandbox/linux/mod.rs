@@ -271,11 +271,7 @@ fn init_main(
 
     for (name, content) in &prep.tmp_files {
         let path = std::path::Path::new("/tmp").join(name);
-        let r = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&path, content));
-        if let Err(e) = r {
+        if let Err(e) = super::write_tmp_file(&path, content) {
             return fail(Stage::Internal, &format!("write {}", path.display()), &e, 0);
         }
     }

@@ -13,6 +13,7 @@ fn zerobox(root: &Path, args: &[&str]) -> Output {
         .current_dir(root.join("proj"))
         .env("XDG_CONFIG_HOME", root.join("config"))
         .env("XDG_CACHE_HOME", root.join("cache"))
+        .env("XDG_DATA_HOME", root.join("data"))
         .env_remove("ZEROBOX_REGISTRY")
         .env_remove("ZEROBOX_REGISTRY_CA")
         .output()
@@ -51,7 +52,7 @@ fn binary_preset_and_trust_commands() {
     let out = zerobox(root, &["preset", "show", "claude", "--resolved"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("network.allow: intranet.example"));
-    let out = zerobox(root, &["trust", ".zerobox/overrides/claude.yaml"]);
+    let out = zerobox(root, &["trust", ".zerobox/overrides/claude.yaml", "--yes"]);
     assert!(
         out.status.success(),
         "{}",
@@ -161,7 +162,7 @@ fn team_keygen_publish_pin_and_run() {
         &bob,
         &["preset", "trust-key", pubkey.to_str().unwrap()],
     ));
-    ok(&as_user(&bob, &["trust", ".zerobox/lock.yaml"]));
+    ok(&as_user(&bob, &["trust", ".zerobox/lock.yaml", "--yes"]));
     let out = ok(&as_user(&bob, &["team-echo", "hello-from-pin"]));
     assert_eq!(out, "hello-from-pin\n");
 
@@ -193,4 +194,114 @@ fn team_keygen_publish_pin_and_run() {
         "{}",
         String::from_utf8_lossy(&r.stderr)
     );
+}
+
+/// Trust replay (issue 8 #3): the user trusts a widening override in
+/// project A; the agent copies it (or links it) into project B. In B the
+/// widening is refused, the trust store cannot be read from inside the
+/// sandbox, and `zerobox trust` without a terminal and without `--yes`
+/// trusts nothing.
+#[test]
+fn trust_is_scoped_to_project_and_path_and_cannot_be_replayed() {
+    let t = common::scratch();
+    let root = t.path();
+    let run_in = |proj: &str, args: &[&str]| -> common::Run {
+        common::Run::from(
+            common::zerobox()
+                .args(args)
+                .current_dir(root.join(proj))
+                .env("HOME", root)
+                .env("XDG_CONFIG_HOME", root.join("config"))
+                .env("XDG_CACHE_HOME", root.join("cache"))
+                .env("XDG_DATA_HOME", root.join("data"))
+                .env_remove("ZEROBOX_REGISTRY")
+                .env_remove("ZEROBOX_REGISTRY_CA")
+                .output()
+                .unwrap(),
+        )
+    };
+    let widening = "env:\n  set:\n    ZB_MARK: widened\n";
+    let ov = ".zerobox/overrides/protect-shell.yaml";
+    for p in ["a", "b", "c"] {
+        std::fs::create_dir_all(root.join(p).join(".git")).unwrap();
+    }
+    std::fs::create_dir_all(root.join("a/.zerobox/overrides")).unwrap();
+    std::fs::write(root.join("a").join(ov), widening).unwrap();
+    let show = [
+        "--profile",
+        "protect-shell",
+        "--",
+        "sh",
+        "-c",
+        "echo mark=$ZB_MARK",
+    ];
+
+    // Untrusted in A: refused, naming the entry and the fix.
+    let r = run_in("a", &show);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("env.set: ZB_MARK") && r.stderr.contains("zerobox trust"),
+        "{}",
+        r.stderr
+    );
+
+    // No terminal, no --yes: nothing trusted, exit 2 naming --yes; the
+    // review still says what the file widens.
+    let r = run_in("a", &["trust", ov]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("widens: env.set: ZB_MARK"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(run_in("a", &show).code, 1, "trusted without confirmation");
+
+    // Trusted in A with --yes: applies there.
+    let r = run_in("a", &["trust", ov, "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_in("a", &show);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("mark=widened"), "{}", r.stdout);
+
+    // The trust store is zerobox's data dir, not the readable config dir,
+    // and the sandboxed command cannot list or read it.
+    assert!(!root.join("config/zerobox/trusted").exists());
+    let store = root.join("data/zerobox/trust");
+    let records: Vec<_> = std::fs::read_dir(&store).unwrap().flatten().collect();
+    assert_eq!(records.len(), 1);
+    let record = std::fs::read_to_string(records[0].path()).unwrap();
+    assert!(record.contains("overrides/protect-shell.yaml"), "{record}");
+    let peek = format!("ls {0}; cat {0}/*", store.display());
+    let r = run_in(
+        "a",
+        &["--profile", "protect-shell", "--", "sh", "-c", &peek],
+    );
+    assert_ne!(r.code, 0, "trust store readable inside: {}", r.stdout);
+    assert!(!r.stdout.contains("protect-shell.yaml"), "{}", r.stdout);
+
+    // Replay 1: the same bytes copied into project B.
+    std::fs::create_dir_all(root.join("b/.zerobox/overrides")).unwrap();
+    std::fs::copy(root.join("a").join(ov), root.join("b").join(ov)).unwrap();
+    let r = run_in("b", &show);
+    assert_eq!(r.code, 1, "replayed trust accepted: {}", r.stdout);
+    assert!(!r.stdout.contains("mark=widened"));
+    assert!(
+        r.stderr.contains("widens the policy") && r.stderr.contains("zerobox trust"),
+        "{}",
+        r.stderr
+    );
+    // Replay 2: project C's .zerobox is a link to A's (the real path is A's
+    // file, but the project is C).
+    std::os::unix::fs::symlink(root.join("a/.zerobox"), root.join("c/.zerobox")).unwrap();
+    let r = run_in("c", &show);
+    assert_eq!(r.code, 1, "trust replayed through a link: {}", r.stdout);
+    // Replay 3: another file name in A itself (trust is per path too).
+    std::fs::copy(
+        root.join("a").join(ov),
+        root.join("a/.zerobox/overrides/system.yaml"),
+    )
+    .unwrap();
+    let r = run_in("a", &["--profile", "system", "--", "true"]);
+    assert_eq!(r.code, 1, "trust replayed to another file: {}", r.stderr);
 }

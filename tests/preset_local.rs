@@ -20,6 +20,7 @@ fn env_in(root: &Path) -> PresetEnv {
     let env = PresetEnv {
         config_dir: root.join("config/zerobox"),
         cache_dir: root.join("cache/zerobox"),
+        data_dir: root.join("data/zerobox"),
         project_dir: root.join("proj"),
         strict: false,
         offline: true,
@@ -290,7 +291,12 @@ fn project_override_may_only_narrow_until_trusted() {
     // trusted by hash: allowed, and labelled
     let text = "network:\n  allow: [internal.example]\n";
     std::fs::write(&proj, text).unwrap();
-    sign::record_trust(&env, &sha(text.as_bytes()), &proj).unwrap();
+    sign::record_trust(
+        &env,
+        &std::fs::canonicalize(&proj).unwrap(),
+        &sha(text.as_bytes()),
+    )
+    .unwrap();
     let lp = preset::load("codex", &env).unwrap();
     assert_eq!(
         lp.layers.last().unwrap().origin,
@@ -345,14 +351,24 @@ fn local_preset_files_need_a_signature_or_trust() {
     std::fs::write(&f, text).unwrap();
     let e = preset::load(f.to_str().unwrap(), &env).unwrap_err();
     assert!(matches!(e, PresetError::Untrusted { .. }), "{e}");
-    sign::record_trust(&env, &sha(text.as_bytes()), &f).unwrap();
+    sign::record_trust(
+        &env,
+        &std::fs::canonicalize(&f).unwrap(),
+        &sha(text.as_bytes()),
+    )
+    .unwrap();
     let lp = preset::load(f.to_str().unwrap(), &env).unwrap();
     assert_eq!(lp.name, "mine");
     assert_eq!(lp.layers.len(), 2);
     // a bad version is reported with its position even in a trusted file
     let bad = "zerobox: 1\nname: mine\nversion: 1.0\n";
     std::fs::write(&f, bad).unwrap();
-    sign::record_trust(&env, &sha(bad.as_bytes()), &f).unwrap();
+    sign::record_trust(
+        &env,
+        &std::fs::canonicalize(&f).unwrap(),
+        &sha(bad.as_bytes()),
+    )
+    .unwrap();
     let e = preset::load(f.to_str().unwrap(), &env)
         .unwrap_err()
         .to_string();
@@ -398,6 +414,7 @@ fn process_env(root: &Path) -> ProcessEnv {
     let old_cwd = std::env::current_dir().unwrap();
     std::env::set_var("XDG_CONFIG_HOME", root.join("config"));
     std::env::set_var("XDG_CACHE_HOME", root.join("cache"));
+    std::env::set_var("XDG_DATA_HOME", root.join("data"));
     std::env::remove_var("ZEROBOX_REGISTRY");
     std::fs::create_dir_all(root.join("proj/.git")).unwrap();
     std::env::set_current_dir(root.join("proj")).unwrap();
@@ -515,7 +532,10 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
         preset::load("claude", &env).unwrap_err(),
         PresetError::Untrusted { .. }
     ));
-    assert_eq!(preset::trust_main(args(&[lock_path.to_str().unwrap()])), 0);
+    assert_eq!(
+        preset::trust_main(args(&[lock_path.to_str().unwrap(), "--yes"])),
+        0
+    );
     assert!(preset::load("claude", &env).is_ok());
     // publish --refresh bumps the serial
     assert_eq!(
@@ -558,18 +578,21 @@ fn cli_usage_schema_show_list_and_trust() {
     assert_eq!(preset::cli_main(args(&["schema"])), 0);
     assert_eq!(preset::cli_main(args(&["trust-key", "not-a-key"])), 2);
     // trust: nothing to trust, then a project override
-    assert_eq!(preset::trust_main(args(&[])), 2);
+    assert_eq!(preset::trust_main(args(&["--yes"])), 2);
     let ov = root.join("proj/.zerobox/overrides/claude.yaml");
     std::fs::create_dir_all(ov.parent().unwrap()).unwrap();
     std::fs::write(&ov, "network:\n  allow: [intranet.example]\n").unwrap();
     let env = PresetEnv::from_system(&root.join("proj/sub"), false).unwrap();
     assert_eq!(env.project_dir, root.join("proj"));
     assert!(preset::load("claude", &env).is_err());
-    assert_eq!(preset::trust_main(args(&[])), 0);
+    assert_eq!(preset::trust_main(args(&["--yes"])), 0);
     assert!(preset::load("claude", &env).is_ok());
     // invalid override cannot be trusted
     std::fs::write(&ov, "network:\n  allow: [Bad Host]\n").unwrap();
-    assert_eq!(preset::trust_main(args(&[ov.to_str().unwrap()])), 2);
+    assert_eq!(
+        preset::trust_main(args(&[ov.to_str().unwrap(), "--yes"])),
+        2
+    );
 }
 
 #[test]

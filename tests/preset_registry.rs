@@ -49,6 +49,7 @@ fn ctx() -> Ctx {
     let env = PresetEnv {
         config_dir: root.join("config/zerobox"),
         cache_dir: root.join("cache/zerobox"),
+        data_dir: root.join("data/zerobox"),
         project_dir: root.join("proj"),
         strict: false,
         offline: false,
@@ -599,7 +600,12 @@ fn write_pin(c: &Ctx, name: &str, version: &str, sha: &str, registry: &str, trus
     );
     std::fs::write(&lock, &text).unwrap();
     if trust {
-        sign::record_trust(&c.env, &preset_sha(text.as_bytes()), &lock).unwrap();
+        sign::record_trust(
+            &c.env,
+            &std::fs::canonicalize(&lock).unwrap(),
+            &preset_sha(text.as_bytes()),
+        )
+        .unwrap();
     }
 }
 
@@ -618,7 +624,7 @@ fn pins_exact_digest_or_error() {
     );
     // an untrusted lock file is an error, not ignored
     write_pin(&c, "demo", "1.0.0", &sha10, &url, false);
-    std::fs::remove_dir_all(c.env.config_dir.join("trusted")).unwrap();
+    std::fs::remove_dir_all(sign::trust_dir(&c.env)).unwrap();
     let e = err_of(preset::load("demo", &c.env));
     assert!(matches!(e, PresetError::Untrusted { .. }), "{e}");
     // a digest that nothing matches: error, never a fallback
@@ -634,6 +640,11 @@ fn pins_exact_digest_or_error() {
         preset_sha(&claude)
     );
     std::fs::write(&lock, &text).unwrap();
-    sign::record_trust(&c.env, &preset_sha(text.as_bytes()), &lock).unwrap();
+    sign::record_trust(
+        &c.env,
+        &std::fs::canonicalize(&lock).unwrap(),
+        &preset_sha(text.as_bytes()),
+    )
+    .unwrap();
     assert!(preset::load("claude", &c.env).is_ok());
 }

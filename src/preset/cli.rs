@@ -535,28 +535,32 @@ fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> 
     Ok(())
 }
 
-/// `zerobox trust [FILE]`: trust the exact content of a project file
-/// (`.zerobox/lock.yaml`, `.zerobox/overrides/NAME.yaml`) or an unsigned
-/// local preset file. Without FILE: every file under the project's
-/// `.zerobox/`. Trust is stored by sha256 in the config dir.
+/// `zerobox trust [FILE…] [--yes]`: trust the exact content of a project
+/// file (`.zerobox/lock.yaml`, `.zerobox/overrides/NAME.yaml`) or an
+/// unsigned local preset file, for this project and this path only.
+/// Without FILE: every file under the project's `.zerobox/`. Shows what each
+/// file widens, then asks on a terminal; `--yes` confirms for scripts, and
+/// without a terminal and without `--yes` nothing is trusted (exit 2).
 pub fn trust_main(args: Vec<OsString>) -> i32 {
     report((|| {
         let a = Args::parse(args, &[])?;
-        a.only_flags(&[])?;
+        a.only_flags(&["yes"])?;
         let env = system_env(&a)?;
         let files: Vec<PathBuf> = match a.positional.as_slice() {
             [] => {
                 let dir = env.project_dir.join(".zerobox");
                 let mut v = vec![];
-                if project::lock_path(&env.project_dir).is_file() {
-                    v.push(project::lock_path(&env.project_dir));
+                let lock = project::lock_path(&env.project_dir);
+                if super::present(&lock)? {
+                    v.push(lock);
                 }
-                if let Ok(rd) = std::fs::read_dir(dir.join("overrides")) {
-                    let mut o: Vec<PathBuf> = rd
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.is_file())
-                        .collect();
+                let ov_dir = dir.join("overrides");
+                if super::present(&ov_dir)? {
+                    let rd = std::fs::read_dir(&ov_dir).map_err(|e| PresetError::Unreadable {
+                        path: ov_dir.display().to_string(),
+                        source: e,
+                    })?;
+                    let mut o: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
                     o.sort();
                     v.extend(o);
                 }
@@ -570,30 +574,112 @@ pub fn trust_main(args: Vec<OsString>) -> i32 {
             }
             files => files.iter().map(PathBuf::from).collect(),
         };
+        // Review everything first: a file that does not parse is refused
+        // before anything is trusted.
+        let mut reviewed = Vec::new();
         for f in files {
-            let bytes = super::read_capped(&f, super::MAX_PRESET_BYTES)?;
-            let sha = sha256_hex(&bytes);
-            // Refuse to trust what does not even parse.
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name == "lock.yaml" {
-                let _: project::LockFile = super::yaml::parse(&bytes, &f.display().to_string())?;
-            } else if f
-                .parent()
-                .and_then(|p| p.file_name())
-                .is_some_and(|n| n == "overrides")
-            {
-                let doc = super::schema::parse_override(&bytes, &f.display().to_string())?;
-                for w in doc.widening_entries() {
-                    println!("  widens: {w}");
-                }
+            let rf = super::read_real(&f, super::MAX_PRESET_BYTES)?;
+            let sha = sha256_hex(&rf.bytes);
+            let what = review(&f, &rf.bytes)?;
+            reviewed.push((f, rf.real, sha, what));
+        }
+        let root = std::fs::canonicalize(&env.project_dir).unwrap_or(env.project_dir.clone());
+        for (f, _, sha, what) in &reviewed {
+            println!(
+                "{} (sha256 {sha}), for project {}:",
+                f.display(),
+                root.display()
+            );
+            for line in what {
+                println!("  {line}");
             }
-            let abs = std::fs::canonicalize(&f).unwrap_or(f.clone());
-            sign::record_trust(&env, &sha, &abs)?;
+        }
+        if !a.has("yes") {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                return Err(PresetError::Usage(
+                    "zerobox trust asks for confirmation on a terminal and stdin is none; review the files above and pass --yes to trust them from a script".into(),
+                ));
+            }
+            eprint!(
+                "trust {} for this project? [y/N] ",
+                if reviewed.len() == 1 {
+                    "this file"
+                } else {
+                    "these files"
+                }
+            );
+            let mut answer = String::new();
+            std::io::stdin()
+                .read_line(&mut answer)
+                .map_err(|e| PresetError::io(Path::new("stdin"), e))?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+                return Err(PresetError::Untrusted {
+                    file: reviewed
+                        .iter()
+                        .map(|(f, ..)| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    message: "not trusted (you did not answer y)".into(),
+                });
+            }
+        }
+        for (f, real, sha, _) in &reviewed {
+            sign::record_trust(&env, real, sha)?;
             println!("trusted {} (sha256 {sha})", f.display());
         }
         Ok(())
     })())
+}
+
+/// What trusting `file` would let it do, one line each; an error when it
+/// does not parse (nothing is trusted that zerobox cannot read).
+fn review(f: &Path, bytes: &[u8]) -> Result<Vec<String>, PresetError> {
+    let file = f.display().to_string();
+    let name = f
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_overrides = f
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "overrides");
+    if name == "lock.yaml" {
+        let lock: project::LockFile = super::yaml::parse(bytes, &file)?;
+        let mut out: Vec<String> = lock
+            .pins
+            .iter()
+            .map(|p| {
+                format!(
+                    "pins {}@{} (sha256 {}, key {}) from {}",
+                    p.name, p.version, p.sha256, p.key, p.registry
+                )
+            })
+            .collect();
+        if out.is_empty() {
+            out.push("pins nothing".into());
+        }
+        return Ok(out);
+    }
+    let doc = if in_overrides {
+        super::schema::parse_override(bytes, &file)?
+    } else {
+        // An unsigned local preset: parsed for review only; it is verified
+        // (by this trust) when it is loaded.
+        super::yaml::parse::<super::schema::PresetDoc>(bytes, &file)?
+    };
+    let mut out: Vec<String> = doc
+        .widening_entries()
+        .into_iter()
+        .map(|w| format!("widens: {w}"))
+        .collect();
+    if !in_overrides {
+        if let Some(c) = &doc.command {
+            out.insert(0, format!("runs: {}", c.value));
+        }
+    }
+    if out.is_empty() {
+        out.push("only narrows (deny entries); it applies without trust too".into());
+    }
+    Ok(out)
 }

@@ -91,6 +91,12 @@ pub enum PresetError {
     Registry { url: String, message: String },
     #[error("registry {url} unreachable: {message}")]
     Unreachable { url: String, message: String },
+    #[error("cannot read {path} ({source}); zerobox refuses to run without a setting you made: fix its permissions or remove it")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -135,6 +141,10 @@ pub struct PresetEnv {
     pub config_dir: PathBuf,
     /// `$XDG_CACHE_HOME/zerobox`: downloaded presets, indexes, highest-seen state.
     pub cache_dir: PathBuf,
+    /// `$XDG_DATA_HOME/zerobox`: the trust store (`trust/`). Unreadable
+    /// inside the sandbox (the launcher's own-state layer denies it), so the
+    /// command can neither read which files the user trusted nor forge trust.
+    pub data_dir: PathBuf,
     /// The directory holding `.zerobox/` (searched upward from the cwd to the
     /// repository root), or the cwd when there is none.
     pub project_dir: PathBuf,
@@ -157,10 +167,14 @@ impl PresetEnv {
         let cache_dir = zerobox_dir(Kind::Cache).ok_or_else(|| {
             PresetError::Other("cannot find your home directory: set HOME or XDG_CACHE_HOME".into())
         })?;
+        let data_dir = zerobox_dir(Kind::Data).ok_or_else(|| {
+            PresetError::Other("cannot find your home directory: set HOME or XDG_DATA_HOME".into())
+        })?;
         let offline = std::env::var_os("ZEROBOX_OFFLINE").is_some_and(|v| v == "1" || v == "true");
         Ok(PresetEnv {
             config_dir,
             cache_dir,
+            data_dir,
             project_dir: project::find_project_dir(cwd),
             strict,
             offline,
@@ -393,21 +407,75 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PresetError>
     Ok(())
 }
 
-/// Read at most `limit` bytes of `path`; larger files are refused.
+/// Read at most `limit` bytes of `path`; larger files are refused, and so
+/// is anything but a regular file (a FIFO planted where a file is expected
+/// would block zerobox; a directory is a misconfiguration).
 pub(crate) fn read_capped(path: &Path, limit: usize) -> Result<Vec<u8>, PresetError> {
+    read_real(path, limit).map(|f| f.bytes)
+}
+
+/// A file read once, with the path the kernel actually opened.
+pub(crate) struct ReadFile {
+    pub bytes: Vec<u8>,
+    /// The opened file's real path (symlinks resolved), from the open
+    /// descriptor itself, so a swap after the read cannot change it.
+    pub real: PathBuf,
+}
+
+/// [`read_capped`], also returning the real path of what was read.
+pub(crate) fn read_real(path: &Path, limit: usize) -> Result<ReadFile, PresetError> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| PresetError::io(path, e))?;
-    let mut buf = Vec::new();
-    f.take(limit as u64 + 1)
-        .read_to_end(&mut buf)
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it has no
+    // effect on the regular file we then insist on.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PresetError::io(path, e),
+            _ => PresetError::Unreadable {
+                path: path.display().to_string(),
+                source: e,
+            },
+        })?;
+    let meta = f.metadata().map_err(|e| PresetError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(PresetError::InvalidFile {
+            file: path.display().to_string(),
+            message: "not a regular file; replace it with a file or remove it".into(),
+        });
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(path))
         .map_err(|e| PresetError::io(path, e))?;
-    if buf.len() > limit {
+    let mut bytes = Vec::new();
+    f.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PresetError::io(path, e))?;
+    if bytes.len() > limit {
         return Err(PresetError::TooLarge {
             what: path.display().to_string(),
             limit,
         });
     }
-    Ok(buf)
+    Ok(ReadFile { bytes, real })
+}
+
+/// Does `path` exist? `Ok(false)` only when it is truly absent; any other
+/// failure to look (a directory on the way that cannot be searched, a file
+/// where a directory is expected) is an error naming the path: a setting
+/// the user made must never be skipped because it could not be seen.
+pub(crate) fn present(path: &Path) -> Result<bool, PresetError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(PresetError::Unreadable {
+            path: path.display().to_string(),
+            source: e,
+        }),
+    }
 }
 
 #[cfg(test)]

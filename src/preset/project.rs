@@ -2,8 +2,10 @@
 //!
 //! A project file comes with the repository, so it is untrusted input: an
 //! override may only narrow (deny entries) and a lock file is not honoured
-//! until the user runs `zerobox trust FILE` on that exact content (recorded
-//! by sha256 in the config dir; a changed file is untrusted again).
+//! until the user runs `zerobox trust FILE` on that exact content. Trust is
+//! keyed by project root, the file's real path and its sha256 (see
+//! `sign::is_trusted`): a changed file, or trusted content copied into
+//! another project or path, is untrusted again.
 
 use std::path::{Path, PathBuf};
 
@@ -58,7 +60,7 @@ pub fn lock_path(project_dir: &Path) -> PathBuf {
 /// Read the lock file without checking trust (for listings).
 pub fn read_lock(project_dir: &Path) -> Result<Option<LockFile>, PresetError> {
     let path = lock_path(project_dir);
-    if !path.exists() {
+    if !super::present(&path)? {
         return Ok(None);
     }
     let bytes = read_capped(&path, MAX_PRESET_BYTES)?;
@@ -98,8 +100,8 @@ pub fn trusted_pin(env: &PresetEnv, name: &str) -> Result<Option<(Pin, PathBuf)>
     let Some(pin) = lock.pins.into_iter().find(|p| p.name == name) else {
         return Ok(None);
     };
-    let bytes = read_capped(&path, MAX_PRESET_BYTES)?;
-    if !sign::is_trusted_hash(env, &sha256_hex(&bytes)) {
+    let f = super::read_real(&path, MAX_PRESET_BYTES)?;
+    if !sign::is_trusted(env, &f.real, &sha256_hex(&f.bytes))? {
         return Err(PresetError::Untrusted {
             file: path.display().to_string(),
             message: format!(
@@ -124,15 +126,17 @@ pub fn write_lock(env: &PresetEnv, lock: &LockFile) -> Result<PathBuf, PresetErr
         ));
     }
     super::write_atomic(&path, text.as_bytes())?;
-    // Pinning is the user's own act: trust the content just written.
-    sign::record_trust(env, &sha256_hex(text.as_bytes()), &path)?;
+    // Pinning is the user's own act: trust the content just written, at
+    // the real path it was written to.
+    let f = super::read_real(&path, MAX_PRESET_BYTES)?;
+    sign::record_trust(env, &f.real, &sha256_hex(&f.bytes))?;
     Ok(path)
 }
 
 /// A user override (`$XDG_CONFIG_HOME/zerobox/overrides/NAME.yaml`): the
 /// user's own file, may widen.
 pub fn read_override(path: &Path) -> Result<Option<PresetDoc>, PresetError> {
-    if !path.exists() {
+    if !super::present(path)? {
         return Ok(None);
     }
     let bytes = read_capped(path, MAX_PRESET_BYTES)?;
@@ -146,13 +150,13 @@ pub fn read_project_override(
     path: &Path,
     env: &PresetEnv,
 ) -> Result<Option<(PresetDoc, bool)>, PresetError> {
-    if !path.exists() {
+    if !super::present(path)? {
         return Ok(None);
     }
-    let bytes = read_capped(path, MAX_PRESET_BYTES)?;
+    let f = super::read_real(path, MAX_PRESET_BYTES)?;
     let file = path.display().to_string();
-    let doc = parse_override(&bytes, &file)?;
-    let trusted = sign::is_trusted_hash(env, &sha256_hex(&bytes));
+    let doc = parse_override(&f.bytes, &file)?;
+    let trusted = sign::is_trusted(env, &f.real, &sha256_hex(&f.bytes))?;
     if !trusted {
         if let Some(entry) = doc.widening_entries().into_iter().next() {
             return Err(PresetError::Widening { file, entry });
@@ -169,6 +173,7 @@ mod tests {
         PresetEnv {
             config_dir: dir.join("config"),
             cache_dir: dir.join("cache"),
+            data_dir: dir.join("data"),
             project_dir: dir.join("proj"),
             strict: false,
             offline: true,
@@ -206,7 +211,8 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.exit_code(), 1);
-        sign::record_trust(&e, &sha256_hex(widening.as_bytes()), &p).unwrap();
+        let real = std::fs::canonicalize(&p).unwrap();
+        sign::record_trust(&e, &real, &sha256_hex(widening.as_bytes())).unwrap();
         let (_, trusted) = read_project_override(&p, &e).unwrap().unwrap();
         assert!(trusted);
         // a changed file is untrusted again

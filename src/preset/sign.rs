@@ -311,20 +311,78 @@ pub fn verify_index(
     ))
 }
 
-/// Where `zerobox trust` records trusted content: one file per sha256.
+/// Where `zerobox trust` records trusted content:
+/// `$XDG_DATA_HOME/zerobox/trust/`, one record per (project, file,
+/// content). The launcher denies the data dir inside the sandbox, so the
+/// command can neither read which files were trusted nor write a record.
 pub fn trust_dir(env: &PresetEnv) -> PathBuf {
-    env.config_dir.join("trusted")
+    env.data_dir.join("trust")
 }
 
-pub fn is_trusted_hash(env: &PresetEnv, sha: &str) -> bool {
-    trust_dir(env).join(sha).is_file()
+/// One trust decision: this content, at this real path, for this project.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct TrustRecord {
+    project: String,
+    file: String,
+    sha256: String,
 }
 
-pub fn record_trust(env: &PresetEnv, sha: &str, path: &Path) -> Result<(), PresetError> {
-    super::write_atomic(
-        &trust_dir(env).join(sha),
-        format!("{}\n", path.display()).as_bytes(),
-    )
+/// The canonical project root trust is scoped to.
+fn project_root(env: &PresetEnv) -> PathBuf {
+    std::fs::canonicalize(&env.project_dir).unwrap_or_else(|_| env.project_dir.clone())
+}
+
+/// The record's file name: a digest of project root, real file path and
+/// content digest (raw path bytes, so no two paths share a name).
+fn record_name(project: &Path, real: &Path, sha: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut m = b"zerobox-trust-2\0".to_vec();
+    m.extend_from_slice(project.as_os_str().as_bytes());
+    m.push(0);
+    m.extend_from_slice(real.as_os_str().as_bytes());
+    m.push(0);
+    m.extend_from_slice(sha.as_bytes());
+    sha256_hex(&m)
+}
+
+/// Did the user trust exactly this content at this real path (`real`, as
+/// the kernel opened it) for the current project? A copy of trusted content
+/// at another path, or the same file seen from another project, is not
+/// trusted. A trust store that exists but cannot be read is an error.
+pub fn is_trusted(env: &PresetEnv, real: &Path, sha: &str) -> Result<bool, PresetError> {
+    let project = project_root(env);
+    let path = trust_dir(env).join(record_name(&project, real, sha));
+    if !super::present(&path)? {
+        return Ok(false);
+    }
+    let bytes = super::read_capped(&path, 16 * 1024)?;
+    let want = TrustRecord {
+        project: project.display().to_string(),
+        file: real.display().to_string(),
+        sha256: sha.to_string(),
+    };
+    Ok(serde_json::from_slice::<TrustRecord>(&bytes).is_ok_and(|r| r == want))
+}
+
+/// Record the user's trust of content `sha` at real path `real` for the
+/// current project.
+pub fn record_trust(env: &PresetEnv, real: &Path, sha: &str) -> Result<(), PresetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let project = project_root(env);
+    let dir = trust_dir(env);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| PresetError::io(&dir, e))?;
+    let rec = TrustRecord {
+        project: project.display().to_string(),
+        file: real.display().to_string(),
+        sha256: sha.to_string(),
+    };
+    let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| PresetError::Other(e.to_string()))?;
+    super::write_atomic(&dir.join(record_name(&project, real, sha)), &bytes)
 }
 
 /// A local preset file given by path (`--profile FILE`, `preset verify`):
@@ -335,18 +393,18 @@ pub fn verify_local(
     env: &PresetEnv,
     path: &Path,
 ) -> Result<VerifiedBytes, PresetError> {
-    let bytes = super::read_capped(path, super::MAX_PRESET_BYTES)?;
+    let super::ReadFile { bytes, real } = super::read_real(path, super::MAX_PRESET_BYTES)?;
     let file = path.display().to_string();
     let sig_path = sig_path_of(path);
-    if sig_path.exists() {
+    if super::present(&sig_path)? {
         let sig = super::read_capped(&sig_path, super::MAX_SIG_BYTES)?;
         return verify_preset(ring, bytes, &sig, &file, "file", None);
     }
     let sha = sha256_hex(&bytes);
-    if is_trusted_hash(env, &sha) {
+    if is_trusted(env, &real, &sha)? {
         return Ok(VerifiedBytes {
             file,
-            source: "file (trusted by hash)".into(),
+            source: "file (trusted)".into(),
             sha256: sha,
             key_id: None,
             signed: None,

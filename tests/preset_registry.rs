@@ -12,6 +12,13 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use zerobox::preset::{self, registry, sign, PresetEnv, PresetError};
 
+fn common_bin() -> PathBuf {
+    match std::env::var_os("ZEROBOX_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_zerobox")),
+    }
+}
+
 // ------------------------------------------------------------------ helpers
 
 struct Key {
@@ -117,6 +124,18 @@ struct ServerState {
     special: HashMap<String, Special>,
     requests: Vec<String>,
     not_modified: usize,
+    /// Index variants (serial, index.yaml, index.yaml.minisig) served in
+    /// turn, one client at a time: a client's index and signature always
+    /// pair up (see `gate`).
+    variants: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    next_variant: usize,
+    current: Option<(u64, tokio::sync::OwnedSemaphorePermit)>,
+    /// Serials served (index and signature both).
+    served: Vec<u64>,
+    /// Delay the n-th preset download by `(slow_presets - n) * 60 ms`: the
+    /// first client to fetch finishes last.
+    slow_presets: usize,
+    preset_downloads: usize,
 }
 
 #[derive(Clone)]
@@ -136,8 +155,46 @@ struct Server {
 async fn handle(
     req: Request<hyper::body::Incoming>,
     st: Arc<Mutex<ServerState>>,
+    gate: Arc<tokio::sync::Semaphore>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().trim_start_matches('/').to_string();
+    let has_variants = !st.lock().unwrap().variants.is_empty();
+    if has_variants && path == "index.yaml" {
+        // One client between its index and its signature at a time.
+        let permit = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            gate.clone().acquire_owned(),
+        )
+        .await;
+        let mut s = st.lock().unwrap();
+        let i = s.next_variant.min(s.variants.len() - 1);
+        s.next_variant += 1;
+        let (serial, body, _) = s.variants[i].clone();
+        s.current = permit.ok().and_then(Result::ok).map(|p| (serial, p));
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    if has_variants && path == "index.yaml.minisig" {
+        let mut s = st.lock().unwrap();
+        let Some((serial, permit)) = s.current.take() else {
+            return Ok(Response::builder()
+                .status(500)
+                .body(Full::new(Bytes::new()))
+                .unwrap());
+        };
+        let sig = s.variants.iter().find(|v| v.0 == serial).unwrap().2.clone();
+        s.served.push(serial);
+        drop(permit);
+        return Ok(Response::new(Full::new(Bytes::from(sig))));
+    }
+    if path.starts_with("presets/") && path.ends_with(".yaml") {
+        let delay = {
+            let mut s = st.lock().unwrap();
+            let n = s.preset_downloads;
+            s.preset_downloads += 1;
+            s.slow_presets.saturating_sub(n) as u64 * 60
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let inm = req
         .headers()
         .get("if-none-match")
@@ -230,6 +287,7 @@ fn serve(root: &Path, dir: &Path) -> Server {
         .unwrap();
     let port = listener.local_addr().unwrap().port();
     let st = state.clone();
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -237,9 +295,12 @@ fn serve(root: &Path, dir: &Path) -> Server {
             };
             let acceptor = acceptor.clone();
             let st = st.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
-                    let svc = hyper::service::service_fn(move |req| handle(req, st.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, st.clone(), gate.clone())
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                         .await;
@@ -430,6 +491,119 @@ fn index_rollback_refused() {
     std::fs::write(c.reg.join("index.yaml.minisig"), old_sig).unwrap();
     let e = err_of(preset::load("demo", &c.env));
     assert!(matches!(e, PresetError::Rollback { .. }), "{e}");
+}
+
+fn seen_serial(c: &Ctx, url: &str) -> u64 {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.env.cache_dir.join("seen.json")).unwrap()).unwrap();
+    state["index"][registry::registry_key(url)]["serial"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Issue 8 #10: concurrent runs, each fetching an index with a higher
+/// serial than the run before it and then a slow preset download (the
+/// first run finishes last). The state is read and written under a lock,
+/// so the final highest serial is the highest served, never lowered by a
+/// run that read the state before the others wrote it.
+#[test]
+fn concurrent_runs_never_lower_the_serial_seen() {
+    const RUNS: usize = 8;
+    let (c, s) = https_ctx();
+    for i in 0..RUNS {
+        c.publish(&format!("p{i}"), "1.0.0", "");
+    }
+    let mut variants = Vec::new();
+    for _ in 0..RUNS {
+        c.resign_index(|_| {});
+        let idx = std::fs::read(c.reg.join("index.yaml")).unwrap();
+        let sig = std::fs::read(c.reg.join("index.yaml.minisig")).unwrap();
+        let serial = serde_saphyr::from_slice::<registry::Index>(&idx)
+            .unwrap()
+            .serial;
+        variants.push((serial, idx, sig));
+    }
+    let max = variants.iter().map(|v| v.0).max().unwrap();
+    {
+        let mut st = s.state.lock().unwrap();
+        st.variants = variants;
+        st.slow_presets = RUNS;
+    }
+    let children: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let child = std::process::Command::new(common_bin())
+                .args(["preset", "show", &format!("p{i}")])
+                .current_dir(&c.env.project_dir)
+                .env("HOME", &c.root)
+                .env("XDG_CONFIG_HOME", c.root.join("config"))
+                .env("XDG_CACHE_HOME", c.root.join("cache"))
+                .env("XDG_DATA_HOME", c.root.join("data"))
+                .env_remove("ZEROBOX_REGISTRY")
+                .env_remove("ZEROBOX_REGISTRY_CA")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Staggered, so the serials arrive in order.
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            child
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for ch in children {
+        let out = ch.wait_with_output().unwrap();
+        if !out.status.success() {
+            failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    let served = s.state.lock().unwrap().served.clone();
+    assert_eq!(served.len(), RUNS, "{served:?} {failures:?}");
+    // A run whose index is older than one another run already recorded is
+    // refused as a rollback; nothing else may fail.
+    assert!(
+        failures.iter().all(|f| f.contains("rollback refused")),
+        "{failures:?}"
+    );
+    assert_eq!(
+        seen_serial(&c, &s.url),
+        max,
+        "highest serial lowered; served {served:?}"
+    );
+}
+
+/// A rollback state that cannot be parsed (or is a link) is refused, naming
+/// the file and how to reset it; it is never read as "nothing seen".
+#[test]
+fn corrupt_rollback_state_is_refused_not_reset() {
+    let (c, _s) = https_ctx();
+    c.publish("demo", "1.0.0", "");
+    let old_idx = std::fs::read(c.reg.join("index.yaml")).unwrap();
+    let old_sig = std::fs::read(c.reg.join("index.yaml.minisig")).unwrap();
+    c.publish("other", "1.0.0", "");
+    preset::load("demo", &c.env).unwrap();
+    let state = c.env.cache_dir.join("seen.json");
+    std::fs::write(&state, b"{\"index\": garbage").unwrap();
+    // an old index replayed while the state is corrupt: refused
+    std::fs::write(c.reg.join("index.yaml"), &old_idx).unwrap();
+    std::fs::write(c.reg.join("index.yaml.minisig"), &old_sig).unwrap();
+    let e = err_of(preset::load("demo", &c.env));
+    assert!(matches!(e, PresetError::State { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&state.display().to_string()) && msg.contains("rm "),
+        "{msg}"
+    );
+    assert_eq!(e.exit_code(), 1);
+    // a link in its place: refused too (never followed)
+    std::fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink(c.root.join("elsewhere.json"), &state).unwrap();
+    std::fs::write(c.root.join("elsewhere.json"), b"{}").unwrap();
+    let e = err_of(preset::load("demo", &c.env));
+    assert!(matches!(e, PresetError::State { .. }), "{e}");
+    // reset as the message says: the current index is the new baseline
+    std::fs::remove_file(&state).unwrap();
+    assert!(preset::load("demo", &c.env).is_ok());
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub enum PresetError {
     UnknownKey { file: String, key_id: String },
     #[error("{file}: {message}")]
     Untrusted { file: String, message: String },
+    #[error("{file}: {message}")]
+    State { file: String, message: String },
     #[error("rollback refused for {what}: {message}")]
     Rollback { what: String, message: String },
     #[error("registry index {url} expired at {expires}; the registry must re-sign it (strict mode refuses a frozen index; without --strict it is used with a warning)")]
@@ -118,6 +120,7 @@ impl PresetError {
             | PresetError::UnknownKey { .. }
             | PresetError::Untrusted { .. }
             | PresetError::Rollback { .. }
+            | PresetError::State { .. }
             | PresetError::Expired { .. }
             | PresetError::Digest { .. }
             | PresetError::PinNotFound { .. }
@@ -383,28 +386,57 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Write `bytes` to `path` atomically (temp file in the same directory, then
-/// rename), creating parent directories.
+/// Write `bytes` to `path` atomically, creating parent directories: a
+/// fresh temp file in the same directory (random name, `O_EXCL`, never
+/// through a symlink: the directory may be a project the command can
+/// write), fsync, rename over `path`, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PresetError> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| PresetError::io(dir, e))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(PresetError::io(path, e));
+    let mut last = None;
+    for _ in 0..8 {
+        let tmp = dir.join(format!(
+            ".{name}.tmp.{}.{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp);
+        let mut f = match created {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(PresetError::io(path, e)),
+        };
+        let res = (|| {
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // The rename is durable once the directory is synced.
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(PresetError::io(path, e));
+        }
+        return Ok(());
     }
-    Ok(())
+    Err(PresetError::io(
+        path,
+        last.unwrap_or_else(|| std::io::Error::other("no temp file name")),
+    ))
 }
 
 /// Read at most `limit` bytes of `path`; larger files are refused, and so

@@ -155,7 +155,8 @@ fn now_rfc3339(offset: Duration) -> String {
 }
 
 /// What the cache remembers to refuse rollbacks.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Seen {
     #[serde(default)]
     index: BTreeMap<String, SeenIndex>,
@@ -163,26 +164,118 @@ struct Seen {
     presets: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SeenIndex {
     serial: u64,
     sha256: String,
+}
+
+impl Seen {
+    /// Keep, for every registry and preset, the higher of `self` and
+    /// `other`: whatever a caller did, the state never goes down.
+    fn merge_max(&mut self, other: &Seen) {
+        for (k, o) in &other.index {
+            match self.index.get(k) {
+                Some(mine) if mine.serial >= o.serial => {}
+                _ => {
+                    self.index.insert(k.clone(), o.clone());
+                }
+            }
+        }
+        for (name, o) in &other.presets {
+            let ov = semver::Version::parse(o).ok();
+            let mine = self
+                .presets
+                .get(name)
+                .and_then(|v| semver::Version::parse(v).ok());
+            if ov.is_some() && mine.is_none_or(|m| Some(m) < ov) {
+                self.presets.insert(name.clone(), o.clone());
+            }
+        }
+    }
 }
 
 fn seen_path(env: &PresetEnv) -> PathBuf {
     env.cache_dir.join("seen.json")
 }
 
-fn read_seen(env: &PresetEnv) -> Seen {
-    std::fs::read(seen_path(env))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// Open a file of zerobox's own state without following a symlink, as a
+/// regular file only.
+fn open_state(path: &Path, create: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
 }
 
-fn write_seen(env: &PresetEnv, seen: &Seen) -> Result<(), PresetError> {
-    let bytes = serde_json::to_vec_pretty(seen).unwrap_or_default();
-    write_atomic(&seen_path(env), &bytes)
+/// The rollback state, read strictly: absent is "nothing seen yet"; a file
+/// that cannot be read or parsed is an error (reading it as "nothing seen"
+/// would let a replayed old index pass).
+fn read_seen(env: &PresetEnv) -> Result<Seen, PresetError> {
+    use std::io::Read;
+    let path = seen_path(env);
+    let corrupt = |why: String| {
+        PresetError::State {
+        file: path.display().to_string(),
+        message: format!(
+            "cannot use the registry rollback state ({why}). zerobox will not guess which index serials it has seen. If you trust the registry's current index, reset the state with `rm {}` and run again",
+            path.display()
+        ),
+    }
+    };
+    let mut f = match open_state(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Seen::default()),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(MAX_INDEX_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| corrupt(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid state: {e}")))
+}
+
+/// Run `f` on the rollback state under an exclusive lock
+/// (`seen.lock`, flock): the state is re-read under the lock, `f` checks
+/// against it and raises what it saw, the result is merged with what was
+/// read (max, never lower) and written atomically. Two concurrent runs can
+/// therefore neither lower a serial nor both pass a check the other's
+/// write would have failed.
+fn with_seen<T>(
+    env: &PresetEnv,
+    f: impl FnOnce(&mut Seen) -> Result<T, PresetError>,
+) -> Result<T, PresetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &env.cache_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| PresetError::io(dir, e))?;
+    let lock_path = dir.join("seen.lock");
+    let lock = open_state(&lock_path, true).map_err(|e| PresetError::io(&lock_path, e))?;
+    lock.lock().map_err(|e| PresetError::io(&lock_path, e))?;
+    let before = read_seen(env)?;
+    let mut seen = before.clone();
+    let out = f(&mut seen)?;
+    seen.merge_max(&before);
+    if seen != before {
+        let bytes =
+            serde_json::to_vec_pretty(&seen).map_err(|e| PresetError::Other(e.to_string()))?;
+        write_atomic(&seen_path(env), &bytes)?;
+    }
+    drop(lock);
+    Ok(out)
 }
 
 pub fn registry_key(url: &str) -> String {
@@ -648,35 +741,36 @@ impl<'a> Resolver<'a> {
         let (v, serial) =
             sign::verify_index(self.ring()?, bytes, sig, &format!("{url}/index.yaml"))?;
         let idx = Index::parse(&v, serial)?;
-        let mut seen = read_seen(env);
         let key = registry_key(url);
-        if let Some(prev) = seen.index.get(&key) {
-            if serial < prev.serial {
-                return Err(PresetError::Rollback {
-                    what: format!("registry index {url}"),
-                    message: format!(
-                        "serial {serial} is older than serial {} already seen",
-                        prev.serial
-                    ),
-                });
+        with_seen(env, |seen| {
+            if let Some(prev) = seen.index.get(&key) {
+                if serial < prev.serial {
+                    return Err(PresetError::Rollback {
+                        what: format!("registry index {url}"),
+                        message: format!(
+                            "serial {serial} is older than serial {} already seen",
+                            prev.serial
+                        ),
+                    });
+                }
+                if serial == prev.serial && v.sha256() != prev.sha256 {
+                    return Err(PresetError::Rollback {
+                        what: format!("registry index {url}"),
+                        message: format!("serial {serial} was already seen with other content"),
+                    });
+                }
             }
-            if serial == prev.serial && v.sha256() != prev.sha256 {
-                return Err(PresetError::Rollback {
-                    what: format!("registry index {url}"),
-                    message: format!("serial {serial} was already seen with other content"),
-                });
+            if seen.index.get(&key).is_none_or(|p| p.serial < serial) {
+                seen.index.insert(
+                    key.clone(),
+                    SeenIndex {
+                        serial,
+                        sha256: v.sha256().to_string(),
+                    },
+                );
             }
-        }
-        if seen.index.get(&key).is_none_or(|p| p.serial < serial) {
-            seen.index.insert(
-                key,
-                SeenIndex {
-                    serial,
-                    sha256: v.sha256().to_string(),
-                },
-            );
-            write_seen(env, &seen)?;
-        }
+            Ok(())
+        })?;
         Ok((idx, serial))
     }
 
@@ -687,29 +781,32 @@ impl<'a> Resolver<'a> {
         let Some((version, sha)) = idx.latest(name) else {
             return Ok(None);
         };
-        let mut seen = read_seen(self.env);
-        if let Some(prev) = seen
-            .presets
-            .get(name)
-            .and_then(|v| semver::Version::parse(v).ok())
-        {
-            if version < prev {
-                return Err(PresetError::Rollback {
-                    what: format!("preset {name}"),
-                    message: format!("the registry offers {version} but {prev} was already seen"),
-                });
+        let check = |seen: &Seen| -> Result<(), PresetError> {
+            if let Some(prev) = seen
+                .presets
+                .get(name)
+                .and_then(|v| semver::Version::parse(v).ok())
+            {
+                if version < prev {
+                    return Err(PresetError::Rollback {
+                        what: format!("preset {name}"),
+                        message: format!(
+                            "the registry offers {version} but {prev} was already seen"
+                        ),
+                    });
+                }
             }
-        }
+            Ok(())
+        };
+        // Checked before the download (no point fetching a rollback) and
+        // again under the lock after it, when the version is recorded.
+        with_seen(self.env, |seen| check(seen))?;
         let p = self.fetch_version(&url, name, &version, &sha)?;
-        if seen
-            .presets
-            .get(name)
-            .and_then(|v| semver::Version::parse(v).ok())
-            .is_none_or(|prev| prev < version)
-        {
+        with_seen(self.env, |seen| {
+            check(seen)?;
             seen.presets.insert(name.to_string(), version.to_string());
-            write_seen(self.env, &seen)?;
-        }
+            Ok(())
+        })?;
         Ok(Some(p))
     }
 

@@ -305,3 +305,106 @@ fn trust_is_scoped_to_project_and_path_and_cannot_be_replayed() {
     let r = run_in("a", &["--profile", "system", "--", "true"]);
     assert_eq!(r.code, 1, "trust replayed to another file: {}", r.stderr);
 }
+
+/// Issue 8 #8: a setting the user made is never skipped unseen. An override
+/// (or its directory, or the config dir) that exists but cannot be read or
+/// parsed is exit 2 naming the path; an override named after no preset is
+/// a warning with a suggestion. As root (which reads through mode 000) the
+/// unreadable case is a file where a directory is expected; the mode-000
+/// case runs when the suite runs unprivileged (scripts/test, zerobox-ci).
+#[test]
+fn unreadable_or_invalid_overrides_are_errors_and_typos_warn() {
+    let t = common::scratch();
+    let root = t.path();
+    std::fs::create_dir_all(root.join("proj/.git")).unwrap();
+    let cfg = root.join("config/zerobox");
+    let ovd = cfg.join("overrides");
+    let show = ["preset", "show", "claude", "--resolved"];
+    let run = |args: &[&str]| common::Run::from(zerobox(root, args));
+    let reset = || {
+        let _ = std::fs::remove_dir_all(root.join("config"));
+        std::fs::create_dir_all(&ovd).unwrap();
+    };
+    let deny = "filesystem:\n  read:\n    deny: [\"~/secret-notes\"]\n";
+
+    // the user's deny override applies
+    reset();
+    std::fs::write(ovd.join("claude.yaml"), deny).unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("secret-notes"), "{}", r.stdout);
+
+    // invalid YAML: exit 2 naming the file
+    std::fs::write(ovd.join("claude.yaml"), "filesystem: [unclosed\n").unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("overrides/claude.yaml"), "{}", r.stderr);
+
+    // a directory where the file is expected
+    reset();
+    std::fs::create_dir_all(ovd.join("claude.yaml")).unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("overrides/claude.yaml"), "{}", r.stderr);
+
+    // a file where the overrides directory is expected
+    let _ = std::fs::remove_dir_all(&cfg);
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(&ovd, deny).unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("overrides"), "{}", r.stderr);
+
+    // an invalid config.yaml
+    reset();
+    std::fs::write(cfg.join("config.yaml"), "registry: [1, 2\n").unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("config.yaml"), "{}", r.stderr);
+
+    // a typo and a .yml spelling: warned, with the fix
+    reset();
+    std::fs::write(ovd.join("claud.yaml"), deny).unwrap();
+    std::fs::write(ovd.join("claude.yml"), deny).unwrap();
+    let r = run(&show);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("claud.yaml matches no known preset")
+            && r.stderr.contains("did you mean claude"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("rename it to claude.yaml"),
+        "{}",
+        r.stderr
+    );
+
+    if !common::is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        for (dir, name) in [(&ovd, "overrides"), (&cfg, "zerobox")] {
+            reset();
+            std::fs::write(ovd.join("claude.yaml"), deny).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+            let r = run(&show);
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            assert_eq!(r.code, 2, "{name} unreadable: {} {}", r.stdout, r.stderr);
+            assert!(
+                r.stderr.contains("cannot read") && r.stderr.contains(name),
+                "{}",
+                r.stderr
+            );
+        }
+        // the file itself unreadable
+        reset();
+        std::fs::write(ovd.join("claude.yaml"), deny).unwrap();
+        std::fs::set_permissions(
+            ovd.join("claude.yaml"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let r = run(&show);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("overrides/claude.yaml"), "{}", r.stderr);
+    }
+}

@@ -223,6 +223,8 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
             platforms.join(", ")
         )));
     }
+    warn_unmatched_overrides(&env.config_dir.join("overrides"), env)?;
+    warn_unmatched_overrides(&env.project_dir.join(".zerobox").join("overrides"), env)?;
     let mut layers = Vec::new();
     let mut stack = vec![root.name.clone()];
     for parent in &root.doc.extends {
@@ -267,6 +269,63 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
             .unwrap_or_default(),
         layers,
     })
+}
+
+/// An override file applies to the preset its name names, so a typo (or a
+/// `.yml` spelling) silently applies to nothing: warn, with the closest
+/// preset names. An overrides directory that exists but cannot be listed
+/// is an error (the user's override would be skipped unseen).
+fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetError> {
+    if !present(dir)? {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| PresetError::Unreadable {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    let mut names: Vec<String> = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| PresetError::Unreadable {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    let known = all_names(env);
+    for file in names {
+        if file.starts_with('.') {
+            continue;
+        }
+        let stem = file
+            .strip_suffix(".yaml")
+            .or_else(|| file.strip_suffix(".yml"))
+            .unwrap_or(&file);
+        let path = tilde(&dir.join(&file));
+        if !file.ends_with(".yaml") {
+            eprintln!(
+                "zerobox: warning: override {path} is never applied: override files are named PRESET.yaml{}",
+                if known.iter().any(|k| k == stem) {
+                    format!(" (rename it to {stem}.yaml)")
+                } else {
+                    String::new()
+                }
+            );
+            continue;
+        }
+        if !known.iter().any(|k| k == stem) {
+            let close = suggestions(stem, env);
+            let hint = if close.is_empty() {
+                "; `zerobox preset list` shows the known presets".to_string()
+            } else {
+                format!("; did you mean {}?", close.join(", "))
+            };
+            eprintln!(
+                "zerobox: warning: override {path} matches no known preset, so it is never applied{hint}"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn collect_extends(

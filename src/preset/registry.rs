@@ -33,7 +33,7 @@ pub struct Config {
 
 pub fn read_config(env: &PresetEnv) -> Result<Config, PresetError> {
     let path = env.config_dir.join("config.yaml");
-    if !path.exists() {
+    if !super::present(&path)? {
         return Ok(Config::default());
     }
     let bytes = read_capped(&path, 64 * 1024)?;

@@ -108,9 +108,13 @@ impl KeyRing {
     pub fn load(env: &PresetEnv) -> Result<Self, PresetError> {
         let mut ring = Self::embedded();
         let dir = env.config_dir.join("keys");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        if !super::present(&dir)? {
             return Ok(ring);
-        };
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| PresetError::Unreadable {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
         let mut paths: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())

@@ -493,6 +493,39 @@ fn index_rollback_refused() {
     assert!(matches!(e, PresetError::Rollback { .. }), "{e}");
 }
 
+static PROCESS: Mutex<()> = Mutex::new(());
+
+fn args(v: &[&str]) -> Vec<std::ffi::OsString> {
+    v.iter().map(std::ffi::OsString::from).collect()
+}
+
+/// The process environment (cwd, XDG dirs) pointed at `c` while held.
+struct ProcessEnv {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    old_cwd: PathBuf,
+}
+
+impl Drop for ProcessEnv {
+    fn drop(&mut self) {
+        let _ = std::env::set_current_dir(&self.old_cwd);
+    }
+}
+
+fn process_env(c: &Ctx) -> ProcessEnv {
+    let guard = PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let old_cwd = std::env::current_dir().unwrap();
+    std::env::set_var("XDG_CONFIG_HOME", c.root.join("config"));
+    std::env::set_var("XDG_CACHE_HOME", c.root.join("cache"));
+    std::env::set_var("XDG_DATA_HOME", c.root.join("data"));
+    std::env::remove_var("ZEROBOX_REGISTRY");
+    std::fs::create_dir_all(c.env.project_dir.join(".git")).unwrap();
+    std::env::set_current_dir(&c.env.project_dir).unwrap();
+    ProcessEnv {
+        _guard: guard,
+        old_cwd,
+    }
+}
+
 fn seen_serial(c: &Ctx, url: &str) -> u64 {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(c.env.cache_dir.join("seen.json")).unwrap()).unwrap();
@@ -820,5 +853,63 @@ fn pins_exact_digest_or_error() {
         &preset_sha(text.as_bytes()),
     )
     .unwrap();
-    assert!(preset::load("claude", &c.env).is_ok());
+    // a lock file that pins claude but not its building blocks (as written
+    // before pins covered the chain) is refused with the re-pin command
+    let e = err_of(preset::load("claude", &c.env));
+    assert!(matches!(e, PresetError::PinChain { .. }), "{e}");
+    assert!(e.to_string().contains("zerobox preset pin claude"), "{e}");
+}
+
+/// Issue 8 #9: `zerobox preset pin app` pins app and every building block
+/// in its chain; a later registry version of a building block is not
+/// used, and a changed pinned building block is refused naming it.
+#[test]
+fn pin_covers_every_building_block_in_the_chain() {
+    let c = ctx();
+    c.use_registry(&c.file_url(), None);
+    let publish = |name: &str, version: &str, body: &str| {
+        let f = c.root.join(format!("{name}-{version}.yaml"));
+        std::fs::write(
+            &f,
+            format!("zerobox: 1\nname: {name}\nversion: {version}\n{body}"),
+        )
+        .unwrap();
+        registry::publish(&f, &c.reg, &c.key.sk_path, 30).unwrap();
+    };
+    publish("base", "1.0.0", "network:\n  allow: [base-one.example]\n");
+    publish("mid", "1.0.0", "extends: [base]\n");
+    publish(
+        "app",
+        "1.0.0",
+        "command: app\nextends: [mid, protect-shell]\n",
+    );
+    let _g = process_env(&c);
+    assert_eq!(preset::cli_main(args(&["pin", "app"])), 0);
+    let lock = std::fs::read_to_string(c.env.project_dir.join(".zerobox/lock.yaml")).unwrap();
+    for name in ["app", "mid", "base", "protect-shell"] {
+        assert!(
+            lock.contains(&format!("name: {name}\n")),
+            "{name} not pinned:\n{lock}"
+        );
+    }
+    assert!(lock.contains("registry: \"bundled\""), "{lock}");
+    // base 1.1.0 widens; the pinned chain keeps 1.0.0
+    publish("base", "1.1.0", "network:\n  allow: [base-two.example]\n");
+    let p = preset::load("app", &c.env).unwrap();
+    let origins: Vec<&str> = p.layers.iter().map(|l| l.origin.as_str()).collect();
+    assert!(origins.contains(&"base@1.0.0"), "{origins:?}");
+    assert!(p
+        .layers
+        .iter()
+        .all(|l| !l.net_allow.iter().any(|h| h == "base-two.example")));
+    // a changed pinned building block (cache and registry) is refused, named
+    let cached = c.env.cache_dir.join("presets/base/1.0.0.yaml");
+    let regfile = c.reg.join("presets/base/1.0.0.yaml");
+    for f in [&cached, &regfile] {
+        let t = std::fs::read_to_string(f).unwrap();
+        std::fs::write(f, t.replace("base-one", "evil")).unwrap();
+    }
+    let e = err_of(preset::load("app", &c.env));
+    assert!(matches!(e, PresetError::PinNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("base@1.0.0"), "{e}");
 }

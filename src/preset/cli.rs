@@ -248,33 +248,56 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             let spec = a.one("NAME[@VERSION]")?;
             let env = system_env(a)?;
             let (name, version) = split_spec(spec)?;
-            let mut r = Resolver::new(&env);
+            // A fresh resolution: the lock file being rewritten does not
+            // decide what goes into it.
+            let mut r = Resolver::ignoring_pins(&env);
             let (p, url) = pick(&mut r, &env, &name, version.as_ref(), cmd == "pull")?;
             if cmd == "pull" {
                 println!("pulled {} (sha256 {}) from {}", p.origin(), p.sha256, url);
                 return Ok(());
             }
-            let key = r.key_id_of(&p)?;
+            // Pin the preset and every building block it extends: a pin
+            // that covered only the named preset would let a changed
+            // building block through.
+            let chain = super::chain_of(&mut r, &p)?;
             let mut lock = project::read_lock(&env.project_dir)?.unwrap_or(project::LockFile {
                 schema: 1,
                 pins: vec![],
             });
-            lock.pins.retain(|x| x.name != p.name);
-            lock.pins.push(project::Pin {
-                name: p.name.clone(),
-                version: p.version.to_string(),
-                registry: url,
-                sha256: p.sha256.clone(),
-                key,
-            });
+            let registry = registry::registry_url(&env)?;
+            for q in &chain {
+                let key = r.key_id_of(q)?;
+                let from = if q.name == p.name {
+                    url.clone()
+                } else if q.source == "bundled" {
+                    "bundled".to_string()
+                } else {
+                    registry.clone().unwrap_or_else(|| url.clone())
+                };
+                lock.pins.retain(|x| x.name != q.name);
+                lock.pins.push(project::Pin {
+                    name: q.name.clone(),
+                    version: q.version.to_string(),
+                    registry: from,
+                    sha256: q.sha256.clone(),
+                    key,
+                });
+            }
             lock.pins.sort_by(|x, y| x.name.cmp(&y.name));
             let path = project::write_lock(&env, &lock)?;
-            println!(
-                "pinned {} (sha256 {}) in {}",
-                p.origin(),
-                p.sha256,
-                path.display()
-            );
+            for q in &chain {
+                let role = if q.name == p.name {
+                    ""
+                } else {
+                    " (building block)"
+                };
+                println!(
+                    "pinned {}{role} (sha256 {}) in {}",
+                    q.origin(),
+                    q.sha256,
+                    path.display()
+                );
+            }
             Ok(())
         }
         "update" => {

@@ -87,6 +87,13 @@ pub enum PresetError {
         sha256: String,
         pin_file: String,
     },
+    #[error("{pin_file} pins {by} but not its building block {name} (`extends`): a pin covers the whole chain; run `zerobox preset pin {root}` again to pin every preset it is built from")]
+    PinChain {
+        name: String,
+        by: String,
+        root: String,
+        pin_file: String,
+    },
     #[error("project file {file} widens the policy ({entry}); a project file may only narrow (deny) until you review and run `zerobox trust {file}`")]
     Widening { file: String, entry: String },
     #[error("registry {url}: {message}")]
@@ -124,6 +131,7 @@ impl PresetError {
             | PresetError::Expired { .. }
             | PresetError::Digest { .. }
             | PresetError::PinNotFound { .. }
+            | PresetError::PinChain { .. }
             | PresetError::Widening { .. } => 1,
             _ => 2,
         }
@@ -228,6 +236,7 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
     let mut layers = Vec::new();
     let mut stack = vec![root.name.clone()];
     for parent in &root.doc.extends {
+        resolver.require_pinned(&parent.value, &root.name, &root.name)?;
         collect_extends(&mut resolver, &parent.value, &mut stack, &mut layers)?;
     }
     layers.push(root.doc.to_layer(root.origin()));
@@ -347,6 +356,7 @@ fn collect_extends(
     let p = resolver.load_named(name)?;
     stack.push(name.to_string());
     for parent in &p.doc.extends {
+        resolver.require_pinned(&parent.value, name, &stack[0])?;
         collect_extends(resolver, &parent.value, stack, out)?;
     }
     stack.pop();
@@ -355,6 +365,46 @@ fn collect_extends(
         out.push(p.doc.to_layer(origin));
     }
     Ok(())
+}
+
+/// `root` and every preset in its `extends` chain (each once, parents
+/// before children), loaded with `resolver`: what a pin must cover.
+pub(crate) fn chain_of(
+    resolver: &mut registry::Resolver,
+    root: &schema::Preset,
+) -> Result<Vec<schema::Preset>, PresetError> {
+    fn walk(
+        r: &mut registry::Resolver,
+        p: &schema::Preset,
+        stack: &mut Vec<String>,
+        out: &mut Vec<schema::Preset>,
+    ) -> Result<(), PresetError> {
+        for parent in &p.doc.extends {
+            let name = &parent.value;
+            if let Some(pos) = stack.iter().position(|n| n == name) {
+                let mut chain: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
+                chain.push(name);
+                return Err(PresetError::Cycle {
+                    chain: chain.join(" -> "),
+                });
+            }
+            if stack.len() > MAX_EXTENDS_DEPTH {
+                return Err(PresetError::TooDeep { name: name.clone() });
+            }
+            let child = r.load_named(name)?;
+            stack.push(name.clone());
+            walk(r, &child, stack, out)?;
+            stack.pop();
+            if !out.iter().any(|q| q.name == child.name) {
+                out.push(child);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(resolver, root, &mut vec![root.name.clone()], &mut out)?;
+    out.push(root.clone());
+    Ok(out)
 }
 
 /// Is `name` a preset that can be resolved (bundled, cached, pinned or in

@@ -549,6 +549,10 @@ pub struct Resolver<'a> {
     loaded: BTreeMap<String, Preset>,
     index: Option<Option<(Index, String)>>,
     warned: bool,
+    /// Names loaded from the project's lock file.
+    pinned: std::collections::BTreeSet<String>,
+    /// Resolve as if there were no lock file (`zerobox preset pin`).
+    ignore_pins: bool,
 }
 
 fn warn(msg: &str) {
@@ -563,7 +567,42 @@ impl<'a> Resolver<'a> {
             loaded: BTreeMap::new(),
             index: None,
             warned: false,
+            pinned: Default::default(),
+            ignore_pins: false,
         }
+    }
+
+    /// A resolver that ignores the lock file: what `zerobox preset pin`
+    /// resolves a fresh chain with.
+    pub fn ignoring_pins(env: &'a PresetEnv) -> Self {
+        let mut r = Self::new(env);
+        r.ignore_pins = true;
+        r
+    }
+
+    /// Was `name` loaded from a pin?
+    pub fn is_pinned(&self, name: &str) -> bool {
+        self.pinned.contains(name)
+    }
+
+    /// `name` is a building block of the pinned preset `by`: it must be
+    /// pinned too (a pin covers the whole `extends` chain), else refused
+    /// before anything is loaded for it.
+    pub fn require_pinned(&self, name: &str, by: &str, root: &str) -> Result<(), PresetError> {
+        if self.ignore_pins || !self.pinned.contains(by) {
+            return Ok(());
+        }
+        if project::trusted_pin(self.env, name)?.is_none() {
+            return Err(PresetError::PinChain {
+                name: name.into(),
+                by: by.into(),
+                root: root.into(),
+                pin_file: project::lock_path(&self.env.project_dir)
+                    .display()
+                    .to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn ring(&mut self) -> Result<&KeyRing, PresetError> {
@@ -599,8 +638,15 @@ impl<'a> Resolver<'a> {
         if let Some(p) = self.loaded.get(name) {
             return Ok(p.clone());
         }
-        let p = if let Some((pin, lock)) = project::trusted_pin(self.env, name)? {
-            self.load_pinned(&pin, &lock)?
+        let pin = if self.ignore_pins {
+            None
+        } else {
+            project::trusted_pin(self.env, name)?
+        };
+        let p = if let Some((pin, lock)) = pin {
+            let p = self.load_pinned(&pin, &lock)?;
+            self.pinned.insert(name.to_string());
+            p
         } else {
             let from_registry = match self.latest_from_registry(name) {
                 Err(PresetError::Unreachable { url, message }) => {

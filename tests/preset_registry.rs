@@ -913,3 +913,160 @@ fn pin_covers_every_building_block_in_the_chain() {
     assert!(matches!(e, PresetError::PinNotFound { .. }), "{e}");
     assert!(e.to_string().contains("base@1.0.0"), "{e}");
 }
+
+/// A TCP listener on loopback that accepts and never answers, counting
+/// connections (held open until the test ends).
+struct Stall {
+    url: String,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn stall() -> Stall {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    Stall { url, accepted }
+}
+
+fn zerobox_with(c: &Ctx, registry: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common_bin())
+        .args(args)
+        .current_dir(&c.env.project_dir)
+        .env("HOME", &c.root)
+        .env("XDG_CONFIG_HOME", c.root.join("config"))
+        .env("XDG_CACHE_HOME", c.root.join("cache"))
+        .env("XDG_DATA_HOME", c.root.join("data"))
+        .env("ZEROBOX_REGISTRY", registry)
+        .env("ZEROBOX_REGISTRY_TIMEOUT_MS", "400")
+        .env_remove("ZEROBOX_REGISTRY_CA")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Issue 8 #11: a registry that accepts and never answers is asked once
+/// per run. Its cached index names newer versions of two bundled building
+/// blocks of `app`; before, each cost its own full timeout (three stalls);
+/// now the first stall marks the registry down and the rest fall back to
+/// the bundled copies at once. Counted in connections, not seconds.
+#[test]
+fn stalled_registry_is_asked_once_per_run() {
+    let c = ctx();
+    let s = stall();
+    let publish = |name: &str, version: &str, body: &str| {
+        let f = c.root.join(format!("{name}-{version}.yaml"));
+        std::fs::write(
+            &f,
+            format!("zerobox: 1\nname: {name}\nversion: {version}\n{body}"),
+        )
+        .unwrap();
+        registry::publish(&f, &c.reg, &c.key.sk_path, 30).unwrap();
+    };
+    publish("protect-shell", "99.0.0", "");
+    publish("system", "99.0.0", "");
+    publish(
+        "app",
+        "1.0.0",
+        "command: app\nextends: [protect-shell, system]\n",
+    );
+    // The cache holds the index (as from an earlier run) and app itself.
+    let cached = c
+        .env
+        .cache_dir
+        .join("registries")
+        .join(registry::registry_key(&s.url));
+    std::fs::create_dir_all(&cached).unwrap();
+    for f in ["index.yaml", "index.yaml.minisig"] {
+        std::fs::copy(c.reg.join(f), cached.join(f)).unwrap();
+    }
+    let app = c.env.cache_dir.join("presets/app");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in ["1.0.0.yaml", "1.0.0.yaml.minisig"] {
+        std::fs::copy(c.reg.join("presets/app").join(f), app.join(f)).unwrap();
+    }
+    let out = zerobox_with(&c, &s.url, &["preset", "show", "app", "--resolved"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    // the bundled building blocks, not the unreachable 99.0.0
+    assert!(
+        stdout.contains("## protect-shell@") && !stdout.contains("@99.0.0"),
+        "{stdout}"
+    );
+    assert_eq!(
+        s.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{stderr}"
+    );
+}
+
+/// Issue 8 #11: malformed registry URLs are refused (exit 2, naming the
+/// value) before anything is looked up.
+#[test]
+fn malformed_registry_urls_are_refused_before_any_lookup() {
+    let c = ctx();
+    let s = stall();
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let bad = [
+        "https://".to_string(),
+        "https://:99999".to_string(),
+        "https://:443/x".to_string(),
+        format!("https://127.0.0.1:{port}99"),
+        format!("https://user:secret@127.0.0.1:{port}/"),
+        format!("https://127.0.0.1:{port}/?x=1"),
+        format!("http://127.0.0.1:{port}/"),
+        format!("ftp://127.0.0.1:{port}/"),
+        "file://relative/dir".to_string(),
+        "file://host/dir".to_string(),
+        format!("https://127.0.0.1:{port}/ x"),
+    ];
+    for v in &bad {
+        for args in [
+            &["preset", "show", "claude"][..],
+            &["preset", "list"],
+            &["preset", "update"],
+        ] {
+            let out = zerobox_with(&c, v, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{v} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("invalid registry URL") && stderr.contains(v.as_str()),
+                "{v}: {stderr}"
+            );
+        }
+    }
+    // the same from config.yaml names the file
+    std::fs::write(
+        c.env.config_dir.join("config.yaml"),
+        "registry: \"https://\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common_bin())
+        .args(["preset", "show", "claude"])
+        .current_dir(&c.env.project_dir)
+        .env("XDG_CONFIG_HOME", c.root.join("config"))
+        .env("XDG_CACHE_HOME", c.root.join("cache"))
+        .env("XDG_DATA_HOME", c.root.join("data"))
+        .env_remove("ZEROBOX_REGISTRY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config.yaml"), "{stderr}");
+    assert_eq!(
+        s.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a malformed URL was looked up"
+    );
+}

@@ -460,6 +460,9 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
     } else {
         match r.index() {
             Ok(i) => i,
+            // A malformed registry setting is the user's to fix, not a
+            // registry being away.
+            Err(e @ PresetError::Usage(_)) => return Err(e),
             Err(e) => {
                 eprintln!("zerobox: warning: {e}");
                 None

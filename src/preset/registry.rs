@@ -42,12 +42,70 @@ pub fn read_config(env: &PresetEnv) -> Result<Config, PresetError> {
 
 /// The registry URL: `ZEROBOX_REGISTRY`, else `registry:` in config.yaml,
 /// else none (bundled presets only).
+/// The value is checked before any lookup (see [`check_registry_url`]).
 pub fn registry_url(env: &PresetEnv) -> Result<Option<String>, PresetError> {
     if let Some(v) = std::env::var_os("ZEROBOX_REGISTRY") {
         let v = v.to_string_lossy().trim().to_string();
-        return Ok((!v.is_empty()).then_some(v));
+        if v.is_empty() {
+            return Ok(None);
+        }
+        return check_registry_url(&v, "ZEROBOX_REGISTRY").map(Some);
     }
-    Ok(read_config(env)?.registry)
+    let origin = env.config_dir.join("config.yaml").display().to_string();
+    read_config(env)?
+        .registry
+        .map(|v| check_registry_url(v.trim(), &origin))
+        .transpose()
+}
+
+/// A registry URL is `https://HOST[:PORT][/PATH]` or `file:///ABSOLUTE/DIR`
+/// and nothing else: no other scheme, no empty host or bad port, no
+/// credentials (they would travel in every request and every message), no
+/// query or fragment, no whitespace. Refused (exit 2) naming the value and
+/// where it came from, before anything is looked up.
+pub fn check_registry_url(v: &str, origin: &str) -> Result<String, PresetError> {
+    let bad = |why: &str| {
+        PresetError::Usage(format!(
+            "invalid registry URL {v:?} (from {origin}): {why}; expected https://HOST[:PORT]/PATH or file:///DIR"
+        ))
+    };
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains whitespace or control characters"));
+    }
+    let is_https = v.starts_with("https://");
+    let is_file = v.starts_with("file://");
+    if !is_https && !is_file {
+        return Err(bad(if v.starts_with("http://") {
+            "plain http is refused"
+        } else {
+            "only https:// and file:// registries are supported"
+        }));
+    }
+    let url = reqwest::Url::parse(v).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are refused"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a query or fragment is not allowed"));
+    }
+    if is_https {
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host"));
+        }
+        if url.port() == Some(0) {
+            return Err(bad("port 0"));
+        }
+    } else {
+        if url.host_str().is_some_and(|h| !h.is_empty()) {
+            return Err(bad(
+                "a file registry names a local directory, not a host (file:///DIR)",
+            ));
+        }
+        if !v["file://".len()..].starts_with('/') {
+            return Err(bad("a file registry needs an absolute path"));
+        }
+    }
+    Ok(v.to_string())
 }
 
 fn extra_ca(env: &PresetEnv) -> Result<Option<PathBuf>, PresetError> {
@@ -324,6 +382,66 @@ pub enum Fetched {
     },
 }
 
+/// Registry health for this run (the process): a registry that failed to
+/// answer once is down for the rest of the run, and all registry requests
+/// share one budget of time (the time spent waiting on them adds up, so
+/// the run's total is bounded however many presets its chain names). A
+/// stalled registry therefore costs one timeout per run, not one per
+/// preset in an `extends` chain.
+struct Health {
+    down: std::collections::BTreeSet<String>,
+    spent: Duration,
+}
+
+static HEALTH: std::sync::Mutex<Health> = std::sync::Mutex::new(Health {
+    down: std::collections::BTreeSet::new(),
+    spent: Duration::ZERO,
+});
+
+/// Longest a single request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The run's overall registry budget, unless `ZEROBOX_REGISTRY_TIMEOUT_MS`
+/// (1..=600000) says otherwise (tests use a short one).
+const RUN_BUDGET: Duration = Duration::from_secs(30);
+
+fn run_budget() -> Duration {
+    std::env::var("ZEROBOX_REGISTRY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| (1..=600_000).contains(ms))
+        .map(Duration::from_millis)
+        .unwrap_or(RUN_BUDGET)
+}
+
+fn health() -> std::sync::MutexGuard<'static, Health> {
+    // A poisoned lock only means a thread panicked while holding it; the
+    // set and the deadline stay meaningful.
+    HEALTH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The time left for a request to `base`, or why there is none.
+fn time_left(base: &str) -> Result<Duration, String> {
+    let mut h = health();
+    if h.down.contains(base) {
+        return Err("it did not answer earlier in this run; not asked again".into());
+    }
+    let left = run_budget().saturating_sub(h.spent);
+    if left.is_zero() {
+        h.down.insert(base.to_string());
+        return Err("this run's time for registry requests is used up".into());
+    }
+    Ok(left.min(REQUEST_TIMEOUT))
+}
+
+fn spend(took: Duration) {
+    let mut h = health();
+    h.spent = h.spent.saturating_add(took);
+}
+
+fn mark_down(base: &str) {
+    health().down.insert(base.to_string());
+}
+
 /// A registry endpoint: `file://` directory or HTTPS base URL.
 pub struct Remote {
     pub url: String,
@@ -332,19 +450,10 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(url: &str, env: &PresetEnv) -> Result<Self, PresetError> {
-        let url = url.trim().to_string();
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err(PresetError::Usage(format!(
-                    "registry URL {url:?}: a file registry needs an absolute path, e.g. file:///srv/registry"
-                )));
-            }
+        // Also for a URL from a pin in the lock file, not only the config.
+        let url = check_registry_url(url.trim(), "the registry setting or a pin")?;
+        if url.starts_with("file://") {
             return Ok(Remote { url, client: None });
-        }
-        if !url.starts_with("https://") {
-            return Err(PresetError::Usage(format!(
-                "registry URL {url:?}: expected https://HOST/PATH or file:///DIR (plain http is refused)"
-            )));
         }
         let client =
             build_client(extra_ca(env)?.as_deref()).map_err(|m| PresetError::Registry {
@@ -380,19 +489,30 @@ impl Remote {
             let bytes = read_capped(&path, limit)?;
             return Ok(Fetched::Body { bytes, etag: None });
         };
+        let base = self.url.trim_end_matches('/').to_string();
+        let timeout = time_left(&base).map_err(|message| PresetError::Unreachable {
+            url: url.clone(),
+            message,
+        })?;
         let client = client.clone();
         let etag = etag.map(str::to_string);
+        let started = Instant::now();
         // Own thread and runtime: callers may or may not be inside tokio.
         let handle = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| PresetError::Other(format!("cannot start the fetch runtime: {e}")))?;
-            rt.block_on(fetch_https(&client, &url, limit, etag.as_deref()))
+            rt.block_on(fetch_https(&client, &url, limit, etag.as_deref(), timeout))
         });
-        handle
+        let res = handle
             .join()
-            .unwrap_or_else(|_| Err(PresetError::Other("the fetch thread failed".into())))
+            .unwrap_or_else(|_| Err(PresetError::Other("the fetch thread failed".into())));
+        spend(started.elapsed());
+        if matches!(res, Err(PresetError::Unreachable { .. })) {
+            mark_down(&base);
+        }
+        res
     }
 }
 
@@ -432,7 +552,6 @@ fn build_client(extra_ca: Option<&Path>) -> Result<reqwest::Client, String> {
         .https_only(true)
         .redirect(redirect)
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
         .user_agent(concat!("zerobox/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
         .build()
@@ -444,12 +563,13 @@ async fn fetch_https(
     url: &str,
     limit: usize,
     etag: Option<&str>,
+    timeout: Duration,
 ) -> Result<Fetched, PresetError> {
     let unreachable = |message: String| PresetError::Unreachable {
         url: url.to_string(),
         message,
     };
-    let mut req = client.get(url);
+    let mut req = client.get(url).timeout(timeout);
     if let Some(tag) = etag {
         req = req.header("If-None-Match", tag);
     }

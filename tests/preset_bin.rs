@@ -408,3 +408,82 @@ fn unreadable_or_invalid_overrides_are_errors_and_typos_warn() {
         assert!(r.stderr.contains("overrides/claude.yaml"), "{}", r.stderr);
     }
 }
+
+/// `zerobox trust` on a terminal (python3's pty): it shows what the file
+/// widens and trusts only on "y".
+#[test]
+fn trust_asks_on_a_terminal() {
+    if !common::have("python3") {
+        assert!(
+            std::env::var_os("ZEROBOX_REQUIRE_ALL").is_none(),
+            "python3 is required for the terminal test"
+        );
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let t = common::scratch();
+    let root = t.path();
+    std::fs::create_dir_all(root.join("proj/.git")).unwrap();
+    std::fs::create_dir_all(root.join("proj/.zerobox/overrides")).unwrap();
+    std::fs::write(
+        root.join("proj/.zerobox/overrides/system.yaml"),
+        "env:\n  set:\n    ZB_TTY: y\n",
+    )
+    .unwrap();
+    let script = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "trust"])
+out = b""
+while b"[y/N]" not in out:
+    chunk = os.read(fd, 1024)
+    if not chunk:
+        break
+    out += chunk
+os.write(fd, (sys.argv[2] + "\n").encode())
+try:
+    while True:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            break
+        out += chunk
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let answer = |a: &str| {
+        common::Run::from(
+            std::process::Command::new("python3")
+                .args(["-c", script, common::bin().to_str().unwrap(), a])
+                .current_dir(root.join("proj"))
+                .env("XDG_CONFIG_HOME", root.join("config"))
+                .env("XDG_CACHE_HOME", root.join("cache"))
+                .env("XDG_DATA_HOME", root.join("data"))
+                .env_remove("ZEROBOX_REGISTRY")
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = answer("n");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("widens: env.set: ZB_TTY") && r.stdout.contains("[y/N]"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !root.join("data/zerobox/trust").exists()
+            || std::fs::read_dir(root.join("data/zerobox/trust"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let r = answer("y");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("trusted "), "{}", r.stdout);
+    let r = common::Run::from(zerobox(root, &["preset", "show", "system", "--resolved"]));
+    assert!(r.stdout.contains("(trusted)"), "{}", r.stdout);
+}

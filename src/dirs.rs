@@ -8,12 +8,14 @@ use std::path::PathBuf;
 /// Which base directory.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    /// `$XDG_CONFIG_HOME/zerobox`: trusted keys, trusted project files,
-    /// overrides, registry settings.
+    /// `$XDG_CONFIG_HOME/zerobox`: trusted keys, overrides, registry
+    /// settings. Readable inside the sandbox (write-denied).
     Config,
-    /// `$XDG_CACHE_HOME/zerobox`: downloaded presets, highest serials seen.
+    /// `$XDG_CACHE_HOME/zerobox`: downloaded presets, highest serials seen
+    /// (`seen.json` and its lock). Write-denied inside.
     Cache,
-    /// `$XDG_DATA_HOME/zerobox`: the interception CA.
+    /// `$XDG_DATA_HOME/zerobox`: the interception CA and the trust store
+    /// (`trust/`): what the command must not even read. Denied inside.
     Data,
 }
 

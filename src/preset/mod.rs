@@ -10,7 +10,8 @@
 //!
 //! Overrides (user and project) are the user's own configuration and are
 //! parsed with the same schema (no name/version); a project file may only
-//! narrow a policy until the user trusts its exact content (`zerobox trust`).
+//! narrow a policy until the user trusts that content at that path for that
+//! project (`zerobox trust`).
 //!
 //! See `docs/presets.md` and `docs/registry.md`.
 
@@ -148,7 +149,7 @@ impl PresetError {
 /// Where presets, overrides, trust and cache live for one run.
 #[derive(Debug, Clone)]
 pub struct PresetEnv {
-    /// `$XDG_CONFIG_HOME/zerobox`: `config.yaml`, `keys/`, `trusted/`, `overrides/`.
+    /// `$XDG_CONFIG_HOME/zerobox`: `config.yaml`, `keys/`, `overrides/`.
     pub config_dir: PathBuf,
     /// `$XDG_CACHE_HOME/zerobox`: downloaded presets, indexes, highest-seen state.
     pub cache_dir: PathBuf,

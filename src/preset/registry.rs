@@ -254,6 +254,9 @@ impl Seen {
     }
 }
 
+/// Longest wait for the rollback state's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(20);
+
 fn seen_path(env: &PresetEnv) -> PathBuf {
     env.cache_dir.join("seen.json")
 }
@@ -322,7 +325,28 @@ fn with_seen<T>(
         .map_err(|e| PresetError::io(dir, e))?;
     let lock_path = dir.join("seen.lock");
     let lock = open_state(&lock_path, true).map_err(|e| PresetError::io(&lock_path, e))?;
-    lock.lock().map_err(|e| PresetError::io(&lock_path, e))?;
+    // Bounded wait: any process that can read the cache dir can take the
+    // lock, and a run must fail with a message rather than hang.
+    let waited = Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(PresetError::State {
+                    file: lock_path.display().to_string(),
+                    message: format!(
+                        "held by another process for over {} s; wait for other zerobox runs to finish (`fuser {}` names the holder)",
+                        LOCK_WAIT.as_secs(),
+                        lock_path.display()
+                    ),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(PresetError::io(&lock_path, e)),
+        }
+    }
     let before = read_seen(env)?;
     let mut seen = before.clone();
     let out = f(&mut seen)?;

@@ -1064,6 +1064,33 @@ fn malformed_registry_urls_are_refused_before_any_lookup() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("config.yaml"), "{stderr}");
+    // and from a pin in the lock file
+    std::fs::remove_file(c.env.config_dir.join("config.yaml")).unwrap();
+    let lock = c.env.project_dir.join(".zerobox/lock.yaml");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(
+        &lock,
+        format!(
+            "zerobox-lock: 1\npins:\n  - name: claude\n    version: \"1.0.0\"\n    registry: \"https://user@127.0.0.1:{port}/\"\n    sha256: {}\n    key: \"94399AF7489A1798\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common_bin())
+        .args(["preset", "show", "claude"])
+        .current_dir(&c.env.project_dir)
+        .env("XDG_CONFIG_HOME", c.root.join("config"))
+        .env("XDG_CACHE_HOME", c.root.join("cache"))
+        .env("XDG_DATA_HOME", c.root.join("data"))
+        .env_remove("ZEROBOX_REGISTRY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lock.yaml") && stderr.contains("credentials"),
+        "{stderr}"
+    );
     assert_eq!(
         s.accepted.load(std::sync::atomic::Ordering::SeqCst),
         0,

@@ -80,6 +80,9 @@ pub fn read_lock(project_dir: &Path) -> Result<Option<LockFile>, PresetError> {
             file: path.display().to_string(),
             message: format!("pin {}: invalid version {:?} ({e})", p.name, p.version),
         })?;
+        if p.registry != "bundled" {
+            super::registry::check_registry_url(&p.registry, &path.display().to_string())?;
+        }
         if p.sha256.len() != 64 || !p.sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(PresetError::InvalidFile {
                 file: path.display().to_string(),

@@ -603,6 +603,21 @@ fn concurrent_runs_never_lower_the_serial_seen() {
         max,
         "highest serial lowered; served {served:?}"
     );
+    // The cached index is the newest, with its own signature.
+    let dir = c
+        .env
+        .cache_dir
+        .join("registries")
+        .join(registry::registry_key(&s.url));
+    let ring = sign::KeyRing::single(&c.key.pub_text, "test").unwrap();
+    let (_, serial) = sign::verify_index(
+        &ring,
+        std::fs::read(dir.join("index.yaml")).unwrap(),
+        &std::fs::read(dir.join("index.yaml.minisig")).unwrap(),
+        "cached index",
+    )
+    .unwrap();
+    assert_eq!(serial, max);
 }
 
 /// A rollback state that cannot be parsed (or is a link) is refused, naming

@@ -880,19 +880,25 @@ impl<'a> Resolver<'a> {
         let idx = match (fresh, cached_bytes, cached_sig) {
             (Some((b, s, etag)), _, _) => {
                 // Verified and rollback-checked before anything is cached.
-                let (idx, _) = self.verify_and_check_index(url, b.clone(), &s)?;
-                write_atomic(&dir.join("index.yaml"), &b)?;
-                write_atomic(&dir.join("index.yaml.minisig"), &s)?;
-                match etag {
-                    Some(t) => write_atomic(&dir.join("index.etag"), t.as_bytes())?,
-                    None => {
-                        let _ = std::fs::remove_file(dir.join("index.etag"));
+                // Verified and rollback-checked before anything is cached;
+                // cached under the state lock, so two runs cannot leave
+                // one's index beside the other's signature.
+                let persist = || -> Result<(), PresetError> {
+                    write_atomic(&dir.join("index.yaml"), &b)?;
+                    write_atomic(&dir.join("index.yaml.minisig"), &s)?;
+                    match &etag {
+                        Some(t) => write_atomic(&dir.join("index.etag"), t.as_bytes())?,
+                        None => {
+                            let _ = std::fs::remove_file(dir.join("index.etag"));
+                        }
                     }
-                }
-                idx
+                    Ok(())
+                };
+                self.verify_and_check_index(url, b.clone(), &s, Some(&persist))?
+                    .0
             }
             // The cached copy is verified again on every use.
-            (None, Some(b), Some(s)) => self.verify_and_check_index(url, b, &s)?.0,
+            (None, Some(b), Some(s)) => self.verify_and_check_index(url, b, &s, None)?.0,
             _ => return Ok(None),
         };
         // Expiry (freeze attack): warn, strict refuses.
@@ -926,6 +932,7 @@ impl<'a> Resolver<'a> {
         url: &str,
         bytes: Vec<u8>,
         sig: &[u8],
+        persist: Option<&dyn Fn() -> Result<(), PresetError>>,
     ) -> Result<(Index, u64), PresetError> {
         let env = self.env;
         let (v, serial) =
@@ -958,6 +965,11 @@ impl<'a> Resolver<'a> {
                         sha256: v.sha256().to_string(),
                     },
                 );
+            }
+            // Checked above: this index is the highest seen (or equal to
+            // it), so the cache only ever holds the newest one.
+            if let Some(persist) = persist {
+                persist()?;
             }
             Ok(())
         })?;

@@ -279,6 +279,28 @@ fn trust_is_scoped_to_project_and_path_and_cannot_be_replayed() {
     );
     assert_ne!(r.code, 0, "trust store readable inside: {}", r.stdout);
     assert!(!r.stdout.contains("protect-shell.yaml"), "{}", r.stdout);
+    // Nor write one, even with a write grant over the directory holding it
+    // (run 1 plants a record, the host-side effect is checked).
+    let plant = format!("echo forged > {}/forged && echo planted", store.display());
+    let grant = root.display().to_string();
+    let r = run_in(
+        "a",
+        &[
+            "--allow-write",
+            &grant,
+            "--profile",
+            "protect-shell",
+            "--",
+            "sh",
+            "-c",
+            &plant,
+        ],
+    );
+    assert!(!r.stdout.contains("planted"), "{}", r.stdout);
+    assert!(
+        !store.join("forged").exists(),
+        "a trust record was planted from inside"
+    );
 
     // Replay 1: the same bytes copied into project B.
     std::fs::create_dir_all(root.join("b/.zerobox/overrides")).unwrap();

@@ -11,6 +11,7 @@ mod common;
 mod util;
 
 mod cleanup;
+mod fallback_net;
 mod fs_read;
 mod fs_write;
 mod kernel;

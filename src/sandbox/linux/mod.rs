@@ -615,6 +615,85 @@ mod seccomp_tests {
         );
     }
 
+    /// Inet sockets: only TCP streams (protocol 0 or IPPROTO_TCP) and, where
+    /// the mode allows UDP, UDP datagrams. MPTCP (which Landlock's TCP rule
+    /// does not cover), SCTP, UDP-Lite, ICMP "ping" sockets, seqpacket and
+    /// DCCP are refused, in both modes.
+    fn inet_sockets(rules: seccomp::SocketRules) -> Vec<i32> {
+        const IPPROTO_MPTCP: i32 = 262;
+        const IPPROTO_SCTP: i32 = 132;
+        const IPPROTO_UDPLITE: i32 = 136;
+        const SOCK_DCCP: i32 = 6;
+        let f: fn() -> Vec<i32> = || {
+            // SAFETY: socket() calls with constant arguments; a created
+            // socket is closed right away.
+            unsafe {
+                [
+                    (libc::AF_INET, libc::SOCK_STREAM, 0),
+                    (
+                        libc::AF_INET6,
+                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                        libc::IPPROTO_TCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_STREAM, IPPROTO_MPTCP),
+                    (
+                        libc::AF_INET6,
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                        IPPROTO_MPTCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_STREAM, IPPROTO_SCTP),
+                    (libc::AF_INET, libc::SOCK_SEQPACKET, IPPROTO_SCTP),
+                    (libc::AF_INET6, libc::SOCK_SEQPACKET, 0),
+                    (libc::AF_INET, SOCK_DCCP, 0),
+                    (libc::AF_INET, libc::SOCK_RDM, 0),
+                    // The protocol is an int: a high word must not hide it.
+                    (
+                        libc::AF_INET,
+                        libc::SOCK_STREAM,
+                        0x1_0000 | libc::IPPROTO_TCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_DGRAM, 0),
+                    (libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+                    (libc::AF_INET, libc::SOCK_DGRAM, IPPROTO_UDPLITE),
+                    (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+                ]
+                .iter()
+                .map(|(d, t, p)| {
+                    let fd = libc::socket(*d, *t, *p);
+                    let e = errno_of(fd.into());
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    e
+                })
+                .collect()
+            }
+        };
+        filtered(rules, f)
+    }
+
+    #[test]
+    fn inet_sockets_are_tcp_or_udp_only() {
+        use libc::{EPERM, EPROTONOSUPPORT as NOPROTO};
+        let refused = [
+            NOPROTO, NOPROTO, NOPROTO, EPERM, EPERM, EPERM, EPERM, NOPROTO,
+        ];
+        // Namespace mode: UDP stays (loopback only in there).
+        let mut want = vec![0, 0];
+        want.extend(refused);
+        want.extend([0, 0, NOPROTO, NOPROTO]);
+        assert_eq!(inet_sockets(NS), want, "namespace mode");
+        // The fallback with network: no UDP at all.
+        let mut want = vec![0, 0];
+        want.extend(refused);
+        want.extend([EPERM; 4]);
+        let fallback = seccomp::SocketRules {
+            deny_inet_udp: true,
+            deny_inet: false,
+        };
+        assert_eq!(inet_sockets(fallback), want, "fallback mode");
+    }
+
     #[test]
     fn x32_and_clone3_are_refused() {
         let got = filtered(NS, || {

@@ -136,6 +136,10 @@ pub struct SandboxArgs {
     /// Refuse to run unless every sandbox layer holds (no fallback).
     #[arg(long)]
     pub strict: bool,
+    /// Accept network in the Landlock-only fallback, where the command can
+    /// connect to any address on the proxy's port (docs/network.md §1).
+    #[arg(long, conflicts_with = "strict")]
+    pub allow_weak_net: bool,
     /// Print each setup step and the resolved policy to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -434,6 +438,7 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
         ca_certs: args.ca_cert.clone(),
         net_log: args.net_log.clone(),
         share_net: args.share_net,
+        allow_weak_net: args.allow_weak_net,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct RunRequest {
     pub net_log: Option<PathBuf>,
     /// `--share-net`: raw host network, no proxy.
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback is accepted.
+    pub allow_weak_net: bool,
 }
 
 /// The resolved run: policy plus the program to execute.
@@ -290,6 +292,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
             env: network_env,
         }),
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
     };
     let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
         let code = match e.stage {
@@ -472,6 +475,7 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         debug: req.debug,
         network: None,
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
     };
     let enforcement =
         sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;

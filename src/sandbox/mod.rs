@@ -114,7 +114,16 @@ pub struct Options {
     pub network: Option<NetworkRequest>,
     /// Raw host networking (no network namespace, no TCP restriction).
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback, where
+    /// Landlock confines TCP to the proxy's port but not to its address.
+    pub allow_weak_net: bool,
 }
+
+/// Why the fallback refuses network without `--allow-weak-net`.
+pub const WEAK_NET_REFUSAL: &str = "network (--allow-net, --secret) in the Landlock-only fallback is refused: without a network namespace Landlock confines TCP connect per port, not per address, so the command could reach any address on the proxy's port directly; pass --allow-weak-net to accept that (see docs/network.md §1), or make user namespaces available (run `zerobox doctor`)";
+
+/// What the fallback gives up with `--allow-weak-net` (announced).
+pub const WEAK_NET_WARNING: &str = "--allow-weak-net: without a network namespace the command can connect directly to any address on the proxy's port (Landlock confines TCP per port); other ports, UDP and other protocols stay refused";
 
 /// What the proxy needs from the sandbox and gives to it.
 #[derive(Clone)]
@@ -388,8 +397,10 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
             },
             if mode == Mode::Namespaces {
                 "its listener is the only socket in the sandbox's network namespace"
+            } else if opts.allow_weak_net {
+                "on host loopback, Landlock allows TCP connect to its port only (on any address: --allow-weak-net)"
             } else {
-                "on host loopback, Landlock allows TCP connect to its port only"
+                "REFUSED in this mode without --allow-weak-net (Landlock confines TCP per port, not per address)"
             }
         ));
     } else {
@@ -468,6 +479,10 @@ fn try_spawn(
         let port = match mode {
             Mode::Namespaces => 20000 + (rand::random::<u16>() % 40000),
             Mode::LandlockOnly => {
+                if !opts.allow_weak_net {
+                    return Err(SandboxError::new(Stage::Landlock, WEAK_NET_REFUSAL));
+                }
+                eprintln!("zerobox: warning: {WEAK_NET_WARNING}");
                 if abi < 4 {
                     return Err(SandboxError::new(
                         Stage::Landlock,

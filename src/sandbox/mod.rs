@@ -537,17 +537,10 @@ fn try_spawn(
         deny_inet: mode == Mode::LandlockOnly && opts.network.is_none() && !opts.share_net,
     })
     .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
-    let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
-    relayed.push(libc::SIGCHLD);
-    let ignored = relayed
-        .into_iter()
-        .filter(|s| sys::is_ignored(*s))
-        .collect();
     let sigmask = block_forwarded_signals()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("block signals: {e}")))?;
     let prep = linux::Prepared {
         sigmask,
-        ignored,
         mode,
         policy: full,
         steps,

@@ -253,3 +253,163 @@ fn sigkill_of_zerobox_leaves_nothing_behind() {
         host_procs_with(&mark)
     );
 }
+
+/// `zerobox ARGS -- CMD…` (in the fallback when `fallback`), stdout piped:
+/// read one line, close the pipe, and return the exit code, or None if
+/// zerobox had not ended 10 s later (it was killed then).
+fn exit_after_reader_closes(fallback: bool, cmd: &[&str]) -> Option<i32> {
+    let s = scratch();
+    let mut c = common::zerobox();
+    c.current_dir(real(s.path()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .arg("--")
+        .args(cmd);
+    if fallback {
+        c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+    }
+    let mut child = c.spawn().expect("spawn zerobox");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    drop(out);
+    let mut code = None;
+    wait_until(Duration::from_secs(10), || match child.try_wait() {
+        Ok(Some(st)) => {
+            use std::os::unix::process::ExitStatusExt;
+            code = Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+            true
+        }
+        _ => false,
+    });
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    code
+}
+
+/// Threat (robustness): the command must start with default signal
+/// dispositions, not zerobox's. Rust's runtime ignores SIGPIPE, and an
+/// ignored disposition survives execve: a writer to a closed pipe then
+/// gets EPIPE instead of dying, so `zerobox -- sh -c 'while :; do echo x;
+/// done' | head -1` never ends and `zerobox -- yes | head` exits 1, not 141.
+/// Stopped by: the command process resets every signal (1..SIGRTMAX) to
+/// SIG_DFL, except those zerobox's caller had ignored.
+#[test]
+fn command_dies_of_sigpipe_like_without_zerobox() {
+    for fallback in [false, true] {
+        let code = exit_after_reader_closes(fallback, &["sh", "-c", "while :; do echo x; done"]);
+        assert_eq!(code, Some(141), "writer loop, fallback={fallback}");
+        let code = exit_after_reader_closes(fallback, &["yes"]);
+        assert_eq!(code, Some(141), "yes, fallback={fallback}");
+    }
+}
+
+/// The signal dispositions the command starts with are exactly its
+/// caller's: the same as the same shell line without zerobox (SIGPIPE not
+/// ignored by default, SIGHUP ignored under `nohup`, here `trap '' HUP`,
+/// whatever else the caller ignored), in both modes.
+#[test]
+fn command_gets_the_callers_signal_dispositions() {
+    let s = scratch();
+    let bin = common::bin();
+    let sig_ign = |script: &str, fallback: bool| -> u64 {
+        let mut c = Command::new("sh");
+        c.current_dir(real(s.path())).args(["-c", script]).arg(&bin);
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        let r = common::Run::from(c.output().unwrap());
+        r.stdout
+            .trim()
+            .strip_prefix("SigIgn:")
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{script}: {r:?}"))
+    };
+    let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+    for (trap, set, clear) in [
+        ("", 0, bit(libc::SIGPIPE) | bit(libc::SIGHUP)),
+        ("trap '' HUP", bit(libc::SIGHUP), bit(libc::SIGPIPE)),
+        (
+            "trap '' PIPE USR1",
+            bit(libc::SIGPIPE) | bit(libc::SIGUSR1),
+            0,
+        ),
+    ] {
+        let host = sig_ign(
+            &format!("{trap}\nexec grep SigIgn /proc/self/status"),
+            false,
+        );
+        assert_eq!((host & set, host & clear), (set, 0), "host, trap {trap:?}");
+        for fallback in [false, true] {
+            let inside = sig_ign(
+                &format!("{trap}\nexec \"$0\" -- grep SigIgn /proc/self/status"),
+                fallback,
+            );
+            assert_eq!(
+                format!("{inside:016x}"),
+                format!("{host:016x}"),
+                "trap {trap:?}, fallback={fallback}"
+            );
+        }
+    }
+}
+
+/// The command gets the open-file limit zerobox was started with (soft and
+/// hard), while zerobox itself runs with its soft limit raised to the hard
+/// one (the proxy holds two descriptors per connection).
+#[test]
+fn open_file_limit_is_the_callers_and_zerobox_raises_its_own() {
+    let s = scratch();
+    let bin = common::bin();
+    for fallback in [false, true] {
+        let script =
+            "ulimit -Sn 200; exec \"$0\" -- sh -c 'ulimit -Sn; ulimit -Hn; echo started; read x; exit 0'";
+        let mut c = Command::new("sh");
+        c.current_dir(real(s.path()))
+            .args(["-c", script])
+            .arg(&bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        let mut child = c.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || line.trim() == "started" {
+                break;
+            }
+            lines.push(line.trim().to_string());
+        }
+        // zerobox is the process sh exec'd into.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        let hard = std::fs::read_to_string("/proc/self/limits")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .unwrap();
+        assert_eq!(
+            lines,
+            ["200".to_string(), hard.clone()],
+            "fallback={fallback}"
+        );
+        let own = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(
+            own,
+            [hard.as_str(), hard.as_str()],
+            "zerobox's own, fallback={fallback}"
+        );
+    }
+}

@@ -62,9 +62,6 @@ pub struct Prepared {
     /// zerobox's signal mask before it blocked the relayed signals; the
     /// command gets it back.
     pub sigmask: libc::sigset_t,
-    /// Relayed signals that zerobox's caller had set to SIG_IGN (nohup);
-    /// the command gets them ignored again.
-    pub ignored: Vec<libc::c_int>,
 }
 
 /// A started sandbox: the pid zerobox waits for (PID 1 of the sandbox, or
@@ -111,6 +108,12 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
             "zerobox must spawn the sandbox before starting threads (bug)",
         ));
     }
+    // The proxy holds two descriptors per connection: zerobox runs with
+    // its soft open-file limit at the hard one (the command gets the start
+    // value back in `command_main`).
+    sys::raise_nofile().map_err(|e| {
+        SandboxError::new(Stage::Internal, format!("raise the open-file limit: {e}"))
+    })?;
     let (status_r, status_w) = sys::pipe_cloexec()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
     let (alive_r, alive_w) = sys::pipe_cloexec()
@@ -408,18 +411,29 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     {
         return fail(Stage::Seccomp, "self-check", &"mount still works");
     }
-    // The command starts with the signal state zerobox was started with.
-    let mut relayed: Vec<libc::c_int> = super::FORWARDED_SIGNALS.to_vec();
-    relayed.push(libc::SIGCHLD);
-    for s in relayed {
-        if prep.ignored.contains(&s) {
-            sys::ignore_signal(s);
-        } else {
-            sys::reset_signal(s);
+    // The command starts with the signal state and open-file limit zerobox
+    // was started with, not zerobox's own: every disposition back to
+    // SIG_DFL (Rust's runtime ignores SIGPIPE, and SIG_IGN survives
+    // execve) except what the caller had ignored (nohup's SIGHUP), as
+    // recorded before `main`; handlers reset themselves on execve.
+    let ignored = match sys::ignored_at_start() {
+        Ok(i) => i,
+        Err(e) => return fail(Stage::Internal, "signal dispositions", &e),
+    };
+    for sig in sys::settable_signals() {
+        if let Err(e) = sys::set_disposition(sig, ignored.contains(&sig)) {
+            return fail(
+                Stage::Internal,
+                &format!("reset the disposition of signal {sig}"),
+                &e,
+            );
         }
     }
     if let Err(e) = sys::set_sigmask(&prep.sigmask) {
         return fail(Stage::Internal, "restore the signal mask", &e);
+    }
+    if let Err(e) = sys::nofile_at_start().and_then(|l| sys::setrlimit(libc::RLIMIT_NOFILE, &l)) {
+        return fail(Stage::Internal, "restore the open-file limit", &e);
     }
     let argv: Vec<*const libc::c_char> = prep
         .argv
@@ -748,6 +762,16 @@ mod sys_tests {
                     .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"));
             held.push(c);
         }
+    }
+
+    /// The start state is recorded before `main` (the `.init_array` hook is
+    /// linked in and ran): SIGKILL is never "ignored", the limit is sane.
+    #[test]
+    fn start_state_is_recorded_before_main() {
+        let ignored = sys::ignored_at_start().unwrap();
+        assert!(!ignored.contains(&libc::SIGKILL), "{ignored:?}");
+        let lim = sys::nofile_at_start().unwrap();
+        assert!(lim.rlim_cur > 0 && lim.rlim_cur <= lim.rlim_max);
     }
 
     /// A descriptor sent with send_fd arrives as a working socket.

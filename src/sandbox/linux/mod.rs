@@ -100,13 +100,25 @@ const NS_FLAGS: libc::c_int = libc::CLONE_NEWUSER
 /// Start the sandbox. Returns once the command has been exec'd (or the
 /// setup failed: the error says which stage, so the caller may fall back).
 pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
-    if sys::thread_count() != 1 {
-        // fork() in a threaded process could copy a held lock into the
-        // child; the launcher spawns before starting any thread.
-        return Err(SandboxError::new(
-            Stage::Internal,
-            "zerobox must spawn the sandbox before starting threads (bug)",
-        ));
+    // fork() in a threaded process could copy a held lock into the child;
+    // the launcher spawns before starting any thread. Not knowing is not
+    // "one thread".
+    match sys::thread_count() {
+        Ok(1) => {}
+        Ok(_) => {
+            return Err(SandboxError::new(
+                Stage::Internal,
+                "zerobox must spawn the sandbox before starting threads (bug)",
+            ))
+        }
+        Err(e) => {
+            return Err(SandboxError::new(
+                Stage::Internal,
+                format!(
+                    "cannot count zerobox's threads from /proc/self/stat: {e} (is /proc mounted?)"
+                ),
+            ))
+        }
     }
     // The proxy holds two descriptors per connection: zerobox runs with
     // its soft open-file limit at the hard one (the command gets the start
@@ -138,7 +150,15 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         let code = match prep.mode {
             Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r, fd_child),
             Mode::LandlockOnly => {
-                let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+                    report(
+                        &status_w,
+                        Stage::Internal,
+                        0,
+                        &format!("set the parent-death signal: {e}"),
+                    );
+                    sys::exit_now(super::EXIT_SETUP);
+                }
                 if sys::peer_closed(alive_r.as_raw_fd()) {
                     sys::exit_now(1);
                 }
@@ -162,7 +182,15 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     // Wait for the status pipe: EOF = exec succeeded; data = a failure.
     let mut buf = Vec::new();
     let mut file = std::fs::File::from(status_r);
-    let _ = file.read_to_end(&mut buf);
+    if let Err(e) = file.read_to_end(&mut buf) {
+        // Not knowing whether setup succeeded is a failure.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, 0);
+        return Err(SandboxError::new(
+            Stage::Internal,
+            format!("read the sandbox's status pipe: {e}"),
+        ));
+    }
     if !buf.is_empty() {
         let _ = sys::waitpid(pid, 0);
         return Err(decode_failure(&buf));
@@ -215,14 +243,16 @@ fn init_main(
 ) -> i32 {
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    if sys::peer_closed(alive.as_raw_fd()) {
-        return 1;
-    }
     let fail = |stage: Stage, what: &str, e: &dyn std::fmt::Display, errno: i32| -> i32 {
         report(status, stage, errno, &format!("{what}: {e}"));
         super::EXIT_SETUP
     };
+    if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+        return fail(Stage::Internal, "set the parent-death signal", &e, 0);
+    }
+    if sys::peer_closed(alive.as_raw_fd()) {
+        return 1;
+    }
     // Map our own uid/gid only: no other id exists in here. setgroups is
     // denied first (required to write gid_map unprivileged; also stops
     // dropping supplementary groups to bypass group-deny permissions).
@@ -231,7 +261,9 @@ fn init_main(
     // own maps. Dumpable only while writing them; nothing of the command
     // exists yet, and the command could not ptrace us anyway (we hold
     // capabilities it lacks, and Landlock forbids it).
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1);
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 1) {
+        return fail(Stage::Internal, "make init dumpable for its id maps", &e, 0);
+    }
     let maps = [
         ("/proc/self/setgroups", "deny".to_string()),
         ("/proc/self/uid_map", format!("{uid} {uid} 1")),
@@ -247,7 +279,19 @@ fn init_main(
             );
         }
     }
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    // Back to non-dumpable, checked: a dumpable init could be read by
+    // whatever shares its uid (see `make_undumpable`).
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
+        return fail(Stage::Internal, "make init non-dumpable again", &e, 0);
+    }
+    if sys::prctl(libc::PR_GET_DUMPABLE, 0).ok() != Some(0) {
+        return fail(
+            Stage::Internal,
+            "make init non-dumpable again",
+            &"still dumpable",
+            0,
+        );
+    }
     let t0 = std::time::Instant::now();
     if let Err(e) = mounts::apply(&prep.steps) {
         let errno = e.err.raw_os_error().unwrap_or(0);
@@ -383,6 +427,10 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
         step("landlock enforced");
     }
     if let Err(e) = sys::drop_all_capabilities() {
+        return fail(Stage::Capabilities, "drop capabilities", &e);
+    }
+    // Check instead of trusting: every set reads back empty.
+    if let Err(e) = sys::verify_no_capabilities() {
         return fail(Stage::Capabilities, "drop capabilities", &e);
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
@@ -772,6 +820,51 @@ mod sys_tests {
         assert!(!ignored.contains(&libc::SIGKILL), "{ignored:?}");
         let lim = sys::nofile_at_start().unwrap();
         assert!(lim.rlim_cur > 0 && lim.rlim_cur <= lim.rlim_max);
+    }
+
+    /// /proc/self/stat that cannot be parsed is an error, never "1 thread".
+    #[test]
+    fn thread_count_fails_closed() {
+        assert!(sys::thread_count().unwrap() >= 1);
+        for bad in [
+            "",
+            "1 (x) R",
+            "garbage",
+            "1 (a) R 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 x",
+        ] {
+            assert!(sys::parse_thread_count(bad).is_err(), "{bad:?}");
+        }
+        let ok = "12 (we) ird) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 7 0";
+        assert_eq!(sys::parse_thread_count(ok).unwrap(), 7);
+    }
+
+    /// The capability read-back refuses a thread that still holds any: as
+    /// root the test process holds all (refused); a thread that dropped
+    /// them reads back empty (accepted).
+    #[test]
+    fn capability_readback_refuses_remaining_caps() {
+        let before = sys::capability_sets().unwrap();
+        assert_eq!(
+            sys::verify_no_capabilities().is_ok(),
+            before.effective | before.permitted | before.inheritable | before.ambient == 0
+        );
+        let after = std::thread::spawn(|| {
+            // Drop in this thread only (capabilities are per thread).
+            let _ = sys::drop_all_capabilities();
+            (
+                sys::capability_sets().unwrap(),
+                sys::verify_no_capabilities().is_ok(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            after.0.effective | after.0.permitted | after.0.inheritable,
+            0,
+            "{:?}",
+            after.0
+        );
+        assert!(after.1, "{:?}", after.0);
     }
 
     /// A descriptor sent with send_fd arrives as a working socket.

@@ -241,6 +241,69 @@ struct CapData {
     inheritable: u32,
 }
 
+/// This thread's capability sets, as `capget` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    /// Bit N set when capability N is in the ambient set.
+    pub ambient: u64,
+}
+
+/// Read back every capability set of this thread (capget, and the ambient
+/// set through PR_CAP_AMBIENT_IS_SET).
+pub fn capability_sets() -> io::Result<CapSets> {
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are laid out as the kernel's
+    // __user_cap_header_struct and __user_cap_data_struct[2] (version 3).
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    let mut ambient = 0u64;
+    for cap in 0..64 {
+        // SAFETY: PR_CAP_AMBIENT_IS_SET takes integers only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+                cap as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        match rc {
+            1 => ambient |= 1 << cap,
+            0 => {}
+            // Past the kernel's last capability.
+            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) => break,
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+    Ok(CapSets {
+        effective: join(|d| d.effective),
+        permitted: join(|d| d.permitted),
+        inheritable: join(|d| d.inheritable),
+        ambient,
+    })
+}
+
+/// Check instead of trusting: after [`drop_all_capabilities`], every set
+/// must read back empty.
+pub fn verify_no_capabilities() -> io::Result<()> {
+    let sets = capability_sets()?;
+    if sets.effective | sets.permitted | sets.inheritable | sets.ambient != 0 {
+        return Err(io::Error::other(format!(
+            "capabilities remain after dropping them: effective {:#x}, permitted {:#x}, inheritable {:#x}, ambient {:#x}",
+            sets.effective, sets.permitted, sets.inheritable, sets.ambient
+        )));
+    }
+    Ok(())
+}
+
 /// The permitted capability set of this thread (64 bits).
 pub fn permitted_caps() -> io::Result<u64> {
     let mut header = CapHeader {
@@ -439,15 +502,18 @@ pub fn landlock_abi() -> i32 {
     }
 }
 
-/// Current number of threads of this process (from /proc/self/stat field 20).
-pub fn thread_count() -> usize {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            after.split_whitespace().nth(17)?.parse().ok()
-        })
-        .unwrap_or(1)
+/// Current number of threads of this process (from /proc/self/stat field
+/// 20). An unreadable or unparsable /proc is an error, never "one thread":
+/// the caller forks only when it is sure.
+pub fn thread_count() -> io::Result<usize> {
+    parse_thread_count(&std::fs::read_to_string("/proc/self/stat")?)
+}
+
+pub fn parse_thread_count(stat: &str) -> io::Result<usize> {
+    stat.rsplit_once(')')
+        .and_then(|(_, after)| after.split_whitespace().nth(17)?.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
 }
 
 /// Close a raw descriptor whose owner will never drop it (a child that ends

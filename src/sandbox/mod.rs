@@ -558,6 +558,7 @@ fn try_spawn(
         debug: opts.debug,
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
         share_net: opts.share_net,
+        private_tmp: cleanup.private_tmp.clone(),
         tmp_files: match (&opts.network, mode) {
             (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
             _ => Vec::new(),
@@ -603,9 +604,11 @@ pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()>
 fn private_tmp_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
+    linux::reaper::remove_stale_tmp_dirs(&base);
     for _ in 0..16 {
         let name = format!(
-            "zerobox-{}-{:016x}",
+            "{}{}-{:016x}",
+            linux::reaper::TMP_PREFIX,
             std::process::id(),
             rand::random::<u64>()
         );
@@ -692,6 +695,17 @@ impl Running {
     pub fn kill(&self) {
         let _ = sys::kill(self.started.pid, libc::SIGKILL);
         let _ = sys::waitpid(self.started.pid, 0);
+        self.end_orphans();
+    }
+
+    /// Fallback: end whatever came back to zerobox, a subreaper (the
+    /// reaper normally leaves nothing; see `linux::reaper`).
+    fn end_orphans(&self) {
+        if self.mode == Mode::LandlockOnly {
+            if let Err(e) = linux::reaper::kill_descendants() {
+                eprintln!("zerobox: error: could not end every sandbox process: {e}");
+            }
+        }
     }
 
     /// Relay signals until the sandbox exits; return its exit code.
@@ -725,6 +739,7 @@ impl Running {
             }
             let _ = sys::kill(pid, sig);
         };
+        self.end_orphans();
         drop(self.cleanup);
         code
     }

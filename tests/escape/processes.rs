@@ -413,3 +413,160 @@ fn open_file_limit_is_the_callers_and_zerobox_raises_its_own() {
         );
     }
 }
+
+/// Like `spawn_until_started`, in the Landlock-only fallback, with the
+/// private temp dir under `tmp` (zerobox's TMPDIR). The script's first
+/// line is `$TMPDIR`, then "started".
+fn spawn_fallback_until_started(
+    script: &str,
+    tmp: &std::path::Path,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let s = scratch();
+    let mut child = common::zerobox()
+        .current_dir(real(s.path()))
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .args(["--", "sh", "-c", &format!("echo \"$TMPDIR\"; {script}")])
+        .spawn()
+        .expect("spawn zerobox");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut tmpdir = String::new();
+    out.read_line(&mut tmpdir).unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started", "tmpdir line: {tmpdir:?}");
+    (child, out, tmpdir.trim().to_string())
+}
+
+/// The survivors' script: a background job, `setsid`, `nohup`, a
+/// double-forked setsid daemon, each a `sleep MARK`.
+fn daemons(mark: &str) -> String {
+    let py3 = crate::util::python();
+    format!(
+        "sleep {mark} & (setsid sleep {mark} &) ; nohup sleep {mark} >/dev/null 2>&1 & \
+         {py3} -c 'import os,sys\nif os.fork(): sys.exit(0)\nos.setsid()\nif os.fork(): sys.exit(0)\nos.execvp(\"sleep\", [\"sleep\", \"{mark}\"])'; \
+         sleep 0.3; echo started"
+    )
+}
+
+/// Threat: in the Landlock-only fallback there is no pid namespace, so
+/// nothing used to end what the command left running: a `setsid` daemon
+/// outlived zerobox (and kept reading the terminal at the next prompt).
+/// Stopped by: zerobox and its reaper (the command's parent) are child
+/// subreapers: every orphan comes back to them, and the reaper kills every
+/// descendant when the command exits.
+#[test]
+fn fallback_no_process_survives_the_command() {
+    let mark = format!("3013.{}", unique());
+    let tmp = scratch();
+    let (mut child, _out, tmpdir) =
+        spawn_fallback_until_started(&format!("{}; read x; exit 0", daemons(&mark)), tmp.path());
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).len() >= 4),
+        "daemons not started: {:?}",
+        host_procs_with(&mark)
+    );
+    drop(child.stdin.take());
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).is_empty()),
+        "processes survived the fallback sandbox: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(
+        !std::path::Path::new(&tmpdir).exists(),
+        "{tmpdir} left behind"
+    );
+}
+
+/// Threat: SIGKILL zerobox in the fallback (it can clean nothing up then)
+/// so its daemons live on and its private temp dir stays. Stopped by: the
+/// reaper's parent-death signal: it kills every descendant and removes
+/// the private temp dir.
+#[test]
+fn fallback_sigkill_of_zerobox_leaves_nothing_behind() {
+    let mark = format!("3014.{}", unique());
+    let tmp = scratch();
+    let (mut child, _out, tmpdir) = spawn_fallback_until_started(
+        &format!("{}; echo x > \"$TMPDIR/planted\"; wait", daemons(&mark)),
+        tmp.path(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).len() >= 4),
+        "daemons not started: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(std::path::Path::new(&tmpdir).is_dir(), "{tmpdir}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || host_procs_with(&mark).is_empty()),
+        "processes survived SIGKILL of zerobox: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !std::path::Path::new(&tmpdir)
+            .exists()),
+        "{tmpdir} left behind after SIGKILL"
+    );
+}
+
+/// Threat: everything of a fallback run is SIGKILLed at once (`kill -9` of
+/// its process group, the OOM killer): nobody is left to remove its private
+/// temp dir. Stopped by: the next fallback run removes stale ones — only
+/// directories named like zerobox's, owned by the user, whose zerobox pid
+/// is dead; a symlink of that name is neither followed nor removed, and a
+/// live run's directory stays.
+#[test]
+fn fallback_stale_temp_dirs_are_removed_on_the_next_start() {
+    use std::os::unix::fs::symlink;
+    let tmp = scratch();
+    let base = real(tmp.path());
+    let stale = base.join("zerobox-2147483647-00000000000000aa");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(stale.join("sub")).unwrap();
+    std::fs::write(stale.join("sub/f"), "x").unwrap();
+    let target = base.join("not-zerobox");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), "keep").unwrap();
+    let link = base.join("zerobox-2147483646-00000000000000bb");
+    symlink(&target, &link).unwrap();
+    let live = base.join(format!("zerobox-{}-00000000000000cc", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    let other = base.join("zerobox-2147483645-00000000000000dd");
+    std::fs::create_dir(&other).unwrap();
+    let other_owned = crate::util::is_root()
+        && Command::new("chown")
+            .args(["nobody", other.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+    let s = scratch();
+    let r = common::Run::from(
+        common::zerobox()
+            .current_dir(real(s.path()))
+            .env("ZEROBOX_SIMULATE_MISSING", "userns")
+            .env("TMPDIR", &base)
+            .args(["--", "true"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!stale.exists(), "stale dir kept");
+    assert!(std::fs::symlink_metadata(&link).is_ok(), "symlink removed");
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep")).unwrap(),
+        "keep"
+    );
+    assert!(live.is_dir(), "a live run's dir was removed");
+    if other_owned {
+        assert!(other.is_dir(), "another user's dir was removed");
+    }
+}

@@ -25,6 +25,7 @@
 
 pub mod landlock;
 pub mod mounts;
+pub mod reaper;
 pub mod seccomp;
 pub mod sys;
 
@@ -56,6 +57,9 @@ pub struct Prepared {
     pub proxy_port: Option<u16>,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
+    /// The fallback's private temp dir on the host: its reaper removes it
+    /// if zerobox dies first.
+    pub private_tmp: Option<PathBuf>,
     /// Files PID 1 writes into the private /tmp before the command starts
     /// (name relative to /tmp, content), e.g. the proxy's CA bundle.
     pub tmp_files: Vec<(String, Vec<u8>)>,
@@ -139,6 +143,13 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         Mode::Namespaces => NS_FLAGS,
         Mode::LandlockOnly => 0,
     };
+    if prep.mode == Mode::LandlockOnly {
+        // Orphans of the sandbox come back to zerobox, never to init
+        // (see `reaper`).
+        reaper::become_subreaper().map_err(|e| {
+            SandboxError::new(Stage::Internal, format!("become a child subreaper: {e}"))
+        })?;
+    }
     let pid = sys::clone_fork(flags).map_err(|e| {
         SandboxError::new(Stage::Namespaces, format!("clone with new namespaces: {e}"))
     })?;
@@ -149,21 +160,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         drop(fd_parent);
         let code = match prep.mode {
             Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r, fd_child),
-            Mode::LandlockOnly => {
-                if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
-                    report(
-                        &status_w,
-                        Stage::Internal,
-                        0,
-                        &format!("set the parent-death signal: {e}"),
-                    );
-                    sys::exit_now(super::EXIT_SETUP);
-                }
-                if sys::peer_closed(alive_r.as_raw_fd()) {
-                    sys::exit_now(1);
-                }
-                command_main(prep, &status_w)
-            }
+            Mode::LandlockOnly => reaper_main(prep, &status_w, &alive_r),
         };
         sys::exit_now(code);
     }
@@ -386,6 +383,100 @@ fn init_main(
         // Signals from the terminal (SI_KERNEL) already reached the
         // command's process group; forward only those sent by a process
         // (zerobox relays kill(1)s aimed at it).
+        if sys::si_code(&info) != libc::SI_KERNEL {
+            let _ = sys::kill(child, sig);
+        }
+    }
+}
+
+/// The fallback's reaper (see `reaper`): the command's parent. Forwards
+/// signals like PID 1 does, and ends every descendant when the command
+/// exits or zerobox dies.
+fn reaper_main(prep: &Prepared, status: &OwnedFd, alive: &OwnedFd) -> i32 {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> i32 {
+        report(status, Stage::Internal, 0, &format!("{what}: {e}"));
+        super::EXIT_SETUP
+    };
+    // zerobox's death wakes us with SIGTERM (a waited signal); the closed
+    // liveness pipe tells it from a relayed SIGTERM.
+    if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) {
+        return fail("set the parent-death signal", &e);
+    }
+    if sys::peer_closed(alive.as_raw_fd()) {
+        return 1;
+    }
+    if let Err(e) = reaper::become_subreaper() {
+        return fail("become a child subreaper", &e);
+    }
+    let forwarded = super::FORWARDED_SIGNALS;
+    let mut waited: Vec<libc::c_int> = forwarded.to_vec();
+    waited.push(libc::SIGCHLD);
+    for s in &waited {
+        if let Err(e) = sys::install_noop_handler(*s) {
+            return fail("install signal handlers", &e);
+        }
+    }
+    if let Err(e) = sys::block_signals(&waited) {
+        return fail("block signals", &e);
+    }
+    let me = sys::getpid();
+    let child = match sys::fork() {
+        Ok(p) => p,
+        Err(e) => return fail("fork the command", &e),
+    };
+    if child == 0 {
+        // If the reaper dies, so does the command (its descendants then go
+        // to zerobox, also a subreaper). The parent check closes the race
+        // with a death before the prctl.
+        if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+            report(
+                status,
+                Stage::Internal,
+                0,
+                &format!("set the parent-death signal: {e}"),
+            );
+            sys::exit_now(super::EXIT_SETUP);
+        }
+        if sys::getppid() != me {
+            sys::exit_now(1);
+        }
+        sys::exit_now(command_main(prep, status));
+    }
+    sys::close_raw(status.as_raw_fd());
+    let end_all = || {
+        if let Err(e) = reaper::kill_descendants() {
+            eprintln!("zerobox: error: could not end every sandbox process: {e}");
+        }
+    };
+    loop {
+        let info = match sys::sigwaitinfo(&waited) {
+            Ok(i) => i,
+            Err(_) => continue,
+        };
+        if sys::peer_closed(alive.as_raw_fd()) {
+            // zerobox is gone: nobody else will clean up.
+            end_all();
+            if let Some(dir) = &prep.private_tmp {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return 1;
+        }
+        let sig = info.si_signo;
+        if sig == libc::SIGCHLD {
+            let mut code = None;
+            loop {
+                match sys::waitpid(-1, libc::WNOHANG) {
+                    Ok((0, _)) | Err(_) => break,
+                    Ok((pid, st)) if pid == child => code = Some(sys::exit_code(st)),
+                    Ok(_) => continue,
+                }
+            }
+            if let Some(code) = code {
+                end_all();
+                return code;
+            }
+            continue;
+        }
         if sys::si_code(&info) != libc::SI_KERNEL {
             let _ = sys::kill(child, sig);
         }

@@ -792,3 +792,22 @@ pub fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
         check(libc::sigaction(sig, &sa, std::ptr::null_mut()).into()).map(|_| ())
     }
 }
+
+/// Is this process a child subreaper (PR_GET_CHILD_SUBREAPER)?
+pub fn is_child_subreaper() -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer,
+    // which points at `v`.
+    check(unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int) }.into())?;
+    Ok(v != 0)
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}

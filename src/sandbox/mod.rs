@@ -117,6 +117,8 @@ pub struct Options {
     /// `--allow-weak-net`: network in the Landlock-only fallback, where
     /// Landlock confines TCP to the proxy's port but not to its address.
     pub allow_weak_net: bool,
+    /// Resource limits (`--tmp-size`, `--pids`, `--memory`).
+    pub limits: linux::limits::Limits,
 }
 
 /// Why the fallback refuses network without `--allow-weak-net`.
@@ -385,6 +387,16 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
     }
     layers.push("seccomp: mount, namespaces, ptrace, bpf, keyrings, io_uring, TIOCSTI, raw sockets … refused".into());
     layers.push("capabilities: all dropped, no_new_privs".into());
+    layers.extend(
+        linux::limits::describe(
+            &opts.limits,
+            mode == Mode::Namespaces,
+            sys::getuid(),
+            &linux::cgroup::probe(),
+        )
+        .into_iter()
+        .map(|l| format!("limits: {l}")),
+    );
     if opts.share_net {
         layers.push("network: the host's own (--share-net): no isolation".into());
     } else if policy.network.wants_network() || !policy.secrets.is_empty() {
@@ -559,6 +571,7 @@ fn try_spawn(
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
         share_net: opts.share_net,
         private_tmp: cleanup.private_tmp.clone(),
+        limits: opts.limits,
         tmp_files: match (&opts.network, mode) {
             (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
             _ => Vec::new(),

@@ -15,6 +15,7 @@ mod fallback_net;
 mod fs_read;
 mod fs_write;
 mod kernel;
+mod limits;
 mod mounts;
 mod namespaces;
 mod processes;

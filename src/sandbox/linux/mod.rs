@@ -23,7 +23,9 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod cgroup;
 pub mod landlock;
+pub mod limits;
 pub mod mounts;
 pub mod reaper;
 pub mod seccomp;
@@ -57,6 +59,8 @@ pub struct Prepared {
     pub proxy_port: Option<u16>,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
+    /// Resource limits (tmpfs sizes, processes, memory).
+    pub limits: limits::Limits,
     /// The fallback's private temp dir on the host: its reaper removes it
     /// if zerobox dies first.
     pub private_tmp: Option<PathBuf>,
@@ -76,6 +80,9 @@ pub struct Started {
     pub listener: Option<std::net::TcpListener>,
     /// Held open while zerobox lives; PID 1 exits when it sees it closed.
     pub _alive: OwnedFd,
+    /// The run's cgroup, removed when the run is over (dropped after the
+    /// wait).
+    pub cgroup: Option<cgroup::Cgroup>,
 }
 
 /// Build the argv/env C strings for `spec`.
@@ -150,6 +157,22 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
             SandboxError::new(Stage::Internal, format!("become a child subreaper: {e}"))
         })?;
     }
+    // A cgroup for pids.max and memory.max where the user can have one;
+    // none is not an error (explain and doctor say so).
+    let cgroup = match cgroup::create(&prep.limits) {
+        Ok(c) => Some(c),
+        Err(cgroup::NoCgroup::Unavailable(why)) => {
+            if prep.debug {
+                eprintln!("zerobox: debug: no cgroup: {why}");
+            }
+            None
+        }
+        Err(cgroup::NoCgroup::Failed(why)) => {
+            eprintln!("zerobox: warning: no process or memory cgroup for this run: {why}");
+            None
+        }
+    };
+    let cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
     let pid = sys::clone_fork(flags).map_err(|e| {
         SandboxError::new(Stage::Namespaces, format!("clone with new namespaces: {e}"))
     })?;
@@ -159,8 +182,10 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         drop(alive_w);
         drop(fd_parent);
         let code = match prep.mode {
-            Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r, fd_child),
-            Mode::LandlockOnly => reaper_main(prep, &status_w, &alive_r),
+            Mode::Namespaces => {
+                init_main(prep, uid, gid, &status_w, &alive_r, fd_child, &cgroup_procs)
+            }
+            Mode::LandlockOnly => reaper_main(prep, &status_w, &alive_r, &cgroup_procs),
         };
         sys::exit_now(code);
     }
@@ -204,6 +229,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         pid,
         listener,
         _alive: alive_w,
+        cgroup,
     })
 }
 
@@ -237,6 +263,7 @@ fn init_main(
     status: &OwnedFd,
     alive: &OwnedFd,
     fd_channel: OwnedFd,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> i32 {
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
@@ -289,8 +316,19 @@ fn init_main(
             0,
         );
     }
+    // Into the run's cgroup before anything else exists in here, and while
+    // the host's cgroup files are still writable (the mounts make the host
+    // read-only).
+    if let Err(e) = cgroup::enter(cgroup_procs) {
+        return fail(
+            Stage::Internal,
+            "enter the run's cgroup",
+            &e,
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
     let t0 = std::time::Instant::now();
-    if let Err(e) = mounts::apply(&prep.steps) {
+    if let Err(e) = mounts::apply(&prep.steps, &prep.limits.tmpfs_options()) {
         let errno = e.err.raw_os_error().unwrap_or(0);
         return fail(Stage::Namespaces, "mounts", &e, errno);
     }
@@ -392,7 +430,12 @@ fn init_main(
 /// The fallback's reaper (see `reaper`): the command's parent. Forwards
 /// signals like PID 1 does, and ends every descendant when the command
 /// exits or zerobox dies.
-fn reaper_main(prep: &Prepared, status: &OwnedFd, alive: &OwnedFd) -> i32 {
+fn reaper_main(
+    prep: &Prepared,
+    status: &OwnedFd,
+    alive: &OwnedFd,
+    cgroup_procs: &[std::path::PathBuf],
+) -> i32 {
     let fail = |what: &str, e: &dyn std::fmt::Display| -> i32 {
         report(status, Stage::Internal, 0, &format!("{what}: {e}"));
         super::EXIT_SETUP
@@ -407,6 +450,9 @@ fn reaper_main(prep: &Prepared, status: &OwnedFd, alive: &OwnedFd) -> i32 {
     }
     if let Err(e) = reaper::become_subreaper() {
         return fail("become a child subreaper", &e);
+    }
+    if let Err(e) = cgroup::enter(cgroup_procs) {
+        return fail("enter the run's cgroup", &e);
     }
     let forwarded = super::FORWARDED_SIGNALS;
     let mut waited: Vec<libc::c_int> = forwarded.to_vec();
@@ -573,6 +619,23 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     }
     if let Err(e) = sys::nofile_at_start().and_then(|l| sys::setrlimit(libc::RLIMIT_NOFILE, &l)) {
         return fail(Stage::Internal, "restore the open-file limit", &e);
+    }
+    // The process limit (see `limits` for what RLIMIT_NPROC counts where).
+    let nproc = match limits::nproc_rule(
+        prep.mode == Mode::Namespaces,
+        sys::getuid(),
+        prep.limits.pids,
+    ) {
+        limits::NprocRule::Sandbox(n) => Some(Ok(n)),
+        limits::NprocRule::UserWide(n) => {
+            Some(limits::processes_of(sys::getuid()).map(|c| c.saturating_add(n)))
+        }
+        limits::NprocRule::RootExempt => None,
+    };
+    if let Some(n) = nproc {
+        if let Err(e) = n.and_then(limits::set_nproc) {
+            return fail(Stage::Internal, "set the process limit (RLIMIT_NPROC)", &e);
+        }
     }
     let argv: Vec<*const libc::c_char> = prep
         .argv

@@ -811,3 +811,10 @@ pub fn getppid() -> libc::pid_t {
     // SAFETY: getppid cannot fail.
     unsafe { libc::getppid() }
 }
+
+/// May the real user write `path` (access(2) with W_OK)?
+pub fn access_writable(path: &Path) -> bool {
+    let Ok(c) = cstr(path) else { return false };
+    // SAFETY: valid C string; access only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}

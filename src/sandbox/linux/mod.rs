@@ -18,8 +18,9 @@
 //!          └ execve
 //! ```
 //!
-//! Without user namespaces the command is forked directly and gets Landlock
-//! and seccomp only (the fallback; `--strict` refuses it).
+//! Without user namespaces (the fallback; `--strict` refuses it) there are
+//! no clone flags: a reaper (see [`reaper`]) takes PID 1's place, and the
+//! command gets Landlock and seccomp only.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

@@ -119,10 +119,15 @@ fn find() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    find_in(&cgroups, &mounts)
+}
+
+/// [`find`] given the text of `/proc/self/cgroup` and `mountinfo`.
+fn find_in(cgroups: &str, mounts: &str) -> Result<PathBuf, String> {
     let mut why = Vec::new();
     if let (Some(own), Some(root)) = (
         cgroups.lines().find_map(|l| l.strip_prefix("0::")),
-        mount_of(&mounts, "cgroup2"),
+        mount_of(mounts, "cgroup2"),
     ) {
         let own = root.join(own.trim_start_matches('/'));
         // Our own cgroup holds processes (us), so it cannot delegate
@@ -198,4 +203,76 @@ pub fn enter(procs_files: &[PathBuf]) -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", f.display())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake cgroup2 tree: `root` delegates `root_ctl`, `root/a` delegates
+    /// `a_ctl`, and we live in `root/a/b`.
+    fn tree(root_ctl: &str, a_ctl: &str) -> (tempfile::TempDir, String, String) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cg");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        for (dir, ctl) in [
+            (root.clone(), root_ctl),
+            (root.join("a"), a_ctl),
+            (root.join("a/b"), ""),
+        ] {
+            std::fs::write(dir.join("cgroup.subtree_control"), ctl).unwrap();
+            std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        }
+        let mounts = format!(
+            "30 25 0:26 / /proc rw - proc proc rw\n31 25 0:27 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+            root.display()
+        );
+        (t, "0::/a/b\n".to_string(), mounts)
+    }
+
+    #[test]
+    fn nearest_delegating_ancestor_is_chosen() {
+        let (t, cg, mi) = tree("cpu pids memory", "memory pids");
+        assert_eq!(find_in(&cg, &mi).unwrap(), t.path().join("cg/a"));
+        let (t, cg, mi) = tree("pids memory", "memory");
+        assert_eq!(find_in(&cg, &mi).unwrap(), t.path().join("cg"));
+    }
+
+    #[test]
+    fn no_delegation_or_no_v2_is_unavailable() {
+        let (_t, cg, mi) = tree("memory", "");
+        assert!(find_in(&cg, &mi).unwrap_err().contains("pids controller"));
+        let (_t, _, mi) = tree("pids", "pids");
+        // A v1-only process (no "0::" line).
+        assert!(find_in("4:pids:/x\n", &mi).is_err());
+        assert!(find_in(
+            "0::/a/b\n",
+            "31 25 0:27 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+        )
+        .unwrap_err()
+        .contains("no cgroup v2"));
+    }
+
+    /// Leftovers of killed runs go; live runs' and foreign names stay.
+    #[test]
+    fn stale_run_cgroups_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let dead = t.path().join("zerobox-2147483647-00000000000000aa");
+        let live = t
+            .path()
+            .join(format!("zerobox-{}-00000000000000bb", std::process::id()));
+        let other = t.path().join("user.slice");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        remove_stale(t.path());
+        assert!(!dead.exists() && live.exists() && other.exists());
+    }
+
+    /// In the root cgroup (a container) the root itself is the candidate.
+    #[test]
+    fn the_root_cgroup_can_hold_the_run() {
+        let (t, _, mi) = tree("pids", "");
+        assert_eq!(find_in("0::/\n", &mi).unwrap(), t.path().join("cg"));
+    }
 }

@@ -340,7 +340,15 @@ fn init_main(
             prep.steps.len()
         );
     }
-    let _ = sys::sethostname("zerobox");
+    // Checked: otherwise the command would see the host's name.
+    if let Err(e) = sys::sethostname("zerobox") {
+        return fail(
+            Stage::Namespaces,
+            "set the hostname",
+            &e,
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
     if prep.share_net {
         // host network: nothing to bring up
     } else if let Err(e) = sys::loopback_up() {
@@ -373,7 +381,9 @@ fn init_main(
                 )
             }
         };
-        let _ = sys::set_backlog(listener.as_raw_fd(), 4096);
+        if let Err(e) = sys::set_backlog(listener.as_raw_fd(), 4096) {
+            return fail(Stage::Internal, "raise the proxy listener's backlog", &e, 0);
+        }
         if let Err(e) = sys::send_fd(fd_channel.as_raw_fd(), listener.as_raw_fd()) {
             return fail(Stage::Internal, "hand the proxy listener to zerobox", &e, 0);
         }
@@ -386,7 +396,10 @@ fn init_main(
     let mut waited: Vec<libc::c_int> = forwarded.to_vec();
     waited.push(libc::SIGCHLD);
     for s in &waited {
-        let _ = sys::install_noop_handler(*s);
+        // Checked: without the handler, PID 1 would drop the signal.
+        if let Err(e) = sys::install_noop_handler(*s) {
+            return fail(Stage::Internal, "install signal handlers", &e, 0);
+        }
     }
     if let Err(e) = sys::block_signals(&waited) {
         return fail(Stage::Internal, "block signals", &e, 0);

@@ -46,8 +46,12 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // The last processes may still be exiting: retry briefly.
+        // Whatever is still in the run's cgroup is the sandbox's: end it
+        // (cgroup.kill, Linux ≥ 5.14; the reaper or the pid namespace has
+        // normally done so already). The last processes may still be
+        // exiting: retry the rmdir briefly.
         for dir in &self.dirs {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
             for _ in 0..50 {
                 match std::fs::remove_dir(dir) {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {

@@ -136,6 +136,19 @@ pub struct SandboxArgs {
     /// Refuse to run unless every sandbox layer holds (no fallback).
     #[arg(long)]
     pub strict: bool,
+    /// Size of each of the private /tmp and /dev/shm (e.g. 512m, 4g; default 1g).
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size)]
+    pub tmp_size: Option<u64>,
+    /// Most processes (and threads) the sandbox may have (default 4096).
+    #[arg(long, value_name = "N", value_parser = crate::sandbox::linux::limits::parse_pids)]
+    pub pids: Option<u64>,
+    /// Memory limit, where a cgroup is available (default: half the RAM).
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size)]
+    pub memory: Option<u64>,
+    /// Accept network in the Landlock-only fallback, where the command can
+    /// connect to any address on the proxy's port (docs/network.md §1).
+    #[arg(long, conflicts_with = "strict")]
+    pub allow_weak_net: bool,
     /// Print each setup step and the resolved policy to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -434,6 +447,15 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
         ca_certs: args.ca_cert.clone(),
         net_log: args.net_log.clone(),
         share_net: args.share_net,
+        allow_weak_net: args.allow_weak_net,
+        limits: {
+            let d = crate::sandbox::linux::limits::Limits::default();
+            crate::sandbox::linux::limits::Limits {
+                tmp_size: args.tmp_size.unwrap_or(d.tmp_size),
+                pids: args.pids.unwrap_or(d.pids),
+                memory: args.memory.or(d.memory),
+            }
+        },
     })
 }
 

@@ -31,6 +31,10 @@ pub struct RunRequest {
     pub net_log: Option<PathBuf>,
     /// `--share-net`: raw host network, no proxy.
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback is accepted.
+    pub allow_weak_net: bool,
+    /// `--tmp-size`, `--pids`, `--memory`.
+    pub limits: sandbox::linux::limits::Limits,
 }
 
 /// The resolved run: policy plus the program to execute.
@@ -290,6 +294,8 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
             env: network_env,
         }),
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
+        limits: req.limits,
     };
     let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
         let code = match e.stage {
@@ -472,6 +478,8 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         debug: req.debug,
         network: None,
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
+        limits: req.limits,
     };
     let enforcement =
         sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;
@@ -559,6 +567,19 @@ pub fn doctor() -> i32 {
         yes_no(abi >= 6)
     );
     println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    // Resource limits with the defaults (docs/policy.md, "Resource limits").
+    let limits = sandbox::linux::limits::describe(
+        &sandbox::linux::limits::Limits::default(),
+        p.user_namespaces.is_ok(),
+        p.uid,
+        &sandbox::linux::cgroup::probe(),
+    );
+    for (i, line) in limits.iter().enumerate() {
+        println!(
+            "{:<34} {line}",
+            if i == 0 { "limits (defaults)" } else { "" }
+        );
+    }
     println!();
     let code = match (&p.user_namespaces, abi > 0) {
         (Ok(()), true) => {

@@ -186,6 +186,7 @@ fn denied_host_gets_403_and_a_summary() {
         d.path(),
         &[],
         &args(&[
+            "--allow-weak-net",
             &format!("--allow-net=ok.test:{port}"),
             "--resolve", &format!("ok.test:{port}:127.0.0.1"),
             "--", "sh", "-c",
@@ -229,10 +230,16 @@ fn clients_ignoring_the_proxy_cannot_connect() {
         if !sim.is_empty() {
             env.push(("ZEROBOX_SIMULATE_MISSING", sim));
         }
+        // The fallback's network needs --allow-weak-net (docs/network.md §1).
+        let weak: &[&str] = if sim.is_empty() {
+            &[]
+        } else {
+            &["--allow-weak-net"]
+        };
         let r = run(
             d.path(),
             &env,
-            &args(&["--allow-net", "--", "python3", "-c", &py]),
+            &args(&[weak, &["--allow-net", "--", "python3", "-c", &py]].concat()),
         );
         assert_eq!(r.stdout, "refused\nrefused\n", "mode {sim:?}: {r:?}");
     }
@@ -248,6 +255,7 @@ fn fallback_mode_network_goes_through_the_proxy() {
         d.path(),
         &[("ZEROBOX_SIMULATE_MISSING", "userns")],
         &args(&[
+            "--allow-weak-net",
             &format!("--allow-net=ok.test:{port}"),
             "--resolve", &format!("ok.test:{port}:127.0.0.1"),
             "--", "sh", "-c",
@@ -450,16 +458,27 @@ fn secret_value_not_readable_through_proc() {
         let r = run(
             d.path(),
             &env,
-            &args(&[
-                "--secret",
-                "PROC_KEY",
-                "--secret-host",
-                "PROC_KEY=a.test",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ]),
+            &args(
+                &[
+                    // The fallback's network needs the flag (docs/network.md §1).
+                    if sim == "userns" {
+                        &["--allow-weak-net"][..]
+                    } else {
+                        &[]
+                    },
+                    &[
+                        "--secret",
+                        "PROC_KEY",
+                        "--secret-host",
+                        "PROC_KEY=a.test",
+                        "--",
+                        "sh",
+                        "-c",
+                        script,
+                    ],
+                ]
+                .concat(),
+            ),
         );
         assert_eq!(r.stdout, "0\n0\n", "mode {sim:?}: {r:?}");
     }

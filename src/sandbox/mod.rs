@@ -114,7 +114,18 @@ pub struct Options {
     pub network: Option<NetworkRequest>,
     /// Raw host networking (no network namespace, no TCP restriction).
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback, where
+    /// Landlock confines TCP to the proxy's port but not to its address.
+    pub allow_weak_net: bool,
+    /// Resource limits (`--tmp-size`, `--pids`, `--memory`).
+    pub limits: linux::limits::Limits,
 }
+
+/// Why the fallback refuses network without `--allow-weak-net`.
+pub const WEAK_NET_REFUSAL: &str = "network (--allow-net, --secret) in the Landlock-only fallback is refused: without a network namespace Landlock confines TCP connect per port, not per address, so the command could reach any address on the proxy's port directly; pass --allow-weak-net to accept that (see docs/network.md §1), or make user namespaces available (run `zerobox doctor`)";
+
+/// What the fallback gives up with `--allow-weak-net` (announced).
+pub const WEAK_NET_WARNING: &str = "--allow-weak-net: without a network namespace the command can connect directly to any address on the proxy's port (Landlock confines TCP per port); other ports, UDP and other protocols stay refused";
 
 /// What the proxy needs from the sandbox and gives to it.
 #[derive(Clone)]
@@ -376,6 +387,16 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
     }
     layers.push("seccomp: mount, namespaces, ptrace, bpf, keyrings, io_uring, TIOCSTI, raw sockets … refused".into());
     layers.push("capabilities: all dropped, no_new_privs".into());
+    layers.extend(
+        linux::limits::describe(
+            &opts.limits,
+            mode == Mode::Namespaces,
+            sys::getuid(),
+            &linux::cgroup::probe(),
+        )
+        .into_iter()
+        .map(|l| format!("limits: {l}")),
+    );
     if opts.share_net {
         layers.push("network: the host's own (--share-net): no isolation".into());
     } else if policy.network.wants_network() || !policy.secrets.is_empty() {
@@ -388,8 +409,10 @@ pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxE
             },
             if mode == Mode::Namespaces {
                 "its listener is the only socket in the sandbox's network namespace"
+            } else if opts.allow_weak_net {
+                "on host loopback, Landlock allows TCP connect to its port only (on any address: --allow-weak-net)"
             } else {
-                "on host loopback, Landlock allows TCP connect to its port only"
+                "REFUSED in this mode without --allow-weak-net (Landlock confines TCP per port, not per address)"
             }
         ));
     } else {
@@ -468,6 +491,10 @@ fn try_spawn(
         let port = match mode {
             Mode::Namespaces => 20000 + (rand::random::<u16>() % 40000),
             Mode::LandlockOnly => {
+                if !opts.allow_weak_net {
+                    return Err(SandboxError::new(Stage::Landlock, WEAK_NET_REFUSAL));
+                }
+                eprintln!("zerobox: warning: {WEAK_NET_WARNING}");
                 if abi < 4 {
                     return Err(SandboxError::new(
                         Stage::Landlock,
@@ -522,17 +549,10 @@ fn try_spawn(
         deny_inet: mode == Mode::LandlockOnly && opts.network.is_none() && !opts.share_net,
     })
     .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
-    let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
-    relayed.push(libc::SIGCHLD);
-    let ignored = relayed
-        .into_iter()
-        .filter(|s| sys::is_ignored(*s))
-        .collect();
     let sigmask = block_forwarded_signals()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("block signals: {e}")))?;
     let prep = linux::Prepared {
         sigmask,
-        ignored,
         mode,
         policy: full,
         steps,
@@ -550,6 +570,8 @@ fn try_spawn(
         debug: opts.debug,
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
         share_net: opts.share_net,
+        private_tmp: cleanup.private_tmp.clone(),
+        limits: opts.limits,
         tmp_files: match (&opts.network, mode) {
             (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
             _ => Vec::new(),
@@ -595,9 +617,11 @@ pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()>
 fn private_tmp_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
+    linux::reaper::remove_stale_tmp_dirs(&base);
     for _ in 0..16 {
         let name = format!(
-            "zerobox-{}-{:016x}",
+            "{}{}-{:016x}",
+            linux::reaper::TMP_PREFIX,
             std::process::id(),
             rand::random::<u64>()
         );
@@ -684,6 +708,17 @@ impl Running {
     pub fn kill(&self) {
         let _ = sys::kill(self.started.pid, libc::SIGKILL);
         let _ = sys::waitpid(self.started.pid, 0);
+        self.end_orphans();
+    }
+
+    /// Fallback: end whatever came back to zerobox, a subreaper (the
+    /// reaper normally leaves nothing; see `linux::reaper`).
+    fn end_orphans(&self) {
+        if self.mode == Mode::LandlockOnly {
+            if let Err(e) = linux::reaper::kill_descendants() {
+                eprintln!("zerobox: error: could not end every sandbox process: {e}");
+            }
+        }
     }
 
     /// Relay signals until the sandbox exits; return its exit code.
@@ -717,6 +752,7 @@ impl Running {
             }
             let _ = sys::kill(pid, sig);
         };
+        self.end_orphans();
         drop(self.cleanup);
         code
     }

@@ -183,7 +183,7 @@ const EMPTY_FILE: &str = "/tmp/.zerobox-empty";
 /// Build the sandbox's filesystem view. Runs in the sandbox's PID 1 with
 /// full capabilities in its own user namespace, before anything of the
 /// command runs. `steps` comes from [`plan`].
-pub fn apply(steps: &[Step]) -> Result<(), MountError> {
+pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
     // 1. Nothing we mount may propagate back to the host.
     ctx(
         || "make / a private mount".into(),
@@ -225,14 +225,14 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
     )?;
 
     // 4. A private, empty /tmp, discarded with the mount namespace.
-    tmpfs(Path::new("/tmp"), "mode=1777")?;
+    tmpfs(Path::new("/tmp"), &format!("mode=1777,{tmpfs_limits}"))?;
     ctx(
         || format!("create {EMPTY_FILE}"),
         std::fs::File::create(EMPTY_FILE),
     )?;
 
     // 5. A minimal /dev and a fresh /proc for our pid namespace.
-    setup_dev(&devices)?;
+    setup_dev(&devices, tmpfs_limits)?;
     setup_proc()?;
     // A sysfs of our own network namespace (the host's would list the
     // host's interfaces). Best effort: where the kernel refuses (a host
@@ -337,7 +337,7 @@ fn ensure_mountpoint(path: &Path, dir: bool) -> Result<(), MountError> {
     ctx(|| format!("create mount point {}", path.display()), r)
 }
 
-fn setup_dev(devices: &[(PathBuf, OwnedFd)]) -> Result<(), MountError> {
+fn setup_dev(devices: &[(PathBuf, OwnedFd)], tmpfs_limits: &str) -> Result<(), MountError> {
     tmpfs(Path::new("/dev"), "mode=0755,size=64k")?;
     for (path, fd) in devices {
         ensure_mountpoint(path, false)?;
@@ -361,7 +361,7 @@ fn setup_dev(devices: &[(PathBuf, OwnedFd)]) -> Result<(), MountError> {
         ),
     )?;
     ensure_mountpoint(Path::new("/dev/shm"), true)?;
-    tmpfs(Path::new("/dev/shm"), "mode=1777")?;
+    tmpfs(Path::new("/dev/shm"), &format!("mode=1777,{tmpfs_limits}"))?;
     let links = [
         ("pts/ptmx", "/dev/ptmx"),
         ("/proc/self/fd", "/dev/fd"),

@@ -190,15 +190,54 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
         }
     }
     if let Some(log) = &req.net_log {
-        let dir = log
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() || log.is_dir() {
-            return Err(Fatal::usage(format!(
-                "invalid --net-log {:?}: its directory does not exist or it is a directory",
-                log.display().to_string()
-            )));
+        check_net_log(policy, log)?;
+    }
+    Ok(())
+}
+
+/// The `--net-log` path is written by zerobox outside the sandbox, run after
+/// run, so the sandboxed command must not be able to touch it: not the
+/// file, not its directory (it could swap the file for a symlink to
+/// `~/.bashrc`), neither as written nor after resolving symlinks. The open
+/// itself refuses a symlink and anything but a regular file (see
+/// `proxy::log`); this check gives the clear error up front.
+fn check_net_log(policy: &Policy, log: &Path) -> Result<(), Fatal> {
+    let shown = log.display().to_string();
+    let bad = |why: String| Fatal::usage(format!("invalid --net-log {shown:?}: {why}"));
+    let dir = log
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad("its directory does not exist".into()));
+    }
+    match std::fs::symlink_metadata(log) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(bad(
+                "it is a symbolic link; zerobox never follows one for the log (a sandboxed command may have planted it): remove it or log elsewhere".into(),
+            ))
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(bad(
+                "not a regular file (give a plain file path)".into(),
+            ))
+        }
+        _ => {}
+    }
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(log)),
+        Err(e) => return Err(bad(format!("cannot read the current directory: {e}"))),
+    };
+    let real = policy::paths::canonical(&abs);
+    for p in [&abs, &real] {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        for candidate in [p.as_path(), parent] {
+            if policy.effective(candidate).write {
+                return Err(bad(format!(
+                    "{} is writable inside the sandbox, so the command could replace the log with a symlink to one of your files; put the log outside every --allow-write grant",
+                    candidate.display()
+                )));
+            }
         }
     }
     Ok(())

@@ -704,3 +704,129 @@ fn zerobox_is_not_dumpable() {
         "zerobox's /proc files are not root-owned: it is dumpable"
     );
 }
+
+/// Hardening II #4, multi-run: run 1 (granted its project) replaces the
+/// net log there with a symlink to the user's `~/.bashrc`; run 2 (from
+/// elsewhere, logging into that project) must not append to the link's
+/// target. A log path the run itself could write to is refused outright.
+#[test]
+fn net_log_never_follows_a_planted_symlink() {
+    let d = scratch();
+    let project = d.path().join("project");
+    let elsewhere = d.path().join("elsewhere");
+    let home = d.path().join("home");
+    for p in [&project, &elsewhere, &home] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let bashrc = home.join(".bashrc");
+    std::fs::write(&bashrc, "# the user's rc\n").unwrap();
+    let log = project.join("net.log");
+    let log_s = log.display().to_string();
+
+    // Run 1: the agent, granted its project, plants the link.
+    let r = run(
+        &project,
+        &[],
+        &args(&[
+            &format!("--allow-write={}", project.display()),
+            "--",
+            "ln",
+            "-sf",
+            &bashrc.display().to_string(),
+            &log_s,
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(std::fs::symlink_metadata(&log)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // Run 2: from elsewhere, with the network on and the log in the project.
+    let r = run(
+        &elsewhere,
+        &[],
+        &args(&[
+            "--allow-net=a.test",
+            "--net-log",
+            &log_s,
+            "--",
+            "sh",
+            "-c",
+            "curl -s http://a.test/ >/dev/null; echo ran",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&log_s) && r.stderr.contains("symbolic link"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("ran"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).unwrap(),
+        "# the user's rc\n"
+    );
+
+    // A log the run could write to (the file, its directory, relative or
+    // not) is refused before anything runs.
+    std::fs::remove_file(&log).unwrap();
+    for (cwd, log_arg) in [(&project, log_s.clone()), (&project, "net.log".to_string())] {
+        let r = run(
+            cwd,
+            &[],
+            &args(&[
+                &format!("--allow-write={}", project.display()),
+                "--allow-net=a.test",
+                "--net-log",
+                &log_arg,
+                "--",
+                "true",
+            ]),
+        );
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("writable inside the sandbox"), "{r:?}");
+        assert!(r.stderr.contains(&log_arg), "{r:?}");
+        assert!(!log.exists(), "{r:?}");
+    }
+    // A FIFO (would block the proxy) or a directory: refused.
+    let fifo = elsewhere.join("fifo.log");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let r = run(
+        &elsewhere,
+        &[],
+        &args(&[
+            "--allow-net=a.test",
+            "--net-log",
+            &fifo.display().to_string(),
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("not a regular file"), "{r:?}");
+
+    // Outside every grant: it works, a private regular file.
+    let good = elsewhere.join("net.log");
+    let r = run(
+        &project,
+        &[],
+        &args(&[
+            &format!("--allow-write={}", project.display()),
+            "--allow-net=a.test",
+            "--net-log",
+            &good.display().to_string(),
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&good).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

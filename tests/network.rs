@@ -520,7 +520,8 @@ for msg in (b"hello", b"world"):
 "#;
 
 /// WebSocket upgrades pass through the proxy; on a host a secret is bound
-/// to, the handshake's placeholder is replaced by the real value.
+/// to, the handshake's placeholder is replaced by the real value. (Plain
+/// `ws://`: the binding says cleartext is intended with `http://`.)
 #[test]
 fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
     let d = scratch();
@@ -547,7 +548,7 @@ fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
             "--secret",
             "WS_KEY",
             "--secret-host",
-            &format!("WS_KEY={target}"),
+            &format!("WS_KEY=http://{target}"),
             "--resolve",
             &format!("{target}:127.0.0.1"),
             "--",
@@ -828,5 +829,83 @@ fn net_log_never_follows_a_planted_symlink() {
     assert_eq!(
         std::fs::metadata(&good).unwrap().permissions().mode() & 0o777,
         0o600
+    );
+}
+
+/// Hardening II #7: a secret's value travels only over TLS unless its
+/// binding says `http://`. A plain `http://` request and plaintext HTTP
+/// inside a `CONNECT` carrying the placeholder are refused (403, net log,
+/// summary); the upstream never sees the value. With `http://HOST:PORT`
+/// the same requests get it.
+#[test]
+fn secret_is_not_injected_over_cleartext_unless_bound_with_http() {
+    let d = scratch();
+    let up = upstream(d.path(), "sk-cleartext-value-1", None);
+    let port = up.port.to_string();
+    let log = d.path().join("logs");
+    std::fs::create_dir(&log).unwrap();
+    let log = log.join("net.log");
+    let script = format!(
+        "for p in '' '-p'; do curl -s $p -o /dev/null -w '%{{http_code}} ' -H \"Authorization: Bearer $K\" http://api.clear.test:{port}/; \
+         curl -s $p -H \"Authorization: Bearer $K\" http://api.clear.test:{port}/; echo; done"
+    );
+    let go = |binding: String| {
+        let _ = std::fs::remove_file(&log);
+        run(
+            d.path(),
+            &[("K", "sk-cleartext-value-1")],
+            &args(&[
+                "--secret",
+                "K",
+                "--secret-host",
+                &binding,
+                "--resolve",
+                &format!("api.clear.test:{port}:127.0.0.1"),
+                "--net-log",
+                &log.display().to_string(),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]),
+        )
+    };
+    for binding in [
+        format!("K=api.clear.test:{port}"),
+        format!("K=https://api.clear.test:{port}"),
+    ] {
+        let r = go(binding);
+        let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 2, "{r:?}");
+        for l in &lines {
+            assert!(l.starts_with("403 "), "{r:?}");
+            assert!(
+                l.contains("plain HTTP") && l.contains("http://api.clear.test"),
+                "{r:?}"
+            );
+            assert!(
+                !l.contains("header=match"),
+                "the value went out in cleartext: {r:?}"
+            );
+        }
+        assert!(
+            r.stderr
+                .contains("api.clear.test (secret K over plain HTTP)"),
+            "{r:?}"
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("\"reason\":\"secret-over-cleartext\""))
+                .count()
+                >= 4,
+            "{text}"
+        );
+    }
+    let r = go(format!("K=http://api.clear.test:{port}"));
+    assert_eq!(
+        r.stdout,
+        "200 header=match path=other body=other\n\n200 header=match path=other body=other\n\n",
+        "{r:?}"
     );
 }

@@ -323,7 +323,7 @@ pub async fn tunnel<C: Io>(
         tokio::select! {
             r = &mut up, if !up_done => {
                 up_done = true;
-                if let Ok(Some(name)) = r { forbidden = Some(name); break; }
+                if let Ok(Some(f)) = r { forbidden = Some(f); break; }
                 if r.is_err() { break; }
             }
             r = &mut down, if !down_done => {
@@ -350,9 +350,8 @@ pub async fn tunnel<C: Io>(
     if let Dest::Direct(a) = &target.dest {
         rec.addr = a.first().map(|a| a.to_string());
     }
-    if let Some(name) = forbidden {
-        let d =
-            http::placeholder_denial(&target.host, target.port, &super::secrets::Forbidden(name));
+    if let Some(f) = forbidden {
+        let d = http::placeholder_denial(&target.host, target.port, &f);
         rec.decision = "deny";
         rec.reason = Some(d.reason.clone());
         state.log.block(d.key);
@@ -363,7 +362,7 @@ pub async fn tunnel<C: Io>(
 const PUMP_MIN: usize = 4 * 1024;
 const PUMP_MAX: usize = 64 * 1024;
 
-/// Copy `r` → `w`. Returns `Some(secret name)` if a placeholder was seen.
+/// Copy `r` → `w`. Returns the refusal if a placeholder was seen.
 async fn pump<R, W>(
     mut r: R,
     mut w: W,
@@ -371,7 +370,7 @@ async fn pump<R, W>(
     count: &AtomicU64,
     last: &AtomicU64,
     start: Instant,
-) -> io::Result<Option<String>>
+) -> io::Result<Option<super::secrets::Forbidden>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -389,7 +388,7 @@ where
         }
         if let Some(d) = &mut detector {
             if let Err(f) = d.detect(&buf[..n]) {
-                return Ok(Some(f.0));
+                return Ok(Some(f));
             }
         }
         w.write_all(&buf[..n]).await?;

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use super::host::Host;
 use super::log::Record;
 use super::policy::{Denial, Dest, Target};
-use super::secrets::{basic_auth, Forbidden, RedactPair, ScanBody, Scanner};
+use super::secrets::{basic_auth, Forbidden, RedactPair, Refusal, ScanBody, Scanner};
 use super::{BoxError, ProxyError, State};
 
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -81,19 +81,30 @@ pub fn error_response(status: StatusCode, msg: &str) -> Response<Body> {
 
 /// The placeholder refusal, as a [`Denial`].
 pub fn placeholder_denial(host: &Host, port: u16, f: &Forbidden) -> Denial {
-    Denial {
-        reason: "secret-placeholder-to-unbound-host".into(),
-        message: format!(
-            "zerobox: refused: the request to {}:{port} carries the placeholder of secret {}, \
-             which is not bound to this host. Bind it with --secret-host {}={} if that is intended.\n",
-            host.authority(),
-            f.0,
-            f.0,
-            host.authority()
-        ),
-        key: format!("{} (secret {})", host.authority(), f.0),
-        host: host.authority(),
-        port,
+    let a = host.authority();
+    let name = &f.0;
+    match f.1 {
+        Refusal::Unbound => Denial {
+            reason: "secret-placeholder-to-unbound-host".into(),
+            message: format!(
+                "zerobox: refused: the request to {a}:{port} carries the placeholder of secret {name}, \
+                 which is not bound to this host. Bind it with --secret-host {name}={a} if that is intended.\n"
+            ),
+            key: format!("{a} (secret {name})"),
+            host: a,
+            port,
+        },
+        Refusal::Cleartext => Denial {
+            reason: "secret-over-cleartext".into(),
+            message: format!(
+                "zerobox: refused: the request to {a}:{port} is plain HTTP and carries the placeholder of secret {name}, \
+                 whose value goes to this host over TLS only (anyone on the path could read it). Use https://, \
+                 or bind it with --secret-host {name}=http://{a}:{port} if cleartext is intended.\n"
+            ),
+            key: format!("{a} (secret {name} over plain HTTP)"),
+            host: a,
+            port,
+        },
     }
 }
 
@@ -271,11 +282,11 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// Find a [`Forbidden`] in an error chain.
-fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<Forbidden> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(f) = err.downcast_ref::<Forbidden>() {
-            return Some(f.0.clone());
+            return Some(Forbidden(f.0.clone(), f.1));
         }
         cur = err.source();
     }
@@ -490,7 +501,7 @@ pub async fn forward(
     }
 
     let have_secrets = !state.secrets.is_empty();
-    let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+    let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
     let bound_here = state.secrets.iter().any(|s| s.bound_to(&t.host, t.port));
 
     // Request target (path + query).
@@ -554,7 +565,7 @@ pub async fn forward(
             Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
         }
     } else {
-        let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+        let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
         if body_scanner.changes_length() {
             headers.remove("content-length");
         }
@@ -640,12 +651,8 @@ pub async fn forward(
             r
         }
         Ok((Err(e), _)) => {
-            if let Some(name) = find_forbidden(&e) {
-                return deny(
-                    &state,
-                    &mut rec,
-                    placeholder_denial(&t.host, t.port, &Forbidden(name)),
-                );
+            if let Some(f) = find_forbidden(&e) {
+                return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f));
             }
             rec.status = Some(502);
             rec.reason = Some("upstream request failed".into());
@@ -775,7 +782,7 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {b64}")).unwrap(),
         );
         let host = Host::parse("a.example").unwrap();
-        let mut sc = Scanner::outbound(&all, &host, 443);
+        let mut sc = Scanner::outbound(&all, &host, 443, true);
         let extra = inject_headers(&mut h, &mut sc).unwrap();
         assert_eq!(h.get("x-api-key").unwrap(), "real-key-value");
         let want = base64::engine::general_purpose::STANDARD.encode("u:real-key-value");
@@ -799,7 +806,7 @@ mod tests {
         // Unbound host: refused.
         let mut h2 = HeaderMap::new();
         h2.insert("x-api-key", HeaderValue::from_str(s.placeholder()).unwrap());
-        let mut sc = Scanner::outbound(&all, &Host::parse("evil.example").unwrap(), 443);
+        let mut sc = Scanner::outbound(&all, &Host::parse("evil.example").unwrap(), 443, true);
         assert!(matches!(
             inject_headers(&mut h2, &mut sc),
             Err(HeaderFail::Forbidden(_))

@@ -77,7 +77,7 @@ impl Policy {
         let secret_hosts = cfg
             .secrets
             .iter()
-            .map(|s| (s.name().to_string(), s.host_patterns().to_vec()))
+            .map(|s| (s.name().to_string(), s.host_patterns()))
             .collect();
         Ok(Policy {
             allow,

@@ -35,7 +35,49 @@ pub struct Secret {
     name: String,
     value: Zeroizing<Vec<u8>>,
     placeholder: String,
-    hosts: Vec<HostPattern>,
+    hosts: Vec<Binding>,
+}
+
+/// One host a secret is bound to, and whether the value may travel there
+/// in cleartext.
+///
+/// `HOST[:PORT]` and `https://HOST[:PORT]`: the value is injected only when
+/// zerobox's leg to the upstream is TLS (an intercepted HTTPS request). A
+/// plain `http://` request, or plaintext HTTP sent inside a `CONNECT`, that
+/// carries the placeholder is refused: anyone on the path would read the
+/// real value. `http://HOST[:PORT]` says cleartext is intended (a local
+/// test server, a plain-HTTP internal API) and allows both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub pattern: HostPattern,
+    pub cleartext: bool,
+}
+
+impl Binding {
+    pub fn parse(text: &str) -> Result<Binding, ProxyError> {
+        let t = text.trim();
+        let (rest, cleartext) = if let Some(r) = strip_scheme(t, "http://") {
+            (r, true)
+        } else if let Some(r) = strip_scheme(t, "https://") {
+            (r, false)
+        } else if t.contains("://") {
+            return Err(ProxyError::Pattern(format!(
+                "invalid secret host {text:?}: only http:// (cleartext allowed) or https:// (the default) may prefix a host"
+            )));
+        } else {
+            (t, false)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        Ok(Binding {
+            pattern: HostPattern::parse(rest, Portless::Web)?,
+            cleartext,
+        })
+    }
+}
+
+fn strip_scheme<'a>(t: &'a str, scheme: &str) -> Option<&'a str> {
+    (t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme))
+        .then(|| &t[scheme.len()..])
 }
 
 impl fmt::Debug for Secret {
@@ -49,7 +91,7 @@ impl fmt::Debug for Secret {
                 &self
                     .hosts
                     .iter()
-                    .map(|h| h.text.as_str())
+                    .map(|h| h.pattern.text.as_str())
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -147,7 +189,7 @@ impl Secret {
         }
         let hosts = hosts
             .iter()
-            .map(|h| HostPattern::parse(h, Portless::Web))
+            .map(|h| Binding::parse(h))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Secret {
             name: name.to_string(),
@@ -168,13 +210,24 @@ impl Secret {
     }
 
     /// The host patterns this secret may be sent to.
-    pub fn host_patterns(&self) -> &[HostPattern] {
-        &self.hosts
+    pub fn host_patterns(&self) -> Vec<HostPattern> {
+        self.hosts.iter().map(|b| b.pattern.clone()).collect()
     }
 
-    /// May this secret's value be sent to `host:port`?
+    /// Is this secret bound to `host:port` (over TLS at least)? Such a
+    /// destination is allowed and intercepted.
     pub fn bound_to(&self, host: &Host, port: u16) -> bool {
-        self.hosts.iter().any(|p| p.matches_host(host, port))
+        self.hosts
+            .iter()
+            .any(|b| b.pattern.matches_host(host, port))
+    }
+
+    /// May the value go to `host:port` on this leg (`tls`: zerobox speaks
+    /// TLS to the upstream)?
+    pub fn injectable(&self, host: &Host, port: u16, tls: bool) -> bool {
+        self.hosts
+            .iter()
+            .any(|b| (tls || b.cleartext) && b.pattern.matches_host(host, port))
     }
 
     #[cfg(test)]
@@ -186,8 +239,17 @@ impl Secret {
 /// What to do when a pattern is seen.
 enum Action {
     Replace(Zeroizing<Vec<u8>>),
-    /// A placeholder headed somewhere its secret is not bound: stop.
-    Forbid,
+    /// A placeholder headed somewhere its secret may not go: stop.
+    Forbid(Refusal),
+}
+
+/// Why a placeholder may not go where it is headed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The secret is not bound to this host:port.
+    Unbound,
+    /// Bound, but over TLS only, and this request is plain HTTP.
+    Cleartext,
 }
 
 struct Rule {
@@ -198,15 +260,22 @@ struct Rule {
 
 /// Raised when a forbidden placeholder is seen. Names the secret only.
 #[derive(Debug)]
-pub struct Forbidden(pub String);
+pub struct Forbidden(pub String, pub Refusal);
 
 impl fmt::Display for Forbidden {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "placeholder of secret {} sent to a host it is not bound to",
-            self.0
-        )
+        match self.1 {
+            Refusal::Unbound => write!(
+                f,
+                "placeholder of secret {} sent to a host it is not bound to",
+                self.0
+            ),
+            Refusal::Cleartext => write!(
+                f,
+                "placeholder of secret {} sent over plain HTTP (its binding is TLS only)",
+                self.0
+            ),
+        }
     }
 }
 impl std::error::Error for Forbidden {}
@@ -227,18 +296,25 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Outbound scanner for a request to `host:port`: placeholders of
-    /// secrets bound there become values; placeholders of all other
-    /// secrets are forbidden.
-    pub fn outbound(secrets: &[std::sync::Arc<Secret>], host: &Host, port: u16) -> Scanner {
+    /// Outbound scanner for a request to `host:port` (`tls`: the upstream
+    /// leg is TLS): placeholders of secrets that may go there on this leg
+    /// become values; placeholders of all other secrets are forbidden.
+    pub fn outbound(
+        secrets: &[std::sync::Arc<Secret>],
+        host: &Host,
+        port: u16,
+        tls: bool,
+    ) -> Scanner {
         let mut rules = Vec::new();
         let mut changes_length = false;
         for s in secrets {
-            let action = if s.bound_to(host, port) {
+            let action = if s.injectable(host, port, tls) {
                 changes_length |= s.value.len() != s.placeholder.len();
                 Action::Replace(Zeroizing::new(s.value.to_vec()))
+            } else if s.bound_to(host, port) {
+                Action::Forbid(Refusal::Cleartext)
             } else {
-                Action::Forbid
+                Action::Forbid(Refusal::Unbound)
             };
             rules.push(Rule {
                 pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
@@ -256,7 +332,7 @@ impl Scanner {
             .iter()
             .map(|s| Rule {
                 pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
-                action: Action::Forbid,
+                action: Action::Forbid(Refusal::Unbound),
                 name: s.name.clone(),
             })
             .collect();
@@ -394,8 +470,8 @@ impl Scanner {
                         self.note(r);
                         match &self.rules[r].action {
                             Action::Replace(v) => out.extend_from_slice(v),
-                            Action::Forbid => {
-                                return Err(Forbidden(self.rules[r].name.clone()));
+                            Action::Forbid(why) => {
+                                return Err(Forbidden(self.rules[r].name.clone(), *why));
                             }
                         }
                         i += plen;
@@ -624,7 +700,7 @@ mod tests {
         let a = secret("A", "real-a-value", &["a.example"]);
         let b = secret("B", "real-b-value", &["b.example"]);
         let all = vec![a.clone(), b.clone()];
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let input = format!("x={}&y=1", a.placeholder());
         assert_eq!(
             &sc.apply(input.as_bytes()).unwrap()[..],
@@ -632,13 +708,54 @@ mod tests {
         );
         assert_eq!(sc.fired, vec!["A".to_string()]);
         // B's placeholder to A's host: laundering refused.
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let input = format!("x={}", b.placeholder());
         let err = sc.apply(input.as_bytes()).unwrap_err();
         assert_eq!(err.0, "B");
         // Port outside the binding (no port = 80/443).
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 8443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 8443, true);
         assert!(sc.apply(a.placeholder().as_bytes()).is_err());
+    }
+
+    /// A port-less binding covers 80 and 443, but the value goes out only
+    /// when the upstream leg is TLS, unless the binding says `http://`.
+    #[test]
+    fn cleartext_needs_an_http_binding() {
+        let tls_only = secret("A", "real-a-value", &["a.example"]);
+        let clear = secret("B", "real-b-value", &["http://b.example:8080", "c.example"]);
+        let all = vec![tls_only.clone(), clear.clone()];
+        for port in [80, 443] {
+            let mut sc = Scanner::outbound(&all, &h("a.example"), port, false);
+            let e = sc.apply(tls_only.placeholder().as_bytes()).unwrap_err();
+            assert_eq!((e.0.as_str(), e.1), ("A", Refusal::Cleartext));
+            let mut sc = Scanner::outbound(&all, &h("a.example"), port, true);
+            assert_eq!(
+                &sc.apply(tls_only.placeholder().as_bytes()).unwrap()[..],
+                b"real-a-value"
+            );
+        }
+        let mut sc = Scanner::outbound(&all, &h("b.example"), 8080, false);
+        assert_eq!(
+            &sc.apply(clear.placeholder().as_bytes()).unwrap()[..],
+            b"real-b-value"
+        );
+        // The http:// applies to its own pattern only.
+        let mut sc = Scanner::outbound(&all, &h("c.example"), 80, false);
+        assert_eq!(
+            sc.apply(clear.placeholder().as_bytes()).unwrap_err().1,
+            Refusal::Cleartext
+        );
+        // Unbound stays unbound on either leg.
+        let mut sc = Scanner::outbound(&all, &h("b.example"), 8080, true);
+        assert_eq!(
+            sc.apply(tls_only.placeholder().as_bytes()).unwrap_err().1,
+            Refusal::Unbound
+        );
+        assert!(Binding::parse("HTTPS://a.example/").is_ok_and(|b| !b.cleartext));
+        assert!(Binding::parse("Http://a.example:81").is_ok_and(|b| b.cleartext));
+        for bad in ["ftp://a.example", "http://", "http://*.com"] {
+            assert!(Binding::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// The memchr prefilter takes another path with more than three
@@ -694,7 +811,7 @@ mod tests {
             "Basic {}",
             engine.encode(format!("user:{}", a.placeholder()))
         );
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let (new, (real_b64, shown_b64)) = basic_auth(hdr.as_bytes(), &mut sc).unwrap().unwrap();
         let new = String::from_utf8(new).unwrap();
         let dec = engine.decode(new.strip_prefix("Basic ").unwrap()).unwrap();
@@ -702,13 +819,13 @@ mod tests {
         assert_eq!(real_b64, new.strip_prefix("Basic ").unwrap().as_bytes());
         assert_eq!(shown_b64, hdr.strip_prefix("Basic ").unwrap().as_bytes());
         // Untouched when no placeholder; not Basic.
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         assert!(basic_auth(b"Basic dXNlcjpwdw==", &mut sc)
             .unwrap()
             .is_none());
         assert!(basic_auth(b"Bearer xyz", &mut sc).unwrap().is_none());
         // Unbound host: forbidden, even hidden in base64.
-        let mut sc = Scanner::outbound(&all, &h("evil.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("evil.example"), 443, true);
         assert!(basic_auth(hdr.as_bytes(), &mut sc).is_err());
     }
 
@@ -754,7 +871,7 @@ mod tests {
         let want = "pre VALUE-A-123 mid VALUE-A-123VALUE-A-123 post ZEROBOX_SECRET_";
         for i in 0..=data.len() {
             for j in i..=data.len() {
-                let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+                let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
                 let out = run_chunks(&mut sc, data.as_bytes(), &[i, j]).unwrap();
                 assert_eq!(String::from_utf8(out).unwrap(), want, "cuts {i},{j}");
             }
@@ -771,7 +888,7 @@ mod tests {
             let data = format!("{prefix}{}{suffix}{}", a.placeholder(), a.placeholder());
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
             cuts.sort();
-            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
             let out = run_chunks(&mut sc, data.as_bytes(), &cuts).unwrap();
             let want = data.replace(a.placeholder(), "s3cr3t-VALUE");
             prop_assert_eq!(String::from_utf8(out).unwrap(), want.clone());
@@ -789,7 +906,7 @@ mod tests {
                                         cut in 0usize..300) {
             let a = secret("A", "s3cr3t-VALUE", &["a.example"]);
             let all = vec![a];
-            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
             let cut = cut % (data.len() + 1);
             let out = run_chunks(&mut sc, &data, &[cut]).unwrap();
             // Random bytes cannot contain a 47-char placeholder.
@@ -826,7 +943,7 @@ mod tests {
         );
         let body = ScanBody::new(
             chunks.boxed(),
-            Scanner::outbound(&all, &h("a.example"), 443),
+            Scanner::outbound(&all, &h("a.example"), 443, true),
         );
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"VALUE-A-123!ZEROBOX");

@@ -23,7 +23,9 @@ use tokio::net::TcpStream;
 use super::host::Host;
 use super::log::Record;
 use super::policy::{Denial, Dest, Target};
-use super::secrets::{basic_auth, Forbidden, RedactPair, Refusal, ScanBody, Scanner};
+use super::secrets::{
+    basic_auth, rewrite_headers, Forbidden, RedactPair, Refusal, ScanBody, Scanner,
+};
 use super::{BoxError, ProxyError, State};
 
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -302,6 +304,14 @@ enum HeaderFail {
 
 /// Substitute in headers (in place). Returns extra redaction pairs.
 fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<RedactPair>, HeaderFail> {
+    // A placeholder in a header *name* (lowercased by hyper) is never
+    // substituted, but one headed where it may not go is still refused.
+    let mut names = scanner.lowercased();
+    for name in h.keys() {
+        names
+            .apply(name.as_str().as_bytes())
+            .map_err(HeaderFail::Forbidden)?;
+    }
     let mut extra = Vec::new();
     let names: Vec<HeaderName> = h.keys().cloned().collect();
     for name in names {
@@ -338,28 +348,30 @@ fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<Redact
     Ok(extra)
 }
 
-fn redact_headers(h: &mut HeaderMap, redactor: &mut Scanner) {
-    let names: Vec<HeaderName> = h.keys().cloned().collect();
-    for name in names {
-        let values: Vec<HeaderValue> = h.get_all(&name).iter().cloned().collect();
-        let mut changed = false;
-        let mut out = Vec::new();
-        for v in values {
-            match redactor.apply(v.as_bytes()) {
-                Ok(r) if r[..] != v.as_bytes()[..] => {
-                    changed = true;
-                    out.push(HeaderValue::from_bytes(&r).unwrap_or(HeaderValue::from_static("")));
-                }
-                _ => out.push(v),
-            }
-        }
-        if changed {
-            h.remove(&name);
-            for v in out {
-                h.append(name.clone(), v);
-            }
-        }
+/// Redact everything of a response head that reaches the client: header
+/// names (case-insensitively: hyper lowercases them) and values, and the
+/// HTTP/1.1 reason phrase (hyper keeps a non-standard one in the
+/// extensions and writes it back out). Every other extension is dropped:
+/// none of them is meant for the client.
+fn redact_head(parts: &mut hyper::http::response::Parts, redactor: &mut Scanner) {
+    let mut names = redactor.lowercased();
+    // The redactor never forbids; an error cannot happen here.
+    let _ = rewrite_headers(&mut parts.headers, redactor, &mut names);
+    let reason = parts
+        .extensions
+        .remove::<hyper::ext::ReasonPhrase>()
+        .and_then(|r| redactor.apply(r.as_bytes()).ok())
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(&r[..]).ok());
+    parts.extensions.clear();
+    if let Some(r) = reason {
+        parts.extensions.insert(r);
     }
+}
+
+#[cfg(test)]
+fn redact_headers(h: &mut HeaderMap, redactor: &mut Scanner) {
+    let mut names = redactor.lowercased();
+    let _ = rewrite_headers(h, redactor, &mut names);
 }
 
 async fn buffer(mut body: Body, cap: usize) -> Result<Bytes, BoxError> {
@@ -681,13 +693,14 @@ pub async fn forward(
             });
         }
         state.log.write(rec);
-        let (parts, _) = resp.into_parts();
-        let mut r = Response::from_parts(parts, empty());
-        redact_headers(
-            r.headers_mut(),
-            &mut Scanner::redactor(&state.secrets, &extra_redact),
-        );
-        return r;
+        let (mut parts, _) = resp.into_parts();
+        if have_secrets {
+            redact_head(
+                &mut parts,
+                &mut Scanner::redactor(&state.secrets, &extra_redact),
+            );
+        }
+        return Response::from_parts(parts, empty());
     }
 
     let (mut parts, body) = resp.into_parts();
@@ -695,7 +708,7 @@ pub async fn forward(
     let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     let body = if have_secrets {
         let mut redactor = Scanner::redactor(&state.secrets, &extra_redact);
-        redact_headers(&mut parts.headers, &mut redactor);
+        redact_head(&mut parts, &mut redactor);
         let no_body = method == Method::HEAD
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;

@@ -363,6 +363,25 @@ impl Scanner {
         Scanner::new(rules, n > 0)
     }
 
+    /// The same rules for ASCII-lowercased text (patterns and replacements
+    /// lowercased): header names arrive lowercased from hyper, so a value
+    /// `sk-ABC` in a name reads `sk-abc` and would slip past the exact rules.
+    pub fn lowercased(&self) -> Scanner {
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| Rule {
+                pat: Zeroizing::new(r.pat.to_ascii_lowercase()),
+                action: match &r.action {
+                    Action::Replace(v) => Action::Replace(Zeroizing::new(v.to_ascii_lowercase())),
+                    Action::Forbid(why) => Action::Forbid(*why),
+                },
+                name: r.name.clone(),
+            })
+            .collect();
+        Scanner::new(rules, self.changes_length)
+    }
+
     fn new(mut rules: Vec<Rule>, changes_length: bool) -> Scanner {
         // Longest first, so a value that contains another value wins.
         rules.sort_by_key(|r| std::cmp::Reverse(r.pat.len()));
@@ -530,11 +549,57 @@ pub fn basic_auth(
     Ok(Some((header, (enc.into_bytes(), b64.as_bytes().to_vec()))))
 }
 
-/// A body whose data frames pass through a [`Scanner`]. Trailers pass
-/// unchanged (after any carried bytes are flushed).
+/// Run every header name (through `names`, the [`Scanner::lowercased`]
+/// rules) and value (through `values`) of `h`, in place. A header whose
+/// rewritten name or value is not valid HTTP is dropped (never passed on
+/// unrewritten). Used for trailers, response heads and the 101 head.
+pub fn rewrite_headers(
+    h: &mut hyper::HeaderMap,
+    values: &mut Scanner,
+    names: &mut Scanner,
+) -> Result<(), Forbidden> {
+    use hyper::header::{HeaderName, HeaderValue};
+    if values.rules.is_empty() {
+        return Ok(());
+    }
+    let mut out = hyper::HeaderMap::with_capacity(h.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in std::mem::take(h).into_iter() {
+        // `into_iter` yields the name only for the first value of each.
+        let name = match name {
+            Some(n) => {
+                let new = names.apply(n.as_str().as_bytes())?;
+                let n = if new[..] == *n.as_str().as_bytes() {
+                    Some(n)
+                } else {
+                    HeaderName::from_bytes(&new).ok()
+                };
+                current = n.clone();
+                n
+            }
+            None => current.clone(),
+        };
+        let new = values.apply(value.as_bytes())?;
+        let value = if new[..] == *value.as_bytes() {
+            Some(value)
+        } else {
+            HeaderValue::from_bytes(&new).ok()
+        };
+        if let (Some(n), Some(v)) = (name, value) {
+            out.append(n, v);
+        }
+    }
+    *h = out;
+    Ok(())
+}
+
+/// A body whose data frames pass through a [`Scanner`]. Trailers (HTTP/2,
+/// chunked HTTP/1.1) go through the same rules, names and values, after
+/// any carried bytes are flushed.
 pub struct ScanBody {
     inner: BoxBody<Bytes, BoxError>,
     scanner: Scanner,
+    names: Scanner,
     pending_trailers: Option<Frame<Bytes>>,
     done: bool,
     preserve_hint: bool,
@@ -543,9 +608,11 @@ pub struct ScanBody {
 impl ScanBody {
     pub fn new(inner: BoxBody<Bytes, BoxError>, scanner: Scanner) -> ScanBody {
         let preserve_hint = !scanner.changes_length();
+        let names = scanner.lowercased();
         ScanBody {
             inner,
             scanner,
+            names,
             pending_trailers: None,
             done: false,
             preserve_hint,
@@ -582,20 +649,33 @@ impl Body for ScanBody {
                         }
                     },
                     Err(frame) => {
-                        match this.scanner.finish() {
-                            Ok(tail) if tail.is_empty() => {
-                                this.done = true;
-                                return Poll::Ready(Some(Ok(frame)));
-                            }
-                            Ok(tail) => {
-                                this.pending_trailers = Some(frame);
-                                return Poll::Ready(Some(Ok(Frame::data(tail))));
-                            }
+                        // Flush the body's carried tail first: the trailer
+                        // scan must not start with body bytes.
+                        let tail = match this.scanner.finish() {
+                            Ok(t) => t,
                             Err(f) => {
                                 this.done = true;
                                 return Poll::Ready(Some(Err(Box::new(f))));
                             }
                         };
+                        let frame = match frame.into_trailers() {
+                            Ok(mut t) => {
+                                if let Err(f) =
+                                    rewrite_headers(&mut t, &mut this.scanner, &mut this.names)
+                                {
+                                    this.done = true;
+                                    return Poll::Ready(Some(Err(Box::new(f))));
+                                }
+                                Frame::trailers(t)
+                            }
+                            Err(other) => other,
+                        };
+                        if tail.is_empty() {
+                            this.done = true;
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
+                        this.pending_trailers = Some(frame);
+                        return Poll::Ready(Some(Ok(Frame::data(tail))));
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {

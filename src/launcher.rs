@@ -192,6 +192,49 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
     if let Some(log) = &req.net_log {
         check_net_log(policy, log)?;
     }
+    for spec in &policy.secrets {
+        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+            check_secret_file(policy, &spec.name, Path::new(file))?;
+        }
+    }
+    for name in &policy.env_withheld {
+        eprintln!(
+            "zerobox: warning: {name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
+        );
+    }
+    Ok(())
+}
+
+/// `--secret NAME=@FILE`: the policy denies reading FILE inside (see
+/// `policy::resolve`); make sure that holds for the path zerobox will
+/// actually read, and that the command cannot replace the file (its
+/// directory writable) to choose the value of a later run.
+fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fatal> {
+    let shown = file.display().to_string();
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(file)),
+        Err(e) => {
+            return Err(Fatal::usage(format!(
+                "secret {name}: cannot read the current directory: {e}"
+            )))
+        }
+    };
+    let real = policy::paths::canonical(&abs);
+    for p in [&abs, &real] {
+        if policy.effective(p).read {
+            return Err(Fatal::usage(format!(
+                "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its path relative to --cwd or absolute",
+                p.display()
+            )));
+        }
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        if policy.effective(parent).write {
+            return Err(Fatal::usage(format!(
+                "secret {name}: {shown:?} is in {}, which is writable inside the sandbox (the command could replace it); keep secret files outside every --allow-write grant",
+                parent.display()
+            )));
+        }
+    }
     Ok(())
 }
 

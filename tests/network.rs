@@ -909,3 +909,116 @@ fn secret_is_not_injected_over_cleartext_unless_bound_with_http() {
         "{r:?}"
     );
 }
+
+/// Hardening II #5: a secret's source file is unreadable inside and may not
+/// sit where the command can replace it; a source is a regular file of at
+/// most 64 KiB; `--allow-env='*'` is refused and no wildcard carries a
+/// credential-looking variable.
+#[test]
+fn secret_sources_and_env_wildcards_are_hardened() {
+    let d = scratch();
+    let tokdir = d.path().join("tokens");
+    std::fs::create_dir(&tokdir).unwrap();
+    let tok = tokdir.join("k");
+    std::fs::write(&tok, "sk-file-secret-555\n").unwrap();
+    let tok_s = tok.display().to_string();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            "--secret",
+            &format!("K=@{tok_s}"),
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $K; cat {tok_s} || echo unreadable; cat tokens/k 2>/dev/null || echo unreadable"),
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("ZEROBOX_SECRET_"), "{r:?}");
+    assert_eq!(&lines[1..], ["unreadable", "unreadable"], "{r:?}");
+    assert!(!r.stdout.contains("sk-file-secret-555"), "{r:?}");
+
+    // In a writable grant: refused before anything runs.
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            &format!("--allow-write={}", tokdir.display()),
+            "--secret",
+            &format!("K=@{tok_s}"),
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("writable inside the sandbox"), "{r:?}");
+
+    // Not a regular file, or too big: a clear error at once.
+    let big = d.path().join("big");
+    std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
+    for (src, want) in [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (big.display().to_string(), "larger than 64 KiB"),
+    ] {
+        let start = std::time::Instant::now();
+        let r = run(
+            d.path(),
+            &[],
+            &args(&[
+                "--secret",
+                &format!("K=@{src}"),
+                "--secret-host",
+                "K=a.test",
+                "--",
+                "true",
+            ]),
+        );
+        assert_eq!(r.code, 2, "{src}: {r:?}");
+        assert!(r.stderr.contains(want) && r.stderr.contains(&src), "{r:?}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{src}"
+        );
+    }
+
+    // --allow-env='*': refused, naming the alternative.
+    let r = run(d.path(), &[], &args(&["--allow-env=*", "--", "true"]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--allow-env=PREFIX*"), "{r:?}");
+    // A wildcard passes ordinary names, withholds credential-looking ones
+    // with a warning naming each, and an exact name still passes.
+    let env = [
+        ("ZBT_REGION", "eu"),
+        ("ZBT_API_TOKEN", "tok-1"),
+        ("ZBT_SECRET_KEY", "key-1"),
+        ("ZBT_DB_PASSWORD", "pw-1"),
+    ];
+    let r = run(
+        d.path(),
+        &env,
+        &args(&[
+            "--allow-env=ZBT_*",
+            "--allow-env=ZBT_DB_PASSWORD",
+            "--",
+            "sh",
+            "-c",
+            "env | grep ^ZBT_ | sort",
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "ZBT_DB_PASSWORD=pw-1\nZBT_REGION=eu\n", "{r:?}");
+    for name in ["ZBT_API_TOKEN", "ZBT_SECRET_KEY"] {
+        assert!(
+            r.stderr
+                .contains(&format!("warning: {name} matches an --allow-env wildcard")),
+            "{r:?}"
+        );
+    }
+    assert!(!r.stderr.contains("ZBT_DB_PASSWORD matches"), "{r:?}");
+}

@@ -27,6 +27,9 @@ pub const PLACEHOLDER_PREFIX: &str = "ZEROBOX_SECRET_";
 /// Shortest secret value accepted: shorter values would make response
 /// redaction rewrite ordinary text.
 pub const MIN_SECRET_LEN: usize = 4;
+/// Largest `--secret NAME=@FILE` read (64 KiB: far above any token, key or
+/// certificate bundle a header could carry).
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A secret the proxy injects: a name, the real value (wiped on drop), a
 /// fresh random placeholder the sandbox sees instead, and the hosts the
@@ -134,15 +137,39 @@ impl Secret {
     }
 
     /// `--secret NAME=@FILE`: the value is the file's content, minus one
-    /// trailing newline (`\n` or `\r\n`).
+    /// trailing newline (`\n` or `\r\n`). FILE must be a regular file of
+    /// at most [`MAX_SECRET_FILE`] bytes (`@/dev/zero` once grew zerobox to
+    /// 12 GB; a FIFO would block the run).
     pub fn from_file(name: &str, path: &Path, hosts: Vec<String>) -> Result<Secret, ProxyError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         validate_name(name)?;
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            ProxyError::Secret(format!(
-                "secret {name}: cannot read {}: {e}",
-                path.display()
-            ))
-        })?);
+        let shown = path.display();
+        let err = |e: std::io::Error| {
+            ProxyError::Secret(format!("secret {name}: cannot read {shown}: {e}"))
+        };
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(err)?;
+        let meta = f.metadata().map_err(err)?;
+        if !meta.is_file() {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: {shown} is not a regular file (give a file holding the value)"
+            )));
+        }
+        let mut bytes = Zeroizing::new(Vec::new());
+        f.take(MAX_SECRET_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(err)?;
+        if bytes.len() as u64 > MAX_SECRET_FILE {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: {shown} is larger than {} KiB; a secret file holds one value",
+                MAX_SECRET_FILE / 1024
+            )));
+        }
         let mut end = bytes.len();
         if bytes[..end].ends_with(b"\n") {
             end -= 1;
@@ -773,6 +800,28 @@ mod tests {
         std::fs::write(&p, "abcdef\r\n").unwrap();
         let s = Secret::from_file("T", &p, vec!["x.example".into()]).unwrap();
         assert_eq!(s.value(), b"abcdef");
+    }
+
+    #[test]
+    fn from_file_is_capped_and_regular_only() {
+        let hosts = || vec!["x.example".to_string()];
+        let e = Secret::from_file("T", Path::new("/dev/zero"), hosts()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        let e = Secret::from_file("T", &big, hosts()).unwrap_err();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_FILE as usize]).unwrap();
+        assert!(Secret::from_file("T", &big, hosts()).is_ok());
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let e = Secret::from_file("T", &fifo, hosts()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

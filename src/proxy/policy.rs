@@ -85,7 +85,7 @@ impl Policy {
             allow_any: cfg.allow_any,
             secret_hosts,
             overrides: cfg.resolve.clone(),
-            local_addrs: addr::local_addresses(),
+            local_addrs: addr::local_addresses().map_err(ProxyError::Io)?,
         })
     }
 

@@ -1161,3 +1161,108 @@ async fn redaction_covers_names_trailers_reason_and_informational() {
         o.stdout
     );
 }
+
+/// Write `first`, half-close (shutdown the write side), read to the end.
+async fn half_closed_exchange(mut s: TcpStream, first: &[u8]) -> String {
+    s.write_all(first).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Read an HTTP head (up to the blank line) byte by byte.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await.unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Hardening II #11: a client that sends its request and then shuts down
+/// its write side (as `nc -N`, some scripts and HTTP/1.0 clients do) still
+/// gets the answer: forward requests, CONNECT tunnels (request sent after
+/// the 200, or pipelined with the CONNECT itself), intercepted tunnels and
+/// SOCKS5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_still_gets_the_answer() {
+    let up = start_upstream(None).await;
+    let bound = Secret::from_value(
+        "HC",
+        "half-close-secret-1".into(),
+        vec![format!("http://bound.example.test:{}", up.port)],
+    )
+    .unwrap();
+    let p = start_proxy(ProxyConfig {
+        allow: vec![format!("plain.example.test:{}", up.port)],
+        secrets: vec![bound],
+        resolve: vec![
+            resolve("plain.example.test", up.port),
+            resolve("bound.example.test", up.port),
+        ],
+        ..Default::default()
+    });
+    let px = ("127.0.0.1", p.port);
+    let req = |host: &str, path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n\r\n",
+            up.port
+        )
+    };
+
+    // Forward request.
+    let s = TcpStream::connect(px).await.unwrap();
+    let abs = format!("http://plain.example.test:{}/fwd", up.port);
+    let out = half_closed_exchange(s, req("plain.example.test", &abs).as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("echo: /fwd"),
+        "forward: {out:?}"
+    );
+
+    for host in ["plain.example.test", "bound.example.test"] {
+        let connect = format!(
+            "CONNECT {host}:{0} HTTP/1.1\r\nHost: {host}:{0}\r\n\r\n",
+            up.port
+        );
+        // CONNECT, 200, then request + half-close.
+        let mut s = TcpStream::connect(px).await.unwrap();
+        s.write_all(connect.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{host}: {head:?}");
+        let out = half_closed_exchange(s, req(host, "/after").as_bytes()).await;
+        assert!(
+            out.contains("echo: /after"),
+            "{host} CONNECT then request: {out:?}"
+        );
+        // CONNECT and the request in one write, then half-close at once.
+        let s = TcpStream::connect(px).await.unwrap();
+        let both = format!("{connect}{}", req(host, "/pipelined"));
+        let out = half_closed_exchange(s, both.as_bytes()).await;
+        assert!(
+            out.contains("echo: /pipelined"),
+            "{host} pipelined CONNECT: {out:?}"
+        );
+    }
+
+    // SOCKS5: greeting, CONNECT by name, then request + half-close.
+    for host in ["plain.example.test", "bound.example.test"] {
+        let mut s = TcpStream::connect(px).await.unwrap();
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        let mut rep = [0u8; 2];
+        s.read_exact(&mut rep).await.unwrap();
+        let mut c = vec![5, 1, 0, 3, host.len() as u8];
+        c.extend_from_slice(host.as_bytes());
+        c.extend_from_slice(&up.port.to_be_bytes());
+        s.write_all(&c).await.unwrap();
+        let mut rep = [0u8; 10];
+        s.read_exact(&mut rep).await.unwrap();
+        assert_eq!(rep[1], 0, "socks reply {rep:?}");
+        let out = half_closed_exchange(s, req(host, "/socks").as_bytes()).await;
+        assert!(out.contains("echo: /socks"), "socks5 {host}: {out:?}");
+    }
+}

@@ -89,6 +89,9 @@ async fn serve_front(state: Arc<State>, sock: TcpStream) {
         async move { Ok::<_, Infallible>(front(st, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
+        // A client may shut its write side after the request and wait for
+        // the answer; hyper would otherwise drop the connection at EOF.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
@@ -248,6 +251,7 @@ async fn intercept<C: Io>(state: Arc<State>, target: Target, upstream: TcpStream
     });
     if !is_tls {
         let _ = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
@@ -275,6 +279,7 @@ async fn intercept<C: Io>(state: Arc<State>, target: Target, upstream: TcpStream
             .await;
     } else {
         let _ = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)

@@ -1022,3 +1022,48 @@ fn secret_sources_and_env_wildcards_are_hardened() {
     }
     assert!(!r.stderr.contains("ZBT_DB_PASSWORD matches"), "{r:?}");
 }
+
+/// Hardening II #11: a net log that cannot grow (here RLIMIT_FSIZE, which
+/// fails writes past the limit with EFBIG exactly as a full disk fails them
+/// with ENOSPC, and works unprivileged) loses records loudly: one warning
+/// on stderr, and the summary counts the lost records.
+#[test]
+fn net_log_write_failures_are_reported() {
+    let d = scratch();
+    let logs = d.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("net.log");
+    // 600 blocks of 512 bytes is the limit; the log already holds all but
+    // 40 bytes of it, so the first record is cut and the rest fail.
+    let limit = 600 * 512;
+    let pad = "{\"pad\":true}\n";
+    let mut content = pad.repeat((limit - 40) / pad.len());
+    content.push_str(&"x".repeat(limit - 40 - content.len()));
+    std::fs::write(&log, &content).unwrap();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 600; exec \"$0\" --allow-net=ok.test --net-log {} -- sh -c 'for i in 1 2 3; do curl -s -o /dev/null http://denied.test/; done; echo done'",
+        log.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(common::bin())
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "done\n", "{r:?}");
+    assert_eq!(
+        r.stderr.matches("--net-log: cannot write a record").count(),
+        1,
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("--net-log lost 3 records"), "{r:?}");
+    assert!(
+        r.stderr.contains("blocked 3 connections: denied.test"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, limit);
+}

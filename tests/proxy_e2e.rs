@@ -163,7 +163,10 @@ async fn start_upstream(tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
                 let svc = hyper::service::service_fn(move |req| {
                     upstream_service(req, seen.clone(), gate.clone())
                 });
-                let b = hyper::server::conn::http1::Builder::new();
+                let mut b = hyper::server::conn::http1::Builder::new();
+                // Answer half-closed requests, as real servers do: a byte
+                // tunnel passes the client's half-close on to it.
+                b.half_close(true);
                 match tls {
                     None => {
                         let _ = b

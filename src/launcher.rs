@@ -220,13 +220,15 @@ fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fat
         }
     };
     let real = policy::paths::canonical(&abs);
+    // The sandbox's layers act on the resolved file, so that is the path
+    // that must be denied (a symlinked secret file is fine).
+    if policy.effective(&real).read {
+        return Err(Fatal::usage(format!(
+            "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its absolute path",
+            real.display()
+        )));
+    }
     for p in [&abs, &real] {
-        if policy.effective(p).read {
-            return Err(Fatal::usage(format!(
-                "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its path relative to --cwd or absolute",
-                p.display()
-            )));
-        }
         let parent = p.parent().unwrap_or(Path::new("/"));
         if policy.effective(parent).write {
             return Err(Fatal::usage(format!(

@@ -942,6 +942,27 @@ fn secret_sources_and_env_wildcards_are_hardened() {
     assert_eq!(&lines[1..], ["unreadable", "unreadable"], "{r:?}");
     assert!(!r.stdout.contains("sk-file-secret-555"), "{r:?}");
 
+    // A symlink to the secret file works; the target stays unreadable.
+    let link = d.path().join("k-link");
+    std::os::unix::fs::symlink(&tok, &link).unwrap();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            "--secret",
+            "K=@k-link",
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $K; cat k-link {tok_s} 2>/dev/null || echo unreadable"),
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.ends_with("\nunreadable\n"), "{r:?}");
+    assert!(!r.stdout.contains("sk-file-secret-555"), "{r:?}");
+
     // In a writable grant: refused before anything runs.
     let r = run(
         d.path(),

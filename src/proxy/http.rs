@@ -2,9 +2,10 @@
 //!
 //! Owns: hop-by-hop header handling, placeholder injection into the
 //! request target, header values (Basic auth decoded/re-encoded) and body,
-//! refusal of placeholders bound elsewhere, `Content-Length` fix-up,
-//! response redaction, WebSocket/`Upgrade` pass-through, upstream TLS, and
-//! chaining through a corporate proxy with `CONNECT`.
+//! refusal of placeholders bound elsewhere or headed out in cleartext,
+//! `Content-Length` fix-up, response redaction (header names and values,
+//! reason phrase, body, trailers), WebSocket/`Upgrade` pass-through,
+//! upstream TLS, and chaining through a corporate proxy with `CONNECT`.
 
 use std::io;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,8 @@
 //! placeholders headed to hosts they are not bound to, and swaps real values
 //! back to placeholders on the way in (response redaction).
 //!
-//! Owns: everything that touches a real secret value. Values live in
+//! Owns: everything that touches a real secret value, and a secret's
+//! bindings (host pattern; TLS only, or cleartext allowed with `http://`). Values live in
 //! `Zeroizing` buffers (wiped on drop); `Debug` never prints them; errors
 //! name secrets, never values. Bytes handed to hyper for the upstream request
 //! necessarily contain the value and are not wiped (documented limit).

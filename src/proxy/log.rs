@@ -120,6 +120,17 @@ pub fn open_log(path: &Path) -> Result<std::fs::File, ProxyError> {
             "--net-log {shown}: not a regular file (a FIFO, device or directory could block or redirect the log): give a plain file"
         )));
     }
+    // An existing log made before (or by hand) is made private too: it
+    // names every host the command talked to. fchmod, on the descriptor.
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| {
+                ProxyError::NetLog(format!(
+                    "--net-log {shown}: cannot make it private (chmod 600): {e}"
+                ))
+            })?;
+    }
     Ok(f)
 }
 
@@ -270,9 +281,13 @@ mod tests {
             .success());
         assert!(NetLog::new(Some(&fifo)).is_err());
         assert!(NetLog::new(Some(Path::new("/dev/null"))).is_err());
-        // A new file is private.
+        // A new file is private, and so becomes an existing one.
         use std::os::unix::fs::PermissionsExt;
         let p = d.path().join("new.log");
+        NetLog::new(Some(&p)).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         NetLog::new(Some(&p)).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

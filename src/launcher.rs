@@ -197,7 +197,12 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
             check_secret_file(policy, &spec.name, Path::new(file))?;
         }
     }
-    for name in &policy.env_withheld {
+    // (A secret's own name gets its placeholder anyway: no warning.)
+    for name in policy
+        .env_withheld
+        .iter()
+        .filter(|n| !policy.secrets.iter().any(|s| &s.name == *n))
+    {
         eprintln!(
             "zerobox: warning: {name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
         );

@@ -1078,4 +1078,79 @@ mod tests {
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"VALUE-A-123!ZEROBOX");
     }
+
+    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+    }
+
+    fn trailers(pairs: &[(&str, &str)]) -> Frame<Bytes> {
+        let mut t = hyper::HeaderMap::new();
+        for (k, v) in pairs {
+            t.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Frame::trailers(t)
+    }
+
+    /// Trailers go through the same rules as the body: redacted on the way
+    /// in (names case-insensitively), injected or refused on the way out;
+    /// a body tail held back for a possible match is flushed before them.
+    #[tokio::test]
+    async fn scan_body_trailers() {
+        use http_body_util::BodyExt;
+        let a = secret("A", "Value-A-Mixed", &["a.example"]);
+        let all = vec![a.clone()];
+        let name = format!("x-{}", "Value-A-Mixed".to_ascii_lowercase());
+        let frames = Frames(
+            vec![
+                Frame::data(Bytes::from_static(b"tail Value-A")),
+                trailers(&[("x-t", "Value-A-Mixed"), (&name, "1")]),
+            ]
+            .into(),
+        );
+        let got = ScanBody::new(frames.boxed(), Scanner::redactor(&all, &[]))
+            .collect()
+            .await
+            .unwrap();
+        let t = got.trailers().cloned().unwrap();
+        assert_eq!(&got.to_bytes()[..], b"tail Value-A");
+        assert_eq!(t["x-t"], a.placeholder());
+        let lower = format!("x-{}", a.placeholder().to_ascii_lowercase());
+        assert!(t.contains_key(lower.as_str()), "{t:?}");
+        // Outbound: a placeholder in a trailer to an unbound host is refused.
+        let frames = Frames(
+            vec![
+                Frame::data(Bytes::from_static(b"x")),
+                trailers(&[("x-t", a.placeholder())]),
+            ]
+            .into(),
+        );
+        let r = ScanBody::new(
+            frames.boxed(),
+            Scanner::outbound(&all, &h("evil.example"), 443, true),
+        )
+        .collect()
+        .await;
+        assert!(r.is_err());
+        // ... and injected for the bound host.
+        let frames = Frames(vec![trailers(&[("x-t", a.placeholder())])].into());
+        let got = ScanBody::new(
+            frames.boxed(),
+            Scanner::outbound(&all, &h("a.example"), 443, true),
+        )
+        .collect()
+        .await
+        .unwrap();
+        assert_eq!(got.trailers().unwrap()["x-t"], "Value-A-Mixed");
+    }
 }

@@ -1088,3 +1088,46 @@ fn net_log_write_failures_are_reported() {
     );
     assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, limit);
 }
+
+/// Hardening II #11: ten simultaneous first runs (no CA yet) agree on one
+/// CA, and `ca.pem` is the certificate stored with the key.
+#[test]
+fn ten_simultaneous_first_runs_make_one_ca() {
+    let d = scratch();
+    let data = d.path().join("data");
+    let children: Vec<Child> = (0..10)
+        .map(|_| {
+            zerobox()
+                .current_dir(d.path())
+                .env("XDG_DATA_HOME", &data)
+                .args(["--allow-net=a.test", "--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ca = data.join("zerobox/ca");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ca.join("ca.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ca.join("ca.pem")).unwrap(),
+        stored["cert_pem"].as_str().unwrap(),
+        "ca.pem does not match the CA key's certificate"
+    );
+    // The next run loads that pair (it verifies it) without complaint.
+    let r = run(
+        d.path(),
+        &[("XDG_DATA_HOME", data.to_str().unwrap())],
+        &args(&["--allow-net=a.test", "--", "true"]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}

@@ -194,15 +194,104 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
         }
     }
     if let Some(log) = &req.net_log {
-        let dir = log
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() || log.is_dir() {
+        check_net_log(policy, log)?;
+    }
+    for spec in &policy.secrets {
+        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+            check_secret_file(policy, &spec.name, Path::new(file))?;
+        }
+    }
+    // (A secret's own name gets its placeholder anyway: no warning.)
+    for name in policy
+        .env_withheld
+        .iter()
+        .filter(|n| !policy.secrets.iter().any(|s| &s.name == *n))
+    {
+        eprintln!(
+            "zerobox: warning: {name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
+        );
+    }
+    Ok(())
+}
+
+/// `--secret NAME=@FILE`: the policy denies reading FILE inside (see
+/// `policy::resolve`); make sure that holds for the path zerobox will
+/// actually read, and that the command cannot replace the file (its
+/// directory writable) to choose the value of a later run.
+fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fatal> {
+    let shown = file.display().to_string();
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(file)),
+        Err(e) => {
             return Err(Fatal::usage(format!(
-                "invalid --net-log {:?}: its directory does not exist or it is a directory",
-                log.display().to_string()
+                "secret {name}: cannot read the current directory: {e}"
+            )))
+        }
+    };
+    let real = policy::paths::canonical(&abs);
+    // The sandbox's layers act on the resolved file, so that is the path
+    // that must be denied (a symlinked secret file is fine).
+    if policy.effective(&real).read {
+        return Err(Fatal::usage(format!(
+            "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its absolute path",
+            real.display()
+        )));
+    }
+    for p in [&abs, &real] {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        if policy.effective(parent).write {
+            return Err(Fatal::usage(format!(
+                "secret {name}: {shown:?} is in {}, which is writable inside the sandbox (the command could replace it); keep secret files outside every --allow-write grant",
+                parent.display()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// The `--net-log` path is written by zerobox outside the sandbox, run after
+/// run, so the sandboxed command must not be able to touch it: not the
+/// file, not its directory (it could swap the file for a symlink to
+/// `~/.bashrc`), neither as written nor after resolving symlinks. The open
+/// itself refuses a symlink and anything but a regular file (see
+/// `proxy::log`); this check gives the clear error up front.
+fn check_net_log(policy: &Policy, log: &Path) -> Result<(), Fatal> {
+    let shown = log.display().to_string();
+    let bad = |why: String| Fatal::usage(format!("invalid --net-log {shown:?}: {why}"));
+    let dir = log
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad("its directory does not exist".into()));
+    }
+    match std::fs::symlink_metadata(log) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(bad(
+                "it is a symbolic link; zerobox never follows one for the log (a sandboxed command may have planted it): remove it or log elsewhere".into(),
+            ))
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(bad(
+                "not a regular file (give a plain file path)".into(),
+            ))
+        }
+        _ => {}
+    }
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(log)),
+        Err(e) => return Err(bad(format!("cannot read the current directory: {e}"))),
+    };
+    let real = policy::paths::canonical(&abs);
+    for p in [&abs, &real] {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        for candidate in [p.as_path(), parent] {
+            if policy.effective(candidate).write {
+                return Err(bad(format!(
+                    "{} is writable inside the sandbox, so the command could replace the log with a symlink to one of your files; put the log outside every --allow-write grant",
+                    candidate.display()
+                )));
+            }
         }
     }
     Ok(())

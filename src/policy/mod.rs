@@ -133,6 +133,12 @@ pub struct Policy {
     /// Environment variables that were dropped (names only, for `explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_dropped: Vec<String>,
+    /// Variables a wildcard allow pattern matched but that look like
+    /// credentials ([`looks_like_credential`]) and no pattern names
+    /// exactly: withheld (also in `env_dropped`); the launcher warns,
+    /// naming each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_withheld: Vec<String>,
     pub network: NetworkPolicy,
     /// Host unix sockets that stay reachable.
     pub unix_sockets: Vec<PathBuf>,
@@ -290,6 +296,13 @@ pub fn resolve(
         }
         for pattern in &layer.env_allow {
             validate_env_pattern(pattern, origin)?;
+            if pattern == "*" {
+                return Err(PolicyError::BadEnv {
+                    value: pattern.clone(),
+                    origin: origin.clone(),
+                    reason: "allowing every variable would pass your tokens and keys too; name the variables (--allow-env=NAME) or a prefix (--allow-env=PREFIX*)".into(),
+                });
+            }
             env_allow.push((pattern.clone(), origin.clone()));
         }
         for pattern in &layer.env_deny {
@@ -341,26 +354,49 @@ pub fn resolve(
             }
         }
     }
+    // A secret's source file is never readable inside: the sandbox sees
+    // only the placeholder, and reading the file would undo that.
+    for spec in &secrets {
+        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+            let origin = format!("secret {}", spec.name);
+            for path in ctx.expand(file, &origin, false)? {
+                fs.push(FsRule {
+                    path,
+                    access: FsAccess::DenyRead,
+                    origin: origin.clone(),
+                });
+            }
+        }
+    }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
 
     // Environment: pass what an allow pattern names and no deny pattern
-    // names, then apply explicit settings.
+    // names, then apply explicit settings. A wildcard never carries a
+    // credential-looking name on its own: that takes the exact name.
     let mut env = BTreeMap::new();
     let mut env_dropped = Vec::new();
+    let mut env_withheld = Vec::new();
     for (k, v) in host_env {
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
             continue; // non-UTF-8 names or values never pass
         };
-        let allowed = env_allow.iter().any(|(p, _)| env_matches(p, k));
+        let exact = env_allow.iter().any(|(p, _)| p == k);
+        let by_wildcard = env_allow
+            .iter()
+            .any(|(p, _)| p.ends_with('*') && env_matches(p, k));
         let denied = env_deny.iter().any(|p| env_matches(p, k));
-        if allowed && !denied {
-            env.insert(k.to_string(), v.to_string());
-        } else {
+        if denied || !(exact || by_wildcard) {
             env_dropped.push(k.to_string());
+        } else if !exact && looks_like_credential(k) {
+            env_dropped.push(k.to_string());
+            env_withheld.push(k.to_string());
+        } else {
+            env.insert(k.to_string(), v.to_string());
         }
     }
     env_dropped.sort();
+    env_withheld.sort();
     env.extend(env_set);
     env.insert("PWD".into(), ctx.cwd.display().to_string());
 
@@ -370,9 +406,46 @@ pub fn resolve(
         fs,
         env,
         env_dropped,
+        env_withheld,
         network,
         unix_sockets,
         secrets,
+    })
+}
+
+/// Words in a variable name that mark it as a credential (compared
+/// uppercase). `SUBSTRINGS` match anywhere in the name; `WORDS` match one
+/// `_`-separated part exactly (so `KEY` catches `AWS_ACCESS_KEY_ID` but not
+/// `KEYBOARD_LAYOUT`); `AUTH` matches a part starting with it
+/// (`AUTHORIZATION`), except `AUTHOR`/`AUTHORS` (`GIT_AUTHOR_NAME`).
+/// Documented in docs/policy.md.
+const CREDENTIAL_SUBSTRINGS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "APIKEY",
+    "PRIVATE",
+    "COOKIE",
+    "SESSION",
+    "OAUTH",
+];
+const CREDENTIAL_WORDS: &[&str] = &["KEY", "KEYS", "PASS", "PW", "PWD", "PAT", "DSN"];
+
+/// Does an environment variable's name look like it holds a credential?
+/// Used so that no wildcard (`AWS_*`, `*`) carries one without the user
+/// naming it.
+pub fn looks_like_credential(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    if CREDENTIAL_SUBSTRINGS.iter().any(|w| upper.contains(w)) {
+        return true;
+    }
+    upper.split('_').any(|part| {
+        // `PWD` alone is the working directory, not a password.
+        (CREDENTIAL_WORDS.contains(&part) && upper != "PWD" && upper != "OLDPWD")
+            || (part.starts_with("AUTH") && part != "AUTHOR" && part != "AUTHORS")
     })
 }
 
@@ -552,7 +625,7 @@ mod tests {
         assert!(p.env_dropped.contains(&"GITHUB_TOKEN".to_string()));
 
         let p = policy(&[cli(|l| {
-            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("GITHUB_TOKEN".into());
             l.env_deny.push("LC_*".into());
             l.env_set.push(("FOO".into(), "bar".into()));
         })]);
@@ -560,6 +633,85 @@ mod tests {
         assert!(!p.env.contains_key("LC_ALL"));
         assert_eq!(p.env.get("FOO").map(String::as_str), Some("bar"));
         assert_eq!(p.env.get("PWD").map(String::as_str), Some("/home/u/proj"));
+    }
+
+    #[test]
+    fn wildcards_never_carry_credentials() {
+        let p = policy(&[cli(|l| {
+            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("AWS_*".into());
+        })]);
+        assert!(!p.env.contains_key("GITHUB_TOKEN"));
+        assert!(!p.env.contains_key("AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(
+            p.env_withheld,
+            vec!["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"]
+        );
+        assert!(p.env_dropped.contains(&"GITHUB_TOKEN".to_string()));
+        // Named exactly: passed, no warning.
+        let p = policy(&[cli(|l| {
+            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("GITHUB_TOKEN".into());
+        })]);
+        assert_eq!(p.env.get("GITHUB_TOKEN").map(String::as_str), Some("t"));
+        assert!(p.env_withheld.is_empty());
+        // A bare `*` is refused, with the alternative.
+        let err = resolve(&[cli(|l| l.env_allow.push("*".into()))], &ctx(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PREFIX*"), "{err}");
+        // ... but denying everything is fine.
+        assert!(resolve(&[cli(|l| l.env_deny.push("*".into()))], &ctx(), &[]).is_ok());
+    }
+
+    #[test]
+    fn credential_names() {
+        for yes in [
+            "GITHUB_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "OPENAI_API_KEY",
+            "NPM_AUTH",
+            "DB_PASSWORD",
+            "PGPASSWORD",
+            "MY_APIKEY",
+            "SENTRY_DSN",
+            "GH_PAT",
+            "AUTHORIZATION",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "SESSION_COOKIE",
+            "SSH_PRIVATE",
+            "aws_session_token",
+        ] {
+            assert!(looks_like_credential(yes), "{yes}");
+        }
+        for no in [
+            "PATH",
+            "HOME",
+            "PWD",
+            "OLDPWD",
+            "LC_ALL",
+            "GIT_AUTHOR_NAME",
+            "KEYBOARD_LAYOUT",
+            "AWS_REGION",
+            "MONKEY",
+            "TERM",
+        ] {
+            assert!(!looks_like_credential(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn secret_source_files_are_unreadable() {
+        let p = policy(&[cli(|l| {
+            l.secrets.push(SecretSpec {
+                name: "K".into(),
+                from: Some("@/home/u/.tokens/k".into()),
+                hosts: vec!["a.example".into()],
+            });
+        })]);
+        assert!(!p.effective(Path::new("/home/u/.tokens/k")).read);
+        assert!(p.effective(Path::new("/home/u/.tokens/other")).read);
     }
 
     #[test]

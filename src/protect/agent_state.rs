@@ -68,7 +68,11 @@ const PROJECT_KEYS: &[&str] = &[
 ];
 
 /// The state files checked, relative to HOME.
-const CLAUDE_STATE: &[&str] = &[".claude.json", ".claude/.claude.json"];
+const CLAUDE_STATE: &[&str] = &[
+    ".claude.json",
+    ".claude.json.backup",
+    ".claude/.claude.json",
+];
 
 /// What one file looked like before the run.
 #[derive(Debug)]

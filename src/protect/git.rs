@@ -58,10 +58,15 @@ const MAX_GITDIRS: usize = 256;
 const MAX_LISTED: usize = 4096;
 /// Nested `include.path` levels followed (git allows 10).
 const MAX_INCLUDE_DEPTH: usize = 10;
-/// How deep below a writable root repositories are looked for.
-const SCAN_DEPTH: usize = 4;
+/// How deep below a writable root repositories are looked for
+/// (`root/a/b/c/.git`).
+const SCAN_DEPTH: usize = 3;
 /// Directory entries one scan (before or after the run) reads at most.
 const SCAN_ENTRIES: usize = 50_000;
+/// Directories a scan does not enter: package trees, where package
+/// managers leave no repositories and a project keeps most of its files
+/// (a scan of them would cost every run tens of milliseconds).
+const SCAN_SKIP: &[&str] = &["node_modules"];
 
 /// Names under a git directory that git reads, which are watched when
 /// they do not exist yet.
@@ -534,8 +539,8 @@ struct Scan {
 }
 
 /// Find `.git` entries below `roots` (at most [`SCAN_DEPTH`] levels,
-/// [`SCAN_ENTRIES`] entries), never following symlinks nor entering a
-/// `.git` directory.
+/// [`SCAN_ENTRIES`] entries, not in [`SCAN_SKIP`]), never following
+/// symlinks nor entering a `.git` directory.
 fn scan(roots: &[PathBuf]) -> Scan {
     let mut out = Scan {
         found: BTreeSet::new(),
@@ -557,7 +562,10 @@ fn scan(roots: &[PathBuf]) -> Scan {
             let Ok(ft) = entry.file_type() else { continue };
             if entry.file_name() == ".git" {
                 out.found.insert(entry.path());
-            } else if ft.is_dir() && depth < SCAN_DEPTH {
+            } else if ft.is_dir()
+                && depth < SCAN_DEPTH
+                && !SCAN_SKIP.iter().any(|s| entry.file_name() == *s)
+            {
                 queue.push_back((entry.path(), depth + 1));
             }
         }

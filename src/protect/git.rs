@@ -156,6 +156,16 @@ impl Guard {
             if std::fs::symlink_metadata(path).is_err() {
                 continue;
             }
+            // The command may have replaced a directory on the way
+            // (`objects/info`) with a link: never rename through one.
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            if std::fs::canonicalize(parent).ok().as_deref() != Some(parent) {
+                lines.push(format!(
+                    "{} is now reached through a symbolic link (the command replaced a directory of the repository): check it before you run git there",
+                    parent.display()
+                ));
+                continue;
+            }
             lines.push(match quarantine(path) {
                 Ok(moved) => format!(
                     "the command created {}, which git reads (it can run code or redirect git): moved it to {}",
@@ -628,6 +638,7 @@ fn describe_new_repository(dotgit: &Path) -> String {
         if let Ok(entries) = std::fs::read_dir(&hooks) {
             let mut names: Vec<String> = entries
                 .flatten()
+                .take(1000)
                 .filter(|e| !e.file_name().to_string_lossy().ends_with(".sample"))
                 .map(|e| hooks.join(e.file_name()).display().to_string())
                 .collect();
@@ -903,6 +914,29 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("commondir")), "{lines:?}");
         assert!(!g.join("commondir").exists());
         assert!(g.join("commondir.zerobox-quarantined").exists());
+    }
+
+    #[test]
+    fn no_rename_through_a_replaced_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let top = canonical(t.path());
+        repo(&top);
+        let (_, guard) = Guard::prepare(std::slice::from_ref(&top), &top, &top);
+        let elsewhere = top.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("alternates"), "victim").unwrap();
+        let info = top.join(".git/objects/info");
+        std::fs::remove_dir_all(&info).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &info).unwrap();
+        let lines = guard.after_run();
+        assert!(
+            lines.iter().any(|l| l.contains("symbolic link")),
+            "{lines:?}"
+        );
+        assert!(
+            elsewhere.join("alternates").exists(),
+            "renamed through the link"
+        );
     }
 
     #[test]

@@ -415,3 +415,35 @@ fn objects_refs_and_index_stay_writable() {
     let log = git(&proj_p, &home_p, &["log", "--format=%s", "t1"]);
     assert!(log.stdout.starts_with("b\n"), "{log:?}");
 }
+
+/// `.git/hooks -> ../.githooks` (a shared hooks dir in the tree): the
+/// target is read-only, and a link replaced during the run is put back
+/// after it, so the host's next commit runs the user's hooks only.
+#[test]
+fn a_symlinked_hooks_dir_is_put_back() {
+    if !git_available() {
+        return;
+    }
+    let (home, proj, out) = (scratch(), scratch(), scratch());
+    let (home_p, proj_p) = (real(home.path()), real(proj.path()));
+    repo(&proj_p, &home_p);
+    std::fs::remove_dir_all(proj_p.join(".git/hooks")).unwrap();
+    std::fs::create_dir(proj_p.join(".githooks")).unwrap();
+    std::os::unix::fs::symlink("../.githooks", proj_p.join(".git/hooks")).unwrap();
+    let marker = real(out.path()).join("PWNED");
+    let code = payload(&marker);
+    let script = format!(
+        "printf '#!/bin/sh\\n{code}\\n' > .githooks/pre-commit; echo \"ATTACK target $?\"\n\
+         rm .git/hooks && mkdir .git/hooks && printf '#!/bin/sh\\n{code}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit; echo \"ATTACK relink $?\""
+    );
+    let r = boxed(&proj_p, &home_p, &["--profile", "claude"], &script);
+    assert!(!r.stdout.contains("ATTACK target 0"), "{r:?}");
+    if r.stdout.contains("ATTACK relink 0") {
+        assert!(r.stderr.contains("restored it"), "{r:?}");
+    }
+    assert_eq!(
+        std::fs::read_link(proj_p.join(".git/hooks")).unwrap(),
+        Path::new("../.githooks")
+    );
+    host_git_runs_nothing(&proj_p, &home_p, &marker);
+}

@@ -83,6 +83,10 @@ const WATCHED: &[&str] = &[
 pub struct Guard {
     /// Paths git reads that did not exist before the run.
     watched: Vec<PathBuf>,
+    /// Protected names that are symlinks (`.git/hooks -> ../.githooks`):
+    /// a rule protects the target, and the link must still be the same
+    /// link after the run.
+    links: Vec<(PathBuf, PathBuf)>,
     /// `.git` entries under the scan roots before the run.
     before: BTreeSet<PathBuf>,
     scan_roots: Vec<PathBuf>,
@@ -134,8 +138,14 @@ impl Guard {
                 )),
             }
         }
+        for path in &finder.deny {
+            if let Ok(target) = std::fs::read_link(path) {
+                finder.links.insert((path.clone(), target));
+            }
+        }
         let guard = Guard {
             watched: finder.watched.into_iter().collect(),
+            links: finder.links.into_iter().collect(),
             before: scan.found,
             scan_roots,
             warnings: finder.warnings,
@@ -178,6 +188,30 @@ impl Guard {
                 ),
             });
         }
+        for (path, target) in &self.links {
+            if std::fs::read_link(path).ok().as_ref() == Some(target) {
+                continue;
+            }
+            let moved = match std::fs::symlink_metadata(path) {
+                Ok(_) => {
+                    quarantine(path).map(|to| format!(" (the replacement is now {})", to.display()))
+                }
+                Err(_) => Ok(String::new()),
+            };
+            let restored = moved.and_then(|m| std::os::unix::fs::symlink(target, path).map(|()| m));
+            lines.push(match restored {
+                Ok(m) => format!(
+                    "the command replaced the link {} -> {}, which git reads: restored it{m}",
+                    path.display(),
+                    target.display()
+                ),
+                Err(e) => format!(
+                    "the command replaced the link {} -> {}, which git reads, and it could not be restored ({e}): check it before you run git there",
+                    path.display(),
+                    target.display()
+                ),
+            });
+        }
         let after = scan(&self.scan_roots);
         for dotgit in after.found.difference(&self.before) {
             lines.push(describe_new_repository(dotgit));
@@ -190,6 +224,7 @@ impl Guard {
 struct Finder<'a> {
     home: &'a Path,
     deny: BTreeSet<PathBuf>,
+    links: BTreeSet<(PathBuf, PathBuf)>,
     watched: BTreeSet<PathBuf>,
     visited: BTreeSet<PathBuf>,
     warnings: Vec<String>,
@@ -200,6 +235,7 @@ impl<'a> Finder<'a> {
         Finder {
             home,
             deny: BTreeSet::new(),
+            links: BTreeSet::new(),
             watched: BTreeSet::new(),
             visited: BTreeSet::new(),
             warnings: Vec::new(),
@@ -914,6 +950,31 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("commondir")), "{lines:?}");
         assert!(!g.join("commondir").exists());
         assert!(g.join("commondir.zerobox-quarantined").exists());
+    }
+
+    #[test]
+    fn a_replaced_protected_link_is_restored() {
+        let t = tempfile::tempdir().unwrap();
+        let top = canonical(t.path());
+        repo(&top);
+        let hooks = top.join(".git/hooks");
+        std::fs::remove_dir_all(&hooks).unwrap();
+        std::fs::create_dir(top.join(".githooks")).unwrap();
+        std::os::unix::fs::symlink("../.githooks", &hooks).unwrap();
+        let (rules, guard) = Guard::prepare(std::slice::from_ref(&top), &top, &top);
+        assert!(rules.contains(&hooks.display().to_string()), "{rules:?}");
+        std::fs::remove_file(&hooks).unwrap();
+        std::fs::create_dir(&hooks).unwrap();
+        std::fs::write(hooks.join("pre-commit"), "evil").unwrap();
+        let lines = guard.after_run();
+        assert!(lines.iter().any(|l| l.contains("restored")), "{lines:?}");
+        assert_eq!(
+            std::fs::read_link(&hooks).unwrap(),
+            PathBuf::from("../.githooks")
+        );
+        assert!(top
+            .join(".git/hooks.zerobox-quarantined/pre-commit")
+            .exists());
     }
 
     #[test]

@@ -443,6 +443,9 @@ fn claude_end_to_end_with_a_stand_in_api() {
         ))
         .args(["claude", "-p", "say hello", "--allowedTools", "Bash"]);
     let r = run_timeout(cmd);
+    // A normal session's own writes to ~/.claude.json (new project entry,
+    // defaults) are not "reverted": no noise, nothing lost.
+    eprintln!("claude session stderr:\n{}", r.stderr);
     let seen = api.requests();
     let dump = || {
         seen.iter()

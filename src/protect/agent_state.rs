@@ -14,8 +14,12 @@
 //!   project entry, [`PROJECT_KEYS`];
 //! - after the run, if the file changed, put each of those keys back to
 //!   its snapshot (absent if it was absent; a project entry that is new
-//!   gets none of them), leave everything else as the agent wrote it, and
-//!   name every reverted key on stderr. The one exception is the folder
+//!   gets none of them, except empty defaults such as `"allowedTools": []`),
+//!   leave everything else as the agent wrote it, and name every reverted
+//!   key on stderr. `customApiKeyResponses` (the "use this API key?"
+//!   answers, keyed by the key's last characters) is not among them: it
+//!   only approves a key the user's own environment supplies, and
+//!   reverting it would ask again every run. The one exception is the folder
 //!   trust answer for the project the run was in (`hasTrustDialogAccepted`
 //!   for the cwd or a directory above it): the user gives that answer in
 //!   the sandboxed session, and reverting it would ask again every run;
@@ -47,7 +51,6 @@ const TOP_KEYS: &[&str] = &[
     "env",
     "diffTool",
     "bypassPermissionsModeAccepted",
-    "customApiKeyResponses",
     "primaryApiKey",
     "autoUpdates",
     "installMethod",
@@ -278,10 +281,14 @@ impl Guard {
     }
 }
 
-/// Make `key` in `now` what it was in `before`; true if it differed.
+/// Make `key` in `now` what it was in `before`; true if it differed. A key
+/// that was absent and now holds an empty value (`[]`, `{}`, `false`,
+/// `null`, `""`: the defaults Claude Code writes into every new project
+/// entry) changes nothing and is left alone.
 fn put_back(now: &mut Map<String, Value>, before: &Map<String, Value>, key: &str) -> bool {
     match (now.get(key), before.get(key)) {
         (a, b) if a == b => false,
+        (Some(v), None) if is_empty(v) => false,
         (_, Some(b)) => {
             now.insert(key.to_string(), b.clone());
             true
@@ -290,6 +297,16 @@ fn put_back(now: &mut Map<String, Value>, before: &Map<String, Value>, key: &str
             now.remove(key);
             true
         }
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
     }
 }
 
@@ -367,6 +384,18 @@ mod tests {
             .get("hasTrustDialogAccepted")
             .is_none());
         assert_eq!(now["projects"]["/other"]["lastCost"], 1);
+    }
+
+    #[test]
+    fn empty_defaults_in_a_new_project_are_not_a_change() {
+        let (home, path) = setup(r#"{"numStartups":1}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            r#"{"numStartups":2,"customApiKeyResponses":{"approved":["abc"]},"projects":{"/q":{"allowedTools":[],"mcpServers":{},"hasTrustDialogAccepted":false}}}"#,
+        )
+        .unwrap();
+        assert!(guard.after_run().is_empty());
     }
 
     #[test]

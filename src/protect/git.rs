@@ -250,6 +250,16 @@ impl<'a> Finder<'a> {
             return;
         };
         if meta.is_dir() {
+            // A main repository's own `.git` never has a `commondir`: one
+            // there was planted (a run whose zerobox was killed before its
+            // check) or is very unusual. Git already follows it: say so.
+            let commondir = dotgit.join("commondir");
+            if std::fs::symlink_metadata(&commondir).is_ok() {
+                self.warnings.push(format!(
+                    "{} exists: git reads this repository's config and hooks from where it points; if you did not make it, remove it before running git there",
+                    commondir.display()
+                ));
+            }
             self.gitdir(&dotgit, Some(top));
             return;
         }
@@ -951,6 +961,18 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("commondir")), "{lines:?}");
         assert!(!g.join("commondir").exists());
         assert!(g.join("commondir.zerobox-quarantined").exists());
+        // One left behind (zerobox killed before its check) is named at
+        // the next start.
+        std::fs::write(g.join("commondir"), "/elsewhere\n").unwrap();
+        let (_, guard) = Guard::prepare(std::slice::from_ref(&top), &top, &top);
+        assert!(
+            guard
+                .warnings()
+                .iter()
+                .any(|w| w.contains("commondir exists")),
+            "{:?}",
+            guard.warnings()
+        );
     }
 
     #[test]

@@ -445,7 +445,10 @@ fn claude_end_to_end_with_a_stand_in_api() {
     let r = run_timeout(cmd);
     // A normal session's own writes to ~/.claude.json (new project entry,
     // defaults) are not "reverted": no noise, nothing lost.
-    eprintln!("claude session stderr:\n{}", r.stderr);
+    assert!(
+        !r.stderr.contains("reverted what the command changed"),
+        "{r:?}"
+    );
     let seen = api.requests();
     let dump = || {
         seen.iter()

@@ -765,3 +765,33 @@ fn opencode_starts_on_a_fresh_home() {
         "{left:?}"
     );
 }
+
+/// A protected directory that is a symlink inside the project
+/// (`.claude -> shared-claude`): the target is read-only, and replacing
+/// the link with a real `.claude/` of hooks is undone after the run.
+#[test]
+fn a_replaced_link_to_an_agents_config_is_put_back() {
+    let (home, proj) = (scratch(), scratch());
+    let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
+    std::fs::create_dir(proj_p.join("shared-claude")).unwrap();
+    std::fs::write(proj_p.join("shared-claude/settings.json"), "{}\n").unwrap();
+    std::os::unix::fs::symlink("shared-claude", proj_p.join(".claude")).unwrap();
+    let script = "echo '{\"hooks\":1}' > shared-claude/settings.json; echo \"TARGET $?\"\n\
+                  rm .claude && mkdir .claude && echo '{\"hooks\":1}' > .claude/settings.json; echo \"RELINK $?\"";
+    let mut cmd = clean(&common::bin(), &home_p, &proj_p);
+    cmd.args(["--profile", "codex", "--", "sh", "-c", script]);
+    let r = run_timeout(cmd);
+    assert!(!r.stdout.contains("TARGET 0"), "{r:?}");
+    assert_eq!(
+        std::fs::read_link(proj_p.join(".claude")).unwrap(),
+        Path::new("shared-claude"),
+        "{r:?}"
+    );
+    if r.stdout.contains("RELINK 0") {
+        assert!(r.stderr.contains("restored it"), "{r:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(proj_p.join("shared-claude/settings.json")).unwrap(),
+        "{}\n"
+    );
+}

@@ -190,28 +190,7 @@ impl Guard {
             });
         }
         for (path, target) in &self.links {
-            if std::fs::read_link(path).ok().as_ref() == Some(target) {
-                continue;
-            }
-            let moved = match std::fs::symlink_metadata(path) {
-                Ok(_) => {
-                    quarantine(path).map(|to| format!(" (the replacement is now {})", to.display()))
-                }
-                Err(_) => Ok(String::new()),
-            };
-            let restored = moved.and_then(|m| std::os::unix::fs::symlink(target, path).map(|()| m));
-            lines.push(match restored {
-                Ok(m) => format!(
-                    "the command replaced the link {} -> {}, which git reads: restored it{m}",
-                    path.display(),
-                    target.display()
-                ),
-                Err(e) => format!(
-                    "the command replaced the link {} -> {}, which git reads, and it could not be restored ({e}): check it before you run git there",
-                    path.display(),
-                    target.display()
-                ),
-            });
+            lines.extend(restore_link(path, target, "which git reads"));
         }
         let after = scan(&self.scan_roots);
         for dotgit in after.found.difference(&self.before) {
@@ -564,6 +543,32 @@ fn is_bool(v: &str) -> bool {
 /// `$` as a variable and `*` as a wildcard.)
 fn expressible(s: &str) -> bool {
     !s.contains(['$', '*', '\0'])
+}
+
+/// If `path` is no longer the symlink to `target` it was before the run,
+/// move what is there now out of the way and put the link back; one line
+/// for stderr. `what` says why the link matters.
+pub(crate) fn restore_link(path: &Path, target: &Path, what: &str) -> Option<String> {
+    if std::fs::read_link(path).ok().as_deref() == Some(target) {
+        return None;
+    }
+    let moved = match std::fs::symlink_metadata(path) {
+        Ok(_) => quarantine(path).map(|to| format!(" (the replacement is now {})", to.display())),
+        Err(_) => Ok(String::new()),
+    };
+    let restored = moved.and_then(|m| std::os::unix::fs::symlink(target, path).map(|()| m));
+    Some(match restored {
+        Ok(m) => format!(
+            "the command replaced the link {} -> {}, {what}: restored it{m}",
+            path.display(),
+            target.display()
+        ),
+        Err(e) => format!(
+            "the command replaced the link {} -> {}, {what}, and it could not be restored ({e}): check it before relying on it",
+            path.display(),
+            target.display()
+        ),
+    })
 }
 
 /// Move a file git would read out of its way: `NAME.zerobox-quarantined`

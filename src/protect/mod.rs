@@ -36,6 +36,10 @@ pub struct Protection {
     layer: PolicyLayer,
     git: git::Guard,
     agents: agent_state::Guard,
+    /// Symlinks on the way to a write-denied path, inside a writable place
+    /// (`.claude -> ../shared-claude`): the deny holds at the target, and
+    /// the link itself must be the same after the run.
+    links: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Protection {
@@ -55,7 +59,13 @@ impl Protection {
         let mut layer = PolicyLayer::new(ORIGIN);
         layer.write_deny = git_rules;
         layer.write_deny.extend(agent_rules);
-        Protection { layer, git, agents }
+        let links = denied_links(layers, ctx, &roots);
+        Protection {
+            layer,
+            git,
+            agents,
+            links,
+        }
     }
 
     /// The extra write denies (merge after every other layer: a deny there
@@ -72,6 +82,11 @@ impl Protection {
         }
         for line in self.agents.after_run() {
             eprintln!("zerobox: {line}");
+        }
+        for (path, target) in &self.links {
+            if let Some(line) = git::restore_link(path, target, "on the way to a protected path") {
+                eprintln!("zerobox: {line}");
+            }
         }
     }
 }
@@ -91,4 +106,82 @@ fn writable_roots(layers: &[PolicyLayer], ctx: &PathContext) -> Vec<PathBuf> {
     roots.sort();
     roots.dedup();
     roots
+}
+
+/// Symlinks the command could replace (inside a writable root) on the way
+/// to any write-denied path of `layers`, with their targets. Rule paths
+/// are resolved through links (a deny protects the target); the link
+/// itself lives in a writable directory, so it is checked after the run.
+fn denied_links(
+    layers: &[PolicyLayer],
+    ctx: &PathContext,
+    roots: &[PathBuf],
+) -> Vec<(PathBuf, PathBuf)> {
+    use crate::policy::paths::lexical_normalise;
+    let mut out = std::collections::BTreeSet::new();
+    for layer in layers {
+        for value in &layer.write_deny {
+            // As written, not canonicalised: `~/…`, absolute or relative.
+            let path = match value.strip_prefix("~/") {
+                Some(rest) => ctx.home.join(rest),
+                None if value.starts_with('$') || value.starts_with('~') => continue,
+                None => ctx.cwd.join(value),
+            };
+            let path = lexical_normalise(&path);
+            let mut here = PathBuf::from("/");
+            for part in path.iter().skip(1) {
+                here.push(part);
+                let inside = roots.iter().any(|r| here.starts_with(r) && here != *r);
+                if !inside {
+                    continue;
+                }
+                match std::fs::read_link(&here) {
+                    Ok(target) => {
+                        out.insert((here.clone(), target));
+                        break; // what lies beyond is the target's
+                    }
+                    Err(_) if std::fs::symlink_metadata(&here).is_err() => break,
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_link_to_a_protected_dir_is_put_back() {
+        let t = tempfile::tempdir().unwrap();
+        let proj = crate::policy::paths::canonical(t.path());
+        std::fs::create_dir(proj.join("shared")).unwrap();
+        std::os::unix::fs::symlink("shared", proj.join(".claude")).unwrap();
+        let ctx = PathContext {
+            home: proj.join("home"),
+            cwd: proj.clone(),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        let mut layer = PolicyLayer::new("t");
+        layer.write_allow.push(".".into());
+        layer.write_deny.push(".claude/settings.json".into());
+        let p = Protection::prepare(&[layer], &ctx);
+        assert_eq!(
+            p.links,
+            vec![(proj.join(".claude"), PathBuf::from("shared"))]
+        );
+        std::fs::remove_file(proj.join(".claude")).unwrap();
+        std::fs::create_dir(proj.join(".claude")).unwrap();
+        std::fs::write(proj.join(".claude/settings.json"), "{\"hooks\":1}").unwrap();
+        p.after_run();
+        assert_eq!(
+            std::fs::read_link(proj.join(".claude")).unwrap(),
+            PathBuf::from("shared")
+        );
+        assert!(proj
+            .join(".claude.zerobox-quarantined/settings.json")
+            .exists());
+    }
 }

@@ -41,6 +41,7 @@ pub struct RunRequest {
 struct Resolved {
     policy: Policy,
     spec: Spec,
+    protection: crate::protect::Protection,
 }
 
 fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
@@ -73,6 +74,9 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
     };
     let mut layers = vec![policy::defaults_layer(), own_state_layer()];
     layers.extend(req.layers.iter().cloned());
+    // Git metadata and agent state found on disk: extra write denies, last.
+    let protection = crate::protect::Protection::prepare(&layers, &ctx);
+    layers.push(protection.layer());
     let host_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let policy = policy::resolve(&layers, &ctx, &host_env)?;
     check_supported(&policy, req)?;
@@ -110,7 +114,11 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
             .collect(),
         cwd,
     };
-    Ok(Resolved { policy, spec })
+    Ok(Resolved {
+        policy,
+        spec,
+        protection,
+    })
 }
 
 /// A preset's write grants for the agent's own state under HOME (`~/.claude`,
@@ -420,6 +428,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         _ => None,
     };
     let code = running.wait();
+    resolved.protection.after_run();
     if let Some(handle) = handle {
         if let Some(line) = handle.shutdown().stderr_line() {
             eprintln!("{line}");

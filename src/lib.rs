@@ -13,5 +13,6 @@ pub mod exit;
 pub mod launcher;
 pub mod policy;
 pub mod preset;
+pub mod protect;
 pub mod proxy;
 pub mod sandbox;

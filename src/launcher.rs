@@ -292,12 +292,8 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         share_net: req.share_net,
     };
     let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
-        let code = match e.stage {
-            sandbox::Stage::Exec if e.errno == libc::ENOENT => exit::NOT_FOUND,
-            sandbox::Stage::Exec => exit::NOT_EXECUTABLE,
-            sandbox::Stage::Input => exit::USAGE,
-            _ => exit::SETUP,
-        };
+        // The exit code is the error's own (one place decides it); only
+        // the exec wording needs the program's name.
         let message = match e.stage {
             sandbox::Stage::Exec if e.errno == libc::ENOENT => format!(
                 "command not found inside the sandbox: {}",
@@ -308,9 +304,9 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
                 spec.program.display(),
                 e.message
             ),
-            _ => e.message,
+            _ => e.to_string(),
         };
-        Fatal::new(code, message)
+        Fatal::new(e.exit_code(), message)
     })?;
     // Serve the proxy. If this fails the command has no network at all
     // (its only route out is this listener): fail closed, stop the run.
@@ -474,7 +470,7 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         share_net: req.share_net,
     };
     let enforcement =
-        sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;
+        sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let doc = Explained {
         command: req
             .command

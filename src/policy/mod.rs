@@ -268,6 +268,9 @@ pub fn resolve(
     let mut network = NetworkPolicy::default();
     let mut unix_sockets = Vec::new();
     let mut secrets: Vec<SecretSpec> = Vec::new();
+    // (value as written, origin, access, symlinks on its way): checked once
+    // every layer is merged, when it is known what the command can write.
+    let mut linked: Vec<(String, String, Option<FsAccess>, Vec<PathBuf>)> = Vec::new();
 
     for layer in layers {
         let origin = &layer.origin;
@@ -279,9 +282,10 @@ pub fn resolve(
         ];
         for (values, access) in groups {
             for value in values {
-                for path in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                for e in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                    linked.push((value.clone(), origin.clone(), Some(access), e.links.clone()));
                     fs.push(FsRule {
-                        path,
+                        path: e.path,
                         access,
                         origin: origin.clone(),
                     });
@@ -309,7 +313,10 @@ pub fn resolve(
         network.allow_any |= layer.net_allow_any;
         network.deny.extend(layer.net_deny.iter().cloned());
         for value in &layer.unix_sockets {
-            unix_sockets.extend(ctx.expand(value, origin, false)?);
+            for e in ctx.expand(value, origin, false)? {
+                linked.push((value.clone(), origin.clone(), None, e.links.clone()));
+                unix_sockets.push(e.path);
+            }
         }
         // Secrets merge by name: hosts are a union, a later source wins.
         for spec in &layer.secrets {
@@ -343,6 +350,7 @@ pub fn resolve(
     }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    let fs = check_links(fs, &linked)?;
 
     // Environment: pass what an allow pattern names and no deny pattern
     // names, then apply explicit settings.
@@ -374,6 +382,57 @@ pub fn resolve(
         unix_sockets,
         secrets,
     })
+}
+
+/// Symlinks on the way to a rule path that live where the command can
+/// write (their directory is writable) are the next run's attack surface:
+/// the command can re-point them. A grant (read, write, unix socket)
+/// through one is refused, naming the link; a protection through one also
+/// protects the link itself (the sandbox pins it in place, so it cannot be
+/// removed, renamed or replaced during the run).
+fn check_links(
+    mut fs: Vec<FsRule>,
+    linked: &[(String, String, Option<FsAccess>, Vec<PathBuf>)],
+) -> Result<Vec<FsRule>, PolicyError> {
+    if linked.iter().all(|(_, _, _, links)| links.is_empty()) {
+        return Ok(fs);
+    }
+    let view = Policy {
+        cwd: PathBuf::new(),
+        home: PathBuf::new(),
+        fs: fs.clone(),
+        env: BTreeMap::new(),
+        env_dropped: Vec::new(),
+        network: NetworkPolicy::default(),
+        unix_sockets: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let replaceable =
+        |link: &Path| link.parent().is_some_and(|dir| view.effective(dir).write);
+    for (value, origin, access, links) in linked {
+        for link in links.iter().filter(|l| replaceable(l)) {
+            match access {
+                Some(a @ (FsAccess::DenyRead | FsAccess::DenyWrite)) => fs.push(FsRule {
+                    path: link.clone(),
+                    access: *a,
+                    origin: origin.clone(),
+                }),
+                _ => {
+                    return Err(PolicyError::BadPath {
+                        value: value.clone(),
+                        origin: origin.clone(),
+                        reason: format!(
+                            "it goes through the symlink {}, which lives in a directory the command can write: a run could re-point it to widen the next one; name the real path instead",
+                            link.display()
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
+    fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    Ok(fs)
 }
 
 /// `NAME` or `PREFIX*`; names are what POSIX shells accept.

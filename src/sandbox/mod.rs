@@ -4,7 +4,10 @@
 //!
 //! Knows nothing about presets or YAML: it takes plain data.
 
+pub mod error;
 pub mod linux;
+
+pub use error::{SandboxError, Stage};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -42,56 +45,6 @@ pub enum Mode {
     Namespaces,
     /// No user namespaces: Landlock + seccomp only.
     LandlockOnly,
-}
-
-/// The setup stage a failure happened in (decides fallback and wording).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Stage {
-    Input = 1,
-    Namespaces = 2,
-    Landlock = 3,
-    Capabilities = 4,
-    Seccomp = 5,
-    Exec = 6,
-    Internal = 7,
-}
-
-impl Stage {
-    fn from_u8(b: u8) -> Stage {
-        match b {
-            1 => Stage::Input,
-            2 => Stage::Namespaces,
-            3 => Stage::Landlock,
-            4 => Stage::Capabilities,
-            5 => Stage::Seccomp,
-            6 => Stage::Exec,
-            _ => Stage::Internal,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct SandboxError {
-    pub stage: Stage,
-    pub message: String,
-    pub errno: i32,
-}
-
-impl SandboxError {
-    pub fn new(stage: Stage, message: impl Into<String>) -> Self {
-        SandboxError {
-            stage,
-            message: message.into(),
-            errno: 0,
-        }
-    }
-}
-
-impl std::fmt::Display for SandboxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 /// What to run.
@@ -155,6 +108,10 @@ pub fn landlock_abi(sim: Simulated) -> i32 {
     }
 }
 
+/// The origin of the implicit rule that makes the private temp dir
+/// writable (mounts must not read it as a grant on host paths below /tmp).
+pub const PRIVATE_TMP_ORIGIN: &str = "private temp dir";
+
 /// Rules the sandbox adds to every policy in a mode: writable devices, the
 /// private temp dir, the cwd readable, host unix sockets hidden.
 pub fn implicit_rules(policy: &Policy, mode: Mode, tmpdir: &Path) -> Vec<FsRule> {
@@ -175,7 +132,7 @@ pub fn implicit_rules(policy: &Policy, mode: Mode, tmpdir: &Path) -> Vec<FsRule>
     rules.push(FsRule {
         path: tmpdir.to_path_buf(),
         access: FsAccess::AllowWrite,
-        origin: "private temp dir".into(),
+        origin: PRIVATE_TMP_ORIGIN.into(),
     });
     rules.push(FsRule {
         path: policy.cwd.clone(),
@@ -312,10 +269,17 @@ fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), Sa
     if sim.no_userns {
         return fallback_mode(opts, abi, "user namespaces are disabled (simulated)");
     }
+    // The probe is the only way to the fallback: a child in fresh
+    // namespaces writes its uid map and mounts a tmpfs, touching nothing
+    // of the policy. If it works, the run's own setup must work too, and
+    // any failure there refuses to run (see `error`).
+    if let Err(why) = linux::probe_namespaces() {
+        return fallback_mode(opts, abi, &format!("user namespaces unusable ({why})"));
+    }
     if abi == 0 {
         if opts.strict {
             return Err(SandboxError::new(
-                Stage::Landlock,
+                Stage::Refused,
                 "Landlock is not available on this kernel and --strict refuses to run without it (run `zerobox doctor`)",
             ));
         }
@@ -327,7 +291,7 @@ fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), Sa
 fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
     if abi == 0 {
         return Err(SandboxError::new(
-            Stage::Namespaces,
+            Stage::Refused,
             format!(
                 "no sandbox layer available: {why} and Landlock is missing; run `zerobox doctor`, or pass --no-sandbox to run unprotected"
             ),
@@ -335,7 +299,7 @@ fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<Strin
     }
     if opts.strict {
         return Err(SandboxError::new(
-            Stage::Namespaces,
+            Stage::Refused,
             format!("{why}; --strict refuses the Landlock-only fallback (run `zerobox doctor`)"),
         ));
     }
@@ -420,22 +384,14 @@ fn with_rules(policy: &Policy, extra: Vec<FsRule>) -> Policy {
 /// thread. Prints the one-line notice when a weaker mode is used.
 pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
     let sim = Simulated::from_env();
-    let (mut mode, mut weaker) = choose_mode(opts, sim)?;
-    loop {
-        // Announce a weaker mode before the command can print anything.
-        // (A namespace failure below is only known after the attempt.)
-        for w in &weaker {
-            eprintln!("zerobox: warning: {w}");
-        }
-        match try_spawn(policy, spec, opts, mode, sim) {
-            Ok(r) => return Ok(r),
-            Err(e) if e.stage == Stage::Namespaces && mode == Mode::Namespaces => {
-                let why = format!("user namespaces unusable ({})", e.message);
-                (mode, weaker) = fallback_mode(opts, landlock_abi(sim), &why)?;
-            }
-            Err(e) => return Err(e),
-        }
+    let (mode, weaker) = choose_mode(opts, sim)?;
+    // Announce a weaker mode before the command can print anything.
+    for w in &weaker {
+        eprintln!("zerobox: warning: {w}");
     }
+    // No retry in another mode: the probe chose it, and a failure now is
+    // a refusal (exit 125), whatever the step.
+    try_spawn(policy, spec, opts, mode, sim)
 }
 
 fn try_spawn(
@@ -470,7 +426,7 @@ fn try_spawn(
             Mode::LandlockOnly => {
                 if abi < 4 {
                     return Err(SandboxError::new(
-                        Stage::Landlock,
+                        Stage::Refused,
                         "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
                     ));
                 }
@@ -555,18 +511,8 @@ fn try_spawn(
             _ => Vec::new(),
         },
     };
-    let started = linux::start(&prep).map_err(|mut e| {
+    let started = linux::start(&prep).inspect_err(|_| {
         let _ = sys::set_sigmask(&prep.sigmask);
-        e.message = match e.stage {
-            Stage::Exec => e.message,
-            Stage::Namespaces => format!("namespaces: {}", e.message),
-            Stage::Landlock => format!(
-                "{} (the Landlock layer could not be set up; run `zerobox doctor`, or pass --no-sandbox to run unprotected)",
-                e.message
-            ),
-            _ => format!("{} (run `zerobox doctor`)", e.message),
-        };
-        e
     })?;
     let listener = match mode {
         Mode::Namespaces => None,

@@ -523,3 +523,133 @@ p("devs", sorted(os.listdir("/dev")))
         expect(&r, n, "EPERM");
     }
 }
+
+/// Threat: a project under /tmp (or any policy path there) is bound into
+/// the private /tmp; on main it inherited the private /tmp's write right,
+/// so `touch "$PWD/x"` created x on the host. Stopped by: host paths under
+/// /tmp get exactly the policy's access (read-only unless granted).
+#[test]
+fn project_under_tmp_is_read_only_unless_granted() {
+    let s = tempfile::Builder::new()
+        .prefix("zb-tmp-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = real(s.path());
+    // The unprivileged user must be able to use it too.
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::set_permissions(
+        d.join("sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let sub = d.join("sub");
+    let sub_ro = format!("--allow-read={}", sub.display());
+    let r = py(
+        &d,
+        None,
+        &[&sub_ro],
+        &format!(
+            r#"
+t("cwd", lambda: open("{d}/x", "w").write("pwn"))
+t("allow_read", lambda: open("{sub}/y", "w").write("pwn"))
+t("private_tmp", lambda: open("/tmp/zb-own", "w").write("ok"))
+"#,
+            d = d.display(),
+            sub = sub.display()
+        ),
+    );
+    expect(&r, "cwd", "EROFS");
+    expect(&r, "allow_read", "EROFS");
+    expect(&r, "private_tmp", "OK");
+    assert!(!d.join("x").exists() && !sub.join("y").exists());
+    // Granted: writable, as the policy says.
+    let r = py(
+        &d,
+        None,
+        &["--allow-write=."],
+        &format!(r#"t("granted", lambda: open("{}/z", "w").write("ok"))"#, d.display()),
+    );
+    expect(&r, "granted", "OK");
+    assert!(d.join("z").exists());
+}
+
+/// Threat (multi-run, `.git/hooks -> ../.githooks`): the protected path is
+/// a symlink inside the writable project. On main only the target was
+/// protected: run 1 replaced the link with a real directory holding a
+/// hook, which then ran on the host. Stopped by: the link itself is
+/// protected (pinned: EBUSY on unlink and rename), and so is its target.
+#[test]
+fn protected_symlink_in_writable_project_cannot_be_replaced() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir_all(d.join(".git")).unwrap();
+    std::fs::create_dir_all(d.join(".githooks")).unwrap();
+    std::os::unix::fs::symlink("../.githooks", d.join(".git/hooks")).unwrap();
+    let d_ = d.display();
+    for run in 0..2 {
+        let r = py(
+            &d,
+            None,
+            &["--allow-write=.", "--deny-write=.git/hooks"],
+            &format!(
+                r#"
+t("unlink", lambda: os.unlink("{d_}/.git/hooks"))
+t("rename", lambda: os.rename("{d_}/.git/hooks", "{d_}/.git/h2"))
+t("rename_git", lambda: os.rename("{d_}/.git", "{d_}/.git2"))
+t("hook_via_link", lambda: open("{d_}/.git/hooks/pre-commit", "w").write("pwn"))
+t("hook_in_target", lambda: open("{d_}/.githooks/pre-commit", "w").write("pwn"))
+"#
+            ),
+        );
+        assert_eq!(r.code, 0, "run {run}: {r:?}");
+        expect(&r, "unlink", "EBUSY");
+        expect(&r, "rename", "EBUSY");
+        expect(&r, "rename_git", "EBUSY");
+        expect(&r, "hook_via_link", "EROFS");
+        expect(&r, "hook_in_target", "EROFS");
+        let m = std::fs::symlink_metadata(d.join(".git/hooks")).unwrap();
+        assert!(m.file_type().is_symlink(), "run {run}: link replaced");
+        assert!(!d.join(".githooks/pre-commit").exists());
+    }
+}
+
+/// Threat (multi-run): a granted path reached through a symlink the
+/// command can rewrite (`~/.claude.json -> ~/.claude/x` with `~/.claude`
+/// writable; `--allow-unix-socket=./run/app.sock`). Run 1 re-points the
+/// link (to `~/.ssh/id_rsa`); run 2's grant would then open the secret.
+/// Stopped by: a grant through a symlink that lives in a writable place
+/// is refused (exit 2, naming the link); nothing runs.
+#[test]
+fn grant_through_a_replaceable_symlink_is_refused() {
+    let home = Home::new();
+    let h = home.path();
+    std::fs::create_dir_all(h.join(".claude")).unwrap();
+    std::fs::write(h.join(".claude/x"), "{}").unwrap();
+    std::os::unix::fs::symlink(h.join(".claude/x"), h.join(".claude.json")).unwrap();
+    let grants = ["--allow-write=~/.claude", "--allow-write=~/.claude.json"];
+    // Run 1 (the link's target is a plain file): it runs, and re-points
+    // the file inside the writable grant to the key.
+    let r1 = crate::util::sh(
+        &h,
+        Some(&h),
+        &grants,
+        "rm ~/.claude/x && ln -s ~/.ssh/id_rsa ~/.claude/x && echo planted",
+    );
+    assert_eq!(r1.stdout, "planted\n", "{r1:?}");
+    // Run 2: refused before anything runs.
+    let r2 = crate::util::sh(&h, Some(&h), &grants, "cat ~/.claude.json; echo ran");
+    assert_eq!(r2.code, 2, "{r2:?}");
+    assert!(!r2.stdout.contains("ran"), "{r2:?}");
+    assert!(r2.stderr.contains(".claude/x"), "the link is named: {r2:?}");
+    home.assert_no_leak(&r2);
+    // The same through a unix socket grant.
+    let r3 = crate::util::sh(
+        &h,
+        Some(&h),
+        &["--allow-write=.", "--allow-unix-socket=./.claude/x"],
+        "echo ran",
+    );
+    assert_eq!(r3.code, 2, "{r3:?}");
+    home.assert_host_intact();
+}

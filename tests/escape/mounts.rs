@@ -217,3 +217,49 @@ p("pivot_root", sc({pivot_root}, b"/tmp", b"/tmp/r"))
         expect(&r, n, "EPERM");
     }
 }
+
+/// Threat (multi-run downgrade): run 1, with the project writable, plants
+/// a dangling symlink where run 2 has a deny rule (an agent can add one to
+/// a deny-only project override, which needs no trust). On main the mask
+/// failed on it and zerobox fell back to Landlock-only with a warning.
+/// Stopped by: the mode is chosen from probes before setup; the link is
+/// inspected without being followed and pinned in place, so run 2 is a
+/// full namespace sandbox (PID 1 is zerobox's) that cannot remove it.
+#[test]
+fn planted_dangling_symlink_at_a_rule_path_does_not_downgrade() {
+    let s = scratch();
+    let d = real(s.path());
+    let r1 = sh(
+        &d,
+        None,
+        &["--allow-write=."],
+        "ln -s /nonexistent-zb/x dl && ln -s /etc/hostname fl && echo planted",
+    );
+    assert_eq!(r1.stdout, "planted\n", "{r1:?}");
+    for (flag, name) in [
+        ("--deny-read=./dl", "dl"),
+        ("--deny-write=./dl", "dl"),
+        ("--deny-write=./fl", "fl"),
+    ] {
+        let r2 = sh(
+            &d,
+            None,
+            &["--allow-write=.", flag],
+            &format!("cat /proc/1/comm; rm -f {name} 2>/dev/null; echo rm=$?"),
+        );
+        assert!(
+            !r2.stderr.contains("Landlock + seccomp only"),
+            "{flag}: downgraded: {r2:?}"
+        );
+        // Either a full sandbox, or a refusal naming the link: never less.
+        if r2.code == 125 {
+            assert!(r2.stderr.contains(&d.display().to_string()), "{r2:?}");
+            continue;
+        }
+        assert_eq!(r2.code, 0, "{flag}: {r2:?}");
+        assert!(r2.stdout.starts_with("zerobox\n"), "{flag}: {r2:?}");
+        assert!(r2.stdout.contains("rm=1"), "{flag}: {r2:?}");
+    }
+    assert!(std::fs::symlink_metadata(d.join("dl")).is_ok());
+    assert!(std::fs::symlink_metadata(d.join("fl")).is_ok());
+}

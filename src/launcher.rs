@@ -67,7 +67,14 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         cwd: cwd.clone(),
         tmpdir: PathBuf::from("/tmp"),
     };
-    let mut layers = vec![policy::defaults_layer(), own_state_layer()];
+    // The deny list covers the account's home too, whatever HOME says.
+    let account_home = sandbox::linux::account::account_home()
+        .map(|h| policy::paths::canonical(&h))
+        .filter(|h| *h != ctx.home && h != Path::new("/"));
+    let mut layers = vec![
+        policy::defaults_layer_for(account_home.as_slice()),
+        own_state_layer(account_home.as_deref()),
+    ];
     layers.extend(req.layers.iter().cloned());
     let host_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let policy = policy::resolve(&layers, &ctx, &host_env)?;
@@ -152,7 +159,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 /// The cache is unwritable too: presets there are verified on every load,
 /// but it also remembers the highest registry serial seen, which is what
 /// refuses a rollback.
-fn own_state_layer() -> PolicyLayer {
+fn own_state_layer(account_home: Option<&Path>) -> PolicyLayer {
     use crate::dirs::{zerobox_dir, Kind};
     let mut layer = PolicyLayer::new("zerobox's own state");
     if let Some(d) = zerobox_dir(Kind::Data) {
@@ -161,6 +168,15 @@ fn own_state_layer() -> PolicyLayer {
     for kind in [Kind::Config, Kind::Cache] {
         if let Some(d) = zerobox_dir(kind) {
             layer.write_deny.push(d.display().to_string());
+        }
+    }
+    // The same under the account's home when HOME points elsewhere.
+    if let Some(home) = account_home {
+        layer
+            .read_deny
+            .push(home.join(".local/share/zerobox").display().to_string());
+        for d in [".config/zerobox", ".cache/zerobox"] {
+            layer.write_deny.push(home.join(d).display().to_string());
         }
     }
     layer

@@ -246,8 +246,22 @@ pub fn is_within(path: &[u8], base: &[u8]) -> bool {
 /// The built-in defaults as a layer: the secret deny list. (The environment
 /// allow list is applied by [`resolve`].)
 pub fn defaults_layer() -> PolicyLayer {
+    defaults_layer_for(&[])
+}
+
+/// [`defaults_layer`], with every `~/…` entry also applied under each of
+/// `other_homes` (the account's home from the user database when `HOME`
+/// points elsewhere: both are the user's).
+pub fn defaults_layer_for(other_homes: &[PathBuf]) -> PolicyLayer {
     let mut layer = PolicyLayer::new("defaults");
     layer.read_deny = defaults::DENY_READ.iter().map(|s| s.to_string()).collect();
+    for home in other_homes {
+        for entry in defaults::DENY_READ {
+            if let Some(rest) = entry.strip_prefix("~/") {
+                layer.read_deny.push(home.join(rest).display().to_string());
+            }
+        }
+    }
     layer
 }
 

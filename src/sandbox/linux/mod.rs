@@ -23,6 +23,7 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod account;
 pub mod landlock;
 pub mod mounts;
 pub mod seccomp;

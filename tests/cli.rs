@@ -695,7 +695,7 @@ fn capable_machine_gets_every_layer_without_warning() {
     let d = scratch();
     let doctor = run_in(d.path(), &["doctor"]);
     if !doctor.stdout.contains("Each run gets: all layers") {
-        eprintln!("SKIP: this machine lacks a layer:\n{}", doctor.stdout);
+        common::skip(&format!("this machine lacks a layer:\n{}", doctor.stdout));
         return;
     }
     for args in [
@@ -848,4 +848,55 @@ fn preset_cache_is_never_writable_inside() {
     let r = common::Run::from(out);
     assert_eq!(r.stdout, "denied\nother-ok\n", "{r:?}");
     assert!(!p.join("cache/zerobox/serial").exists());
+}
+
+/// Older kernels, simulated (`ZEROBOX_SIMULATE_LANDLOCK_ABI=N` can only
+/// lower the ABI): doctor and explain say what holds; the Landlock-only
+/// fallback still denies the secrets at every ABI; network without a
+/// network namespace is refused below ABI 4 (no TCP rules) with exit 125.
+#[test]
+fn simulated_older_landlock_abis_take_their_own_paths() {
+    let d = scratch();
+    let p = common::real(d.path());
+    std::fs::create_dir(p.join(".ssh")).unwrap();
+    std::fs::write(p.join(".ssh/id"), "ZB-SIM-ABI-SECRET").unwrap();
+    let kernel = zerobox::sandbox::linux::sys::landlock_abi();
+    if kernel < 6 {
+        common::skip("kernel Landlock ABI < 6: cannot simulate the ABIs below it all");
+        return;
+    }
+    let zb = |abi: &str, fallback: bool, args: &[&str]| {
+        let mut c = common::zerobox();
+        c.current_dir(&p)
+            .env("HOME", &p)
+            .env("ZEROBOX_SIMULATE_LANDLOCK_ABI", abi);
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        common::Run::from(c.args(args).output().unwrap())
+    };
+    for abi in [1, 3, 4, 5, 6] {
+        let n = abi.to_string();
+        let doc = zb(&n, false, &["doctor"]);
+        assert!(doc.stdout.contains(&format!("ABI {abi}\n")), "{doc:?}");
+        let tcp = doc.stdout.lines().find(|l| l.contains("TCP bind/connect")).unwrap();
+        assert!(tcp.ends_with(if abi >= 4 { "yes" } else { "no" }), "{doc:?}");
+        let ex = zb(&n, false, &["explain", "--", "true"]);
+        assert!(ex.stdout.contains(&format!("landlock ABI {abi}")), "{ex:?}");
+        let r = zb(&n, true, &["--", "sh", "-c", "cat ~/.ssh/id; echo ran"]);
+        assert_eq!(r.code, 0, "ABI {abi}: {r:?}");
+        assert!(r.stdout.contains("ran") && !r.stdout.contains("ZB-SIM-ABI-SECRET"), "{r:?}");
+        let net = zb(&n, true, &["--allow-net=a.test", "--", "true"]);
+        if abi < 4 {
+            assert_eq!(net.code, 125, "ABI {abi}: {net:?}");
+            assert!(net.stderr.contains("ABI >= 4"), "{net:?}");
+        } else {
+            // (The fallback may refuse network for its own reasons; never
+            // for lack of TCP rules at this ABI.)
+            assert!(!net.stderr.contains("ABI >= 4"), "ABI {abi}: {net:?}");
+        }
+    }
+    // A simulated ABI above the kernel's changes nothing.
+    let doc = zb("99", false, &["doctor"]);
+    assert!(doc.stdout.contains(&format!("ABI {kernel}\n")), "{doc:?}");
 }

@@ -79,14 +79,17 @@ pub struct NetworkRequest {
     pub env: fn(port: u16, tmpdir: &Path) -> Vec<(String, String)>,
 }
 
-/// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`),
-/// so tests can exercise the fallback and refusal paths on any machine. It
-/// can only make zerobox weaker-or-refusing, never skip a check silently:
-/// every fallback is announced and `--strict` still refuses.
+/// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`)
+/// or older (`ZEROBOX_SIMULATE_LANDLOCK_ABI=N`), so tests can exercise the
+/// fallback, refusal and older-kernel paths on any machine. It can only
+/// make zerobox weaker-or-refusing, never skip a check silently: every
+/// fallback is announced and `--strict` still refuses. A simulated ABI
+/// only ever lowers the kernel's (a higher one is ignored).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Simulated {
     pub no_userns: bool,
     pub no_landlock: bool,
+    pub landlock_abi: Option<i32>,
 }
 
 impl Simulated {
@@ -95,6 +98,13 @@ impl Simulated {
         Simulated {
             no_userns: v.split(',').any(|s| s == "userns"),
             no_landlock: v.split(',').any(|s| s == "landlock"),
+            // Unparsable: ignored, which can only mean the real (higher
+            // or equal) ABI, never a weaker one than asked for by mistake
+            // going unnoticed in a test (the tests check the ABI used).
+            landlock_abi: std::env::var("ZEROBOX_SIMULATE_LANDLOCK_ABI")
+                .ok()
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .filter(|n| *n >= 0),
         }
     }
 }
@@ -102,9 +112,12 @@ impl Simulated {
 /// The Landlock ABI this run can use (0: none).
 pub fn landlock_abi(sim: Simulated) -> i32 {
     if sim.no_landlock {
-        0
-    } else {
-        sys::landlock_abi()
+        return 0;
+    }
+    let kernel = sys::landlock_abi();
+    match sim.landlock_abi {
+        Some(n) => n.min(kernel),
+        None => kernel,
     }
 }
 

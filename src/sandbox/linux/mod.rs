@@ -24,6 +24,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod account;
+pub mod fsat;
 pub mod landlock;
 pub mod mounts;
 pub mod seccomp;

@@ -570,7 +570,23 @@ pub fn doctor() -> i32 {
         "  abstract unix + signal scope (≥ 6)",
         yes_no(abi >= 6)
     );
+    println!(
+        "{:<34} {}",
+        "  unix socket connect rules (≥ 9)",
+        yes_no(abi >= 9)
+    );
     println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    let listening = sandbox::listening_unix_sockets().len();
+    println!(
+        "{:<34} {}",
+        "host unix sockets",
+        match (p.user_namespaces.is_ok(), abi >= 9) {
+            (true, true) => format!("masked at start ({listening} listening now) and Landlock connect rules"),
+            (true, false) => format!("masked at start ({listening} listening now); sockets created later are reachable (Landlock ABI < 9)"),
+            (false, true) => "Landlock connect rules only (no masks without namespaces)".to_string(),
+            (false, false) => "REACHABLE: no namespaces for masks, Landlock ABI < 9".to_string(),
+        }
+    );
     println!();
     let code = match (&p.user_namespaces, abi > 0) {
         (Ok(()), true) => {

@@ -187,6 +187,17 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
             }
         }
     }
+    // Every listening pathname socket of the host's network namespace,
+    // wherever it is (a project dir, an IDE's, an agent's). Sockets a
+    // daemon creates after this point stay a documented limit.
+    found.extend(
+        listening_unix_sockets()
+            .into_iter()
+            .filter(|p| !p.starts_with("/run/user")),
+    );
+    // Sockets bind-mounted in from another network namespace (zerobox in
+    // a container with the host's docker.sock) are not in /proc/net/unix:
+    // the usual places are also scanned (small tmpfs dirs).
     scan(Path::new("/run"), 5, &mut found);
     if let Ok(real) = std::fs::canonicalize("/var/run") {
         if real != Path::new("/run") {
@@ -225,6 +236,32 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
     found.sort();
     found.dedup();
     found
+}
+
+/// Paths of the listening unix sockets in `/proc/net/unix` (flag
+/// `__SO_ACCEPTCON`, a pathname rather than an abstract `@name`). One pass
+/// over the kernel's list, proportional to the number of sockets, not to
+/// the disk.
+pub fn listening_unix_sockets() -> Vec<PathBuf> {
+    const SO_ACCEPTCON: u32 = 0x0001_0000;
+    let Ok(text) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut fields = line.split_whitespace();
+        let flags = fields
+            .nth(3)
+            .and_then(|f| u32::from_str_radix(f, 16).ok())
+            .unwrap_or(0);
+        // The path is the rest of the line after the inode: the fields
+        // before it are hex and digits, so its leading " /" is the first.
+        let Some(i) = line.find(" /") else { continue };
+        if flags & SO_ACCEPTCON != 0 {
+            out.push(PathBuf::from(&line[i + 1..]));
+        }
+    }
+    out
 }
 
 /// What `explain` shows about enforcement.

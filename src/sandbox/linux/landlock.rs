@@ -183,6 +183,19 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| format!("rule for {}: {e}", g.path.display()))?;
     }
+    // ABI 9 handles connecting to pathname unix sockets (`ResolveUnix`,
+    // part of the write rights): the sockets the policy allows get it on
+    // their own, whether or not their directory is writable.
+    if req.abi >= 9 {
+        for sock in &policy.unix_sockets {
+            let Ok(fd) = sys::open_path(sock) else {
+                continue; // missing: nothing to connect to
+            };
+            created = created
+                .add_rule(PathBeneath::new(fd, AccessFs::ResolveUnix))
+                .map_err(|e| format!("unix socket rule for {}: {e}", sock.display()))?;
+        }
+    }
     if req.abi >= 4 && req.restrict_tcp {
         for port in &req.tcp_connect {
             created = created

@@ -26,8 +26,12 @@ const SYNTHETIC: &[&str] = &["/tmp", "/dev", "/proc"];
 pub enum Step {
     /// Hide a directory behind an empty read-only tmpfs.
     MaskDir { path: PathBuf },
-    /// Hide a file (or socket) behind an empty read-only file.
+    /// Hide a file behind an empty read-only file.
     MaskFile { path: PathBuf },
+    /// Hide a unix socket behind an empty read-only file (connect:
+    /// ECONNREFUSED). Sockets belong to other processes and vanish at any
+    /// time: one gone by the time the mask is made needs no mask.
+    MaskSocket { path: PathBuf },
     /// Bind the host path back, writable.
     BindRw { path: PathBuf },
     /// Bind the host path back, read-only.
@@ -43,6 +47,7 @@ impl Step {
         match self {
             Step::MaskDir { path }
             | Step::MaskFile { path }
+            | Step::MaskSocket { path }
             | Step::BindRw { path }
             | Step::BindRo { path }
             | Step::PinLink { path } => path,
@@ -141,6 +146,10 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
         let want = policy.effective(&path);
         let meta = std::fs::symlink_metadata(&path).ok();
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let is_socket = {
+            use std::os::unix::fs::FileTypeExt;
+            meta.as_ref().is_some_and(|m| m.file_type().is_socket())
+        };
         let pinned = pins.contains(&path);
         if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
             // A symlink is never masked or bound through (that would
@@ -161,6 +170,8 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
             (View::Host(have), true) if have == want => None,
             (View::Host(_), true) if !want.read => Some(if is_dir {
                 Step::MaskDir { path: path.clone() }
+            } else if is_socket {
+                Step::MaskSocket { path: path.clone() }
             } else {
                 Step::MaskFile { path: path.clone() }
             }),
@@ -174,7 +185,9 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
         };
         if let Some(step) = step {
             let view = match &step {
-                Step::MaskDir { .. } | Step::MaskFile { .. } => View::Empty { writable: false },
+                Step::MaskDir { .. } | Step::MaskFile { .. } | Step::MaskSocket { .. } => {
+                    View::Empty { writable: false }
+                }
                 _ => View::Host(want),
             };
             applied.insert(path.clone(), view);
@@ -327,6 +340,31 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
                 )
                 .map_err(|e| with_path(e, path))?;
                 make_readonly.push(path.clone());
+            }
+            Step::MaskSocket { path } => {
+                use std::os::unix::fs::FileTypeExt;
+                let still_there = std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| m.file_type().is_socket());
+                if !still_there {
+                    continue;
+                }
+                let target = match open_nofollow(path) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return at(path, "open", Err(e)),
+                };
+                ctx(
+                    || format!("mask {}", path.display()),
+                    sys::mount(
+                        Some(Path::new(EMPTY_FILE)),
+                        &fd_path(&target),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    ),
+                )
+                .map_err(|e| with_path(e, path))?;
+                readonly(path, true)?;
             }
             Step::MaskFile { path } => {
                 ensure_mountpoint(path, false)?;

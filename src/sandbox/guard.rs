@@ -126,14 +126,18 @@ fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
         "since": since,
         "paths": paths.iter().map(|p| hex::encode(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
     });
+    // Written aside and renamed into place: a concurrent run's `recover`
+    // never sees a half-written journal.
     let path = dir.join(format!("{pid}.json"));
+    let tmp = dir.join(format!("{pid}.json.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&tmp)?;
     f.write_all(doc.to_string().as_bytes())?;
+    std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
 
@@ -147,6 +151,9 @@ pub fn recover() {
     };
     for e in entries.flatten() {
         let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue; // another run's journal being written
+        }
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };

@@ -235,7 +235,10 @@ fn path_list(flag: &str, values: &[String]) -> Result<Vec<String>, Fatal> {
         while let Some(c) = chars.next() {
             match c {
                 '\\' if matches!(chars.peek(), Some(',') | Some('\\')) => {
-                    parts.last_mut().into_iter().for_each(|p| p.push(chars.next().unwrap_or(c)));
+                    parts
+                        .last_mut()
+                        .into_iter()
+                        .for_each(|p| p.push(chars.next().unwrap_or(c)));
                 }
                 ',' => {
                     plain_comma = true;
@@ -530,7 +533,10 @@ mod tests {
         let p = d.path().join("my,secrets");
         std::fs::create_dir(&p).unwrap();
         let flag = format!("--deny-read={}", p.display());
-        let err = parse(&[&flag, "--", "true"]).sandbox.to_layer().unwrap_err();
+        let err = parse(&[&flag, "--", "true"])
+            .sandbox
+            .to_layer()
+            .unwrap_err();
         assert!(err.to_string().contains("comma"), "{err}");
         assert_eq!(err.code, crate::exit::USAGE);
     }

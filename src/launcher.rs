@@ -485,8 +485,8 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         network: None,
         share_net: req.share_net,
     };
-    let enforcement =
-        sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let enforcement = sandbox::describe(&resolved.policy, &opts)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let doc = Explained {
         command: req
             .command

@@ -724,7 +724,10 @@ fn profile_applies_a_preset_to_a_plain_run() {
     // No placeholder: a missing protected file is missing inside too. What
     // the command creates there is moved aside after the run, with a
     // warning for each.
-    assert!(r.stdout.ends_with("ok\n") && !r.stdout.contains("json-file"), "{r:?}");
+    assert!(
+        r.stdout.ends_with("ok\n") && !r.stdout.contains("json-file"),
+        "{r:?}"
+    );
     assert!(
         !p.join(".envrc").exists()
             && !p.join(".git/hooks").exists()
@@ -732,7 +735,10 @@ fn profile_applies_a_preset_to_a_plain_run() {
         "a protected path created by the command stayed: {r:?}"
     );
     for name in [".envrc", ".git/hooks", ".vscode/settings.json"] {
-        assert!(r.stderr.contains(&format!("{name} was created")), "{name}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!("{name} was created")),
+            "{name}: {r:?}"
+        );
     }
     let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
     assert_eq!(r.code, 2, "{r:?}");
@@ -880,13 +886,23 @@ fn simulated_older_landlock_abis_take_their_own_paths() {
         let n = abi.to_string();
         let doc = zb(&n, false, &["doctor"]);
         assert!(doc.stdout.contains(&format!("ABI {abi}\n")), "{doc:?}");
-        let tcp = doc.stdout.lines().find(|l| l.contains("TCP bind/connect")).unwrap();
-        assert!(tcp.ends_with(if abi >= 4 { "yes" } else { "no" }), "{doc:?}");
+        let tcp = doc
+            .stdout
+            .lines()
+            .find(|l| l.contains("TCP bind/connect"))
+            .unwrap();
+        assert!(
+            tcp.ends_with(if abi >= 4 { "yes" } else { "no" }),
+            "{doc:?}"
+        );
         let ex = zb(&n, false, &["explain", "--", "true"]);
         assert!(ex.stdout.contains(&format!("landlock ABI {abi}")), "{ex:?}");
         let r = zb(&n, true, &["--", "sh", "-c", "cat ~/.ssh/id; echo ran"]);
         assert_eq!(r.code, 0, "ABI {abi}: {r:?}");
-        assert!(r.stdout.contains("ran") && !r.stdout.contains("ZB-SIM-ABI-SECRET"), "{r:?}");
+        assert!(
+            r.stdout.contains("ran") && !r.stdout.contains("ZB-SIM-ABI-SECRET"),
+            "{r:?}"
+        );
         let net = zb(&n, true, &["--allow-net=a.test", "--", "true"]);
         if abi < 4 {
             assert_eq!(net.code, 125, "ABI {abi}: {net:?}");

@@ -421,8 +421,7 @@ fn check_links(
         unix_sockets: Vec::new(),
         secrets: Vec::new(),
     };
-    let replaceable =
-        |link: &Path| link.parent().is_some_and(|dir| view.effective(dir).write);
+    let replaceable = |link: &Path| link.parent().is_some_and(|dir| view.effective(dir).write);
     for (value, origin, access, links) in linked {
         for link in links.iter().filter(|l| replaceable(l)) {
             match access {

@@ -321,10 +321,16 @@ fn comma_in_a_path_never_protects_something_else() {
     let r = run("--deny-read=~/my,secrets");
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("comma"), "{r:?}");
-    assert!(!r.stdout.contains(&marker) && !r.stdout.contains("ran"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&marker) && !r.stdout.contains("ran"),
+        "{r:?}"
+    );
     let r = run(r"--deny-read=~/my\,secrets");
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("ran") && !r.stdout.contains(&marker), "{r:?}");
+    assert!(
+        r.stdout.contains("ran") && !r.stdout.contains(&marker),
+        "{r:?}"
+    );
 }
 
 /// Threat: with HOME pointing elsewhere (a fake home, a project dir), the
@@ -358,6 +364,9 @@ fn deny_list_covers_the_account_home_when_home_points_elsewhere() {
     }
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("ran"), "{r:?}");
-    assert!(!r.stdout.contains(&marker), "account ~/.ssh readable: {r:?}");
+    assert!(
+        !r.stdout.contains(&marker),
+        "account ~/.ssh readable: {r:?}"
+    );
     fake.assert_no_leak(&r);
 }

@@ -347,10 +347,15 @@ t("control", lambda: open("{d_}/ok", "w").write("ok"))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().any(|n| n.starts_with("newsecret.zerobox-quarantine-")),
+        names
+            .iter()
+            .any(|n| n.starts_with("newsecret.zerobox-quarantine-")),
         "{names:?}"
     );
-    assert!(r.stderr.contains(&format!("{d_}/newsecret was created")), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("{d_}/newsecret was created")),
+        "{r:?}"
+    );
     assert!(r.stderr.contains(&format!("{d_}/a/b was created")), "{r:?}");
     assert_eq!(read(&d.join("ok")), "ok");
 }
@@ -569,7 +574,10 @@ t("private_tmp", lambda: open("/tmp/zb-own", "w").write("ok"))
         &d,
         None,
         &["--allow-write=."],
-        &format!(r#"t("granted", lambda: open("{}/z", "w").write("ok"))"#, d.display()),
+        &format!(
+            r#"t("granted", lambda: open("{}/z", "w").write("ok"))"#,
+            d.display()
+        ),
     );
     expect(&r, "granted", "OK");
     assert!(d.join("z").exists());
@@ -700,16 +708,24 @@ fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(crate::util::wait_until(std::time::Duration::from_secs(10), || d
-        .join(".envrc")
-        .exists()));
+    assert!(crate::util::wait_until(
+        std::time::Duration::from_secs(10),
+        || d.join(".envrc").exists()
+    ));
     child.kill().unwrap();
     child.wait().unwrap();
     // The next run (any command) finds the killed run's journal.
     let r = crate::util::sh(&d, Some(&h), &[], "true");
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(!d.join(".envrc").exists(), "planted .envrc left active: {r:?}");
-    assert!(r.stderr.contains(".envrc was created by an earlier zerobox run"), "{r:?}");
+    assert!(
+        !d.join(".envrc").exists(),
+        "planted .envrc left active: {r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains(".envrc was created by an earlier zerobox run"),
+        "{r:?}"
+    );
     let status = git(&["status", "--porcelain"]);
     assert!(status.contains(".envrc.zerobox-quarantine-"), "{status}");
 }
@@ -745,7 +761,11 @@ fn two_concurrent_runs_cannot_plant_a_protected_path() {
     let quarantined = std::fs::read_dir(&d)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".envrc.zerobox-quarantine-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".envrc.zerobox-quarantine-")
+        })
         .count();
     assert!(quarantined >= 1, "{a:?}\n{b:?}");
 }

@@ -84,7 +84,12 @@ fn host_unix_socket_outside_run_is_unreachable() {
     let inner = p.join("run/app.sock");
     std::fs::create_dir(p.join("run")).unwrap();
     let l2 = Listener::bind(&inner);
-    let r = py(&p, None, &["--allow-write=."], &connect_script(inner.to_str().unwrap()));
+    let r = py(
+        &p,
+        None,
+        &["--allow-write=."],
+        &connect_script(inner.to_str().unwrap()),
+    );
     expect(&r, "connect", "ECONNREFUSED");
     assert!(!l2.pending(), "the project's daemon got a connection");
 }

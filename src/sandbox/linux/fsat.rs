@@ -21,7 +21,12 @@ fn c(name: &OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn openat2(dirfd: libc::c_int, path: &OsStr, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
+fn openat2(
+    dirfd: libc::c_int,
+    path: &OsStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let p = c(path)?;
     // SAFETY: `open_how` is plain integers; all-zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };

@@ -79,7 +79,8 @@ pub fn plan(policy: &Policy) -> Vec<Step> {
     // paths bound into it: a host path under /tmp gets exactly what the
     // policy's own rules give it (read-only unless granted).
     let mut host = policy.clone();
-    host.fs.retain(|r| r.origin != crate::sandbox::PRIVATE_TMP_ORIGIN);
+    host.fs
+        .retain(|r| r.origin != crate::sandbox::PRIVATE_TMP_ORIGIN);
     let policy = &host;
     let first = plan_with(policy, &BTreeSet::new());
     let mut pins = BTreeSet::new();
@@ -343,8 +344,8 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
             }
             Step::MaskSocket { path } => {
                 use std::os::unix::fs::FileTypeExt;
-                let still_there = std::fs::symlink_metadata(path)
-                    .is_ok_and(|m| m.file_type().is_socket());
+                let still_there =
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
                 if !still_there {
                     continue;
                 }
@@ -437,7 +438,11 @@ fn target_fd(path: &Path, dir: Option<bool>) -> Result<OwnedFd, MountError> {
                 ),
                 path: Some(path.to_path_buf()),
                 rule_path: true,
-                err: io::Error::from_raw_os_error(if is_dir { libc::EISDIR } else { libc::ENOTDIR }),
+                err: io::Error::from_raw_os_error(if is_dir {
+                    libc::EISDIR
+                } else {
+                    libc::ENOTDIR
+                }),
             });
         }
     }
@@ -497,7 +502,9 @@ fn pin_link(path: &Path) -> io::Result<()> {
             libc::SYS_open_tree,
             dir.as_raw_fd(),
             name.as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            libc::OPEN_TREE_CLONE
+                | libc::OPEN_TREE_CLOEXEC
+                | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
         )
     };
     if tree < 0 {

@@ -468,24 +468,29 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
 struct Explained<'a> {
     command: Vec<String>,
     program: String,
-    mode: sandbox::Mode,
-    layers: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    weaker: Vec<String>,
     policy: &'a Policy,
-    mounts: Vec<sandbox::linux::mounts::Step>,
+    /// The run's plan, exactly as `spawn` would execute it.
+    #[serde(flatten)]
+    plan: &'a sandbox::Plan,
 }
 
-/// Print the resolved policy and enforcing layers; run nothing.
+/// Print the resolved policy and the run's plan; run nothing.
 pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
+    let wants_network =
+        resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
     let opts = Options {
         strict: req.strict,
         debug: req.debug,
-        network: None,
+        // The same shape of request as a run (the plan depends on it);
+        // nothing is written or served.
+        network: wants_network.then_some(sandbox::NetworkRequest {
+            tmp_files: Vec::new(),
+            env: network_env,
+        }),
         share_net: req.share_net,
     };
-    let enforcement = sandbox::describe(&resolved.policy, &opts)
+    let plan = sandbox::plan(&resolved.policy, &opts)
         .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let doc = Explained {
         command: req
@@ -494,11 +499,8 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         program: resolved.spec.program.display().to_string(),
-        mode: enforcement.mode,
-        layers: enforcement.layers,
-        weaker: enforcement.weaker,
         policy: &resolved.policy,
-        mounts: enforcement.mounts,
+        plan: &plan,
     };
     print!("{}", render_yaml(&doc));
     Ok(0)

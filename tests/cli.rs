@@ -917,3 +917,29 @@ fn simulated_older_landlock_abis_take_their_own_paths() {
     let doc = zb("99", false, &["doctor"]);
     assert!(doc.stdout.contains(&format!("ABI {kernel}\n")), "{doc:?}");
 }
+
+/// `explain` prints the plan a run executes: the mode, the mounts and the
+/// protected paths guarded from outside (no placeholders); the run then
+/// quarantines exactly what the command created at a guarded name.
+#[test]
+fn explain_shows_the_plan_the_run_executes() {
+    let d = scratch();
+    let p = common::real(d.path());
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let mut full = vec!["explain"];
+    full.extend(args);
+    full.extend(["--", "true"]);
+    let ex = run_in(&p, &full);
+    assert_eq!(ex.code, 0, "{ex:?}");
+    assert!(ex.stdout.contains("mode: namespaces"), "{ex:?}");
+    let envrc = p.join(".envrc").display().to_string();
+    assert!(ex.stdout.contains(&format!("- {envrc}\n")), "{ex:?}");
+    assert!(
+        ex.stdout.contains(&format!("path: {}", p.display())),
+        "{ex:?}"
+    );
+    let r = sh_in(&p, &args, "echo x > .envrc; echo y > other");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains(&format!("{envrc} was created")), "{r:?}");
+    assert!(!p.join(".envrc").exists() && p.join("other").exists());
+}

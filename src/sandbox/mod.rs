@@ -7,8 +7,10 @@
 pub mod error;
 pub mod guard;
 pub mod linux;
+pub mod plan;
 
 pub use error::{SandboxError, Stage};
+pub use plan::{plan, Plan};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -264,15 +266,6 @@ pub fn listening_unix_sockets() -> Vec<PathBuf> {
     out
 }
 
-/// What `explain` shows about enforcement.
-#[derive(Debug, Serialize)]
-pub struct Enforcement {
-    pub mode: Mode,
-    pub layers: Vec<String>,
-    pub weaker: Vec<String>,
-    pub mounts: Vec<linux::mounts::Step>,
-}
-
 /// A started sandbox.
 pub struct Running {
     started: linux::Started,
@@ -300,192 +293,52 @@ impl Drop for Cleanup {
     }
 }
 
-/// Decide the mode for this machine and options, or refuse.
-fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), SandboxError> {
-    let abi = landlock_abi(sim);
-    let mut weaker = Vec::new();
-    if sim.no_userns {
-        return fallback_mode(opts, abi, "user namespaces are disabled (simulated)");
-    }
-    // The probe is the only way to the fallback: a child in fresh
-    // namespaces writes its uid map and mounts a tmpfs, touching nothing
-    // of the policy. If it works, the run's own setup must work too, and
-    // any failure there refuses to run (see `error`).
-    if let Err(why) = linux::probe_namespaces() {
-        return fallback_mode(opts, abi, &format!("user namespaces unusable ({why})"));
-    }
-    if abi == 0 {
-        if opts.strict {
-            return Err(SandboxError::new(
-                Stage::Refused,
-                "Landlock is not available on this kernel and --strict refuses to run without it (run `zerobox doctor`)",
-            ));
-        }
-        weaker.push("Landlock unavailable: namespaces and seccomp only".into());
-    }
-    Ok((Mode::Namespaces, weaker))
-}
-
-fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
-    if abi == 0 {
-        return Err(SandboxError::new(
-            Stage::Refused,
-            format!(
-                "no sandbox layer available: {why} and Landlock is missing; run `zerobox doctor`, or pass --no-sandbox to run unprotected"
-            ),
-        ));
-    }
-    if opts.strict {
-        return Err(SandboxError::new(
-            Stage::Refused,
-            format!("{why}; --strict refuses the Landlock-only fallback (run `zerobox doctor`)"),
-        ));
-    }
-    Ok((
-        Mode::LandlockOnly,
-        vec![format!(
-            "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable; a writable directory that contains write-protected paths is writable only in its subdirectories)"
-        )],
-    ))
-}
-
-/// Everything `explain` prints about enforcement, without running.
-pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxError> {
-    let sim = Simulated::from_env();
-    let (mode, weaker) = choose_mode(opts, sim)?;
-    let abi = landlock_abi(sim);
-    let tmp = if mode == Mode::Namespaces {
-        PathBuf::from("/tmp")
-    } else {
-        std::env::temp_dir().join("zerobox-XXXXXX")
-    };
-    let full = with_rules(policy, implicit_rules(policy, mode, &tmp));
-    let mut layers = Vec::new();
-    if mode == Mode::Namespaces {
-        layers.push("namespaces: user, mount, net (only lo), pid (own init), ipc, uts".into());
-        layers
-            .push("mounts: host read-only, private /tmp, minimal /dev, fresh /proc, masks".into());
-    }
-    if abi > 0 {
-        let mut l = format!("landlock ABI {abi}: filesystem rules");
-        if abi >= 4 {
-            l.push_str(", TCP bind/connect denied");
-        }
-        if abi >= 6 {
-            l.push_str(", abstract unix sockets and signals scoped");
-        }
-        layers.push(l);
-    }
-    layers.push("seccomp: mount, namespaces, ptrace, bpf, keyrings, io_uring, TIOCSTI, raw sockets … refused".into());
-    layers.push("capabilities: all dropped, no_new_privs".into());
-    if opts.share_net {
-        layers.push("network: the host's own (--share-net): no isolation".into());
-    } else if policy.network.wants_network() || !policy.secrets.is_empty() {
-        layers.push(format!(
-            "network: only through zerobox's proxy ({}); {}",
-            if policy.network.allow_any {
-                "any host".to_string()
-            } else {
-                format!("{} host pattern(s)", policy.network.allow.len())
-            },
-            if mode == Mode::Namespaces {
-                "its listener is the only socket in the sandbox's network namespace"
-            } else {
-                "on host loopback, Landlock allows TCP connect to its port only"
-            }
-        ));
-    } else {
-        layers.push("network: none (only lo)".into());
-    }
-    let mounts = if mode == Mode::Namespaces {
-        linux::mounts::plan(&full)
-    } else {
-        Vec::new()
-    };
-    Ok(Enforcement {
-        mode,
-        layers,
-        weaker,
-        mounts,
-    })
-}
-
-fn with_rules(policy: &Policy, extra: Vec<FsRule>) -> Policy {
-    let mut p = policy.clone();
-    p.fs.extend(extra);
-    p.fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
-    p.fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
-    p
-}
-
-/// Start `spec` under `policy`. Must be called before zerobox starts any
-/// thread. Prints the one-line notice when a weaker mode is used.
+/// Start `spec` under `policy`: make the [`Plan`] and execute it. Must be
+/// called before zerobox starts any thread. Prints the one-line notice
+/// when a weaker mode is used.
 pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
-    let sim = Simulated::from_env();
-    let (mode, weaker) = choose_mode(opts, sim)?;
+    let plan = plan::plan(policy, opts)?;
     // Announce a weaker mode before the command can print anything.
-    for w in &weaker {
+    for w in &plan.weaker {
         eprintln!("zerobox: warning: {w}");
     }
     // No retry in another mode: the probe chose it, and a failure now is
     // a refusal (exit 125), whatever the step.
-    try_spawn(policy, spec, opts, mode, sim)
+    execute(plan, spec, opts)
 }
 
-fn try_spawn(
-    policy: &Policy,
-    spec: &Spec,
-    opts: &Options,
-    mode: Mode,
-    sim: Simulated,
-) -> Result<Running, SandboxError> {
+/// Carry out `plan`. The only decisions left are the ones that need the
+/// side effects (the fallback's proxy port, known once it is bound).
+fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
     let mut cleanup = Cleanup::default();
     let mut spec = spec.clone();
-    let abi = landlock_abi(sim);
-    let tmpdir = match mode {
-        Mode::Namespaces => PathBuf::from("/tmp"),
-        Mode::LandlockOnly => {
-            let dir = private_tmp_dir().map_err(|e| {
-                SandboxError::new(Stage::Internal, format!("create a private temp dir: {e}"))
-            })?;
-            cleanup.private_tmp = Some(dir.clone());
-            dir
-        }
-    };
-    // Network: the proxy port. In the namespace any port is free (a fresh
-    // network namespace has nothing listening); in the fallback the
-    // listener is bound on host loopback here and Landlock lets the command
-    // connect to that port only.
+    let mode = plan.mode;
+    let tmpdir = plan.tmpdir.clone();
+    cleanup.private_tmp = plan.create_private_tmp()?;
+    // Network: in the namespace the planned port is free (a fresh network
+    // namespace has nothing listening); in the fallback the listener is
+    // bound on host loopback here and Landlock lets the command connect
+    // to that port only.
     let mut host_listener = None;
-    let mut proxy_port = None;
-    if let Some(net) = &opts.network {
-        let port = match mode {
-            Mode::Namespaces => 20000 + (rand::random::<u16>() % 40000),
-            Mode::LandlockOnly => {
-                if abi < 4 {
-                    return Err(SandboxError::new(
-                        Stage::Refused,
-                        "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
-                    ));
-                }
-                let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| {
-                    SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
-                })?;
-                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-                {
-                    use std::os::fd::AsRawFd;
-                    let _ = sys::set_backlog(l.as_raw_fd(), 4096);
-                }
-                host_listener = Some(l);
-                port
+    let mut landlock = plan.landlock.clone();
+    let mut proxy_port = plan.proxy.as_ref().and_then(|p| p.port);
+    if let (Some(net), Some(proxy)) = (&opts.network, &plan.proxy) {
+        if !proxy.in_namespace {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| {
+                SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
+            })?;
+            let port = l.local_addr().map(|a| a.port()).map_err(|e| {
+                SandboxError::new(Stage::Internal, format!("the proxy listener's port: {e}"))
+            })?;
+            {
+                use std::os::fd::AsRawFd;
+                let _ = sys::set_backlog(l.as_raw_fd(), 4096);
             }
-        };
-        proxy_port = Some(port);
-        for (k, v) in (net.env)(port, &tmpdir) {
-            spec.env.retain(|(key, _)| *key != k);
-            spec.env.push((k, v));
-        }
-        if mode == Mode::LandlockOnly {
+            host_listener = Some(l);
+            proxy_port = Some(port);
+            if let Some(req) = landlock.as_mut() {
+                req.tcp_connect = vec![port];
+            }
             for (name, content) in &net.tmp_files {
                 let path = tmpdir.join(name);
                 write_tmp_file(&path, content).map_err(|e| {
@@ -493,37 +346,33 @@ fn try_spawn(
                 })?;
             }
         }
+        if let Some(port) = proxy_port {
+            for (k, v) in (net.env)(port, &tmpdir) {
+                spec.env.retain(|(key, _)| *key != k);
+                spec.env.push((k, v));
+            }
+        }
     }
     spec.env.retain(|(k, _)| k != "TMPDIR");
     spec.env
         .push(("TMPDIR".into(), tmpdir.display().to_string()));
-    let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
     // Missing protected paths get no placeholder in the user's tree; they
     // are guarded from outside instead (see `guard`). First, what earlier
     // runs that were killed left to check.
     guard::recover();
-    let mut host_view = full.clone();
-    if mode == Mode::Namespaces {
-        host_view.fs.retain(|r| r.origin != PRIVATE_TMP_ORIGIN);
-    }
-    cleanup.guards = Some(guard::Guards::arm(guard::missing_protected(&host_view)));
+    cleanup.guards = Some(guard::Guards::arm(plan.guarded.clone()));
     let (program, argv, envp) = linux::c_strings(&spec)?;
-    let steps = if mode == Mode::Namespaces {
-        linux::mounts::plan(&full)
-    } else {
-        Vec::new()
-    };
     if opts.debug {
-        eprintln!("zerobox: debug: mode {mode:?}, landlock ABI {abi}");
-        for s in &steps {
+        eprintln!(
+            "zerobox: debug: mode {mode:?}, landlock ABI {}",
+            plan.landlock_abi
+        );
+        for s in &plan.mounts {
             eprintln!("zerobox: debug: mount {s:?}");
         }
     }
-    let seccomp = linux::seccomp::build(linux::seccomp::SocketRules {
-        deny_inet_udp: mode == Mode::LandlockOnly && !opts.share_net,
-        deny_inet: mode == Mode::LandlockOnly && opts.network.is_none() && !opts.share_net,
-    })
-    .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
+    let seccomp = linux::seccomp::build(plan.seccomp)
+        .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
     let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
     relayed.push(libc::SIGCHLD);
     let ignored = relayed
@@ -536,14 +385,9 @@ fn try_spawn(
         sigmask,
         ignored,
         mode,
-        policy: full,
-        steps,
-        landlock: (abi > 0).then(|| linux::landlock::Request {
-            abi,
-            precise_writes: mode == Mode::LandlockOnly,
-            tcp_connect: proxy_port.into_iter().collect(),
-            restrict_tcp: !opts.share_net,
-        }),
+        policy: plan.policy,
+        steps: plan.mounts,
+        landlock,
         seccomp,
         program,
         argv,
@@ -560,12 +404,8 @@ fn try_spawn(
     let started = linux::start(&prep).inspect_err(|_| {
         let _ = sys::set_sigmask(&prep.sigmask);
     })?;
-    let listener = match mode {
-        Mode::Namespaces => None,
-        Mode::LandlockOnly => host_listener,
-    };
     let mut started = started;
-    let listener = started.listener.take().or(listener);
+    let listener = started.listener.take().or(host_listener);
     Ok(Running {
         started,
         listener,
@@ -581,26 +421,6 @@ pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()>
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, content)
-}
-
-/// A fresh 0700 directory under the host's temp dir (fallback mode).
-fn private_tmp_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for _ in 0..16 {
-        let name = format!(
-            "zerobox-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
-        let dir = base.join(name);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no unique name"))
 }
 
 impl Running {

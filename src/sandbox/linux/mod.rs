@@ -25,6 +25,7 @@
 
 pub mod account;
 pub mod fsat;
+pub mod inotify;
 pub mod landlock;
 pub mod mounts;
 pub mod seccomp;

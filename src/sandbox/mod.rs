@@ -245,10 +245,14 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
 /// over the kernel's list, proportional to the number of sockets, not to
 /// the disk.
 pub fn listening_unix_sockets() -> Vec<PathBuf> {
+    match std::fs::read_to_string("/proc/net/unix") {
+        Ok(text) => parse_proc_net_unix(&text),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn parse_proc_net_unix(text: &str) -> Vec<PathBuf> {
     const SO_ACCEPTCON: u32 = 0x0001_0000;
-    let Ok(text) = std::fs::read_to_string("/proc/net/unix") else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let mut fields = line.split_whitespace();
@@ -540,5 +544,28 @@ pub fn probe() -> Probe {
         landlock_abi: landlock_abi(sim),
         seccomp,
         uid: sys::getuid(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_unix_listening_pathname_sockets_only() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 195690 /var/tmp/a b/svc.sock
+0000000000000000: 00000003 00000000 00000000 0001 03  2218 /run/connected.sock
+0000000000000000: 00000002 00000000 00010000 0001 01  2219 @abstract
+0000000000000000: 00000002 00000000 00010000 0005 01  2220
+0000000000000000: 00000002 00000000 00010000 0002 01  2221 /run/dgram /x
+";
+        assert_eq!(
+            parse_proc_net_unix(text),
+            vec![
+                PathBuf::from("/var/tmp/a b/svc.sock"),
+                PathBuf::from("/run/dgram /x")
+            ]
+        );
     }
 }

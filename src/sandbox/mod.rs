@@ -234,9 +234,24 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
             found.push(p);
         }
     }
+    // Rule paths are real paths: a socket bound as /var/run/x.sock (a
+    // symlink to /run) or an $SSH_AUTH_SOCK that is a link is masked at
+    // its real location (the mount layer never follows a link).
+    let mut found: Vec<PathBuf> = found
+        .iter()
+        .map(|p| crate::policy::paths::canonical(p))
+        .collect();
     found.retain(|p| !policy.unix_sockets.iter().any(|a| a == p));
     found.sort();
     found.dedup();
+    // Only what is a socket on disk now (one lstat each): a listed socket
+    // whose file was removed is unreachable by path, and every rule path
+    // costs work in each later step.
+    found.retain(|p| {
+        use std::os::unix::fs::FileTypeExt;
+        p == Path::new("/run/user")
+            || std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+    });
     found
 }
 

@@ -135,7 +135,7 @@ fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), Sa
     // namespaces writes its uid map and mounts a tmpfs, touching nothing
     // of the policy. If it works, the run's own setup must work too, and
     // any failure there refuses to run (see `error`).
-    if let Err(why) = linux::probe_namespaces() {
+    if let Err(why) = linux::probe_for_run() {
         return fallback_mode(opts, abi, &format!("user namespaces unusable ({why})"));
     }
     if abi == 0 {

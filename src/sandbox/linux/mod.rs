@@ -473,6 +473,16 @@ pub fn probe_namespaces() -> Result<(), String> {
     probe_flags(NS_FLAGS)
 }
 
+/// The probe a run makes before choosing its mode: the namespaces whose
+/// creation a machine restricts (user, with the mounts AppArmor may
+/// refuse), plus pid, ipc and uts. Not the network namespace: creating
+/// (and tearing down) one costs more than the rest of the probe, and no
+/// restriction we know of allows user namespaces but not it; if the run's
+/// own clone still fails, that is a refusal (125), never a fallback.
+pub fn probe_for_run() -> Result<(), String> {
+    probe_flags(NS_FLAGS & !libc::CLONE_NEWNET)
+}
+
 /// One namespace kind each (user always, since the others need it when
 /// unprivileged): `(name, result)`, for `doctor`.
 pub fn probe_each_namespace() -> Vec<(&'static str, Result<(), String>)> {

@@ -252,7 +252,54 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
         p == Path::new("/run/user")
             || std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
     });
-    found
+    collapse_socket_dirs(policy, found)
+}
+
+/// A read-only directory that holds nothing but sockets to hide (a
+/// daemon's socket dir) is masked as a whole: one mount instead of one per
+/// socket. Only from a handful of sockets up, and never a directory the
+/// command may write or one on the way to another rule path.
+fn collapse_socket_dirs(policy: &Policy, found: Vec<PathBuf>) -> Vec<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::FileTypeExt;
+    const MIN: usize = 8;
+    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for p in &found {
+        if let Some(dir) = p.parent() {
+            by_dir.entry(dir.to_path_buf()).or_default().push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (dir, socks) in by_dir {
+        let only_sockets = || {
+            let names: std::collections::HashSet<&std::ffi::OsStr> =
+                socks.iter().filter_map(|p| p.file_name()).collect();
+            std::fs::read_dir(&dir).is_ok_and(|entries| {
+                entries.flatten().all(|e| {
+                    e.file_type().is_ok_and(|t| t.is_socket())
+                        && names.contains(e.file_name().as_os_str())
+                })
+            })
+        };
+        let on_the_way = || {
+            policy
+                .fs
+                .iter()
+                .any(|r| r.path.starts_with(&dir) && r.path != dir)
+        };
+        if socks.len() >= MIN
+            && !policy.effective(&dir).write
+            && dir != Path::new("/")
+            && !on_the_way()
+            && only_sockets()
+        {
+            out.push(dir);
+        } else {
+            out.extend(socks);
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Paths of the listening unix sockets in `/proc/net/unix` (flag

@@ -397,3 +397,26 @@ t("tcp6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
     let mut buf = [0u8; 16];
     assert!(host.recv_from(&mut buf).is_err(), "datagram arrived");
 }
+
+/// A daemon's socket directory full of listeners (here 12) is hidden as a
+/// whole (one mount instead of twelve): every socket is unreachable.
+#[test]
+fn directory_of_host_sockets_is_unreachable() {
+    let dir = scratch();
+    let d = real(dir.path());
+    let listeners: Vec<Listener> = (0..12)
+        .map(|i| Listener::bind(&d.join(format!("s{i}.sock"))))
+        .collect();
+    let cwd = scratch();
+    for i in [0, 7, 11] {
+        let sock = d.join(format!("s{i}.sock"));
+        let r = py(
+            &real(cwd.path()),
+            None,
+            &[],
+            &connect_script(sock.to_str().unwrap()),
+        );
+        assert!(!r.stdout.contains("connect=OK"), "{r:?}");
+    }
+    assert!(listeners.iter().all(|l| !l.pending()), "a host daemon got a connection");
+}

@@ -418,5 +418,8 @@ fn directory_of_host_sockets_is_unreachable() {
         );
         assert!(!r.stdout.contains("connect=OK"), "{r:?}");
     }
-    assert!(listeners.iter().all(|l| !l.pending()), "a host daemon got a connection");
+    assert!(
+        listeners.iter().all(|l| !l.pending()),
+        "a host daemon got a connection"
+    );
 }

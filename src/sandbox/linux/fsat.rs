@@ -56,6 +56,12 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     openat2(libc::AT_FDCWD, path.as_os_str(), libc::O_DIRECTORY, 0)
 }
 
+/// Open `path` (absolute, any type) as O_PATH, failing (ELOOP) if any
+/// component, the last included, is a symlink.
+pub fn open_nofollow(path: &Path) -> io::Result<OwnedFd> {
+    openat2(libc::AT_FDCWD, path.as_os_str(), 0, 0)
+}
+
 /// Open the subdirectory `name` of `dir` (one component, not a symlink).
 pub fn open_child_dir(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     openat2(

@@ -198,7 +198,17 @@ pub fn resolve_links(path: &Path) -> Result<Expanded, String> {
                     continue;
                 }
                 Ok(_) => {}
-                Err(_) => exists = false,
+                // Missing (or hidden from us, and so from the command):
+                // the rest of the path is kept as written.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::EACCES)) =>
+                {
+                    exists = false
+                }
+                // Anything else (a path longer than PATH_MAX, an I/O error)
+                // would make the rule silently protect nothing.
+                Err(e) => return Err(format!("cannot inspect {}: {e}", next.display())),
             }
         }
         out = next;

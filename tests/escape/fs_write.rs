@@ -877,3 +877,42 @@ fn protected_name_created_during_the_run_is_moved_aside_at_once() {
     );
     assert!(!d.join(".envrc").exists() && !d.join(".git/hooks").exists());
 }
+
+/// Threat: a rule path zerobox cannot inspect (longer than PATH_MAX, made
+/// by a run with relative `mkdirat`s) looked missing, so its protection
+/// was silently nothing. Stopped by: any error other than "does not
+/// exist" (or no permission) while resolving a rule path refuses the run
+/// (exit 2, naming the path).
+#[test]
+fn rule_path_that_cannot_be_inspected_is_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    let make = format!(
+        r#"
+import os
+fd = os.open("{d}", os.O_RDONLY)
+for i in range(45):
+    os.mkdir("d" * 100, dir_fd=fd)
+    nfd = os.open("d" * 100, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+print("made")
+"#,
+        d = d.display()
+    );
+    let out = std::process::Command::new(crate::util::python())
+        .args(["-c", &make])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("made"),
+        "{out:?}"
+    );
+    let long = format!("{}/{}", d.display(), vec!["d".repeat(100); 45].join("/"));
+    assert!(long.len() > 4096);
+    let flag = format!("--deny-write={long}/hooks");
+    let r = crate::util::sh(&d, None, &["--allow-write=.", &flag], "echo ran");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stdout.contains("ran"), "{r:?}");
+    assert!(r.stderr.contains("cannot inspect"), "{r:?}");
+}

@@ -263,3 +263,45 @@ fn planted_dangling_symlink_at_a_rule_path_does_not_downgrade() {
     assert!(std::fs::symlink_metadata(d.join("dl")).is_ok());
     assert!(std::fs::symlink_metadata(d.join("fl")).is_ok());
 }
+
+/// Threat: another process (a concurrent run's command) flips a rule path
+/// between a file and a directory while zerobox sets up, so the step made
+/// for one meets the other. Stopped by: the mode was chosen before setup,
+/// so a failed step is a refusal (exit 125 naming the step and the path),
+/// never a fallback or a mask on something else. Each run either works or
+/// refuses; none is weaker.
+#[test]
+fn rule_path_changing_during_setup_refuses_or_holds() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir(d.join("Xd")).unwrap();
+    std::fs::write(d.join("X"), "f").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let dir = d.clone();
+    let flipper = std::thread::spawn(move || {
+        let p = |n: &str| dir.join(n);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::rename(p("X"), p("Xf"));
+            let _ = std::fs::rename(p("Xd"), p("X"));
+            let _ = std::fs::rename(p("X"), p("Xd"));
+            let _ = std::fs::rename(p("Xf"), p("X"));
+        }
+    });
+    let mut refused = 0;
+    for _ in 0..20 {
+        let r = sh(&d, None, &["--allow-write=.", "--deny-write=./X"], "true");
+        assert!(!r.stderr.contains("Landlock + seccomp only"), "{r:?}");
+        match r.code {
+            0 => {}
+            125 => {
+                refused += 1;
+                assert!(r.stderr.contains(&format!("{}/X", d.display())), "{r:?}");
+            }
+            _ => panic!("neither ran nor refused: {r:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    eprintln!("{refused} of 20 runs refused (the rest won the race)");
+}

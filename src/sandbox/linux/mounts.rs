@@ -327,7 +327,11 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
         let path = step.path();
         match step {
             Step::MaskDir { path } => {
-                ensure_mountpoint(path, true)?;
+                // Masks are only planned over host paths that exist: never
+                // create one (that would leave an entry on the host).
+                if vanished(path) {
+                    continue;
+                }
                 let target = target_fd(path, Some(true))?;
                 ctx(
                     || format!("mask {}", path.display()),
@@ -368,7 +372,9 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
                 readonly(path, true)?;
             }
             Step::MaskFile { path } => {
-                ensure_mountpoint(path, false)?;
+                if vanished(path) {
+                    continue;
+                }
                 let target = target_fd(path, Some(false))?;
                 ctx(
                     || format!("mask {}", path.display()),
@@ -414,6 +420,14 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
     }
     let _ = std::fs::remove_file(EMPTY_FILE);
     Ok(())
+}
+
+/// Was a path the plan saw removed since (by another process)? Then there
+/// is nothing to hide, as for a path that was missing when the plan was
+/// made. Anything else at the path (a symlink, another type) is left to
+/// [`target_fd`], which refuses it.
+fn vanished(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 
 fn with_path(mut e: MountError, path: &Path) -> MountError {

@@ -72,7 +72,14 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         cwd: cwd.clone(),
         tmpdir: PathBuf::from("/tmp"),
     };
-    let mut layers = vec![policy::defaults_layer(), own_state_layer()];
+    // The deny list covers the account's home too, whatever HOME says.
+    let account_home = sandbox::linux::account::account_home()
+        .map(|h| policy::paths::canonical(&h))
+        .filter(|h| *h != ctx.home && h != Path::new("/"));
+    let mut layers = vec![
+        policy::defaults_layer_for(account_home.as_slice()),
+        own_state_layer(account_home.as_deref()),
+    ];
     layers.extend(req.layers.iter().cloned());
     // Git metadata and agent state found on disk: extra write denies, last.
     let protection = crate::protect::Protection::prepare(&layers, &ctx);
@@ -164,7 +171,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 /// The cache is unwritable too: presets there are verified on every load,
 /// but it also remembers the highest registry serial seen, which is what
 /// refuses a rollback.
-fn own_state_layer() -> PolicyLayer {
+fn own_state_layer(account_home: Option<&Path>) -> PolicyLayer {
     use crate::dirs::{zerobox_dir, Kind};
     let mut layer = PolicyLayer::new("zerobox's own state");
     if let Some(d) = zerobox_dir(Kind::Data) {
@@ -173,6 +180,15 @@ fn own_state_layer() -> PolicyLayer {
     for kind in [Kind::Config, Kind::Cache] {
         if let Some(d) = zerobox_dir(kind) {
             layer.write_deny.push(d.display().to_string());
+        }
+    }
+    // The same under the account's home when HOME points elsewhere.
+    if let Some(home) = account_home {
+        layer
+            .read_deny
+            .push(home.join(".local/share/zerobox").display().to_string());
+        for d in [".config/zerobox", ".cache/zerobox"] {
+            layer.write_deny.push(home.join(d).display().to_string());
         }
     }
     layer
@@ -395,12 +411,8 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         limits: req.limits,
     };
     let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
-        let code = match e.stage {
-            sandbox::Stage::Exec if e.errno == libc::ENOENT => exit::NOT_FOUND,
-            sandbox::Stage::Exec => exit::NOT_EXECUTABLE,
-            sandbox::Stage::Input => exit::USAGE,
-            _ => exit::SETUP,
-        };
+        // The exit code is the error's own (one place decides it); only
+        // the exec wording needs the program's name.
         let message = match e.stage {
             sandbox::Stage::Exec if e.errno == libc::ENOENT => format!(
                 "command not found inside the sandbox: {}",
@@ -411,9 +423,9 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
                 spec.program.display(),
                 e.message
             ),
-            _ => e.message,
+            _ => e.to_string(),
         };
-        Fatal::new(code, message)
+        Fatal::new(e.exit_code(), message)
     })?;
     // Serve the proxy. If this fails the command has no network at all
     // (its only route out is this listener): fail closed, stop the run.
@@ -560,27 +572,32 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
 struct Explained<'a> {
     command: Vec<String>,
     program: String,
-    mode: sandbox::Mode,
-    layers: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    weaker: Vec<String>,
     policy: &'a Policy,
-    mounts: Vec<sandbox::linux::mounts::Step>,
+    /// The run's plan, exactly as `spawn` would execute it.
+    #[serde(flatten)]
+    plan: &'a sandbox::Plan,
 }
 
-/// Print the resolved policy and enforcing layers; run nothing.
+/// Print the resolved policy and the run's plan; run nothing.
 pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
+    let wants_network =
+        resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
     let opts = Options {
         strict: req.strict,
         debug: req.debug,
-        network: None,
+        // The same shape of request as a run (the plan depends on it);
+        // nothing is written or served.
+        network: wants_network.then_some(sandbox::NetworkRequest {
+            tmp_files: Vec::new(),
+            env: network_env,
+        }),
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
         limits: req.limits,
     };
-    let enforcement =
-        sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;
+    let plan = sandbox::plan(&resolved.policy, &opts)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let doc = Explained {
         command: req
             .command
@@ -588,11 +605,8 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         program: resolved.spec.program.display().to_string(),
-        mode: enforcement.mode,
-        layers: enforcement.layers,
-        weaker: enforcement.weaker,
         policy: &resolved.policy,
-        mounts: enforcement.mounts,
+        plan: &plan,
     };
     print!("{}", render_yaml(&doc));
     Ok(0)
@@ -664,7 +678,23 @@ pub fn doctor() -> i32 {
         "  abstract unix + signal scope (≥ 6)",
         yes_no(abi >= 6)
     );
+    println!(
+        "{:<34} {}",
+        "  unix socket connect rules (≥ 9)",
+        yes_no(abi >= 9)
+    );
     println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    let listening = sandbox::listening_unix_sockets().len();
+    println!(
+        "{:<34} {}",
+        "host unix sockets",
+        match (p.user_namespaces.is_ok(), abi >= 9) {
+            (true, true) => format!("masked at start ({listening} listening now) and Landlock connect rules"),
+            (true, false) => format!("masked at start ({listening} listening now); sockets created later are reachable (Landlock ABI < 9)"),
+            (false, true) => "Landlock connect rules only (no masks without namespaces)".to_string(),
+            (false, false) => "REACHABLE: no namespaces for masks, Landlock ABI < 9".to_string(),
+        }
+    );
     // Resource limits with the defaults (docs/policy.md, "Resource limits").
     let limits = sandbox::linux::limits::describe(
         &sandbox::linux::limits::Limits::default(),

@@ -252,8 +252,22 @@ pub fn is_within(path: &[u8], base: &[u8]) -> bool {
 /// The built-in defaults as a layer: the secret deny list. (The environment
 /// allow list is applied by [`resolve`].)
 pub fn defaults_layer() -> PolicyLayer {
+    defaults_layer_for(&[])
+}
+
+/// [`defaults_layer`], with every `~/…` entry also applied under each of
+/// `other_homes` (the account's home from the user database when `HOME`
+/// points elsewhere: both are the user's).
+pub fn defaults_layer_for(other_homes: &[PathBuf]) -> PolicyLayer {
     let mut layer = PolicyLayer::new("defaults");
     layer.read_deny = defaults::DENY_READ.iter().map(|s| s.to_string()).collect();
+    for home in other_homes {
+        for entry in defaults::DENY_READ {
+            if let Some(rest) = entry.strip_prefix("~/") {
+                layer.read_deny.push(home.join(rest).display().to_string());
+            }
+        }
+    }
     layer
 }
 
@@ -274,6 +288,9 @@ pub fn resolve(
     let mut network = NetworkPolicy::default();
     let mut unix_sockets = Vec::new();
     let mut secrets: Vec<SecretSpec> = Vec::new();
+    // (value as written, origin, access, symlinks on its way): checked once
+    // every layer is merged, when it is known what the command can write.
+    let mut linked: Vec<(String, String, Option<FsAccess>, Vec<PathBuf>)> = Vec::new();
 
     for layer in layers {
         let origin = &layer.origin;
@@ -285,9 +302,10 @@ pub fn resolve(
         ];
         for (values, access) in groups {
             for value in values {
-                for path in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                for e in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                    linked.push((value.clone(), origin.clone(), Some(access), e.links.clone()));
                     fs.push(FsRule {
-                        path,
+                        path: e.path,
                         access,
                         origin: origin.clone(),
                     });
@@ -322,7 +340,10 @@ pub fn resolve(
         network.allow_any |= layer.net_allow_any;
         network.deny.extend(layer.net_deny.iter().cloned());
         for value in &layer.unix_sockets {
-            unix_sockets.extend(ctx.expand(value, origin, false)?);
+            for e in ctx.expand(value, origin, false)? {
+                linked.push((value.clone(), origin.clone(), None, e.links.clone()));
+                unix_sockets.push(e.path);
+            }
         }
         // Secrets merge by name: hosts are a union, a later source wins.
         for spec in &layer.secrets {
@@ -359,9 +380,9 @@ pub fn resolve(
     for spec in &secrets {
         if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
             let origin = format!("secret {}", spec.name);
-            for path in ctx.expand(file, &origin, false)? {
+            for expanded in ctx.expand(file, &origin, false)? {
                 fs.push(FsRule {
-                    path,
+                    path: expanded.path,
                     access: FsAccess::DenyRead,
                     origin: origin.clone(),
                 });
@@ -370,6 +391,7 @@ pub fn resolve(
     }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    let fs = check_links(fs, &linked)?;
 
     // Environment: pass what an allow pattern names and no deny pattern
     // names, then apply explicit settings. A wildcard never carries a
@@ -447,6 +469,57 @@ pub fn looks_like_credential(name: &str) -> bool {
         (CREDENTIAL_WORDS.contains(&part) && upper != "PWD" && upper != "OLDPWD")
             || (part.starts_with("AUTH") && part != "AUTHOR" && part != "AUTHORS")
     })
+}
+
+/// Symlinks on the way to a rule path that live where the command can
+/// write (their directory is writable) are the next run's attack surface:
+/// the command can re-point them. A grant (read, write, unix socket)
+/// through one is refused, naming the link; a protection through one also
+/// protects the link itself (the sandbox pins it in place, so it cannot be
+/// removed, renamed or replaced during the run).
+fn check_links(
+    mut fs: Vec<FsRule>,
+    linked: &[(String, String, Option<FsAccess>, Vec<PathBuf>)],
+) -> Result<Vec<FsRule>, PolicyError> {
+    if linked.iter().all(|(_, _, _, links)| links.is_empty()) {
+        return Ok(fs);
+    }
+    let view = Policy {
+        cwd: PathBuf::new(),
+        home: PathBuf::new(),
+        fs: fs.clone(),
+        env: BTreeMap::new(),
+        env_dropped: Vec::new(),
+        env_withheld: Vec::new(),
+        network: NetworkPolicy::default(),
+        unix_sockets: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let replaceable = |link: &Path| link.parent().is_some_and(|dir| view.effective(dir).write);
+    for (value, origin, access, links) in linked {
+        for link in links.iter().filter(|l| replaceable(l)) {
+            match access {
+                Some(a @ (FsAccess::DenyRead | FsAccess::DenyWrite)) => fs.push(FsRule {
+                    path: link.clone(),
+                    access: *a,
+                    origin: origin.clone(),
+                }),
+                _ => {
+                    return Err(PolicyError::BadPath {
+                        value: value.clone(),
+                        origin: origin.clone(),
+                        reason: format!(
+                            "it goes through the symlink {}, which lives in a directory the command can write: a run could re-point it to widen the next one; name the real path instead",
+                            link.display()
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
+    fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    Ok(fs)
 }
 
 /// `NAME` or `PREFIX*`; names are what POSIX shells accept.

@@ -99,7 +99,7 @@ fn writable_roots(layers: &[PolicyLayer], ctx: &PathContext) -> Vec<PathBuf> {
     for layer in layers {
         for value in &layer.write_allow {
             if let Ok(paths) = ctx.expand(value, &layer.origin, false) {
-                roots.extend(paths);
+                roots.extend(paths.into_iter().map(|e| e.path));
             }
         }
     }

@@ -124,7 +124,7 @@ fn killing_a_host_process_is_impossible() {
 #[test]
 fn fallback_mode_cannot_kill_host_process() {
     if crate::util::landlock_abi() < 6 {
-        eprintln!("SKIP: Landlock ABI < 6 has no signal scoping");
+        crate::common::skip("Landlock ABI < 6 has no signal scoping");
         return;
     }
     let victim = HostSleep::start();

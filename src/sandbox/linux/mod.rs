@@ -24,7 +24,10 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod account;
 pub mod cgroup;
+pub mod fsat;
+pub mod inotify;
 pub mod landlock;
 pub mod limits;
 pub mod mounts;
@@ -234,11 +237,24 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     })
 }
 
-/// A failure report from the child: one stage byte, errno (4 bytes LE), text.
+/// A failure report from the child: one stage byte, errno (4 bytes LE),
+/// the path's length (2 bytes LE) and bytes, then the text.
 fn report(fd: &OwnedFd, stage: Stage, errno: i32, msg: &str) {
-    let mut buf = vec![stage as u8];
-    buf.extend_from_slice(&errno.to_le_bytes());
-    buf.extend_from_slice(msg.as_bytes());
+    report_error(fd, &SandboxError::new(stage, msg).with_errno(errno));
+}
+
+fn report_error(fd: &OwnedFd, e: &SandboxError) {
+    let mut buf = vec![e.stage as u8];
+    buf.extend_from_slice(&e.errno.to_le_bytes());
+    let path = e
+        .path
+        .as_ref()
+        .map(|p| p.as_os_str().as_bytes())
+        .unwrap_or_default();
+    let path = &path[..path.len().min(2000)];
+    buf.extend_from_slice(&(path.len() as u16).to_le_bytes());
+    buf.extend_from_slice(path);
+    buf.extend_from_slice(e.message.as_bytes());
     buf.truncate(4000); // one atomic pipe write
     sys::write_all(fd.as_raw_fd(), &buf);
 }
@@ -249,9 +265,16 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
         .get(1..5)
         .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0);
-    let msg = String::from_utf8_lossy(buf.get(5..).unwrap_or_default()).into_owned();
-    let mut e = SandboxError::new(stage, msg);
-    e.errno = errno;
+    let path_len = buf
+        .get(5..7)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        .unwrap_or(0);
+    let path = buf.get(7..7 + path_len).unwrap_or_default();
+    let msg = String::from_utf8_lossy(buf.get(7 + path_len..).unwrap_or_default()).into_owned();
+    let mut e = SandboxError::new(stage, msg).with_errno(errno);
+    if !path.is_empty() {
+        e.path = Some(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+    }
     e
 }
 
@@ -330,8 +353,8 @@ fn init_main(
     }
     let t0 = std::time::Instant::now();
     if let Err(e) = mounts::apply(&prep.steps, &prep.limits.tmpfs_options()) {
-        let errno = e.err.raw_os_error().unwrap_or(0);
-        return fail(Stage::Namespaces, "mounts", &e, errno);
+        report_error(status, &e.into_sandbox_error());
+        return super::EXIT_SETUP;
     }
     if prep.debug {
         eprintln!(
@@ -353,7 +376,7 @@ fn init_main(
         // host network: nothing to bring up
     } else if let Err(e) = sys::loopback_up() {
         return fail(
-            Stage::Namespaces,
+            Stage::Network,
             "bring up lo",
             &e,
             e.raw_os_error().unwrap_or(0),
@@ -678,6 +701,16 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
 /// mounts, so the probe mounts a tmpfs.)
 pub fn probe_namespaces() -> Result<(), String> {
     probe_flags(NS_FLAGS)
+}
+
+/// The probe a run makes before choosing its mode: the namespaces whose
+/// creation a machine restricts (user, with the mounts AppArmor may
+/// refuse), plus pid, ipc and uts. Not the network namespace: creating
+/// (and tearing down) one costs more than the rest of the probe, and no
+/// restriction we know of allows user namespaces but not it; if the run's
+/// own clone still fails, that is a refusal (125), never a fallback.
+pub fn probe_for_run() -> Result<(), String> {
+    probe_flags(NS_FLAGS & !libc::CLONE_NEWNET)
 }
 
 /// One namespace kind each (user always, since the others need it when

@@ -640,10 +640,38 @@ fn every_agent_preset_protects_every_agents_code_running_files() {
             .lines()
             .filter(|l| l.starts_with("WROTE"))
             .collect();
-        assert!(
-            wrote.is_empty(),
-            "{preset} let the command write: {wrote:?}\n{r:?}"
-        );
+        // A protected path that existed is refused outright. One that did
+        // not may be created (nothing is placed in the user's tree to stop
+        // it, see docs/threat-model.md), but never stays: it is moved aside
+        // and the user is told, naming it (or the new directory holding it).
+        let quarantined: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("was created where a protected path did not exist"))
+            .collect();
+        for line in &wrote {
+            let rel = line.trim_start_matches("WROTE ");
+            let path = match rel.strip_prefix("~/") {
+                Some(r) => home_p.join(r),
+                None => proj_p.join(rel),
+            };
+            // The warning names the path or the new directory above it
+            // (quoted or not: the name ends at a space or a quote).
+            let named = |q: &&str| {
+                path.ancestors()
+                    .take_while(|a| *a != proj_p && *a != home_p)
+                    .any(|a| {
+                        let a = a.display().to_string();
+                        [" ", "\"", "'"]
+                            .iter()
+                            .any(|end| q.contains(&format!("{a}{end}")))
+                    })
+            };
+            assert!(
+                quarantined.iter().any(named),
+                "{preset} let the command write {rel} without moving it aside and saying so\n{r:?}"
+            );
+        }
         // On the host: nothing planted, the existing file untouched.
         for rel in PLANTED {
             let path = match rel.strip_prefix("~/") {

@@ -300,16 +300,30 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 .next()
                 .unwrap_or("invalid arguments")
                 .trim_start_matches("error: ");
-            eprintln!("zerobox: {first} (see `zerobox --help`)");
+            crate::errln!("zerobox: {first} (see `zerobox --help`)");
             return code;
         }
     };
-    match dispatch(cli, tail) {
+    // Commands whose product is their output; a run's product is the
+    // command's own exit status, which nothing zerobox prints may change.
+    let prints = match &cli.sub {
+        None | Some(Sub::External(_)) => cli.sandbox.dry_run,
+        Some(Sub::Run { sandbox, .. }) => sandbox.dry_run,
+        Some(_) => true,
+    };
+    let code = match dispatch(cli, tail) {
         Ok(code) => code,
         Err(fatal) => {
-            eprintln!("zerobox: {}", fatal.message);
+            crate::errln!("zerobox: {}", fatal.message);
             fatal.code
         }
+    };
+    match crate::output::stdout_failure() {
+        Some(e) if prints && code == 0 => {
+            crate::errln!("zerobox: cannot write the output: {e}");
+            exit::OUTPUT
+        }
+        _ => code,
     }
 }
 

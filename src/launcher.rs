@@ -77,7 +77,7 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
             && rule.origin == "cli"
             && std::fs::symlink_metadata(&rule.path).is_err()
         {
-            eprintln!(
+            crate::errln!(
                 "zerobox: warning: --allow-write path does not exist, nothing granted: {}",
                 rule.path.display()
             );
@@ -136,7 +136,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
             .mode(0o700)
             .create(&rule.path);
         if debug {
-            eprintln!(
+            crate::errln!(
                 "zerobox: debug: create state dir {} for {}: {}",
                 rule.path.display(),
                 rule.origin,
@@ -249,7 +249,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
     create_state_dirs(&resolved.policy, req.debug);
     if req.no_sandbox {
-        eprintln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
+        crate::errln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(&resolved.spec.program)
             .arg0(&req.command[0])
@@ -262,7 +262,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         ));
     }
     if req.debug {
-        eprintln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
+        crate::errln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
     }
     let mut spec = resolved.spec.clone();
     // Network: prepare the proxy (config checks, CA) before the fork, while
@@ -280,7 +280,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         None
     };
     if req.share_net {
-        eprintln!("zerobox: warning: --share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
+        crate::errln!("zerobox: warning: --share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
     }
     let opts = Options {
         strict: req.strict,
@@ -327,7 +327,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let code = running.wait();
     if let Some(handle) = handle {
         if let Some(line) = handle.shutdown().stderr_line() {
-            eprintln!("{line}");
+            crate::errln!("{line}");
         }
     }
     Ok(code)
@@ -361,14 +361,14 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
             // A preset's secret that this user does not have (e.g. an agent
             // logged in with OAuth instead of an API key): nothing to inject.
             if req.debug {
-                eprintln!("zerobox: debug: secret {} not set; not injected", spec.name);
+                crate::errln!("zerobox: debug: secret {} not set; not injected", spec.name);
             }
             continue;
         }
         let secret = match spec.from.as_deref() {
             None => Secret::from_env(&spec.name, spec.hosts.clone()),
             Some("inline") => {
-                eprintln!(
+                crate::errln!(
                     "zerobox: warning: --secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
                     spec.name, spec.name, spec.name
                 );
@@ -488,7 +488,7 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         policy: &resolved.policy,
         mounts: enforcement.mounts,
     };
-    print!("{}", render_yaml(&doc));
+    crate::out!("{}", render_yaml(&doc));
     Ok(0)
 }
 
@@ -501,22 +501,22 @@ fn render_yaml<T: Serialize>(v: &T) -> String {
 pub fn doctor() -> i32 {
     let p = sandbox::probe();
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    println!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
-    println!();
-    println!("{:<34} status", "layer");
+    crate::outln!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
+    crate::outln!();
+    crate::outln!("{:<34} status", "layer");
     for (name, r) in &p.each_namespace {
         let label = format!("{name} namespace");
         match r {
-            Ok(()) => println!("{label:<34} yes"),
-            Err(e) => println!("{label:<34} no: {e}"),
+            Ok(()) => crate::outln!("{label:<34} yes"),
+            Err(e) => crate::outln!("{label:<34} no: {e}"),
         }
     }
     match &p.user_namespaces {
-        Ok(()) => println!("{:<34} yes", "all of them together (a run)"),
-        Err(e) => println!("{:<34} no: {e}", "all of them together (a run)"),
+        Ok(()) => crate::outln!("{:<34} yes", "all of them together (a run)"),
+        Err(e) => crate::outln!("{:<34} no: {e}", "all of them together (a run)"),
     }
     if let Some(r) = p.apparmor_restricts_userns {
-        println!(
+        crate::outln!(
             "{:<34} {}",
             "AppArmor userns restriction",
             if r {
@@ -526,10 +526,10 @@ pub fn doctor() -> i32 {
             }
         );
     } else {
-        println!("{:<34} not present", "AppArmor userns restriction");
+        crate::outln!("{:<34} not present", "AppArmor userns restriction");
     }
     let abi = p.landlock_abi;
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "Landlock",
         if abi > 0 {
@@ -538,44 +538,46 @@ pub fn doctor() -> i32 {
             "no".into()
         }
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  filesystem rules (ABI ≥ 1)",
         yes_no(abi >= 1)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  TCP bind/connect rules (ABI ≥ 4)",
         yes_no(abi >= 4)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  ioctl on devices (ABI ≥ 5)",
         yes_no(abi >= 5)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  abstract unix + signal scope (≥ 6)",
         yes_no(abi >= 6)
     );
-    println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
-    println!();
+    crate::outln!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    crate::outln!();
     let code = match (&p.user_namespaces, abi > 0) {
         (Ok(()), true) => {
-            println!("Each run gets: all layers (namespaces, read-only host, private /tmp, Landlock, seccomp, no capabilities).");
+            crate::outln!("Each run gets: all layers (namespaces, read-only host, private /tmp, Landlock, seccomp, no capabilities).");
             0
         }
         (Ok(()), false) => {
-            println!("Each run gets: namespaces + seccomp; no Landlock (--strict refuses to run).");
+            crate::outln!(
+                "Each run gets: namespaces + seccomp; no Landlock (--strict refuses to run)."
+            );
             0
         }
         (Err(_), true) => {
-            println!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
-            println!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
+            crate::outln!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
+            crate::outln!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
             0
         }
         (Err(_), false) => {
-            println!("zerobox cannot sandbox anything here: it refuses to run (exit 125) unless --no-sandbox.");
+            crate::outln!("zerobox cannot sandbox anything here: it refuses to run (exit 125) unless --no-sandbox.");
             exit::SETUP
         }
     };

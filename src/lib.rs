@@ -11,6 +11,7 @@ pub mod cli;
 pub mod dirs;
 pub mod exit;
 pub mod launcher;
+pub mod output;
 pub mod policy;
 pub mod preset;
 pub mod proxy;

@@ -95,7 +95,7 @@ fn report(r: Result<(), PresetError>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("zerobox: {e}");
+            crate::errln!("zerobox: {e}");
             e.exit_code()
         }
     }
@@ -106,7 +106,7 @@ fn report(r: Result<(), PresetError>) -> i32 {
 pub fn cli_main(args: Vec<OsString>) -> i32 {
     let mut args = args;
     if args.is_empty() {
-        eprintln!("{USAGE}");
+        crate::errln!("{USAGE}");
         return 2;
     }
     let cmd = args.remove(0).to_string_lossy().into_owned();
@@ -133,7 +133,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
         }
         "schema" => {
             a.only_flags(&[])?;
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&super::json_schema()).unwrap_or_default()
             );
@@ -156,7 +156,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             }
             let v = sign::verify_local(&ring, &env, &file)?;
             let p = super::schema::parse_preset(&v)?;
-            println!(
+            crate::outln!(
                 "ok: {}@{} signed by key {} (sha256 {})",
                 p.name,
                 p.version,
@@ -185,12 +185,12 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             let (sk, pk, id) = sign::keygen()?;
             write_secret(&skp, sk.as_bytes())?;
             super::write_atomic(&pkp, pk.as_bytes())?;
-            println!(
+            crate::outln!(
                 "key {id}: secret {} (keep it private), public {}",
                 skp.display(),
                 pkp.display()
             );
-            println!(
+            crate::outln!(
                 "users trust it with: zerobox preset trust-key {}",
                 pkp.display()
             );
@@ -206,7 +206,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             let bytes = super::read_capped(&file, super::MAX_PRESET_BYTES)?;
             let (sig, p) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
             super::write_atomic(&sign::sig_path_of(&file), sig.as_bytes())?;
-            println!(
+            crate::outln!(
                 "signed {}@{} -> {}",
                 p.name,
                 p.version,
@@ -234,13 +234,13 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             };
             if a.has("refresh") {
                 let serial = registry::refresh_index(Path::new(reg), Path::new(key), days)?;
-                println!("re-signed {}/index.yaml (serial {serial})", reg);
+                crate::outln!("re-signed {}/index.yaml (serial {serial})", reg);
                 return Ok(());
             }
             let file = a.one("file")?;
             let (n, v, serial) =
                 registry::publish(Path::new(file), Path::new(reg), Path::new(key), days)?;
-            println!("published {n}@{v} to {reg} (index serial {serial})");
+            crate::outln!("published {n}@{v} to {reg} (index serial {serial})");
             Ok(())
         }
         "pull" | "pin" => {
@@ -253,7 +253,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             let mut r = Resolver::ignoring_pins(&env);
             let (p, url) = pick(&mut r, &env, &name, version.as_ref(), cmd == "pull")?;
             if cmd == "pull" {
-                println!("pulled {} (sha256 {}) from {}", p.origin(), p.sha256, url);
+                crate::outln!("pulled {} (sha256 {}) from {}", p.origin(), p.sha256, url);
                 return Ok(());
             }
             // Pin the preset and every building block it extends: a pin
@@ -291,7 +291,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
                 } else {
                     " (building block)"
                 };
-                println!(
+                crate::outln!(
                     "pinned {}{role} (sha256 {}) in {}",
                     q.origin(),
                     q.sha256,
@@ -314,9 +314,10 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
                     "no registry configured: set `registry: URL` in ~/.config/zerobox/config.yaml or ZEROBOX_REGISTRY".into(),
                 ));
             };
-            println!(
+            crate::outln!(
                 "index {url}: serial {}, expires {}",
-                idx.serial, idx.expires
+                idx.serial,
+                idx.expires
             );
             let cached: Vec<String> = std::fs::read_dir(env.cache_dir.join("presets"))
                 .map(|d| {
@@ -328,7 +329,7 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
             for name in cached {
                 if let Some((v, sha)) = idx.latest(&name) {
                     let p = r.fetch_version(&url, &name, &v, &sha)?;
-                    println!("  {} up to date", p.origin());
+                    crate::outln!("  {} up to date", p.origin());
                 }
             }
             Ok(())
@@ -352,11 +353,11 @@ fn run(cmd: &str, a: &Args) -> Result<(), PresetError> {
                 &dest,
                 format!("untrusted comment: zerobox trusted key {id}\n{b64}\n").as_bytes(),
             )?;
-            println!("trusted key {id} ({})", dest.display());
+            crate::outln!("trusted key {id} ({})", dest.display());
             Ok(())
         }
         "help" | "--help" | "-h" => {
-            println!("{USAGE}");
+            crate::outln!("{USAGE}");
             Ok(())
         }
         other => Err(PresetError::Usage(format!(
@@ -438,13 +439,15 @@ fn pick(
 
 fn list(env: &PresetEnv) -> Result<(), PresetError> {
     let mut r = Resolver::new(env);
-    println!(
+    crate::outln!(
         "{:<24} {:<10} {:<10} DESCRIPTION",
-        "NAME", "VERSION", "SOURCE"
+        "NAME",
+        "VERSION",
+        "SOURCE"
     );
     for b in super::bundled::BUNDLED {
         match r.bundled(b.name) {
-            Ok(Some(p)) => println!(
+            Ok(Some(p)) => crate::outln!(
                 "{:<24} {:<10} {:<10} {}",
                 p.name,
                 p.version,
@@ -452,7 +455,7 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
                 p.doc.description.as_deref().unwrap_or("")
             ),
             Ok(None) => {}
-            Err(e) => println!("{:<24} {:<10} {:<10} INVALID: {e}", b.name, "-", "bundled"),
+            Err(e) => crate::outln!("{:<24} {:<10} {:<10} INVALID: {e}", b.name, "-", "bundled"),
         }
     }
     let idx = if env.offline {
@@ -464,7 +467,7 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
             // registry being away.
             Err(e @ PresetError::Usage(_)) => return Err(e),
             Err(e) => {
-                eprintln!("zerobox: warning: {e}");
+                crate::errln!("zerobox: warning: {e}");
                 None
             }
         }
@@ -473,7 +476,7 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
         for (name, versions) in &idx.presets {
             let mut vs: Vec<&String> = versions.keys().collect();
             vs.sort_by_key(|v| semver::Version::parse(v).ok());
-            println!(
+            crate::outln!(
                 "{:<24} {:<10} {:<10} {}",
                 name,
                 vs.last().map(|s| s.as_str()).unwrap_or("-"),
@@ -484,9 +487,12 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
     }
     if let Ok(Some(lock)) = project::read_lock(&env.project_dir) {
         for p in lock.pins {
-            println!(
+            crate::outln!(
                 "{:<24} {:<10} {:<10} sha256 {}",
-                p.name, p.version, "pinned", p.sha256
+                p.name,
+                p.version,
+                "pinned",
+                p.sha256
             );
         }
     }
@@ -496,7 +502,7 @@ fn list(env: &PresetEnv) -> Result<(), PresetError> {
 fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> {
     if resolved {
         let lp = super::load(what, env)?;
-        println!(
+        crate::outln!(
             "# {}@{} (command: {})",
             lp.name,
             lp.version,
@@ -507,7 +513,7 @@ fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> 
             }
         );
         for l in &lp.layers {
-            println!("\n## {}", l.origin);
+            crate::outln!("\n## {}", l.origin);
             let groups: [(&str, &Vec<String>); 9] = [
                 ("filesystem.read.allow", &l.read_allow),
                 ("filesystem.read.deny", &l.read_deny),
@@ -521,17 +527,17 @@ fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> 
             ];
             for (k, v) in groups {
                 if !v.is_empty() {
-                    println!("{k}: {}", v.join(", "));
+                    crate::outln!("{k}: {}", v.join(", "));
                 }
             }
             if l.net_allow_any {
-                println!("network.allow: * (any host)");
+                crate::outln!("network.allow: * (any host)");
             }
             for (k, v) in &l.env_set {
-                println!("env.set: {k}={v}");
+                crate::outln!("env.set: {k}={v}");
             }
             for s in &l.secrets {
-                println!("secret: {} -> {}", s.name, s.hosts.join(", "));
+                crate::outln!("secret: {} -> {}", s.name, s.hosts.join(", "));
             }
         }
         return Ok(());
@@ -542,7 +548,7 @@ fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> 
     } else {
         r.load_named(what)?
     };
-    println!("# {} from {} (sha256 {})", p.origin(), p.source, p.sha256);
+    crate::outln!("# {} from {} (sha256 {})", p.origin(), p.source, p.sha256);
     let bytes = if p.source == "bundled" {
         super::bundled::find(&p.name)
             .map(|b| b.yaml.to_vec())
@@ -557,7 +563,7 @@ fn show(what: &str, resolved: bool, env: &PresetEnv) -> Result<(), PresetError> 
         ))
         .unwrap_or_default()
     };
-    print!("{}", String::from_utf8_lossy(&bytes));
+    crate::out!("{}", String::from_utf8_lossy(&bytes));
     Ok(())
 }
 
@@ -611,13 +617,13 @@ pub fn trust_main(args: Vec<OsString>) -> i32 {
         }
         let root = std::fs::canonicalize(&env.project_dir).unwrap_or(env.project_dir.clone());
         for (f, _, sha, what) in &reviewed {
-            println!(
+            crate::outln!(
                 "{} (sha256 {sha}), for project {}:",
                 f.display(),
                 root.display()
             );
             for line in what {
-                println!("  {line}");
+                crate::outln!("  {line}");
             }
         }
         if !a.has("yes") {
@@ -627,7 +633,7 @@ pub fn trust_main(args: Vec<OsString>) -> i32 {
                     "zerobox trust asks for confirmation on a terminal and stdin is none; review the files above and pass --yes to trust them from a script".into(),
                 ));
             }
-            eprint!(
+            crate::err_prompt!(
                 "trust {} for this project? [y/N] ",
                 if reviewed.len() == 1 {
                     "this file"
@@ -652,7 +658,7 @@ pub fn trust_main(args: Vec<OsString>) -> i32 {
         }
         for (f, real, sha, _) in &reviewed {
             sign::record_trust(&env, real, sha)?;
-            println!("trusted {} (sha256 {sha})", f.display());
+            crate::outln!("trusted {} (sha256 {sha})", f.display());
         }
         Ok(())
     })())

@@ -700,7 +700,7 @@ pub struct Resolver<'a> {
 }
 
 fn warn(msg: &str) {
-    eprintln!("zerobox: warning: {msg}");
+    crate::errln!("zerobox: warning: {msg}");
 }
 
 impl<'a> Resolver<'a> {

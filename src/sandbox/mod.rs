@@ -425,7 +425,7 @@ pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, Sa
         // Announce a weaker mode before the command can print anything.
         // (A namespace failure below is only known after the attempt.)
         for w in &weaker {
-            eprintln!("zerobox: warning: {w}");
+            crate::errln!("zerobox: warning: {w}");
         }
         match try_spawn(policy, spec, opts, mode, sim) {
             Ok(r) => return Ok(r),
@@ -512,9 +512,9 @@ fn try_spawn(
         Vec::new()
     };
     if opts.debug {
-        eprintln!("zerobox: debug: mode {mode:?}, landlock ABI {abi}");
+        crate::errln!("zerobox: debug: mode {mode:?}, landlock ABI {abi}");
         for s in &steps {
-            eprintln!("zerobox: debug: mount {s:?}");
+            crate::errln!("zerobox: debug: mount {s:?}");
         }
     }
     let seccomp = linux::seccomp::build(linux::seccomp::SocketRules {

@@ -251,7 +251,7 @@ fn init_main(
         return fail(Stage::Namespaces, "mounts", &e, errno);
     }
     if prep.debug {
-        eprintln!(
+        crate::errln!(
             "zerobox: debug: {:>8.3} ms  mounts done ({} policy steps)",
             t0.elapsed().as_secs_f64() * 1e3,
             prep.steps.len()
@@ -351,7 +351,7 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     let t0 = std::time::Instant::now();
     let step = |what: &str| {
         if prep.debug {
-            eprintln!(
+            crate::errln!(
                 "zerobox: debug: {:>8.3} ms  {what}",
                 t0.elapsed().as_secs_f64() * 1e3
             );

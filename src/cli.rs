@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, Fatal};
 use crate::launcher::{self, RunRequest};
@@ -36,40 +36,48 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Show which sandbox layers this machine has and what each run gets.
-    Doctor,
+    #[command(after_help = "Examples:\n  zerobox doctor\n  zerobox doctor --json | jq .run")]
+    Doctor {
+        /// Print JSON instead of text (see docs/architecture.md, "JSON output").
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the fully resolved policy and the enforcing layers; run nothing.
+    #[command(
+        after_help = "Examples:\n  zerobox explain --allow-write=. -- make\n  zerobox explain claude                  # a preset's policy"
+    )]
     Explain {
         #[command(flatten)]
         sandbox: Box<SandboxArgs>,
+        /// A preset to explain instead of `-- CMD` (name, NAME@VERSION or file).
+        #[arg(value_name = "PRESET")]
+        preset: Option<String>,
+        /// Print JSON instead of YAML (see docs/policy.md, "zerobox explain").
+        #[arg(long)]
+        json: bool,
     },
-    /// Run a preset by name or file: `zerobox run NAME -- ARGS`.
+    /// Run a preset by name or file: `zerobox run NAME [ARGS…]`.
+    #[command(
+        after_help = "Examples:\n  zerobox run claude --version            # ARGS go to the preset's command\n  zerobox run --allow-write=~/notes codex\n  zerobox run ./team.yaml -- --flag      # a signed preset file"
+    )]
     Run {
         #[command(flatten)]
         sandbox: Box<SandboxArgs>,
         /// The preset (name, NAME@VERSION, or a signed YAML file).
         #[arg(value_name = "PRESET")]
         preset: String,
+        /// Arguments for the preset's command.
+        #[arg(
+            value_name = "ARGS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<OsString>,
     },
     /// Presets: list, show, schema, verify, keygen, sign, publish, pull, pin, update, trust-key.
-    Preset {
-        /// The preset subcommand and its arguments (`zerobox preset help`).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Preset(crate::preset::PresetArgs),
     /// Trust a project's .zerobox/ file (by content hash) so it may widen a policy.
-    Trust {
-        /// The file to trust (default: the project's lock and override files).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Trust(crate::preset::TrustArgs),
     /// `zerobox NAME [ARGS…]` runs the preset NAME.
     #[command(external_subcommand)]
     External(Vec<OsString>),
@@ -142,6 +150,9 @@ pub struct SandboxArgs {
     /// Print the resolved policy and enforcing layers, run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Never use the network for presets: cached and bundled ones only (also ZEROBOX_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Apply a preset or policy file (repeatable, merged left to right).
     #[arg(long, value_name = "NAME|FILE")]
     pub profile: Vec<String>,
@@ -279,31 +290,21 @@ fn split_at_dashes(args: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>
 
 /// Parse argv, run, and return the exit code. Never panics on bad input.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let (head, tail) = split_at_dashes(args);
-    let cli = match Cli::try_parse_from(head) {
+    let (head, tail) = split_at_dashes(args.clone());
+    let parse_error =
+        |e: clap::Error, argv: &[OsString]| crate::output::clap_error(&e, &Cli::command(), argv);
+    let mut cli = match Cli::try_parse_from(&head) {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => exit::USAGE,
-            };
-            if code == 0 {
-                let _ = e.print(); // --help / --version
-                return 0;
-            }
-            // One line, like every other zerobox error: clap's first line
-            // (it names the offending value) and where to look.
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            crate::errln!("zerobox: {first} (see `zerobox --help`)");
-            return code;
-        }
+        Err(e) => return parse_error(e, &head),
     };
+    // `zerobox preset|trust … -- ARGS`: those parsers take `--` themselves
+    // (a file named `-x`), so they see the whole argv.
+    if tail.is_some() && matches!(cli.sub, Some(Sub::Preset(_) | Sub::Trust(_))) {
+        cli = match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => return parse_error(e, &args),
+        };
+    }
     // Commands whose product is their output; a run's product is the
     // command's own exit status, which nothing zerobox prints may change.
     let prints = match &cli.sub {
@@ -337,24 +338,53 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
         args
     };
     let command = tail.clone().unwrap_or_default();
+    // `zerobox --offline --strict preset …`: the top-level flags count too.
+    let top = crate::preset::RegistryFlags {
+        strict: cli.sandbox.strict,
+        offline: cli.sandbox.offline,
+    };
     match cli.sub {
-        Some(Sub::Doctor) => Ok(launcher::doctor()),
-        Some(Sub::Preset { args }) => Ok(crate::preset::cli_main(with_tail(args))),
-        Some(Sub::Trust { args }) => Ok(crate::preset::trust_main(with_tail(args))),
-        Some(Sub::Explain { sandbox }) => {
+        Some(Sub::Doctor { json }) => Ok(launcher::doctor(json)),
+        Some(Sub::Preset(mut a)) => {
+            a.registry.strict |= top.strict;
+            a.registry.offline |= top.offline;
+            Ok(crate::preset::run(a))
+        }
+        Some(Sub::Trust(mut a)) => {
+            a.registry.strict |= top.strict;
+            a.registry.offline |= top.offline;
+            Ok(crate::preset::trust(a))
+        }
+        Some(Sub::Explain {
+            sandbox,
+            preset,
+            json,
+        }) => {
+            let mut sandbox = *sandbox;
+            sandbox.dry_run = true;
+            if let Some(preset) = preset {
+                return run_preset(&sandbox, &preset, command, json);
+            }
             if command.is_empty() {
                 return Err(Fatal::usage(
-                    "no command given: usage `zerobox explain [FLAGS] -- CMD [ARGS…]`",
+                    "no command given: usage `zerobox explain [FLAGS] -- CMD [ARGS…]` or `zerobox explain PRESET`",
                 ));
             }
             let req = request(&sandbox, command)?;
-            launcher::explain(&req)
+            launcher::explain(&req, json)
         }
-        Some(Sub::Run { sandbox, preset }) => run_preset(&sandbox, &preset, command),
+        Some(Sub::Run {
+            sandbox,
+            preset,
+            mut args,
+        }) => {
+            args.extend(with_tail(Vec::new()));
+            run_preset(&sandbox, &preset, args, false)
+        }
         Some(Sub::External(mut argv)) => {
             let name = argv.remove(0);
             let name = name.to_string_lossy().into_owned();
-            run_preset(&cli.sandbox, &name, with_tail(argv))
+            run_preset(&cli.sandbox, &name, with_tail(argv), false)
         }
         None => {
             if command.is_empty() {
@@ -364,7 +394,7 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
             }
             let req = request(&cli.sandbox, command)?;
             if cli.sandbox.dry_run {
-                launcher::explain(&req)
+                launcher::explain(&req, false)
             } else {
                 launcher::run(&req)
             }
@@ -378,18 +408,31 @@ fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
         None => std::env::current_dir()
             .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?,
     };
-    crate::preset::PresetEnv::from_system(&cwd, args.strict)
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))
+    let mut env = crate::preset::PresetEnv::from_system(&cwd, args.strict)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    env.offline |= args.offline;
+    Ok(env)
 }
 
 /// `zerobox NAME [ARGS…]` / `zerobox run NAME -- ARGS`: the preset's layers,
 /// then `--profile`s, then the CLI flags; the preset's command with ARGS.
-fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i32, Fatal> {
+fn run_preset(
+    args: &SandboxArgs,
+    name: &str,
+    extra: Vec<OsString>,
+    json: bool,
+) -> Result<i32, Fatal> {
     let env = preset_env(args)?;
     let is_file = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
     if !is_file && !crate::preset::exists(name.split('@').next().unwrap_or(name), &env) {
         let close = crate::preset::suggestions(name, &env);
-        let hint = if close.is_empty() {
+        let hint = if args.allow_net.iter().any(|h| h == "*") {
+            // `--allow-net x`: the bare flag (any host) took no value, and
+            // x became the command.
+            format!(
+                " (a bare --allow-net takes no value: write --allow-net={name} to allow that host)"
+            )
+        } else if close.is_empty() {
             " (run a program with `zerobox -- CMD`; list presets with `zerobox preset list`)"
                 .to_string()
         } else {
@@ -399,8 +442,30 @@ fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i3
             "no command or preset named {name}{hint}"
         )));
     }
+    // NAME@VERSION: run NAME only if that is the version it resolves to
+    // here (pinned, cached or bundled); `preset pin` chooses another.
+    let (base, version) = match name.split_once('@') {
+        Some((base, v)) if !is_file => {
+            let v = semver::Version::parse(v).map_err(|e| {
+                Fatal::usage(format!(
+                    "{}: bad version ({e}); expected NAME@1.2.3",
+                    crate::output::quote(name)
+                ))
+            })?;
+            (base, Some(v))
+        }
+        _ => (name, None),
+    };
     let loaded =
-        crate::preset::load(name, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+        crate::preset::load(base, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    if let Some(v) = version {
+        if loaded.version != v {
+            return Err(Fatal::usage(format!(
+                "{base} resolves to {base}@{} here, not {v}: `zerobox preset pin {base}@{v}` makes it the one used",
+                loaded.version
+            )));
+        }
+    }
     if loaded.command.is_empty() {
         return Err(Fatal::usage(format!(
             "preset {name} is a building block without a command: use it with `--profile {name} -- CMD`"
@@ -413,7 +478,7 @@ fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i3
     layers.append(&mut req.layers);
     req.layers = layers;
     if args.dry_run {
-        launcher::explain(&req)
+        launcher::explain(&req, json)
     } else {
         launcher::run(&req)
     }

@@ -464,8 +464,9 @@ struct Explained<'a> {
     mounts: Vec<sandbox::linux::mounts::Step>,
 }
 
-/// Print the resolved policy and enforcing layers; run nothing.
-pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
+/// Print the resolved policy and enforcing layers (YAML, or JSON with the
+/// same fields); run nothing.
+pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
     let opts = Options {
         strict: req.strict,
@@ -488,7 +489,17 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         policy: &resolved.policy,
         mounts: enforcement.mounts,
     };
-    crate::out!("{}", render_yaml(&doc));
+    if json {
+        // The same document; `weaker` is always present in JSON.
+        let mut v = serde_json::to_value(&doc)
+            .map_err(|e| Fatal::setup(format!("cannot render the policy: {e}")))?;
+        if let Some(map) = v.as_object_mut() {
+            map.entry("weaker").or_insert(serde_json::json!([]));
+        }
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        crate::out!("{}", render_yaml(&doc));
+    }
     Ok(0)
 }
 
@@ -498,8 +509,11 @@ fn render_yaml<T: Serialize>(v: &T) -> String {
 
 /// Describe this machine's layers and what a run gets. Exit 0 when a
 /// sandbox is possible, 125 when zerobox would refuse to run.
-pub fn doctor() -> i32 {
+pub fn doctor(json: bool) -> i32 {
     let p = sandbox::probe();
+    if json {
+        return doctor_json(&p);
+    }
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     crate::outln!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
     crate::outln!();
@@ -581,5 +595,50 @@ pub fn doctor() -> i32 {
             exit::SETUP
         }
     };
+    code
+}
+
+/// What a run gets on this machine, as `zerobox doctor --json` names it.
+fn run_mode(p: &sandbox::Probe) -> (&'static str, i32) {
+    match (&p.user_namespaces, p.landlock_abi > 0) {
+        (Ok(()), true) => ("full", 0),
+        (Ok(()), false) => ("no-landlock", 0),
+        (Err(_), true) => ("landlock-only", 0),
+        (Err(_), false) => ("refused", exit::SETUP),
+    }
+}
+
+/// `zerobox doctor --json`: field names are part of the interface
+/// (docs/architecture.md, "JSON output").
+fn doctor_json(p: &sandbox::Probe) -> i32 {
+    use serde_json::json;
+    let layer = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"available": true, "error": null}),
+        Err(e) => json!({"available": false, "error": e}),
+    };
+    let namespaces: serde_json::Map<String, serde_json::Value> = p
+        .each_namespace
+        .iter()
+        .map(|(name, r)| (name.to_string(), layer(r)))
+        .collect();
+    let abi = p.landlock_abi;
+    let (run, code) = run_mode(p);
+    let doc = json!({
+        "kernel": p.kernel,
+        "uid": p.uid,
+        "namespaces": namespaces,
+        "all_namespaces": layer(&p.user_namespaces),
+        "apparmor_restricts_userns": p.apparmor_restricts_userns,
+        "landlock": {
+            "abi": abi,
+            "filesystem": abi >= 1,
+            "tcp": abi >= 4,
+            "ioctl_dev": abi >= 5,
+            "scope": abi >= 6,
+        },
+        "seccomp": p.seccomp,
+        "run": run,
+    });
+    crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     code
 }

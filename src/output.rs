@@ -157,6 +157,148 @@ pub fn one_line(text: &str) -> String {
     s
 }
 
+/// Print a clap parse result the zerobox way and return the exit code:
+/// `--help`/`--version` on stdout (0); a missing subcommand prints the
+/// help on stderr (2); any other error is one escaped `zerobox: …` line
+/// (2) naming the bad value and where to look.
+///
+/// `cmd` and `argv` (what was parsed) name the subcommand whose help the
+/// message points to.
+pub fn clap_error(e: &clap::Error, cmd: &clap::Command, argv: &[std::ffi::OsString]) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            write_stdout(format_args!("{}", e.render()));
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            write_stderr(format_args!("{}", e.render()));
+            crate::exit::USAGE
+        }
+        _ => {
+            let path = subcommand_path(cmd, argv);
+            write_stderr(format_args!("zerobox: {}\n", clap_message(e, &path)));
+            crate::exit::USAGE
+        }
+    }
+}
+
+/// clap's error as one line naming the offending flag or value (escaped
+/// with [`quote`]), clap's suggestion when it is not the name itself, and
+/// the help to read. Built from the error's parts, not its text: clap's
+/// text spans several lines and echoes values raw.
+fn clap_message(e: &clap::Error, help_of: &str) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = e.render().to_string();
+    let ctx = |k: ContextKind| -> Vec<String> {
+        match e.get(k) {
+            Some(ContextValue::String(s)) => vec![s.clone()],
+            Some(ContextValue::Strings(v)) => v.clone(),
+            Some(ContextValue::StyledStr(s)) => vec![s.to_string()],
+            Some(ContextValue::StyledStrs(v)) => v.iter().map(|s| s.to_string()).collect(),
+            Some(ContextValue::Number(n)) => vec![n.to_string()],
+            _ => Vec::new(),
+        }
+    };
+    let one = |k: ContextKind| ctx(k).into_iter().next().unwrap_or_default();
+    let arg = one(ContextKind::InvalidArg);
+    let value = one(ContextKind::InvalidValue);
+    let suggest = |given: &str, kind: ContextKind| -> String {
+        let close: Vec<String> = ctx(kind)
+            .into_iter()
+            .filter(|s| s != given && !s.is_empty())
+            .collect();
+        if close.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", close.join(", "))
+        }
+    };
+    let main = match e.kind() {
+        ErrorKind::UnknownArgument => format!(
+            "unknown flag {}{}",
+            quote(&arg),
+            suggest(&arg, ContextKind::SuggestedArg)
+        ),
+        ErrorKind::InvalidSubcommand => {
+            let sub = one(ContextKind::InvalidSubcommand);
+            format!(
+                "unknown subcommand {}{}",
+                quote(&sub),
+                suggest(&sub, ContextKind::SuggestedSubcommand)
+            )
+        }
+        ErrorKind::MissingRequiredArgument => {
+            format!(
+                "missing {}",
+                one_line(&ctx(ContextKind::InvalidArg).join(", "))
+            )
+        }
+        ErrorKind::MissingSubcommand => "missing a subcommand".to_string(),
+        ErrorKind::InvalidValue if value.is_empty() => format!("{} needs a value", one_line(&arg)),
+        ErrorKind::InvalidValue => {
+            let valid = ctx(ContextKind::ValidValue);
+            let mut m = format!("invalid value {} for {}", quote(&value), one_line(&arg));
+            if !valid.is_empty() {
+                m.push_str(&format!(" (expected one of: {})", valid.join(", ")));
+            }
+            m.push_str(&suggest(&value, ContextKind::SuggestedValue));
+            m
+        }
+        ErrorKind::ValueValidation => {
+            let why = std::error::Error::source(e)
+                .map(|s| format!(": {}", one_line(&s.to_string())))
+                .unwrap_or_default();
+            format!(
+                "invalid value {} for {}{why}",
+                quote(&value),
+                one_line(&arg)
+            )
+        }
+        ErrorKind::ArgumentConflict => {
+            let prior = ctx(ContextKind::PriorArg);
+            format!(
+                "{} cannot be used with {}",
+                one_line(&arg),
+                one_line(&prior.join(", "))
+            )
+        }
+        ErrorKind::NoEquals => format!(
+            "{} takes its value after `=` ({}=VALUE)",
+            one_line(&arg),
+            one_line(arg.split(['=', ' ', '[', '<']).next().unwrap_or(&arg))
+        ),
+        ErrorKind::InvalidUtf8 => "an argument is not valid UTF-8".to_string(),
+        _ => {
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            one_line(first)
+        }
+    };
+    format!("{main} (see `{help_of} --help`)")
+}
+
+/// `zerobox preset pull` for `[zerobox, --offline, preset, pull, X]`: the
+/// words of argv that name subcommands, from the outermost.
+fn subcommand_path(cmd: &clap::Command, argv: &[std::ffi::OsString]) -> String {
+    let mut path = vec![cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string()];
+    let mut at = cmd;
+    for word in argv.iter().skip(1) {
+        let Some(word) = word.to_str() else { break };
+        if word == "--" {
+            break;
+        }
+        if let Some(sub) = at.find_subcommand(word) {
+            path.push(sub.get_name().to_string());
+            at = sub;
+        }
+    }
+    path.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

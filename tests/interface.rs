@@ -9,8 +9,11 @@ use std::process::{Command, Stdio};
 
 /// `zerobox` with HOME and the XDG dirs in `home`: no user config, no
 /// registry, no trusted keys from the machine running the tests.
+/// A stub `claude` is first on PATH, so that preset runs resolve their
+/// program on machines without the agent.
 fn zb(home: &Path) -> Command {
     let mut c = common::zerobox();
+    c.env("PATH", test_path(home));
     c.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("XDG_CACHE_HOME", home.join(".cache"))
@@ -18,6 +21,19 @@ fn zb(home: &Path) -> Command {
         .env_remove("ZEROBOX_REGISTRY")
         .current_dir(home);
     c
+}
+
+fn test_path(home: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = home.join("bin");
+    let stub = bin.join("claude");
+    if !stub.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(&stub, "#!/bin/sh\necho stub claude \"$@\"\n").unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let host = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    format!("{}:{host}", bin.display())
 }
 
 /// Which of zerobox's streams the test closes.
@@ -57,6 +73,7 @@ fn with_closed(home: &Path, args: &[&str], closed: Closed) -> common::Run {
                 .arg(common::bin())
                 .args(args)
                 .env("HOME", home)
+                .env("PATH", test_path(home))
                 .env("XDG_CONFIG_HOME", home.join(".config"))
                 .env("XDG_CACHE_HOME", home.join(".cache"))
                 .env("XDG_DATA_HOME", home.join(".local/share"))
@@ -206,4 +223,277 @@ fn full_stdout_is_reported() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("cannot write"), "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+}
+
+/// Every subcommand answers `--help` (exit 0) with a usage line and an
+/// example.
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    let t = common::scratch();
+    let cmds: &[&[&str]] = &[
+        &[],
+        &["doctor"],
+        &["explain"],
+        &["run"],
+        &["trust"],
+        &["preset"],
+        &["preset", "list"],
+        &["preset", "show"],
+        &["preset", "schema"],
+        &["preset", "verify"],
+        &["preset", "keygen"],
+        &["preset", "sign"],
+        &["preset", "publish"],
+        &["preset", "pull"],
+        &["preset", "pin"],
+        &["preset", "update"],
+        &["preset", "trust-key"],
+    ];
+    for cmd in cmds {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let r = exit_code(t.path(), &args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert!(r.stdout.contains("Usage: zerobox"), "{args:?}: {r:?}");
+        assert!(
+            r.stdout.contains("Example"),
+            "{args:?} has no example: {r:?}"
+        );
+    }
+    // `zerobox preset help show` is the same help
+    let r = exit_code(t.path(), &["preset", "help", "show"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("--resolved"), "{r:?}");
+}
+
+/// The preset parser keeps its exit codes: usage errors are 2 with one
+/// line naming the subcommand's help.
+#[test]
+fn preset_usage_errors() {
+    let t = common::scratch();
+    let r = exit_code(t.path(), &["preset"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("Usage: zerobox preset"), "{r:?}");
+    for (args, needle) in [
+        (&["preset", "frobnicate"][..], "frobnicate"),
+        (&["preset", "show"][..], "NAME[@VERSION]|FILE"),
+        (&["preset", "show", "claude", "--bogus"][..], "--bogus"),
+        (&["preset", "publish", "--key", "k"][..], "--registry"),
+        (
+            &[
+                "preset",
+                "publish",
+                "f",
+                "--registry",
+                "r",
+                "--key",
+                "k",
+                "--expires-days",
+                "0",
+            ][..],
+            "--expires-days",
+        ),
+        (&["preset", "pull", "Bad@1"][..], "Bad"),
+        (&["preset", "pin", "x@one"][..], "bad version"),
+    ] {
+        let r = exit_code(t.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(needle), "{args:?}: {r:?}");
+        assert!(r.stderr.contains("zerobox preset"), "{args:?}: {r:?}");
+    }
+}
+
+/// `--offline` (and `--strict`) are accepted before the subcommand, after
+/// it, and on the run path.
+#[test]
+fn offline_is_accepted_anywhere() {
+    let t = common::scratch();
+    for args in [
+        &["--offline", "preset", "list"][..],
+        &["preset", "--offline", "list"][..],
+        &["preset", "list", "--offline"][..],
+        &["preset", "show", "--offline", "claude"][..],
+        &["trust", "--offline", "--yes", "/nonexistent"][..],
+        &["--offline", "--dry-run", "claude"][..],
+        &["run", "--offline", "--dry-run", "claude"][..],
+        &["explain", "--offline", "claude"][..],
+        &["explain", "--offline", "--", "true"][..],
+    ] {
+        let r = exit_code(t.path(), args);
+        assert!(!r.stderr.contains("unexpected argument"), "{args:?}: {r:?}");
+        let want = if args[0] == "trust" { 2 } else { 0 };
+        assert_eq!(r.code, want, "{args:?}: {r:?}");
+    }
+}
+
+/// `NAME@VERSION` works where the help says it does: `preset show`,
+/// `pull`/`pin` (registry tests), `run` and `explain`; a version that is
+/// not the one resolved is refused with the way to get it.
+#[test]
+fn name_at_version() {
+    let t = common::scratch();
+    let version = {
+        let r = exit_code(t.path(), &["preset", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "claude")
+            .unwrap()["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let good = format!("claude@{version}");
+    let r = exit_code(t.path(), &["preset", "show", &good]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with(&format!("# {good} ")), "{r:?}");
+    let r = exit_code(t.path(), &["preset", "show", &good, "--resolved"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = exit_code(t.path(), &["run", "--dry-run", &good, "--version"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("- --version"),
+        "ARGS reach the command: {r:?}"
+    );
+    let r = exit_code(t.path(), &["explain", &good]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("origin: {good}")), "{r:?}");
+    for args in [
+        &["run", "--dry-run", "claude@99.0.0"][..],
+        &["--dry-run", "claude@99.0.0"][..],
+        &["explain", "claude@99.0.0"][..],
+        &["preset", "show", "claude@99.0.0", "--resolved"][..],
+    ] {
+        let r = exit_code(t.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("preset pin claude@99.0.0"),
+            "{args:?}: {r:?}"
+        );
+    }
+    let r = exit_code(t.path(), &["preset", "show", "claude@99.0.0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
+
+fn json_of(home: &Path, args: &[&str]) -> serde_json::Value {
+    let r = exit_code(home, args);
+    assert_eq!(r.code, 0, "{args:?}: {r:?}");
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {r:?}"))
+}
+
+/// `--json` output parses and has the documented fields (docs/cli.md).
+#[test]
+fn json_output_has_the_documented_fields() {
+    let t = common::scratch();
+    let home = t.path();
+
+    let list = json_of(home, &["preset", "list", "--json"]);
+    let rows = list.as_array().expect("an array");
+    let claude = rows.iter().find(|r| r["name"] == "claude").expect("claude");
+    for key in [
+        "name",
+        "version",
+        "source",
+        "description",
+        "location",
+        "sha256",
+        "error",
+    ] {
+        assert!(claude.get(key).is_some(), "preset list: no {key}: {claude}");
+    }
+    assert_eq!(claude["source"], "bundled");
+    assert_eq!(claude["sha256"].as_str().unwrap().len(), 64);
+    assert!(claude["error"].is_null());
+
+    let show = json_of(home, &["preset", "show", "claude", "--json"]);
+    assert_eq!(show["name"], "claude");
+    assert_eq!(show["source"], "bundled");
+    assert_eq!(show["version"], claude["version"]);
+    assert_eq!(show["sha256"], claude["sha256"]);
+    assert!(
+        show["yaml"].as_str().unwrap().contains("name: claude"),
+        "{show}"
+    );
+
+    let resolved = json_of(home, &["preset", "show", "claude", "--resolved", "--json"]);
+    assert_eq!(resolved["command"], "claude");
+    let layers = resolved["layers"].as_array().unwrap();
+    let own = layers
+        .iter()
+        .find(|l| l["origin"].as_str().unwrap().starts_with("claude@"))
+        .expect("the preset's own layer");
+    for key in [
+        "read_allow",
+        "read_deny",
+        "write_allow",
+        "write_deny",
+        "net_allow",
+        "net_allow_any",
+        "net_deny",
+        "env_allow",
+        "env_deny",
+        "env_set",
+        "unix_sockets",
+        "secrets",
+    ] {
+        assert!(own.get(key).is_some(), "layer: no {key}: {own}");
+    }
+    assert!(
+        own["net_allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h.as_str().unwrap().contains("anthropic")),
+        "{own}"
+    );
+
+    let ex = json_of(
+        home,
+        &["explain", "--json", "--allow-write=.", "--", "true"],
+    );
+    for key in [
+        "command", "program", "mode", "layers", "weaker", "policy", "mounts",
+    ] {
+        assert!(ex.get(key).is_some(), "explain: no {key}: {ex}");
+    }
+    assert_eq!(ex["command"], serde_json::json!(["true"]));
+    let fs = ex["policy"]["fs"].as_array().expect("policy.fs");
+    let cwd = common::real(home);
+    assert!(
+        fs.iter()
+            .any(|r| r["path"] == cwd.to_str().unwrap() && r["origin"] == "cli"),
+        "the --allow-write rule: {ex}"
+    );
+    let ex = json_of(home, &["explain", "--json", "claude"]);
+    assert_eq!(ex["command"], serde_json::json!(["claude"]));
+
+    let r = exit_code(home, &["doctor", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("doctor json");
+    for key in [
+        "kernel",
+        "uid",
+        "namespaces",
+        "all_namespaces",
+        "apparmor_restricts_userns",
+        "landlock",
+        "seccomp",
+        "run",
+    ] {
+        assert!(doc.get(key).is_some(), "doctor: no {key}: {doc}");
+    }
+    let want = if doc["run"] == "refused" { 125 } else { 0 };
+    assert_eq!(r.code, want, "{r:?}");
+    assert!(doc["namespaces"]["user"]["available"].is_boolean(), "{doc}");
+    assert!(doc["landlock"]["abi"].is_number(), "{doc}");
+    // ZEROBOX_SIMULATE_MISSING drives the fields
+    let out = zb(home)
+        .args(["doctor", "--json"])
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .output()
+        .unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(sim["all_namespaces"]["available"], false, "{sim}");
+    assert!(sim["all_namespaces"]["error"].is_string(), "{sim}");
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::policy::PolicyLayer;
 
-pub use cli::{cli_main, trust_main};
+pub use cli::{cli_main, run, trust, trust_main, PresetArgs, RegistryFlags, TrustArgs};
 pub use schema::json_schema;
 pub use sign::VerifiedBytes;
 

@@ -78,9 +78,105 @@ pub enum Sub {
     Preset(crate::preset::PresetArgs),
     /// Trust a project's .zerobox/ file (by content hash) so it may widen a policy.
     Trust(crate::preset::TrustArgs),
+    /// Print a shell completion script, generated from these definitions.
+    #[command(
+        after_help = "Examples:\n  zerobox completions bash > ~/.local/share/bash-completion/completions/zerobox\n  zerobox completions zsh > ~/.zfunc/_zerobox\n  zerobox completions fish > ~/.config/fish/completions/zerobox.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    #[command(
+        after_help = "Example:\n  zerobox man > ~/.local/share/man/man1/zerobox.1 && man zerobox"
+    )]
+    Man,
     /// `zerobox NAME [ARGS…]` runs the preset NAME.
     #[command(external_subcommand)]
     External(Vec<OsString>),
+}
+
+/// The shells `zerobox completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `zerobox completions SHELL`: the script, from the clap definitions.
+fn completions(shell: CompletionShell) -> i32 {
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "zerobox", &mut script);
+    crate::out!("{}", String::from_utf8_lossy(&script));
+    0
+}
+
+/// `zerobox man`: one roff page for zerobox, then one section per
+/// subcommand (and per `preset` subcommand) with its options.
+fn man_page() -> Result<i32, Fatal> {
+    let render = |cmd: clap::Command| -> Result<Vec<u8>, Fatal> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| Fatal::setup(format!("cannot render the man page: {e}")))?;
+        Ok(page)
+    };
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut page = render(cmd.clone())?;
+    // Each subcommand's own page, appended without its title line, as
+    // sections named after it (`zerobox preset pin`).
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        subs.push((format!("zerobox {}", sub.get_name()), sub.clone()));
+        for inner in sub.get_subcommands() {
+            if inner.get_name() != "help" {
+                subs.push((
+                    format!("zerobox {} {}", sub.get_name(), inner.get_name()),
+                    inner.clone(),
+                ));
+            }
+        }
+    }
+    for (name, sub) in subs {
+        let text = render(sub.display_name(name.clone()).bin_name(name.clone()))?;
+        let text = String::from_utf8_lossy(&text);
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        for line in text.lines() {
+            if line.starts_with(".TH") || line.starts_with(".ie ") || line.starts_with(".el ") {
+                continue; // the page header: once, at the top
+            }
+            // The subcommand page's sections become sub-sections.
+            match line.strip_prefix(".SH ") {
+                Some(heading) => page.extend_from_slice(format!(".SS {heading}").as_bytes()),
+                None => page.extend_from_slice(line.as_bytes()),
+            }
+            page.push(b'\n');
+        }
+    }
+    // roff input is ASCII: other characters (the help's `…`, `≥`, `—`)
+    // as groff's \[uXXXX] escapes.
+    let mut roff = String::with_capacity(page.len());
+    for c in String::from_utf8_lossy(&page).chars() {
+        if c.is_ascii() {
+            roff.push(c);
+        } else {
+            roff.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    crate::out!("{roff}");
+    Ok(0)
 }
 
 /// Every policy and run flag. Shared by the top level and `explain`.
@@ -345,6 +441,8 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
     };
     match cli.sub {
         Some(Sub::Doctor { json }) => Ok(launcher::doctor(json)),
+        Some(Sub::Completions { shell }) => Ok(completions(shell)),
+        Some(Sub::Man) => man_page(),
         Some(Sub::Preset(mut a)) => {
             a.registry.strict |= top.strict;
             a.registry.offline |= top.offline;

@@ -248,6 +248,8 @@ fn every_subcommand_has_help_with_an_example() {
         &["preset", "pin"],
         &["preset", "update"],
         &["preset", "trust-key"],
+        &["completions"],
+        &["man"],
     ];
     for cmd in cmds {
         let mut args = cmd.to_vec();
@@ -496,4 +498,83 @@ fn json_output_has_the_documented_fields() {
     let sim: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(sim["all_namespaces"]["available"], false, "{sim}");
     assert!(sim["all_namespaces"]["error"].is_string(), "{sim}");
+}
+
+/// The completion scripts come from the clap definitions: they name real
+/// flags and subcommands, and the shells accept them.
+#[test]
+fn completions_are_generated_from_the_definitions() {
+    let t = common::scratch();
+    for shell in ["bash", "zsh", "fish"] {
+        let r = exit_code(t.path(), &["completions", shell]);
+        assert_eq!(r.code, 0, "{shell}: {r:?}");
+        for word in [
+            "--allow-write",
+            "--allow-net",
+            "--offline",
+            "explain",
+            "preset",
+            "trust-key",
+            "--resolved",
+        ] {
+            // fish spells a long flag `-l NAME`
+            let word = match (shell, word.strip_prefix("--")) {
+                ("fish", Some(long)) => format!("-l {long}"),
+                _ => word.to_string(),
+            };
+            assert!(r.stdout.contains(&word), "{shell} completion lacks {word}");
+        }
+        let path = t.path().join(format!("zerobox.{shell}"));
+        std::fs::write(&path, &r.stdout).unwrap();
+        // The shell parses the script without running it.
+        if common::have(shell) {
+            let check = Command::new(shell).arg("-n").arg(&path).output().unwrap();
+            assert!(check.status.success(), "{shell} -n: {check:?}");
+        } else {
+            assert!(
+                shell != "bash" || std::env::var_os("ZEROBOX_REQUIRE_ALL").is_none(),
+                "bash is required to check the bash completion"
+            );
+        }
+    }
+    let r = exit_code(t.path(), &["completions", "tcsh"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("bash, zsh, fish"), "{r:?}");
+}
+
+/// `zerobox man` is a roff page with every subcommand's section and real
+/// flags; groff (when present) formats it without a warning.
+#[test]
+fn man_page_is_generated_from_the_definitions() {
+    let t = common::scratch();
+    let r = exit_code(t.path(), &["man"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let page = &r.stdout;
+    assert!(page.contains(".TH zerobox 1"), "{page}");
+    assert!(page.is_ascii(), "roff input stays ASCII");
+    for word in [
+        "\\-\\-allow\\-write",
+        "\\-\\-secret\\-host",
+        "ZEROBOX PRESET PIN",
+        "ZEROBOX EXPLAIN",
+        "ZEROBOX COMPLETIONS",
+        "NAME[@VERSION]",
+    ] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+    if common::have("groff") {
+        let path = t.path().join("zerobox.1");
+        std::fs::write(&path, page).unwrap();
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

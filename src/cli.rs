@@ -23,6 +23,7 @@ use crate::policy::{PolicyLayer, SecretSpec};
     version,
     about,
     allow_external_subcommands = true,
+    override_usage = "zerobox [FLAGS] -- CMD [ARGS]…\n       zerobox [FLAGS] PRESET [ARGS]…\n       zerobox <COMMAND> …",
     after_help = "Examples:\n  zerobox -- sh -c 'echo x > ~/f'        # refused: writes are denied\n  zerobox --allow-write=. -- touch f      # the cwd is writable\n  zerobox explain --allow-write=. -- make # show the resolved policy\n  zerobox doctor                          # what this machine enforces\n  zerobox claude                          # Claude Code in its bundled preset\n  zerobox preset list                     # presets you can run"
 )]
 pub struct Cli {
@@ -44,6 +45,7 @@ pub enum Sub {
     },
     /// Print the fully resolved policy and the enforcing layers; run nothing.
     #[command(
+        override_usage = "zerobox explain [FLAGS] [--json] -- CMD [ARGS]…\n       zerobox explain [FLAGS] [--json] PRESET",
         after_help = "Examples:\n  zerobox explain --allow-write=. -- make\n  zerobox explain claude                  # a preset's policy"
     )]
     Explain {
@@ -58,6 +60,7 @@ pub enum Sub {
     },
     /// Run a preset by name or file: `zerobox run NAME [ARGS…]`.
     #[command(
+        override_usage = "zerobox run [FLAGS] PRESET [ARGS]…\n       zerobox run [FLAGS] PRESET -- [ARGS]…",
         after_help = "Examples:\n  zerobox run claude --version            # ARGS go to the preset's command\n  zerobox run --allow-write=~/notes codex\n  zerobox run ./team.yaml -- --flag      # a signed preset file"
     )]
     Run {
@@ -183,74 +186,127 @@ fn man_page() -> Result<i32, Fatal> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SandboxArgs {
     /// Also allow reading PATH (re-opens a path inside a denied one).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Filesystem",
+        long,
+        value_name = "PATH[,PATH…]",
+        value_delimiter = ','
+    )]
     pub allow_read: Vec<String>,
     /// Deny reading (and writing) PATH; wins over allows on the same path.
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Filesystem",
+        long,
+        value_name = "PATH[,PATH…]",
+        value_delimiter = ','
+    )]
     pub deny_read: Vec<String>,
     /// Allow writing PATH (e.g. `--allow-write=.` for the cwd).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Filesystem",
+        long,
+        value_name = "PATH[,PATH…]",
+        value_delimiter = ','
+    )]
     pub allow_write: Vec<String>,
     /// Deny writing PATH, even inside an allowed one.
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Filesystem",
+        long,
+        value_name = "PATH[,PATH…]",
+        value_delimiter = ','
+    )]
     pub deny_write: Vec<String>,
     /// Pass environment variable NAME (or every NAME starting with PREFIX).
-    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Environment",
+        long,
+        value_name = "NAME|PREFIX*",
+        value_delimiter = ','
+    )]
     pub allow_env: Vec<String>,
     /// Drop environment variable NAME (or PREFIX*) even if allowed.
-    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Environment",
+        long,
+        value_name = "NAME|PREFIX*",
+        value_delimiter = ','
+    )]
     pub deny_env: Vec<String>,
     /// Set KEY=VALUE in the command's environment.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
+    #[arg(help_heading = "Environment", long = "env", value_name = "KEY=VALUE")]
     pub env_set: Vec<String>,
     /// Make a host unix socket reachable (they are all hidden by default).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Network & secrets",
+        long,
+        value_name = "PATH[,PATH…]",
+        value_delimiter = ','
+    )]
     pub allow_unix_socket: Vec<String>,
     /// Allow network to HOST[:PORT] through zerobox's proxy (bare: any host).
-    #[arg(long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
+    #[arg(help_heading = "Network & secrets", long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
           default_missing_value = "*", value_delimiter = ',')]
     pub allow_net: Vec<String>,
     /// Deny network to HOST[:PORT]; wins over --allow-net.
-    #[arg(long, value_name = "HOST[:PORT][,…]", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Network & secrets",
+        long,
+        value_name = "HOST[:PORT][,…]",
+        value_delimiter = ','
+    )]
     pub deny_net: Vec<String>,
     /// Inject secret NAME (from zerobox's env, NAME=@FILE, or NAME=VALUE).
-    #[arg(long, value_name = "NAME[=@FILE]")]
+    #[arg(help_heading = "Network & secrets", long, value_name = "NAME[=@FILE]")]
     pub secret: Vec<SecretArg>,
     /// Bind secret NAME to host patterns it may be sent to.
-    #[arg(long, value_name = "NAME=HOST[,HOST…]")]
+    #[arg(
+        help_heading = "Network & secrets",
+        long,
+        value_name = "NAME=HOST[,HOST…]"
+    )]
     pub secret_host: Vec<String>,
     /// Pin HOST:PORT to ADDR for the proxy (as curl's --resolve).
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    #[arg(
+        help_heading = "Network & secrets",
+        long,
+        value_name = "HOST:PORT:ADDR"
+    )]
     pub resolve: Vec<String>,
     /// Also trust this CA (PEM) when the proxy verifies upstream servers.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Network & secrets", long, value_name = "FILE")]
     pub ca_cert: Vec<PathBuf>,
     /// Write one JSON line per proxied connection or request to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Network & secrets", long, value_name = "FILE")]
     pub net_log: Option<PathBuf>,
     /// Give the command the host's raw network (no proxy, no isolation; warns).
-    #[arg(long)]
+    #[arg(help_heading = "Network & secrets", long)]
     pub share_net: bool,
     /// Run the command in DIR (default: the current directory).
-    #[arg(short = 'C', long = "cwd", value_name = "DIR")]
+    #[arg(
+        help_heading = "Running",
+        short = 'C',
+        long = "cwd",
+        value_name = "DIR"
+    )]
     pub cwd: Option<PathBuf>,
     /// Run WITHOUT any sandbox (prints a warning).
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     pub no_sandbox: bool,
     /// Refuse to run unless every sandbox layer holds (no fallback).
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     pub strict: bool,
     /// Print each setup step and the resolved policy to stderr.
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     pub debug: bool,
     /// Print the resolved policy and enforcing layers, run nothing.
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     pub dry_run: bool,
     /// Never use the network for presets: cached and bundled ones only (also ZEROBOX_OFFLINE=1).
-    #[arg(long)]
+    #[arg(help_heading = "Running", long)]
     pub offline: bool,
     /// Apply a preset or policy file (repeatable, merged left to right).
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(help_heading = "Running", long, value_name = "NAME|FILE")]
     pub profile: Vec<String>,
 }
 
@@ -411,7 +467,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let code = match dispatch(cli, tail) {
         Ok(code) => code,
         Err(fatal) => {
-            crate::errln!("zerobox: {}", fatal.message);
+            // One line whatever a value in it holds (newline, ESC).
+            crate::errln!("zerobox: {}", crate::output::one_line(&fatal.message));
             fatal.code
         }
     };
@@ -523,7 +580,8 @@ fn run_preset(
     let env = preset_env(args)?;
     let is_file = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
     if !is_file && !crate::preset::exists(name.split('@').next().unwrap_or(name), &env) {
-        let close = crate::preset::suggestions(name, &env);
+        let mut close = crate::preset::suggestions(name, &env);
+        close.retain(|c| c != name); // never "did you mean" the name itself
         let hint = if args.allow_net.iter().any(|h| h == "*") {
             // `--allow-net x`: the bare flag (any host) took no value, and
             // x became the command.
@@ -537,7 +595,8 @@ fn run_preset(
             format!(" (did you mean: {}?)", close.join(", "))
         };
         return Err(Fatal::usage(format!(
-            "no command or preset named {name}{hint}"
+            "no command or preset named {}{hint}",
+            crate::output::quote(name)
         )));
     }
     // NAME@VERSION: run NAME only if that is the version it resolves to
@@ -634,6 +693,25 @@ mod tests {
         }
     }
 
+    /// Every run flag sits under one of the help's headings (a new flag
+    /// must pick one: `#[arg(help_heading = …)]`).
+    #[test]
+    fn every_flag_has_a_heading() {
+        for arg in Cli::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(
+                matches!(
+                    arg.get_help_heading(),
+                    Some("Filesystem" | "Environment" | "Network & secrets" | "Running")
+                ),
+                "flag {} has no heading",
+                arg.get_id()
+            );
+        }
+    }
+
     fn parse(args: &[&str]) -> Cli {
         let argv: Vec<OsString> = std::iter::once("zerobox")
             .chain(args.iter().copied())
@@ -683,7 +761,7 @@ mod tests {
     fn explain_takes_the_same_flags() {
         let cli = parse(&["explain", "--allow-write=.", "--", "make"]);
         match cli.sub {
-            Some(Sub::Explain { sandbox }) => {
+            Some(Sub::Explain { sandbox, .. }) => {
                 assert_eq!(sandbox.allow_write, ["."]);
             }
             other => panic!("{other:?}"),

@@ -77,8 +77,8 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
             && rule.origin == "cli"
             && std::fs::symlink_metadata(&rule.path).is_err()
         {
-            crate::errln!(
-                "zerobox: warning: --allow-write path does not exist, nothing granted: {}",
+            crate::warn!(
+                "--allow-write path does not exist, nothing granted: {}",
                 rule.path.display()
             );
         }
@@ -249,7 +249,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
     create_state_dirs(&resolved.policy, req.debug);
     if req.no_sandbox {
-        crate::errln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
+        crate::warn!("--no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(&resolved.spec.program)
             .arg0(&req.command[0])
@@ -280,7 +280,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         None
     };
     if req.share_net {
-        crate::errln!("zerobox: warning: --share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
+        crate::warn!("--share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
     }
     let opts = Options {
         strict: req.strict,
@@ -327,7 +327,8 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let code = running.wait();
     if let Some(handle) = handle {
         if let Some(line) = handle.shutdown().stderr_line() {
-            crate::errln!("{line}");
+            // Host names in it come from the sandboxed command.
+            crate::errln!("{}", crate::output::one_line(&line));
         }
     }
     Ok(code)
@@ -368,8 +369,8 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         let secret = match spec.from.as_deref() {
             None => Secret::from_env(&spec.name, spec.hosts.clone()),
             Some("inline") => {
-                crate::errln!(
-                    "zerobox: warning: --secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
+                crate::warn!(
+                    "--secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
                     spec.name, spec.name, spec.name
                 );
                 let value = req

@@ -94,6 +94,19 @@ macro_rules! errln {
     };
 }
 
+/// `zerobox: warning: …` on stderr, as one line: the message is escaped
+/// with [`one_line`] (it often carries a path or host from a place the
+/// sandboxed command could write), and a closed stderr is ignored.
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr(format_args!(
+            "zerobox: warning: {}\n",
+            $crate::output::one_line(&format!($($arg)*))
+        ))
+    };
+}
+
 /// `eprint!` (a prompt without newline) that never panics.
 #[macro_export]
 macro_rules! err_prompt {

@@ -578,3 +578,128 @@ fn man_page_is_generated_from_the_definitions() {
         );
     }
 }
+
+/// `zerobox --help` groups the flags under headings, in this order, and
+/// its usage shows where the command goes.
+#[test]
+fn help_is_grouped_and_shows_the_command() {
+    let t = common::scratch();
+    let r = exit_code(t.path(), &["--help"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let h = &r.stdout;
+    let at = |s: &str| h.find(s).unwrap_or_else(|| panic!("no {s} in help:\n{h}"));
+    let groups = [
+        ("Filesystem:", "--allow-write"),
+        ("Environment:", "--allow-env"),
+        ("Network & secrets:", "--secret-host"),
+        ("Running:", "--strict"),
+    ];
+    for w in groups.windows(2) {
+        assert!(at(w[0].0) < at(w[1].0), "{} before {}", w[0].0, w[1].0);
+    }
+    for (i, (heading, flag)) in groups.iter().enumerate() {
+        let flag_at = at(&format!("\n      {flag}"));
+        assert!(at(heading) < flag_at, "{flag} under {heading}");
+        if let Some((next, _)) = groups.get(i + 1) {
+            assert!(flag_at < at(next), "{flag} before {next}");
+        }
+    }
+    assert!(h.contains("Usage: zerobox [FLAGS] -- CMD [ARGS]…"), "{h}");
+    let r = exit_code(t.path(), &["explain", "--help"]);
+    assert!(
+        r.stdout
+            .contains("zerobox explain [FLAGS] [--json] -- CMD [ARGS]…"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("Filesystem:"),
+        "explain has the same groups: {r:?}"
+    );
+}
+
+/// "Did you mean": the closest real name for a mistyped flag, subcommand
+/// or preset, and never the name that was typed.
+#[test]
+fn did_you_mean() {
+    let t = common::scratch();
+    for (args, typed, meant) in [
+        (
+            &["--allow-wrte=.", "--", "true"][..],
+            "--allow-wrte",
+            "--allow-write",
+        ),
+        (&["explain", "--jsn", "--", "true"][..], "--jsn", "--json"),
+        (&["preset", "lst"][..], "lst", "list"),
+        (
+            &["preset", "show", "claude", "--resolvd"][..],
+            "--resolvd",
+            "--resolved",
+        ),
+        (&["claud"][..], "claud", "claude"),
+    ] {
+        let r = exit_code(t.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        let (_, after) = r
+            .stderr
+            .split_once("did you mean")
+            .unwrap_or_else(|| panic!("{args:?}: no suggestion: {r:?}"));
+        assert!(after.contains(meant), "{args:?}: {r:?}");
+        let suggested: Vec<&str> = after
+            .trim_start_matches(':')
+            .split(['?', ','])
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert!(
+            !suggested.contains(&typed),
+            "{args:?} suggests itself: {r:?}"
+        );
+    }
+    // A flag that exists, in the wrong place: no suggestion of itself.
+    let r = exit_code(t.path(), &["preset", "list", "--allow-write=."]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stderr.contains("did you mean --allow-write"), "{r:?}");
+}
+
+/// A value echoed in a message is escaped: a newline or ESC in it gives
+/// neither a second line nor a raw escape on the user's terminal.
+#[test]
+fn values_in_messages_are_escaped() {
+    let t = common::scratch();
+    let bad = "x\ny\x1b[2J";
+    let flag = format!("--allow-wr{bad}=1");
+    let env = format!("--env={bad}");
+    let profile = format!("--profile={bad}");
+    let cwd = format!("--cwd=/nonexistent/{bad}");
+    let write = format!("--allow-write=/nonexistent/{bad}");
+    let spec = format!("a@{bad}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec![&flag, "--", "true"],
+        vec![&env, "--", "true"],
+        vec![&profile, "--", "true"],
+        vec![&cwd, "--", "true"],
+        vec!["--", bad],
+        vec![bad],
+        vec!["run", bad],
+        vec!["preset", "show", bad],
+        vec!["preset", "pull", &spec],
+        vec!["preset", "trust-key", bad],
+        vec!["preset", bad],
+        vec!["completions", bad],
+        // a warning, then the command runs
+        vec![&write, "--", "true"],
+    ];
+    for args in cases {
+        let r = exit_code(t.path(), &args);
+        assert_ne!(r.code, 101, "{args:?}: {r:?}");
+        assert!(!r.stderr.contains('\x1b'), "{args:?}: raw ESC: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.ends_with('\n'), "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("\\n"),
+            "{args:?}: the newline shows escaped: {r:?}"
+        );
+    }
+}

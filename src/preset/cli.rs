@@ -580,10 +580,7 @@ fn list(env: &PresetEnv, json: bool) -> Result<(), PresetError> {
             // registry being away.
             Err(e @ PresetError::Usage(_)) => return Err(e),
             Err(e) => {
-                crate::errln!(
-                    "zerobox: warning: {}",
-                    crate::output::one_line(&e.to_string())
-                );
+                crate::warn!("{e}");
                 None
             }
         }

@@ -313,8 +313,8 @@ fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetErr
             .unwrap_or(&file);
         let path = tilde(&dir.join(&file));
         if !file.ends_with(".yaml") {
-            crate::errln!(
-                "zerobox: warning: override {path} is never applied: override files are named PRESET.yaml{}",
+            crate::warn!(
+                "override {path} is never applied: override files are named PRESET.yaml{}",
                 if known.iter().any(|k| k == stem) {
                     format!(" (rename it to {stem}.yaml)")
                 } else {
@@ -330,9 +330,7 @@ fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetErr
             } else {
                 format!("; did you mean {}?", close.join(", "))
             };
-            crate::errln!(
-                "zerobox: warning: override {path} matches no known preset, so it is never applied{hint}"
-            );
+            crate::warn!("override {path} matches no known preset, so it is never applied{hint}");
         }
     }
     Ok(())

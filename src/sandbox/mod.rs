@@ -425,7 +425,7 @@ pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, Sa
         // Announce a weaker mode before the command can print anything.
         // (A namespace failure below is only known after the attempt.)
         for w in &weaker {
-            crate::errln!("zerobox: warning: {w}");
+            crate::warn!("{w}");
         }
         match try_spawn(policy, spec, opts, mode, sim) {
             Ok(r) => return Ok(r),

@@ -85,9 +85,14 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         if (rule.path == Path::new("/"))
             && matches!(rule.access, FsAccess::AllowWrite | FsAccess::DenyRead)
         {
+            // Plain words, not the enum's name (`AllowWrite`).
+            let what = match rule.access {
+                FsAccess::AllowWrite => "write access to /",
+                _ => "a read deny on / (everything hidden)",
+            };
             return Err(Fatal::usage(format!(
-                "refusing {:?} on / from {}: that is no sandbox (use --no-sandbox to say so)",
-                rule.access, rule.origin
+                "refusing {what} from {}: that is no sandbox (use --no-sandbox to say so)",
+                rule.origin
             )));
         }
     }

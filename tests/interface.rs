@@ -206,6 +206,10 @@ fn closed_stdout_on_the_run_path() {
 #[test]
 fn full_stdout_is_reported() {
     if !Path::new("/dev/full").exists() {
+        assert!(
+            std::env::var_os("ZEROBOX_REQUIRE_ALL").is_none(),
+            "/dev/full is required"
+        );
         eprintln!("skipped: no /dev/full");
         return;
     }
@@ -701,5 +705,19 @@ fn values_in_messages_are_escaped() {
             r.stderr.contains("\\n"),
             "{args:?}: the newline shows escaped: {r:?}"
         );
+    }
+}
+
+/// Internal names (`AllowWrite`) never reach the user.
+#[test]
+fn errors_use_the_users_words() {
+    let t = common::scratch();
+    for flag in ["--allow-write=/", "--deny-read=/"] {
+        let r = exit_code(t.path(), &[flag, "--", "true"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("no sandbox"), "{r:?}");
+        for internal in ["AllowWrite", "DenyRead"] {
+            assert!(!r.stderr.contains(internal), "{r:?}");
+        }
     }
 }

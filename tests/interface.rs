@@ -721,3 +721,32 @@ fn errors_use_the_users_words() {
         }
     }
 }
+
+/// The signing commands print through the same helper: with a stream
+/// closed their status is what it is with both open.
+#[test]
+fn closed_streams_signing_commands() {
+    let t = common::scratch();
+    let home = t.path();
+    let r = exit_code(home, &["preset", "keygen", "--out", "k"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/claude.yaml");
+    std::fs::copy(&preset, home.join("team.yaml")).unwrap();
+    let cmds: &[&[&str]] = &[
+        &["preset", "sign", "team.yaml", "--key", "k.key"],
+        &["preset", "verify", "team.yaml"], // 1 until the key is trusted
+        &["preset", "trust-key", "k.pub"],
+        &["preset", "verify", "team.yaml"], // 0 now
+        &["trust", "--yes", "team.yaml"],
+        &["preset", "pull", "team"], // no registry: 2
+    ];
+    let want = [0, 1, 0, 0, 0, 2];
+    for (cmd, want) in cmds.iter().zip(want) {
+        let expected = exit_code(home, cmd);
+        assert_eq!(expected.code, want, "{cmd:?}: {expected:?}");
+        for closed in ALL_CLOSED {
+            let r = with_closed(home, cmd, closed);
+            assert_eq!(r.code, expected.code, "{cmd:?} with {closed:?}: {r:?}");
+        }
+    }
+}

@@ -277,6 +277,7 @@ fn run_command(cmd: PresetCommand, flags: RegistryFlags) -> Result<(), PresetErr
             Ok(())
         }
         PresetCommand::Keygen { out } => {
+            let out = in_cwd(out);
             let with_ext = |ext: &str| {
                 let mut s = out.clone().into_os_string();
                 s.push(ext);
@@ -305,6 +306,7 @@ fn run_command(cmd: PresetCommand, flags: RegistryFlags) -> Result<(), PresetErr
             Ok(())
         }
         PresetCommand::Sign { file, key } => {
+            let file = in_cwd(file);
             let sk = sign::load_secret_key(&key)?;
             let bytes = super::read_capped(&file, super::MAX_PRESET_BYTES)?;
             let (sig, p) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
@@ -403,6 +405,17 @@ fn run_command(cmd: PresetCommand, flags: RegistryFlags) -> Result<(), PresetErr
             crate::outln!("trusted key {id} ({})", dest.display());
             Ok(())
         }
+    }
+}
+
+/// `team.yaml` as `./team.yaml`: a bare file name has an empty parent,
+/// and `write_atomic` needs a directory for its temporary file (without
+/// this, `sign team.yaml` and `keygen --out k` failed with ENOENT after
+/// `keygen` had already written the secret key).
+fn in_cwd(path: PathBuf) -> PathBuf {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new(".").join(path),
+        _ => path,
     }
 }
 

@@ -13,14 +13,19 @@ use std::process::{Command, Stdio};
 /// program on machines without the agent.
 fn zb(home: &Path) -> Command {
     let mut c = common::zerobox();
-    c.env("PATH", test_path(home));
-    c.env("HOME", home)
+    isolate(&mut c, home);
+    c
+}
+
+/// HOME, XDG dirs and cwd in `home`, the stub first on PATH, no registry.
+fn isolate(c: &mut Command, home: &Path) {
+    c.env("PATH", test_path(home))
+        .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("XDG_CACHE_HOME", home.join(".cache"))
         .env("XDG_DATA_HOME", home.join(".local/share"))
         .env_remove("ZEROBOX_REGISTRY")
         .current_dir(home);
-    c
 }
 
 fn test_path(home: &Path) -> String {
@@ -72,14 +77,8 @@ fn with_closed(home: &Path, args: &[&str], closed: Closed) -> common::Run {
                 .arg(format!("exec \"$0\" \"$@\" {redirect}"))
                 .arg(common::bin())
                 .args(args)
-                .env("HOME", home)
-                .env("PATH", test_path(home))
-                .env("XDG_CONFIG_HOME", home.join(".config"))
-                .env("XDG_CACHE_HOME", home.join(".cache"))
-                .env("XDG_DATA_HOME", home.join(".local/share"))
-                .env_remove("ZEROBOX_REGISTRY")
-                .current_dir(home)
                 .stdin(Stdio::null());
+            isolate(&mut c, home);
             c.output().expect("spawn sh")
         }
     };
@@ -135,12 +134,24 @@ fn closed_streams_never_panic_nor_change_the_status() {
     }
 }
 
+/// Run `args` with both streams open (exit 3, `needle` on stderr), then
+/// with stderr closed both ways: the status stays the command's.
+fn run_keeps_status_with_closed_stderr(home: &Path, args: &[&str], needle: &str) {
+    let open = exit_code(home, args);
+    assert_eq!(open.code, 3, "{open:?}");
+    assert!(open.stderr.contains(needle), "{open:?}");
+    for closed in [Closed::StderrPipe, Closed::StderrFd] {
+        let r = with_closed(home, args, closed);
+        assert_eq!(r.code, 3, "{closed:?}: {r:?}");
+        assert_eq!(r.stdout, "ran\n", "{closed:?}: {r:?}");
+    }
+}
+
 /// On the run path a warning printed before the command starts, on a
 /// closed stderr, neither stops the run nor changes its status.
 #[test]
 fn closed_stderr_keeps_the_commands_status() {
     let t = common::scratch();
-    let home = t.path();
     let args = [
         "--allow-write=/nonexistent/zerobox-test",
         "--",
@@ -148,14 +159,7 @@ fn closed_stderr_keeps_the_commands_status() {
         "-c",
         "echo ran; exit 3",
     ];
-    let open = exit_code(home, &args);
-    assert_eq!(open.code, 3, "{open:?}");
-    assert!(open.stderr.contains("does not exist"), "{open:?}");
-    for closed in [Closed::StderrPipe, Closed::StderrFd] {
-        let r = with_closed(home, &args, closed);
-        assert_eq!(r.code, 3, "{closed:?}: {r:?}");
-        assert_eq!(r.stdout, "ran\n", "{closed:?}: {r:?}");
-    }
+    run_keeps_status_with_closed_stderr(t.path(), &args, "does not exist");
 }
 
 /// The end-of-run summary of blocked connections, written to a closed
@@ -171,21 +175,9 @@ fn closed_stderr_summary_keeps_the_commands_status() {
         return;
     }
     let t = common::scratch();
-    let home = t.path();
-    let args = [
-        "--allow-net=127.0.0.1:1",
-        "--",
-        "sh",
-        "-c",
-        "curl -s -o /dev/null http://blocked.test/; exit 3",
-    ];
-    let open = exit_code(home, &args);
-    assert_eq!(open.code, 3, "{open:?}");
-    assert!(open.stderr.contains("blocked 1 connection"), "{open:?}");
-    for closed in [Closed::StderrPipe, Closed::StderrFd] {
-        let r = with_closed(home, &args, closed);
-        assert_eq!(r.code, 3, "{closed:?}: {r:?}");
-    }
+    let script = "curl -s -o /dev/null http://blocked.test/; echo ran; exit 3";
+    let args = ["--allow-net=127.0.0.1:1", "--", "sh", "-c", script];
+    run_keeps_status_with_closed_stderr(t.path(), &args, "blocked 1 connection");
 }
 
 /// The command's own output to a closed stdout is the command's business:

@@ -182,131 +182,84 @@ fn man_page() -> Result<i32, Fatal> {
     Ok(0)
 }
 
+// The help's headings for the run flags (a unit test makes each flag pick one).
+const FILESYSTEM: &str = "Filesystem";
+const ENVIRONMENT: &str = "Environment";
+const NETWORK: &str = "Network & secrets";
+const RUNNING: &str = "Running";
+
 /// Every policy and run flag. Shared by the top level and `explain`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SandboxArgs {
     /// Also allow reading PATH (re-opens a path inside a denied one).
-    #[arg(
-        help_heading = "Filesystem",
-        long,
-        value_name = "PATH[,PATH…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
     pub allow_read: Vec<String>,
     /// Deny reading (and writing) PATH; wins over allows on the same path.
-    #[arg(
-        help_heading = "Filesystem",
-        long,
-        value_name = "PATH[,PATH…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
     pub deny_read: Vec<String>,
     /// Allow writing PATH (e.g. `--allow-write=.` for the cwd).
-    #[arg(
-        help_heading = "Filesystem",
-        long,
-        value_name = "PATH[,PATH…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
     pub allow_write: Vec<String>,
     /// Deny writing PATH, even inside an allowed one.
-    #[arg(
-        help_heading = "Filesystem",
-        long,
-        value_name = "PATH[,PATH…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
     pub deny_write: Vec<String>,
     /// Pass environment variable NAME (or every NAME starting with PREFIX).
-    #[arg(
-        help_heading = "Environment",
-        long,
-        value_name = "NAME|PREFIX*",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',', help_heading = ENVIRONMENT)]
     pub allow_env: Vec<String>,
     /// Drop environment variable NAME (or PREFIX*) even if allowed.
-    #[arg(
-        help_heading = "Environment",
-        long,
-        value_name = "NAME|PREFIX*",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',', help_heading = ENVIRONMENT)]
     pub deny_env: Vec<String>,
     /// Set KEY=VALUE in the command's environment.
-    #[arg(help_heading = "Environment", long = "env", value_name = "KEY=VALUE")]
+    #[arg(long = "env", value_name = "KEY=VALUE", help_heading = ENVIRONMENT)]
     pub env_set: Vec<String>,
     /// Make a host unix socket reachable (they are all hidden by default).
-    #[arg(
-        help_heading = "Network & secrets",
-        long,
-        value_name = "PATH[,PATH…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = NETWORK)]
     pub allow_unix_socket: Vec<String>,
     /// Allow network to HOST[:PORT] through zerobox's proxy (bare: any host).
-    #[arg(help_heading = "Network & secrets", long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
-          default_missing_value = "*", value_delimiter = ',')]
+    #[arg(long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
+          default_missing_value = "*", value_delimiter = ',', help_heading = NETWORK)]
     pub allow_net: Vec<String>,
     /// Deny network to HOST[:PORT]; wins over --allow-net.
-    #[arg(
-        help_heading = "Network & secrets",
-        long,
-        value_name = "HOST[:PORT][,…]",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "HOST[:PORT][,…]", value_delimiter = ',', help_heading = NETWORK)]
     pub deny_net: Vec<String>,
     /// Inject secret NAME (from zerobox's env, NAME=@FILE, or NAME=VALUE).
-    #[arg(help_heading = "Network & secrets", long, value_name = "NAME[=@FILE]")]
+    #[arg(long, value_name = "NAME[=@FILE]", help_heading = NETWORK)]
     pub secret: Vec<SecretArg>,
     /// Bind secret NAME to host patterns it may be sent to.
-    #[arg(
-        help_heading = "Network & secrets",
-        long,
-        value_name = "NAME=HOST[,HOST…]"
-    )]
+    #[arg(long, value_name = "NAME=HOST[,HOST…]", help_heading = NETWORK)]
     pub secret_host: Vec<String>,
     /// Pin HOST:PORT to ADDR for the proxy (as curl's --resolve).
-    #[arg(
-        help_heading = "Network & secrets",
-        long,
-        value_name = "HOST:PORT:ADDR"
-    )]
+    #[arg(long, value_name = "HOST:PORT:ADDR", help_heading = NETWORK)]
     pub resolve: Vec<String>,
     /// Also trust this CA (PEM) when the proxy verifies upstream servers.
-    #[arg(help_heading = "Network & secrets", long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = NETWORK)]
     pub ca_cert: Vec<PathBuf>,
     /// Write one JSON line per proxied connection or request to FILE.
-    #[arg(help_heading = "Network & secrets", long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = NETWORK)]
     pub net_log: Option<PathBuf>,
     /// Give the command the host's raw network (no proxy, no isolation; warns).
-    #[arg(help_heading = "Network & secrets", long)]
+    #[arg(long, help_heading = NETWORK)]
     pub share_net: bool,
     /// Run the command in DIR (default: the current directory).
-    #[arg(
-        help_heading = "Running",
-        short = 'C',
-        long = "cwd",
-        value_name = "DIR"
-    )]
+    #[arg(short = 'C', long = "cwd", value_name = "DIR", help_heading = RUNNING)]
     pub cwd: Option<PathBuf>,
     /// Run WITHOUT any sandbox (prints a warning).
-    #[arg(help_heading = "Running", long)]
+    #[arg(long, help_heading = RUNNING)]
     pub no_sandbox: bool,
     /// Refuse to run unless every sandbox layer holds (no fallback).
-    #[arg(help_heading = "Running", long)]
+    #[arg(long, help_heading = RUNNING)]
     pub strict: bool,
     /// Print each setup step and the resolved policy to stderr.
-    #[arg(help_heading = "Running", long)]
+    #[arg(long, help_heading = RUNNING)]
     pub debug: bool,
     /// Print the resolved policy and enforcing layers, run nothing.
-    #[arg(help_heading = "Running", long)]
+    #[arg(long, help_heading = RUNNING)]
     pub dry_run: bool,
     /// Never use the network for presets: cached and bundled ones only (also ZEROBOX_OFFLINE=1).
-    #[arg(help_heading = "Running", long)]
+    #[arg(long, help_heading = RUNNING)]
     pub offline: bool,
     /// Apply a preset or policy file (repeatable, merged left to right).
-    #[arg(help_heading = "Running", long, value_name = "NAME|FILE")]
+    #[arg(long, value_name = "NAME|FILE", help_heading = RUNNING)]
     pub profile: Vec<String>,
 }
 

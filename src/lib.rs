@@ -6,6 +6,9 @@
 //! `launcher` (one run) → `sandbox` (enforcement) ; `proxy` (network and
 //! secrets) ; `preset` (signed YAML policy sources).
 #![deny(unsafe_code)]
+// Everything zerobox prints goes through `output` (`outln!`, `errln!`,
+// `warn!`): `println!`/`eprintln!` panic on a closed stream.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
 pub mod dirs;

@@ -398,18 +398,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let (head, tail) = split_at_dashes(args.clone());
     let parse_error =
         |e: clap::Error, argv: &[OsString]| crate::output::clap_error(&e, &Cli::command(), argv);
-    let mut cli = match Cli::try_parse_from(&head) {
-        Ok(cli) => cli,
-        Err(e) => return parse_error(e, &head),
-    };
     // `zerobox preset|trust … -- ARGS`: those parsers take `--` themselves
-    // (a file named `-x`), so they see the whole argv.
-    if tail.is_some() && matches!(cli.sub, Some(Sub::Preset(_) | Sub::Trust(_))) {
-        cli = match Cli::try_parse_from(&args) {
-            Ok(cli) => cli,
+    // (`preset show -- NAME`, a file named `-x`), so they see the whole argv.
+    let takes_dashes = |c: &Cli| matches!(c.sub, Some(Sub::Preset(_) | Sub::Trust(_)));
+    let whole = || Cli::try_parse_from(&args);
+    let cli = match Cli::try_parse_from(&head) {
+        Ok(c) if tail.is_some() && takes_dashes(&c) => match whole() {
+            Ok(c) => c,
             Err(e) => return parse_error(e, &args),
-        };
-    }
+        },
+        Ok(c) => c,
+        Err(e) => match tail.is_some().then(whole) {
+            Some(Ok(c)) if takes_dashes(&c) => c,
+            _ => return parse_error(e, &head),
+        },
+    };
     // Commands whose product is their output; a run's product is the
     // command's own exit status, which nothing zerobox prints may change.
     let prints = match &cli.sub {

@@ -304,6 +304,22 @@ fn preset_usage_errors() {
     }
 }
 
+/// `preset` and `trust` take `--` like any clap command: what follows is
+/// positional, even when it starts with `-`.
+#[test]
+fn preset_and_trust_take_dashes() {
+    let t = common::scratch();
+    let r = exit_code(t.path(), &["preset", "show", "--", "claude"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("# claude@"), "{r:?}");
+    let r = exit_code(t.path(), &["trust", "--yes", "--", "-weird"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("-weird: No such file"),
+        "the file, not a flag: {r:?}"
+    );
+}
+
 /// `--offline` (and `--strict`) are accepted before the subcommand, after
 /// it, and on the run path.
 #[test]

@@ -760,3 +760,14 @@ fn closed_streams_signing_commands() {
         }
     }
 }
+
+/// `--allow-net HOST` with a space: the bare flag (any host) took no
+/// value and HOST became the command; the error says how to write it.
+#[test]
+fn allow_net_with_a_space_says_so() {
+    let t = common::scratch();
+    let r = exit_code(t.path(), &["--allow-net", "example.test", "--", "true"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--allow-net=example.test"), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+}

@@ -187,21 +187,22 @@ const FILESYSTEM: &str = "Filesystem";
 const ENVIRONMENT: &str = "Environment";
 const NETWORK: &str = "Network & secrets";
 const RUNNING: &str = "Running";
+const LIMITS: &str = "Resource limits";
 
 /// Every policy and run flag. Shared by the top level and `explain`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SandboxArgs {
     /// Also allow reading PATH (re-opens a path inside a denied one).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub allow_read: Vec<String>,
     /// Deny reading (and writing) PATH; wins over allows on the same path.
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub deny_read: Vec<String>,
     /// Allow writing PATH (e.g. `--allow-write=.` for the cwd).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub allow_write: Vec<String>,
     /// Deny writing PATH, even inside an allowed one.
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = FILESYSTEM)]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub deny_write: Vec<String>,
     /// Pass environment variable NAME (or every NAME starting with PREFIX).
     #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',', help_heading = ENVIRONMENT)]
@@ -213,7 +214,7 @@ pub struct SandboxArgs {
     #[arg(long = "env", value_name = "KEY=VALUE", help_heading = ENVIRONMENT)]
     pub env_set: Vec<String>,
     /// Make a host unix socket reachable (they are all hidden by default).
-    #[arg(long, value_name = "PATH[,PATH…]", value_delimiter = ',', help_heading = NETWORK)]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = NETWORK)]
     pub allow_unix_socket: Vec<String>,
     /// Allow network to HOST[:PORT] through zerobox's proxy (bare: any host).
     #[arg(long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
@@ -249,6 +250,22 @@ pub struct SandboxArgs {
     /// Refuse to run unless every sandbox layer holds (no fallback).
     #[arg(long, help_heading = RUNNING)]
     pub strict: bool,
+    /// Size of each of the private /tmp and /dev/shm (e.g. 512m, 4g; default 1g).
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size,
+          help_heading = LIMITS)]
+    pub tmp_size: Option<u64>,
+    /// Most processes (and threads) the sandbox may have (default 4096).
+    #[arg(long, value_name = "N", value_parser = crate::sandbox::linux::limits::parse_pids,
+          help_heading = LIMITS)]
+    pub pids: Option<u64>,
+    /// Memory limit, where a cgroup is available (default: half the RAM).
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size,
+          help_heading = LIMITS)]
+    pub memory: Option<u64>,
+    /// Accept network in the Landlock-only fallback, where the command can
+    /// connect to any address on the proxy's port (docs/network.md §1).
+    #[arg(long, conflicts_with = "strict", help_heading = NETWORK)]
+    pub allow_weak_net: bool,
     /// Print each setup step and the resolved policy to stderr.
     #[arg(long, help_heading = RUNNING)]
     pub debug: bool,
@@ -267,10 +284,10 @@ impl SandboxArgs {
     /// The CLI's policy layer (always merged last).
     pub fn to_layer(&self) -> Result<PolicyLayer, Fatal> {
         let mut layer = PolicyLayer::new("cli");
-        layer.read_allow = self.allow_read.clone();
-        layer.read_deny = self.deny_read.clone();
-        layer.write_allow = self.allow_write.clone();
-        layer.write_deny = self.deny_write.clone();
+        layer.read_allow = path_list("--allow-read", &self.allow_read)?;
+        layer.read_deny = path_list("--deny-read", &self.deny_read)?;
+        layer.write_allow = path_list("--allow-write", &self.allow_write)?;
+        layer.write_deny = path_list("--deny-write", &self.deny_write)?;
         layer.env_allow = self.allow_env.clone();
         layer.env_deny = self.deny_env.clone();
         for kv in &self.env_set {
@@ -281,7 +298,7 @@ impl SandboxArgs {
             };
             layer.env_set.push((k.to_string(), v.to_string()));
         }
-        layer.unix_sockets = self.allow_unix_socket.clone();
+        layer.unix_sockets = path_list("--allow-unix-socket", &self.allow_unix_socket)?;
         for host in &self.allow_net {
             if host == "*" {
                 layer.net_allow_any = true;
@@ -336,6 +353,54 @@ impl SandboxArgs {
                 .collect(),
         )
     }
+}
+
+/// Split path flag values on commas. `\,` is a comma inside a path and
+/// `\\` a backslash. A value with a plain comma that names an existing
+/// path as a whole is refused: splitting it would silently protect (or
+/// grant) two other paths instead of the one meant.
+fn path_list(flag: &str, values: &[String]) -> Result<Vec<String>, Fatal> {
+    let mut out = Vec::new();
+    for value in values {
+        let mut parts = vec![String::new()];
+        let mut plain_comma = false;
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if matches!(chars.peek(), Some(',') | Some('\\')) => {
+                    parts
+                        .last_mut()
+                        .into_iter()
+                        .for_each(|p| p.push(chars.next().unwrap_or(c)));
+                }
+                ',' => {
+                    plain_comma = true;
+                    parts.push(String::new());
+                }
+                c => parts.last_mut().into_iter().for_each(|p| p.push(c)),
+            }
+        }
+        if plain_comma && names_existing_path(value) {
+            return Err(Fatal::usage(format!(
+                "invalid {flag} value {value:?}: it contains a comma and names an existing path as a whole; write \\, for a comma inside a path (e.g. {flag}='{}'), or give the paths as separate flags",
+                value.replace(',', "\\,")
+            )));
+        }
+        out.extend(parts.into_iter().filter(|p| !p.is_empty()));
+    }
+    Ok(out)
+}
+
+/// Does `value` (as written, `~` for HOME) name a path that exists?
+fn names_existing_path(value: &str) -> bool {
+    let path = match value.strip_prefix("~/") {
+        Some(rest) => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(rest),
+            None => return false,
+        },
+        None => PathBuf::from(value),
+    };
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// One `--secret` argument. It may carry a value (`NAME=VALUE`), so its
@@ -626,6 +691,15 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
         ca_certs: args.ca_cert.clone(),
         net_log: args.net_log.clone(),
         share_net: args.share_net,
+        allow_weak_net: args.allow_weak_net,
+        limits: {
+            let d = crate::sandbox::linux::limits::Limits::default();
+            crate::sandbox::linux::limits::Limits {
+                tmp_size: args.tmp_size.unwrap_or(d.tmp_size),
+                pids: args.pids.unwrap_or(d.pids),
+                memory: args.memory.or(d.memory),
+            }
+        },
     })
 }
 
@@ -660,7 +734,13 @@ mod tests {
             assert!(
                 matches!(
                     arg.get_help_heading(),
-                    Some("Filesystem" | "Environment" | "Network & secrets" | "Running")
+                    Some(
+                        "Filesystem"
+                            | "Environment"
+                            | "Network & secrets"
+                            | "Running"
+                            | "Resource limits"
+                    )
                 ),
                 "flag {} has no heading",
                 arg.get_id()
@@ -679,7 +759,29 @@ mod tests {
     #[test]
     fn comma_lists_and_repeats() {
         let cli = parse(&["--allow-write=a,b", "--allow-write", "c", "--", "true"]);
-        assert_eq!(cli.sandbox.allow_write, ["a", "b", "c"]);
+        let layer = cli.sandbox.to_layer().unwrap();
+        assert_eq!(layer.write_allow, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn escaped_commas_stay_in_the_path() {
+        let cli = parse(&[r"--deny-read=~/my\,secrets,/x\\y", "--", "true"]);
+        let layer = cli.sandbox.to_layer().unwrap();
+        assert_eq!(layer.read_deny, ["~/my,secrets", r"/x\y"]);
+    }
+
+    #[test]
+    fn a_comma_in_an_existing_path_is_refused_not_split() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("my,secrets");
+        std::fs::create_dir(&p).unwrap();
+        let flag = format!("--deny-read={}", p.display());
+        let err = parse(&[&flag, "--", "true"])
+            .sandbox
+            .to_layer()
+            .unwrap_err();
+        assert!(err.to_string().contains("comma"), "{err}");
+        assert_eq!(err.code, crate::exit::USAGE);
     }
 
     #[test]

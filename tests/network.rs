@@ -186,6 +186,7 @@ fn denied_host_gets_403_and_a_summary() {
         d.path(),
         &[],
         &args(&[
+            "--allow-weak-net",
             &format!("--allow-net=ok.test:{port}"),
             "--resolve", &format!("ok.test:{port}:127.0.0.1"),
             "--", "sh", "-c",
@@ -229,10 +230,16 @@ fn clients_ignoring_the_proxy_cannot_connect() {
         if !sim.is_empty() {
             env.push(("ZEROBOX_SIMULATE_MISSING", sim));
         }
+        // The fallback's network needs --allow-weak-net (docs/network.md §1).
+        let weak: &[&str] = if sim.is_empty() {
+            &[]
+        } else {
+            &["--allow-weak-net"]
+        };
         let r = run(
             d.path(),
             &env,
-            &args(&["--allow-net", "--", "python3", "-c", &py]),
+            &args(&[weak, &["--allow-net", "--", "python3", "-c", &py]].concat()),
         );
         assert_eq!(r.stdout, "refused\nrefused\n", "mode {sim:?}: {r:?}");
     }
@@ -248,6 +255,7 @@ fn fallback_mode_network_goes_through_the_proxy() {
         d.path(),
         &[("ZEROBOX_SIMULATE_MISSING", "userns")],
         &args(&[
+            "--allow-weak-net",
             &format!("--allow-net=ok.test:{port}"),
             "--resolve", &format!("ok.test:{port}:127.0.0.1"),
             "--", "sh", "-c",
@@ -450,16 +458,27 @@ fn secret_value_not_readable_through_proc() {
         let r = run(
             d.path(),
             &env,
-            &args(&[
-                "--secret",
-                "PROC_KEY",
-                "--secret-host",
-                "PROC_KEY=a.test",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ]),
+            &args(
+                &[
+                    // The fallback's network needs the flag (docs/network.md §1).
+                    if sim == "userns" {
+                        &["--allow-weak-net"][..]
+                    } else {
+                        &[]
+                    },
+                    &[
+                        "--secret",
+                        "PROC_KEY",
+                        "--secret-host",
+                        "PROC_KEY=a.test",
+                        "--",
+                        "sh",
+                        "-c",
+                        script,
+                    ],
+                ]
+                .concat(),
+            ),
         );
         assert_eq!(r.stdout, "0\n0\n", "mode {sim:?}: {r:?}");
     }
@@ -520,7 +539,8 @@ for msg in (b"hello", b"world"):
 "#;
 
 /// WebSocket upgrades pass through the proxy; on a host a secret is bound
-/// to, the handshake's placeholder is replaced by the real value.
+/// to, the handshake's placeholder is replaced by the real value. (Plain
+/// `ws://`: the binding says cleartext is intended with `http://`.)
 #[test]
 fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
     let d = scratch();
@@ -547,7 +567,7 @@ fn websocket_upgrade_passes_and_handshake_gets_the_secret() {
             "--secret",
             "WS_KEY",
             "--secret-host",
-            &format!("WS_KEY={target}"),
+            &format!("WS_KEY=http://{target}"),
             "--resolve",
             &format!("{target}:127.0.0.1"),
             "--",
@@ -703,4 +723,430 @@ fn zerobox_is_not_dumpable() {
         owner, 0,
         "zerobox's /proc files are not root-owned: it is dumpable"
     );
+}
+
+/// Hardening II #4, multi-run: run 1 (granted its project) replaces the
+/// net log there with a symlink to the user's `~/.bashrc`; run 2 (from
+/// elsewhere, logging into that project) must not append to the link's
+/// target. A log path the run itself could write to is refused outright.
+#[test]
+fn net_log_never_follows_a_planted_symlink() {
+    let d = scratch();
+    let project = d.path().join("project");
+    let elsewhere = d.path().join("elsewhere");
+    let home = d.path().join("home");
+    for p in [&project, &elsewhere, &home] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let bashrc = home.join(".bashrc");
+    std::fs::write(&bashrc, "# the user's rc\n").unwrap();
+    let log = project.join("net.log");
+    let log_s = log.display().to_string();
+
+    // Run 1: the agent, granted its project, plants the link.
+    let r = run(
+        &project,
+        &[],
+        &args(&[
+            &format!("--allow-write={}", project.display()),
+            "--",
+            "ln",
+            "-sf",
+            &bashrc.display().to_string(),
+            &log_s,
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(std::fs::symlink_metadata(&log)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // Run 2: from elsewhere, with the network on and the log in the project.
+    let r = run(
+        &elsewhere,
+        &[],
+        &args(&[
+            "--allow-net=a.test",
+            "--net-log",
+            &log_s,
+            "--",
+            "sh",
+            "-c",
+            "curl -s http://a.test/ >/dev/null; echo ran",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&log_s) && r.stderr.contains("symbolic link"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("ran"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).unwrap(),
+        "# the user's rc\n"
+    );
+
+    // A log the run could write to (the file, its directory, relative or
+    // not) is refused before anything runs.
+    std::fs::remove_file(&log).unwrap();
+    for (cwd, log_arg) in [(&project, log_s.clone()), (&project, "net.log".to_string())] {
+        let r = run(
+            cwd,
+            &[],
+            &args(&[
+                &format!("--allow-write={}", project.display()),
+                "--allow-net=a.test",
+                "--net-log",
+                &log_arg,
+                "--",
+                "true",
+            ]),
+        );
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("writable inside the sandbox"), "{r:?}");
+        assert!(r.stderr.contains(&log_arg), "{r:?}");
+        assert!(!log.exists(), "{r:?}");
+    }
+    // A FIFO (would block the proxy) or a directory: refused.
+    let fifo = elsewhere.join("fifo.log");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let r = run(
+        &elsewhere,
+        &[],
+        &args(&[
+            "--allow-net=a.test",
+            "--net-log",
+            &fifo.display().to_string(),
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("not a regular file"), "{r:?}");
+
+    // Outside every grant: it works, a private regular file.
+    let good = elsewhere.join("net.log");
+    let r = run(
+        &project,
+        &[],
+        &args(&[
+            &format!("--allow-write={}", project.display()),
+            "--allow-net=a.test",
+            "--net-log",
+            &good.display().to_string(),
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&good).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// Hardening II #7: a secret's value travels only over TLS unless its
+/// binding says `http://`. A plain `http://` request and plaintext HTTP
+/// inside a `CONNECT` carrying the placeholder are refused (403, net log,
+/// summary); the upstream never sees the value. With `http://HOST:PORT`
+/// the same requests get it.
+#[test]
+fn secret_is_not_injected_over_cleartext_unless_bound_with_http() {
+    let d = scratch();
+    let up = upstream(d.path(), "sk-cleartext-value-1", None);
+    let port = up.port.to_string();
+    let log = d.path().join("logs");
+    std::fs::create_dir(&log).unwrap();
+    let log = log.join("net.log");
+    let script = format!(
+        "for p in '' '-p'; do curl -s $p -o /dev/null -w '%{{http_code}} ' -H \"Authorization: Bearer $K\" http://api.clear.test:{port}/; \
+         curl -s $p -H \"Authorization: Bearer $K\" http://api.clear.test:{port}/; echo; done"
+    );
+    let go = |binding: String| {
+        let _ = std::fs::remove_file(&log);
+        run(
+            d.path(),
+            &[("K", "sk-cleartext-value-1")],
+            &args(&[
+                "--secret",
+                "K",
+                "--secret-host",
+                &binding,
+                "--resolve",
+                &format!("api.clear.test:{port}:127.0.0.1"),
+                "--net-log",
+                &log.display().to_string(),
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]),
+        )
+    };
+    for binding in [
+        format!("K=api.clear.test:{port}"),
+        format!("K=https://api.clear.test:{port}"),
+    ] {
+        let r = go(binding);
+        let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 2, "{r:?}");
+        for l in &lines {
+            assert!(l.starts_with("403 "), "{r:?}");
+            assert!(
+                l.contains("plain HTTP") && l.contains("http://api.clear.test"),
+                "{r:?}"
+            );
+            assert!(
+                !l.contains("header=match"),
+                "the value went out in cleartext: {r:?}"
+            );
+        }
+        assert!(
+            r.stderr
+                .contains("api.clear.test (secret K over plain HTTP)"),
+            "{r:?}"
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("\"reason\":\"secret-over-cleartext\""))
+                .count()
+                >= 4,
+            "{text}"
+        );
+    }
+    let r = go(format!("K=http://api.clear.test:{port}"));
+    assert_eq!(
+        r.stdout,
+        "200 header=match path=other body=other\n\n200 header=match path=other body=other\n\n",
+        "{r:?}"
+    );
+}
+
+/// Hardening II #5: a secret's source file is unreadable inside and may not
+/// sit where the command can replace it; a source is a regular file of at
+/// most 64 KiB; `--allow-env='*'` is refused and no wildcard carries a
+/// credential-looking variable.
+#[test]
+fn secret_sources_and_env_wildcards_are_hardened() {
+    let d = scratch();
+    let tokdir = d.path().join("tokens");
+    std::fs::create_dir(&tokdir).unwrap();
+    let tok = tokdir.join("k");
+    std::fs::write(&tok, "sk-file-secret-555\n").unwrap();
+    let tok_s = tok.display().to_string();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            "--secret",
+            &format!("K=@{tok_s}"),
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $K; cat {tok_s} || echo unreadable; cat tokens/k 2>/dev/null || echo unreadable"),
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("ZEROBOX_SECRET_"), "{r:?}");
+    assert_eq!(&lines[1..], ["unreadable", "unreadable"], "{r:?}");
+    assert!(!r.stdout.contains("sk-file-secret-555"), "{r:?}");
+
+    // A symlink to the secret file works; the target stays unreadable.
+    let link = d.path().join("k-link");
+    std::os::unix::fs::symlink(&tok, &link).unwrap();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            "--secret",
+            "K=@k-link",
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo $K; cat k-link {tok_s} 2>/dev/null || echo unreadable"),
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.ends_with("\nunreadable\n"), "{r:?}");
+    assert!(!r.stdout.contains("sk-file-secret-555"), "{r:?}");
+
+    // In a writable grant: refused before anything runs.
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            &format!("--allow-write={}", tokdir.display()),
+            "--secret",
+            &format!("K=@{tok_s}"),
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "true",
+        ]),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("writable inside the sandbox"), "{r:?}");
+
+    // Not a regular file, or too big: a clear error at once.
+    let big = d.path().join("big");
+    std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
+    for (src, want) in [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (big.display().to_string(), "larger than 64 KiB"),
+    ] {
+        let start = std::time::Instant::now();
+        let r = run(
+            d.path(),
+            &[],
+            &args(&[
+                "--secret",
+                &format!("K=@{src}"),
+                "--secret-host",
+                "K=a.test",
+                "--",
+                "true",
+            ]),
+        );
+        assert_eq!(r.code, 2, "{src}: {r:?}");
+        assert!(r.stderr.contains(want) && r.stderr.contains(&src), "{r:?}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{src}"
+        );
+    }
+
+    // --allow-env='*': refused, naming the alternative.
+    let r = run(d.path(), &[], &args(&["--allow-env=*", "--", "true"]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--allow-env=PREFIX*"), "{r:?}");
+    // A wildcard passes ordinary names, withholds credential-looking ones
+    // with a warning naming each, and an exact name still passes.
+    let env = [
+        ("ZBT_REGION", "eu"),
+        ("ZBT_API_TOKEN", "tok-1"),
+        ("ZBT_SECRET_KEY", "key-1"),
+        ("ZBT_DB_PASSWORD", "pw-1"),
+    ];
+    let r = run(
+        d.path(),
+        &env,
+        &args(&[
+            "--allow-env=ZBT_*",
+            "--allow-env=ZBT_DB_PASSWORD",
+            "--",
+            "sh",
+            "-c",
+            "env | grep ^ZBT_ | sort",
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "ZBT_DB_PASSWORD=pw-1\nZBT_REGION=eu\n", "{r:?}");
+    for name in ["ZBT_API_TOKEN", "ZBT_SECRET_KEY"] {
+        assert!(
+            r.stderr
+                .contains(&format!("warning: {name} matches an --allow-env wildcard")),
+            "{r:?}"
+        );
+    }
+    assert!(!r.stderr.contains("ZBT_DB_PASSWORD matches"), "{r:?}");
+}
+
+/// Hardening II #11: a net log that cannot grow (here RLIMIT_FSIZE, which
+/// fails writes past the limit with EFBIG exactly as a full disk fails them
+/// with ENOSPC, and works unprivileged) loses records loudly: one warning
+/// on stderr, and the summary counts the lost records.
+#[test]
+fn net_log_write_failures_are_reported() {
+    let d = scratch();
+    let logs = d.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("net.log");
+    // 600 blocks of 512 bytes is the limit; the log already holds all but
+    // 40 bytes of it, so the first record is cut and the rest fail.
+    let limit = 600 * 512;
+    let pad = "{\"pad\":true}\n";
+    let mut content = pad.repeat((limit - 40) / pad.len());
+    content.push_str(&"x".repeat(limit - 40 - content.len()));
+    std::fs::write(&log, &content).unwrap();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 600; exec \"$0\" --allow-net=ok.test --net-log {} -- sh -c 'for i in 1 2 3; do curl -s -o /dev/null http://denied.test/; done; echo done'",
+        log.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(common::bin())
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "done\n", "{r:?}");
+    assert_eq!(
+        r.stderr.matches("--net-log: cannot write a record").count(),
+        1,
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("--net-log lost 3 records"), "{r:?}");
+    assert!(
+        r.stderr.contains("blocked 3 connections: denied.test"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, limit);
+}
+
+/// Hardening II #11: ten simultaneous first runs (no CA yet) agree on one
+/// CA, and `ca.pem` is the certificate stored with the key.
+#[test]
+fn ten_simultaneous_first_runs_make_one_ca() {
+    let d = scratch();
+    let data = d.path().join("data");
+    let children: Vec<Child> = (0..10)
+        .map(|_| {
+            zerobox()
+                .current_dir(d.path())
+                .env("XDG_DATA_HOME", &data)
+                .args(["--allow-net=a.test", "--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ca = data.join("zerobox/ca");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ca.join("ca.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ca.join("ca.pem")).unwrap(),
+        stored["cert_pem"].as_str().unwrap(),
+        "ca.pem does not match the CA key's certificate"
+    );
+    // The next run loads that pair (it verifies it) without complaint.
+    let r = run(
+        d.path(),
+        &[("XDG_DATA_HOME", data.to_str().unwrap())],
+        &args(&["--allow-net=a.test", "--", "true"]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
 }

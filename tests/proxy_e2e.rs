@@ -163,7 +163,10 @@ async fn start_upstream(tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
                 let svc = hyper::service::service_fn(move |req| {
                     upstream_service(req, seen.clone(), gate.clone())
                 });
-                let b = hyper::server::conn::http1::Builder::new();
+                let mut b = hyper::server::conn::http1::Builder::new();
+                // Answer half-closed requests, as real servers do: a byte
+                // tunnel passes the client's half-close on to it.
+                b.half_close(true);
                 match tls {
                     None => {
                         let _ = b
@@ -919,4 +922,350 @@ fn shutdown_from_sync_code_and_ca_persists() {
     assert_eq!(still, 0);
     let b = mk();
     assert_eq!(b.ca_cert_pem(), pem, "CA reused across runs");
+}
+
+/// A secret with upper- and lowercase letters: header names arrive
+/// lowercased, so redaction there must ignore case.
+const MIXED_VALUE: &str = "Real-Token-MiXeD-77aa";
+
+/// An HTTP/2 upstream (TLS, ALPN h2) that reflects the real value in every
+/// part of its response: a header value, a header name, the body, a
+/// trailer value and a trailer name.
+async fn start_h2_reflector(mut cfg: rustls::ServerConfig) -> u16 {
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    let lower = MIXED_VALUE.to_ascii_lowercase();
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Frame<Bytes>>(4);
+                    let lower2 = lower.clone();
+                    tokio::spawn(async move {
+                        let lower = lower2;
+                        let _ = tx
+                            .send(Frame::data(Bytes::from(format!("body {MIXED_VALUE}\n"))))
+                            .await;
+                        let mut t = hyper::HeaderMap::new();
+                        t.insert("x-trailer", MIXED_VALUE.parse().unwrap());
+                        t.insert(
+                            hyper::header::HeaderName::from_bytes(
+                                format!("x-t-{lower}").as_bytes(),
+                            )
+                            .unwrap(),
+                            "1".parse().unwrap(),
+                        );
+                        let _ = tx.send(Frame::trailers(t)).await;
+                    });
+                    let body = FrameBody(rx).boxed();
+                    let mut r = Response::new(body);
+                    r.headers_mut()
+                        .insert("x-echo", MIXED_VALUE.parse().unwrap());
+                    r.headers_mut().insert(
+                        hyper::header::HeaderName::from_bytes(format!("x-h-{lower}").as_bytes())
+                            .unwrap(),
+                        "1".parse().unwrap(),
+                    );
+                    Ok::<_, Infallible>(r)
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+            });
+        }
+    });
+    port
+}
+
+/// Body fed frame by frame (data and trailers) from a channel.
+struct FrameBody(tokio::sync::mpsc::Receiver<Frame<Bytes>>);
+impl Body for FrameBody {
+    type Data = Bytes;
+    type Error = BoxErr;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+/// A raw HTTP/1.1 upstream over TLS that reflects the value in a 103
+/// informational response and in the reason phrase of the final one.
+async fn start_h1_reason_reflector(cfg: Arc<rustls::ServerConfig>) -> u16 {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tls.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let body = "ok\n";
+                let resp = format!(
+                    "HTTP/1.1 103 Early {MIXED_VALUE}\r\nLink: <{MIXED_VALUE}>\r\n\r\n\
+                     HTTP/1.1 200 Fine {MIXED_VALUE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Hardening II #6: the bound host's real value never reaches the client,
+/// whatever part of the response reflects it: HTTP/2 header values and
+/// names, body, trailer values and names; an HTTP/1.1 reason phrase and
+/// informational (1xx) responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_covers_names_trailers_reason_and_informational() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, tls) = test_tls(dir.path());
+    let h2_port = start_h2_reflector((*tls).clone()).await;
+    let h1_port = start_h1_reason_reflector(tls).await;
+    let secret = Secret::from_value(
+        "MIXED",
+        MIXED_VALUE.into(),
+        vec![
+            format!("api.example.test:{h2_port}"),
+            format!("api.example.test:{h1_port}"),
+        ],
+    )
+    .unwrap();
+    let ph = secret.placeholder().to_string();
+    let p = start_proxy(ProxyConfig {
+        secrets: vec![secret],
+        resolve: vec![
+            resolve("api.example.test", h2_port),
+            resolve("api.example.test", h1_port),
+        ],
+        extra_ca_certs: vec![ca],
+        ..Default::default()
+    });
+
+    // HTTP/2 end to end: our own client, through CONNECT, trusting only
+    // the zerobox CA, ALPN h2; the proxy speaks h2 upstream.
+    let mut sock = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let auth = format!("api.example.test:{h2_port}");
+    sock.write_all(format!("CONNECT {auth} HTTP/1.1\r\nHost: {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        sock.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(p.handle.ca_cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    ccfg.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("api.example.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(ccfg))
+        .connect(name, sock)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("https://{auth}/"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrive");
+    let body = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+    let show = |h: &hyper::HeaderMap| {
+        h.iter()
+            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .collect::<String>()
+    };
+    let everything = format!("{}{}{body}", show(&parts.headers), show(&trailers));
+    let lower_value = MIXED_VALUE.to_ascii_lowercase();
+    for leak in [MIXED_VALUE, lower_value.as_str()] {
+        assert!(
+            !everything.contains(leak),
+            "value reached the client:\n{everything}"
+        );
+    }
+    assert_eq!(parts.headers["x-echo"], ph.as_str());
+    assert_eq!(trailers["x-trailer"], ph.as_str());
+    assert!(body.contains(&ph), "{body}");
+    let lower_ph = ph.to_ascii_lowercase();
+    assert!(
+        parts
+            .headers
+            .contains_key(format!("x-h-{lower_ph}").as_str()),
+        "{everything}"
+    );
+    assert!(
+        trailers.contains_key(format!("x-t-{lower_ph}").as_str()),
+        "{everything}"
+    );
+
+    // HTTP/1.1: reason phrase and a 103 informational response (curl -i
+    // prints every status line and header it gets).
+    let o = curl(s(&[
+        "-x",
+        &format!("http://127.0.0.1:{}", p.port),
+        "--cacert",
+        p.bundle.to_str().unwrap(),
+        "--http1.1",
+        &format!("https://api.example.test:{h1_port}/"),
+    ]))
+    .await;
+    assert!(o.ok, "{}", o.stdout);
+    assert!(o.stdout.contains("ok"), "{}", o.stdout);
+    assert!(
+        !o.stdout.contains(MIXED_VALUE),
+        "value reached the client:\n{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains(&format!("HTTP/1.1 200 Fine {ph}")),
+        "{}",
+        o.stdout
+    );
+}
+
+/// Write `first`, half-close (shutdown the write side), read to the end.
+async fn half_closed_exchange(mut s: TcpStream, first: &[u8]) -> String {
+    s.write_all(first).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Read an HTTP head (up to the blank line) byte by byte.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await.unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Hardening II #11: a client that sends its request and then shuts down
+/// its write side (as `nc -N`, some scripts and HTTP/1.0 clients do) still
+/// gets the answer: forward requests, CONNECT tunnels (request sent after
+/// the 200, or pipelined with the CONNECT itself), intercepted tunnels and
+/// SOCKS5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_still_gets_the_answer() {
+    let up = start_upstream(None).await;
+    let bound = Secret::from_value(
+        "HC",
+        "half-close-secret-1".into(),
+        vec![format!("http://bound.example.test:{}", up.port)],
+    )
+    .unwrap();
+    let p = start_proxy(ProxyConfig {
+        allow: vec![format!("plain.example.test:{}", up.port)],
+        secrets: vec![bound],
+        resolve: vec![
+            resolve("plain.example.test", up.port),
+            resolve("bound.example.test", up.port),
+        ],
+        ..Default::default()
+    });
+    let px = ("127.0.0.1", p.port);
+    let req = |host: &str, path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n\r\n",
+            up.port
+        )
+    };
+
+    // Forward request.
+    let s = TcpStream::connect(px).await.unwrap();
+    let abs = format!("http://plain.example.test:{}/fwd", up.port);
+    let out = half_closed_exchange(s, req("plain.example.test", &abs).as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("echo: /fwd"),
+        "forward: {out:?}"
+    );
+
+    for host in ["plain.example.test", "bound.example.test"] {
+        let connect = format!(
+            "CONNECT {host}:{0} HTTP/1.1\r\nHost: {host}:{0}\r\n\r\n",
+            up.port
+        );
+        // CONNECT, 200, then request + half-close.
+        let mut s = TcpStream::connect(px).await.unwrap();
+        s.write_all(connect.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{host}: {head:?}");
+        let out = half_closed_exchange(s, req(host, "/after").as_bytes()).await;
+        assert!(
+            out.contains("echo: /after"),
+            "{host} CONNECT then request: {out:?}"
+        );
+        // CONNECT and the request in one write, then half-close at once.
+        let s = TcpStream::connect(px).await.unwrap();
+        let both = format!("{connect}{}", req(host, "/pipelined"));
+        let out = half_closed_exchange(s, both.as_bytes()).await;
+        assert!(
+            out.contains("echo: /pipelined"),
+            "{host} pipelined CONNECT: {out:?}"
+        );
+    }
+
+    // SOCKS5: greeting, CONNECT by name, then request + half-close.
+    for host in ["plain.example.test", "bound.example.test"] {
+        let mut s = TcpStream::connect(px).await.unwrap();
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        let mut rep = [0u8; 2];
+        s.read_exact(&mut rep).await.unwrap();
+        let mut c = vec![5, 1, 0, 3, host.len() as u8];
+        c.extend_from_slice(host.as_bytes());
+        c.extend_from_slice(&up.port.to_be_bytes());
+        s.write_all(&c).await.unwrap();
+        let mut rep = [0u8; 10];
+        s.read_exact(&mut rep).await.unwrap();
+        assert_eq!(rep[1], 0, "socks reply {rep:?}");
+        let out = half_closed_exchange(s, req(host, "/socks").as_bytes()).await;
+        assert!(out.contains("echo: /socks"), "socks5 {host}: {out:?}");
+    }
 }

@@ -133,6 +133,12 @@ pub struct Policy {
     /// Environment variables that were dropped (names only, for `explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_dropped: Vec<String>,
+    /// Variables a wildcard allow pattern matched but that look like
+    /// credentials ([`looks_like_credential`]) and no pattern names
+    /// exactly: withheld (also in `env_dropped`); the launcher warns,
+    /// naming each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_withheld: Vec<String>,
     pub network: NetworkPolicy,
     /// Host unix sockets that stay reachable.
     pub unix_sockets: Vec<PathBuf>,
@@ -246,8 +252,22 @@ pub fn is_within(path: &[u8], base: &[u8]) -> bool {
 /// The built-in defaults as a layer: the secret deny list. (The environment
 /// allow list is applied by [`resolve`].)
 pub fn defaults_layer() -> PolicyLayer {
+    defaults_layer_for(&[])
+}
+
+/// [`defaults_layer`], with every `~/…` entry also applied under each of
+/// `other_homes` (the account's home from the user database when `HOME`
+/// points elsewhere: both are the user's).
+pub fn defaults_layer_for(other_homes: &[PathBuf]) -> PolicyLayer {
     let mut layer = PolicyLayer::new("defaults");
     layer.read_deny = defaults::DENY_READ.iter().map(|s| s.to_string()).collect();
+    for home in other_homes {
+        for entry in defaults::DENY_READ {
+            if let Some(rest) = entry.strip_prefix("~/") {
+                layer.read_deny.push(home.join(rest).display().to_string());
+            }
+        }
+    }
     layer
 }
 
@@ -268,6 +288,9 @@ pub fn resolve(
     let mut network = NetworkPolicy::default();
     let mut unix_sockets = Vec::new();
     let mut secrets: Vec<SecretSpec> = Vec::new();
+    // (value as written, origin, access, symlinks on its way): checked once
+    // every layer is merged, when it is known what the command can write.
+    let mut linked: Vec<(String, String, Option<FsAccess>, Vec<PathBuf>)> = Vec::new();
 
     for layer in layers {
         let origin = &layer.origin;
@@ -279,9 +302,10 @@ pub fn resolve(
         ];
         for (values, access) in groups {
             for value in values {
-                for path in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                for e in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                    linked.push((value.clone(), origin.clone(), Some(access), e.links.clone()));
                     fs.push(FsRule {
-                        path,
+                        path: e.path,
                         access,
                         origin: origin.clone(),
                     });
@@ -290,6 +314,13 @@ pub fn resolve(
         }
         for pattern in &layer.env_allow {
             validate_env_pattern(pattern, origin)?;
+            if pattern == "*" {
+                return Err(PolicyError::BadEnv {
+                    value: pattern.clone(),
+                    origin: origin.clone(),
+                    reason: "allowing every variable would pass your tokens and keys too; name the variables (--allow-env=NAME) or a prefix (--allow-env=PREFIX*)".into(),
+                });
+            }
             env_allow.push((pattern.clone(), origin.clone()));
         }
         for pattern in &layer.env_deny {
@@ -309,7 +340,10 @@ pub fn resolve(
         network.allow_any |= layer.net_allow_any;
         network.deny.extend(layer.net_deny.iter().cloned());
         for value in &layer.unix_sockets {
-            unix_sockets.extend(ctx.expand(value, origin, false)?);
+            for e in ctx.expand(value, origin, false)? {
+                linked.push((value.clone(), origin.clone(), None, e.links.clone()));
+                unix_sockets.push(e.path);
+            }
         }
         // Secrets merge by name: hosts are a union, a later source wins.
         for spec in &layer.secrets {
@@ -341,26 +375,50 @@ pub fn resolve(
             }
         }
     }
+    // A secret's source file is never readable inside: the sandbox sees
+    // only the placeholder, and reading the file would undo that.
+    for spec in &secrets {
+        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+            let origin = format!("secret {}", spec.name);
+            for expanded in ctx.expand(file, &origin, false)? {
+                fs.push(FsRule {
+                    path: expanded.path,
+                    access: FsAccess::DenyRead,
+                    origin: origin.clone(),
+                });
+            }
+        }
+    }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    let fs = check_links(fs, &linked)?;
 
     // Environment: pass what an allow pattern names and no deny pattern
-    // names, then apply explicit settings.
+    // names, then apply explicit settings. A wildcard never carries a
+    // credential-looking name on its own: that takes the exact name.
     let mut env = BTreeMap::new();
     let mut env_dropped = Vec::new();
+    let mut env_withheld = Vec::new();
     for (k, v) in host_env {
         let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
             continue; // non-UTF-8 names or values never pass
         };
-        let allowed = env_allow.iter().any(|(p, _)| env_matches(p, k));
+        let exact = env_allow.iter().any(|(p, _)| p == k);
+        let by_wildcard = env_allow
+            .iter()
+            .any(|(p, _)| p.ends_with('*') && env_matches(p, k));
         let denied = env_deny.iter().any(|p| env_matches(p, k));
-        if allowed && !denied {
-            env.insert(k.to_string(), v.to_string());
-        } else {
+        if denied || !(exact || by_wildcard) {
             env_dropped.push(k.to_string());
+        } else if !exact && looks_like_credential(k) {
+            env_dropped.push(k.to_string());
+            env_withheld.push(k.to_string());
+        } else {
+            env.insert(k.to_string(), v.to_string());
         }
     }
     env_dropped.sort();
+    env_withheld.sort();
     env.extend(env_set);
     env.insert("PWD".into(), ctx.cwd.display().to_string());
 
@@ -370,10 +428,98 @@ pub fn resolve(
         fs,
         env,
         env_dropped,
+        env_withheld,
         network,
         unix_sockets,
         secrets,
     })
+}
+
+/// Words in a variable name that mark it as a credential (compared
+/// uppercase). `SUBSTRINGS` match anywhere in the name; `WORDS` match one
+/// `_`-separated part exactly (so `KEY` catches `AWS_ACCESS_KEY_ID` but not
+/// `KEYBOARD_LAYOUT`); `AUTH` matches a part starting with it
+/// (`AUTHORIZATION`), except `AUTHOR`/`AUTHORS` (`GIT_AUTHOR_NAME`).
+/// Documented in docs/policy.md.
+const CREDENTIAL_SUBSTRINGS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "APIKEY",
+    "PRIVATE",
+    "COOKIE",
+    "SESSION",
+    "OAUTH",
+];
+const CREDENTIAL_WORDS: &[&str] = &["KEY", "KEYS", "PASS", "PW", "PWD", "PAT", "DSN"];
+
+/// Does an environment variable's name look like it holds a credential?
+/// Used so that no wildcard (`AWS_*`, `*`) carries one without the user
+/// naming it.
+pub fn looks_like_credential(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    if CREDENTIAL_SUBSTRINGS.iter().any(|w| upper.contains(w)) {
+        return true;
+    }
+    upper.split('_').any(|part| {
+        // `PWD` alone is the working directory, not a password.
+        (CREDENTIAL_WORDS.contains(&part) && upper != "PWD" && upper != "OLDPWD")
+            || (part.starts_with("AUTH") && part != "AUTHOR" && part != "AUTHORS")
+    })
+}
+
+/// Symlinks on the way to a rule path that live where the command can
+/// write (their directory is writable) are the next run's attack surface:
+/// the command can re-point them. A grant (read, write, unix socket)
+/// through one is refused, naming the link; a protection through one also
+/// protects the link itself (the sandbox pins it in place, so it cannot be
+/// removed, renamed or replaced during the run).
+fn check_links(
+    mut fs: Vec<FsRule>,
+    linked: &[(String, String, Option<FsAccess>, Vec<PathBuf>)],
+) -> Result<Vec<FsRule>, PolicyError> {
+    if linked.iter().all(|(_, _, _, links)| links.is_empty()) {
+        return Ok(fs);
+    }
+    let view = Policy {
+        cwd: PathBuf::new(),
+        home: PathBuf::new(),
+        fs: fs.clone(),
+        env: BTreeMap::new(),
+        env_dropped: Vec::new(),
+        env_withheld: Vec::new(),
+        network: NetworkPolicy::default(),
+        unix_sockets: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let replaceable = |link: &Path| link.parent().is_some_and(|dir| view.effective(dir).write);
+    for (value, origin, access, links) in linked {
+        for link in links.iter().filter(|l| replaceable(l)) {
+            match access {
+                Some(a @ (FsAccess::DenyRead | FsAccess::DenyWrite)) => fs.push(FsRule {
+                    path: link.clone(),
+                    access: *a,
+                    origin: origin.clone(),
+                }),
+                _ => {
+                    return Err(PolicyError::BadPath {
+                        value: value.clone(),
+                        origin: origin.clone(),
+                        reason: format!(
+                            "it goes through the symlink {}, which lives in a directory the command can write: a run could re-point it to widen the next one; name the real path instead",
+                            link.display()
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
+    fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
+    Ok(fs)
 }
 
 /// `NAME` or `PREFIX*`; names are what POSIX shells accept.
@@ -552,7 +698,7 @@ mod tests {
         assert!(p.env_dropped.contains(&"GITHUB_TOKEN".to_string()));
 
         let p = policy(&[cli(|l| {
-            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("GITHUB_TOKEN".into());
             l.env_deny.push("LC_*".into());
             l.env_set.push(("FOO".into(), "bar".into()));
         })]);
@@ -560,6 +706,85 @@ mod tests {
         assert!(!p.env.contains_key("LC_ALL"));
         assert_eq!(p.env.get("FOO").map(String::as_str), Some("bar"));
         assert_eq!(p.env.get("PWD").map(String::as_str), Some("/home/u/proj"));
+    }
+
+    #[test]
+    fn wildcards_never_carry_credentials() {
+        let p = policy(&[cli(|l| {
+            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("AWS_*".into());
+        })]);
+        assert!(!p.env.contains_key("GITHUB_TOKEN"));
+        assert!(!p.env.contains_key("AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(
+            p.env_withheld,
+            vec!["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"]
+        );
+        assert!(p.env_dropped.contains(&"GITHUB_TOKEN".to_string()));
+        // Named exactly: passed, no warning.
+        let p = policy(&[cli(|l| {
+            l.env_allow.push("GITHUB_*".into());
+            l.env_allow.push("GITHUB_TOKEN".into());
+        })]);
+        assert_eq!(p.env.get("GITHUB_TOKEN").map(String::as_str), Some("t"));
+        assert!(p.env_withheld.is_empty());
+        // A bare `*` is refused, with the alternative.
+        let err = resolve(&[cli(|l| l.env_allow.push("*".into()))], &ctx(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PREFIX*"), "{err}");
+        // ... but denying everything is fine.
+        assert!(resolve(&[cli(|l| l.env_deny.push("*".into()))], &ctx(), &[]).is_ok());
+    }
+
+    #[test]
+    fn credential_names() {
+        for yes in [
+            "GITHUB_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "OPENAI_API_KEY",
+            "NPM_AUTH",
+            "DB_PASSWORD",
+            "PGPASSWORD",
+            "MY_APIKEY",
+            "SENTRY_DSN",
+            "GH_PAT",
+            "AUTHORIZATION",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "SESSION_COOKIE",
+            "SSH_PRIVATE",
+            "aws_session_token",
+        ] {
+            assert!(looks_like_credential(yes), "{yes}");
+        }
+        for no in [
+            "PATH",
+            "HOME",
+            "PWD",
+            "OLDPWD",
+            "LC_ALL",
+            "GIT_AUTHOR_NAME",
+            "KEYBOARD_LAYOUT",
+            "AWS_REGION",
+            "MONKEY",
+            "TERM",
+        ] {
+            assert!(!looks_like_credential(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn secret_source_files_are_unreadable() {
+        let p = policy(&[cli(|l| {
+            l.secrets.push(SecretSpec {
+                name: "K".into(),
+                from: Some("@/home/u/.tokens/k".into()),
+                hosts: vec!["a.example".into()],
+            });
+        })]);
+        assert!(!p.effective(Path::new("/home/u/.tokens/k")).read);
+        assert!(p.effective(Path::new("/home/u/.tokens/other")).read);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Path expansion and normalisation for policy rules.
 //!
 //! A rule path as written (`~/.ssh`, `$CWD/build`, `./out`, `/etc/ssh/ssh_host_*`)
-//! becomes one or more absolute paths. Existing paths are canonicalised so
-//! that a symlink cannot carry a denied directory out from under its rule
-//! (denying `~/.ssh` when it links to `/data/ssh` denies `/data/ssh`).
+//! becomes one or more absolute paths. Existing paths are resolved so that a
+//! symlink cannot carry a denied directory out from under its rule (denying
+//! `~/.ssh` when it links to `/data/ssh` denies `/data/ssh`), and every
+//! symlink met on the way is recorded ([`Expanded::links`]): a link that
+//! lives where the command can write is attacker input for the next run,
+//! and `policy::resolve` refuses a grant through one and protects a
+//! protected one itself (see docs/policy.md, "Symlinks").
 
 use std::path::{Component, Path, PathBuf};
 
@@ -18,6 +22,16 @@ pub struct PathContext {
     pub tmpdir: PathBuf,
 }
 
+/// One expanded rule path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The real path: every symlink on the way resolved (the part that does
+    /// not exist yet kept as written).
+    pub path: PathBuf,
+    /// Each symlink the resolution went through, at its own real location.
+    pub links: Vec<PathBuf>,
+}
+
 impl PathContext {
     /// Expand one rule path. `allow_glob` permits a `*` in the last
     /// component (matched against existing entries only).
@@ -26,7 +40,7 @@ impl PathContext {
         value: &str,
         origin: &str,
         allow_glob: bool,
-    ) -> Result<Vec<PathBuf>, PolicyError> {
+    ) -> Result<Vec<Expanded>, PolicyError> {
         let bad = |reason: &str| PolicyError::BadPath {
             value: value.to_string(),
             origin: origin.to_string(),
@@ -64,14 +78,14 @@ impl PathContext {
                 for entry in entries.flatten() {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     if glob_match(&file_name, &name) {
-                        out.push(canonical(&parent.join(name)));
+                        out.push(resolve_links(&parent.join(name)).map_err(|r| bad(&r))?);
                     }
                 }
             }
-            out.sort();
+            out.sort_by(|a, b| a.path.cmp(&b.path));
             return Ok(out);
         }
-        Ok(vec![canonical(&normal)])
+        Ok(vec![resolve_links(&normal).map_err(|r| bad(&r))?])
     }
 
     fn expand_vars(&self, value: &str) -> Result<PathBuf, String> {
@@ -125,29 +139,81 @@ pub fn lexical_normalise(path: &Path) -> PathBuf {
     out
 }
 
-/// The real path of `path`: its longest existing ancestor canonicalised, plus
-/// the part that does not exist yet.
+/// The real path of `path` (see [`resolve_links`]); a path with a symlink
+/// loop is kept as written.
 pub fn canonical(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut tail = Vec::new();
-    loop {
-        // symlink_metadata: a dangling symlink still counts as existing, and
-        // canonicalize fails on it; then keep the lexical path.
-        if std::fs::symlink_metadata(&existing).is_ok() {
-            let base = std::fs::canonicalize(&existing).unwrap_or(existing);
-            return tail
-                .iter()
-                .rev()
-                .fold(base, |acc, n: &std::ffi::OsString| acc.join(n));
+    resolve_links(path)
+        .map(|e| e.path)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Resolve `path` (absolute, normalised) one component at a time with
+/// `lstat`, following each symlink by hand and recording where it was. A
+/// dangling link resolves to its (missing) target. Hand-written rather
+/// than `canonicalize` because zerobox needs the links themselves, and the
+/// missing tail.
+pub fn resolve_links(path: &Path) -> Result<Expanded, String> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    const MAX_LINKS: usize = 40; // as the kernel's own limit
+    let mut pending: VecDeque<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut out = PathBuf::from("/");
+    let mut links = Vec::new();
+    let mut exists = true;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            out.pop();
+            continue;
         }
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                tail.push(name.to_os_string());
-                existing = parent.to_path_buf();
+        let next = out.join(&name);
+        if exists {
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if links.len() >= MAX_LINKS {
+                        return Err(format!(
+                            "too many levels of symbolic links at {}",
+                            next.display()
+                        ));
+                    }
+                    let target = std::fs::read_link(&next)
+                        .map_err(|e| format!("cannot read the symlink {}: {e}", next.display()))?;
+                    links.push(next);
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(n) => pending.push_front(n.to_os_string()),
+                            Component::ParentDir => pending.push_front(OsString::from("..")),
+                            _ => {}
+                        }
+                    }
+                    if target.is_absolute() {
+                        out = PathBuf::from("/");
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                // Missing (or hidden from us, and so from the command):
+                // the rest of the path is kept as written.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::EACCES)) =>
+                {
+                    exists = false
+                }
+                // Anything else (a path longer than PATH_MAX, an I/O error)
+                // would make the rule silently protect nothing.
+                Err(e) => return Err(format!("cannot inspect {}: {e}", next.display())),
             }
-            _ => return path.to_path_buf(),
         }
+        out = next;
     }
+    Ok(Expanded { path: out, links })
 }
 
 /// `*` matches any run of characters (no other metacharacters).
@@ -182,7 +248,7 @@ mod tests {
     #[test]
     fn expansions() {
         let c = ctx();
-        let one = |v: &str| c.expand(v, "t", false).unwrap().remove(0);
+        let one = |v: &str| c.expand(v, "t", false).unwrap().remove(0).path;
         assert_eq!(one("~"), PathBuf::from("/nonexistent-home/u"));
         assert_eq!(one("~/.ssh"), PathBuf::from("/nonexistent-home/u/.ssh"));
         assert_eq!(one("$HOME/x"), PathBuf::from("/nonexistent-home/u/x"));
@@ -227,7 +293,23 @@ mod tests {
         let real = dir.path().join("real");
         std::fs::create_dir(&real).unwrap();
         std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
-        let got = canonical(&dir.path().join("link/new/file"));
-        assert_eq!(got, std::fs::canonicalize(&real).unwrap().join("new/file"));
+        let got = resolve_links(&dir.path().join("link/new/file")).unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(got.path, base.join("real/new/file"));
+        assert_eq!(got.links, vec![base.join("link")]);
+    }
+
+    #[test]
+    fn dangling_and_chained_links_are_followed_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(base.join("d")).unwrap();
+        std::os::unix::fs::symlink("d/b", base.join("a")).unwrap();
+        std::os::unix::fs::symlink("../missing/x", base.join("d/b")).unwrap();
+        let got = resolve_links(&base.join("a")).unwrap();
+        assert_eq!(got.path, base.join("missing/x"));
+        assert_eq!(got.links, vec![base.join("a"), base.join("d/b")]);
+        std::os::unix::fs::symlink("loop", base.join("loop")).unwrap();
+        assert!(resolve_links(&base.join("loop")).is_err());
     }
 }

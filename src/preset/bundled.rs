@@ -32,6 +32,7 @@ pub const BUNDLED: &[Bundled] = &[
     bundled!("deny-history"),
     bundled!("deny-browsers"),
     bundled!("protect-shell"),
+    bundled!("protect-agents"),
     bundled!("toolchain-node"),
     bundled!("toolchain-python"),
     bundled!("toolchain-rust"),

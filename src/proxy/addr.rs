@@ -2,8 +2,8 @@
 //! them on purpose (see `docs/network.md`, "Address checks").
 //!
 //! Owns: classifying an `IpAddr` (loopback, private, link-local, metadata,
-//! CGNAT, multicast, …, including IPv4 embedded in IPv6 forms) and reading
-//! this host's own addresses from `/proc` (no unsafe `getifaddrs`).
+//! CGNAT, multicast, …, including IPv4 embedded in IPv6 forms) and listing
+//! this host's own addresses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -123,11 +123,55 @@ fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
     None
 }
 
-/// This machine's own addresses (every interface), read from `/proc`.
-/// Best effort: an unreadable file yields nothing.
-pub fn local_addresses() -> Vec<IpAddr> {
+/// This machine's own addresses (every interface): the union of
+/// `getifaddrs(3)` (glibc asks the kernel over netlink; the `if-addrs`
+/// crate wraps it, so no `unsafe` here) and `/proc/net`. Either source
+/// alone is enough; the guard is never silently off: when neither answers,
+/// this is an error and the proxy does not start.
+pub fn local_addresses() -> Result<Vec<IpAddr>, String> {
+    local_addresses_with(std::path::Path::new("/proc/net"))
+}
+
+/// [`local_addresses`] reading `/proc/net` files from `proc_net` (tests
+/// point it at a directory that does not exist).
+pub fn local_addresses_with(proc_net: &std::path::Path) -> Result<Vec<IpAddr>, String> {
     let mut out = Vec::new();
-    if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
+    let ifaddrs = if_addrs::get_if_addrs();
+    if let Ok(ifs) = &ifaddrs {
+        for i in ifs {
+            push_unique(&mut out, i.ip());
+        }
+    }
+    let from_proc = proc_addresses(proc_net);
+    let proc_ok = from_proc.is_some();
+    for a in from_proc.unwrap_or_default() {
+        push_unique(&mut out, a);
+    }
+    match (&ifaddrs, proc_ok) {
+        (Err(e), false) => Err(format!(
+            "cannot list this machine's own addresses (getifaddrs: {e}; {} unreadable), so the proxy could not refuse them: refusing to start",
+            proc_net.display()
+        )),
+        _ if out.is_empty() => Err(
+            "this machine reports no addresses at all (not even loopback): refusing to start the proxy"
+                .to_string(),
+        ),
+        _ => Ok(out),
+    }
+}
+
+fn push_unique(out: &mut Vec<IpAddr>, a: IpAddr) {
+    let a = canonical(a);
+    if !out.contains(&a) {
+        out.push(a);
+    }
+}
+
+/// Addresses from `if_inet6` and `fib_trie`; `None` if neither is readable.
+fn proc_addresses(proc_net: &std::path::Path) -> Option<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    let v6 = std::fs::read_to_string(proc_net.join("if_inet6")).ok();
+    if let Some(text) = &v6 {
         for line in text.lines() {
             if let Some(hex32) = line.split_whitespace().next() {
                 if hex32.len() == 32 {
@@ -138,7 +182,8 @@ pub fn local_addresses() -> Vec<IpAddr> {
             }
         }
     }
-    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
+    let v4 = std::fs::read_to_string(proc_net.join("fib_trie")).ok();
+    if let Some(text) = &v4 {
         // Lines look like "|-- 192.168.1.5" followed by "/32 host LOCAL".
         let mut last: Option<Ipv4Addr> = None;
         for line in text.lines() {
@@ -154,7 +199,7 @@ pub fn local_addresses() -> Vec<IpAddr> {
             }
         }
     }
-    out
+    (v6.is_some() || v4.is_some()).then_some(out)
 }
 
 #[cfg(test)]
@@ -221,9 +266,37 @@ mod tests {
 
     #[test]
     fn local_addresses_include_loopback() {
-        let l = local_addresses();
-        if std::path::Path::new("/proc/net/fib_trie").exists() {
-            assert!(l.contains(&"127.0.0.1".parse().unwrap()), "{l:?}");
+        let l = local_addresses().unwrap();
+        assert!(l.contains(&"127.0.0.1".parse().unwrap()), "{l:?}");
+    }
+
+    /// Hardening II #11: with `/proc/net` unreadable the own-address list
+    /// still holds every address of this machine (getifaddrs), the same
+    /// set `/proc/net` gives when readable.
+    #[test]
+    fn local_addresses_without_proc_net() {
+        let missing = std::path::Path::new("/nonexistent-zerobox-proc-net");
+        let without = local_addresses_with(missing).unwrap();
+        assert!(
+            without.contains(&"127.0.0.1".parse().unwrap()),
+            "{without:?}"
+        );
+        let from_proc = proc_addresses(std::path::Path::new("/proc/net")).unwrap_or_default();
+        for a in from_proc {
+            let a = canonical(a);
+            // fib_trie lists whole local ranges' broadcast and 127.x
+            // host routes too; every interface address must be there.
+            if a.is_loopback() || refused_class(a) == Some("broadcast") {
+                continue;
+            }
+            let is_iface = if_addrs::get_if_addrs()
+                .unwrap()
+                .iter()
+                .any(|i| canonical(i.ip()) == a);
+            if is_iface {
+                assert!(without.contains(&a), "{a} missing: {without:?}");
+            }
         }
+        assert!(proc_addresses(missing).is_none());
     }
 }

@@ -89,6 +89,9 @@ async fn serve_front(state: Arc<State>, sock: TcpStream) {
         async move { Ok::<_, Infallible>(front(st, req).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
+        // A client may shut its write side after the request and wait for
+        // the answer; hyper would otherwise drop the connection at EOF.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
@@ -248,6 +251,7 @@ async fn intercept<C: Io>(state: Arc<State>, target: Target, upstream: TcpStream
     });
     if !is_tls {
         let _ = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
@@ -275,6 +279,7 @@ async fn intercept<C: Io>(state: Arc<State>, target: Target, upstream: TcpStream
             .await;
     } else {
         let _ = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
@@ -323,7 +328,7 @@ pub async fn tunnel<C: Io>(
         tokio::select! {
             r = &mut up, if !up_done => {
                 up_done = true;
-                if let Ok(Some(name)) = r { forbidden = Some(name); break; }
+                if let Ok(Some(f)) = r { forbidden = Some(f); break; }
                 if r.is_err() { break; }
             }
             r = &mut down, if !down_done => {
@@ -350,9 +355,8 @@ pub async fn tunnel<C: Io>(
     if let Dest::Direct(a) = &target.dest {
         rec.addr = a.first().map(|a| a.to_string());
     }
-    if let Some(name) = forbidden {
-        let d =
-            http::placeholder_denial(&target.host, target.port, &super::secrets::Forbidden(name));
+    if let Some(f) = forbidden {
+        let d = http::placeholder_denial(&target.host, target.port, &f);
         rec.decision = "deny";
         rec.reason = Some(d.reason.clone());
         state.log.block(d.key);
@@ -363,7 +367,7 @@ pub async fn tunnel<C: Io>(
 const PUMP_MIN: usize = 4 * 1024;
 const PUMP_MAX: usize = 64 * 1024;
 
-/// Copy `r` → `w`. Returns `Some(secret name)` if a placeholder was seen.
+/// Copy `r` → `w`. Returns the refusal if a placeholder was seen.
 async fn pump<R, W>(
     mut r: R,
     mut w: W,
@@ -371,7 +375,7 @@ async fn pump<R, W>(
     count: &AtomicU64,
     last: &AtomicU64,
     start: Instant,
-) -> io::Result<Option<String>>
+) -> io::Result<Option<super::secrets::Forbidden>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -389,7 +393,7 @@ where
         }
         if let Some(d) = &mut detector {
             if let Err(f) = d.detect(&buf[..n]) {
-                return Ok(Some(f.0));
+                return Ok(Some(f));
             }
         }
         w.write_all(&buf[..n]).await?;

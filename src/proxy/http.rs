@@ -2,9 +2,10 @@
 //!
 //! Owns: hop-by-hop header handling, placeholder injection into the
 //! request target, header values (Basic auth decoded/re-encoded) and body,
-//! refusal of placeholders bound elsewhere, `Content-Length` fix-up,
-//! response redaction, WebSocket/`Upgrade` pass-through, upstream TLS, and
-//! chaining through a corporate proxy with `CONNECT`.
+//! refusal of placeholders bound elsewhere or headed out in cleartext,
+//! `Content-Length` fix-up, response redaction (header names and values,
+//! reason phrase, body, trailers), WebSocket/`Upgrade` pass-through,
+//! upstream TLS, and chaining through a corporate proxy with `CONNECT`.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,9 @@ use tokio::net::TcpStream;
 use super::host::Host;
 use super::log::Record;
 use super::policy::{Denial, Dest, Target};
-use super::secrets::{basic_auth, Forbidden, RedactPair, ScanBody, Scanner};
+use super::secrets::{
+    basic_auth, rewrite_headers, Forbidden, RedactPair, Refusal, ScanBody, Scanner,
+};
 use super::{BoxError, ProxyError, State};
 
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -81,19 +84,30 @@ pub fn error_response(status: StatusCode, msg: &str) -> Response<Body> {
 
 /// The placeholder refusal, as a [`Denial`].
 pub fn placeholder_denial(host: &Host, port: u16, f: &Forbidden) -> Denial {
-    Denial {
-        reason: "secret-placeholder-to-unbound-host".into(),
-        message: format!(
-            "zerobox: refused: the request to {}:{port} carries the placeholder of secret {}, \
-             which is not bound to this host. Bind it with --secret-host {}={} if that is intended.\n",
-            host.authority(),
-            f.0,
-            f.0,
-            host.authority()
-        ),
-        key: format!("{} (secret {})", host.authority(), f.0),
-        host: host.authority(),
-        port,
+    let a = host.authority();
+    let name = &f.0;
+    match f.1 {
+        Refusal::Unbound => Denial {
+            reason: "secret-placeholder-to-unbound-host".into(),
+            message: format!(
+                "zerobox: refused: the request to {a}:{port} carries the placeholder of secret {name}, \
+                 which is not bound to this host. Bind it with --secret-host {name}={a} if that is intended.\n"
+            ),
+            key: format!("{a} (secret {name})"),
+            host: a,
+            port,
+        },
+        Refusal::Cleartext => Denial {
+            reason: "secret-over-cleartext".into(),
+            message: format!(
+                "zerobox: refused: the request to {a}:{port} is plain HTTP and carries the placeholder of secret {name}, \
+                 whose value goes to this host over TLS only (anyone on the path could read it). Use https://, \
+                 or bind it with --secret-host {name}=http://{a}:{port} if cleartext is intended.\n"
+            ),
+            key: format!("{a} (secret {name} over plain HTTP)"),
+            host: a,
+            port,
+        },
     }
 }
 
@@ -271,11 +285,11 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// Find a [`Forbidden`] in an error chain.
-fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<Forbidden> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(f) = err.downcast_ref::<Forbidden>() {
-            return Some(f.0.clone());
+            return Some(Forbidden(f.0.clone(), f.1));
         }
         cur = err.source();
     }
@@ -291,6 +305,14 @@ enum HeaderFail {
 
 /// Substitute in headers (in place). Returns extra redaction pairs.
 fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<RedactPair>, HeaderFail> {
+    // A placeholder in a header *name* (lowercased by hyper) is never
+    // substituted, but one headed where it may not go is still refused.
+    let mut names = scanner.lowercased();
+    for name in h.keys() {
+        names
+            .apply(name.as_str().as_bytes())
+            .map_err(HeaderFail::Forbidden)?;
+    }
     let mut extra = Vec::new();
     let names: Vec<HeaderName> = h.keys().cloned().collect();
     for name in names {
@@ -327,28 +349,30 @@ fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<Redact
     Ok(extra)
 }
 
-fn redact_headers(h: &mut HeaderMap, redactor: &mut Scanner) {
-    let names: Vec<HeaderName> = h.keys().cloned().collect();
-    for name in names {
-        let values: Vec<HeaderValue> = h.get_all(&name).iter().cloned().collect();
-        let mut changed = false;
-        let mut out = Vec::new();
-        for v in values {
-            match redactor.apply(v.as_bytes()) {
-                Ok(r) if r[..] != v.as_bytes()[..] => {
-                    changed = true;
-                    out.push(HeaderValue::from_bytes(&r).unwrap_or(HeaderValue::from_static("")));
-                }
-                _ => out.push(v),
-            }
-        }
-        if changed {
-            h.remove(&name);
-            for v in out {
-                h.append(name.clone(), v);
-            }
-        }
+/// Redact everything of a response head that reaches the client: header
+/// names (case-insensitively: hyper lowercases them) and values, and the
+/// HTTP/1.1 reason phrase (hyper keeps a non-standard one in the
+/// extensions and writes it back out). Every other extension is dropped:
+/// none of them is meant for the client.
+fn redact_head(parts: &mut hyper::http::response::Parts, redactor: &mut Scanner) {
+    let mut names = redactor.lowercased();
+    // The redactor never forbids; an error cannot happen here.
+    let _ = rewrite_headers(&mut parts.headers, redactor, &mut names);
+    let reason = parts
+        .extensions
+        .remove::<hyper::ext::ReasonPhrase>()
+        .and_then(|r| redactor.apply(r.as_bytes()).ok())
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(&r[..]).ok());
+    parts.extensions.clear();
+    if let Some(r) = reason {
+        parts.extensions.insert(r);
     }
+}
+
+#[cfg(test)]
+fn redact_headers(h: &mut HeaderMap, redactor: &mut Scanner) {
+    let mut names = redactor.lowercased();
+    let _ = rewrite_headers(h, redactor, &mut names);
 }
 
 async fn buffer(mut body: Body, cap: usize) -> Result<Bytes, BoxError> {
@@ -490,7 +514,7 @@ pub async fn forward(
     }
 
     let have_secrets = !state.secrets.is_empty();
-    let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+    let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
     let bound_here = state.secrets.iter().any(|s| s.bound_to(&t.host, t.port));
 
     // Request target (path + query).
@@ -554,7 +578,7 @@ pub async fn forward(
             Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
         }
     } else {
-        let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port);
+        let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
         if body_scanner.changes_length() {
             headers.remove("content-length");
         }
@@ -640,12 +664,8 @@ pub async fn forward(
             r
         }
         Ok((Err(e), _)) => {
-            if let Some(name) = find_forbidden(&e) {
-                return deny(
-                    &state,
-                    &mut rec,
-                    placeholder_denial(&t.host, t.port, &Forbidden(name)),
-                );
+            if let Some(f) = find_forbidden(&e) {
+                return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f));
             }
             rec.status = Some(502);
             rec.reason = Some("upstream request failed".into());
@@ -674,13 +694,14 @@ pub async fn forward(
             });
         }
         state.log.write(rec);
-        let (parts, _) = resp.into_parts();
-        let mut r = Response::from_parts(parts, empty());
-        redact_headers(
-            r.headers_mut(),
-            &mut Scanner::redactor(&state.secrets, &extra_redact),
-        );
-        return r;
+        let (mut parts, _) = resp.into_parts();
+        if have_secrets {
+            redact_head(
+                &mut parts,
+                &mut Scanner::redactor(&state.secrets, &extra_redact),
+            );
+        }
+        return Response::from_parts(parts, empty());
     }
 
     let (mut parts, body) = resp.into_parts();
@@ -688,7 +709,7 @@ pub async fn forward(
     let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     let body = if have_secrets {
         let mut redactor = Scanner::redactor(&state.secrets, &extra_redact);
-        redact_headers(&mut parts.headers, &mut redactor);
+        redact_head(&mut parts, &mut redactor);
         let no_body = method == Method::HEAD
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
@@ -775,7 +796,7 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {b64}")).unwrap(),
         );
         let host = Host::parse("a.example").unwrap();
-        let mut sc = Scanner::outbound(&all, &host, 443);
+        let mut sc = Scanner::outbound(&all, &host, 443, true);
         let extra = inject_headers(&mut h, &mut sc).unwrap();
         assert_eq!(h.get("x-api-key").unwrap(), "real-key-value");
         let want = base64::engine::general_purpose::STANDARD.encode("u:real-key-value");
@@ -799,7 +820,7 @@ mod tests {
         // Unbound host: refused.
         let mut h2 = HeaderMap::new();
         h2.insert("x-api-key", HeaderValue::from_str(s.placeholder()).unwrap());
-        let mut sc = Scanner::outbound(&all, &Host::parse("evil.example").unwrap(), 443);
+        let mut sc = Scanner::outbound(&all, &Host::parse("evil.example").unwrap(), 443, true);
         assert!(matches!(
             inject_headers(&mut h2, &mut sc),
             Err(HeaderFail::Forbidden(_))

@@ -2,12 +2,27 @@
 //! connection. Also keeps the in-memory tally of blocked destinations for
 //! [`super::ProxySummary`].
 //!
-//! Owns: the record shape. Records carry secret *names* only; paths and
-//! query strings are never logged (they may carry values after injection).
+//! Owns: the record shape, opening the file safely, and write failures.
+//! Records carry secret *names* only; paths and query strings are never
+//! logged (they may carry values after injection).
+//!
+//! The log path is attacker input: an earlier run may have replaced the
+//! file with a symlink to `~/.bashrc`. The file is opened `O_NOFOLLOW`
+//! (a symlink as the last component is refused, not followed),
+//! `O_APPEND | O_CLOEXEC`, created 0600, and must be a regular file (checked
+//! on the open descriptor, so nothing can swap it in between). The launcher
+//! also refuses a log path the sandbox could write to.
+//!
+//! A record that cannot be written (full disk, quota, I/O error) is counted,
+//! not lost silently: the first failure prints one warning on stderr, the
+//! end-of-run summary says how many records were lost, and the next record
+//! that does get written starts on a fresh line (a torn line stays one bad
+//! line, never glued to the next record).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -57,44 +72,130 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// The open log file and what went wrong writing it.
+struct Sink {
+    file: std::fs::File,
+    /// The last write failed part-way or entirely: the next record starts
+    /// with a newline so a torn line never swallows it.
+    torn: bool,
+    /// The one stderr warning has been printed.
+    warned: bool,
+}
+
 /// The log sink and blocked tally.
 pub struct NetLog {
-    file: Option<Mutex<std::fs::File>>,
+    sink: Option<Mutex<Sink>>,
     blocked: Mutex<BTreeMap<String, u64>>,
+    /// Records that could not be written.
+    lost: AtomicU64,
+}
+
+/// Open `path` for appending, refusing anything but a regular file and
+/// never following a symlink in the last component.
+pub fn open_log(path: &Path) -> Result<std::fs::File, ProxyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        // std already adds O_CLOEXEC; say it anyway: the sandboxed child
+        // must never inherit the log.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                ProxyError::NetLog(format!(
+                    "--net-log {shown}: is a symbolic link; refusing to follow it (a sandboxed command may have planted it): remove it or log elsewhere"
+                ))
+            } else {
+                ProxyError::NetLog(format!("--net-log {shown}: {e}"))
+            }
+        })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ProxyError::NetLog(format!("--net-log {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(ProxyError::NetLog(format!(
+            "--net-log {shown}: not a regular file (a FIFO, device or directory could block or redirect the log): give a plain file"
+        )));
+    }
+    // An existing log made before (or by hand) is made private too: it
+    // names every host the command talked to. fchmod, on the descriptor.
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| {
+                ProxyError::NetLog(format!(
+                    "--net-log {shown}: cannot make it private (chmod 600): {e}"
+                ))
+            })?;
+    }
+    Ok(f)
 }
 
 impl NetLog {
     pub fn new(path: Option<&Path>) -> Result<NetLog, ProxyError> {
         let file = match path {
             None => None,
-            Some(p) => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(p)
-                    .map_err(|e| ProxyError::Io(format!("--net-log {}: {e}", p.display())))?;
-                Some(Mutex::new(f))
-            }
+            Some(p) => Some(open_log(p)?),
         };
-        Ok(NetLog {
-            file,
+        Ok(NetLog::with_file(file))
+    }
+
+    /// A log writing to an already opened file (tests use `/dev/full`).
+    pub(crate) fn with_file(file: Option<std::fs::File>) -> NetLog {
+        NetLog {
+            sink: file.map(|file| {
+                Mutex::new(Sink {
+                    file,
+                    torn: false,
+                    warned: false,
+                })
+            }),
             blocked: Mutex::new(BTreeMap::new()),
-        })
+            lost: AtomicU64::new(0),
+        }
     }
 
     pub fn write(&self, mut rec: Record) {
         if rec.time.is_empty() {
             rec.time = now_rfc3339();
         }
-        if let Some(f) = &self.file {
-            if let Ok(mut line) = serde_json::to_vec(&rec) {
-                line.push(b'\n');
-                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = f.write_all(&line);
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        let mut line = match serde_json::to_vec(&rec) {
+            Ok(l) => l,
+            Err(_) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        line.push(b'\n');
+        let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+        if sink.torn {
+            line.insert(0, b'\n');
+        }
+        match sink.file.write_all(&line) {
+            Ok(()) => sink.torn = false,
+            Err(e) => {
+                // Part of the line may be on disk: mark it torn either way.
+                sink.torn = true;
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                if !sink.warned {
+                    sink.warned = true;
+                    crate::warn!(
+                        "--net-log: cannot write a record ({e}); further records may be lost, the end-of-run summary counts them"
+                    );
+                }
             }
         }
+    }
+
+    /// Records that could not be written so far.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Count a blocked destination (key: `host`, or `host:port` off 80/443).
@@ -154,5 +255,81 @@ mod tests {
         log.block("y:22".into());
         log.block("y:22".into());
         assert_eq!(log.blocked(), vec![("y:22".into(), 2), ("x".into(), 1)]);
+    }
+
+    #[test]
+    fn symlink_and_non_regular_files_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("bashrc");
+        std::fs::write(&target, "# rc\n").unwrap();
+        let link = d.path().join("net.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = NetLog::new(Some(&link)).err().unwrap().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "# rc\n");
+        // A dangling link is not followed to create its target either.
+        let dangling = d.path().join("dangling.log");
+        std::os::unix::fs::symlink(d.path().join("created"), &dangling).unwrap();
+        assert!(NetLog::new(Some(&dangling)).is_err());
+        assert!(!d.path().join("created").exists());
+        // A FIFO would block the proxy: refused without blocking.
+        let fifo = d.path().join("fifo.log");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert!(NetLog::new(Some(&fifo)).is_err());
+        assert!(NetLog::new(Some(Path::new("/dev/null"))).is_err());
+        // A new file is private, and so becomes an existing one.
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.path().join("new.log");
+        NetLog::new(Some(&p)).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        NetLog::new(Some(&p)).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// `/dev/full` fails every write with ENOSPC, as a full disk does.
+    #[test]
+    fn write_failures_are_counted() {
+        let full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        let log = NetLog::with_file(Some(full));
+        for _ in 0..3 {
+            log.write(Record {
+                kind: "http",
+                host: "a.example".into(),
+                port: 80,
+                decision: "allow",
+                ..Default::default()
+            });
+        }
+        assert_eq!(log.lost(), 3);
+        // After a failure the next record starts on a fresh line.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("net.log");
+        let log = NetLog::new(Some(&p)).unwrap();
+        std::fs::write(&p, "{\"cut").unwrap();
+        if let Some(s) = &log.sink {
+            s.lock().unwrap().torn = true;
+        }
+        log.write(Record {
+            kind: "http",
+            host: "b.example".into(),
+            port: 80,
+            decision: "allow",
+            ..Default::default()
+        });
+        let text = std::fs::read_to_string(&p).unwrap();
+        let last = text.lines().last().unwrap();
+        let v: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(v["host"], "b.example");
+        assert_eq!(log.lost(), 0);
     }
 }

@@ -55,6 +55,10 @@ pub enum ProxyError {
     Tls(String),
     #[error("{0}")]
     Io(String),
+    /// The `--net-log` path is unsafe or cannot be opened (a usage error:
+    /// the user names another path).
+    #[error("{0}")]
+    NetLog(String),
 }
 
 /// `--resolve HOST:PORT:ADDR[,ADDR…]`: use these addresses for HOST on
@@ -143,11 +147,28 @@ pub struct ProxyConfig {
 pub struct ProxySummary {
     /// `(host or host:port, count)`, most-blocked first.
     pub blocked: Vec<(String, u64)>,
+    /// `--net-log` records that could not be written (full disk, I/O error).
+    pub log_lost: u64,
 }
 
 impl ProxySummary {
-    /// One line for stderr, or `None` if nothing was blocked.
+    /// What to print on stderr at the end of a run (one line per topic:
+    /// refusals, lost log records), or `None` if there is nothing to say.
     pub fn stderr_line(&self) -> Option<String> {
+        let lost = (self.log_lost > 0).then(|| {
+            format!(
+                "zerobox: warning: --net-log lost {} record{} (could not write the log file)",
+                self.log_lost,
+                if self.log_lost == 1 { "" } else { "s" }
+            )
+        });
+        match (self.blocked_line(), lost) {
+            (Some(b), Some(l)) => Some(format!("{b}\n{l}")),
+            (b, l) => b.or(l),
+        }
+    }
+
+    fn blocked_line(&self) -> Option<String> {
         if self.blocked.is_empty() {
             return None;
         }
@@ -349,6 +370,7 @@ impl ProxyHandle {
     pub fn summary(&self) -> ProxySummary {
         ProxySummary {
             blocked: self.state.log.blocked(),
+            log_lost: self.state.log.lost(),
         }
     }
 
@@ -473,6 +495,7 @@ mod tests {
     fn summary_line() {
         let s = ProxySummary {
             blocked: vec![("evil.example".into(), 2), ("10.0.0.1:22".into(), 1)],
+            log_lost: 0,
         };
         assert_eq!(
             s.stderr_line().unwrap(),
@@ -480,12 +503,21 @@ mod tests {
         );
         let s = ProxySummary {
             blocked: vec![("api.example (secret K)".into(), 1)],
+            log_lost: 0,
         };
         assert_eq!(
             s.stderr_line().unwrap(),
             "zerobox: blocked 1 connection: api.example (secret K) (1)"
         );
         assert!(ProxySummary::default().stderr_line().is_none());
+        let s = ProxySummary {
+            blocked: vec![],
+            log_lost: 3,
+        };
+        assert_eq!(
+            s.stderr_line().unwrap(),
+            "zerobox: warning: --net-log lost 3 records (could not write the log file)"
+        );
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Policy {
         let secret_hosts = cfg
             .secrets
             .iter()
-            .map(|s| (s.name().to_string(), s.host_patterns().to_vec()))
+            .map(|s| (s.name().to_string(), s.host_patterns()))
             .collect();
         Ok(Policy {
             allow,
@@ -85,7 +85,7 @@ impl Policy {
             allow_any: cfg.allow_any,
             secret_hosts,
             overrides: cfg.resolve.clone(),
-            local_addrs: addr::local_addresses(),
+            local_addrs: addr::local_addresses().map_err(ProxyError::Io)?,
         })
     }
 

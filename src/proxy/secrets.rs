@@ -3,7 +3,8 @@
 //! placeholders headed to hosts they are not bound to, and swaps real values
 //! back to placeholders on the way in (response redaction).
 //!
-//! Owns: everything that touches a real secret value. Values live in
+//! Owns: everything that touches a real secret value, and a secret's
+//! bindings (host pattern; TLS only, or cleartext allowed with `http://`). Values live in
 //! `Zeroizing` buffers (wiped on drop); `Debug` never prints them; errors
 //! name secrets, never values. Bytes handed to hyper for the upstream request
 //! necessarily contain the value and are not wiped (documented limit).
@@ -27,6 +28,9 @@ pub const PLACEHOLDER_PREFIX: &str = "ZEROBOX_SECRET_";
 /// Shortest secret value accepted: shorter values would make response
 /// redaction rewrite ordinary text.
 pub const MIN_SECRET_LEN: usize = 4;
+/// Largest `--secret NAME=@FILE` read (64 KiB: far above any token, key or
+/// certificate bundle a header could carry).
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A secret the proxy injects: a name, the real value (wiped on drop), a
 /// fresh random placeholder the sandbox sees instead, and the hosts the
@@ -35,7 +39,49 @@ pub struct Secret {
     name: String,
     value: Zeroizing<Vec<u8>>,
     placeholder: String,
-    hosts: Vec<HostPattern>,
+    hosts: Vec<Binding>,
+}
+
+/// One host a secret is bound to, and whether the value may travel there
+/// in cleartext.
+///
+/// `HOST[:PORT]` and `https://HOST[:PORT]`: the value is injected only when
+/// zerobox's leg to the upstream is TLS (an intercepted HTTPS request). A
+/// plain `http://` request, or plaintext HTTP sent inside a `CONNECT`, that
+/// carries the placeholder is refused: anyone on the path would read the
+/// real value. `http://HOST[:PORT]` says cleartext is intended (a local
+/// test server, a plain-HTTP internal API) and allows both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub pattern: HostPattern,
+    pub cleartext: bool,
+}
+
+impl Binding {
+    pub fn parse(text: &str) -> Result<Binding, ProxyError> {
+        let t = text.trim();
+        let (rest, cleartext) = if let Some(r) = strip_scheme(t, "http://") {
+            (r, true)
+        } else if let Some(r) = strip_scheme(t, "https://") {
+            (r, false)
+        } else if t.contains("://") {
+            return Err(ProxyError::Pattern(format!(
+                "invalid secret host {text:?}: only http:// (cleartext allowed) or https:// (the default) may prefix a host"
+            )));
+        } else {
+            (t, false)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        Ok(Binding {
+            pattern: HostPattern::parse(rest, Portless::Web)?,
+            cleartext,
+        })
+    }
+}
+
+fn strip_scheme<'a>(t: &'a str, scheme: &str) -> Option<&'a str> {
+    (t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme))
+        .then(|| &t[scheme.len()..])
 }
 
 impl fmt::Debug for Secret {
@@ -49,7 +95,7 @@ impl fmt::Debug for Secret {
                 &self
                     .hosts
                     .iter()
-                    .map(|h| h.text.as_str())
+                    .map(|h| h.pattern.text.as_str())
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -92,15 +138,39 @@ impl Secret {
     }
 
     /// `--secret NAME=@FILE`: the value is the file's content, minus one
-    /// trailing newline (`\n` or `\r\n`).
+    /// trailing newline (`\n` or `\r\n`). FILE must be a regular file of
+    /// at most [`MAX_SECRET_FILE`] bytes (`@/dev/zero` once grew zerobox to
+    /// 12 GB; a FIFO would block the run).
     pub fn from_file(name: &str, path: &Path, hosts: Vec<String>) -> Result<Secret, ProxyError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         validate_name(name)?;
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            ProxyError::Secret(format!(
-                "secret {name}: cannot read {}: {e}",
-                path.display()
-            ))
-        })?);
+        let shown = path.display();
+        let err = |e: std::io::Error| {
+            ProxyError::Secret(format!("secret {name}: cannot read {shown}: {e}"))
+        };
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(err)?;
+        let meta = f.metadata().map_err(err)?;
+        if !meta.is_file() {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: {shown} is not a regular file (give a file holding the value)"
+            )));
+        }
+        let mut bytes = Zeroizing::new(Vec::new());
+        f.take(MAX_SECRET_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(err)?;
+        if bytes.len() as u64 > MAX_SECRET_FILE {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: {shown} is larger than {} KiB; a secret file holds one value",
+                MAX_SECRET_FILE / 1024
+            )));
+        }
         let mut end = bytes.len();
         if bytes[..end].ends_with(b"\n") {
             end -= 1;
@@ -147,7 +217,7 @@ impl Secret {
         }
         let hosts = hosts
             .iter()
-            .map(|h| HostPattern::parse(h, Portless::Web))
+            .map(|h| Binding::parse(h))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Secret {
             name: name.to_string(),
@@ -168,13 +238,24 @@ impl Secret {
     }
 
     /// The host patterns this secret may be sent to.
-    pub fn host_patterns(&self) -> &[HostPattern] {
-        &self.hosts
+    pub fn host_patterns(&self) -> Vec<HostPattern> {
+        self.hosts.iter().map(|b| b.pattern.clone()).collect()
     }
 
-    /// May this secret's value be sent to `host:port`?
+    /// Is this secret bound to `host:port` (over TLS at least)? Such a
+    /// destination is allowed and intercepted.
     pub fn bound_to(&self, host: &Host, port: u16) -> bool {
-        self.hosts.iter().any(|p| p.matches_host(host, port))
+        self.hosts
+            .iter()
+            .any(|b| b.pattern.matches_host(host, port))
+    }
+
+    /// May the value go to `host:port` on this leg (`tls`: zerobox speaks
+    /// TLS to the upstream)?
+    pub fn injectable(&self, host: &Host, port: u16, tls: bool) -> bool {
+        self.hosts
+            .iter()
+            .any(|b| (tls || b.cleartext) && b.pattern.matches_host(host, port))
     }
 
     #[cfg(test)]
@@ -186,8 +267,17 @@ impl Secret {
 /// What to do when a pattern is seen.
 enum Action {
     Replace(Zeroizing<Vec<u8>>),
-    /// A placeholder headed somewhere its secret is not bound: stop.
-    Forbid,
+    /// A placeholder headed somewhere its secret may not go: stop.
+    Forbid(Refusal),
+}
+
+/// Why a placeholder may not go where it is headed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The secret is not bound to this host:port.
+    Unbound,
+    /// Bound, but over TLS only, and this request is plain HTTP.
+    Cleartext,
 }
 
 struct Rule {
@@ -198,15 +288,22 @@ struct Rule {
 
 /// Raised when a forbidden placeholder is seen. Names the secret only.
 #[derive(Debug)]
-pub struct Forbidden(pub String);
+pub struct Forbidden(pub String, pub Refusal);
 
 impl fmt::Display for Forbidden {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "placeholder of secret {} sent to a host it is not bound to",
-            self.0
-        )
+        match self.1 {
+            Refusal::Unbound => write!(
+                f,
+                "placeholder of secret {} sent to a host it is not bound to",
+                self.0
+            ),
+            Refusal::Cleartext => write!(
+                f,
+                "placeholder of secret {} sent over plain HTTP (its binding is TLS only)",
+                self.0
+            ),
+        }
     }
 }
 impl std::error::Error for Forbidden {}
@@ -227,18 +324,25 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// Outbound scanner for a request to `host:port`: placeholders of
-    /// secrets bound there become values; placeholders of all other
-    /// secrets are forbidden.
-    pub fn outbound(secrets: &[std::sync::Arc<Secret>], host: &Host, port: u16) -> Scanner {
+    /// Outbound scanner for a request to `host:port` (`tls`: the upstream
+    /// leg is TLS): placeholders of secrets that may go there on this leg
+    /// become values; placeholders of all other secrets are forbidden.
+    pub fn outbound(
+        secrets: &[std::sync::Arc<Secret>],
+        host: &Host,
+        port: u16,
+        tls: bool,
+    ) -> Scanner {
         let mut rules = Vec::new();
         let mut changes_length = false;
         for s in secrets {
-            let action = if s.bound_to(host, port) {
+            let action = if s.injectable(host, port, tls) {
                 changes_length |= s.value.len() != s.placeholder.len();
                 Action::Replace(Zeroizing::new(s.value.to_vec()))
+            } else if s.bound_to(host, port) {
+                Action::Forbid(Refusal::Cleartext)
             } else {
-                Action::Forbid
+                Action::Forbid(Refusal::Unbound)
             };
             rules.push(Rule {
                 pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
@@ -256,7 +360,7 @@ impl Scanner {
             .iter()
             .map(|s| Rule {
                 pat: Zeroizing::new(s.placeholder.as_bytes().to_vec()),
-                action: Action::Forbid,
+                action: Action::Forbid(Refusal::Unbound),
                 name: s.name.clone(),
             })
             .collect();
@@ -285,6 +389,25 @@ impl Scanner {
         }
         let n = rules.len();
         Scanner::new(rules, n > 0)
+    }
+
+    /// The same rules for ASCII-lowercased text (patterns and replacements
+    /// lowercased): header names arrive lowercased from hyper, so a value
+    /// `sk-ABC` in a name reads `sk-abc` and would slip past the exact rules.
+    pub fn lowercased(&self) -> Scanner {
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| Rule {
+                pat: Zeroizing::new(r.pat.to_ascii_lowercase()),
+                action: match &r.action {
+                    Action::Replace(v) => Action::Replace(Zeroizing::new(v.to_ascii_lowercase())),
+                    Action::Forbid(why) => Action::Forbid(*why),
+                },
+                name: r.name.clone(),
+            })
+            .collect();
+        Scanner::new(rules, self.changes_length)
     }
 
     fn new(mut rules: Vec<Rule>, changes_length: bool) -> Scanner {
@@ -394,8 +517,8 @@ impl Scanner {
                         self.note(r);
                         match &self.rules[r].action {
                             Action::Replace(v) => out.extend_from_slice(v),
-                            Action::Forbid => {
-                                return Err(Forbidden(self.rules[r].name.clone()));
+                            Action::Forbid(why) => {
+                                return Err(Forbidden(self.rules[r].name.clone(), *why));
                             }
                         }
                         i += plen;
@@ -454,11 +577,57 @@ pub fn basic_auth(
     Ok(Some((header, (enc.into_bytes(), b64.as_bytes().to_vec()))))
 }
 
-/// A body whose data frames pass through a [`Scanner`]. Trailers pass
-/// unchanged (after any carried bytes are flushed).
+/// Run every header name (through `names`, the [`Scanner::lowercased`]
+/// rules) and value (through `values`) of `h`, in place. A header whose
+/// rewritten name or value is not valid HTTP is dropped (never passed on
+/// unrewritten). Used for trailers, response heads and the 101 head.
+pub fn rewrite_headers(
+    h: &mut hyper::HeaderMap,
+    values: &mut Scanner,
+    names: &mut Scanner,
+) -> Result<(), Forbidden> {
+    use hyper::header::{HeaderName, HeaderValue};
+    if values.rules.is_empty() {
+        return Ok(());
+    }
+    let mut out = hyper::HeaderMap::with_capacity(h.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in std::mem::take(h).into_iter() {
+        // `into_iter` yields the name only for the first value of each.
+        let name = match name {
+            Some(n) => {
+                let new = names.apply(n.as_str().as_bytes())?;
+                let n = if new[..] == *n.as_str().as_bytes() {
+                    Some(n)
+                } else {
+                    HeaderName::from_bytes(&new).ok()
+                };
+                current = n.clone();
+                n
+            }
+            None => current.clone(),
+        };
+        let new = values.apply(value.as_bytes())?;
+        let value = if new[..] == *value.as_bytes() {
+            Some(value)
+        } else {
+            HeaderValue::from_bytes(&new).ok()
+        };
+        if let (Some(n), Some(v)) = (name, value) {
+            out.append(n, v);
+        }
+    }
+    *h = out;
+    Ok(())
+}
+
+/// A body whose data frames pass through a [`Scanner`]. Trailers (HTTP/2,
+/// chunked HTTP/1.1) go through the same rules, names and values, after
+/// any carried bytes are flushed.
 pub struct ScanBody {
     inner: BoxBody<Bytes, BoxError>,
     scanner: Scanner,
+    names: Scanner,
     pending_trailers: Option<Frame<Bytes>>,
     done: bool,
     preserve_hint: bool,
@@ -467,9 +636,11 @@ pub struct ScanBody {
 impl ScanBody {
     pub fn new(inner: BoxBody<Bytes, BoxError>, scanner: Scanner) -> ScanBody {
         let preserve_hint = !scanner.changes_length();
+        let names = scanner.lowercased();
         ScanBody {
             inner,
             scanner,
+            names,
             pending_trailers: None,
             done: false,
             preserve_hint,
@@ -506,20 +677,33 @@ impl Body for ScanBody {
                         }
                     },
                     Err(frame) => {
-                        match this.scanner.finish() {
-                            Ok(tail) if tail.is_empty() => {
-                                this.done = true;
-                                return Poll::Ready(Some(Ok(frame)));
-                            }
-                            Ok(tail) => {
-                                this.pending_trailers = Some(frame);
-                                return Poll::Ready(Some(Ok(Frame::data(tail))));
-                            }
+                        // Flush the body's carried tail first: the trailer
+                        // scan must not start with body bytes.
+                        let tail = match this.scanner.finish() {
+                            Ok(t) => t,
                             Err(f) => {
                                 this.done = true;
                                 return Poll::Ready(Some(Err(Box::new(f))));
                             }
                         };
+                        let frame = match frame.into_trailers() {
+                            Ok(mut t) => {
+                                if let Err(f) =
+                                    rewrite_headers(&mut t, &mut this.scanner, &mut this.names)
+                                {
+                                    this.done = true;
+                                    return Poll::Ready(Some(Err(Box::new(f))));
+                                }
+                                Frame::trailers(t)
+                            }
+                            Err(other) => other,
+                        };
+                        if tail.is_empty() {
+                            this.done = true;
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
+                        this.pending_trailers = Some(frame);
+                        return Poll::Ready(Some(Ok(Frame::data(tail))));
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
@@ -620,11 +804,33 @@ mod tests {
     }
 
     #[test]
+    fn from_file_is_capped_and_regular_only() {
+        let hosts = || vec!["x.example".to_string()];
+        let e = Secret::from_file("T", Path::new("/dev/zero"), hosts()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        let e = Secret::from_file("T", &big, hosts()).unwrap_err();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_FILE as usize]).unwrap();
+        assert!(Secret::from_file("T", &big, hosts()).is_ok());
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let e = Secret::from_file("T", &fifo, hosts()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
     fn outbound_replace_and_forbid() {
         let a = secret("A", "real-a-value", &["a.example"]);
         let b = secret("B", "real-b-value", &["b.example"]);
         let all = vec![a.clone(), b.clone()];
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let input = format!("x={}&y=1", a.placeholder());
         assert_eq!(
             &sc.apply(input.as_bytes()).unwrap()[..],
@@ -632,13 +838,54 @@ mod tests {
         );
         assert_eq!(sc.fired, vec!["A".to_string()]);
         // B's placeholder to A's host: laundering refused.
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let input = format!("x={}", b.placeholder());
         let err = sc.apply(input.as_bytes()).unwrap_err();
         assert_eq!(err.0, "B");
         // Port outside the binding (no port = 80/443).
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 8443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 8443, true);
         assert!(sc.apply(a.placeholder().as_bytes()).is_err());
+    }
+
+    /// A port-less binding covers 80 and 443, but the value goes out only
+    /// when the upstream leg is TLS, unless the binding says `http://`.
+    #[test]
+    fn cleartext_needs_an_http_binding() {
+        let tls_only = secret("A", "real-a-value", &["a.example"]);
+        let clear = secret("B", "real-b-value", &["http://b.example:8080", "c.example"]);
+        let all = vec![tls_only.clone(), clear.clone()];
+        for port in [80, 443] {
+            let mut sc = Scanner::outbound(&all, &h("a.example"), port, false);
+            let e = sc.apply(tls_only.placeholder().as_bytes()).unwrap_err();
+            assert_eq!((e.0.as_str(), e.1), ("A", Refusal::Cleartext));
+            let mut sc = Scanner::outbound(&all, &h("a.example"), port, true);
+            assert_eq!(
+                &sc.apply(tls_only.placeholder().as_bytes()).unwrap()[..],
+                b"real-a-value"
+            );
+        }
+        let mut sc = Scanner::outbound(&all, &h("b.example"), 8080, false);
+        assert_eq!(
+            &sc.apply(clear.placeholder().as_bytes()).unwrap()[..],
+            b"real-b-value"
+        );
+        // The http:// applies to its own pattern only.
+        let mut sc = Scanner::outbound(&all, &h("c.example"), 80, false);
+        assert_eq!(
+            sc.apply(clear.placeholder().as_bytes()).unwrap_err().1,
+            Refusal::Cleartext
+        );
+        // Unbound stays unbound on either leg.
+        let mut sc = Scanner::outbound(&all, &h("b.example"), 8080, true);
+        assert_eq!(
+            sc.apply(tls_only.placeholder().as_bytes()).unwrap_err().1,
+            Refusal::Unbound
+        );
+        assert!(Binding::parse("HTTPS://a.example/").is_ok_and(|b| !b.cleartext));
+        assert!(Binding::parse("Http://a.example:81").is_ok_and(|b| b.cleartext));
+        for bad in ["ftp://a.example", "http://", "http://*.com"] {
+            assert!(Binding::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// The memchr prefilter takes another path with more than three
@@ -694,7 +941,7 @@ mod tests {
             "Basic {}",
             engine.encode(format!("user:{}", a.placeholder()))
         );
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         let (new, (real_b64, shown_b64)) = basic_auth(hdr.as_bytes(), &mut sc).unwrap().unwrap();
         let new = String::from_utf8(new).unwrap();
         let dec = engine.decode(new.strip_prefix("Basic ").unwrap()).unwrap();
@@ -702,13 +949,13 @@ mod tests {
         assert_eq!(real_b64, new.strip_prefix("Basic ").unwrap().as_bytes());
         assert_eq!(shown_b64, hdr.strip_prefix("Basic ").unwrap().as_bytes());
         // Untouched when no placeholder; not Basic.
-        let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
         assert!(basic_auth(b"Basic dXNlcjpwdw==", &mut sc)
             .unwrap()
             .is_none());
         assert!(basic_auth(b"Bearer xyz", &mut sc).unwrap().is_none());
         // Unbound host: forbidden, even hidden in base64.
-        let mut sc = Scanner::outbound(&all, &h("evil.example"), 443);
+        let mut sc = Scanner::outbound(&all, &h("evil.example"), 443, true);
         assert!(basic_auth(hdr.as_bytes(), &mut sc).is_err());
     }
 
@@ -754,7 +1001,7 @@ mod tests {
         let want = "pre VALUE-A-123 mid VALUE-A-123VALUE-A-123 post ZEROBOX_SECRET_";
         for i in 0..=data.len() {
             for j in i..=data.len() {
-                let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+                let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
                 let out = run_chunks(&mut sc, data.as_bytes(), &[i, j]).unwrap();
                 assert_eq!(String::from_utf8(out).unwrap(), want, "cuts {i},{j}");
             }
@@ -771,7 +1018,7 @@ mod tests {
             let data = format!("{prefix}{}{suffix}{}", a.placeholder(), a.placeholder());
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
             cuts.sort();
-            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
             let out = run_chunks(&mut sc, data.as_bytes(), &cuts).unwrap();
             let want = data.replace(a.placeholder(), "s3cr3t-VALUE");
             prop_assert_eq!(String::from_utf8(out).unwrap(), want.clone());
@@ -789,7 +1036,7 @@ mod tests {
                                         cut in 0usize..300) {
             let a = secret("A", "s3cr3t-VALUE", &["a.example"]);
             let all = vec![a];
-            let mut sc = Scanner::outbound(&all, &h("a.example"), 443);
+            let mut sc = Scanner::outbound(&all, &h("a.example"), 443, true);
             let cut = cut % (data.len() + 1);
             let out = run_chunks(&mut sc, &data, &[cut]).unwrap();
             // Random bytes cannot contain a 47-char placeholder.
@@ -826,9 +1073,84 @@ mod tests {
         );
         let body = ScanBody::new(
             chunks.boxed(),
-            Scanner::outbound(&all, &h("a.example"), 443),
+            Scanner::outbound(&all, &h("a.example"), 443, true),
         );
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], b"VALUE-A-123!ZEROBOX");
+    }
+
+    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+    }
+
+    fn trailers(pairs: &[(&str, &str)]) -> Frame<Bytes> {
+        let mut t = hyper::HeaderMap::new();
+        for (k, v) in pairs {
+            t.append(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Frame::trailers(t)
+    }
+
+    /// Trailers go through the same rules as the body: redacted on the way
+    /// in (names case-insensitively), injected or refused on the way out;
+    /// a body tail held back for a possible match is flushed before them.
+    #[tokio::test]
+    async fn scan_body_trailers() {
+        use http_body_util::BodyExt;
+        let a = secret("A", "Value-A-Mixed", &["a.example"]);
+        let all = vec![a.clone()];
+        let name = format!("x-{}", "Value-A-Mixed".to_ascii_lowercase());
+        let frames = Frames(
+            vec![
+                Frame::data(Bytes::from_static(b"tail Value-A")),
+                trailers(&[("x-t", "Value-A-Mixed"), (&name, "1")]),
+            ]
+            .into(),
+        );
+        let got = ScanBody::new(frames.boxed(), Scanner::redactor(&all, &[]))
+            .collect()
+            .await
+            .unwrap();
+        let t = got.trailers().cloned().unwrap();
+        assert_eq!(&got.to_bytes()[..], b"tail Value-A");
+        assert_eq!(t["x-t"], a.placeholder());
+        let lower = format!("x-{}", a.placeholder().to_ascii_lowercase());
+        assert!(t.contains_key(lower.as_str()), "{t:?}");
+        // Outbound: a placeholder in a trailer to an unbound host is refused.
+        let frames = Frames(
+            vec![
+                Frame::data(Bytes::from_static(b"x")),
+                trailers(&[("x-t", a.placeholder())]),
+            ]
+            .into(),
+        );
+        let r = ScanBody::new(
+            frames.boxed(),
+            Scanner::outbound(&all, &h("evil.example"), 443, true),
+        )
+        .collect()
+        .await;
+        assert!(r.is_err());
+        // ... and injected for the bound host.
+        let frames = Frames(vec![trailers(&[("x-t", a.placeholder())])].into());
+        let got = ScanBody::new(
+            frames.boxed(),
+            Scanner::outbound(&all, &h("a.example"), 443, true),
+        )
+        .collect()
+        .await
+        .unwrap();
+        assert_eq!(got.trailers().unwrap()["x-t"], "Value-A-Mixed");
     }
 }

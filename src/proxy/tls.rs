@@ -37,6 +37,9 @@ const CA_VALID_DAYS: i64 = 365;
 const CA_RENEW_BEFORE_DAYS: i64 = 7;
 const CA_FILE: &str = "ca.json";
 const CA_PEM: &str = "ca.pem";
+const CA_LOCK: &str = "ca.lock";
+/// Largest CA file read (a P-256 key and certificate are ~1 KiB).
+const CA_FILE_CAP: u64 = 64 * 1024;
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -87,21 +90,47 @@ pub struct Ca {
 
 impl Ca {
     /// Load the CA from `dir`, creating or renewing it as needed.
+    ///
+    /// Runs hold an exclusive `flock` on `ca.lock` for the whole
+    /// load-or-create: ten first runs at once each made a key, and `ca.pem`
+    /// ended up from one while `ca.json` came from another. Under the lock
+    /// a run re-reads what an earlier holder wrote and uses it. Every file
+    /// is opened `O_NOFOLLOW`, must be a regular file, and the stored pair
+    /// is verified (the key is the certificate's, `ca.pem` is that
+    /// certificate); a mismatch is an error naming the fix, never papered
+    /// over.
     pub fn load_or_create(dir: &Path) -> Result<Ca, ProxyError> {
         create_private_dir(dir)?;
+        let lock = open_private(&dir.join(CA_LOCK), true)?;
+        lock.lock().map_err(|e| {
+            ProxyError::Tls(format!("cannot lock {}: {e}", dir.join(CA_LOCK).display()))
+        })?;
         let path = dir.join(CA_FILE);
+        let pem_path = dir.join(CA_PEM);
         let now = OffsetDateTime::now_utc();
-        if let Ok(text) = std::fs::read_to_string(&path).map(Zeroizing::new) {
+        if let Some(text) = read_private(&path)? {
             if let Ok(stored) = serde_json::from_str::<StoredCa>(&text) {
                 let renew_at = now + Duration::days(CA_RENEW_BEFORE_DAYS);
                 if stored.not_after > renew_at.unix_timestamp() {
-                    if let Ok(ca) = Ca::from_stored(&stored) {
-                        return Ok(ca);
+                    let ca = Ca::from_stored(&stored).map_err(|e| mismatch(dir, &e.to_string()))?;
+                    if !key_matches_cert(&stored)? {
+                        return Err(mismatch(
+                            dir,
+                            "the key in ca.json is not the certificate's key",
+                        ));
                     }
+                    match read_private(&pem_path)? {
+                        Some(pem) if *pem == stored.cert_pem => {}
+                        Some(_) => {
+                            return Err(mismatch(dir, "ca.pem is not the certificate in ca.json"))
+                        }
+                        None => write_atomic(&pem_path, stored.cert_pem.as_bytes(), 0o644)?,
+                    }
+                    return Ok(ca);
                 }
             }
         }
-        // Create (or replace an expired / unreadable one).
+        // Create (or replace an expired / unparseable one), still locked.
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
         let not_before = now - Duration::hours(1);
         let not_after = now + Duration::days(CA_VALID_DAYS);
@@ -114,7 +143,8 @@ impl Ca {
         };
         let json = Zeroizing::new(serde_json::to_string(&stored).map_err(tls_err)?);
         write_atomic(&path, json.as_bytes(), 0o600)?;
-        write_atomic(&dir.join(CA_PEM), stored.cert_pem.as_bytes(), 0o644)?;
+        write_atomic(&pem_path, stored.cert_pem.as_bytes(), 0o644)?;
+        drop(lock);
         Ca::from_stored(&stored)
     }
 
@@ -179,17 +209,79 @@ fn create_private_dir(dir: &Path) -> Result<(), ProxyError> {
     Ok(())
 }
 
+fn mismatch(dir: &Path, why: &str) -> ProxyError {
+    ProxyError::Tls(format!(
+        "the interception CA in {} is inconsistent ({why}); delete that directory and the next run makes a new CA (nothing outside zerobox sandboxes trusts it)",
+        dir.display()
+    ))
+}
+
+/// Does the stored key belong to the stored certificate? The certificate's
+/// SubjectPublicKeyInfo carries the key's public point verbatim, so the
+/// point's bytes must occur in the certificate.
+fn key_matches_cert(stored: &StoredCa) -> Result<bool, ProxyError> {
+    let key = KeyPair::from_pem(&stored.key_pem).map_err(tls_err)?;
+    let der = CertificateDer::from_pem_slice(stored.cert_pem.as_bytes()).map_err(tls_err)?;
+    let point = key.public_key_raw();
+    Ok(!point.is_empty() && der.windows(point.len()).any(|w| w == point))
+}
+
+/// Open a file of the CA directory: never through a symlink, regular
+/// files only; `create` for the lock file.
+fn open_private(path: &Path, create: bool) -> Result<std::fs::File, ProxyError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| ProxyError::Tls(format!("cannot open {}: {e}", path.display())))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ProxyError::Tls(format!("cannot stat {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ProxyError::Tls(format!(
+            "{} is not a regular file: delete it",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Read a CA file; `None` if it does not exist.
+fn read_private(path: &Path) -> Result<Option<Zeroizing<String>>, ProxyError> {
+    use std::io::Read;
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let f = open_private(path, false)?;
+    let mut text = Zeroizing::new(String::new());
+    f.take(CA_FILE_CAP)
+        .read_to_string(&mut text)
+        .map_err(|e| ProxyError::Tls(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Some(text))
+}
+
 /// Write via a temporary file and rename, so concurrent runs never see a
-/// half-written key.
+/// half-written key. (Callers hold the CA lock; the temporary name is still
+/// per process, created exclusively, never through a symlink.)
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProxyError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let res = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -338,6 +430,75 @@ mod tests {
         // Garbage: regenerated.
         std::fs::write(dir.join(CA_FILE), "junk").unwrap();
         assert!(Ca::load_or_create(&dir).is_ok());
+    }
+
+    fn assert_consistent(dir: &Path) {
+        let stored: StoredCa =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(CA_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join(CA_PEM)).unwrap(),
+            stored.cert_pem
+        );
+        assert!(key_matches_cert(&stored).unwrap());
+    }
+
+    /// Hardening II #11: ten first runs at once end with one CA, and
+    /// `ca.pem` is the certificate of the key in `ca.json`.
+    #[test]
+    fn concurrent_first_runs_make_one_consistent_ca() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("ca");
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || Ca::load_or_create(&dir).map(|c| c.cert_pem))
+            })
+            .collect();
+        let pems: Vec<String> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        assert!(
+            pems.iter().all(|p| p == &pems[0]),
+            "runs used different CAs"
+        );
+        assert_consistent(&dir);
+        assert_eq!(std::fs::read_to_string(dir.join(CA_PEM)).unwrap(), pems[0]);
+    }
+
+    #[test]
+    fn mismatched_or_linked_ca_files_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        Ca::load_or_create(&a).unwrap();
+        Ca::load_or_create(&b).unwrap();
+        // ca.pem from another CA.
+        std::fs::copy(b.join(CA_PEM), a.join(CA_PEM)).unwrap();
+        let e = Ca::load_or_create(&a).err().unwrap().to_string();
+        assert!(
+            e.contains("ca.pem is not the certificate") && e.contains("delete"),
+            "{e}"
+        );
+        // Key of one, certificate of the other.
+        let mut sa: StoredCa =
+            serde_json::from_str(&std::fs::read_to_string(a.join(CA_FILE)).unwrap()).unwrap();
+        let sb: StoredCa =
+            serde_json::from_str(&std::fs::read_to_string(b.join(CA_FILE)).unwrap()).unwrap();
+        sa.cert_pem = sb.cert_pem.clone();
+        std::fs::write(a.join(CA_FILE), serde_json::to_string(&sa).unwrap()).unwrap();
+        std::fs::write(a.join(CA_PEM), &sb.cert_pem).unwrap();
+        let e = Ca::load_or_create(&a).err().unwrap().to_string();
+        assert!(e.contains("not the certificate's key"), "{e}");
+        // A missing ca.pem is rewritten from ca.json.
+        std::fs::remove_file(b.join(CA_PEM)).unwrap();
+        Ca::load_or_create(&b).unwrap();
+        assert_consistent(&b);
+        // A symlinked ca.json is never followed.
+        let c = d.path().join("c");
+        std::fs::create_dir(&c).unwrap();
+        std::os::unix::fs::symlink(b.join(CA_FILE), c.join(CA_FILE)).unwrap();
+        assert!(Ca::load_or_create(&c).is_err());
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //!
 //! Knows nothing about presets or YAML: it takes plain data.
 
+pub mod error;
+pub mod guard;
 pub mod linux;
+pub mod plan;
+
+pub use error::{SandboxError, Stage};
+pub use plan::{plan, Plan};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -44,56 +50,6 @@ pub enum Mode {
     LandlockOnly,
 }
 
-/// The setup stage a failure happened in (decides fallback and wording).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Stage {
-    Input = 1,
-    Namespaces = 2,
-    Landlock = 3,
-    Capabilities = 4,
-    Seccomp = 5,
-    Exec = 6,
-    Internal = 7,
-}
-
-impl Stage {
-    fn from_u8(b: u8) -> Stage {
-        match b {
-            1 => Stage::Input,
-            2 => Stage::Namespaces,
-            3 => Stage::Landlock,
-            4 => Stage::Capabilities,
-            5 => Stage::Seccomp,
-            6 => Stage::Exec,
-            _ => Stage::Internal,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct SandboxError {
-    pub stage: Stage,
-    pub message: String,
-    pub errno: i32,
-}
-
-impl SandboxError {
-    pub fn new(stage: Stage, message: impl Into<String>) -> Self {
-        SandboxError {
-            stage,
-            message: message.into(),
-            errno: 0,
-        }
-    }
-}
-
-impl std::fmt::Display for SandboxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -114,7 +70,18 @@ pub struct Options {
     pub network: Option<NetworkRequest>,
     /// Raw host networking (no network namespace, no TCP restriction).
     pub share_net: bool,
+    /// `--allow-weak-net`: network in the Landlock-only fallback, where
+    /// Landlock confines TCP to the proxy's port but not to its address.
+    pub allow_weak_net: bool,
+    /// Resource limits (`--tmp-size`, `--pids`, `--memory`).
+    pub limits: linux::limits::Limits,
 }
+
+/// Why the fallback refuses network without `--allow-weak-net`.
+pub const WEAK_NET_REFUSAL: &str = "network (--allow-net, --secret) in the Landlock-only fallback is refused: without a network namespace Landlock confines TCP connect per port, not per address, so the command could reach any address on the proxy's port directly; pass --allow-weak-net to accept that (see docs/network.md §1), or make user namespaces available (run `zerobox doctor`)";
+
+/// What the fallback gives up with `--allow-weak-net` (announced).
+pub const WEAK_NET_WARNING: &str = "--allow-weak-net: without a network namespace the command can connect directly to any address on the proxy's port (Landlock confines TCP per port); other ports, UDP and other protocols stay refused";
 
 /// What the proxy needs from the sandbox and gives to it.
 #[derive(Clone)]
@@ -126,14 +93,17 @@ pub struct NetworkRequest {
     pub env: fn(port: u16, tmpdir: &Path) -> Vec<(String, String)>,
 }
 
-/// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`),
-/// so tests can exercise the fallback and refusal paths on any machine. It
-/// can only make zerobox weaker-or-refusing, never skip a check silently:
-/// every fallback is announced and `--strict` still refuses.
+/// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`)
+/// or older (`ZEROBOX_SIMULATE_LANDLOCK_ABI=N`), so tests can exercise the
+/// fallback, refusal and older-kernel paths on any machine. It can only
+/// make zerobox weaker-or-refusing, never skip a check silently: every
+/// fallback is announced and `--strict` still refuses. A simulated ABI
+/// only ever lowers the kernel's (a higher one is ignored).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Simulated {
     pub no_userns: bool,
     pub no_landlock: bool,
+    pub landlock_abi: Option<i32>,
 }
 
 impl Simulated {
@@ -142,6 +112,13 @@ impl Simulated {
         Simulated {
             no_userns: v.split(',').any(|s| s == "userns"),
             no_landlock: v.split(',').any(|s| s == "landlock"),
+            // Unparsable: ignored, which can only mean the real (higher
+            // or equal) ABI, never a weaker one than asked for by mistake
+            // going unnoticed in a test (the tests check the ABI used).
+            landlock_abi: std::env::var("ZEROBOX_SIMULATE_LANDLOCK_ABI")
+                .ok()
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .filter(|n| *n >= 0),
         }
     }
 }
@@ -149,11 +126,18 @@ impl Simulated {
 /// The Landlock ABI this run can use (0: none).
 pub fn landlock_abi(sim: Simulated) -> i32 {
     if sim.no_landlock {
-        0
-    } else {
-        sys::landlock_abi()
+        return 0;
+    }
+    let kernel = sys::landlock_abi();
+    match sim.landlock_abi {
+        Some(n) => n.min(kernel),
+        None => kernel,
     }
 }
+
+/// The origin of the implicit rule that makes the private temp dir
+/// writable (mounts must not read it as a grant on host paths below /tmp).
+pub const PRIVATE_TMP_ORIGIN: &str = "private temp dir";
 
 /// Rules the sandbox adds to every policy in a mode: writable devices, the
 /// private temp dir, the cwd readable, host unix sockets hidden.
@@ -175,7 +159,7 @@ pub fn implicit_rules(policy: &Policy, mode: Mode, tmpdir: &Path) -> Vec<FsRule>
     rules.push(FsRule {
         path: tmpdir.to_path_buf(),
         access: FsAccess::AllowWrite,
-        origin: "private temp dir".into(),
+        origin: PRIVATE_TMP_ORIGIN.into(),
     });
     rules.push(FsRule {
         path: policy.cwd.clone(),
@@ -216,6 +200,17 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
             }
         }
     }
+    // Every listening pathname socket of the host's network namespace,
+    // wherever it is (a project dir, an IDE's, an agent's). Sockets a
+    // daemon creates after this point stay a documented limit.
+    found.extend(
+        listening_unix_sockets()
+            .into_iter()
+            .filter(|p| !p.starts_with("/run/user")),
+    );
+    // Sockets bind-mounted in from another network namespace (zerobox in
+    // a container with the host's docker.sock) are not in /proc/net/unix:
+    // the usual places are also scanned (small tmpfs dirs).
     scan(Path::new("/run"), 5, &mut found);
     if let Ok(real) = std::fs::canonicalize("/var/run") {
         if real != Path::new("/run") {
@@ -250,19 +245,102 @@ pub fn host_unix_sockets(policy: &Policy) -> Vec<PathBuf> {
             found.push(p);
         }
     }
+    // Rule paths are real paths: a socket bound as /var/run/x.sock (a
+    // symlink to /run) or an $SSH_AUTH_SOCK that is a link is masked at
+    // its real location (the mount layer never follows a link).
+    let mut found: Vec<PathBuf> = found
+        .iter()
+        .map(|p| crate::policy::paths::canonical(p))
+        .collect();
     found.retain(|p| !policy.unix_sockets.iter().any(|a| a == p));
     found.sort();
     found.dedup();
-    found
+    // Only what is a socket on disk now (one lstat each): a listed socket
+    // whose file was removed is unreachable by path, and every rule path
+    // costs work in each later step.
+    found.retain(|p| {
+        use std::os::unix::fs::FileTypeExt;
+        p == Path::new("/run/user")
+            || std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+    });
+    collapse_socket_dirs(policy, found)
 }
 
-/// What `explain` shows about enforcement.
-#[derive(Debug, Serialize)]
-pub struct Enforcement {
-    pub mode: Mode,
-    pub layers: Vec<String>,
-    pub weaker: Vec<String>,
-    pub mounts: Vec<linux::mounts::Step>,
+/// A read-only directory that holds nothing but sockets to hide (a
+/// daemon's socket dir) is masked as a whole: one mount instead of one per
+/// socket. Only from a handful of sockets up, and never a directory the
+/// command may write or one on the way to another rule path.
+fn collapse_socket_dirs(policy: &Policy, found: Vec<PathBuf>) -> Vec<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::FileTypeExt;
+    const MIN: usize = 8;
+    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for p in &found {
+        if let Some(dir) = p.parent() {
+            by_dir.entry(dir.to_path_buf()).or_default().push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (dir, socks) in by_dir {
+        let only_sockets = || {
+            let names: std::collections::HashSet<&std::ffi::OsStr> =
+                socks.iter().filter_map(|p| p.file_name()).collect();
+            std::fs::read_dir(&dir).is_ok_and(|entries| {
+                entries.flatten().all(|e| {
+                    e.file_type().is_ok_and(|t| t.is_socket())
+                        && names.contains(e.file_name().as_os_str())
+                })
+            })
+        };
+        let on_the_way = || {
+            policy
+                .fs
+                .iter()
+                .any(|r| r.path.starts_with(&dir) && r.path != dir)
+        };
+        if socks.len() >= MIN
+            && !policy.effective(&dir).write
+            && dir != Path::new("/")
+            && !on_the_way()
+            && only_sockets()
+        {
+            out.push(dir);
+        } else {
+            out.extend(socks);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Paths of the listening unix sockets in `/proc/net/unix` (flag
+/// `__SO_ACCEPTCON`, a pathname rather than an abstract `@name`). One pass
+/// over the kernel's list, proportional to the number of sockets, not to
+/// the disk.
+pub fn listening_unix_sockets() -> Vec<PathBuf> {
+    match std::fs::read_to_string("/proc/net/unix") {
+        Ok(text) => parse_proc_net_unix(&text),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn parse_proc_net_unix(text: &str) -> Vec<PathBuf> {
+    const SO_ACCEPTCON: u32 = 0x0001_0000;
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut fields = line.split_whitespace();
+        let flags = fields
+            .nth(3)
+            .and_then(|f| u32::from_str_radix(f, 16).ok())
+            .unwrap_or(0);
+        // The path is the rest of the line after the inode: the fields
+        // before it are hex and digits, so its leading " /" is the first.
+        let Some(i) = line.find(" /") else { continue };
+        if flags & SO_ACCEPTCON != 0 {
+            out.push(PathBuf::from(&line[i + 1..]));
+        }
+    }
+    out
 }
 
 /// A started sandbox.
@@ -279,7 +357,8 @@ pub struct Running {
 #[derive(Default)]
 struct Cleanup {
     private_tmp: Option<PathBuf>,
-    placeholders: Vec<PathBuf>,
+    /// Checked (and the journal removed) when dropped, after the command.
+    guards: Option<guard::Guards>,
 }
 
 impl Drop for Cleanup {
@@ -287,211 +366,56 @@ impl Drop for Cleanup {
         if let Some(dir) = self.private_tmp.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
-        for p in self.placeholders.iter().rev() {
-            // Only if still empty: anything else is not ours to delete.
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.is_dir() => {
-                    let _ = std::fs::remove_dir(p);
-                }
-                Ok(m)
-                    if m.is_file()
-                        && std::fs::read(p).is_ok_and(|c| c == placeholder_content(p)) =>
-                {
-                    let _ = std::fs::remove_file(p);
-                }
-                _ => {}
-            }
-        }
+        drop(self.guards.take());
     }
 }
 
-/// Decide the mode for this machine and options, or refuse.
-fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), SandboxError> {
-    let abi = landlock_abi(sim);
-    let mut weaker = Vec::new();
-    if sim.no_userns {
-        return fallback_mode(opts, abi, "user namespaces are disabled (simulated)");
-    }
-    if abi == 0 {
-        if opts.strict {
-            return Err(SandboxError::new(
-                Stage::Landlock,
-                "Landlock is not available on this kernel and --strict refuses to run without it (run `zerobox doctor`)",
-            ));
-        }
-        weaker.push("Landlock unavailable: namespaces and seccomp only".into());
-    }
-    Ok((Mode::Namespaces, weaker))
-}
-
-fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
-    if abi == 0 {
-        return Err(SandboxError::new(
-            Stage::Namespaces,
-            format!(
-                "no sandbox layer available: {why} and Landlock is missing; run `zerobox doctor`, or pass --no-sandbox to run unprotected"
-            ),
-        ));
-    }
-    if opts.strict {
-        return Err(SandboxError::new(
-            Stage::Namespaces,
-            format!("{why}; --strict refuses the Landlock-only fallback (run `zerobox doctor`)"),
-        ));
-    }
-    Ok((
-        Mode::LandlockOnly,
-        vec![format!(
-            "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable; a writable directory that contains write-protected paths is writable only in its subdirectories)"
-        )],
-    ))
-}
-
-/// Everything `explain` prints about enforcement, without running.
-pub fn describe(policy: &Policy, opts: &Options) -> Result<Enforcement, SandboxError> {
-    let sim = Simulated::from_env();
-    let (mode, weaker) = choose_mode(opts, sim)?;
-    let abi = landlock_abi(sim);
-    let tmp = if mode == Mode::Namespaces {
-        PathBuf::from("/tmp")
-    } else {
-        std::env::temp_dir().join("zerobox-XXXXXX")
-    };
-    let full = with_rules(policy, implicit_rules(policy, mode, &tmp));
-    let mut layers = Vec::new();
-    if mode == Mode::Namespaces {
-        layers.push("namespaces: user, mount, net (only lo), pid (own init), ipc, uts".into());
-        layers
-            .push("mounts: host read-only, private /tmp, minimal /dev, fresh /proc, masks".into());
-    }
-    if abi > 0 {
-        let mut l = format!("landlock ABI {abi}: filesystem rules");
-        if abi >= 4 {
-            l.push_str(", TCP bind/connect denied");
-        }
-        if abi >= 6 {
-            l.push_str(", abstract unix sockets and signals scoped");
-        }
-        layers.push(l);
-    }
-    layers.push("seccomp: mount, namespaces, ptrace, bpf, keyrings, io_uring, TIOCSTI, raw sockets … refused".into());
-    layers.push("capabilities: all dropped, no_new_privs".into());
-    if opts.share_net {
-        layers.push("network: the host's own (--share-net): no isolation".into());
-    } else if policy.network.wants_network() || !policy.secrets.is_empty() {
-        layers.push(format!(
-            "network: only through zerobox's proxy ({}); {}",
-            if policy.network.allow_any {
-                "any host".to_string()
-            } else {
-                format!("{} host pattern(s)", policy.network.allow.len())
-            },
-            if mode == Mode::Namespaces {
-                "its listener is the only socket in the sandbox's network namespace"
-            } else {
-                "on host loopback, Landlock allows TCP connect to its port only"
-            }
-        ));
-    } else {
-        layers.push("network: none (only lo)".into());
-    }
-    let mounts = if mode == Mode::Namespaces {
-        linux::mounts::plan(&full)
-    } else {
-        Vec::new()
-    };
-    Ok(Enforcement {
-        mode,
-        layers,
-        weaker,
-        mounts,
-    })
-}
-
-fn with_rules(policy: &Policy, extra: Vec<FsRule>) -> Policy {
-    let mut p = policy.clone();
-    p.fs.extend(extra);
-    p.fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
-    p.fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
-    p
-}
-
-/// Start `spec` under `policy`. Must be called before zerobox starts any
-/// thread. Prints the one-line notice when a weaker mode is used.
+/// Start `spec` under `policy`: make the [`Plan`] and execute it. Must be
+/// called before zerobox starts any thread. Prints the one-line notice
+/// when a weaker mode is used.
 pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
-    let sim = Simulated::from_env();
-    let (mut mode, mut weaker) = choose_mode(opts, sim)?;
-    loop {
-        // Announce a weaker mode before the command can print anything.
-        // (A namespace failure below is only known after the attempt.)
-        for w in &weaker {
-            crate::warn!("{w}");
-        }
-        match try_spawn(policy, spec, opts, mode, sim) {
-            Ok(r) => return Ok(r),
-            Err(e) if e.stage == Stage::Namespaces && mode == Mode::Namespaces => {
-                let why = format!("user namespaces unusable ({})", e.message);
-                (mode, weaker) = fallback_mode(opts, landlock_abi(sim), &why)?;
-            }
-            Err(e) => return Err(e),
-        }
+    let plan = plan::plan(policy, opts)?;
+    // Announce a weaker mode before the command can print anything.
+    for w in &plan.weaker {
+        crate::warn!("{w}");
     }
+    // No retry in another mode: the probe chose it, and a failure now is
+    // a refusal (exit 125), whatever the step.
+    execute(plan, spec, opts)
 }
 
-fn try_spawn(
-    policy: &Policy,
-    spec: &Spec,
-    opts: &Options,
-    mode: Mode,
-    sim: Simulated,
-) -> Result<Running, SandboxError> {
+/// Carry out `plan`. The only decisions left are the ones that need the
+/// side effects (the fallback's proxy port, known once it is bound).
+fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
     let mut cleanup = Cleanup::default();
     let mut spec = spec.clone();
-    let abi = landlock_abi(sim);
-    let tmpdir = match mode {
-        Mode::Namespaces => PathBuf::from("/tmp"),
-        Mode::LandlockOnly => {
-            let dir = private_tmp_dir().map_err(|e| {
-                SandboxError::new(Stage::Internal, format!("create a private temp dir: {e}"))
-            })?;
-            cleanup.private_tmp = Some(dir.clone());
-            dir
-        }
-    };
-    // Network: the proxy port. In the namespace any port is free (a fresh
-    // network namespace has nothing listening); in the fallback the
-    // listener is bound on host loopback here and Landlock lets the command
-    // connect to that port only.
+    let mode = plan.mode;
+    let tmpdir = plan.tmpdir.clone();
+    cleanup.private_tmp = plan.create_private_tmp()?;
+    // Network: in the namespace the planned port is free (a fresh network
+    // namespace has nothing listening); in the fallback the listener is
+    // bound on host loopback here and Landlock lets the command connect
+    // to that port only.
     let mut host_listener = None;
-    let mut proxy_port = None;
-    if let Some(net) = &opts.network {
-        let port = match mode {
-            Mode::Namespaces => 20000 + (rand::random::<u16>() % 40000),
-            Mode::LandlockOnly => {
-                if abi < 4 {
-                    return Err(SandboxError::new(
-                        Stage::Landlock,
-                        "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
-                    ));
-                }
-                let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| {
-                    SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
-                })?;
-                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-                {
-                    use std::os::fd::AsRawFd;
-                    let _ = sys::set_backlog(l.as_raw_fd(), 4096);
-                }
-                host_listener = Some(l);
-                port
+    let mut landlock = plan.landlock.clone();
+    let mut proxy_port = plan.proxy.as_ref().and_then(|p| p.port);
+    if let (Some(net), Some(proxy)) = (&opts.network, &plan.proxy) {
+        if !proxy.in_namespace {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| {
+                SandboxError::new(Stage::Internal, format!("bind the proxy listener: {e}"))
+            })?;
+            let port = l.local_addr().map(|a| a.port()).map_err(|e| {
+                SandboxError::new(Stage::Internal, format!("the proxy listener's port: {e}"))
+            })?;
+            {
+                use std::os::fd::AsRawFd;
+                let _ = sys::set_backlog(l.as_raw_fd(), 4096);
             }
-        };
-        proxy_port = Some(port);
-        for (k, v) in (net.env)(port, &tmpdir) {
-            spec.env.retain(|(key, _)| *key != k);
-            spec.env.push((k, v));
-        }
-        if mode == Mode::LandlockOnly {
+            host_listener = Some(l);
+            proxy_port = Some(port);
+            if let Some(req) = landlock.as_mut() {
+                req.tcp_connect = vec![port];
+            }
             for (name, content) in &net.tmp_files {
                 let path = tmpdir.join(name);
                 write_tmp_file(&path, content).map_err(|e| {
@@ -499,49 +423,41 @@ fn try_spawn(
                 })?;
             }
         }
+        if let Some(port) = proxy_port {
+            for (k, v) in (net.env)(port, &tmpdir) {
+                spec.env.retain(|(key, _)| *key != k);
+                spec.env.push((k, v));
+            }
+        }
     }
     spec.env.retain(|(k, _)| k != "TMPDIR");
     spec.env
         .push(("TMPDIR".into(), tmpdir.display().to_string()));
-    let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
-    cleanup.placeholders = create_placeholders(&full);
+    // Missing protected paths get no placeholder in the user's tree; they
+    // are guarded from outside instead (see `guard`). First, what earlier
+    // runs that were killed left to check.
+    guard::recover();
+    cleanup.guards = Some(guard::Guards::arm(plan.guarded.clone()));
     let (program, argv, envp) = linux::c_strings(&spec)?;
-    let steps = if mode == Mode::Namespaces {
-        linux::mounts::plan(&full)
-    } else {
-        Vec::new()
-    };
     if opts.debug {
-        crate::errln!("zerobox: debug: mode {mode:?}, landlock ABI {abi}");
-        for s in &steps {
+        crate::errln!(
+            "zerobox: debug: mode {mode:?}, landlock ABI {}",
+            plan.landlock_abi
+        );
+        for s in &plan.mounts {
             crate::errln!("zerobox: debug: mount {s:?}");
         }
     }
-    let seccomp = linux::seccomp::build(linux::seccomp::SocketRules {
-        deny_inet_udp: mode == Mode::LandlockOnly && !opts.share_net,
-        deny_inet: mode == Mode::LandlockOnly && opts.network.is_none() && !opts.share_net,
-    })
-    .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
-    let mut relayed: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
-    relayed.push(libc::SIGCHLD);
-    let ignored = relayed
-        .into_iter()
-        .filter(|s| sys::is_ignored(*s))
-        .collect();
+    let seccomp = linux::seccomp::build(plan.seccomp)
+        .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
     let sigmask = block_forwarded_signals()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("block signals: {e}")))?;
     let prep = linux::Prepared {
         sigmask,
-        ignored,
         mode,
-        policy: full,
-        steps,
-        landlock: (abi > 0).then(|| linux::landlock::Request {
-            abi,
-            precise_writes: mode == Mode::LandlockOnly,
-            tcp_connect: proxy_port.into_iter().collect(),
-            restrict_tcp: !opts.share_net,
-        }),
+        policy: plan.policy,
+        steps: plan.mounts,
+        landlock,
         seccomp,
         program,
         argv,
@@ -550,30 +466,22 @@ fn try_spawn(
         debug: opts.debug,
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
         share_net: opts.share_net,
+        private_tmp: cleanup.private_tmp.clone(),
+        limits: opts.limits,
         tmp_files: match (&opts.network, mode) {
             (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
             _ => Vec::new(),
         },
     };
-    let started = linux::start(&prep).map_err(|mut e| {
+    let started = linux::start(&prep).inspect_err(|_| {
         let _ = sys::set_sigmask(&prep.sigmask);
-        e.message = match e.stage {
-            Stage::Exec => e.message,
-            Stage::Namespaces => format!("namespaces: {}", e.message),
-            Stage::Landlock => format!(
-                "{} (the Landlock layer could not be set up; run `zerobox doctor`, or pass --no-sandbox to run unprotected)",
-                e.message
-            ),
-            _ => format!("{} (run `zerobox doctor`)", e.message),
-        };
-        e
     })?;
-    let listener = match mode {
-        Mode::Namespaces => None,
-        Mode::LandlockOnly => host_listener,
-    };
     let mut started = started;
-    let listener = started.listener.take().or(listener);
+    let listener = started.listener.take().or(host_listener);
+    // The command runs: watch the guarded names while it does.
+    if let Some(g) = cleanup.guards.as_mut() {
+        g.watch();
+    }
     Ok(Running {
         started,
         listener,
@@ -591,90 +499,6 @@ pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()>
     std::fs::write(path, content)
 }
 
-/// A fresh 0700 directory under the host's temp dir (fallback mode).
-fn private_tmp_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for _ in 0..16 {
-        let name = format!(
-            "zerobox-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
-        let dir = base.join(name);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no unique name"))
-}
-
-/// A denied path that does not exist yet but could be created (its nearest
-/// existing parent is writable in the policy) gets an empty placeholder, so
-/// the mask or read-only bind (and the Landlock complement) covers it for the
-/// whole run: a file if its name has an extension (`settings.json`,
-/// `config.toml`: programs that read it see an empty file, or `{}` for
-/// JSON), else a directory. Removed afterwards if still as created.
-fn create_placeholders(policy: &Policy) -> Vec<PathBuf> {
-    let mut created = Vec::new();
-    for rule in &policy.fs {
-        if rule.access != FsAccess::DenyRead && rule.access != FsAccess::DenyWrite {
-            continue;
-        }
-        if std::fs::symlink_metadata(&rule.path).is_ok() {
-            continue;
-        }
-        let mut existing = rule.path.as_path();
-        let mut missing = Vec::new();
-        while std::fs::symlink_metadata(existing).is_err() {
-            missing.push(existing.to_path_buf());
-            match existing.parent() {
-                Some(p) => existing = p,
-                None => break,
-            }
-        }
-        if !policy.effective(existing).write {
-            continue; // cannot be created during the run
-        }
-        for path in missing.iter().rev() {
-            let made = if path == &rule.path && looks_like_a_file(path) {
-                use std::io::Write;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .and_then(|mut f| f.write_all(placeholder_content(path)))
-                    .is_ok()
-            } else {
-                std::fs::create_dir(path).is_ok()
-            };
-            if made {
-                created.push(path.clone());
-            }
-        }
-    }
-    created
-}
-
-/// What a placeholder file holds: `{}` for JSON (an empty file is invalid
-/// JSON, and agents such as Gemini CLI refuse to start on it), else nothing.
-fn placeholder_content(path: &Path) -> &'static [u8] {
-    if path.extension().is_some_and(|e| e == "json") {
-        b"{}\n"
-    } else {
-        b""
-    }
-}
-
-/// `name.ext` (not a leading-dot name like `.ssh`).
-fn looks_like_a_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.trim_start_matches('.').contains('.'))
-}
-
 impl Running {
     pub fn pid(&self) -> libc::pid_t {
         self.started.pid
@@ -684,6 +508,17 @@ impl Running {
     pub fn kill(&self) {
         let _ = sys::kill(self.started.pid, libc::SIGKILL);
         let _ = sys::waitpid(self.started.pid, 0);
+        self.end_orphans();
+    }
+
+    /// Fallback: end whatever came back to zerobox, a subreaper (the
+    /// reaper normally leaves nothing; see `linux::reaper`).
+    fn end_orphans(&self) {
+        if self.mode == Mode::LandlockOnly {
+            if let Err(e) = linux::reaper::kill_descendants() {
+                crate::errln!("zerobox: error: could not end every sandbox process: {e}");
+            }
+        }
     }
 
     /// Relay signals until the sandbox exits; return its exit code.
@@ -717,6 +552,7 @@ impl Running {
             }
             let _ = sys::kill(pid, sig);
         };
+        self.end_orphans();
         drop(self.cleanup);
         code
     }
@@ -788,5 +624,28 @@ pub fn probe() -> Probe {
         landlock_abi: landlock_abi(sim),
         seccomp,
         uid: sys::getuid(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_unix_listening_pathname_sockets_only() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 195690 /var/tmp/a b/svc.sock
+0000000000000000: 00000003 00000000 00000000 0001 03  2218 /run/connected.sock
+0000000000000000: 00000002 00000000 00010000 0001 01  2219 @abstract
+0000000000000000: 00000002 00000000 00010000 0005 01  2220
+0000000000000000: 00000002 00000000 00010000 0002 01  2221 /run/dgram /x
+";
+        assert_eq!(
+            parse_proc_net_unix(text),
+            vec![
+                PathBuf::from("/var/tmp/a b/svc.sock"),
+                PathBuf::from("/run/dgram /x")
+            ]
+        );
     }
 }

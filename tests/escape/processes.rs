@@ -124,7 +124,7 @@ fn killing_a_host_process_is_impossible() {
 #[test]
 fn fallback_mode_cannot_kill_host_process() {
     if crate::util::landlock_abi() < 6 {
-        eprintln!("SKIP: Landlock ABI < 6 has no signal scoping");
+        crate::common::skip("Landlock ABI < 6 has no signal scoping");
         return;
     }
     let victim = HostSleep::start();
@@ -252,4 +252,321 @@ fn sigkill_of_zerobox_leaves_nothing_behind() {
         "processes survived SIGKILL of zerobox: {:?}",
         host_procs_with(&mark)
     );
+}
+
+/// `zerobox ARGS -- CMD…` (in the fallback when `fallback`), stdout piped:
+/// read one line, close the pipe, and return the exit code, or None if
+/// zerobox had not ended 10 s later (it was killed then).
+fn exit_after_reader_closes(fallback: bool, cmd: &[&str]) -> Option<i32> {
+    let s = scratch();
+    let mut c = common::zerobox();
+    c.current_dir(real(s.path()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .arg("--")
+        .args(cmd);
+    if fallback {
+        c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+    }
+    let mut child = c.spawn().expect("spawn zerobox");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    drop(out);
+    let mut code = None;
+    wait_until(Duration::from_secs(10), || match child.try_wait() {
+        Ok(Some(st)) => {
+            use std::os::unix::process::ExitStatusExt;
+            code = Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+            true
+        }
+        _ => false,
+    });
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    code
+}
+
+/// Threat (robustness): the command must start with default signal
+/// dispositions, not zerobox's. Rust's runtime ignores SIGPIPE, and an
+/// ignored disposition survives execve: a writer to a closed pipe then
+/// gets EPIPE instead of dying, so `zerobox -- sh -c 'while :; do echo x;
+/// done' | head -1` never ends and `zerobox -- yes | head` exits 1, not 141.
+/// Stopped by: the command process resets every signal (1..SIGRTMAX) to
+/// SIG_DFL, except those zerobox's caller had ignored.
+#[test]
+fn command_dies_of_sigpipe_like_without_zerobox() {
+    for fallback in [false, true] {
+        let code = exit_after_reader_closes(fallback, &["sh", "-c", "while :; do echo x; done"]);
+        assert_eq!(code, Some(141), "writer loop, fallback={fallback}");
+        let code = exit_after_reader_closes(fallback, &["yes"]);
+        assert_eq!(code, Some(141), "yes, fallback={fallback}");
+    }
+}
+
+/// The signal dispositions the command starts with are exactly its
+/// caller's: the same as the same shell line without zerobox (SIGPIPE not
+/// ignored by default, SIGHUP ignored under `nohup`, here `trap '' HUP`,
+/// whatever else the caller ignored), in both modes.
+#[test]
+fn command_gets_the_callers_signal_dispositions() {
+    let s = scratch();
+    let bin = common::bin();
+    let sig_ign = |script: &str, fallback: bool| -> u64 {
+        let mut c = Command::new("sh");
+        c.current_dir(real(s.path())).args(["-c", script]).arg(&bin);
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        let r = common::Run::from(c.output().unwrap());
+        r.stdout
+            .trim()
+            .strip_prefix("SigIgn:")
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{script}: {r:?}"))
+    };
+    let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+    for (trap, set, clear) in [
+        ("", 0, bit(libc::SIGPIPE) | bit(libc::SIGHUP)),
+        ("trap '' HUP", bit(libc::SIGHUP), bit(libc::SIGPIPE)),
+        (
+            "trap '' PIPE USR1",
+            bit(libc::SIGPIPE) | bit(libc::SIGUSR1),
+            0,
+        ),
+    ] {
+        let host = sig_ign(
+            &format!("{trap}\nexec grep SigIgn /proc/self/status"),
+            false,
+        );
+        assert_eq!((host & set, host & clear), (set, 0), "host, trap {trap:?}");
+        for fallback in [false, true] {
+            let inside = sig_ign(
+                &format!("{trap}\nexec \"$0\" -- grep SigIgn /proc/self/status"),
+                fallback,
+            );
+            assert_eq!(
+                format!("{inside:016x}"),
+                format!("{host:016x}"),
+                "trap {trap:?}, fallback={fallback}"
+            );
+        }
+    }
+}
+
+/// The command gets the open-file limit zerobox was started with (soft and
+/// hard), while zerobox itself runs with its soft limit raised to the hard
+/// one (the proxy holds two descriptors per connection).
+#[test]
+fn open_file_limit_is_the_callers_and_zerobox_raises_its_own() {
+    let s = scratch();
+    let bin = common::bin();
+    for fallback in [false, true] {
+        let script =
+            "ulimit -Sn 200; exec \"$0\" -- sh -c 'ulimit -Sn; ulimit -Hn; echo started; read x; exit 0'";
+        let mut c = Command::new("sh");
+        c.current_dir(real(s.path()))
+            .args(["-c", script])
+            .arg(&bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if fallback {
+            c.env("ZEROBOX_SIMULATE_MISSING", "userns");
+        }
+        let mut child = c.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || line.trim() == "started" {
+                break;
+            }
+            lines.push(line.trim().to_string());
+        }
+        // zerobox is the process sh exec'd into.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        let hard = std::fs::read_to_string("/proc/self/limits")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .unwrap();
+        assert_eq!(
+            lines,
+            ["200".to_string(), hard.clone()],
+            "fallback={fallback}"
+        );
+        let own = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(
+            own,
+            [hard.as_str(), hard.as_str()],
+            "zerobox's own, fallback={fallback}"
+        );
+    }
+}
+
+/// Like `spawn_until_started`, in the Landlock-only fallback, with the
+/// private temp dir under `tmp` (zerobox's TMPDIR). The script's first
+/// line is `$TMPDIR`, then "started".
+fn spawn_fallback_until_started(
+    script: &str,
+    tmp: &std::path::Path,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let s = scratch();
+    let mut child = common::zerobox()
+        .current_dir(real(s.path()))
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .args(["--", "sh", "-c", &format!("echo \"$TMPDIR\"; {script}")])
+        .spawn()
+        .expect("spawn zerobox");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut tmpdir = String::new();
+    out.read_line(&mut tmpdir).unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started", "tmpdir line: {tmpdir:?}");
+    (child, out, tmpdir.trim().to_string())
+}
+
+/// The survivors' script: a background job, `setsid`, `nohup`, a
+/// double-forked setsid daemon, each a `sleep MARK`.
+fn daemons(mark: &str) -> String {
+    let py3 = crate::util::python();
+    format!(
+        "sleep {mark} & (setsid sleep {mark} &) ; nohup sleep {mark} >/dev/null 2>&1 & \
+         {py3} -c 'import os,sys\nif os.fork(): sys.exit(0)\nos.setsid()\nif os.fork(): sys.exit(0)\nos.execvp(\"sleep\", [\"sleep\", \"{mark}\"])'; \
+         sleep 0.3; echo started"
+    )
+}
+
+/// Threat: in the Landlock-only fallback there is no pid namespace, so
+/// nothing used to end what the command left running: a `setsid` daemon
+/// outlived zerobox (and kept reading the terminal at the next prompt).
+/// Stopped by: zerobox and its reaper (the command's parent) are child
+/// subreapers: every orphan comes back to them, and the reaper kills every
+/// descendant when the command exits.
+#[test]
+fn fallback_no_process_survives_the_command() {
+    let mark = format!("3013.{}", unique());
+    let tmp = scratch();
+    let (mut child, _out, tmpdir) =
+        spawn_fallback_until_started(&format!("{}; read x; exit 0", daemons(&mark)), tmp.path());
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).len() >= 4),
+        "daemons not started: {:?}",
+        host_procs_with(&mark)
+    );
+    drop(child.stdin.take());
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).is_empty()),
+        "processes survived the fallback sandbox: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(
+        !std::path::Path::new(&tmpdir).exists(),
+        "{tmpdir} left behind"
+    );
+}
+
+/// Threat: SIGKILL zerobox in the fallback (it can clean nothing up then)
+/// so its daemons live on and its private temp dir stays. Stopped by: the
+/// reaper's parent-death signal: it kills every descendant and removes
+/// the private temp dir.
+#[test]
+fn fallback_sigkill_of_zerobox_leaves_nothing_behind() {
+    let mark = format!("3014.{}", unique());
+    let tmp = scratch();
+    let (mut child, _out, tmpdir) = spawn_fallback_until_started(
+        &format!("{}; echo x > \"$TMPDIR/planted\"; wait", daemons(&mark)),
+        tmp.path(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || host_procs_with(&mark).len() >= 4),
+        "daemons not started: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(std::path::Path::new(&tmpdir).is_dir(), "{tmpdir}");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || host_procs_with(&mark).is_empty()),
+        "processes survived SIGKILL of zerobox: {:?}",
+        host_procs_with(&mark)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !std::path::Path::new(&tmpdir)
+            .exists()),
+        "{tmpdir} left behind after SIGKILL"
+    );
+}
+
+/// Threat: everything of a fallback run is SIGKILLed at once (`kill -9` of
+/// its process group, the OOM killer): nobody is left to remove its private
+/// temp dir. Stopped by: the next fallback run removes stale ones — only
+/// directories named like zerobox's, owned by the user, whose zerobox pid
+/// is dead; a symlink of that name is neither followed nor removed, and a
+/// live run's directory stays.
+#[test]
+fn fallback_stale_temp_dirs_are_removed_on_the_next_start() {
+    use std::os::unix::fs::symlink;
+    let tmp = scratch();
+    let base = real(tmp.path());
+    let stale = base.join("zerobox-2147483647-00000000000000aa");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(stale.join("sub")).unwrap();
+    std::fs::write(stale.join("sub/f"), "x").unwrap();
+    let target = base.join("not-zerobox");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), "keep").unwrap();
+    let link = base.join("zerobox-2147483646-00000000000000bb");
+    symlink(&target, &link).unwrap();
+    let live = base.join(format!("zerobox-{}-00000000000000cc", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    let other = base.join("zerobox-2147483645-00000000000000dd");
+    std::fs::create_dir(&other).unwrap();
+    let other_owned = crate::util::is_root()
+        && Command::new("chown")
+            .args(["nobody", other.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+    let s = scratch();
+    let r = common::Run::from(
+        common::zerobox()
+            .current_dir(real(s.path()))
+            .env("ZEROBOX_SIMULATE_MISSING", "userns")
+            .env("TMPDIR", &base)
+            .args(["--", "true"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!stale.exists(), "stale dir kept");
+    assert!(std::fs::symlink_metadata(&link).is_ok(), "symlink removed");
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep")).unwrap(),
+        "keep"
+    );
+    assert!(live.is_dir(), "a live run's dir was removed");
+    if other_owned {
+        assert!(other.is_dir(), "another user's dir was removed");
+    }
 }

@@ -55,12 +55,11 @@ t("connect", lambda: s.connect({path:?}))
 /// agent socket in a project or home directory, ~/.docker/run/docker.sock
 /// of Docker Desktop, an IDE or ssh-agent socket): a full escape when the
 /// daemon runs commands. The host filesystem is read-only, but connect(2)
-/// on a socket is not a write. Expected to be stopped by: the mount layer
-/// (only sockets under /run, /var/run and $SSH_AUTH_SOCK are masked) and
-/// Landlock (ABI <= 7 cannot restrict connecting to pathname sockets):
-/// neither does, so the connection reaches the host daemon.
+/// on a socket is not a write. Stopped by: zerobox reads the host's
+/// listening sockets from /proc/net/unix before the run and masks each the
+/// policy does not allow (ECONNREFUSED); Landlock's ResolveUnix right
+/// (ABI >= 9) is the second wall where the kernel has it.
 #[test]
-#[ignore = "KNOWN LIMITATION (Landlock ABI < 9 cannot restrict connect to pathname sockets; well-known sockets under /run and $HOME are masked): host unix sockets in arbitrary places stay reachable"]
 fn host_unix_socket_outside_run_is_unreachable() {
     let sock_dir = scratch();
     let sock = real(sock_dir.path()).join("agent.sock");
@@ -77,7 +76,22 @@ fn host_unix_socket_outside_run_is_unreachable() {
         !r.stdout.contains("connect=OK"),
         "the sandbox connected to a host unix socket:\n{r:?}"
     );
+    expect(&r, "connect", "ECONNREFUSED");
     assert!(!l.pending(), "the host daemon got a connection");
+    // A socket inside the project (cwd) the command may write: masked too.
+    let proj = scratch();
+    let p = real(proj.path());
+    let inner = p.join("run/app.sock");
+    std::fs::create_dir(p.join("run")).unwrap();
+    let l2 = Listener::bind(&inner);
+    let r = py(
+        &p,
+        None,
+        &["--allow-write=."],
+        &connect_script(inner.to_str().unwrap()),
+    );
+    expect(&r, "connect", "ECONNREFUSED");
+    assert!(!l2.pending(), "the project's daemon got a connection");
 }
 
 /// Control for the case above and for `--allow-unix-socket`: a socket
@@ -164,7 +178,7 @@ t("sendto", lambda: d.sendto(b"x", "\0{name}"))
 #[test]
 fn fallback_mode_abstract_socket_is_scoped() {
     if crate::util::landlock_abi() < 6 {
-        eprintln!("SKIP: Landlock ABI < 6 has no abstract socket scoping");
+        crate::common::skip("Landlock ABI < 6 has no abstract socket scoping");
         return;
     }
     use std::os::linux::net::SocketAddrExt;
@@ -382,4 +396,30 @@ t("tcp6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
         .unwrap();
     let mut buf = [0u8; 16];
     assert!(host.recv_from(&mut buf).is_err(), "datagram arrived");
+}
+
+/// A daemon's socket directory full of listeners (here 12) is hidden as a
+/// whole (one mount instead of twelve): every socket is unreachable.
+#[test]
+fn directory_of_host_sockets_is_unreachable() {
+    let dir = scratch();
+    let d = real(dir.path());
+    let listeners: Vec<Listener> = (0..12)
+        .map(|i| Listener::bind(&d.join(format!("s{i}.sock"))))
+        .collect();
+    let cwd = scratch();
+    for i in [0, 7, 11] {
+        let sock = d.join(format!("s{i}.sock"));
+        let r = py(
+            &real(cwd.path()),
+            None,
+            &[],
+            &connect_script(sock.to_str().unwrap()),
+        );
+        assert!(!r.stdout.contains("connect=OK"), "{r:?}");
+    }
+    assert!(
+        listeners.iter().all(|l| !l.pending()),
+        "a host daemon got a connection"
+    );
 }

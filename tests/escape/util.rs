@@ -210,7 +210,7 @@ pub fn expect(r: &Run, name: &str, want: &str) {
 /// Compile a C program into `dir`; None (with a SKIP line) without `cc`.
 pub fn cc(dir: &Path, name: &str, src: &str) -> Option<PathBuf> {
     if !common::have("cc") {
-        eprintln!("SKIP: no C compiler (cc) on PATH");
+        common::skip("no C compiler (cc) on PATH");
         return None;
     }
     let c = dir.join(format!("{name}.c"));

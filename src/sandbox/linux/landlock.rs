@@ -19,7 +19,6 @@ use landlock::{
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
-use super::sys;
 use crate::policy::Policy;
 
 /// What Landlock is asked to enforce.
@@ -154,10 +153,13 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         .create()
         .map_err(|e| format!("create ruleset: {e}"))?;
     for g in &grants {
-        let fd: OwnedFd = match sys::open_path(&g.path) {
+        // Never through a symlink: the walk saw none on the way, so one now
+        // was swapped in (another run's command) and could point the rule
+        // at a denied path.
+        let fd: OwnedFd = match super::fsat::open_nofollow(&g.path) {
             Ok(fd) => fd,
-            // Vanished since the walk, or unreadable to us: no rule, which
-            // denies it (fail closed).
+            // Vanished since the walk, swapped for a symlink, or unreadable
+            // to us: no rule, which denies it (fail closed).
             Err(_) => continue,
         };
         let mut access = BitFlags::<AccessFs>::empty();
@@ -182,6 +184,19 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| format!("rule for {}: {e}", g.path.display()))?;
+    }
+    // ABI 9 handles connecting to pathname unix sockets (`ResolveUnix`,
+    // part of the write rights): the sockets the policy allows get it on
+    // their own, whether or not their directory is writable.
+    if req.abi >= 9 {
+        for sock in &policy.unix_sockets {
+            let Ok(fd) = super::fsat::open_nofollow(sock) else {
+                continue; // missing (or now a symlink): nothing granted
+            };
+            created = created
+                .add_rule(PathBeneath::new(fd, AccessFs::ResolveUnix))
+                .map_err(|e| format!("unix socket rule for {}: {e}", sock.display()))?;
+        }
     }
     if req.abi >= 4 && req.restrict_tcp {
         for port in &req.tcp_connect {

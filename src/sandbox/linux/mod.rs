@@ -18,13 +18,20 @@
 //!          └ execve
 //! ```
 //!
-//! Without user namespaces the command is forked directly and gets Landlock
-//! and seccomp only (the fallback; `--strict` refuses it).
+//! Without user namespaces (the fallback; `--strict` refuses it) there are
+//! no clone flags: a reaper (see [`reaper`]) takes PID 1's place, and the
+//! command gets Landlock and seccomp only.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod account;
+pub mod cgroup;
+pub mod fsat;
+pub mod inotify;
 pub mod landlock;
+pub mod limits;
 pub mod mounts;
+pub mod reaper;
 pub mod seccomp;
 pub mod sys;
 
@@ -56,15 +63,17 @@ pub struct Prepared {
     pub proxy_port: Option<u16>,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
+    /// Resource limits (tmpfs sizes, processes, memory).
+    pub limits: limits::Limits,
+    /// The fallback's private temp dir on the host: its reaper removes it
+    /// if zerobox dies first.
+    pub private_tmp: Option<PathBuf>,
     /// Files PID 1 writes into the private /tmp before the command starts
     /// (name relative to /tmp, content), e.g. the proxy's CA bundle.
     pub tmp_files: Vec<(String, Vec<u8>)>,
     /// zerobox's signal mask before it blocked the relayed signals; the
     /// command gets it back.
     pub sigmask: libc::sigset_t,
-    /// Relayed signals that zerobox's caller had set to SIG_IGN (nohup);
-    /// the command gets them ignored again.
-    pub ignored: Vec<libc::c_int>,
 }
 
 /// A started sandbox: the pid zerobox waits for (PID 1 of the sandbox, or
@@ -75,6 +84,9 @@ pub struct Started {
     pub listener: Option<std::net::TcpListener>,
     /// Held open while zerobox lives; PID 1 exits when it sees it closed.
     pub _alive: OwnedFd,
+    /// The run's cgroup, removed when the run is over (dropped after the
+    /// wait).
+    pub cgroup: Option<cgroup::Cgroup>,
 }
 
 /// Build the argv/env C strings for `spec`.
@@ -103,14 +115,32 @@ const NS_FLAGS: libc::c_int = libc::CLONE_NEWUSER
 /// Start the sandbox. Returns once the command has been exec'd (or the
 /// setup failed: the error says which stage, so the caller may fall back).
 pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
-    if sys::thread_count() != 1 {
-        // fork() in a threaded process could copy a held lock into the
-        // child; the launcher spawns before starting any thread.
-        return Err(SandboxError::new(
-            Stage::Internal,
-            "zerobox must spawn the sandbox before starting threads (bug)",
-        ));
+    // fork() in a threaded process could copy a held lock into the child;
+    // the launcher spawns before starting any thread. Not knowing is not
+    // "one thread".
+    match sys::thread_count() {
+        Ok(1) => {}
+        Ok(_) => {
+            return Err(SandboxError::new(
+                Stage::Internal,
+                "zerobox must spawn the sandbox before starting threads (bug)",
+            ))
+        }
+        Err(e) => {
+            return Err(SandboxError::new(
+                Stage::Internal,
+                format!(
+                    "cannot count zerobox's threads from /proc/self/stat: {e} (is /proc mounted?)"
+                ),
+            ))
+        }
     }
+    // The proxy holds two descriptors per connection: zerobox runs with
+    // its soft open-file limit at the hard one (the command gets the start
+    // value back in `command_main`).
+    sys::raise_nofile().map_err(|e| {
+        SandboxError::new(Stage::Internal, format!("raise the open-file limit: {e}"))
+    })?;
     let (status_r, status_w) = sys::pipe_cloexec()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
     let (alive_r, alive_w) = sys::pipe_cloexec()
@@ -124,6 +154,29 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         Mode::Namespaces => NS_FLAGS,
         Mode::LandlockOnly => 0,
     };
+    if prep.mode == Mode::LandlockOnly {
+        // Orphans of the sandbox come back to zerobox, never to init
+        // (see `reaper`).
+        reaper::become_subreaper().map_err(|e| {
+            SandboxError::new(Stage::Internal, format!("become a child subreaper: {e}"))
+        })?;
+    }
+    // A cgroup for pids.max and memory.max where the user can have one;
+    // none is not an error (explain and doctor say so).
+    let cgroup = match cgroup::create(&prep.limits) {
+        Ok(c) => Some(c),
+        Err(cgroup::NoCgroup::Unavailable(why)) => {
+            if prep.debug {
+                crate::errln!("zerobox: debug: no cgroup: {why}");
+            }
+            None
+        }
+        Err(cgroup::NoCgroup::Failed(why)) => {
+            crate::warn!("no process or memory cgroup for this run: {why}");
+            None
+        }
+    };
+    let cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
     let pid = sys::clone_fork(flags).map_err(|e| {
         SandboxError::new(Stage::Namespaces, format!("clone with new namespaces: {e}"))
     })?;
@@ -133,14 +186,10 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         drop(alive_w);
         drop(fd_parent);
         let code = match prep.mode {
-            Mode::Namespaces => init_main(prep, uid, gid, &status_w, &alive_r, fd_child),
-            Mode::LandlockOnly => {
-                let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                if sys::peer_closed(alive_r.as_raw_fd()) {
-                    sys::exit_now(1);
-                }
-                command_main(prep, &status_w)
+            Mode::Namespaces => {
+                init_main(prep, uid, gid, &status_w, &alive_r, fd_child, &cgroup_procs)
             }
+            Mode::LandlockOnly => reaper_main(prep, &status_w, &alive_r, &cgroup_procs),
         };
         sys::exit_now(code);
     }
@@ -159,7 +208,15 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     // Wait for the status pipe: EOF = exec succeeded; data = a failure.
     let mut buf = Vec::new();
     let mut file = std::fs::File::from(status_r);
-    let _ = file.read_to_end(&mut buf);
+    if let Err(e) = file.read_to_end(&mut buf) {
+        // Not knowing whether setup succeeded is a failure.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, 0);
+        return Err(SandboxError::new(
+            Stage::Internal,
+            format!("read the sandbox's status pipe: {e}"),
+        ));
+    }
     if !buf.is_empty() {
         let _ = sys::waitpid(pid, 0);
         return Err(decode_failure(&buf));
@@ -176,14 +233,28 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         pid,
         listener,
         _alive: alive_w,
+        cgroup,
     })
 }
 
-/// A failure report from the child: one stage byte, errno (4 bytes LE), text.
+/// A failure report from the child: one stage byte, errno (4 bytes LE),
+/// the path's length (2 bytes LE) and bytes, then the text.
 fn report(fd: &OwnedFd, stage: Stage, errno: i32, msg: &str) {
-    let mut buf = vec![stage as u8];
-    buf.extend_from_slice(&errno.to_le_bytes());
-    buf.extend_from_slice(msg.as_bytes());
+    report_error(fd, &SandboxError::new(stage, msg).with_errno(errno));
+}
+
+fn report_error(fd: &OwnedFd, e: &SandboxError) {
+    let mut buf = vec![e.stage as u8];
+    buf.extend_from_slice(&e.errno.to_le_bytes());
+    let path = e
+        .path
+        .as_ref()
+        .map(|p| p.as_os_str().as_bytes())
+        .unwrap_or_default();
+    let path = &path[..path.len().min(2000)];
+    buf.extend_from_slice(&(path.len() as u16).to_le_bytes());
+    buf.extend_from_slice(path);
+    buf.extend_from_slice(e.message.as_bytes());
     buf.truncate(4000); // one atomic pipe write
     sys::write_all(fd.as_raw_fd(), &buf);
 }
@@ -194,9 +265,16 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
         .get(1..5)
         .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0);
-    let msg = String::from_utf8_lossy(buf.get(5..).unwrap_or_default()).into_owned();
-    let mut e = SandboxError::new(stage, msg);
-    e.errno = errno;
+    let path_len = buf
+        .get(5..7)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        .unwrap_or(0);
+    let path = buf.get(7..7 + path_len).unwrap_or_default();
+    let msg = String::from_utf8_lossy(buf.get(7 + path_len..).unwrap_or_default()).into_owned();
+    let mut e = SandboxError::new(stage, msg).with_errno(errno);
+    if !path.is_empty() {
+        e.path = Some(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+    }
     e
 }
 
@@ -209,17 +287,20 @@ fn init_main(
     status: &OwnedFd,
     alive: &OwnedFd,
     fd_channel: OwnedFd,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> i32 {
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    if sys::peer_closed(alive.as_raw_fd()) {
-        return 1;
-    }
     let fail = |stage: Stage, what: &str, e: &dyn std::fmt::Display, errno: i32| -> i32 {
         report(status, stage, errno, &format!("{what}: {e}"));
         super::EXIT_SETUP
     };
+    if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+        return fail(Stage::Internal, "set the parent-death signal", &e, 0);
+    }
+    if sys::peer_closed(alive.as_raw_fd()) {
+        return 1;
+    }
     // Map our own uid/gid only: no other id exists in here. setgroups is
     // denied first (required to write gid_map unprivileged; also stops
     // dropping supplementary groups to bypass group-deny permissions).
@@ -228,7 +309,9 @@ fn init_main(
     // own maps. Dumpable only while writing them; nothing of the command
     // exists yet, and the command could not ptrace us anyway (we hold
     // capabilities it lacks, and Landlock forbids it).
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1);
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 1) {
+        return fail(Stage::Internal, "make init dumpable for its id maps", &e, 0);
+    }
     let maps = [
         ("/proc/self/setgroups", "deny".to_string()),
         ("/proc/self/uid_map", format!("{uid} {uid} 1")),
@@ -244,11 +327,34 @@ fn init_main(
             );
         }
     }
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    // Back to non-dumpable, checked: a dumpable init could be read by
+    // whatever shares its uid (see `make_undumpable`).
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
+        return fail(Stage::Internal, "make init non-dumpable again", &e, 0);
+    }
+    if sys::prctl(libc::PR_GET_DUMPABLE, 0).ok() != Some(0) {
+        return fail(
+            Stage::Internal,
+            "make init non-dumpable again",
+            &"still dumpable",
+            0,
+        );
+    }
+    // Into the run's cgroup before anything else exists in here, and while
+    // the host's cgroup files are still writable (the mounts make the host
+    // read-only).
+    if let Err(e) = cgroup::enter(cgroup_procs) {
+        return fail(
+            Stage::Internal,
+            "enter the run's cgroup",
+            &e,
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
     let t0 = std::time::Instant::now();
-    if let Err(e) = mounts::apply(&prep.steps) {
-        let errno = e.err.raw_os_error().unwrap_or(0);
-        return fail(Stage::Namespaces, "mounts", &e, errno);
+    if let Err(e) = mounts::apply(&prep.steps, &prep.limits.tmpfs_options()) {
+        report_error(status, &e.into_sandbox_error());
+        return super::EXIT_SETUP;
     }
     if prep.debug {
         crate::errln!(
@@ -257,12 +363,20 @@ fn init_main(
             prep.steps.len()
         );
     }
-    let _ = sys::sethostname("zerobox");
+    // Checked: otherwise the command would see the host's name.
+    if let Err(e) = sys::sethostname("zerobox") {
+        return fail(
+            Stage::Namespaces,
+            "set the hostname",
+            &e,
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
     if prep.share_net {
         // host network: nothing to bring up
     } else if let Err(e) = sys::loopback_up() {
         return fail(
-            Stage::Namespaces,
+            Stage::Network,
             "bring up lo",
             &e,
             e.raw_os_error().unwrap_or(0),
@@ -290,7 +404,9 @@ fn init_main(
                 )
             }
         };
-        let _ = sys::set_backlog(listener.as_raw_fd(), 4096);
+        if let Err(e) = sys::set_backlog(listener.as_raw_fd(), 4096) {
+            return fail(Stage::Internal, "raise the proxy listener's backlog", &e, 0);
+        }
         if let Err(e) = sys::send_fd(fd_channel.as_raw_fd(), listener.as_raw_fd()) {
             return fail(Stage::Internal, "hand the proxy listener to zerobox", &e, 0);
         }
@@ -303,7 +419,10 @@ fn init_main(
     let mut waited: Vec<libc::c_int> = forwarded.to_vec();
     waited.push(libc::SIGCHLD);
     for s in &waited {
-        let _ = sys::install_noop_handler(*s);
+        // Checked: without the handler, PID 1 would drop the signal.
+        if let Err(e) = sys::install_noop_handler(*s) {
+            return fail(Stage::Internal, "install signal handlers", &e, 0);
+        }
     }
     if let Err(e) = sys::block_signals(&waited) {
         return fail(Stage::Internal, "block signals", &e, 0);
@@ -339,6 +458,108 @@ fn init_main(
         // Signals from the terminal (SI_KERNEL) already reached the
         // command's process group; forward only those sent by a process
         // (zerobox relays kill(1)s aimed at it).
+        if sys::si_code(&info) != libc::SI_KERNEL {
+            let _ = sys::kill(child, sig);
+        }
+    }
+}
+
+/// The fallback's reaper (see `reaper`): the command's parent. Forwards
+/// signals like PID 1 does, and ends every descendant when the command
+/// exits or zerobox dies.
+fn reaper_main(
+    prep: &Prepared,
+    status: &OwnedFd,
+    alive: &OwnedFd,
+    cgroup_procs: &[std::path::PathBuf],
+) -> i32 {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> i32 {
+        report(status, Stage::Internal, 0, &format!("{what}: {e}"));
+        super::EXIT_SETUP
+    };
+    // zerobox's death wakes us with SIGTERM (a waited signal); the closed
+    // liveness pipe tells it from a relayed SIGTERM.
+    if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) {
+        return fail("set the parent-death signal", &e);
+    }
+    if sys::peer_closed(alive.as_raw_fd()) {
+        return 1;
+    }
+    if let Err(e) = reaper::become_subreaper() {
+        return fail("become a child subreaper", &e);
+    }
+    if let Err(e) = cgroup::enter(cgroup_procs) {
+        return fail("enter the run's cgroup", &e);
+    }
+    let forwarded = super::FORWARDED_SIGNALS;
+    let mut waited: Vec<libc::c_int> = forwarded.to_vec();
+    waited.push(libc::SIGCHLD);
+    for s in &waited {
+        if let Err(e) = sys::install_noop_handler(*s) {
+            return fail("install signal handlers", &e);
+        }
+    }
+    if let Err(e) = sys::block_signals(&waited) {
+        return fail("block signals", &e);
+    }
+    let me = sys::getpid();
+    let child = match sys::fork() {
+        Ok(p) => p,
+        Err(e) => return fail("fork the command", &e),
+    };
+    if child == 0 {
+        // If the reaper dies, so does the command (its descendants then go
+        // to zerobox, also a subreaper). The parent check closes the race
+        // with a death before the prctl.
+        if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+            report(
+                status,
+                Stage::Internal,
+                0,
+                &format!("set the parent-death signal: {e}"),
+            );
+            sys::exit_now(super::EXIT_SETUP);
+        }
+        if sys::getppid() != me {
+            sys::exit_now(1);
+        }
+        sys::exit_now(command_main(prep, status));
+    }
+    sys::close_raw(status.as_raw_fd());
+    let end_all = || {
+        if let Err(e) = reaper::kill_descendants() {
+            crate::errln!("zerobox: error: could not end every sandbox process: {e}");
+        }
+    };
+    loop {
+        let info = match sys::sigwaitinfo(&waited) {
+            Ok(i) => i,
+            Err(_) => continue,
+        };
+        if sys::peer_closed(alive.as_raw_fd()) {
+            // zerobox is gone: nobody else will clean up.
+            end_all();
+            if let Some(dir) = &prep.private_tmp {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return 1;
+        }
+        let sig = info.si_signo;
+        if sig == libc::SIGCHLD {
+            let mut code = None;
+            loop {
+                match sys::waitpid(-1, libc::WNOHANG) {
+                    Ok((0, _)) | Err(_) => break,
+                    Ok((pid, st)) if pid == child => code = Some(sys::exit_code(st)),
+                    Ok(_) => continue,
+                }
+            }
+            if let Some(code) = code {
+                end_all();
+                return code;
+            }
+            continue;
+        }
         if sys::si_code(&info) != libc::SI_KERNEL {
             let _ = sys::kill(child, sig);
         }
@@ -382,6 +603,10 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     if let Err(e) = sys::drop_all_capabilities() {
         return fail(Stage::Capabilities, "drop capabilities", &e);
     }
+    // Check instead of trusting: every set reads back empty.
+    if let Err(e) = sys::verify_no_capabilities() {
+        return fail(Stage::Capabilities, "drop capabilities", &e);
+    }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
         return fail(Stage::Capabilities, "no_new_privs", &e);
     }
@@ -408,18 +633,46 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     {
         return fail(Stage::Seccomp, "self-check", &"mount still works");
     }
-    // The command starts with the signal state zerobox was started with.
-    let mut relayed: Vec<libc::c_int> = super::FORWARDED_SIGNALS.to_vec();
-    relayed.push(libc::SIGCHLD);
-    for s in relayed {
-        if prep.ignored.contains(&s) {
-            sys::ignore_signal(s);
-        } else {
-            sys::reset_signal(s);
+    // The command starts with the signal state and open-file limit zerobox
+    // was started with, not zerobox's own: every disposition back to
+    // SIG_DFL (Rust's runtime ignores SIGPIPE, and SIG_IGN survives
+    // execve) except what the caller had ignored (nohup's SIGHUP), as
+    // recorded before `main`; handlers reset themselves on execve.
+    let ignored = match sys::ignored_at_start() {
+        Ok(i) => i,
+        Err(e) => return fail(Stage::Internal, "signal dispositions", &e),
+    };
+    for sig in sys::settable_signals() {
+        if let Err(e) = sys::set_disposition(sig, ignored.contains(&sig)) {
+            return fail(
+                Stage::Internal,
+                &format!("reset the disposition of signal {sig}"),
+                &e,
+            );
         }
     }
     if let Err(e) = sys::set_sigmask(&prep.sigmask) {
         return fail(Stage::Internal, "restore the signal mask", &e);
+    }
+    if let Err(e) = sys::nofile_at_start().and_then(|l| sys::setrlimit(libc::RLIMIT_NOFILE, &l)) {
+        return fail(Stage::Internal, "restore the open-file limit", &e);
+    }
+    // The process limit (see `limits` for what RLIMIT_NPROC counts where).
+    let nproc = match limits::nproc_rule(
+        prep.mode == Mode::Namespaces,
+        sys::getuid(),
+        prep.limits.pids,
+    ) {
+        limits::NprocRule::Sandbox(n) => Some(Ok(n)),
+        limits::NprocRule::UserWide(n) => {
+            Some(limits::processes_of(sys::getuid()).map(|c| c.saturating_add(n)))
+        }
+        limits::NprocRule::RootExempt => None,
+    };
+    if let Some(n) = nproc {
+        if let Err(e) = n.and_then(limits::set_nproc) {
+            return fail(Stage::Internal, "set the process limit (RLIMIT_NPROC)", &e);
+        }
     }
     let argv: Vec<*const libc::c_char> = prep
         .argv
@@ -448,6 +701,16 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
 /// mounts, so the probe mounts a tmpfs.)
 pub fn probe_namespaces() -> Result<(), String> {
     probe_flags(NS_FLAGS)
+}
+
+/// The probe a run makes before choosing its mode: the namespaces whose
+/// creation a machine restricts (user, with the mounts AppArmor may
+/// refuse), plus pid, ipc and uts. Not the network namespace: creating
+/// (and tearing down) one costs more than the rest of the probe, and no
+/// restriction we know of allows user namespaces but not it; if the run's
+/// own clone still fails, that is a refusal (125), never a fallback.
+pub fn probe_for_run() -> Result<(), String> {
+    probe_flags(NS_FLAGS & !libc::CLONE_NEWNET)
 }
 
 /// One namespace kind each (user always, since the others need it when
@@ -615,6 +878,85 @@ mod seccomp_tests {
         );
     }
 
+    /// Inet sockets: only TCP streams (protocol 0 or IPPROTO_TCP) and, where
+    /// the mode allows UDP, UDP datagrams. MPTCP (which Landlock's TCP rule
+    /// does not cover), SCTP, UDP-Lite, ICMP "ping" sockets, seqpacket and
+    /// DCCP are refused, in both modes.
+    fn inet_sockets(rules: seccomp::SocketRules) -> Vec<i32> {
+        const IPPROTO_MPTCP: i32 = 262;
+        const IPPROTO_SCTP: i32 = 132;
+        const IPPROTO_UDPLITE: i32 = 136;
+        const SOCK_DCCP: i32 = 6;
+        let f: fn() -> Vec<i32> = || {
+            // SAFETY: socket() calls with constant arguments; a created
+            // socket is closed right away.
+            unsafe {
+                [
+                    (libc::AF_INET, libc::SOCK_STREAM, 0),
+                    (
+                        libc::AF_INET6,
+                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                        libc::IPPROTO_TCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_STREAM, IPPROTO_MPTCP),
+                    (
+                        libc::AF_INET6,
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                        IPPROTO_MPTCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_STREAM, IPPROTO_SCTP),
+                    (libc::AF_INET, libc::SOCK_SEQPACKET, IPPROTO_SCTP),
+                    (libc::AF_INET6, libc::SOCK_SEQPACKET, 0),
+                    (libc::AF_INET, SOCK_DCCP, 0),
+                    (libc::AF_INET, libc::SOCK_RDM, 0),
+                    // The protocol is an int: a high word must not hide it.
+                    (
+                        libc::AF_INET,
+                        libc::SOCK_STREAM,
+                        0x1_0000 | libc::IPPROTO_TCP,
+                    ),
+                    (libc::AF_INET, libc::SOCK_DGRAM, 0),
+                    (libc::AF_INET6, libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+                    (libc::AF_INET, libc::SOCK_DGRAM, IPPROTO_UDPLITE),
+                    (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+                ]
+                .iter()
+                .map(|(d, t, p)| {
+                    let fd = libc::socket(*d, *t, *p);
+                    let e = errno_of(fd.into());
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    e
+                })
+                .collect()
+            }
+        };
+        filtered(rules, f)
+    }
+
+    #[test]
+    fn inet_sockets_are_tcp_or_udp_only() {
+        use libc::{EPERM, EPROTONOSUPPORT as NOPROTO};
+        let refused = [
+            NOPROTO, NOPROTO, NOPROTO, EPERM, EPERM, EPERM, EPERM, NOPROTO,
+        ];
+        // Namespace mode: UDP stays (loopback only in there).
+        let mut want = vec![0, 0];
+        want.extend(refused);
+        want.extend([0, 0, NOPROTO, NOPROTO]);
+        assert_eq!(inet_sockets(NS), want, "namespace mode");
+        // The fallback with network: no UDP at all.
+        let mut want = vec![0, 0];
+        want.extend(refused);
+        want.extend([EPERM; 4]);
+        let fallback = seccomp::SocketRules {
+            deny_inet_udp: true,
+            deny_inet: false,
+        };
+        assert_eq!(inet_sockets(fallback), want, "fallback mode");
+    }
+
     #[test]
     fn x32_and_clone3_are_refused() {
         let got = filtered(NS, || {
@@ -669,6 +1011,61 @@ mod sys_tests {
                     .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"));
             held.push(c);
         }
+    }
+
+    /// The start state is recorded before `main` (the `.init_array` hook is
+    /// linked in and ran): SIGKILL is never "ignored", the limit is sane.
+    #[test]
+    fn start_state_is_recorded_before_main() {
+        let ignored = sys::ignored_at_start().unwrap();
+        assert!(!ignored.contains(&libc::SIGKILL), "{ignored:?}");
+        let lim = sys::nofile_at_start().unwrap();
+        assert!(lim.rlim_cur > 0 && lim.rlim_cur <= lim.rlim_max);
+    }
+
+    /// /proc/self/stat that cannot be parsed is an error, never "1 thread".
+    #[test]
+    fn thread_count_fails_closed() {
+        assert!(sys::thread_count().unwrap() >= 1);
+        for bad in [
+            "",
+            "1 (x) R",
+            "garbage",
+            "1 (a) R 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 x",
+        ] {
+            assert!(sys::parse_thread_count(bad).is_err(), "{bad:?}");
+        }
+        let ok = "12 (we) ird) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 7 0";
+        assert_eq!(sys::parse_thread_count(ok).unwrap(), 7);
+    }
+
+    /// The capability read-back refuses a thread that still holds any: as
+    /// root the test process holds all (refused); a thread that dropped
+    /// them reads back empty (accepted).
+    #[test]
+    fn capability_readback_refuses_remaining_caps() {
+        let before = sys::capability_sets().unwrap();
+        assert_eq!(
+            sys::verify_no_capabilities().is_ok(),
+            before.effective | before.permitted | before.inheritable | before.ambient == 0
+        );
+        let after = std::thread::spawn(|| {
+            // Drop in this thread only (capabilities are per thread).
+            let _ = sys::drop_all_capabilities();
+            (
+                sys::capability_sets().unwrap(),
+                sys::verify_no_capabilities().is_ok(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            after.0.effective | after.0.permitted | after.0.inheritable,
+            0,
+            "{:?}",
+            after.0
+        );
+        assert!(after.1, "{:?}", after.0);
     }
 
     /// A descriptor sent with send_fd arrives as a working socket.

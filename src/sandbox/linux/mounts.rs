@@ -26,12 +26,20 @@ const SYNTHETIC: &[&str] = &["/tmp", "/dev", "/proc"];
 pub enum Step {
     /// Hide a directory behind an empty read-only tmpfs.
     MaskDir { path: PathBuf },
-    /// Hide a file (or socket) behind an empty read-only file.
+    /// Hide a file behind an empty read-only file.
     MaskFile { path: PathBuf },
+    /// Hide a unix socket behind an empty read-only file (connect:
+    /// ECONNREFUSED). Sockets belong to other processes and vanish at any
+    /// time: one gone by the time the mask is made needs no mask.
+    MaskSocket { path: PathBuf },
     /// Bind the host path back, writable.
     BindRw { path: PathBuf },
     /// Bind the host path back, read-only.
     BindRo { path: PathBuf },
+    /// Bind a protected symlink onto itself: a mount point cannot be
+    /// removed, renamed or replaced, so the link keeps pointing where it
+    /// did (its target has its own rule).
+    PinLink { path: PathBuf },
 }
 
 impl Step {
@@ -39,8 +47,10 @@ impl Step {
         match self {
             Step::MaskDir { path }
             | Step::MaskFile { path }
+            | Step::MaskSocket { path }
             | Step::BindRw { path }
-            | Step::BindRo { path } => path,
+            | Step::BindRo { path }
+            | Step::PinLink { path } => path,
         }
     }
 }
@@ -65,6 +75,13 @@ enum View {
 /// recreated. So the plan is made twice: once to find the protective steps,
 /// then again with their ancestors pinned by writable self-binds.
 pub fn plan(policy: &Policy) -> Vec<Step> {
+    // The private /tmp's write right is about the tmpfs, not about host
+    // paths bound into it: a host path under /tmp gets exactly what the
+    // policy's own rules give it (read-only unless granted).
+    let mut host = policy.clone();
+    host.fs
+        .retain(|r| r.origin != crate::sandbox::PRIVATE_TMP_ORIGIN);
+    let policy = &host;
     let first = plan_with(policy, &BTreeSet::new());
     let mut pins = BTreeSet::new();
     for step in &first {
@@ -130,7 +147,23 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
         let want = policy.effective(&path);
         let meta = std::fs::symlink_metadata(&path).ok();
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let is_socket = {
+            use std::os::unix::fs::FileTypeExt;
+            meta.as_ref().is_some_and(|m| m.file_type().is_socket())
+        };
         let pinned = pins.contains(&path);
+        if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+            // A symlink is never masked or bound through (that would
+            // follow it): a protected one is pinned where it is writable.
+            let writable_here = match view {
+                View::Host(have) => have.write,
+                View::Empty { writable } => writable,
+            };
+            if writable_here && (!want.write || !want.read) {
+                steps.push(Step::PinLink { path: path.clone() });
+            }
+            continue;
+        }
         let step = match (view, meta.is_some()) {
             (View::Host(have), true) if have == want && pinned && want.write => {
                 Some(Step::BindRw { path: path.clone() })
@@ -138,6 +171,8 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
             (View::Host(have), true) if have == want => None,
             (View::Host(_), true) if !want.read => Some(if is_dir {
                 Step::MaskDir { path: path.clone() }
+            } else if is_socket {
+                Step::MaskSocket { path: path.clone() }
             } else {
                 Step::MaskFile { path: path.clone() }
             }),
@@ -151,7 +186,9 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
         };
         if let Some(step) = step {
             let view = match &step {
-                Step::MaskDir { .. } | Step::MaskFile { .. } => View::Empty { writable: false },
+                Step::MaskDir { .. } | Step::MaskFile { .. } | Step::MaskSocket { .. } => {
+                    View::Empty { writable: false }
+                }
                 _ => View::Host(want),
             };
             applied.insert(path.clone(), view);
@@ -161,10 +198,14 @@ fn plan_with(policy: &Policy, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
     steps
 }
 
-/// Where a mount step failed: the step and the errno.
+/// Where a mount step failed: what was attempted, on which path, and the
+/// errno. `rule_path` marks a path that no longer is what the plan saw
+/// (a symlink or another type appeared): refused, never followed.
 #[derive(Debug)]
 pub struct MountError {
     pub what: String,
+    pub path: Option<PathBuf>,
+    pub rule_path: bool,
     pub err: io::Error,
 }
 
@@ -174,8 +215,39 @@ impl std::fmt::Display for MountError {
     }
 }
 
+impl MountError {
+    pub fn into_sandbox_error(self) -> crate::sandbox::SandboxError {
+        use crate::sandbox::{SandboxError, Stage};
+        let stage = if self.rule_path {
+            Stage::RulePath
+        } else {
+            Stage::Mounts
+        };
+        let mut e = SandboxError::new(stage, self.to_string())
+            .with_errno(self.err.raw_os_error().unwrap_or(0));
+        e.path = self.path;
+        e
+    }
+}
+
 fn ctx<T>(what: impl FnOnce() -> String, r: io::Result<T>) -> Result<T, MountError> {
-    r.map_err(|err| MountError { what: what(), err })
+    r.map_err(|err| MountError {
+        what: what(),
+        path: None,
+        rule_path: false,
+        err,
+    })
+}
+
+/// [`ctx`] for a step on a rule path.
+fn at<T>(path: &Path, what: &str, r: io::Result<T>) -> Result<T, MountError> {
+    r.map_err(|err| MountError {
+        what: format!("{what} {}", path.display()),
+        path: Some(path.to_path_buf()),
+        rule_path: err.raw_os_error() == Some(libc::ELOOP)
+            || err.raw_os_error() == Some(libc::EXDEV),
+        err,
+    })
 }
 
 const EMPTY_FILE: &str = "/tmp/.zerobox-empty";
@@ -183,7 +255,7 @@ const EMPTY_FILE: &str = "/tmp/.zerobox-empty";
 /// Build the sandbox's filesystem view. Runs in the sandbox's PID 1 with
 /// full capabilities in its own user namespace, before anything of the
 /// command runs. `steps` comes from [`plan`].
-pub fn apply(steps: &[Step]) -> Result<(), MountError> {
+pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
     // 1. Nothing we mount may propagate back to the host.
     ctx(
         || "make / a private mount".into(),
@@ -198,10 +270,13 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
 
     // 2. Handles on every host path we bind back later and on the host
     //    devices, taken before masks and the private /tmp hide them.
+    //    Opened without following any symlink on the way: the plan saw
+    //    none there, so one now is a change behind its back (another run),
+    //    refused rather than followed.
     let mut sources: BTreeMap<PathBuf, OwnedFd> = BTreeMap::new();
     for step in steps {
         if let Step::BindRw { path } | Step::BindRo { path } = step {
-            let fd = ctx(|| format!("open {}", path.display()), sys::open_path(path))?;
+            let fd = at(path, "open", open_nofollow(path))?;
             sources.insert(path.clone(), fd);
         }
     }
@@ -225,14 +300,14 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
     )?;
 
     // 4. A private, empty /tmp, discarded with the mount namespace.
-    tmpfs(Path::new("/tmp"), "mode=1777")?;
+    tmpfs(Path::new("/tmp"), &format!("mode=1777,{tmpfs_limits}"))?;
     ctx(
         || format!("create {EMPTY_FILE}"),
         std::fs::File::create(EMPTY_FILE),
     )?;
 
     // 5. A minimal /dev and a fresh /proc for our pid namespace.
-    setup_dev(&devices)?;
+    setup_dev(&devices, tmpfs_limits)?;
     setup_proc()?;
     // A sysfs of our own network namespace (the host's would list the
     // host's interfaces). Best effort: where the kernel refuses (a host
@@ -245,39 +320,98 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
         None,
     );
 
-    // 6. The policy's rule paths, parents first.
+    // 6. The policy's rule paths, parents first. Each target is opened
+    //    without following symlinks and mounted on through its descriptor.
     let mut make_readonly = vec![PathBuf::from("/dev")];
     for step in steps {
         let path = step.path();
         match step {
             Step::MaskDir { path } => {
-                ensure_mountpoint(path, true)?;
-                tmpfs(path, "mode=0755,size=4k")?;
-                make_readonly.push(path.clone());
-            }
-            Step::MaskFile { path } => {
-                ensure_mountpoint(path, false)?;
+                // Masks are only planned over host paths that exist: never
+                // create one (that would leave an entry on the host).
+                if vanished(path) {
+                    continue;
+                }
+                let target = target_fd(path, Some(true))?;
                 ctx(
                     || format!("mask {}", path.display()),
-                    sys::mount(Some(Path::new(EMPTY_FILE)), path, None, libc::MS_BIND, None),
-                )?;
+                    sys::mount(
+                        Some(Path::new("tmpfs")),
+                        &fd_path(&target),
+                        Some("tmpfs"),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        Some("mode=0755,size=4k"),
+                    ),
+                )
+                .map_err(|e| with_path(e, path))?;
+                make_readonly.push(path.clone());
+            }
+            Step::MaskSocket { path } => {
+                use std::os::unix::fs::FileTypeExt;
+                let still_there =
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+                if !still_there {
+                    continue;
+                }
+                let target = match open_nofollow(path) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return at(path, "open", Err(e)),
+                };
+                ctx(
+                    || format!("mask {}", path.display()),
+                    sys::mount(
+                        Some(Path::new(EMPTY_FILE)),
+                        &fd_path(&target),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    ),
+                )
+                .map_err(|e| with_path(e, path))?;
+                readonly(path, true)?;
+            }
+            Step::MaskFile { path } => {
+                if vanished(path) {
+                    continue;
+                }
+                let target = target_fd(path, Some(false))?;
+                ctx(
+                    || format!("mask {}", path.display()),
+                    sys::mount(
+                        Some(Path::new(EMPTY_FILE)),
+                        &fd_path(&target),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    ),
+                )
+                .map_err(|e| with_path(e, path))?;
                 readonly(path, true)?;
             }
             Step::BindRw { .. } | Step::BindRo { .. } => {
                 let Some(fd) = sources.get(path) else {
                     continue;
                 };
-                let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                let is_dir = std::fs::metadata(fd_path(fd))
                     .map(|m| m.is_dir())
                     .unwrap_or(false);
                 ensure_mountpoint(path, is_dir)?;
-                let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                let target = target_fd(path, Some(is_dir))?;
                 ctx(
                     || format!("bind {}", path.display()),
-                    sys::mount(Some(&src), path, None, libc::MS_BIND | libc::MS_REC, None),
-                )?;
+                    sys::mount(
+                        Some(&fd_path(fd)),
+                        &fd_path(&target),
+                        None,
+                        libc::MS_BIND | libc::MS_REC,
+                        None,
+                    ),
+                )
+                .map_err(|e| with_path(e, path))?;
                 readonly(path, matches!(step, Step::BindRo { .. }))?;
             }
+            Step::PinLink { path } => at(path, "pin the symlink", pin_link(path))?,
         }
     }
     // 7. Seal the directories we had to write mount points into.
@@ -285,6 +419,134 @@ pub fn apply(steps: &[Step]) -> Result<(), MountError> {
         readonly(path, true)?;
     }
     let _ = std::fs::remove_file(EMPTY_FILE);
+    Ok(())
+}
+
+/// Was a path the plan saw removed since (by another process)? Then there
+/// is nothing to hide, as for a path that was missing when the plan was
+/// made. Anything else at the path (a symlink, another type) is left to
+/// [`target_fd`], which refuses it.
+fn vanished(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+}
+
+fn with_path(mut e: MountError, path: &Path) -> MountError {
+    e.path = Some(path.to_path_buf());
+    e
+}
+
+/// Open a mount target without following symlinks and check it is the
+/// kind of entry the plan expects (`Some(true)`: a directory).
+fn target_fd(path: &Path, dir: Option<bool>) -> Result<OwnedFd, MountError> {
+    let fd = at(path, "open", open_nofollow(path))?;
+    if let Some(want_dir) = dir {
+        let is_dir = std::fs::metadata(fd_path(&fd))
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        if is_dir != want_dir {
+            return Err(MountError {
+                what: format!(
+                    "{} changed type since the plan (now {}a directory)",
+                    path.display(),
+                    if is_dir { "" } else { "not " }
+                ),
+                path: Some(path.to_path_buf()),
+                rule_path: true,
+                err: io::Error::from_raw_os_error(if is_dir {
+                    libc::EISDIR
+                } else {
+                    libc::ENOTDIR
+                }),
+            });
+        }
+    }
+    Ok(fd)
+}
+
+/// `/proc/self/fd/N`: mounting on it mounts on the opened entry itself.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// `openat2(path, O_PATH, RESOLVE_NO_SYMLINKS)`: fails with ELOOP if any
+/// component, the last included, is a symlink.
+fn open_nofollow(path: &Path) -> io::Result<OwnedFd> {
+    open_nofollow_at(libc::AT_FDCWD, path)
+}
+
+fn open_nofollow_at(dirfd: libc::c_int, path: &Path) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = sys::cstr(path)?;
+    // SAFETY: `open_how` is plain integers; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c` is a valid C string and `how` a properly laid out
+    // `struct open_how` whose size is passed alongside it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Bind the symlink at `path` onto itself: `open_tree` and `move_mount`
+/// without following it (the old `mount(2)` always follows a target).
+fn pin_link(path: &Path) -> io::Result<()> {
+    use std::os::fd::FromRawFd;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let dir = open_nofollow(parent)?;
+    let name = std::ffi::CString::new(name.as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `dir` is an open descriptor, `name` a valid C string; the
+    // flags ask for a detached copy of the link's own mount tree.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::OPEN_TREE_CLONE
+                | libc::OPEN_TREE_CLOEXEC
+                | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `tree` is a fresh descriptor we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    // SAFETY: both descriptors are open; an empty source path with
+    // F_EMPTY_PATH means `tree` itself; the target is not followed (no
+    // MOVE_MOUNT_T_SYMLINKS).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Checked, not trusted: it must still be a symlink there.
+    let m = std::fs::symlink_metadata(path)?;
+    if !m.file_type().is_symlink() {
+        return Err(io::Error::from_raw_os_error(libc::EXDEV));
+    }
     Ok(())
 }
 
@@ -316,8 +578,9 @@ fn readonly(path: &Path, ro: bool) -> Result<(), MountError> {
                 if ro { "read-only" } else { "writable" }
             )
         },
-        sys::mount_setattr(path, false, set, clr),
+        open_nofollow(path).and_then(|fd| sys::mount_setattr(&fd_path(&fd), false, set, clr)),
     )
+    .map_err(|e| with_path(e, path))
 }
 
 /// Make sure a mount point exists. Only ever creates entries inside our own
@@ -337,7 +600,7 @@ fn ensure_mountpoint(path: &Path, dir: bool) -> Result<(), MountError> {
     ctx(|| format!("create mount point {}", path.display()), r)
 }
 
-fn setup_dev(devices: &[(PathBuf, OwnedFd)]) -> Result<(), MountError> {
+fn setup_dev(devices: &[(PathBuf, OwnedFd)], tmpfs_limits: &str) -> Result<(), MountError> {
     tmpfs(Path::new("/dev"), "mode=0755,size=64k")?;
     for (path, fd) in devices {
         ensure_mountpoint(path, false)?;
@@ -361,7 +624,7 @@ fn setup_dev(devices: &[(PathBuf, OwnedFd)]) -> Result<(), MountError> {
         ),
     )?;
     ensure_mountpoint(Path::new("/dev/shm"), true)?;
-    tmpfs(Path::new("/dev/shm"), "mode=1777")?;
+    tmpfs(Path::new("/dev/shm"), &format!("mode=1777,{tmpfs_limits}"))?;
     let links = [
         ("pts/ptmx", "/dev/ptmx"),
         ("/proc/self/fd", "/dev/fd"),

@@ -127,8 +127,6 @@ const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
-/// SOCK_PACKET (obsolete packet sockets); libc marks its constant deprecated.
-const SOCK_PACKET: u32 = 10;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
 const fn ret_errno(e: i32) -> u32 {
@@ -310,8 +308,7 @@ pub fn build(rules: SocketRules) -> io::Result<Vec<libc::sock_filter>> {
     a.bind(next);
 
     // 8. socket: AF_UNIX, AF_INET, AF_INET6, and AF_NETLINK for the route
-    //    family only (getaddrinfo's AI_ADDRCONFIG needs it). No raw or packet
-    //    sockets; optionally no UDP.
+    //    family only (getaddrinfo's AI_ADDRCONFIG needs it).
     let next = a.label();
     let inet = a.label();
     let netlink = a.label();
@@ -341,14 +338,43 @@ pub fn build(rules: SocketRules) -> io::Result<Vec<libc::sock_filter>> {
     if rules.deny_inet {
         a.ret(ret_errno(libc::EACCES));
     }
+    // Inet sockets: an allow-list of (type, protocol), not a deny-list.
+    // Landlock's TCP rights cover IPPROTO_TCP only and, without a network
+    // namespace, nothing else confines MPTCP, SCTP, DCCP or a protocol
+    // added to the kernel tomorrow. So: stream sockets with protocol 0 or
+    // IPPROTO_TCP, datagram sockets (where the mode allows them) with 0 or
+    // IPPROTO_UDP; every other type (raw, packet, seqpacket, rdm, dccp)
+    // EPERM, every other protocol EPROTONOSUPPORT (what a kernel without
+    // it answers, so programs that try MPTCP first fall back to TCP).
+    let stream = a.label();
+    let dgram = a.label();
     a.load(arg_lo(1));
     a.and(0xf); // the type without SOCK_NONBLOCK / SOCK_CLOEXEC
-    a.ret_if_eq(libc::SOCK_RAW as u32, ret_errno(libc::EPERM));
-    a.ret_if_eq(SOCK_PACKET, ret_errno(libc::EPERM));
-    if rules.deny_inet_udp {
-        a.ret_if_eq(libc::SOCK_DGRAM as u32, ret_errno(libc::EPERM));
+    a.jump(
+        JEQ_K,
+        libc::SOCK_STREAM as u32,
+        Jump::Label(stream),
+        Jump::Next,
+    );
+    if !rules.deny_inet_udp {
+        a.jump(
+            JEQ_K,
+            libc::SOCK_DGRAM as u32,
+            Jump::Label(dgram),
+            Jump::Next,
+        );
     }
-    a.ret(RET_ALLOW);
+    a.ret(ret_errno(libc::EPERM));
+    a.bind(stream);
+    a.load(arg_lo(2));
+    a.ret_if_eq(0, RET_ALLOW);
+    a.ret_if_eq(libc::IPPROTO_TCP as u32, RET_ALLOW);
+    a.ret(ret_errno(libc::EPROTONOSUPPORT));
+    a.bind(dgram);
+    a.load(arg_lo(2));
+    a.ret_if_eq(0, RET_ALLOW);
+    a.ret_if_eq(libc::IPPROTO_UDP as u32, RET_ALLOW);
+    a.ret(ret_errno(libc::EPROTONOSUPPORT));
     a.bind(next);
 
     a.ret(RET_ALLOW);

@@ -241,6 +241,69 @@ struct CapData {
     inheritable: u32,
 }
 
+/// This thread's capability sets, as `capget` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    /// Bit N set when capability N is in the ambient set.
+    pub ambient: u64,
+}
+
+/// Read back every capability set of this thread (capget, and the ambient
+/// set through PR_CAP_AMBIENT_IS_SET).
+pub fn capability_sets() -> io::Result<CapSets> {
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are laid out as the kernel's
+    // __user_cap_header_struct and __user_cap_data_struct[2] (version 3).
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    let mut ambient = 0u64;
+    for cap in 0..64 {
+        // SAFETY: PR_CAP_AMBIENT_IS_SET takes integers only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+                cap as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        match rc {
+            1 => ambient |= 1 << cap,
+            0 => {}
+            // Past the kernel's last capability.
+            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) => break,
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+    Ok(CapSets {
+        effective: join(|d| d.effective),
+        permitted: join(|d| d.permitted),
+        inheritable: join(|d| d.inheritable),
+        ambient,
+    })
+}
+
+/// Check instead of trusting: after [`drop_all_capabilities`], every set
+/// must read back empty.
+pub fn verify_no_capabilities() -> io::Result<()> {
+    let sets = capability_sets()?;
+    if sets.effective | sets.permitted | sets.inheritable | sets.ambient != 0 {
+        return Err(io::Error::other(format!(
+            "capabilities remain after dropping them: effective {:#x}, permitted {:#x}, inheritable {:#x}, ambient {:#x}",
+            sets.effective, sets.permitted, sets.inheritable, sets.ambient
+        )));
+    }
+    Ok(())
+}
+
 /// The permitted capability set of this thread (64 bits).
 pub fn permitted_caps() -> io::Result<u64> {
     let mut header = CapHeader {
@@ -370,13 +433,6 @@ pub fn install_noop_handler(sig: libc::c_int) -> io::Result<()> {
     }
 }
 
-pub fn reset_signal(sig: libc::c_int) {
-    // SAFETY: restoring the default disposition is always valid.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-    }
-}
-
 /// Wait for one of the signals in `sigs` (which must be blocked).
 pub fn sigwaitinfo(sigs: &[libc::c_int]) -> io::Result<libc::siginfo_t> {
     // SAFETY: sigset_t and siginfo_t are plain data filled by the kernel.
@@ -446,15 +502,18 @@ pub fn landlock_abi() -> i32 {
     }
 }
 
-/// Current number of threads of this process (from /proc/self/stat field 20).
-pub fn thread_count() -> usize {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            after.split_whitespace().nth(17)?.parse().ok()
-        })
-        .unwrap_or(1)
+/// Current number of threads of this process (from /proc/self/stat field
+/// 20). An unreadable or unparsable /proc is an error, never "one thread":
+/// the caller forks only when it is sure.
+pub fn thread_count() -> io::Result<usize> {
+    parse_thread_count(&std::fs::read_to_string("/proc/self/stat")?)
+}
+
+pub fn parse_thread_count(stat: &str) -> io::Result<usize> {
+    stat.rsplit_once(')')
+        .and_then(|(_, after)| after.split_whitespace().nth(17)?.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
 }
 
 /// Close a raw descriptor whose owner will never drop it (a child that ends
@@ -464,22 +523,6 @@ pub fn close_raw(fd: RawFd) {
     // dropped in this process (it only exits through `exit_now`).
     unsafe {
         libc::close(fd);
-    }
-}
-
-pub fn ignore_signal(sig: libc::c_int) {
-    // SAFETY: setting SIG_IGN is always valid.
-    unsafe {
-        libc::signal(sig, libc::SIG_IGN);
-    }
-}
-
-/// Is `sig` currently ignored (SIG_IGN)?
-pub fn is_ignored(sig: libc::c_int) -> bool {
-    // SAFETY: querying the current action into a zeroed sigaction.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }
 
@@ -621,4 +664,157 @@ pub fn scrub_cmdline(values: &[&[u8]]) {
             }
         }
     }
+}
+
+/// What zerobox was started with, recorded before `main` (see
+/// [`START_HOOK`]): the signals its caller had set to SIG_IGN (bit N for
+/// signal N; bit 0 says the record was taken) and the soft and hard
+/// `RLIMIT_NOFILE`.
+static IGNORED_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NOFILE_AT_START: [std::sync::atomic::AtomicU64; 2] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+/// Set once `NOFILE_AT_START` holds a value.
+static NOFILE_RECORDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs from `.init_array`, i.e. before Rust's runtime starts `main`, which
+/// sets SIGPIPE to SIG_IGN: only here can zerobox still tell whether its
+/// caller had ignored SIGPIPE (or any other signal, e.g. `nohup`'s SIGHUP),
+/// so the command gets exactly the caller's dispositions back.
+extern "C" fn record_start_state() {
+    use std::sync::atomic::Ordering;
+    let mut ignored = 1u64; // bit 0: recorded
+    for sig in 1..64 {
+        // SAFETY: querying a disposition into a zeroed sigaction; invalid
+        // signal numbers fail with EINVAL and are skipped.
+        let ign = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        if ign {
+            ignored |= 1 << sig;
+        }
+    }
+    IGNORED_AT_START.store(ignored, Ordering::SeqCst);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        NOFILE_AT_START[0].store(lim.rlim_cur, Ordering::SeqCst);
+        NOFILE_AT_START[1].store(lim.rlim_max, Ordering::SeqCst);
+        NOFILE_RECORDED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The hook glibc calls before `main` (ELF `.init_array`).
+#[used]
+#[link_section = ".init_array"]
+static START_HOOK: extern "C" fn() = record_start_state;
+
+/// The signals zerobox's caller had set to SIG_IGN, or an error if the
+/// start state was not recorded (the hook did not run: fail closed).
+pub fn ignored_at_start() -> io::Result<Vec<libc::c_int>> {
+    // Naming the hook keeps the linker from dropping the object it is in.
+    std::hint::black_box(&START_HOOK);
+    let bits = IGNORED_AT_START.load(std::sync::atomic::Ordering::SeqCst);
+    if bits & 1 == 0 {
+        return Err(io::Error::other(
+            "the signal dispositions zerobox was started with were not recorded (bug)",
+        ));
+    }
+    Ok((1..64).filter(|s| bits & (1 << s) != 0).collect())
+}
+
+/// The `RLIMIT_NOFILE` zerobox was started with.
+pub fn nofile_at_start() -> io::Result<libc::rlimit> {
+    use std::sync::atomic::Ordering;
+    std::hint::black_box(&START_HOOK);
+    if !NOFILE_RECORDED.load(Ordering::SeqCst) {
+        return Err(io::Error::other(
+            "the open-file limit zerobox was started with was not recorded (bug)",
+        ));
+    }
+    Ok(libc::rlimit {
+        rlim_cur: NOFILE_AT_START[0].load(Ordering::SeqCst),
+        rlim_max: NOFILE_AT_START[1].load(Ordering::SeqCst),
+    })
+}
+
+pub fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit we own.
+    check(unsafe { libc::getrlimit(resource, &mut lim) }.into())?;
+    Ok(lim)
+}
+
+pub fn setrlimit(resource: libc::__rlimit_resource_t, lim: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: setrlimit reads the rlimit we pass.
+    check(unsafe { libc::setrlimit(resource, lim) }.into()).map(|_| ())
+}
+
+/// Raise this process's soft `RLIMIT_NOFILE` to its hard limit (the proxy
+/// holds two descriptors per connection; the common soft limit of 1024
+/// would cap it near 500 connections). Children get the start value back
+/// from [`nofile_at_start`].
+pub fn raise_nofile() -> io::Result<()> {
+    let mut lim = getrlimit(libc::RLIMIT_NOFILE)?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(libc::RLIMIT_NOFILE, &lim)?;
+    }
+    Ok(())
+}
+
+/// Every signal number whose disposition a process can set: 1..=31 except
+/// SIGKILL and SIGSTOP, and SIGRTMIN..=SIGRTMAX (glibc keeps 32 and 33 for
+/// itself and refuses them; nothing can have set them to SIG_IGN).
+pub fn settable_signals() -> impl Iterator<Item = libc::c_int> {
+    (1..32)
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+/// Set `sig` to SIG_IGN (`ignore`) or SIG_DFL, checked.
+pub fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction with SIG_IGN/SIG_DFL and an empty mask is
+    // a valid action; the old action is not asked for.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+        libc::sigemptyset(&mut sa.sa_mask);
+        check(libc::sigaction(sig, &sa, std::ptr::null_mut()).into()).map(|_| ())
+    }
+}
+
+/// Is this process a child subreaper (PR_GET_CHILD_SUBREAPER)?
+pub fn is_child_subreaper() -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer,
+    // which points at `v`.
+    check(unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int) }.into())?;
+    Ok(v != 0)
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// May the real user write `path` (access(2) with W_OK)?
+pub fn access_writable(path: &Path) -> bool {
+    let Ok(c) = cstr(path) else { return false };
+    // SAFETY: valid C string; access only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }

@@ -1,0 +1,448 @@
+//! Agent state files the agent itself must be able to rewrite, but whose
+//! security-relevant keys steer later, unsandboxed runs: checked after the
+//! run and reverted.
+//!
+//! Today that is Claude Code's `~/.claude.json` (and `.claude.json` in its
+//! `CLAUDE_CONFIG_DIR`, `~/.claude`). Claude Code rewrites it all the time
+//! (onboarding, tips, per-project history) with a temp file and a rename,
+//! so a write deny would break it; but the same file holds MCP servers
+//! (commands Claude Code starts), `apiKeyHelper` (a command it runs), `env`
+//! (variables for every later run: `NODE_OPTIONS` runs code) and
+//! per-project permission answers. The design:
+//!
+//! - before the run, snapshot the keys in [`TOP_KEYS`] and, for every
+//!   project entry, [`PROJECT_KEYS`];
+//! - after the run, if the file changed, put each of those keys back to
+//!   its snapshot (absent if it was absent; a project entry that is new
+//!   gets none of them, except empty defaults such as `"allowedTools": []`),
+//!   leave everything else as the agent wrote it, and name every reverted
+//!   key on stderr. `customApiKeyResponses` (the "use this API key?"
+//!   answers, keyed by the key's last characters) is not among them: it
+//!   only approves a key the user's own environment supplies, and
+//!   reverting it would ask again every run. The one exception is the folder
+//!   trust answer for the project the run was in (`hasTrustDialogAccepted`
+//!   for the cwd or a directory above it): the user gives that answer in
+//!   the sandboxed session, and reverting it would ask again every run;
+//! - the file is attacker input: opened with `O_NOFOLLOW`, a regular file
+//!   of at most [`MAX_STATE`] bytes. If it cannot be read or parsed before
+//!   the run, it is write-denied for the run (with a warning); if it was
+//!   fine before but cannot be read or parsed after, the pre-run copy is
+//!   restored whole (fail closed: the agent loses that run's state, never
+//!   the user their protection);
+//! - the rewrite is a temp file in the same directory plus a rename, so a
+//!   symlink put in the file's place is replaced, never followed.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::git::read_bounded;
+
+/// A state file larger than this is not parsed (Claude Code's grows with
+/// history; tens of MiB would be unusual).
+const MAX_STATE: u64 = 32 << 20;
+
+/// Top-level keys of `.claude.json` that run code or steer later runs.
+const TOP_KEYS: &[&str] = &[
+    "mcpServers",
+    "apiKeyHelper",
+    "env",
+    "diffTool",
+    "bypassPermissionsModeAccepted",
+    "primaryApiKey",
+    "autoUpdates",
+    "installMethod",
+    "autoConnectIde",
+    "autoInstallIdeExtension",
+];
+
+/// Keys of each `projects["<dir>"]` entry that do.
+const PROJECT_KEYS: &[&str] = &[
+    "mcpServers",
+    "allowedTools",
+    "enabledMcpjsonServers",
+    "disabledMcpjsonServers",
+    "enableAllProjectMcpServers",
+    "mcpContextUris",
+    "hasTrustDialogAccepted",
+    "hasClaudeMdExternalIncludesApproved",
+];
+
+/// The state files checked, relative to HOME.
+const CLAUDE_STATE: &[&str] = &[
+    ".claude.json",
+    ".claude.json.backup",
+    ".claude/.claude.json",
+];
+
+/// What one file looked like before the run.
+#[derive(Debug)]
+enum Before {
+    Absent,
+    /// Parsed JSON and the raw bytes (restored whole if the file is
+    /// unreadable after the run).
+    Json {
+        raw: String,
+        value: Value,
+    },
+    /// Readable but not JSON: any change restores it whole.
+    Raw(String),
+}
+
+#[derive(Debug)]
+struct Watched {
+    path: PathBuf,
+    before: Before,
+}
+
+/// Snapshots taken before the run.
+#[derive(Debug, Default)]
+pub struct Guard {
+    files: Vec<Watched>,
+    /// The run's cwd: its own folder-trust answer is kept.
+    cwd: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Guard {
+    /// Snapshot the agents' state files under `home`. Returns the paths to
+    /// write-deny for this run (files that cannot be checked).
+    pub fn prepare(home: &Path, cwd: &Path) -> (Vec<String>, Guard) {
+        let mut deny = Vec::new();
+        let mut guard = Guard {
+            cwd: cwd.to_path_buf(),
+            ..Guard::default()
+        };
+        for rel in CLAUDE_STATE {
+            let path = home.join(rel);
+            let before = match std::fs::symlink_metadata(&path) {
+                Err(_) => Before::Absent,
+                Ok(_) => match read_bounded(&path, MAX_STATE) {
+                    Ok(raw) => match serde_json::from_str::<Value>(&raw) {
+                        Ok(value) => Before::Json { raw, value },
+                        Err(_) => Before::Raw(raw),
+                    },
+                    Err(why) => {
+                        guard.warnings.push(format!(
+                            "cannot check {} ({why}): it is read-only for this run",
+                            path.display()
+                        ));
+                        deny.push(path.display().to_string());
+                        continue;
+                    }
+                },
+            };
+            guard.files.push(Watched { path, before });
+        }
+        (deny, guard)
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Revert what the run changed in the protected keys; one line each.
+    pub fn after_run(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for w in &self.files {
+            if let Some(line) = self.check(w) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    fn check(&self, w: &Watched) -> Option<String> {
+        let shown = w.path.display();
+        let exists = std::fs::symlink_metadata(&w.path).is_ok();
+        let now = if exists {
+            Some(read_bounded(&w.path, MAX_STATE))
+        } else {
+            None
+        };
+        match (&w.before, now) {
+            (_, None) => None, // removed: nothing left that runs
+            (Before::Absent, Some(Ok(raw))) => match serde_json::from_str::<Value>(&raw) {
+                Ok(after) => self.revert_keys(&w.path, &Value::Object(Map::new()), after),
+                Err(_) => Some(self.quarantine(&w.path)),
+            },
+            (Before::Absent, Some(Err(_))) => Some(self.quarantine(&w.path)),
+            (Before::Raw(raw), Some(now)) => {
+                if now.as_deref() == Ok(raw.as_str()) {
+                    return None;
+                }
+                Some(restore_whole(
+                    &w.path,
+                    raw,
+                    "it was not JSON before the run",
+                ))
+            }
+            (Before::Json { raw, value }, Some(now)) => match now {
+                Ok(text) if text == *raw => None,
+                Ok(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(after) => self.revert_keys(&w.path, value, after),
+                    Err(_) => Some(restore_whole(&w.path, raw, "it is no longer valid JSON")),
+                },
+                Err(why) => Some(restore_whole(&w.path, raw, &why)),
+            },
+        }
+        .map(|line| line.replace("{path}", &shown.to_string()))
+    }
+
+    /// Put every protected key of `after` back to its value in `before`;
+    /// rewrite the file if anything changed.
+    fn revert_keys(&self, path: &Path, before: &Value, mut after: Value) -> Option<String> {
+        let Some(obj) = after.as_object_mut() else {
+            return Some(match before.as_object().is_some_and(|b| !b.is_empty()) {
+                true => restore_whole(path, &before.to_string(), "it is no longer a JSON object"),
+                false => self.quarantine(path),
+            });
+        };
+        let empty = Map::new();
+        let before = before.as_object().unwrap_or(&empty);
+        let mut reverted = Vec::new();
+        for key in TOP_KEYS {
+            if put_back(obj, before, key) {
+                reverted.push((*key).to_string());
+            }
+        }
+        let before_projects = before
+            .get("projects")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        if let Some(projects) = obj.get_mut("projects") {
+            match projects.as_object_mut() {
+                Some(projects) => {
+                    for (dir, entry) in projects.iter_mut() {
+                        let prior = before_projects
+                            .get(dir)
+                            .and_then(Value::as_object)
+                            .unwrap_or(&empty);
+                        let Some(entry) = entry.as_object_mut() else {
+                            *entry = Value::Object(prior.clone());
+                            reverted.push(format!("projects[{dir:?}]"));
+                            continue;
+                        };
+                        for key in PROJECT_KEYS {
+                            if *key == "hasTrustDialogAccepted" && self.is_this_project(dir) {
+                                continue;
+                            }
+                            if put_back(entry, prior, key) {
+                                reverted.push(format!("projects[{dir:?}].{key}"));
+                            }
+                        }
+                    }
+                }
+                None => {
+                    *projects = Value::Object(before_projects.clone());
+                    reverted.push("projects".into());
+                }
+            }
+        }
+        if reverted.is_empty() {
+            return None;
+        }
+        let text = serde_json::to_string_pretty(&after).unwrap_or_default();
+        Some(match replace_file(path, text.as_bytes()) {
+            Ok(()) => format!(
+                "reverted what the command changed in {{path}} (keys that run code or steer later runs): {}",
+                reverted.join(", ")
+            ),
+            Err(e) => format!(
+                "the command changed {} in {{path}} and they could not be reverted ({e}): check the file before running the agent outside zerobox",
+                reverted.join(", ")
+            ),
+        })
+    }
+
+    /// The folder-trust answer of the run's own project (the cwd or above).
+    fn is_this_project(&self, dir: &str) -> bool {
+        let dir = Path::new(dir);
+        dir.is_absolute() && self.cwd.starts_with(dir)
+    }
+
+    /// A state file that did not exist before and cannot be checked now.
+    fn quarantine(&self, path: &Path) -> String {
+        let to = path.with_file_name(format!(
+            "{}.zerobox-quarantined",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        match std::fs::rename(path, &to) {
+            Ok(()) => format!(
+                "the command created {{path}} and it cannot be checked: moved it to {}",
+                to.display()
+            ),
+            Err(e) => format!(
+                "the command created {{path}}, it cannot be checked and could not be moved ({e}): remove it before running the agent outside zerobox"
+            ),
+        }
+    }
+}
+
+/// Make `key` in `now` what it was in `before`; true if it differed. A key
+/// that was absent and now holds an empty value (`[]`, `{}`, `false`,
+/// `null`, `""`: the defaults Claude Code writes into every new project
+/// entry) changes nothing and is left alone.
+fn put_back(now: &mut Map<String, Value>, before: &Map<String, Value>, key: &str) -> bool {
+    match (now.get(key), before.get(key)) {
+        (a, b) if a == b => false,
+        (Some(v), None) if is_empty(v) => false,
+        (_, Some(b)) => {
+            now.insert(key.to_string(), b.clone());
+            true
+        }
+        (_, None) => {
+            now.remove(key);
+            true
+        }
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn restore_whole(path: &Path, raw: &str, why: &str) -> String {
+    match replace_file(path, raw.as_bytes()) {
+        Ok(()) => format!("restored {{path}} as it was before the run ({why})"),
+        Err(e) => format!(
+            "{{path}} changed and cannot be checked ({why}); restoring it failed ({e}): check it before running the agent outside zerobox"
+        ),
+    }
+}
+
+/// Write `content` to a new file beside `path` and rename it over `path`
+/// (a symlink at `path` is replaced, not followed). Mode 0600.
+fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.zerobox-{:016x}", rand::random::<u64>()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let written = f.write_all(content).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(content: &str) -> (tempfile::TempDir, PathBuf) {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(".claude.json");
+        std::fs::write(&path, content).unwrap();
+        (home, path)
+    }
+
+    #[test]
+    fn planted_keys_are_reverted_and_the_rest_kept() {
+        let (home, path) = setup(
+            r#"{"numStartups":1,"mcpServers":{},"projects":{"/p":{"allowedTools":[],"hasTrustDialogAccepted":false}}}"#,
+        );
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p/sub"));
+        assert!(deny.is_empty());
+        std::fs::write(
+            &path,
+            r#"{"numStartups":2,"mcpServers":{"x":{"command":"sh"}},"apiKeyHelper":"sh evil",
+               "projects":{"/p":{"allowedTools":["Bash"],"hasTrustDialogAccepted":true},
+                           "/other":{"hasTrustDialogAccepted":true,"lastCost":1}}}"#,
+        )
+        .unwrap();
+        let lines = guard.after_run();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        for k in [
+            "mcpServers",
+            "apiKeyHelper",
+            "allowedTools",
+            "\"/other\"].hasTrustDialogAccepted",
+        ] {
+            assert!(lines[0].contains(k), "{k}: {lines:?}");
+        }
+        let now: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(now["numStartups"], 2);
+        assert_eq!(now["mcpServers"], serde_json::json!({}));
+        assert!(now.get("apiKeyHelper").is_none());
+        assert_eq!(now["projects"]["/p"]["allowedTools"], serde_json::json!([]));
+        // The run's own project keeps its trust answer; others do not.
+        assert_eq!(now["projects"]["/p"]["hasTrustDialogAccepted"], true);
+        assert!(now["projects"]["/other"]
+            .get("hasTrustDialogAccepted")
+            .is_none());
+        assert_eq!(now["projects"]["/other"]["lastCost"], 1);
+    }
+
+    #[test]
+    fn empty_defaults_in_a_new_project_are_not_a_change() {
+        let (home, path) = setup(r#"{"numStartups":1}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            r#"{"numStartups":2,"customApiKeyResponses":{"approved":["abc"]},"projects":{"/q":{"allowedTools":[],"mcpServers":{},"hasTrustDialogAccepted":false}}}"#,
+        )
+        .unwrap();
+        assert!(guard.after_run().is_empty());
+    }
+
+    #[test]
+    fn unparsable_after_restores_the_copy() {
+        let (home, path) = setup(r#"{"mcpServers":{}}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(&path, "{not json").unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("restored"), "{lines:?}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            r#"{"mcpServers":{}}"#
+        );
+    }
+
+    #[test]
+    fn a_symlink_is_replaced_not_followed() {
+        let (home, path) = setup(r#"{"mcpServers":{}}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let target = home.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("restored"), "{lines:?}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    }
+
+    #[test]
+    fn unchecked_before_is_denied() {
+        let home = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", home.path().join(".claude.json")).unwrap();
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        assert_eq!(deny.len(), 1);
+        assert!(guard.warnings()[0].contains("symbolic link"));
+    }
+
+    #[test]
+    fn unchanged_file_is_not_rewritten() {
+        let (home, path) = setup(r#"{"mcpServers":{"mine":{}}}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(guard.after_run().is_empty());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
+    }
+}

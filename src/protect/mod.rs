@@ -1,0 +1,187 @@
+//! Protections derived from what is on disk at the start of a run, for
+//! files the host runs or trusts later: git metadata ([`git`]) and the
+//! agents' own state files ([`agent_state`]).
+//!
+//! Presets protect fixed names (`protect-shell`, `protect-agents`). Some
+//! of what must be protected is only known by looking: where a worktree's
+//! `.git` file points, which linked worktrees and submodules a repository
+//! has, which `core.hooksPath` its config names. [`Protection::prepare`]
+//! looks (before the sandbox exists, reading only, every input bounded and
+//! opened without following a final symlink) and returns one extra
+//! [`PolicyLayer`] of write denies for the launcher to merge; after the run
+//! [`Protection::after_run`] checks what the command could not be stopped
+//! from creating (names that did not exist yet) and reports, on stderr,
+//! what it reverted or found.
+//!
+//! Everything read here comes from places the command could write in an
+//! earlier run: it can only ever add write denies (narrow the policy),
+//! never widen it, and a file that cannot be checked makes the whole
+//! directory it belongs to read-only (fail closed).
+//!
+//! Knows nothing about how denies are enforced (see `sandbox`).
+
+pub mod agent_state;
+pub mod git;
+
+use std::path::PathBuf;
+
+use crate::policy::{PathContext, PolicyLayer};
+
+/// The origin label of the layer this module adds (`explain` shows it).
+pub const ORIGIN: &str = "protect (found on disk)";
+
+/// What [`Protection::prepare`] found, carried to [`Protection::after_run`].
+#[derive(Debug, Default)]
+pub struct Protection {
+    layer: PolicyLayer,
+    git: git::Guard,
+    agents: agent_state::Guard,
+    /// Symlinks on the way to a write-denied path, inside a writable place
+    /// (`.claude -> ../shared-claude`): the deny holds at the target, and
+    /// the link itself must be the same after the run.
+    links: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Protection {
+    /// Look at the places `layers` make writable (the project, granted
+    /// dirs) and the agents' state files; print warnings for anything that
+    /// could not be checked (and is therefore denied whole).
+    pub fn prepare(layers: &[PolicyLayer], ctx: &PathContext) -> Protection {
+        let roots = writable_roots(layers, ctx);
+        let (git_rules, git) = git::Guard::prepare(&roots, &ctx.cwd, &ctx.home);
+        for w in git.warnings() {
+            crate::warn!("{w}");
+        }
+        let (agent_rules, agents) = agent_state::Guard::prepare(&ctx.home, &ctx.cwd);
+        for w in agents.warnings() {
+            crate::warn!("{w}");
+        }
+        let mut layer = PolicyLayer::new(ORIGIN);
+        layer.write_deny = git_rules;
+        layer.write_deny.extend(agent_rules);
+        let links = denied_links(layers, ctx, &roots);
+        Protection {
+            layer,
+            git,
+            agents,
+            links,
+        }
+    }
+
+    /// The extra write denies (merge after every other layer: a deny there
+    /// cannot be undone by a later grant at a shallower path).
+    pub fn layer(&self) -> PolicyLayer {
+        self.layer.clone()
+    }
+
+    /// After the command (and everything it started) ended: revert and
+    /// report. Prints one line per finding on stderr.
+    pub fn after_run(&self) {
+        for line in self.git.after_run() {
+            crate::errln!("zerobox: {}", crate::output::one_line(&line));
+        }
+        for line in self.agents.after_run() {
+            crate::errln!("zerobox: {}", crate::output::one_line(&line));
+        }
+        for (path, target) in &self.links {
+            if let Some(line) = git::restore_link(path, target, "on the way to a protected path") {
+                crate::errln!("zerobox: {}", crate::output::one_line(&line));
+            }
+        }
+    }
+}
+
+/// Every path some layer grants for writing (expanded as the policy will
+/// expand it), except zerobox's own labels. Unexpandable values are left to
+/// `policy::resolve`, which reports them.
+fn writable_roots(layers: &[PolicyLayer], ctx: &PathContext) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    for layer in layers {
+        for value in &layer.write_allow {
+            if let Ok(paths) = ctx.expand(value, &layer.origin, false) {
+                roots.extend(paths.into_iter().map(|e| e.path));
+            }
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// Symlinks the command could replace (inside a writable root) on the way
+/// to any write-denied path of `layers`, with their targets. Rule paths
+/// are resolved through links (a deny protects the target); the link
+/// itself lives in a writable directory, so it is checked after the run.
+fn denied_links(
+    layers: &[PolicyLayer],
+    ctx: &PathContext,
+    roots: &[PathBuf],
+) -> Vec<(PathBuf, PathBuf)> {
+    use crate::policy::paths::lexical_normalise;
+    let mut out = std::collections::BTreeSet::new();
+    for layer in layers {
+        for value in &layer.write_deny {
+            // As written, not canonicalised: `~/…`, absolute or relative.
+            let path = match value.strip_prefix("~/") {
+                Some(rest) => ctx.home.join(rest),
+                None if value.starts_with('$') || value.starts_with('~') => continue,
+                None => ctx.cwd.join(value),
+            };
+            let path = lexical_normalise(&path);
+            let mut here = PathBuf::from("/");
+            for part in path.iter().skip(1) {
+                here.push(part);
+                let inside = roots.iter().any(|r| here.starts_with(r) && here != *r);
+                if !inside {
+                    continue;
+                }
+                match std::fs::read_link(&here) {
+                    Ok(target) => {
+                        out.insert((here.clone(), target));
+                        break; // what lies beyond is the target's
+                    }
+                    Err(_) if std::fs::symlink_metadata(&here).is_err() => break,
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_link_to_a_protected_dir_is_put_back() {
+        let t = tempfile::tempdir().unwrap();
+        let proj = crate::policy::paths::canonical(t.path());
+        std::fs::create_dir(proj.join("shared")).unwrap();
+        std::os::unix::fs::symlink("shared", proj.join(".claude")).unwrap();
+        let ctx = PathContext {
+            home: proj.join("home"),
+            cwd: proj.clone(),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        let mut layer = PolicyLayer::new("t");
+        layer.write_allow.push(".".into());
+        layer.write_deny.push(".claude/settings.json".into());
+        let p = Protection::prepare(&[layer], &ctx);
+        assert_eq!(
+            p.links,
+            vec![(proj.join(".claude"), PathBuf::from("shared"))]
+        );
+        std::fs::remove_file(proj.join(".claude")).unwrap();
+        std::fs::create_dir(proj.join(".claude")).unwrap();
+        std::fs::write(proj.join(".claude/settings.json"), "{\"hooks\":1}").unwrap();
+        p.after_run();
+        assert_eq!(
+            std::fs::read_link(proj.join(".claude")).unwrap(),
+            PathBuf::from("shared")
+        );
+        assert!(proj
+            .join(".claude.zerobox-quarantined/settings.json")
+            .exists());
+    }
+}

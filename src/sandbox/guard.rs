@@ -1,0 +1,388 @@
+//! Protected paths that do not exist yet, without placeholders.
+//!
+//! A deny rule on a path that does not exist (`.envrc`, `.git/hooks`,
+//! `.vscode/settings.json` in a fresh project) cannot be masked: there is
+//! nothing to mount on, and creating a placeholder in the user's tree is
+//! itself the bug (it shows in `git status`, is committed by `git add -A`,
+//! stays after `kill -9`, races between two runs). So nothing is created.
+//! Instead zerobox guards the name from outside the sandbox:
+//!
+//! 1. Before the run, each missing protected path whose nearest existing
+//!    ancestor the command can write is recorded in a journal in zerobox's
+//!    own data dir (unreadable and unwritable inside).
+//! 2. While the command runs, a watcher thread (inotify on the
+//!    directories on the way) and, after the run, a final pass check each
+//!    without following symlinks: if the path (or a symlink or file on the
+//!    way to it) exists, it is moved aside to `NAME.zerobox-quarantine-TIME`
+//!    and the user is told. The journal is removed.
+//! 3. If zerobox was killed (`kill -9`, a crash), the journal stays; the
+//!    next run finds it (its pid is gone) and does step 2 for it, for
+//!    entries born after that run started.
+//!
+//! Limits (docs/threat-model.md, "Protected paths that do not exist"):
+//! during the run the command can create the name, and a host process
+//! that reads it in the moment before the watcher moves it sees the
+//! command's content.
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use crate::policy::{FsAccess, Policy};
+
+use super::linux::fsat::{self, Kind};
+
+/// Missing protected paths the command could create: a deny rule's path
+/// that does not exist, under an existing ancestor writable in `policy`
+/// (the sandbox's view of host paths).
+pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for rule in &policy.fs {
+        if !matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite)
+            || std::fs::symlink_metadata(&rule.path).is_ok()
+        {
+            continue;
+        }
+        let mut existing = rule.path.as_path();
+        while std::fs::symlink_metadata(existing).is_err() {
+            match existing.parent() {
+                Some(p) => existing = p,
+                None => break,
+            }
+        }
+        if policy.effective(existing).write && !out.contains(&rule.path) {
+            out.push(rule.path.clone());
+        }
+    }
+    out
+}
+
+/// The guards of one run: removed (after the check) when dropped.
+pub struct Guards {
+    paths: Vec<PathBuf>,
+    /// Each path's nearest ancestor that existed before the run.
+    bases: Vec<PathBuf>,
+    journal: Option<PathBuf>,
+    watcher: Option<Watcher>,
+}
+
+/// Serialises checks between the watcher thread and the final check, so
+/// one entry is never moved twice.
+static CHECKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check_and_report(paths: &[PathBuf]) {
+    let _lock = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
+    for p in paths {
+        report(check(p, None));
+    }
+}
+
+/// Watches the directories on the way to the guarded paths while the
+/// command runs, and quarantines a protected name as soon as it appears
+/// (narrowing the window in which a host process could read it).
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(guards: Vec<(PathBuf, PathBuf)>) -> Option<Watcher> {
+        let paths: Vec<PathBuf> = guards.iter().map(|(p, _)| p.clone()).collect();
+        let ino = super::linux::inotify::Inotify::new().ok()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("zerobox-guard".into())
+            .spawn(move || {
+                let mut watched = std::collections::HashSet::new();
+                arm(&ino, &guards, &mut watched);
+                // Anything made before the first watch existed.
+                check_and_report(&paths);
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    match ino.wait(100) {
+                        Ok(events) if events.is_empty() => continue,
+                        Ok(_) => {
+                            // New directories on the way get their own
+                            // watch first, then everything is checked (an
+                            // entry made before its watch is caught here).
+                            arm(&ino, &guards, &mut watched);
+                            check_and_report(&paths);
+                        }
+                        Err(_) => return, // the final check remains
+                    }
+                }
+            })
+            .ok()?;
+        Some(Watcher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Watch every existing directory from each guarded path's base (its
+/// nearest ancestor that existed before the run) down to its parent.
+fn arm(
+    ino: &super::linux::inotify::Inotify,
+    guards: &[(PathBuf, PathBuf)],
+    watched: &mut std::collections::HashSet<PathBuf>,
+) {
+    for (path, base) in guards {
+        let mut dir = base.clone();
+        let rest: Vec<_> = path
+            .strip_prefix(base)
+            .map(|r| r.components().collect())
+            .unwrap_or_default();
+        for (i, c) in rest.iter().enumerate() {
+            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+            if !is_dir {
+                break;
+            }
+            if !watched.contains(&dir) && ino.watch_dir(&dir).is_ok() {
+                watched.insert(dir.clone());
+            }
+            if i + 1 == rest.len() {
+                break;
+            }
+            dir.push(c);
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn journal_dir() -> Option<PathBuf> {
+    crate::dirs::zerobox_dir(crate::dirs::Kind::Data).map(|d| d.join("guards"))
+}
+
+/// The start time of `pid` (field 22 of /proc/PID/stat): a pid with the
+/// same number but another start time is another process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+impl Guards {
+    /// Record `paths` in the crash journal (only if there are any).
+    pub fn arm(paths: Vec<PathBuf>) -> Guards {
+        let since = now();
+        let mut journal = None;
+        if !paths.is_empty() {
+            match write_journal(&paths, since) {
+                Ok(p) => journal = Some(p),
+                Err(e) => crate::warn!(
+                    "cannot write the run journal ({e}): if zerobox is killed, protected paths the command creates will not be reported"
+                ),
+            }
+        }
+        let bases = paths
+            .iter()
+            .map(|p| {
+                p.ancestors()
+                    .skip(1)
+                    .find(|a| std::fs::symlink_metadata(a).is_ok())
+                    .unwrap_or(Path::new("/"))
+                    .to_path_buf()
+            })
+            .collect();
+        Guards {
+            paths,
+            bases,
+            journal,
+            watcher: None,
+        }
+    }
+
+    /// Start watching (after the sandbox started: zerobox may have
+    /// threads from now on).
+    pub fn watch(&mut self) {
+        if !self.paths.is_empty() {
+            let guards = self
+                .paths
+                .iter()
+                .cloned()
+                .zip(self.bases.iter().cloned())
+                .collect();
+            self.watcher = Watcher::start(guards);
+        }
+    }
+
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+}
+
+impl Drop for Guards {
+    fn drop(&mut self) {
+        drop(self.watcher.take());
+        check_and_report(&self.paths);
+        if let Some(j) = self.journal.take() {
+            let _ = std::fs::remove_file(j);
+        }
+    }
+}
+
+fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = journal_dir().ok_or_else(|| std::io::Error::other("no home directory"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let pid = std::process::id();
+    let doc = serde_json::json!({
+        "pid": pid,
+        "start": start_time(pid).unwrap_or(0),
+        "since": since,
+        "paths": paths.iter().map(|p| hex::encode(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
+    });
+    // Written aside and renamed into place: a concurrent run's `recover`
+    // never sees a half-written journal.
+    let path = dir.join(format!("{pid}.json"));
+    let tmp = dir.join(format!("{pid}.json.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(doc.to_string().as_bytes())?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Check the journals of runs that ended without cleaning up (killed):
+/// quarantine what their commands created, then drop the journal.
+pub fn recover() {
+    use std::os::unix::ffi::OsStringExt;
+    let Some(dir) = journal_dir() else { return };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue; // another run's journal being written
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let pid = doc["pid"].as_u64().unwrap_or(0) as u32;
+        let start = doc["start"].as_u64().unwrap_or(0);
+        if pid != 0 && start_time(pid).is_some_and(|s| s == start) {
+            continue; // that run is still going
+        }
+        let since = doc["since"].as_i64().unwrap_or(0);
+        for p in doc["paths"].as_array().into_iter().flatten() {
+            let Some(bytes) = p.as_str().and_then(|h| hex::decode(h).ok()) else {
+                continue;
+            };
+            let protected = PathBuf::from(OsString::from_vec(bytes));
+            report(check(&protected, Some(since)).map(|q| {
+                q.map(|(found, moved, _)| {
+                    (
+                        found,
+                        moved,
+                        format!(" by an earlier zerobox run (pid {pid}) that was killed"),
+                    )
+                })
+            }));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+type Found = Option<(PathBuf, PathBuf, String)>;
+
+fn report(r: std::io::Result<Found>) {
+    match r {
+        Ok(None) => {}
+        Ok(Some((found, moved, how))) => crate::warn!(
+            "{} was created{how} where a protected path did not exist; moved to {} (review it before using it)",
+            found.display(),
+            moved.display()
+        ),
+        Err(e) => crate::warn!("cannot check a protected path: {e}"),
+    }
+}
+
+/// Does `protected`, or an entry on the way to it below its nearest
+/// existing directory, exist now? Then move it aside. `born_after`: only
+/// entries born at or after that time (crash recovery).
+fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
+    let names: Vec<OsString> = protected
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    let mut dir = fsat::open_dir(Path::new("/"))?;
+    let mut at = PathBuf::from("/");
+    for (i, name) in names.iter().enumerate() {
+        let last = i + 1 == names.len();
+        let (kind, btime) = fsat::kind_at(&dir, name)?;
+        match kind {
+            Kind::Missing => return Ok(None),
+            Kind::Dir if !last => {
+                dir = fsat::open_child_dir(&dir, name)?;
+                at.push(name);
+            }
+            _ => {
+                if born_after.is_some_and(|t| btime != 0 && btime < t) {
+                    return Ok(None); // older than the run: not its doing
+                }
+                let moved = match quarantine(&dir, name) {
+                    Ok(m) => m,
+                    // Gone meanwhile (the command removed it, or another
+                    // run moved it): nothing left at the name.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                return Ok(Some((at.join(name), at.join(moved), String::new())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn quarantine(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<OsString> {
+    let stamp = now();
+    for n in 0..100 {
+        let mut to = name.to_os_string();
+        to.push(format!(".zerobox-quarantine-{stamp}"));
+        if n > 0 {
+            to.push(format!("-{n}"));
+        }
+        match fsat::rename_noreplace(dir, name, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free quarantine name"))
+}

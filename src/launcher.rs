@@ -102,7 +102,7 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
         {
             // Plain words, not the enum's name (`AllowWrite`).
             let what = match rule.access {
-                FsAccess::AllowWrite => "write access to /",
+                FsAccess::AllowWrite => "write access on /",
                 _ => "a read deny on / (everything hidden)",
             };
             return Err(Fatal::usage(format!(

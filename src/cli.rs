@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, Fatal};
 use crate::launcher::{self, RunRequest};
@@ -23,6 +23,7 @@ use crate::policy::{PolicyLayer, SecretSpec};
     version,
     about,
     allow_external_subcommands = true,
+    override_usage = "zerobox [FLAGS] -- CMD [ARGS]…\n       zerobox [FLAGS] PRESET [ARGS]…\n       zerobox <COMMAND> …",
     after_help = "Examples:\n  zerobox -- sh -c 'echo x > ~/f'        # refused: writes are denied\n  zerobox --allow-write=. -- touch f      # the cwd is writable\n  zerobox explain --allow-write=. -- make # show the resolved policy\n  zerobox doctor                          # what this machine enforces\n  zerobox claude                          # Claude Code in its bundled preset\n  zerobox preset list                     # presets you can run"
 )]
 pub struct Cli {
@@ -36,127 +37,246 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Show which sandbox layers this machine has and what each run gets.
-    Doctor,
+    #[command(after_help = "Examples:\n  zerobox doctor\n  zerobox doctor --json | jq .run")]
+    Doctor {
+        /// Print JSON instead of text (see docs/architecture.md, "JSON output").
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the fully resolved policy and the enforcing layers; run nothing.
+    #[command(
+        override_usage = "zerobox explain [FLAGS] [--json] -- CMD [ARGS]…\n       zerobox explain [FLAGS] [--json] PRESET",
+        after_help = "Examples:\n  zerobox explain --allow-write=. -- make\n  zerobox explain claude                  # a preset's policy"
+    )]
     Explain {
         #[command(flatten)]
         sandbox: Box<SandboxArgs>,
+        /// A preset to explain instead of `-- CMD` (name, NAME@VERSION or file).
+        #[arg(value_name = "PRESET")]
+        preset: Option<String>,
+        /// Print JSON instead of YAML (see docs/policy.md, "zerobox explain").
+        #[arg(long)]
+        json: bool,
     },
-    /// Run a preset by name or file: `zerobox run NAME -- ARGS`.
+    /// Run a preset by name or file: `zerobox run NAME [ARGS…]`.
+    #[command(
+        override_usage = "zerobox run [FLAGS] PRESET [ARGS]…\n       zerobox run [FLAGS] PRESET -- [ARGS]…",
+        after_help = "Examples:\n  zerobox run claude --version            # ARGS go to the preset's command\n  zerobox run --allow-write=~/notes codex\n  zerobox run ./team.yaml -- --flag      # a signed preset file"
+    )]
     Run {
         #[command(flatten)]
         sandbox: Box<SandboxArgs>,
         /// The preset (name, NAME@VERSION, or a signed YAML file).
         #[arg(value_name = "PRESET")]
         preset: String,
+        /// Arguments for the preset's command.
+        #[arg(
+            value_name = "ARGS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<OsString>,
     },
     /// Presets: list, show, schema, verify, keygen, sign, publish, pull, pin, update, trust-key.
-    Preset {
-        /// The preset subcommand and its arguments (`zerobox preset help`).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    Preset(crate::preset::PresetArgs),
     /// Trust a project's .zerobox/ file (by content hash) so it may widen a policy.
-    Trust {
-        /// The file to trust (default: the project's lock and override files).
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
+    Trust(crate::preset::TrustArgs),
+    /// Print a shell completion script, generated from these definitions.
+    #[command(
+        after_help = "Examples:\n  zerobox completions bash > ~/.local/share/bash-completion/completions/zerobox\n  zerobox completions zsh > ~/.zfunc/_zerobox\n  zerobox completions fish > ~/.config/fish/completions/zerobox.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
     },
+    /// Print the man page (roff), generated from these definitions.
+    #[command(
+        after_help = "Example:\n  zerobox man > ~/.local/share/man/man1/zerobox.1 && man zerobox"
+    )]
+    Man,
     /// `zerobox NAME [ARGS…]` runs the preset NAME.
     #[command(external_subcommand)]
     External(Vec<OsString>),
 }
 
+/// The shells `zerobox completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `zerobox completions SHELL`: the script, from the clap definitions.
+fn completions(shell: CompletionShell) -> i32 {
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "zerobox", &mut script);
+    crate::out!("{}", String::from_utf8_lossy(&script));
+    0
+}
+
+/// `zerobox man`: one roff page for zerobox, then one section per
+/// subcommand (and per `preset` subcommand) with its options.
+fn man_page() -> Result<i32, Fatal> {
+    let render = |cmd: clap::Command| -> Result<Vec<u8>, Fatal> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| Fatal::setup(format!("cannot render the man page: {e}")))?;
+        Ok(page)
+    };
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut page = render(cmd.clone())?;
+    // Each subcommand's own page, appended without its title line, as
+    // sections named after it (`zerobox preset pin`).
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        subs.push((format!("zerobox {}", sub.get_name()), sub.clone()));
+        for inner in sub.get_subcommands() {
+            if inner.get_name() != "help" {
+                subs.push((
+                    format!("zerobox {} {}", sub.get_name(), inner.get_name()),
+                    inner.clone(),
+                ));
+            }
+        }
+    }
+    for (name, sub) in subs {
+        let text = render(sub.display_name(name.clone()).bin_name(name.clone()))?;
+        let text = String::from_utf8_lossy(&text);
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        for line in text.lines() {
+            if line.starts_with(".TH") || line.starts_with(".ie ") || line.starts_with(".el ") {
+                continue; // the page header: once, at the top
+            }
+            // The subcommand page's sections become sub-sections.
+            match line.strip_prefix(".SH ") {
+                Some(heading) => page.extend_from_slice(format!(".SS {heading}").as_bytes()),
+                None => page.extend_from_slice(line.as_bytes()),
+            }
+            page.push(b'\n');
+        }
+    }
+    // roff input is ASCII: other characters (the help's `…`, `≥`, `—`)
+    // as groff's \[uXXXX] escapes.
+    let mut roff = String::with_capacity(page.len());
+    for c in String::from_utf8_lossy(&page).chars() {
+        if c.is_ascii() {
+            roff.push(c);
+        } else {
+            roff.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    crate::out!("{roff}");
+    Ok(0)
+}
+
+// The help's headings for the run flags (a unit test makes each flag pick one).
+const FILESYSTEM: &str = "Filesystem";
+const ENVIRONMENT: &str = "Environment";
+const NETWORK: &str = "Network & secrets";
+const RUNNING: &str = "Running";
+const LIMITS: &str = "Resource limits";
+
 /// Every policy and run flag. Shared by the top level and `explain`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SandboxArgs {
     /// Also allow reading PATH (re-opens a path inside a denied one).
-    #[arg(long, value_name = "PATH[,PATH…]")]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub allow_read: Vec<String>,
     /// Deny reading (and writing) PATH; wins over allows on the same path.
-    #[arg(long, value_name = "PATH[,PATH…]")]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub deny_read: Vec<String>,
     /// Allow writing PATH (e.g. `--allow-write=.` for the cwd).
-    #[arg(long, value_name = "PATH[,PATH…]")]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub allow_write: Vec<String>,
     /// Deny writing PATH, even inside an allowed one.
-    #[arg(long, value_name = "PATH[,PATH…]")]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = FILESYSTEM)]
     pub deny_write: Vec<String>,
     /// Pass environment variable NAME (or every NAME starting with PREFIX).
-    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',', help_heading = ENVIRONMENT)]
     pub allow_env: Vec<String>,
     /// Drop environment variable NAME (or PREFIX*) even if allowed.
-    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',')]
+    #[arg(long, value_name = "NAME|PREFIX*", value_delimiter = ',', help_heading = ENVIRONMENT)]
     pub deny_env: Vec<String>,
     /// Set KEY=VALUE in the command's environment.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
+    #[arg(long = "env", value_name = "KEY=VALUE", help_heading = ENVIRONMENT)]
     pub env_set: Vec<String>,
     /// Make a host unix socket reachable (they are all hidden by default).
-    #[arg(long, value_name = "PATH[,PATH…]")]
+    #[arg(long, value_name = "PATH[,PATH…]", help_heading = NETWORK)]
     pub allow_unix_socket: Vec<String>,
     /// Allow network to HOST[:PORT] through zerobox's proxy (bare: any host).
     #[arg(long, value_name = "HOST[:PORT][,…]", num_args = 0..=1, require_equals = true,
-          default_missing_value = "*", value_delimiter = ',')]
+          default_missing_value = "*", value_delimiter = ',', help_heading = NETWORK)]
     pub allow_net: Vec<String>,
     /// Deny network to HOST[:PORT]; wins over --allow-net.
-    #[arg(long, value_name = "HOST[:PORT][,…]", value_delimiter = ',')]
+    #[arg(long, value_name = "HOST[:PORT][,…]", value_delimiter = ',', help_heading = NETWORK)]
     pub deny_net: Vec<String>,
     /// Inject secret NAME (from zerobox's env, NAME=@FILE, or NAME=VALUE).
-    #[arg(long, value_name = "NAME[=@FILE]")]
+    #[arg(long, value_name = "NAME[=@FILE]", help_heading = NETWORK)]
     pub secret: Vec<SecretArg>,
     /// Bind secret NAME to host patterns it may be sent to.
-    #[arg(long, value_name = "NAME=HOST[,HOST…]")]
+    #[arg(long, value_name = "NAME=HOST[,HOST…]", help_heading = NETWORK)]
     pub secret_host: Vec<String>,
     /// Pin HOST:PORT to ADDR for the proxy (as curl's --resolve).
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    #[arg(long, value_name = "HOST:PORT:ADDR", help_heading = NETWORK)]
     pub resolve: Vec<String>,
     /// Also trust this CA (PEM) when the proxy verifies upstream servers.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = NETWORK)]
     pub ca_cert: Vec<PathBuf>,
     /// Write one JSON line per proxied connection or request to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = NETWORK)]
     pub net_log: Option<PathBuf>,
     /// Give the command the host's raw network (no proxy, no isolation; warns).
-    #[arg(long)]
+    #[arg(long, help_heading = NETWORK)]
     pub share_net: bool,
     /// Run the command in DIR (default: the current directory).
-    #[arg(short = 'C', long = "cwd", value_name = "DIR")]
+    #[arg(short = 'C', long = "cwd", value_name = "DIR", help_heading = RUNNING)]
     pub cwd: Option<PathBuf>,
     /// Run WITHOUT any sandbox (prints a warning).
-    #[arg(long)]
+    #[arg(long, help_heading = RUNNING)]
     pub no_sandbox: bool,
     /// Refuse to run unless every sandbox layer holds (no fallback).
-    #[arg(long)]
+    #[arg(long, help_heading = RUNNING)]
     pub strict: bool,
     /// Size of each of the private /tmp and /dev/shm (e.g. 512m, 4g; default 1g).
-    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size,
+          help_heading = LIMITS)]
     pub tmp_size: Option<u64>,
     /// Most processes (and threads) the sandbox may have (default 4096).
-    #[arg(long, value_name = "N", value_parser = crate::sandbox::linux::limits::parse_pids)]
+    #[arg(long, value_name = "N", value_parser = crate::sandbox::linux::limits::parse_pids,
+          help_heading = LIMITS)]
     pub pids: Option<u64>,
     /// Memory limit, where a cgroup is available (default: half the RAM).
-    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::sandbox::linux::limits::parse_size,
+          help_heading = LIMITS)]
     pub memory: Option<u64>,
     /// Accept network in the Landlock-only fallback, where the command can
     /// connect to any address on the proxy's port (docs/network.md §1).
-    #[arg(long, conflicts_with = "strict")]
+    #[arg(long, conflicts_with = "strict", help_heading = NETWORK)]
     pub allow_weak_net: bool,
     /// Print each setup step and the resolved policy to stderr.
-    #[arg(long)]
+    #[arg(long, help_heading = RUNNING)]
     pub debug: bool,
     /// Print the resolved policy and enforcing layers, run nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = RUNNING)]
     pub dry_run: bool,
+    /// Never use the network for presets: cached and bundled ones only (also ZEROBOX_OFFLINE=1).
+    #[arg(long, help_heading = RUNNING)]
+    pub offline: bool,
     /// Apply a preset or policy file (repeatable, merged left to right).
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(long, value_name = "NAME|FILE", help_heading = RUNNING)]
     pub profile: Vec<String>,
 }
 
@@ -340,37 +460,45 @@ fn split_at_dashes(args: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>
 
 /// Parse argv, run, and return the exit code. Never panics on bad input.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let (head, tail) = split_at_dashes(args);
-    let cli = match Cli::try_parse_from(head) {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => exit::USAGE,
-            };
-            if code == 0 {
-                let _ = e.print(); // --help / --version
-                return 0;
-            }
-            // One line, like every other zerobox error: clap's first line
-            // (it names the offending value) and where to look.
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("zerobox: {first} (see `zerobox --help`)");
-            return code;
-        }
+    let (head, tail) = split_at_dashes(args.clone());
+    let parse_error =
+        |e: clap::Error, argv: &[OsString]| crate::output::clap_error(&e, &Cli::command(), argv);
+    // `zerobox preset|trust … -- ARGS`: those parsers take `--` themselves
+    // (`preset show -- NAME`, a file named `-x`), so they see the whole argv.
+    let takes_dashes = |c: &Cli| matches!(c.sub, Some(Sub::Preset(_) | Sub::Trust(_)));
+    let whole = || Cli::try_parse_from(&args);
+    let cli = match Cli::try_parse_from(&head) {
+        Ok(c) if tail.is_some() && takes_dashes(&c) => match whole() {
+            Ok(c) => c,
+            Err(e) => return parse_error(e, &args),
+        },
+        Ok(c) => c,
+        Err(e) => match tail.is_some().then(whole) {
+            Some(Ok(c)) if takes_dashes(&c) => c,
+            _ => return parse_error(e, &head),
+        },
     };
-    match dispatch(cli, tail) {
+    // Commands whose product is their output; a run's product is the
+    // command's own exit status, which nothing zerobox prints may change.
+    let prints = match &cli.sub {
+        None | Some(Sub::External(_)) => cli.sandbox.dry_run,
+        Some(Sub::Run { sandbox, .. }) => sandbox.dry_run,
+        Some(_) => true,
+    };
+    let code = match dispatch(cli, tail) {
         Ok(code) => code,
         Err(fatal) => {
-            eprintln!("zerobox: {}", fatal.message);
+            // One line whatever a value in it holds (newline, ESC).
+            crate::errln!("zerobox: {}", crate::output::one_line(&fatal.message));
             fatal.code
         }
+    };
+    match crate::output::stdout_failure() {
+        Some(e) if prints && code == 0 => {
+            crate::errln!("zerobox: cannot write the output: {e}");
+            exit::OUTPUT
+        }
+        _ => code,
     }
 }
 
@@ -384,24 +512,55 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
         args
     };
     let command = tail.clone().unwrap_or_default();
+    // `zerobox --offline --strict preset …`: the top-level flags count too.
+    let top = crate::preset::RegistryFlags {
+        strict: cli.sandbox.strict,
+        offline: cli.sandbox.offline,
+    };
     match cli.sub {
-        Some(Sub::Doctor) => Ok(launcher::doctor()),
-        Some(Sub::Preset { args }) => Ok(crate::preset::cli_main(with_tail(args))),
-        Some(Sub::Trust { args }) => Ok(crate::preset::trust_main(with_tail(args))),
-        Some(Sub::Explain { sandbox }) => {
+        Some(Sub::Doctor { json }) => Ok(launcher::doctor(json)),
+        Some(Sub::Completions { shell }) => Ok(completions(shell)),
+        Some(Sub::Man) => man_page(),
+        Some(Sub::Preset(mut a)) => {
+            a.registry.strict |= top.strict;
+            a.registry.offline |= top.offline;
+            Ok(crate::preset::run(a))
+        }
+        Some(Sub::Trust(mut a)) => {
+            a.registry.strict |= top.strict;
+            a.registry.offline |= top.offline;
+            Ok(crate::preset::trust(a))
+        }
+        Some(Sub::Explain {
+            sandbox,
+            preset,
+            json,
+        }) => {
+            let mut sandbox = *sandbox;
+            sandbox.dry_run = true;
+            if let Some(preset) = preset {
+                return run_preset(&sandbox, &preset, command, json);
+            }
             if command.is_empty() {
                 return Err(Fatal::usage(
-                    "no command given: usage `zerobox explain [FLAGS] -- CMD [ARGS…]`",
+                    "no command given: usage `zerobox explain [FLAGS] -- CMD [ARGS…]` or `zerobox explain PRESET`",
                 ));
             }
             let req = request(&sandbox, command)?;
-            launcher::explain(&req)
+            launcher::explain(&req, json)
         }
-        Some(Sub::Run { sandbox, preset }) => run_preset(&sandbox, &preset, command),
+        Some(Sub::Run {
+            sandbox,
+            preset,
+            mut args,
+        }) => {
+            args.extend(with_tail(Vec::new()));
+            run_preset(&sandbox, &preset, args, false)
+        }
         Some(Sub::External(mut argv)) => {
             let name = argv.remove(0);
             let name = name.to_string_lossy().into_owned();
-            run_preset(&cli.sandbox, &name, with_tail(argv))
+            run_preset(&cli.sandbox, &name, with_tail(argv), false)
         }
         None => {
             if command.is_empty() {
@@ -411,7 +570,7 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
             }
             let req = request(&cli.sandbox, command)?;
             if cli.sandbox.dry_run {
-                launcher::explain(&req)
+                launcher::explain(&req, false)
             } else {
                 launcher::run(&req)
             }
@@ -425,29 +584,66 @@ fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
         None => std::env::current_dir()
             .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?,
     };
-    crate::preset::PresetEnv::from_system(&cwd, args.strict)
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))
+    let mut env = crate::preset::PresetEnv::from_system(&cwd, args.strict)
+        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    env.offline |= args.offline;
+    Ok(env)
 }
 
 /// `zerobox NAME [ARGS…]` / `zerobox run NAME -- ARGS`: the preset's layers,
 /// then `--profile`s, then the CLI flags; the preset's command with ARGS.
-fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i32, Fatal> {
+fn run_preset(
+    args: &SandboxArgs,
+    name: &str,
+    extra: Vec<OsString>,
+    json: bool,
+) -> Result<i32, Fatal> {
     let env = preset_env(args)?;
     let is_file = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
     if !is_file && !crate::preset::exists(name.split('@').next().unwrap_or(name), &env) {
-        let close = crate::preset::suggestions(name, &env);
-        let hint = if close.is_empty() {
+        let mut close = crate::preset::suggestions(name, &env);
+        close.retain(|c| c != name); // never "did you mean" the name itself
+        let hint = if args.allow_net.iter().any(|h| h == "*") {
+            // `--allow-net x`: the bare flag (any host) took no value, and
+            // x became the command.
+            format!(
+                " (a bare --allow-net takes no value: write --allow-net={name} to allow that host)"
+            )
+        } else if close.is_empty() {
             " (run a program with `zerobox -- CMD`; list presets with `zerobox preset list`)"
                 .to_string()
         } else {
             format!(" (did you mean: {}?)", close.join(", "))
         };
         return Err(Fatal::usage(format!(
-            "no command or preset named {name}{hint}"
+            "no command or preset named {}{hint}",
+            crate::output::quote(name)
         )));
     }
+    // NAME@VERSION: run NAME only if that is the version it resolves to
+    // here (pinned, cached or bundled); `preset pin` chooses another.
+    let (base, version) = match name.split_once('@') {
+        Some((base, v)) if !is_file => {
+            let v = semver::Version::parse(v).map_err(|e| {
+                Fatal::usage(format!(
+                    "{}: bad version ({e}); expected NAME@1.2.3",
+                    crate::output::quote(name)
+                ))
+            })?;
+            (base, Some(v))
+        }
+        _ => (name, None),
+    };
     let loaded =
-        crate::preset::load(name, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+        crate::preset::load(base, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    if let Some(v) = version {
+        if loaded.version != v {
+            return Err(Fatal::usage(format!(
+                "{base} resolves to {base}@{} here, not {v}: `zerobox preset pin {base}@{v}` makes it the one used",
+                loaded.version
+            )));
+        }
+    }
     if loaded.command.is_empty() {
         return Err(Fatal::usage(format!(
             "preset {name} is a building block without a command: use it with `--profile {name} -- CMD`"
@@ -460,7 +656,7 @@ fn run_preset(args: &SandboxArgs, name: &str, extra: Vec<OsString>) -> Result<i3
     layers.append(&mut req.layers);
     req.layers = layers;
     if args.dry_run {
-        launcher::explain(&req)
+        launcher::explain(&req, json)
     } else {
         launcher::run(&req)
     }
@@ -524,6 +720,31 @@ mod tests {
                 continue;
             }
             assert!(arg.get_help().is_some(), "flag {} lacks help", arg.get_id());
+        }
+    }
+
+    /// Every run flag sits under one of the help's headings (a new flag
+    /// must pick one: `#[arg(help_heading = …)]`).
+    #[test]
+    fn every_flag_has_a_heading() {
+        for arg in Cli::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(
+                matches!(
+                    arg.get_help_heading(),
+                    Some(
+                        "Filesystem"
+                            | "Environment"
+                            | "Network & secrets"
+                            | "Running"
+                            | "Resource limits"
+                    )
+                ),
+                "flag {} has no heading",
+                arg.get_id()
+            );
         }
     }
 
@@ -598,7 +819,7 @@ mod tests {
     fn explain_takes_the_same_flags() {
         let cli = parse(&["explain", "--allow-write=.", "--", "make"]);
         match cli.sub {
-            Some(Sub::Explain { sandbox }) => {
+            Some(Sub::Explain { sandbox, .. }) => {
                 assert_eq!(sandbox.allow_write, ["."]);
             }
             other => panic!("{other:?}"),

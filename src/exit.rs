@@ -3,11 +3,15 @@
 //! | code | meaning |
 //! |---|---|
 //! | N | the command's own exit status (128+N when it died of signal N) |
+//! | 1 | a printing command (`preset list`, `explain`, …) could not write its output (e.g. a full disk); also `preset verify` refusing a file |
 //! | 2 | bad flag, path or policy (the offending value is named) |
 //! | 125 | the sandbox could not be set up (the layer and the way out are named) |
 //! | 126 | the command was found but cannot be executed |
 //! | 127 | the command was not found |
 
+/// A printing command's output could not be written (not a closed pipe:
+/// that is the reader's choice and leaves the status alone, see `output`).
+pub const OUTPUT: i32 = 1;
 /// Bad flag, path or policy.
 pub const USAGE: i32 = 2;
 /// A sandbox layer could not be set up.

@@ -92,17 +92,22 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
             && rule.origin == "cli"
             && std::fs::symlink_metadata(&rule.path).is_err()
         {
-            eprintln!(
-                "zerobox: warning: --allow-write path does not exist, nothing granted: {}",
+            crate::warn!(
+                "--allow-write path does not exist, nothing granted: {}",
                 rule.path.display()
             );
         }
         if (rule.path == Path::new("/"))
             && matches!(rule.access, FsAccess::AllowWrite | FsAccess::DenyRead)
         {
+            // Plain words, not the enum's name (`AllowWrite`).
+            let what = match rule.access {
+                FsAccess::AllowWrite => "write access on /",
+                _ => "a read deny on / (everything hidden)",
+            };
             return Err(Fatal::usage(format!(
-                "refusing {:?} on / from {}: that is no sandbox (use --no-sandbox to say so)",
-                rule.access, rule.origin
+                "refusing {what} from {}: that is no sandbox (use --no-sandbox to say so)",
+                rule.origin
             )));
         }
     }
@@ -155,7 +160,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
             .mode(0o700)
             .create(&rule.path);
         if debug {
-            eprintln!(
+            crate::errln!(
                 "zerobox: debug: create state dir {} for {}: {}",
                 rule.path.display(),
                 rule.origin,
@@ -231,8 +236,8 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
         .iter()
         .filter(|n| !policy.secrets.iter().any(|s| &s.name == *n))
     {
-        eprintln!(
-            "zerobox: warning: {name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
+        crate::warn!(
+            "{name} matches an --allow-env wildcard but looks like a credential; not passed (name it exactly, --allow-env={name}, to pass it; or bind it with --secret {name})"
         );
     }
     Ok(())
@@ -366,7 +371,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
     create_state_dirs(&resolved.policy, req.debug);
     if req.no_sandbox {
-        eprintln!("zerobox: warning: --no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
+        crate::warn!("--no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(&resolved.spec.program)
             .arg0(&req.command[0])
@@ -379,7 +384,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         ));
     }
     if req.debug {
-        eprintln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
+        crate::errln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
     }
     let mut spec = resolved.spec.clone();
     // Network: prepare the proxy (config checks, CA) before the fork, while
@@ -397,7 +402,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         None
     };
     if req.share_net {
-        eprintln!("zerobox: warning: --share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
+        crate::warn!("--share-net: the command gets the host's raw network (no proxy, no host allowlist, host loopback services reachable)");
     }
     let opts = Options {
         strict: req.strict,
@@ -443,7 +448,8 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     resolved.protection.after_run();
     if let Some(handle) = handle {
         if let Some(line) = handle.shutdown().stderr_line() {
-            eprintln!("{line}");
+            // Host names in it come from the sandboxed command.
+            crate::errln!("{}", crate::output::one_line(&line));
         }
     }
     Ok(code)
@@ -477,15 +483,15 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
             // A preset's secret that this user does not have (e.g. an agent
             // logged in with OAuth instead of an API key): nothing to inject.
             if req.debug {
-                eprintln!("zerobox: debug: secret {} not set; not injected", spec.name);
+                crate::errln!("zerobox: debug: secret {} not set; not injected", spec.name);
             }
             continue;
         }
         let secret = match spec.from.as_deref() {
             None => Secret::from_env(&spec.name, spec.hosts.clone()),
             Some("inline") => {
-                eprintln!(
-                    "zerobox: warning: --secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
+                crate::warn!(
+                    "--secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
                     spec.name, spec.name, spec.name
                 );
                 let value = req
@@ -578,8 +584,9 @@ struct Explained<'a> {
     plan: &'a sandbox::Plan,
 }
 
-/// Print the resolved policy and the run's plan; run nothing.
-pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
+/// Print the resolved policy and the run's plan (YAML, or JSON with the
+/// same fields); run nothing.
+pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
     let resolved = resolve(req)?;
     let wants_network =
         resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
@@ -608,7 +615,17 @@ pub fn explain(req: &RunRequest) -> Result<i32, Fatal> {
         policy: &resolved.policy,
         plan: &plan,
     };
-    print!("{}", render_yaml(&doc));
+    if json {
+        // The same document; `weaker` is always present in JSON.
+        let mut v = serde_json::to_value(&doc)
+            .map_err(|e| Fatal::setup(format!("cannot render the policy: {e}")))?;
+        if let Some(map) = v.as_object_mut() {
+            map.entry("weaker").or_insert(serde_json::json!([]));
+        }
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        crate::out!("{}", render_yaml(&doc));
+    }
     Ok(0)
 }
 
@@ -618,25 +635,28 @@ fn render_yaml<T: Serialize>(v: &T) -> String {
 
 /// Describe this machine's layers and what a run gets. Exit 0 when a
 /// sandbox is possible, 125 when zerobox would refuse to run.
-pub fn doctor() -> i32 {
+pub fn doctor(json: bool) -> i32 {
     let p = sandbox::probe();
+    if json {
+        return doctor_json(&p);
+    }
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    println!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
-    println!();
-    println!("{:<34} status", "layer");
+    crate::outln!("zerobox doctor — kernel {}, uid {}", p.kernel, p.uid);
+    crate::outln!();
+    crate::outln!("{:<34} status", "layer");
     for (name, r) in &p.each_namespace {
         let label = format!("{name} namespace");
         match r {
-            Ok(()) => println!("{label:<34} yes"),
-            Err(e) => println!("{label:<34} no: {e}"),
+            Ok(()) => crate::outln!("{label:<34} yes"),
+            Err(e) => crate::outln!("{label:<34} no: {e}"),
         }
     }
     match &p.user_namespaces {
-        Ok(()) => println!("{:<34} yes", "all of them together (a run)"),
-        Err(e) => println!("{:<34} no: {e}", "all of them together (a run)"),
+        Ok(()) => crate::outln!("{:<34} yes", "all of them together (a run)"),
+        Err(e) => crate::outln!("{:<34} no: {e}", "all of them together (a run)"),
     }
     if let Some(r) = p.apparmor_restricts_userns {
-        println!(
+        crate::outln!(
             "{:<34} {}",
             "AppArmor userns restriction",
             if r {
@@ -646,10 +666,10 @@ pub fn doctor() -> i32 {
             }
         );
     } else {
-        println!("{:<34} not present", "AppArmor userns restriction");
+        crate::outln!("{:<34} not present", "AppArmor userns restriction");
     }
     let abi = p.landlock_abi;
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "Landlock",
         if abi > 0 {
@@ -658,75 +678,174 @@ pub fn doctor() -> i32 {
             "no".into()
         }
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  filesystem rules (ABI ≥ 1)",
         yes_no(abi >= 1)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  TCP bind/connect rules (ABI ≥ 4)",
         yes_no(abi >= 4)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  ioctl on devices (ABI ≥ 5)",
         yes_no(abi >= 5)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  abstract unix + signal scope (≥ 6)",
         yes_no(abi >= 6)
     );
-    println!(
+    crate::outln!(
         "{:<34} {}",
         "  unix socket connect rules (≥ 9)",
         yes_no(abi >= 9)
     );
-    println!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
-    let listening = sandbox::listening_unix_sockets().len();
-    println!(
-        "{:<34} {}",
-        "host unix sockets",
-        match (p.user_namespaces.is_ok(), abi >= 9) {
-            (true, true) => format!("masked at start ({listening} listening now) and Landlock connect rules"),
-            (true, false) => format!("masked at start ({listening} listening now); sockets created later are reachable (Landlock ABI < 9)"),
-            (false, true) => "Landlock connect rules only (no masks without namespaces)".to_string(),
-            (false, false) => "REACHABLE: no namespaces for masks, Landlock ABI < 9".to_string(),
-        }
-    );
-    // Resource limits with the defaults (docs/policy.md, "Resource limits").
-    let limits = sandbox::linux::limits::describe(
-        &sandbox::linux::limits::Limits::default(),
-        p.user_namespaces.is_ok(),
-        p.uid,
-        &sandbox::linux::cgroup::probe(),
-    );
-    for (i, line) in limits.iter().enumerate() {
-        println!(
+    crate::outln!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    let sockets = host_unix_sockets(&p);
+    crate::outln!("{:<34} {}", "host unix sockets", sockets.summary);
+    for (i, line) in doctor_limits(&p).lines.iter().enumerate() {
+        crate::outln!(
             "{:<34} {line}",
             if i == 0 { "limits (defaults)" } else { "" }
         );
     }
-    println!();
+    crate::outln!();
     let code = match (&p.user_namespaces, abi > 0) {
         (Ok(()), true) => {
-            println!("Each run gets: all layers (namespaces, read-only host, private /tmp, Landlock, seccomp, no capabilities).");
+            crate::outln!("Each run gets: all layers (namespaces, read-only host, private /tmp, Landlock, seccomp, no capabilities).");
             0
         }
         (Ok(()), false) => {
-            println!("Each run gets: namespaces + seccomp; no Landlock (--strict refuses to run).");
+            crate::outln!(
+                "Each run gets: namespaces + seccomp; no Landlock (--strict refuses to run)."
+            );
             0
         }
         (Err(_), true) => {
-            println!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
-            println!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
+            crate::outln!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
+            crate::outln!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
             0
         }
         (Err(_), false) => {
-            println!("zerobox cannot sandbox anything here: it refuses to run (exit 125) unless --no-sandbox.");
+            crate::outln!("zerobox cannot sandbox anything here: it refuses to run (exit 125) unless --no-sandbox.");
             exit::SETUP
         }
     };
+    code
+}
+
+/// How host unix sockets are kept from a run on this machine (`doctor`).
+struct HostUnixSockets {
+    /// Listening sockets are masked when the sandbox starts (namespaces).
+    masked_at_start: bool,
+    /// Landlock ABI >= 9 refuses connecting to any outside socket.
+    landlock_connect_rules: bool,
+    /// Listening host sockets right now.
+    listening: usize,
+    summary: String,
+}
+
+fn host_unix_sockets(p: &sandbox::Probe) -> HostUnixSockets {
+    let listening = sandbox::listening_unix_sockets().len();
+    let masked_at_start = p.user_namespaces.is_ok();
+    let landlock_connect_rules = p.landlock_abi >= 9;
+    let summary = match (masked_at_start, landlock_connect_rules) {
+        (true, true) => format!("masked at start ({listening} listening now) and Landlock connect rules"),
+        (true, false) => format!("masked at start ({listening} listening now); sockets created later are reachable (Landlock ABI < 9)"),
+        (false, true) => "Landlock connect rules only (no masks without namespaces)".to_string(),
+        (false, false) => "REACHABLE: no namespaces for masks, Landlock ABI < 9".to_string(),
+    };
+    HostUnixSockets {
+        masked_at_start,
+        landlock_connect_rules,
+        listening,
+        summary,
+    }
+}
+
+/// The default resource limits on this machine (docs/policy.md,
+/// "Resource limits"), for `doctor`.
+struct DoctorLimits {
+    limits: sandbox::linux::limits::Limits,
+    cgroup: Result<String, String>,
+    lines: Vec<String>,
+}
+
+fn doctor_limits(p: &sandbox::Probe) -> DoctorLimits {
+    let limits = sandbox::linux::limits::Limits::default();
+    let cgroup = sandbox::linux::cgroup::probe();
+    let lines =
+        sandbox::linux::limits::describe(&limits, p.user_namespaces.is_ok(), p.uid, &cgroup);
+    DoctorLimits {
+        limits,
+        cgroup,
+        lines,
+    }
+}
+
+/// What a run gets on this machine, as `zerobox doctor --json` names it.
+fn run_mode(p: &sandbox::Probe) -> (&'static str, i32) {
+    match (&p.user_namespaces, p.landlock_abi > 0) {
+        (Ok(()), true) => ("full", 0),
+        (Ok(()), false) => ("no-landlock", 0),
+        (Err(_), true) => ("landlock-only", 0),
+        (Err(_), false) => ("refused", exit::SETUP),
+    }
+}
+
+/// `zerobox doctor --json`: field names are part of the interface
+/// (docs/architecture.md, "JSON output").
+fn doctor_json(p: &sandbox::Probe) -> i32 {
+    use serde_json::json;
+    let layer = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"available": true, "error": null}),
+        Err(e) => json!({"available": false, "error": e}),
+    };
+    let namespaces: serde_json::Map<String, serde_json::Value> = p
+        .each_namespace
+        .iter()
+        .map(|(name, r)| (name.to_string(), layer(r)))
+        .collect();
+    let abi = p.landlock_abi;
+    let (run, code) = run_mode(p);
+    let sockets = host_unix_sockets(p);
+    let limits = doctor_limits(p);
+    let doc = json!({
+        "kernel": p.kernel,
+        "uid": p.uid,
+        "namespaces": namespaces,
+        "all_namespaces": layer(&p.user_namespaces),
+        "apparmor_restricts_userns": p.apparmor_restricts_userns,
+        "landlock": {
+            "abi": abi,
+            "filesystem": abi >= 1,
+            "tcp": abi >= 4,
+            "ioctl_dev": abi >= 5,
+            "scope": abi >= 6,
+            "unix_connect": abi >= 9,
+        },
+        "seccomp": p.seccomp,
+        "host_unix_sockets": {
+            "masked_at_start": sockets.masked_at_start,
+            "landlock_connect_rules": sockets.landlock_connect_rules,
+            "listening": sockets.listening,
+            "summary": sockets.summary,
+        },
+        "limits": {
+            "tmp_size_bytes": limits.limits.tmp_size,
+            "pids": limits.limits.pids,
+            "memory_bytes": limits.limits.memory_bytes(),
+            "cgroup": match &limits.cgroup {
+                Ok(w) => json!({"available": true, "where": w, "error": null}),
+                Err(e) => json!({"available": false, "where": null, "error": e}),
+            },
+            "lines": limits.lines,
+        },
+        "run": run,
+    });
+    crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     code
 }

@@ -6,11 +6,15 @@
 //! `launcher` (one run) → `sandbox` (enforcement) ; `proxy` (network and
 //! secrets) ; `preset` (signed YAML policy sources).
 #![deny(unsafe_code)]
+// Everything zerobox prints goes through `output` (`outln!`, `errln!`,
+// `warn!`): `println!`/`eprintln!` panic on a closed stream.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
 pub mod dirs;
 pub mod exit;
 pub mod launcher;
+pub mod output;
 pub mod policy;
 pub mod preset;
 pub mod protect;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::policy::PolicyLayer;
 
-pub use cli::{cli_main, trust_main};
+pub use cli::{cli_main, run, trust, trust_main, PresetArgs, RegistryFlags, TrustArgs};
 pub use schema::json_schema;
 pub use sign::VerifiedBytes;
 
@@ -313,8 +313,8 @@ fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetErr
             .unwrap_or(&file);
         let path = tilde(&dir.join(&file));
         if !file.ends_with(".yaml") {
-            eprintln!(
-                "zerobox: warning: override {path} is never applied: override files are named PRESET.yaml{}",
+            crate::warn!(
+                "override {path} is never applied: override files are named PRESET.yaml{}",
                 if known.iter().any(|k| k == stem) {
                     format!(" (rename it to {stem}.yaml)")
                 } else {
@@ -330,9 +330,7 @@ fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetErr
             } else {
                 format!("; did you mean {}?", close.join(", "))
             };
-            eprintln!(
-                "zerobox: warning: override {path} matches no known preset, so it is never applied{hint}"
-            );
+            crate::warn!("override {path} matches no known preset, so it is never applied{hint}");
         }
     }
     Ok(())

@@ -700,7 +700,7 @@ pub struct Resolver<'a> {
 }
 
 fn warn(msg: &str) {
-    eprintln!("zerobox: warning: {msg}");
+    crate::warn!("{msg}");
 }
 
 impl<'a> Resolver<'a> {

@@ -50,11 +50,11 @@ impl Protection {
         let roots = writable_roots(layers, ctx);
         let (git_rules, git) = git::Guard::prepare(&roots, &ctx.cwd, &ctx.home);
         for w in git.warnings() {
-            eprintln!("zerobox: warning: {w}");
+            crate::warn!("{w}");
         }
         let (agent_rules, agents) = agent_state::Guard::prepare(&ctx.home, &ctx.cwd);
         for w in agents.warnings() {
-            eprintln!("zerobox: warning: {w}");
+            crate::warn!("{w}");
         }
         let mut layer = PolicyLayer::new(ORIGIN);
         layer.write_deny = git_rules;
@@ -78,14 +78,14 @@ impl Protection {
     /// report. Prints one line per finding on stderr.
     pub fn after_run(&self) {
         for line in self.git.after_run() {
-            eprintln!("zerobox: {line}");
+            crate::errln!("zerobox: {}", crate::output::one_line(&line));
         }
         for line in self.agents.after_run() {
-            eprintln!("zerobox: {line}");
+            crate::errln!("zerobox: {}", crate::output::one_line(&line));
         }
         for (path, target) in &self.links {
             if let Some(line) = git::restore_link(path, target, "on the way to a protected path") {
-                eprintln!("zerobox: {line}");
+                crate::errln!("zerobox: {}", crate::output::one_line(&line));
             }
         }
     }

@@ -185,8 +185,8 @@ impl NetLog {
                 self.lost.fetch_add(1, Ordering::Relaxed);
                 if !sink.warned {
                     sink.warned = true;
-                    eprintln!(
-                        "zerobox: warning: --net-log: cannot write a record ({e}); further records may be lost, the end-of-run summary counts them"
+                    crate::warn!(
+                        "--net-log: cannot write a record ({e}); further records may be lost, the end-of-run summary counts them"
                     );
                 }
             }

@@ -188,8 +188,8 @@ impl Guards {
         if !paths.is_empty() {
             match write_journal(&paths, since) {
                 Ok(p) => journal = Some(p),
-                Err(e) => eprintln!(
-                    "zerobox: warning: cannot write the run journal ({e}): if zerobox is killed, protected paths the command creates will not be reported"
+                Err(e) => crate::warn!(
+                    "cannot write the run journal ({e}): if zerobox is killed, protected paths the command creates will not be reported"
                 ),
             }
         }
@@ -321,12 +321,12 @@ type Found = Option<(PathBuf, PathBuf, String)>;
 fn report(r: std::io::Result<Found>) {
     match r {
         Ok(None) => {}
-        Ok(Some((found, moved, how))) => eprintln!(
-            "zerobox: warning: {} was created{how} where a protected path did not exist; moved to {} (review it before using it)",
+        Ok(Some((found, moved, how))) => crate::warn!(
+            "{} was created{how} where a protected path did not exist; moved to {} (review it before using it)",
             found.display(),
             moved.display()
         ),
-        Err(e) => eprintln!("zerobox: warning: cannot check a protected path: {e}"),
+        Err(e) => crate::warn!("cannot check a protected path: {e}"),
     }
 }
 

@@ -377,7 +377,7 @@ pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, Sa
     let plan = plan::plan(policy, opts)?;
     // Announce a weaker mode before the command can print anything.
     for w in &plan.weaker {
-        eprintln!("zerobox: warning: {w}");
+        crate::warn!("{w}");
     }
     // No retry in another mode: the probe chose it, and a failure now is
     // a refusal (exit 125), whatever the step.
@@ -440,12 +440,12 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
     cleanup.guards = Some(guard::Guards::arm(plan.guarded.clone()));
     let (program, argv, envp) = linux::c_strings(&spec)?;
     if opts.debug {
-        eprintln!(
+        crate::errln!(
             "zerobox: debug: mode {mode:?}, landlock ABI {}",
             plan.landlock_abi
         );
         for s in &plan.mounts {
-            eprintln!("zerobox: debug: mount {s:?}");
+            crate::errln!("zerobox: debug: mount {s:?}");
         }
     }
     let seccomp = linux::seccomp::build(plan.seccomp)
@@ -516,7 +516,7 @@ impl Running {
     fn end_orphans(&self) {
         if self.mode == Mode::LandlockOnly {
             if let Err(e) = linux::reaper::kill_descendants() {
-                eprintln!("zerobox: error: could not end every sandbox process: {e}");
+                crate::errln!("zerobox: error: could not end every sandbox process: {e}");
             }
         }
     }

@@ -167,12 +167,12 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         Ok(c) => Some(c),
         Err(cgroup::NoCgroup::Unavailable(why)) => {
             if prep.debug {
-                eprintln!("zerobox: debug: no cgroup: {why}");
+                crate::errln!("zerobox: debug: no cgroup: {why}");
             }
             None
         }
         Err(cgroup::NoCgroup::Failed(why)) => {
-            eprintln!("zerobox: warning: no process or memory cgroup for this run: {why}");
+            crate::warn!("no process or memory cgroup for this run: {why}");
             None
         }
     };
@@ -357,7 +357,7 @@ fn init_main(
         return super::EXIT_SETUP;
     }
     if prep.debug {
-        eprintln!(
+        crate::errln!(
             "zerobox: debug: {:>8.3} ms  mounts done ({} policy steps)",
             t0.elapsed().as_secs_f64() * 1e3,
             prep.steps.len()
@@ -528,7 +528,7 @@ fn reaper_main(
     sys::close_raw(status.as_raw_fd());
     let end_all = || {
         if let Err(e) = reaper::kill_descendants() {
-            eprintln!("zerobox: error: could not end every sandbox process: {e}");
+            crate::errln!("zerobox: error: could not end every sandbox process: {e}");
         }
     };
     loop {
@@ -572,7 +572,7 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
     let t0 = std::time::Instant::now();
     let step = |what: &str| {
         if prep.debug {
-            eprintln!(
+            crate::errln!(
                 "zerobox: debug: {:>8.3} ms  {what}",
                 t0.elapsed().as_secs_f64() * 1e3
             );

@@ -77,6 +77,12 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         )),
     };
     let wants_network = opts.network.is_some();
+    if wants_network && mode == Mode::LandlockOnly && abi < 4 {
+        return Err(SandboxError::new(
+            Stage::Refused,
+            "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
+        ));
+    }
     // Without a network namespace Landlock confines TCP per port, not per
     // address: refused before anything is set up unless the user accepts it.
     if wants_network && mode == Mode::LandlockOnly {
@@ -84,12 +90,6 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
             return Err(SandboxError::new(Stage::Refused, super::WEAK_NET_REFUSAL));
         }
         weaker.push(super::WEAK_NET_WARNING.to_string());
-    }
-    if wants_network && mode == Mode::LandlockOnly && abi < 4 {
-        return Err(SandboxError::new(
-            Stage::Refused,
-            "network without a network namespace needs Landlock ABI >= 4 to confine TCP to the proxy; refusing --allow-net (run `zerobox doctor`)",
-        ));
     }
     let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
     let mounts = match mode {

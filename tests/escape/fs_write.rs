@@ -643,32 +643,34 @@ t("hook_in_target", lambda: open("{d_}/.githooks/pre-commit", "w").write("pwn"))
 /// is refused (exit 2, naming the link); nothing runs.
 #[test]
 fn grant_through_a_replaceable_symlink_is_refused() {
+    // A generic tool's state (`~/.claude.json` itself is also guarded by
+    // protect::agent_state, which makes a linked one read-only instead).
     let home = Home::new();
     let h = home.path();
-    std::fs::create_dir_all(h.join(".claude")).unwrap();
-    std::fs::write(h.join(".claude/x"), "{}").unwrap();
-    std::os::unix::fs::symlink(h.join(".claude/x"), h.join(".claude.json")).unwrap();
-    let grants = ["--allow-write=~/.claude", "--allow-write=~/.claude.json"];
+    std::fs::create_dir_all(h.join(".tool")).unwrap();
+    std::fs::write(h.join(".tool/x"), "{}").unwrap();
+    std::os::unix::fs::symlink(h.join(".tool/x"), h.join(".tool.json")).unwrap();
+    let grants = ["--allow-write=~/.tool", "--allow-write=~/.tool.json"];
     // Run 1 (the link's target is a plain file): it runs, and re-points
     // the file inside the writable grant to the key.
     let r1 = crate::util::sh(
         &h,
         Some(&h),
         &grants,
-        "rm ~/.claude/x && ln -s ~/.ssh/id_rsa ~/.claude/x && echo planted",
+        "rm ~/.tool/x && ln -s ~/.ssh/id_rsa ~/.tool/x && echo planted",
     );
     assert_eq!(r1.stdout, "planted\n", "{r1:?}");
     // Run 2: refused before anything runs.
-    let r2 = crate::util::sh(&h, Some(&h), &grants, "cat ~/.claude.json; echo ran");
+    let r2 = crate::util::sh(&h, Some(&h), &grants, "cat ~/.tool.json; echo ran");
     assert_eq!(r2.code, 2, "{r2:?}");
     assert!(!r2.stdout.contains("ran"), "{r2:?}");
-    assert!(r2.stderr.contains(".claude/x"), "the link is named: {r2:?}");
+    assert!(r2.stderr.contains(".tool/x"), "the link is named: {r2:?}");
     home.assert_no_leak(&r2);
     // The same through a unix socket grant.
     let r3 = crate::util::sh(
         &h,
         Some(&h),
-        &["--allow-write=.", "--allow-unix-socket=./.claude/x"],
+        &["--allow-write=.", "--allow-unix-socket=./.tool/x"],
         "echo ran",
     );
     assert_eq!(r3.code, 2, "{r3:?}");

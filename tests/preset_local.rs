@@ -519,7 +519,7 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
     let env = PresetEnv::from_system(&root.join("proj"), false).unwrap();
     assert_eq!(
         preset::load("claude", &env).unwrap().version.to_string(),
-        "1.1.0"
+        "1.1.1"
     );
     // a teammate edits the lock file: untrusted until `zerobox trust`
     let lock_path = root.join("proj/.zerobox/lock.yaml");

@@ -446,7 +446,9 @@ impl std::fmt::Debug for InlineSecrets {
 /// Split argv at the first `--`: clap parses the flags and subcommands
 /// before it; what follows is the command (`zerobox [FLAGS] -- CMD`,
 /// `zerobox explain [FLAGS] -- CMD`, `zerobox run NAME -- ARGS`). A preset
-/// run (`zerobox NAME ARGS…`) takes everything after its name, `--` included.
+/// run (`zerobox NAME ARGS…`) takes everything after its name; a `--` right
+/// after the name is the separator, one after ARGS is an argument (see
+/// `dispatch`).
 fn split_at_dashes(args: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>) {
     match args.iter().position(|a| a == "--") {
         Some(i) => {
@@ -503,10 +505,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
-    // Re-attach what followed `--` for subcommands that take free arguments.
+    // Re-attach what followed `--` for a preset's command. Right after the
+    // preset's name (`zerobox NAME -- ARGS`, `zerobox run NAME -- ARGS`)
+    // the `--` is zerobox's separator and is dropped (the agent would take
+    // a literal `--` as "a prompt follows"); after the preset's own
+    // arguments (`zerobox claude -p -- TEXT`) it is one of them, kept.
     let with_tail = |mut args: Vec<OsString>| {
         if let Some(t) = &tail {
-            args.push("--".into());
+            if !args.is_empty() {
+                args.push("--".into());
+            }
             args.extend(t.iter().cloned());
         }
         args
@@ -552,11 +560,8 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
         Some(Sub::Run {
             sandbox,
             preset,
-            mut args,
-        }) => {
-            args.extend(with_tail(Vec::new()));
-            run_preset(&sandbox, &preset, args, false)
-        }
+            args,
+        }) => run_preset(&sandbox, &preset, with_tail(args), false),
         Some(Sub::External(mut argv)) => {
             let name = argv.remove(0);
             let name = name.to_string_lossy().into_owned();

@@ -526,6 +526,22 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         .map_err(|e| Fatal::usage(e.to_string()))?;
         secrets.push(secret);
     }
+    // Stable placeholders (an agent's "use this key?" approval sticks):
+    // derived from a per-user key in the data dir, read-denied inside.
+    if !secrets.is_empty() {
+        let dir = crate::dirs::zerobox_dir(crate::dirs::Kind::Data)
+            .ok_or_else(|| {
+                Fatal::usage(
+                    "cannot find your home directory for the placeholder key: set HOME or XDG_DATA_HOME",
+                )
+            })?
+            .join("placeholder");
+        let key =
+            proxy::PlaceholderKey::load_or_create(&dir).map_err(|e| Fatal::setup(e.to_string()))?;
+        for s in &mut secrets {
+            s.use_stable_placeholder(&key);
+        }
+    }
     // `--secret NAME=VALUE`: the value sits in zerobox's argv, which the
     // sandbox's PID 1 shares (and /proc/1/cmdline is readable inside).
     let inline: Vec<&[u8]> = req

@@ -823,3 +823,65 @@ fn a_replaced_link_to_an_agents_config_is_put_back() {
         "{}\n"
     );
 }
+
+/// Issue 9: an interactive `zerobox claude` start. Claude Code 2.1 calls
+/// `api.anthropic.com/api/hello` and `platform.claude.com/v1/oauth/hello`
+/// at start and exits "Unable to connect to Anthropic services" if either
+/// is refused; the preset must allow both. Run in a pty (`script`), every
+/// Anthropic host pinned to 127.0.0.1 (nothing listens on 443 there, so
+/// nothing leaves the machine), and read the attempts from `--net-log`:
+/// each start-up host is allowed, none is blocked.
+#[test]
+fn claude_interactive_start_hosts_are_allowed() {
+    if !installed(&CLAUDE) {
+        return;
+    }
+    if !have("script") || !have("timeout") {
+        skip("the interactive start needs script(1) and timeout(1) (util-linux, coreutils)");
+        return;
+    }
+    let home = fresh_home(&CLAUDE);
+    let proj = scratch();
+    let log = scratch();
+    let net_log = log.path().join("net.jsonl");
+    let mut zb = format!(
+        "{} --net-log {}",
+        common::bin().display(),
+        net_log.display()
+    );
+    for h in [
+        "api.anthropic.com",
+        "platform.claude.com",
+        "console.anthropic.com",
+        "claude.ai",
+    ] {
+        zb.push_str(&format!(" --resolve {h}:443:127.0.0.1"));
+    }
+    zb.push_str(" claude");
+    let mut cmd = clean(Path::new("timeout"), home.path(), proj.path());
+    cmd.env("ANTHROPIC_API_KEY", "sk-ant-test-start-0123456789abcdef")
+        .env("TERM", "xterm-256color")
+        .args(["60", "script", "-qec", &zb, "/dev/null"]);
+    let r = run_timeout(cmd);
+    let log_text = std::fs::read_to_string(&net_log).unwrap_or_default();
+    let records: Vec<serde_json::Value> = log_text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for host in ["api.anthropic.com", "platform.claude.com"] {
+        let seen: Vec<&serde_json::Value> = records.iter().filter(|v| v["host"] == host).collect();
+        assert!(
+            !seen.is_empty(),
+            "{host} not tried at start: {log_text}\n{r:?}"
+        );
+        assert!(
+            seen.iter().all(|v| v["decision"] == "allow"),
+            "{host} refused at start: {log_text}"
+        );
+    }
+    assert!(
+        records.iter().all(|v| v["decision"] != "deny"),
+        "a start-up host was refused: {log_text}"
+    );
+    assert!(!r.stdout.contains("blocked"), "{r:?}");
+}

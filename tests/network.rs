@@ -1150,3 +1150,86 @@ fn ten_simultaneous_first_runs_make_one_ca() {
     );
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// Issue 9: a secret's placeholder is the same from run to run for one
+/// user (data dir), name and binding, so an agent's "use this key?"
+/// approval sticks; another binding or another user gets another one; the
+/// key it is derived from cannot be read inside; a corrupt key is refused
+/// (exit 125, naming the file and the fix), never replaced silently.
+#[test]
+fn placeholder_is_stable_per_user_name_and_binding() {
+    let d = scratch();
+    let data = d.path().join("data");
+    let other_user = d.path().join("data2");
+    let echo = |data: &Path, binding: &str, script: &str| {
+        run(
+            d.path(),
+            &[
+                ("XDG_DATA_HOME", data.to_str().unwrap()),
+                ("X", "sk-real-stable-value"),
+            ],
+            &args(&[
+                "--secret",
+                "X",
+                "--secret-host",
+                binding,
+                "--",
+                "sh",
+                "-c",
+                script,
+                data.to_str().unwrap(),
+            ]),
+        )
+    };
+    let first = echo(&data, "X=example.test", "echo $X");
+    assert_eq!(first.code, 0, "{first:?}");
+    let p = first.stdout.trim().to_string();
+    assert!(
+        p.starts_with("ZEROBOX_SECRET_") && p.len() == "ZEROBOX_SECRET_".len() + 32,
+        "{first:?}"
+    );
+    assert!(!p.contains("sk-real"), "{first:?}");
+    let second = echo(&data, "X=example.test", "echo $X");
+    assert_eq!(
+        second.stdout.trim(),
+        p,
+        "not stable across runs: {second:?}"
+    );
+    let other_host = echo(&data, "X=other.test", "echo $X");
+    assert_eq!(other_host.code, 0, "{other_host:?}");
+    assert_ne!(other_host.stdout.trim(), p, "{other_host:?}");
+    let two_hosts = echo(&data, "X=example.test,other.test", "echo $X");
+    assert_eq!(two_hosts.code, 0, "{two_hosts:?}");
+    assert_ne!(two_hosts.stdout.trim(), p, "{two_hosts:?}");
+    assert_ne!(two_hosts.stdout.trim(), other_host.stdout.trim());
+    let user2 = echo(&other_user, "X=example.test", "echo $X");
+    assert_eq!(user2.code, 0, "{user2:?}");
+    assert_ne!(
+        user2.stdout.trim(),
+        p,
+        "another user's placeholder: {user2:?}"
+    );
+    // The key: 32 bytes, owner-only, not readable inside.
+    let key = data.join("zerobox/placeholder/key");
+    let meta = std::fs::metadata(&key).expect("placeholder key created");
+    assert_eq!(meta.len(), 32);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let inside = echo(
+        &data,
+        "X=example.test",
+        "cat $0/zerobox/placeholder/key >/dev/null 2>&1 && echo READ || echo denied",
+    );
+    assert_eq!(inside.stdout, "denied\n", "{inside:?}");
+    // Corrupt (wrong size): refused, the file and the fix named.
+    std::fs::write(&key, b"truncated").unwrap();
+    let bad = echo(&data, "X=example.test", "echo $X");
+    assert_eq!(bad.code, 125, "{bad:?}");
+    assert!(
+        bad.stderr.contains(&key.display().to_string()) && bad.stderr.contains("delete it"),
+        "{bad:?}"
+    );
+    assert!(bad.stdout.is_empty(), "{bad:?}");
+}

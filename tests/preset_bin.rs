@@ -509,3 +509,47 @@ sys.exit(os.waitstatus_to_exitcode(status))
     let r = common::Run::from(zerobox(root, &["preset", "show", "system", "--resolved"]));
     assert!(r.stdout.contains("(trusted)"), "{}", r.stdout);
 }
+
+/// Issue 9: `zerobox NAME -- ARGS` and `zerobox run NAME -- ARGS` hand
+/// ARGS to the preset's command without the separator (Claude Code took a
+/// literal `--` as "a prompt follows"); a `--` after the preset's own
+/// arguments (`claude -p -- TEXT`) is one of them and is kept, and so is a
+/// second `--` written on purpose. The bundled claude preset runs a
+/// stand-in `claude` that prints its argv.
+#[test]
+fn preset_separator_is_not_passed_to_the_command() {
+    let t = common::scratch();
+    let root = t.path();
+    let proj = root.join("proj");
+    std::fs::create_dir_all(proj.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("home")).unwrap();
+    let stub = proj.join("claude");
+    std::fs::write(&stub, "#!/bin/sh\nprintf '[%s]\\n' \"$@\"\n").unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(common::bin())
+            .args(args)
+            .current_dir(&proj)
+            .env_clear()
+            .env("HOME", root.join("home"))
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", proj.display()),
+            )
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("XDG_CACHE_HOME", root.join("cache"))
+            .env("XDG_DATA_HOME", root.join("data"))
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    assert_eq!(run(&["claude", "--", "X", "-y"]), "[X]\n[-y]\n");
+    assert_eq!(run(&["run", "claude", "--", "X"]), "[X]\n");
+    assert_eq!(run(&["claude", "--", "--", "X"]), "[--]\n[X]\n");
+    assert_eq!(run(&["claude", "-p", "--", "hi"]), "[-p]\n[--]\n[hi]\n");
+    assert_eq!(
+        run(&["run", "claude", "-p", "--", "hi"]),
+        "[-p]\n[--]\n[hi]\n"
+    );
+    assert_eq!(run(&["claude", "X"]), "[X]\n");
+}

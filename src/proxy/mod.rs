@@ -19,6 +19,7 @@
 //! - `socks.rs`: the SOCKS5 handshake.
 //! - `tls.rs`: interception CA, leaf certificates, upstream root store.
 //! - `secrets.rs`: secret values, placeholders, streaming substitution.
+//! - `placeholder_key.rs`: the per-user key placeholders are derived from.
 //! - `log.rs`: JSON-lines net log and the blocked tally.
 
 mod addr;
@@ -26,6 +27,7 @@ mod conn;
 mod host;
 mod http;
 mod log;
+mod placeholder_key;
 mod policy;
 mod secrets;
 mod socks;
@@ -37,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use host::{Host, HostPattern};
+pub use placeholder_key::PlaceholderKey;
 pub use secrets::Secret;
 
 /// Boxed error used by bodies.

@@ -21,6 +21,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use zeroize::Zeroizing;
 
 use super::host::{Host, HostPattern, Portless};
+use super::placeholder_key::PlaceholderKey;
 use super::{BoxError, ProxyError};
 
 /// Prefix of every placeholder.
@@ -32,8 +33,9 @@ pub const MIN_SECRET_LEN: usize = 4;
 /// certificate bundle a header could carry).
 pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
-/// A secret the proxy injects: a name, the real value (wiped on drop), a
-/// fresh random placeholder the sandbox sees instead, and the hosts the
+/// A secret the proxy injects: a name, the real value (wiped on drop), the
+/// placeholder the sandbox sees instead (stable per user, name and
+/// bindings; see [`Secret::use_stable_placeholder`]), and the hosts the
 /// value may be sent to.
 pub struct Secret {
     name: String,
@@ -122,6 +124,43 @@ fn validate_name(name: &str) -> Result<(), ProxyError> {
 fn new_placeholder() -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{PLACEHOLDER_PREFIX}{}", hex::encode_upper(bytes))
+}
+
+/// Domain separation for [`derived_placeholder`]: a new scheme gets a new
+/// tag, never a reuse of this one.
+const PLACEHOLDER_TAG: &[u8] = b"zerobox placeholder v1";
+
+/// `ZEROBOX_SECRET_` + the first 128 bits of
+/// HMAC-SHA256(user key, tag, name, sorted bindings), uppercase hex: the
+/// same shape as a random placeholder. The value is not an input, so the
+/// placeholder says nothing about it; without the key (read-denied inside
+/// the sandbox) it cannot be computed for another name or binding.
+/// Every field is length-prefixed, so no two bindings share an input.
+fn derived_placeholder(key: &PlaceholderKey, name: &str, hosts: &[Binding]) -> String {
+    use hmac::{Mac, SimpleHmac};
+    let mut bindings: Vec<String> = hosts
+        .iter()
+        .map(|b| {
+            let scheme = if b.cleartext { "http://" } else { "https://" };
+            format!("{scheme}{}", b.pattern.text.to_ascii_lowercase())
+        })
+        .collect();
+    bindings.sort();
+    bindings.dedup();
+    // A 32-byte key is always a valid HMAC key (any length is).
+    let mut mac = <SimpleHmac<sha2::Sha256> as Mac>::new_from_slice(key.bytes())
+        .expect("HMAC accepts keys of any length");
+    let mut field = |b: &[u8]| {
+        mac.update(&(b.len() as u64).to_be_bytes());
+        mac.update(b);
+    };
+    field(PLACEHOLDER_TAG);
+    field(name.as_bytes());
+    for b in &bindings {
+        field(b.as_bytes());
+    }
+    let tag = mac.finalize().into_bytes();
+    format!("{PLACEHOLDER_PREFIX}{}", hex::encode_upper(&tag[..16]))
 }
 
 impl Secret {
@@ -231,8 +270,17 @@ impl Secret {
         &self.name
     }
 
+    /// Make the placeholder the stable one for this user (`key`), name
+    /// and bindings (the launcher does this for every run; without it the
+    /// placeholder is random, new for every run).
+    pub fn use_stable_placeholder(&mut self, key: &PlaceholderKey) {
+        self.placeholder = derived_placeholder(key, &self.name, &self.hosts);
+    }
+
     /// What the sandbox sees instead of the value: `ZEROBOX_SECRET_` and 32
-    /// uppercase hex digits (128 random bits), new for every run.
+    /// uppercase hex digits (128 bits): derived from the user's placeholder
+    /// key, the name and the bindings after [`Secret::use_stable_placeholder`],
+    /// else random.
     pub fn placeholder(&self) -> &str {
         &self.placeholder
     }
@@ -762,6 +810,42 @@ mod tests {
         assert!(a.placeholder().starts_with(PLACEHOLDER_PREFIX));
         assert_eq!(a.placeholder().len(), PLACEHOLDER_PREFIX.len() + 32);
         assert_ne!(a.placeholder(), b.placeholder());
+    }
+
+    #[test]
+    fn stable_placeholder_depends_on_key_name_and_bindings_only() {
+        let key = PlaceholderKey::ephemeral();
+        let mk = |name: &str, value: &str, hosts: &[&str], key: &PlaceholderKey| {
+            let mut s = Secret::from_value(
+                name,
+                value.into(),
+                hosts.iter().map(|h| h.to_string()).collect(),
+            )
+            .unwrap();
+            s.use_stable_placeholder(key);
+            s.placeholder().to_string()
+        };
+        let a = mk("K", "value-one", &["a.test", "b.test"], &key);
+        assert!(a.starts_with(PLACEHOLDER_PREFIX));
+        assert_eq!(a.len(), PLACEHOLDER_PREFIX.len() + 32);
+        assert!(a[PLACEHOLDER_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+        // Same binding, another value, another order or case: same.
+        assert_eq!(a, mk("K", "value-two", &["B.test", "a.test"], &key));
+        // Another name, host set, scheme or key: different.
+        assert_ne!(a, mk("K2", "value-one", &["a.test", "b.test"], &key));
+        assert_ne!(a, mk("K", "value-one", &["a.test"], &key));
+        assert_ne!(a, mk("K", "value-one", &["a.test", "http://b.test"], &key));
+        assert_ne!(
+            a,
+            mk(
+                "K",
+                "value-one",
+                &["a.test", "b.test"],
+                &PlaceholderKey::ephemeral()
+            )
+        );
     }
 
     #[test]

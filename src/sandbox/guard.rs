@@ -17,7 +17,7 @@
 //!    and the user is told. The journal is removed.
 //! 3. If zerobox was killed (`kill -9`, a crash), the journal stays; the
 //!    next run finds it (its pid is gone) and does step 2 for it, for
-//!    entries born after that run started.
+//!    entries born or moved into place (ctime) after that run started.
 //!
 //! Limits (docs/threat-model.md, "Protected paths that do not exist"):
 //! during the run the command can create the name, and a host process
@@ -331,8 +331,9 @@ fn report(r: std::io::Result<Found>) {
 }
 
 /// Does `protected`, or an entry on the way to it below its nearest
-/// existing directory, exist now? Then move it aside. `born_after`: only
-/// entries born at or after that time (crash recovery).
+/// existing directory, exist now? Then move it aside. `born_after` (crash
+/// recovery): skip an entry only if neither it nor any directory on the
+/// way was born or changed (ctime) at or after that time.
 fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
     let names: Vec<OsString> = protected
         .components()
@@ -343,9 +344,13 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
         .collect();
     let mut dir = fsat::open_dir(Path::new("/"))?;
     let mut at = PathBuf::from("/");
+    // The newest birth or status change on the way: a directory renamed
+    // into place carries old files with it.
+    let mut newest = 0;
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
-        let (kind, btime) = with_owner_access(&dir, || fsat::kind_at(&dir, name))?;
+        let (kind, changed) = with_owner_access(&dir, || fsat::kind_at(&dir, name))?;
+        newest = newest.max(changed);
         match kind {
             Kind::Missing => return Ok(None),
             Kind::Dir if !last => {
@@ -353,7 +358,7 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
                 at.push(name);
             }
             _ => {
-                if born_after.is_some_and(|t| btime != 0 && btime < t) {
+                if born_after.is_some_and(|t| newest < t) {
                     return Ok(None); // older than the run: not its doing
                 }
                 let moved = match with_owner_access(&dir, || quarantine(&dir, name)) {

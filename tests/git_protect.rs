@@ -454,3 +454,45 @@ fn a_symlinked_hooks_dir_is_put_back() {
     );
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }
+
+/// Threat: the planted `commondir` is moved to `commondir.zerobox-quarantined`
+/// (then `.1`…`.99`) after the run. The command takes all those names
+/// first, or makes `.git` read-only after planting (`chmod 555`: git on the
+/// host still reads it, but the rename needs write access; not root): the
+/// move fails, zerobox only says so, and the host's next `git status`
+/// runs the planted `core.fsmonitor`. Stopped by: a quarantine name the
+/// command cannot guess or use up, and the owner's write access given
+/// back for the move.
+#[test]
+fn a_planted_commondir_cannot_block_its_quarantine() {
+    if !git_available() {
+        return;
+    }
+    // (what, before the plant, after it)
+    for (what, before, after) in [
+        (
+            "names used up",
+            "for n in '' $(seq 1 99 | sed 's/^/./'); do : > .git/commondir.zerobox-quarantined$n; done",
+            "",
+        ),
+        ("read-only .git", "", "chmod 555 .git"),
+    ] {
+        let (home, proj, out) = (scratch(), scratch(), scratch());
+        let (home_p, proj_p) = (real(home.path()), real(proj.path()));
+        repo(&proj_p, &home_p);
+        let marker = real(out.path()).join("PWNED");
+        let script = format!("{before}\n{}\n{after}", attacks(&marker));
+        let r = boxed(&proj_p, &home_p, &["--profile", "claude"], &script);
+        let _ = std::fs::set_permissions(
+            proj_p.join(".git"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        );
+        assert!(r.stdout.contains("ATTACK commondir 0"), "{what}: {r:?}");
+        assert!(
+            !proj_p.join(".git/commondir").exists(),
+            "{what}: planted commondir left live: {}",
+            r.stderr
+        );
+        host_git_runs_nothing(&proj_p, &home_p, &marker);
+    }
+}

@@ -571,27 +571,9 @@ pub(crate) fn restore_link(path: &Path, target: &Path, what: &str) -> Option<Str
     })
 }
 
-/// Move a file git would read out of its way: `NAME.zerobox-quarantined`
-/// (or `.N` after it), in the same directory.
+/// Move a file git would read out of its way (see [`super::quarantine`]).
 fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for n in 0..100 {
-        let suffix = if n == 0 {
-            String::new()
-        } else {
-            format!(".{n}")
-        };
-        let to = path.with_file_name(format!("{name}.zerobox-quarantined{suffix}"));
-        if std::fs::symlink_metadata(&to).is_ok() {
-            continue;
-        }
-        std::fs::rename(path, &to)?;
-        return Ok(to);
-    }
-    Err(std::io::Error::other("too many quarantined copies already"))
+    super::quarantine(path)
 }
 
 /// The `.git` entries found below some roots.

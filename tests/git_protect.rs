@@ -496,3 +496,51 @@ fn a_planted_commondir_cannot_block_its_quarantine() {
         host_git_runs_nothing(&proj_p, &home_p, &marker);
     }
 }
+
+/// Threat: the planted `commondir` was checked only after the run, with no
+/// crash journal: `kill -9` of zerobox (or a closed terminal) during the
+/// run left it live, and the host's next `git status` ran the agent's
+/// `core.fsmonitor` (the next zerobox run only warned). Stopped by: the
+/// names git reads that do not exist yet are guarded like every missing
+/// protected path (`sandbox::guard`): moved aside as soon as they appear,
+/// and journalled for a killed run.
+#[test]
+fn a_planted_commondir_does_not_survive_kill_9() {
+    if !git_available() {
+        return;
+    }
+    let (home, proj, out) = (scratch(), scratch(), scratch());
+    let (home_p, proj_p) = (real(home.path()), real(proj.path()));
+    repo(&proj_p, &home_p);
+    let marker = real(out.path()).join("PWNED");
+    let script = format!("{}\necho planted; sleep 30", attacks(&marker));
+    let mut child = zerobox()
+        .current_dir(&proj_p)
+        .env_clear()
+        .env("HOME", &home_p)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .args(["--profile", "claude", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn zerobox");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "the command ended before planting");
+        if line.trim() == "planted" {
+            break;
+        }
+    }
+    // Let the guard see it (it acts within milliseconds), then kill -9.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !proj_p.join(".git/commondir").exists(),
+        "planted commondir live after kill -9"
+    );
+    host_git_runs_nothing(&proj_p, &home_p, &marker);
+}

@@ -26,8 +26,11 @@
 //! A name that does not exist yet cannot be protected by a mount (there is
 //! nothing to bind) and git refuses a placeholder at some of them (an empty
 //! or directory `commondir` or `config` is a fatal error), so those are
-//! *watched* instead: after the run, one that appeared is renamed to
-//! `NAME.zerobox-quarantined` and reported. `hooks/` and `info/` are always
+//! denied like any missing protected path, which the sandbox guards
+//! without a placeholder (`sandbox::guard`: moved aside as soon as one
+//! appears, journalled for a killed zerobox), and checked once more after
+//! the run: one still there is renamed to `NAME.zerobox-quarantined` and
+//! reported. `hooks/` and `info/` are always
 //! denied (a placeholder directory there is harmless).
 //!
 //! # Input
@@ -289,11 +292,14 @@ impl<'a> Finder<'a> {
         self.deny.insert(dir.join("info"));
         for name in WATCHED {
             let path = dir.join(name);
-            if std::fs::symlink_metadata(&path).is_ok() {
-                self.deny.insert(path);
-            } else {
-                self.watched.insert(path);
+            // A missing one is denied too: the sandbox guards a missing
+            // protected path without a placeholder (moved aside as soon as
+            // it appears, journalled for a killed zerobox); `after_run`
+            // checks it once more.
+            if std::fs::symlink_metadata(&path).is_err() {
+                self.watched.insert(path.clone());
             }
+            self.deny.insert(path);
         }
         // What the config names (and whether it reads config.worktree).
         let mut worktree_config = false;

@@ -1028,3 +1028,42 @@ fn killed_run_cannot_hide_a_plant_behind_an_old_birth_time() {
     assert!(!envrc.exists(), "renamed plant left live: {r:?}");
     assert!(!vscode.exists(), "plant in a renamed dir left live: {r:?}");
 }
+
+/// Threat: the watcher watches the directories from each guarded path's
+/// nearest existing ancestor down, by path. The command moves that
+/// ancestor away and makes a new one (`mv .vscode .old; mkdir .vscode`):
+/// the new directory had no watch, so a `.vscode/settings.json` planted in
+/// it stayed live for the whole run (an agent session: hours), not
+/// milliseconds. Stopped by: every directory on the way, from `/`, is
+/// watched, and a directory that replaces one gets its own watch.
+#[test]
+fn replacing_a_watched_directory_does_not_blind_the_guard() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir(d.join(".vscode")).unwrap();
+    let mut child = crate::common::zerobox()
+        .current_dir(&d)
+        .args(["--profile", "protect-shell", "--allow-write=."])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mv .vscode .old && mkdir .vscode && echo '{}' > .vscode/settings.json && echo planted && sleep 4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "planted\n");
+    let moved = crate::util::wait_until(std::time::Duration::from_secs(3), || {
+        !d.join(".vscode/settings.json").exists()
+    });
+    let _ = child.wait();
+    assert!(
+        moved,
+        "the planted settings.json stayed live during the run"
+    );
+}

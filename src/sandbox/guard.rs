@@ -93,8 +93,7 @@ impl Watcher {
         let thread = std::thread::Builder::new()
             .name("zerobox-guard".into())
             .spawn(move || {
-                let mut watched = std::collections::HashSet::new();
-                arm(&ino, &guards, &mut watched);
+                arm(&ino, &guards);
                 // Anything made before the first watch existed.
                 check_and_report(&paths);
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -104,7 +103,7 @@ impl Watcher {
                             // New directories on the way get their own
                             // watch first, then everything is checked (an
                             // entry made before its watch is caught here).
-                            arm(&ino, &guards, &mut watched);
+                            arm(&ino, &guards);
                             check_and_report(&paths);
                         }
                         Err(_) => return, // the final check remains
@@ -119,31 +118,32 @@ impl Watcher {
     }
 }
 
-/// Watch every existing directory from each guarded path's base (its
-/// nearest ancestor that existed before the run) down to its parent.
-fn arm(
-    ino: &super::linux::inotify::Inotify,
-    guards: &[(PathBuf, PathBuf)],
-    watched: &mut std::collections::HashSet<PathBuf>,
-) {
-    for (path, base) in guards {
-        let mut dir = base.clone();
-        let rest: Vec<_> = path
-            .strip_prefix(base)
+/// Watch every existing directory on the way to each guarded path, from
+/// `/` down to its parent. Not only from the nearest ancestor that existed
+/// before the run: the command can move any directory it may write the
+/// parent of away and make a new one at its name (`mv .vscode .old; mkdir
+/// .vscode`), which must get a watch of its own. So each call watches
+/// them all again: adding a watch to an inode that has one is a no-op, and
+/// remembering paths or inode numbers would miss a new directory at the
+/// same path (or with a reused inode number).
+fn arm(ino: &super::linux::inotify::Inotify, guards: &[(PathBuf, PathBuf)]) {
+    for (path, _) in guards {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        let mut dir = PathBuf::from("/");
+        let rest: Vec<_> = parent
+            .strip_prefix("/")
             .map(|r| r.components().collect())
             .unwrap_or_default();
-        for (i, c) in rest.iter().enumerate() {
-            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-            if !is_dir {
+        for i in 0..=rest.len() {
+            if i > 0 {
+                dir.push(rest[i - 1]);
+            }
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 break;
             }
-            if !watched.contains(&dir) && ino.watch_dir(&dir).is_ok() {
-                watched.insert(dir.clone());
-            }
-            if i + 1 == rest.len() {
-                break;
-            }
-            dir.push(c);
+            let _ = ino.watch_dir(&dir);
         }
     }
 }

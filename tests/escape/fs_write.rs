@@ -1067,3 +1067,42 @@ fn replacing_a_watched_directory_does_not_blind_the_guard() {
         "the planted settings.json stayed live during the run"
     );
 }
+
+/// Threat: in a fresh home (no `~/.local/share/zerobox` yet) with the home
+/// writable, zerobox's own data dir is a missing protected path, so it got
+/// no mask; zerobox then made it for the run's crash journal, and (a) its
+/// own guard moved it aside at once, journal included (a `kill -9` then
+/// leaves nothing to recover), while (b) the command could read and write
+/// it (plant a journal that makes the next run rename any file). Stopped
+/// by: the journal directory is made before the run is planned, so it is
+/// masked like the rest of zerobox's state.
+#[test]
+fn zerobox_data_dir_made_for_the_journal_is_not_the_commands() {
+    let home = Home::new();
+    let h = home.path();
+    let proj = h.join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    let wa = format!("--allow-write={}", h.display());
+    let r = crate::util::sh(
+        &proj,
+        Some(&h),
+        &[&wa, "--profile", "protect-shell"],
+        "ls ~/.local/share/zerobox/guards >/dev/null 2>&1 && echo READ; \
+         mkdir -p ~/.local/share/zerobox/guards 2>/dev/null && echo '{}' > ~/.local/share/zerobox/guards/1.json 2>/dev/null && echo WROTE; true",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("WROTE"), "{r:?}");
+    assert!(!r.stdout.contains("READ"), "{r:?}");
+    assert!(
+        !r.stderr.contains("share/zerobox was created"),
+        "zerobox quarantined its own data dir: {r:?}"
+    );
+    let share = h.join(".local/share");
+    let moved: Vec<_> = std::fs::read_dir(&share)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "zerobox")
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+}

@@ -240,15 +240,26 @@ impl Drop for Guards {
     }
 }
 
-fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+/// Make the journal directory (and so zerobox's data dir) if it does not
+/// exist yet. Called before the run is planned: made later, it would be a
+/// missing protected path the plan gave no mask (readable and writable
+/// inside where the home is granted) and that the guard then moves aside,
+/// journal and all.
+pub fn make_journal_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = journal_dir().ok_or_else(|| std::io::Error::other("no home directory"))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
+    Ok(dir)
+}
+
+fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = make_journal_dir()?;
     let pid = std::process::id();
     let doc = serde_json::json!({
         "pid": pid,

@@ -149,43 +149,6 @@ fn denied_links(
     out.into_iter().collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_replaced_link_to_a_protected_dir_is_put_back() {
-        let t = tempfile::tempdir().unwrap();
-        let proj = crate::policy::paths::canonical(t.path());
-        std::fs::create_dir(proj.join("shared")).unwrap();
-        std::os::unix::fs::symlink("shared", proj.join(".claude")).unwrap();
-        let ctx = PathContext {
-            home: proj.join("home"),
-            cwd: proj.clone(),
-            tmpdir: PathBuf::from("/tmp"),
-        };
-        let mut layer = PolicyLayer::new("t");
-        layer.write_allow.push(".".into());
-        layer.write_deny.push(".claude/settings.json".into());
-        let p = Protection::prepare(&[layer], &ctx);
-        assert_eq!(
-            p.links,
-            vec![(proj.join(".claude"), PathBuf::from("shared"))]
-        );
-        std::fs::remove_file(proj.join(".claude")).unwrap();
-        std::fs::create_dir(proj.join(".claude")).unwrap();
-        std::fs::write(proj.join(".claude/settings.json"), "{\"hooks\":1}").unwrap();
-        p.after_run();
-        assert_eq!(
-            std::fs::read_link(proj.join(".claude")).unwrap(),
-            PathBuf::from("shared")
-        );
-        assert!(proj
-            .join(".claude.zerobox-quarantined/settings.json")
-            .exists());
-    }
-}
-
 /// Move `path` (something the command left where the host would read it)
 /// aside: to `NAME.zerobox-quarantined`, or, once the command has taken
 /// that name, to one with a random suffix it cannot guess (it can make any
@@ -238,4 +201,41 @@ pub(crate) fn quarantine(path: &std::path::Path) -> std::io::Result<PathBuf> {
         let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(old));
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_link_to_a_protected_dir_is_put_back() {
+        let t = tempfile::tempdir().unwrap();
+        let proj = crate::policy::paths::canonical(t.path());
+        std::fs::create_dir(proj.join("shared")).unwrap();
+        std::os::unix::fs::symlink("shared", proj.join(".claude")).unwrap();
+        let ctx = PathContext {
+            home: proj.join("home"),
+            cwd: proj.clone(),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        let mut layer = PolicyLayer::new("t");
+        layer.write_allow.push(".".into());
+        layer.write_deny.push(".claude/settings.json".into());
+        let p = Protection::prepare(&[layer], &ctx);
+        assert_eq!(
+            p.links,
+            vec![(proj.join(".claude"), PathBuf::from("shared"))]
+        );
+        std::fs::remove_file(proj.join(".claude")).unwrap();
+        std::fs::create_dir(proj.join(".claude")).unwrap();
+        std::fs::write(proj.join(".claude/settings.json"), "{\"hooks\":1}").unwrap();
+        p.after_run();
+        assert_eq!(
+            std::fs::read_link(proj.join(".claude")).unwrap(),
+            PathBuf::from("shared")
+        );
+        assert!(proj
+            .join(".claude.zerobox-quarantined/settings.json")
+            .exists());
+    }
 }

@@ -154,7 +154,8 @@ fn every_agent_preset_commits_and_plants_nothing_host_git_runs() {
             );
             if r.stdout.contains(&format!("ATTACK {name} 0")) {
                 assert!(
-                    r.stderr.contains(&format!(".git/{name}, which git reads")),
+                    r.stderr.contains(&format!(".git/{name}, which git reads"))
+                        || r.stderr.contains(&format!(".git/{name} was created")),
                     "{preset}: the planted {name} was not reported: {r:?}"
                 );
             }
@@ -296,7 +297,7 @@ fn a_planted_commondir_does_not_survive_the_run() {
     );
     assert!(r1.stdout.contains("ATTACK commondir 0"), "{r1:?}");
     assert!(
-        r1.stderr.contains(".git/commondir") && r1.stderr.contains("moved it to"),
+        r1.stderr.contains(".git/commondir") && r1.stderr.contains("moved"),
         "{r1:?}"
     );
     assert!(!proj_p.join(".git/commondir").exists());
@@ -451,6 +452,96 @@ fn a_symlinked_hooks_dir_is_put_back() {
     assert_eq!(
         std::fs::read_link(proj_p.join(".git/hooks")).unwrap(),
         Path::new("../.githooks")
+    );
+    host_git_runs_nothing(&proj_p, &home_p, &marker);
+}
+
+/// Threat: the planted `commondir` is moved to `commondir.zerobox-quarantined`
+/// (then `.1`…`.99`) after the run. The command takes all those names
+/// first, or makes `.git` read-only after planting (`chmod 555`: git on the
+/// host still reads it, but the rename needs write access; not root): the
+/// move fails, zerobox only says so, and the host's next `git status`
+/// runs the planted `core.fsmonitor`. Stopped by: a quarantine name the
+/// command cannot guess or use up, and the owner's write access given
+/// back for the move.
+#[test]
+fn a_planted_commondir_cannot_block_its_quarantine() {
+    if !git_available() {
+        return;
+    }
+    // (what, before the plant, after it)
+    for (what, before, after) in [
+        (
+            "names used up",
+            "for n in '' $(seq 1 99 | sed 's/^/./'); do : > .git/commondir.zerobox-quarantined$n; done",
+            "",
+        ),
+        ("read-only .git", "", "chmod 555 .git"),
+    ] {
+        let (home, proj, out) = (scratch(), scratch(), scratch());
+        let (home_p, proj_p) = (real(home.path()), real(proj.path()));
+        repo(&proj_p, &home_p);
+        let marker = real(out.path()).join("PWNED");
+        let script = format!("{before}\n{}\n{after}", attacks(&marker));
+        let r = boxed(&proj_p, &home_p, &["--profile", "claude"], &script);
+        let _ = std::fs::set_permissions(
+            proj_p.join(".git"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        );
+        assert!(r.stdout.contains("ATTACK commondir 0"), "{what}: {r:?}");
+        assert!(
+            !proj_p.join(".git/commondir").exists(),
+            "{what}: planted commondir left live: {}",
+            r.stderr
+        );
+        host_git_runs_nothing(&proj_p, &home_p, &marker);
+    }
+}
+
+/// Threat: the planted `commondir` was checked only after the run, with no
+/// crash journal: `kill -9` of zerobox (or a closed terminal) during the
+/// run left it live, and the host's next `git status` ran the agent's
+/// `core.fsmonitor` (the next zerobox run only warned). Stopped by: the
+/// names git reads that do not exist yet are guarded like every missing
+/// protected path (`sandbox::guard`): moved aside as soon as they appear,
+/// and journalled for a killed run.
+#[test]
+fn a_planted_commondir_does_not_survive_kill_9() {
+    if !git_available() {
+        return;
+    }
+    let (home, proj, out) = (scratch(), scratch(), scratch());
+    let (home_p, proj_p) = (real(home.path()), real(proj.path()));
+    repo(&proj_p, &home_p);
+    let marker = real(out.path()).join("PWNED");
+    let script = format!("{}\necho planted; sleep 30", attacks(&marker));
+    let mut child = zerobox()
+        .current_dir(&proj_p)
+        .env_clear()
+        .env("HOME", &home_p)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .args(["--profile", "claude", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn zerobox");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "the command ended before planting");
+        if line.trim() == "planted" {
+            break;
+        }
+    }
+    // Let the guard see it (it acts within milliseconds), then kill -9.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !proj_p.join(".git/commondir").exists(),
+        "planted commondir live after kill -9"
     );
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }

@@ -265,12 +265,8 @@ impl Guard {
 
     /// A state file that did not exist before and cannot be checked now.
     fn quarantine(&self, path: &Path) -> String {
-        let to = path.with_file_name(format!(
-            "{}.zerobox-quarantined",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        match std::fs::rename(path, &to) {
-            Ok(()) => format!(
+        match super::quarantine(path) {
+            Ok(to) => format!(
                 "the command created {{path}} and it cannot be checked: moved it to {}",
                 to.display()
             ),

@@ -26,8 +26,11 @@
 //! A name that does not exist yet cannot be protected by a mount (there is
 //! nothing to bind) and git refuses a placeholder at some of them (an empty
 //! or directory `commondir` or `config` is a fatal error), so those are
-//! *watched* instead: after the run, one that appeared is renamed to
-//! `NAME.zerobox-quarantined` and reported. `hooks/` and `info/` are always
+//! denied like any missing protected path, which the sandbox guards
+//! without a placeholder (`sandbox::guard`: moved aside as soon as one
+//! appears, journalled for a killed zerobox), and checked once more after
+//! the run: one still there is renamed to `NAME.zerobox-quarantined` and
+//! reported. `hooks/` and `info/` are always
 //! denied (a placeholder directory there is harmless).
 //!
 //! # Input
@@ -289,11 +292,14 @@ impl<'a> Finder<'a> {
         self.deny.insert(dir.join("info"));
         for name in WATCHED {
             let path = dir.join(name);
-            if std::fs::symlink_metadata(&path).is_ok() {
-                self.deny.insert(path);
-            } else {
-                self.watched.insert(path);
+            // A missing one is denied too: the sandbox guards a missing
+            // protected path without a placeholder (moved aside as soon as
+            // it appears, journalled for a killed zerobox); `after_run`
+            // checks it once more.
+            if std::fs::symlink_metadata(&path).is_err() {
+                self.watched.insert(path.clone());
             }
+            self.deny.insert(path);
         }
         // What the config names (and whether it reads config.worktree).
         let mut worktree_config = false;
@@ -571,27 +577,9 @@ pub(crate) fn restore_link(path: &Path, target: &Path, what: &str) -> Option<Str
     })
 }
 
-/// Move a file git would read out of its way: `NAME.zerobox-quarantined`
-/// (or `.N` after it), in the same directory.
+/// Move a file git would read out of its way (see [`super::quarantine`]).
 fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for n in 0..100 {
-        let suffix = if n == 0 {
-            String::new()
-        } else {
-            format!(".{n}")
-        };
-        let to = path.with_file_name(format!("{name}.zerobox-quarantined{suffix}"));
-        if std::fs::symlink_metadata(&to).is_ok() {
-            continue;
-        }
-        std::fs::rename(path, &to)?;
-        return Ok(to);
-    }
-    Err(std::io::Error::other("too many quarantined copies already"))
+    super::quarantine(path)
 }
 
 /// The `.git` entries found below some roots.

@@ -149,6 +149,60 @@ fn denied_links(
     out.into_iter().collect()
 }
 
+/// Move `path` (something the command left where the host would read it)
+/// aside: to `NAME.zerobox-quarantined`, or, once the command has taken
+/// that name, to one with a random suffix it cannot guess (it can make any
+/// number of names beforehand; running out must never leave the plant in
+/// place). Never over an existing entry. If the command took the owner's
+/// write access to the directory away (`chmod 555` after planting: the
+/// host still reads the file, the rename needs write access), it is given
+/// back for the move and the mode put back. Called after the command
+/// ended.
+pub(crate) fn quarantine(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+    let mut restore = None;
+    let mut result = Err(std::io::Error::other("no free quarantine name"));
+    for n in 0..100 {
+        let to = if n == 0 {
+            path.with_file_name(format!("{name}.zerobox-quarantined"))
+        } else {
+            path.with_file_name(format!(
+                "{name}.zerobox-quarantined.{:016x}",
+                rand::random::<u64>()
+            ))
+        };
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
+        }
+        let mut moved = std::fs::rename(path, &to);
+        if restore.is_none()
+            && moved
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EACCES))
+        {
+            if let Ok(old) = std::fs::metadata(parent).map(|m| m.permissions().mode() & 0o7777) {
+                if std::fs::set_permissions(parent, std::fs::Permissions::from_mode(old | 0o700))
+                    .is_ok()
+                {
+                    restore = Some(old);
+                    moved = std::fs::rename(path, &to);
+                }
+            }
+        }
+        result = moved.map(|()| to);
+        break;
+    }
+    if let Some(old) = restore {
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(old));
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

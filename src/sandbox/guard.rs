@@ -17,7 +17,7 @@
 //!    and the user is told. The journal is removed.
 //! 3. If zerobox was killed (`kill -9`, a crash), the journal stays; the
 //!    next run finds it (its pid is gone) and does step 2 for it, for
-//!    entries born after that run started.
+//!    entries born or moved into place (ctime) after that run started.
 //!
 //! Limits (docs/threat-model.md, "Protected paths that do not exist"):
 //! during the run the command can create the name, and a host process
@@ -93,8 +93,7 @@ impl Watcher {
         let thread = std::thread::Builder::new()
             .name("zerobox-guard".into())
             .spawn(move || {
-                let mut watched = std::collections::HashSet::new();
-                arm(&ino, &guards, &mut watched);
+                arm(&ino, &guards);
                 // Anything made before the first watch existed.
                 check_and_report(&paths);
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -104,7 +103,7 @@ impl Watcher {
                             // New directories on the way get their own
                             // watch first, then everything is checked (an
                             // entry made before its watch is caught here).
-                            arm(&ino, &guards, &mut watched);
+                            arm(&ino, &guards);
                             check_and_report(&paths);
                         }
                         Err(_) => return, // the final check remains
@@ -119,31 +118,32 @@ impl Watcher {
     }
 }
 
-/// Watch every existing directory from each guarded path's base (its
-/// nearest ancestor that existed before the run) down to its parent.
-fn arm(
-    ino: &super::linux::inotify::Inotify,
-    guards: &[(PathBuf, PathBuf)],
-    watched: &mut std::collections::HashSet<PathBuf>,
-) {
-    for (path, base) in guards {
-        let mut dir = base.clone();
-        let rest: Vec<_> = path
-            .strip_prefix(base)
+/// Watch every existing directory on the way to each guarded path, from
+/// `/` down to its parent. Not only from the nearest ancestor that existed
+/// before the run: the command can move any directory it may write the
+/// parent of away and make a new one at its name (`mv .vscode .old; mkdir
+/// .vscode`), which must get a watch of its own. So each call watches
+/// them all again: adding a watch to an inode that has one is a no-op, and
+/// remembering paths or inode numbers would miss a new directory at the
+/// same path (or with a reused inode number).
+fn arm(ino: &super::linux::inotify::Inotify, guards: &[(PathBuf, PathBuf)]) {
+    for (path, _) in guards {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        let mut dir = PathBuf::from("/");
+        let rest: Vec<_> = parent
+            .strip_prefix("/")
             .map(|r| r.components().collect())
             .unwrap_or_default();
-        for (i, c) in rest.iter().enumerate() {
-            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
-            if !is_dir {
+        for i in 0..=rest.len() {
+            if i > 0 {
+                dir.push(rest[i - 1]);
+            }
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 break;
             }
-            if !watched.contains(&dir) && ino.watch_dir(&dir).is_ok() {
-                watched.insert(dir.clone());
-            }
-            if i + 1 == rest.len() {
-                break;
-            }
-            dir.push(c);
+            let _ = ino.watch_dir(&dir);
         }
     }
 }
@@ -240,15 +240,26 @@ impl Drop for Guards {
     }
 }
 
-fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+/// Make the journal directory (and so zerobox's data dir) if it does not
+/// exist yet. Called before the run is planned: made later, it would be a
+/// missing protected path the plan gave no mask (readable and writable
+/// inside where the home is granted) and that the guard then moves aside,
+/// journal and all.
+pub fn make_journal_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = journal_dir().ok_or_else(|| std::io::Error::other("no home directory"))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
+    Ok(dir)
+}
+
+fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = make_journal_dir()?;
     let pid = std::process::id();
     let doc = serde_json::json!({
         "pid": pid,
@@ -331,8 +342,9 @@ fn report(r: std::io::Result<Found>) {
 }
 
 /// Does `protected`, or an entry on the way to it below its nearest
-/// existing directory, exist now? Then move it aside. `born_after`: only
-/// entries born at or after that time (crash recovery).
+/// existing directory, exist now? Then move it aside. `born_after` (crash
+/// recovery): skip an entry only if neither it nor any directory on the
+/// way was born or changed (ctime) at or after that time.
 fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
     let names: Vec<OsString> = protected
         .components()
@@ -343,20 +355,24 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
         .collect();
     let mut dir = fsat::open_dir(Path::new("/"))?;
     let mut at = PathBuf::from("/");
+    // The newest birth or status change on the way: a directory renamed
+    // into place carries old files with it.
+    let mut newest = 0;
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
-        let (kind, btime) = fsat::kind_at(&dir, name)?;
+        let (kind, changed) = with_owner_access(&dir, || fsat::kind_at(&dir, name))?;
+        newest = newest.max(changed);
         match kind {
             Kind::Missing => return Ok(None),
             Kind::Dir if !last => {
-                dir = fsat::open_child_dir(&dir, name)?;
+                dir = with_owner_access(&dir, || fsat::open_child_dir(&dir, name))?;
                 at.push(name);
             }
             _ => {
-                if born_after.is_some_and(|t| btime != 0 && btime < t) {
+                if born_after.is_some_and(|t| newest < t) {
                     return Ok(None); // older than the run: not its doing
                 }
-                let moved = match quarantine(&dir, name) {
+                let moved = match with_owner_access(&dir, || quarantine(&dir, name)) {
                     Ok(m) => m,
                     // Gone meanwhile (the command removed it, or another
                     // run moved it): nothing left at the name.
@@ -370,13 +386,45 @@ fn check(protected: &Path, born_after: Option<i64>) -> std::io::Result<Found> {
     Ok(None)
 }
 
+/// Run `op` in `dir`; if it is refused for lack of permission, give the
+/// owner rwx on `dir` for one more try, then put the mode back. The
+/// command owns the directories it makes and can `chmod 555` one after
+/// planting a file in it: a host reader still reads the file, but the
+/// rename that moves it aside needs write access (root on the host
+/// ignores the mode; the user does not).
+fn with_owner_access<T>(
+    dir: &std::os::fd::OwnedFd,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    match op() {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            // chmod through the fd's /proc link: `dir` is an O_PATH fd of
+            // the directory itself, never a path the command can swap.
+            let link = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            let old = std::fs::metadata(&link)?.permissions().mode() & 0o7777;
+            std::fs::set_permissions(&link, std::fs::Permissions::from_mode(old | 0o700))?;
+            let r = op();
+            let _ = std::fs::set_permissions(&link, std::fs::Permissions::from_mode(old));
+            r
+        }
+        r => r,
+    }
+}
+
+/// Move `name` aside, never over an existing entry. The first choice is
+/// `NAME.zerobox-quarantine-TIME`; if the command took it (it can make
+/// any number of names in a writable directory), a random suffix follows,
+/// which it cannot guess: running out of names must never leave the
+/// planted entry in place.
 fn quarantine(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<OsString> {
     let stamp = now();
     for n in 0..100 {
         let mut to = name.to_os_string();
         to.push(format!(".zerobox-quarantine-{stamp}"));
         if n > 0 {
-            to.push(format!("-{n}"));
+            to.push(format!("-{:016x}", rand::random::<u64>()));
         }
         match fsat::rename_noreplace(dir, name, &to) {
             Ok(()) => return Ok(to),

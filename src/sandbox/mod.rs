@@ -374,6 +374,9 @@ impl Drop for Cleanup {
 /// called before zerobox starts any thread. Prints the one-line notice
 /// when a weaker mode is used.
 pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
+    // Before the plan, so the plan masks it as zerobox's own state (an
+    // error is reported when the journal is written).
+    let _ = guard::make_journal_dir();
     let plan = plan::plan(policy, opts)?;
     // Announce a weaker mode before the command can print anything.
     for w in &plan.weaker {

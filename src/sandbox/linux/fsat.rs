@@ -72,8 +72,10 @@ pub fn open_child_dir(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     )
 }
 
-/// The kind of the entry `name` in `dir`, and its birth time (seconds
-/// since the epoch; 0 where the filesystem does not record it).
+/// The kind of the entry `name` in `dir`, and the later of its birth
+/// time and its last status change (seconds since the epoch). Rename and
+/// link keep the birth time but set the ctime, which no unprivileged
+/// process can set back, so this says when the entry came to be *here*.
 pub fn kind_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(Kind, i64)> {
     let n = c(name)?;
     // SAFETY: `statx` is plain data; all-zero is valid before the call.
@@ -85,7 +87,7 @@ pub fn kind_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(Kind, i64)> {
             dir.as_raw_fd(),
             n.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_TYPE | libc::STATX_BTIME,
+            libc::STATX_TYPE | libc::STATX_BTIME | libc::STATX_CTIME,
             &mut st,
         )
     };
@@ -106,7 +108,7 @@ pub fn kind_at(dir: &OwnedFd, name: &OsStr) -> io::Result<(Kind, i64)> {
     } else {
         0
     };
-    Ok((kind, btime))
+    Ok((kind, btime.max(st.stx_ctime.tv_sec)))
 }
 
 /// Rename `from` to `to` inside `dir`, never replacing an existing `to`.

@@ -226,16 +226,106 @@ impl Policy {
     }
 }
 
+/// [`Policy::effective`] for many paths: the rules keyed by path, so a
+/// decision looks up the path's ancestors (a handful) instead of scanning
+/// every rule. Planning the mounts, the Landlock walk and the launcher's
+/// placeholders ask for thousands of paths against thousands of rules; the
+/// scan made that quadratic. Gives exactly what `Policy::effective` gives
+/// (a test compares the two on random rule sets).
+pub struct RuleIndex<'a> {
+    by_path: std::collections::HashMap<&'a [u8], Vec<FsAccess>>,
+}
+
+impl<'a> RuleIndex<'a> {
+    pub fn new(policy: &'a Policy) -> Self {
+        let mut by_path: std::collections::HashMap<&[u8], Vec<FsAccess>> =
+            std::collections::HashMap::with_capacity(policy.fs.len());
+        for rule in &policy.fs {
+            by_path
+                .entry(rule.path.as_os_str().as_bytes())
+                .or_default()
+                .push(rule.access);
+        }
+        RuleIndex { by_path }
+    }
+
+    /// The same decision as [`Policy::effective`].
+    pub fn effective(&self, path: &Path) -> Effective {
+        // The deepest rule at or above the path for each of the two
+        // questions, a deny winning at equal depth (the fold of
+        // `Policy::most_specific`; its outcome does not depend on order).
+        let mut read_best: Option<(usize, FsAccess)> = None;
+        let mut write_best: Option<(usize, FsAccess)> = None;
+        for base in ancestors_bytes(path.as_os_str().as_bytes()) {
+            let Some(accesses) = self.by_path.get(base) else {
+                continue;
+            };
+            let depth = base.iter().filter(|b| **b == b'/').count();
+            for &access in accesses {
+                if matches!(
+                    access,
+                    FsAccess::AllowRead | FsAccess::DenyRead | FsAccess::AllowWrite
+                ) {
+                    read_best = fold_specific(read_best, depth, access);
+                }
+                if matches!(
+                    access,
+                    FsAccess::AllowWrite | FsAccess::DenyWrite | FsAccess::DenyRead
+                ) {
+                    write_best = fold_specific(write_best, depth, access);
+                }
+            }
+        }
+        let read = !matches!(read_best, Some((_, FsAccess::DenyRead)));
+        let write = matches!(write_best, Some((_, FsAccess::AllowWrite))) && read;
+        Effective { read, write }
+    }
+}
+
+/// One step of the "deepest wins, deny wins a tie" fold.
+fn fold_specific(
+    best: Option<(usize, FsAccess)>,
+    depth: usize,
+    access: FsAccess,
+) -> Option<(usize, FsAccess)> {
+    let is_deny = matches!(access, FsAccess::DenyRead | FsAccess::DenyWrite);
+    match best {
+        None => Some((depth, access)),
+        Some((d, _)) if depth > d => Some((depth, access)),
+        Some((d, _)) if depth == d && is_deny => Some((depth, access)),
+        keep => keep,
+    }
+}
+
+/// `path` and every base [`is_within`] accepts for it: the path itself,
+/// each prefix ending before a `/`, and `/`.
+fn ancestors_bytes(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let cuts = path
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(i, b)| **b == b'/' && *i > 0)
+        .map(move |(i, _)| &path[..i]);
+    let root: &[u8] = if path.first() == Some(&b'/') && path != b"/" {
+        b"/"
+    } else {
+        b""
+    };
+    std::iter::once(path)
+        .chain(cuts)
+        .chain(std::iter::once(root).filter(|r| !r.is_empty()))
+}
+
 /// Sort paths shallowest first (parents before children), without repeats.
-pub fn parents_first(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    paths.sort_by(|a, b| {
-        a.components()
-            .count()
-            .cmp(&b.components().count())
-            .then(a.cmp(b))
-    });
-    paths.dedup();
-    paths
+pub fn parents_first(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    // Depth counted once per path, not once per comparison.
+    let mut keyed: Vec<(usize, PathBuf)> = paths
+        .into_iter()
+        .map(|p| (p.components().count(), p))
+        .collect();
+    keyed.sort_unstable();
+    keyed.dedup();
+    keyed.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Is `path` equal to `base` or beneath it? Both absolute and normalised;
@@ -548,6 +638,48 @@ pub fn env_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small tree of names so random rules and queries overlap a lot:
+    /// parents, children, equal paths and the `/` vs `/x` depth tie.
+    fn arb_path() -> impl proptest::strategy::Strategy<Value = PathBuf> {
+        use proptest::prelude::*;
+        proptest::collection::vec(prop::sample::select(vec!["a", "b", "ab", "c"]), 0..4).prop_map(
+            |parts| {
+                let mut p = PathBuf::from("/");
+                for part in parts {
+                    p.push(part);
+                }
+                p
+            },
+        )
+    }
+
+    fn arb_access() -> impl proptest::strategy::Strategy<Value = FsAccess> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(FsAccess::AllowRead),
+            proptest::strategy::Just(FsAccess::DenyRead),
+            proptest::strategy::Just(FsAccess::AllowWrite),
+            proptest::strategy::Just(FsAccess::DenyWrite),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rule_index_decides_like_the_scan(
+            rules in proptest::collection::vec((arb_path(), arb_access()), 0..12),
+            queries in proptest::collection::vec(arb_path(), 1..16),
+        ) {
+            let mut p = policy(&[]);
+            p.fs = rules
+                .into_iter()
+                .map(|(path, access)| FsRule { path, access, origin: "t".into() })
+                .collect();
+            let index = RuleIndex::new(&p);
+            for q in queries {
+                proptest::prop_assert_eq!(index.effective(&q), p.effective(&q), "{}", q.display());
+            }
+        }
+    }
 
     fn ctx() -> PathContext {
         PathContext {

@@ -422,7 +422,10 @@ async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> io::Result<Se
         None => dial(state, &ctx.target).await?,
     };
     let (io, h2): (Box<dyn IoBox>, bool) = if ctx.upstream_tls {
-        let cfg = state.tls.client_config(h1_only);
+        let cfg = state
+            .tls
+            .client_config(h1_only)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let name = match &ctx.target.host {
             Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
                 .map_err(|e| io::Error::other(e.to_string()))?,

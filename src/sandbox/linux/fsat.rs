@@ -72,6 +72,15 @@ pub fn open_child_dir(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     )
 }
 
+/// Open the entry `name` of `dir` (one component, any type unless
+/// `directory`) as O_PATH, never following a symlink: a directory-relative
+/// [`open_nofollow`], so opening every entry of a large directory does not
+/// walk its whole path again each time.
+pub fn open_child_nofollow(dir: &OwnedFd, name: &OsStr, directory: bool) -> io::Result<OwnedFd> {
+    let flags = if directory { libc::O_DIRECTORY } else { 0 };
+    openat2(dir.as_raw_fd(), name, flags, libc::RESOLVE_BENEATH)
+}
+
 /// The kind of the entry `name` in `dir`, and the later of its birth
 /// time and its last status change (seconds since the epoch). Rename and
 /// link keep the birth time but set the ctime, which no unprivileged

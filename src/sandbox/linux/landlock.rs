@@ -12,14 +12,14 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
-use crate::policy::Policy;
+use crate::policy::{Policy, RuleIndex};
 
 /// What Landlock is asked to enforce.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct Grant {
     pub write: bool,
     /// Only `READ_DIR` (a directory on the way to a denied path).
     pub list_only: bool,
+    /// A directory when the walk saw it (from `d_type`, not a `stat`).
+    pub is_dir: bool,
 }
 
 /// Compute the grants for `policy` (reads the directories on the way to
@@ -53,76 +55,99 @@ pub struct Grant {
 pub fn grants(policy: &Policy, precise_writes: bool) -> Vec<Grant> {
     // Only rule paths that exist shape the complement: a missing one cannot
     // appear during the run (the launcher puts a placeholder where it could
-    // be created), so there is nothing to carve out for it.
-    let rule_paths: Vec<Vec<u8>> = policy
+    // be created), so there is nothing to carve out for it. Sorted as
+    // bytes, so the rules below a directory are one contiguous run.
+    let mut rule_paths: Vec<Vec<u8>> = policy
         .rule_paths()
         .into_iter()
         .filter(|p| std::fs::symlink_metadata(p).is_ok())
         .map(|p| p.into_os_string().into_vec())
         .collect();
-    let mut out = Vec::new();
-    walk(
-        Path::new("/"),
-        true,
-        policy,
-        &rule_paths,
+    rule_paths.sort_unstable();
+    rule_paths.dedup();
+    let walker = Walker {
+        index: RuleIndex::new(policy),
+        rules: &rule_paths,
         precise_writes,
-        &mut out,
-    );
+    };
+    let mut out = Vec::new();
+    walker.walk(PathBuf::from("/"), true, &mut out);
     out
 }
 
-fn walk(
-    path: &Path,
-    is_dir: bool,
-    policy: &Policy,
-    rules: &[Vec<u8>],
+struct Walker<'a> {
+    index: RuleIndex<'a>,
+    /// Existing rule paths, sorted as bytes.
+    rules: &'a [Vec<u8>],
     precise_writes: bool,
-    out: &mut Vec<Grant>,
-) {
-    let e = policy.effective(path);
-    let bytes = path.as_os_str().as_bytes();
-    let has_rules_below = is_dir
-        && rules
-            .iter()
-            .any(|r| r.len() > bytes.len() && crate::policy::is_within(r, bytes));
-    if !has_rules_below {
-        if e.read || e.write {
+}
+
+impl Walker<'_> {
+    /// Is there a rule path strictly below the directory `dir`?
+    fn has_rules_below(&self, dir: &[u8]) -> bool {
+        let mut prefix = dir.to_vec();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        // Every path starting with `dir/` sorts after `dir/` itself.
+        let first = self
+            .rules
+            .partition_point(|r| r.as_slice() <= prefix.as_slice());
+        self.rules
+            .get(first)
+            .is_some_and(|r| r.starts_with(&prefix))
+    }
+
+    fn walk(&self, path: PathBuf, is_dir: bool, out: &mut Vec<Grant>) {
+        let e = self.index.effective(&path);
+        let has_rules_below = is_dir && self.has_rules_below(path.as_os_str().as_bytes());
+        if !has_rules_below {
+            if e.read || e.write {
+                out.push(Grant {
+                    path,
+                    read: e.read,
+                    write: e.write,
+                    list_only: false,
+                    is_dir,
+                });
+            }
+            return;
+        }
+        // A directory with rules below: grant listing (if readable) and,
+        // unless writes must be precise, writing; then decide each child on
+        // its own.
+        let write_here = e.write && !self.precise_writes;
+        if e.read || write_here {
             out.push(Grant {
-                path: path.to_path_buf(),
-                read: e.read,
-                write: e.write,
-                list_only: false,
+                path: path.clone(),
+                read: e.read && write_here,
+                write: write_here,
+                list_only: e.read && !write_here,
+                is_dir,
             });
         }
-        return;
-    }
-    // A directory with rules below: grant listing (if readable) and, unless
-    // writes must be precise, writing; then decide each child on its own.
-    let write_here = e.write && !precise_writes;
-    if e.read || write_here {
-        out.push(Grant {
-            path: path.to_path_buf(),
-            read: e.read && write_here,
-            write: write_here,
-            list_only: e.read && !write_here,
-        });
-    }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return;
-    };
-    let mut children: Vec<(PathBuf, bool)> = entries
-        .flatten()
-        .filter_map(|e| {
-            // Symlinks get no rule: following one needs no right of its
-            // own, and a rule on its target could re-open a denied path.
-            let ft = e.file_type().ok()?;
-            (!ft.is_symlink()).then(|| (e.path(), ft.is_dir()))
-        })
-        .collect();
-    children.sort();
-    for (child, child_is_dir) in children {
-        walk(&child, child_is_dir, policy, rules, precise_writes, out);
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            return;
+        };
+        // Symlinks get no rule: following one needs no right of its own,
+        // and a rule on its target could re-open a denied path. The entry's
+        // type comes from the directory listing (`d_type`): no `stat`.
+        // Names sort as bytes (cheaper than comparing paths by component).
+        let mut children: Vec<(Vec<u8>, bool)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let ft = e.file_type().ok()?;
+                (!ft.is_symlink()).then(|| (e.file_name().into_vec(), ft.is_dir()))
+            })
+            .collect();
+        children.sort_unstable();
+        for (name, child_is_dir) in children {
+            self.walk(
+                path.join(std::ffi::OsStr::from_bytes(&name)),
+                child_is_dir,
+                out,
+            );
+        }
     }
 }
 
@@ -152,15 +177,37 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
     let mut created = ruleset
         .create()
         .map_err(|e| format!("create ruleset: {e}"))?;
+    // The walk lists a directory's children one after another, so their
+    // parent is opened once and each child relative to it.
+    let mut parent: Option<(PathBuf, OwnedFd)> = None;
     for g in &grants {
         // Never through a symlink: the walk saw none on the way, so one now
         // was swapped in (another run's command) and could point the rule
-        // at a denied path.
-        let fd: OwnedFd = match super::fsat::open_nofollow(&g.path) {
-            Ok(fd) => fd,
-            // Vanished since the walk, swapped for a symlink, or unreadable
-            // to us: no rule, which denies it (fail closed).
-            Err(_) => continue,
+        // at a denied path. The parent is opened with no symlink anywhere on
+        // its path and the child beneath it with none either; a directory
+        // the walk saw must still be one (O_DIRECTORY), so its type needs no
+        // `stat` of its own. Vanished since the walk, swapped for a symlink
+        // or another type, or unreadable to us: no rule, which denies it
+        // (fail closed).
+        let fd: OwnedFd = match (g.path.parent(), g.path.file_name()) {
+            (Some(dir), Some(name)) => {
+                if parent.as_ref().is_none_or(|(p, _)| p != dir) {
+                    parent = super::fsat::open_dir(dir)
+                        .ok()
+                        .map(|fd| (dir.to_path_buf(), fd));
+                }
+                let Some((_, dirfd)) = &parent else {
+                    continue;
+                };
+                match super::fsat::open_child_nofollow(dirfd, name, g.is_dir) {
+                    Ok(fd) => fd,
+                    Err(_) => continue,
+                }
+            }
+            _ => match super::fsat::open_nofollow(&g.path) {
+                Ok(fd) => fd,
+                Err(_) => continue,
+            },
         };
         let mut access = BitFlags::<AccessFs>::empty();
         if g.list_only {
@@ -172,10 +219,7 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         if g.write {
             access |= write | read;
         }
-        let is_dir = std::fs::metadata(&g.path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        if !is_dir {
+        if !g.is_dir {
             access &= file_rights;
         }
         if access.is_empty() {
@@ -221,6 +265,7 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::policy::{resolve, PathContext, PolicyLayer};
+    use std::path::Path;
 
     #[test]
     fn complement_skips_denied_and_lists_ancestors() {

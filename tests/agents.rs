@@ -885,3 +885,50 @@ fn claude_interactive_start_hosts_are_allowed() {
     );
     assert!(!r.stdout.contains("blocked"), "{r:?}");
 }
+
+/// Claude Code trusts a folder if `projects[D].hasTrustDialogAccepted` is
+/// set for it or for any directory above it (it walks up to `/`). The
+/// run's own trust answer is kept, so the command must not be able to
+/// plant that answer for `/`, the home dir or the project's parent: that
+/// would trust every later repository in an unsandboxed run (their hooks
+/// and MCP servers run without a prompt).
+#[test]
+fn claude_json_trust_for_a_dir_above_the_project_is_reverted() {
+    let (home, proj) = (scratch(), scratch());
+    let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
+    let sub = proj_p.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let cfg = home_p.join(".claude.json");
+    std::fs::write(&cfg, r#"{"numStartups":1}"#).unwrap();
+    let parent = proj_p.parent().unwrap().display().to_string();
+    let mut planted = serde_json::Map::new();
+    for dir in ["/".to_string(), home_p.display().to_string(), parent.clone()] {
+        planted.insert(dir, serde_json::json!({"hasTrustDialogAccepted": true}));
+    }
+    planted.insert(
+        sub.display().to_string(),
+        serde_json::json!({"hasTrustDialogAccepted": true}),
+    );
+    let planted = serde_json::json!({"numStartups": 2, "projects": planted});
+    let script = format!(
+        "cat > '{}' <<'EOF'\n{}\nEOF\necho WROTE",
+        cfg.display(),
+        serde_json::to_string(&planted).unwrap()
+    );
+    let mut cmd = clean(&common::bin(), &home_p, &sub);
+    cmd.args(["--profile", "claude", "--", "sh", "-c", &script]);
+    let r = run_timeout(cmd);
+    assert!(r.stdout.contains("WROTE"), "{r:?}");
+    let now: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    for dir in ["/".to_string(), home_p.display().to_string(), parent] {
+        assert!(
+            now["projects"][&dir].get("hasTrustDialogAccepted").is_none(),
+            "trust for {dir} above the run's folder survived: {now}"
+        );
+    }
+    assert_eq!(
+        now["projects"][sub.display().to_string()]["hasTrustDialogAccepted"], true,
+        "the run's own folder keeps its answer: {now}"
+    );
+}

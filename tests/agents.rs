@@ -902,7 +902,11 @@ fn claude_json_trust_for_a_dir_above_the_project_is_reverted() {
     std::fs::write(&cfg, r#"{"numStartups":1}"#).unwrap();
     let parent = proj_p.parent().unwrap().display().to_string();
     let mut planted = serde_json::Map::new();
-    for dir in ["/".to_string(), home_p.display().to_string(), parent.clone()] {
+    for dir in [
+        "/".to_string(),
+        home_p.display().to_string(),
+        parent.clone(),
+    ] {
         planted.insert(dir, serde_json::json!({"hasTrustDialogAccepted": true}));
     }
     planted.insert(
@@ -923,12 +927,15 @@ fn claude_json_trust_for_a_dir_above_the_project_is_reverted() {
         serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     for dir in ["/".to_string(), home_p.display().to_string(), parent] {
         assert!(
-            now["projects"][&dir].get("hasTrustDialogAccepted").is_none(),
+            now["projects"][&dir]
+                .get("hasTrustDialogAccepted")
+                .is_none(),
             "trust for {dir} above the run's folder survived: {now}"
         );
     }
     assert_eq!(
-        now["projects"][sub.display().to_string()]["hasTrustDialogAccepted"], true,
+        now["projects"][sub.display().to_string()]["hasTrustDialogAccepted"],
+        true,
         "the run's own folder keeps its answer: {now}"
     );
 }

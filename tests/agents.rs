@@ -972,6 +972,10 @@ fn claude_legacy_config_json_planted_in_dot_claude_is_reverted() {
     };
     let now: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     for key in ["mcpServers", "apiKeyHelper", "env"] {
-        assert!(now.get(key).is_none(), "{key} planted in {}: {now}", legacy.display());
+        assert!(
+            now.get(key).is_none(),
+            "{key} planted in {}: {now}",
+            legacy.display()
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! run and reverted.
 //!
 //! Today that is Claude Code's `~/.claude.json` (and `.claude.json` in its
-//! `CLAUDE_CONFIG_DIR`, `~/.claude`). Claude Code rewrites it all the time
+//! `CLAUDE_CONFIG_DIR`, `~/.claude`, and the legacy `~/.claude/.config.json`
+//! that Claude Code reads instead of `~/.claude.json` when it exists). Claude Code rewrites it all the time
 //! (onboarding, tips, per-project history) with a temp file and a rename,
 //! so a write deny would break it; but the same file holds MCP servers
 //! (commands Claude Code starts), `apiKeyHelper` (a command it runs), `env`
@@ -74,11 +75,14 @@ const PROJECT_KEYS: &[&str] = &[
     "hasClaudeMdExternalIncludesApproved",
 ];
 
-/// The state files checked, relative to HOME.
+/// The state files checked, relative to HOME. `.claude/.config.json` is
+/// a legacy location Claude Code reads its global config from *instead of*
+/// `~/.claude.json` whenever it exists, inside the writable `~/.claude`.
 const CLAUDE_STATE: &[&str] = &[
     ".claude.json",
     ".claude.json.backup",
     ".claude/.claude.json",
+    ".claude/.config.json",
 ];
 
 /// What one file looked like before the run.

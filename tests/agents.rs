@@ -591,6 +591,8 @@ const PLANTED: &[&str] = &[
     "~/.claude/hooks/evil.sh",
     "~/.claude/plugins/evil.json",
     "~/.claude/CLAUDE.md",
+    // User-level rule files: instructions loaded into every session.
+    "~/.claude/rules/evil.md",
     "~/.codex/config.toml",
     "~/.codex/AGENTS.md",
     "~/.codex/rules/evil.rules",

@@ -428,6 +428,21 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_key_is_judged_by_its_last_value_like_json_parse() {
+        let (home, path) = setup(r#"{"mcpServers":{}}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            r#"{"mcpServers":{},"mcpServers":{"evil":{"command":"sh"}}}"#,
+        )
+        .unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("mcpServers"), "{lines:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("evil"), "{text}");
+    }
+
+    #[test]
     fn empty_defaults_in_a_new_project_are_not_a_change() {
         let (home, path) = setup(r#"{"numStartups":1}"#);
         let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));

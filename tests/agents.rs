@@ -981,3 +981,33 @@ fn claude_legacy_config_json_planted_in_dot_claude_is_reverted() {
         );
     }
 }
+
+/// `projects[D].enabledMcpServers: ["computer-use"]` turns on Claude
+/// Code's built-in computer-use MCP server (screen, mouse and keyboard)
+/// for every later session in that project; the command must not be able
+/// to switch it on for the next, unsandboxed run.
+#[test]
+fn claude_json_enabling_a_builtin_mcp_server_is_reverted() {
+    let (home, proj) = (scratch(), scratch());
+    let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
+    let cfg = home_p.join(".claude.json");
+    std::fs::write(&cfg, r#"{"numStartups":1}"#).unwrap();
+    let planted = serde_json::json!({
+        "numStartups": 2,
+        "projects": {proj_p.display().to_string(): {"enabledMcpServers": ["computer-use"]}}
+    });
+    let script = format!(
+        "cat > '{}' <<'EOF'\n{}\nEOF\necho WROTE",
+        cfg.display(),
+        serde_json::to_string(&planted).unwrap()
+    );
+    let mut cmd = clean(&common::bin(), &home_p, &proj_p);
+    cmd.args(["--profile", "claude", "--", "sh", "-c", &script]);
+    let r = run_timeout(cmd);
+    assert!(r.stdout.contains("WROTE"), "{r:?}");
+    let now: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let entry = &now["projects"][proj_p.display().to_string()];
+    assert!(entry.get("enabledMcpServers").is_none(), "{now}");
+    assert_eq!(now["numStartups"], 2, "{now}");
+}

@@ -68,6 +68,8 @@ const PROJECT_KEYS: &[&str] = &[
     "mcpServers",
     "allowedTools",
     "enabledMcpjsonServers",
+    // Built-in servers that are off by default ("computer-use").
+    "enabledMcpServers",
     "disabledMcpjsonServers",
     "enableAllProjectMcpServers",
     "mcpContextUris",

@@ -1233,3 +1233,37 @@ fn placeholder_is_stable_per_user_name_and_binding() {
     );
     assert!(bad.stdout.is_empty(), "{bad:?}");
 }
+
+/// The read deny zerobox puts on a `--secret NAME=@FILE` source is by
+/// path: another hard link to the same file (made before the run, in the
+/// project or anywhere readable) reads the real value inside. A source
+/// file with more than one link is refused before anything runs.
+#[test]
+fn secret_file_with_another_hard_link_is_refused() {
+    let d = scratch();
+    let tokdir = d.path().join("tokens");
+    std::fs::create_dir(&tokdir).unwrap();
+    let tok = tokdir.join("k");
+    std::fs::write(&tok, "sk-hardlink-secret-321\n").unwrap();
+    std::fs::hard_link(&tok, d.path().join("visible")).unwrap();
+    let r = run(
+        d.path(),
+        &[],
+        &args(&[
+            "--secret",
+            &format!("K=@{}", tok.display()),
+            "--secret-host",
+            "K=a.test",
+            "--",
+            "sh",
+            "-c",
+            "cat visible",
+        ]),
+    );
+    assert!(
+        !r.stdout.contains("sk-hardlink-secret-321"),
+        "the secret read through a hard link: {r:?}"
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("hard link"), "{r:?}");
+}

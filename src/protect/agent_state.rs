@@ -3,7 +3,8 @@
 //! run and reverted.
 //!
 //! Today that is Claude Code's `~/.claude.json` (and `.claude.json` in its
-//! `CLAUDE_CONFIG_DIR`, `~/.claude`). Claude Code rewrites it all the time
+//! `CLAUDE_CONFIG_DIR`, `~/.claude`, and the legacy `~/.claude/.config.json`
+//! that Claude Code reads instead of `~/.claude.json` when it exists). Claude Code rewrites it all the time
 //! (onboarding, tips, per-project history) with a temp file and a rename,
 //! so a write deny would break it; but the same file holds MCP servers
 //! (commands Claude Code starts), `apiKeyHelper` (a command it runs), `env`
@@ -21,8 +22,12 @@
 //!   only approves a key the user's own environment supplies, and
 //!   reverting it would ask again every run. The one exception is the folder
 //!   trust answer for the project the run was in (`hasTrustDialogAccepted`
-//!   for the cwd or a directory above it): the user gives that answer in
-//!   the sandboxed session, and reverting it would ask again every run;
+//!   for the cwd, or for the git top-level above it found before the run:
+//!   the two folders Claude Code records the answer for): the user gives
+//!   that answer in the sandboxed session, and reverting it would ask again
+//!   every run. Never for any other directory above the cwd: Claude Code
+//!   trusts a folder when any directory above it is trusted, so a planted
+//!   answer for `/` or the home dir would trust every later repository;
 //! - the file is attacker input: opened with `O_NOFOLLOW`, a regular file
 //!   of at most [`MAX_STATE`] bytes. If it cannot be read or parsed before
 //!   the run, it is write-denied for the run (with a warning); if it was
@@ -63,6 +68,8 @@ const PROJECT_KEYS: &[&str] = &[
     "mcpServers",
     "allowedTools",
     "enabledMcpjsonServers",
+    // Built-in servers that are off by default ("computer-use").
+    "enabledMcpServers",
     "disabledMcpjsonServers",
     "enableAllProjectMcpServers",
     "mcpContextUris",
@@ -70,11 +77,14 @@ const PROJECT_KEYS: &[&str] = &[
     "hasClaudeMdExternalIncludesApproved",
 ];
 
-/// The state files checked, relative to HOME.
+/// The state files checked, relative to HOME. `.claude/.config.json` is
+/// a legacy location Claude Code reads its global config from *instead of*
+/// `~/.claude.json` whenever it exists, inside the writable `~/.claude`.
 const CLAUDE_STATE: &[&str] = &[
     ".claude.json",
     ".claude.json.backup",
     ".claude/.claude.json",
+    ".claude/.config.json",
 ];
 
 /// What one file looked like before the run.
@@ -101,8 +111,10 @@ struct Watched {
 #[derive(Debug, Default)]
 pub struct Guard {
     files: Vec<Watched>,
-    /// The run's cwd: its own folder-trust answer is kept.
-    cwd: PathBuf,
+    /// The folders whose trust answer is the run's own and is kept: the
+    /// cwd and the git top-level above it (found before the run, so the
+    /// command cannot move it up by planting a `.git`).
+    own_projects: Vec<PathBuf>,
     warnings: Vec<String>,
 }
 
@@ -111,8 +123,16 @@ impl Guard {
     /// write-deny for this run (files that cannot be checked).
     pub fn prepare(home: &Path, cwd: &Path) -> (Vec<String>, Guard) {
         let mut deny = Vec::new();
+        let mut own_projects = vec![cwd.to_path_buf()];
+        if let Some(top) = cwd
+            .ancestors()
+            .find(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
+            .filter(|top| *top != cwd)
+        {
+            own_projects.push(top.to_path_buf());
+        }
         let mut guard = Guard {
-            cwd: cwd.to_path_buf(),
+            own_projects,
             ..Guard::default()
         };
         for rel in CLAUDE_STATE {
@@ -257,10 +277,11 @@ impl Guard {
         })
     }
 
-    /// The folder-trust answer of the run's own project (the cwd or above).
+    /// The folder-trust answer of the run's own project: the cwd or its
+    /// git top-level, exactly (an answer for a dir above covers every
+    /// folder under it).
     fn is_this_project(&self, dir: &str) -> bool {
-        let dir = Path::new(dir);
-        dir.is_absolute() && self.cwd.starts_with(dir)
+        self.own_projects.iter().any(|p| p.as_os_str() == dir)
     }
 
     /// A state file that did not exist before and cannot be checked now.
@@ -350,7 +371,7 @@ mod tests {
         let (home, path) = setup(
             r#"{"numStartups":1,"mcpServers":{},"projects":{"/p":{"allowedTools":[],"hasTrustDialogAccepted":false}}}"#,
         );
-        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p/sub"));
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"));
         assert!(deny.is_empty());
         std::fs::write(
             &path,
@@ -380,6 +401,47 @@ mod tests {
             .get("hasTrustDialogAccepted")
             .is_none());
         assert_eq!(now["projects"]["/other"]["lastCost"], 1);
+    }
+
+    #[test]
+    fn trust_is_kept_only_for_the_cwd_and_its_git_top_level() {
+        let (home, path) = setup(r#"{"numStartups":1}"#);
+        let top = home.path().join("repo");
+        let cwd = top.join("a/b");
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::create_dir(top.join(".git")).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), &cwd);
+        let trusted = serde_json::json!({"hasTrustDialogAccepted": true});
+        let mut projects = Map::new();
+        for dir in [&cwd, &top, &top.join("a"), home.path(), Path::new("/")] {
+            projects.insert(dir.display().to_string(), trusted.clone());
+        }
+        let after = serde_json::json!({"projects": projects});
+        std::fs::write(&path, after.to_string()).unwrap();
+        guard.after_run();
+        let now: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let trust =
+            |d: &Path| now["projects"][d.display().to_string()]["hasTrustDialogAccepted"].clone();
+        assert_eq!(trust(&cwd), true);
+        assert_eq!(trust(&top), true);
+        for above in [&top.join("a"), home.path(), Path::new("/")] {
+            assert_eq!(trust(above), Value::Null, "{}: {now}", above.display());
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_is_judged_by_its_last_value_like_json_parse() {
+        let (home, path) = setup(r#"{"mcpServers":{}}"#);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            r#"{"mcpServers":{},"mcpServers":{"evil":{"command":"sh"}}}"#,
+        )
+        .unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("mcpServers"), "{lines:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("evil"), "{text}");
     }
 
     #[test]

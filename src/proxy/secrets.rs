@@ -200,6 +200,14 @@ impl Secret {
                 "secret {name}: {shown} is not a regular file (give a file holding the value)"
             )));
         }
+        // The sandbox denies reading the file by its path; another hard
+        // link to it (anywhere readable inside) would read the value.
+        // Checked on the descriptor the value is read from.
+        if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(ProxyError::Secret(format!(
+                "secret {name}: {shown} has another hard link, which the sandbox could read; give a file of its own (cp it)"
+            )));
+        }
         let mut bytes = Zeroizing::new(Vec::new());
         f.take(MAX_SECRET_FILE + 1)
             .read_to_end(&mut bytes)

@@ -120,6 +120,18 @@ pub fn open_log(path: &Path) -> Result<std::fs::File, ProxyError> {
             "--net-log {shown}: not a regular file (a FIFO, device or directory could block or redirect the log): give a plain file"
         )));
     }
+    // A file with another name elsewhere (a hard link made before the run,
+    // e.g. to a shell startup file) would have the log appended there too:
+    // refuse it, as secret files with more than one link are.
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(ProxyError::NetLog(format!(
+                "--net-log {shown}: has {} hard links (the log would also be written under its other names): give a file of its own",
+                meta.nlink()
+            )));
+        }
+    }
     // An existing log made before (or by hand) is made private too: it
     // names every host the command talked to. fchmod, on the descriptor.
     use std::os::unix::fs::PermissionsExt;
@@ -281,6 +293,13 @@ mod tests {
             .success());
         assert!(NetLog::new(Some(&fifo)).is_err());
         assert!(NetLog::new(Some(Path::new("/dev/null"))).is_err());
+        // A hard link to another file (written under both names) is refused
+        // and that file left as it was.
+        let linked = d.path().join("linked.log");
+        std::fs::hard_link(&target, &linked).unwrap();
+        let e = NetLog::new(Some(&linked)).err().unwrap().to_string();
+        assert!(e.contains("hard links"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "# rc\n");
         // A new file is private, and so becomes an existing one.
         use std::os::unix::fs::PermissionsExt;
         let p = d.path().join("new.log");

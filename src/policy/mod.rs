@@ -543,6 +543,28 @@ const CREDENTIAL_SUBSTRINGS: &[&str] = &[
     "COOKIE",
     "SESSION",
     "OAUTH",
+    // A webhook URL is its own credential (anyone holding it can post).
+    "WEBHOOK",
+];
+/// Connection strings (`DATABASE_URL`, `REDIS_URL`, `MONGODB_URI`) usually
+/// carry a password: a name ending in `_URL`/`_URI` with one of these parts.
+const CONNECTION_WORDS: &[&str] = &[
+    "DATABASE",
+    "DB",
+    "REDIS",
+    "MONGO",
+    "MONGODB",
+    "POSTGRES",
+    "POSTGRESQL",
+    "PG",
+    "MYSQL",
+    "MARIADB",
+    "AMQP",
+    "RABBITMQ",
+    "BROKER",
+    "CONNECTION",
+    "CONN",
+    "SMTP",
 ];
 const CREDENTIAL_WORDS: &[&str] = &["KEY", "KEYS", "PASS", "PW", "PWD", "PAT", "DSN"];
 
@@ -552,6 +574,12 @@ const CREDENTIAL_WORDS: &[&str] = &["KEY", "KEYS", "PASS", "PW", "PWD", "PAT", "
 pub fn looks_like_credential(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     if CREDENTIAL_SUBSTRINGS.iter().any(|w| upper.contains(w)) {
+        return true;
+    }
+    let parts: Vec<&str> = upper.split('_').collect();
+    if matches!(parts.last(), Some(&("URL" | "URI" | "URLS")))
+        && parts.iter().any(|p| CONNECTION_WORDS.contains(p))
+    {
         return true;
     }
     upper.split('_').any(|part| {
@@ -887,6 +915,11 @@ mod tests {
             "SESSION_COOKIE",
             "SSH_PRIVATE",
             "aws_session_token",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "MONGODB_URI",
+            "PG_CONNECTION_URL",
+            "SLACK_WEBHOOK_URL",
         ] {
             assert!(looks_like_credential(yes), "{yes}");
         }
@@ -901,6 +934,9 @@ mod tests {
             "AWS_REGION",
             "MONKEY",
             "TERM",
+            "API_URL",
+            "DB_NAME",
+            "REGISTRY_URL",
         ] {
             assert!(!looks_like_credential(no), "{no}");
         }

@@ -29,6 +29,7 @@ mod http;
 mod log;
 mod placeholder_key;
 mod policy;
+mod private_file;
 mod secrets;
 mod socks;
 mod tls;

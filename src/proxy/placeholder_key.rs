@@ -13,9 +13,9 @@
 //! Hand-written (small): the file handling mirrors the CA's in `tls.rs`,
 //! with its own messages, because the fix for a bad key differs.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -128,41 +128,15 @@ fn private_dir(dir: &Path) -> Result<(), ProxyError> {
 
 /// Open never through a symlink, regular files only.
 fn open_nofollow(path: &Path, create: bool) -> Result<std::fs::File, ProxyError> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(create)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| io_err("open", path, e))?;
-    let meta = f.metadata().map_err(|e| io_err("stat", path, e))?;
-    if !meta.is_file() {
-        return Err(bad_key(path, "it is not a regular file"));
-    }
-    Ok(f)
+    super::private_file::open_nofollow(path, create).map_err(|e| match e {
+        super::private_file::OpenError::Io(e) => io_err("open", path, e),
+        super::private_file::OpenError::NotRegular => bad_key(path, "it is not a regular file"),
+    })
 }
 
 /// Temporary file (exclusive, no symlink, 0600) then rename.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ProxyError> {
-    let tmp: PathBuf = path.with_file_name(format!(".{KEY_FILE}.tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err("write", path, e)
-    })
+    super::private_file::write_atomic(path, data, 0o600).map_err(|e| io_err("write", path, e))
 }
 
 #[cfg(test)]

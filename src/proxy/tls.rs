@@ -12,7 +12,6 @@
 //! explicitly.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -229,26 +228,15 @@ fn key_matches_cert(stored: &StoredCa) -> Result<bool, ProxyError> {
 /// Open a file of the CA directory: never through a symlink, regular
 /// files only; `create` for the lock file.
 fn open_private(path: &Path, create: bool) -> Result<std::fs::File, ProxyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(create)
-        .create(create)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| ProxyError::Tls(format!("cannot open {}: {e}", path.display())))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| ProxyError::Tls(format!("cannot stat {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(ProxyError::Tls(format!(
+    super::private_file::open_nofollow(path, create).map_err(|e| match e {
+        super::private_file::OpenError::Io(e) => {
+            ProxyError::Tls(format!("cannot open {}: {e}", path.display()))
+        }
+        super::private_file::OpenError::NotRegular => ProxyError::Tls(format!(
             "{} is not a regular file: delete it",
             path.display()
-        )));
-    }
-    Ok(f)
+        )),
+    })
 }
 
 /// Read a CA file; `None` if it does not exist.
@@ -265,32 +253,10 @@ fn read_private(path: &Path) -> Result<Option<Zeroizing<String>>, ProxyError> {
     Ok(Some(text))
 }
 
-/// Write via a temporary file and rename, so concurrent runs never see a
-/// half-written key. (Callers hold the CA lock; the temporary name is still
-/// per process, created exclusively, never through a symlink.)
+/// Write via a temporary file and rename (see `private_file`).
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProxyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ProxyError::Tls(format!("cannot write {}: {e}", path.display()))
-    })
+    super::private_file::write_atomic(path, data, mode)
+        .map_err(|e| ProxyError::Tls(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Upstream client configs: h2 + http/1.1, and http/1.1 only.

@@ -336,12 +336,10 @@ fn warn_unmatched_overrides(dir: &Path, env: &PresetEnv) -> Result<(), PresetErr
     Ok(())
 }
 
-fn collect_extends(
-    resolver: &mut registry::Resolver,
-    name: &str,
-    stack: &mut Vec<String>,
-    out: &mut Vec<PolicyLayer>,
-) -> Result<(), PresetError> {
+/// Following `extends` from the presets on `stack` to `name`: refused if
+/// `name` is already on the way (a cycle, named in full) or the chain is
+/// deeper than `MAX_EXTENDS_DEPTH`.
+fn check_extends_step(stack: &[String], name: &str) -> Result<(), PresetError> {
     if let Some(pos) = stack.iter().position(|n| n == name) {
         let mut chain: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
         chain.push(name);
@@ -352,6 +350,16 @@ fn collect_extends(
     if stack.len() > MAX_EXTENDS_DEPTH {
         return Err(PresetError::TooDeep { name: name.into() });
     }
+    Ok(())
+}
+
+fn collect_extends(
+    resolver: &mut registry::Resolver,
+    name: &str,
+    stack: &mut Vec<String>,
+    out: &mut Vec<PolicyLayer>,
+) -> Result<(), PresetError> {
+    check_extends_step(stack, name)?;
     let p = resolver.load_named(name)?;
     stack.push(name.to_string());
     for parent in &p.doc.extends {
@@ -380,16 +388,7 @@ pub(crate) fn chain_of(
     ) -> Result<(), PresetError> {
         for parent in &p.doc.extends {
             let name = &parent.value;
-            if let Some(pos) = stack.iter().position(|n| n == name) {
-                let mut chain: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
-                chain.push(name);
-                return Err(PresetError::Cycle {
-                    chain: chain.join(" -> "),
-                });
-            }
-            if stack.len() > MAX_EXTENDS_DEPTH {
-                return Err(PresetError::TooDeep { name: name.clone() });
-            }
+            check_extends_step(stack, name)?;
             let child = r.load_named(name)?;
             stack.push(name.clone());
             walk(r, &child, stack, out)?;

@@ -641,7 +641,7 @@ fn background_children_die_at_exit() {
 #[test]
 fn tty_programs_work_under_a_pty() {
     if !common::have("script") {
-        eprintln!("SKIP: `script` (util-linux) not installed");
+        common::skip("`script` (util-linux) not installed");
         return;
     }
     let d = scratch();

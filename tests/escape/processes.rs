@@ -84,7 +84,7 @@ os.waitpid(pid, 0)
         assert!(r.stdout.contains("rc=1"), "{r:?}");
         assert!(r.stderr.contains("Operation not permitted"), "{r:?}");
     } else {
-        eprintln!("SKIP (part): no strace");
+        common::skip("no strace (the ptrace part of this test)");
     }
 }
 

@@ -224,10 +224,10 @@ pub fn cc(dir: &Path, name: &str, src: &str) -> Option<PathBuf> {
         .output()
         .expect("spawn cc");
     if !out.status.success() {
-        eprintln!(
-            "SKIP: cc failed: {}",
+        common::skip(&format!(
+            "cc failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        ));
         return None;
     }
     Some(exe)

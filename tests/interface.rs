@@ -810,3 +810,35 @@ fn allow_net_with_a_space_says_so() {
     assert!(r.stderr.contains("--allow-net=example.test"), "{r:?}");
     assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
 }
+
+/// The tmux driver the interactive agent tests use works on a plain
+/// program: it types, reads the screen, and sees the exit status.
+#[test]
+fn tui_driver_types_reads_and_sees_exit() {
+    if !common::have("tmux") {
+        common::skip("tmux is not installed");
+        return;
+    }
+    let dir = common::scratch();
+    let argv: Vec<String> = [
+        "sh",
+        "-c",
+        "printf 'name? '; read x; echo \"hello $x\"; exit 7",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string())];
+    let t = common::tui::Tui::start(&common::tui::Start {
+        argv: &argv,
+        cwd: dir.path(),
+        env: &env,
+        cols: 80,
+        rows: 24,
+    });
+    t.wait_for("name?", std::time::Duration::from_secs(10));
+    t.type_text("zerobox");
+    t.keys(&["Enter"]);
+    t.wait_for("hello zerobox", std::time::Duration::from_secs(10));
+    assert_eq!(t.wait_exit(std::time::Duration::from_secs(10)), 7);
+}

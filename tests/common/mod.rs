@@ -2,6 +2,8 @@
 //! it, and make scratch directories the sandboxed command can be pointed at.
 #![allow(dead_code)]
 
+pub mod tui;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

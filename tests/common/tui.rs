@@ -1,0 +1,193 @@
+//! Drive a real terminal program the way a person does: in its own tmux
+//! server (private socket, no user config), type keys, read the screen.
+//!
+//! Used by the interactive agent tests: the agent runs full-screen in a
+//! real terminal, so its first-run screens, prompts and rendering are the
+//! ones a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One program running in a detached tmux session. Dropping it kills the
+/// tmux server (and with it the program).
+pub struct Tui {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// How to start the program: argv, working directory and the exact
+/// environment (nothing is inherited from the test process).
+pub struct Start<'a> {
+    pub argv: &'a [String],
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    pub cols: u16,
+    pub rows: u16,
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Tui {
+    /// Start `start.argv` in a fresh tmux server. The pane stays after the
+    /// program exits so its last screen and exit status can be read.
+    pub fn start(start: &Start) -> Tui {
+        let dir = tempfile::Builder::new()
+            .prefix("zb-tui.")
+            .tempdir_in(std::env::temp_dir())
+            .expect("a scratch dir for the tmux socket");
+        let socket = dir.path().join("sock");
+        let conf = dir.path().join("tmux.conf");
+        std::fs::write(
+            &conf,
+            "set -g remain-on-exit on\nset -g history-limit 20000\nset -g status off\n\
+             set -g default-terminal xterm-256color\nset -sg escape-time 0\n",
+        )
+        .expect("write tmux.conf");
+        // The program's environment is exactly `env`: a launcher script
+        // clears everything tmux would pass down.
+        let mut script = String::from("#!/bin/sh\nexec env -i");
+        for (k, v) in start.env {
+            script.push(' ');
+            script.push_str(&sh_quote(&format!("{k}={v}")));
+        }
+        for a in start.argv {
+            script.push(' ');
+            script.push_str(&sh_quote(a));
+        }
+        script.push('\n');
+        let launcher = dir.path().join("run.sh");
+        std::fs::write(&launcher, script).expect("write launcher");
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .arg("-f")
+            .arg(&conf)
+            .args(["new-session", "-d", "-x"])
+            .arg(start.cols.to_string())
+            .arg("-y")
+            .arg(start.rows.to_string())
+            .arg("-c")
+            .arg(start.cwd)
+            .arg(format!("sh {}", sh_quote(&launcher.to_string_lossy())))
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("run tmux");
+        assert!(status.success(), "tmux new-session failed: {status}");
+        Tui { socket, _dir: dir }
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
+
+    /// Send tmux key names (`Enter`, `Down`, `Escape`, `C-c`, `y`…).
+    pub fn keys(&self, keys: &[&str]) {
+        let s = self
+            .tmux()
+            .args(["send-keys", "-t", "0"])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(s.success(), "tmux send-keys {keys:?} failed");
+    }
+
+    /// Type `text` literally (no key-name interpretation).
+    pub fn type_text(&self, text: &str) {
+        let s = self
+            .tmux()
+            .args(["send-keys", "-t", "0", "-l", "--", text])
+            .status()
+            .expect("tmux send-keys -l");
+        assert!(s.success(), "tmux send-keys -l failed");
+    }
+
+    /// The visible screen plus scroll-back, lines joined where wrapped.
+    pub fn screen(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", "0"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `Some(status)` once the program has exited.
+    pub fn exited(&self) -> Option<i32> {
+        let out = self
+            .tmux()
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                "0",
+                "#{pane_dead} #{pane_dead_status}",
+            ])
+            .output()
+            .ok()?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        let mut it = s.split_whitespace();
+        match (it.next(), it.next()) {
+            (Some("1"), Some(code)) => code.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Wait until `pred(screen)` holds; panics with the last screen (and
+    /// `what`) after `timeout`, or early if the program exited first.
+    #[track_caller]
+    pub fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if let Some(code) = self.exited() {
+                let screen = self.screen();
+                if pred(&screen) {
+                    return screen;
+                }
+                panic!("waiting for {what}: the program exited ({code}); last screen:\n{screen}");
+            }
+            if Instant::now() > deadline {
+                panic!("waiting for {what}: timed out after {timeout:?}; last screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the screen contains `needle`.
+    #[track_caller]
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(needle, timeout, |s| s.contains(needle))
+    }
+
+    /// Wait for the program to exit; its status.
+    #[track_caller]
+    pub fn wait_exit(&self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.exited() {
+                return code;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for exit; last screen:\n{}",
+                    self.screen()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").status();
+    }
+}

@@ -2,6 +2,7 @@
 //! it, and make scratch directories the sandboxed command can be pointed at.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod tui;
 
 use std::path::{Path, PathBuf};

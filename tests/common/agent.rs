@@ -1,0 +1,347 @@
+//! The real agents: how each is installed, a fresh HOME for it, a clean
+//! environment to run it in, and a Python stand-in of a model API on
+//! 127.0.0.1 (HTTPS with a test CA) that logs every request it sees.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{have, scratch, Run};
+
+/// How long one agent run may take before the test gives up.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Agent {
+    pub name: &'static str,
+    pub install: &'static str,
+    /// What must exist before the agent's first sandboxed run
+    /// (docs/presets/<agent>.md, "First run"). Usually nothing: zerobox
+    /// creates a preset's missing state directories itself.
+    pub dirs: &'static [&'static str],
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+pub const CLAUDE: Agent = Agent {
+    name: "claude",
+    install: "npm install -g @anthropic-ai/claude-code",
+    dirs: &[],
+    files: &[],
+};
+pub const CODEX: Agent = Agent {
+    name: "codex",
+    install: "npm install -g @openai/codex",
+    dirs: &[],
+    files: &[],
+};
+pub const GEMINI: Agent = Agent {
+    name: "gemini",
+    install: "npm install -g @google/gemini-cli",
+    dirs: &[],
+    files: &[],
+};
+pub const OPENCODE: Agent = Agent {
+    name: "opencode",
+    install: "npm install -g opencode-ai",
+    dirs: &[],
+    files: &[],
+};
+pub const OPENCLAW: Agent = Agent {
+    name: "openclaw",
+    install: "needs Node >= 24: npm install -g --prefix /opt/node24 node@24, then \
+              PATH=/opt/node24/bin:$PATH npm install -g --prefix /opt/node24 openclaw, \
+              and a wrapper on PATH; see .ci/run",
+    dirs: &[],
+    files: &[],
+};
+
+/// Installed? If not, say why the test is skipped and how to install;
+/// under `ZEROBOX_REQUIRE_ALL=1` (CI, which installs every agent) a missing
+/// agent fails the test instead.
+pub fn installed(agent: &Agent) -> bool {
+    if have(agent.name) {
+        return true;
+    }
+    crate::common::skip(&format!("{} not installed ({})", agent.name, agent.install));
+    false
+}
+
+/// A fresh HOME holding only the agent's documented first-run state.
+pub fn fresh_home(agent: &Agent) -> tempfile::TempDir {
+    let home = scratch();
+    for d in agent.dirs {
+        std::fs::create_dir_all(home.path().join(d)).unwrap();
+    }
+    for (f, content) in agent.files {
+        std::fs::write(home.path().join(f), content).unwrap();
+    }
+    home
+}
+
+/// A command with only a minimal environment: nothing of the test runner's
+/// (or a developer's) own environment leaks into the agent.
+pub fn clean(program: &Path, home: &Path, cwd: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Run with a deadline; the output is read on threads so a chatty command
+/// cannot block on a full pipe.
+pub fn run_timeout(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {TIMEOUT:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Run::from(std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
+}
+
+/// `zerobox <agent> --version` prints what the agent prints unsandboxed.
+pub fn version_matches(agent: &Agent) {
+    if !installed(agent) {
+        return;
+    }
+    let (host_home, host_proj) = (scratch(), scratch());
+    let program = PathBuf::from(agent.name);
+    let mut direct = clean(&program, host_home.path(), host_proj.path());
+    direct.arg("--version");
+    let want = run_timeout(direct);
+    assert_eq!(
+        want.code, 0,
+        "{} --version unsandboxed: {want:?}",
+        agent.name
+    );
+    assert!(!want.stdout.trim().is_empty(), "{want:?}");
+
+    let (home, proj) = (fresh_home(agent), scratch());
+    let mut boxed = clean(&super::bin(), home.path(), proj.path());
+    boxed
+        .arg("-C")
+        .arg(proj.path())
+        .args([agent.name, "--version"]);
+    let got = run_timeout(boxed);
+    assert_eq!(got.code, 0, "zerobox {} --version: {got:?}", agent.name);
+    assert_eq!(
+        got.stdout.trim(),
+        want.stdout.trim(),
+        "zerobox {} --version: {got:?}",
+        agent.name
+    );
+    assert!(!got.stderr.contains("zerobox: blocked"), "{got:?}");
+}
+
+/// A stand-in of the Anthropic Messages API (python3, HTTPS with a test
+/// CA). `POST /v1/messages` streams SSE like the real API: the first turn
+/// asks for one Bash tool call (so the agent runs a command inside the
+/// sandbox), the turn with its result gets the final text. count_tokens
+/// gets a count; anything else a 404 in the API's error shape. Each
+/// request is appended to a JSON-lines log (method, path, headers, body).
+pub const STANDIN_PY: &str = r#"
+import http.server, ssl, sys, os, json, threading
+LOG, ANSWER, TOOL = os.environ["STANDIN_LOG"], os.environ["STANDIN_ANSWER"], os.environ["STANDIN_TOOL"]
+lock = threading.Lock()
+def start(model, mid):
+    return ("message_start", {"type": "message_start", "message": {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}})
+def events(ev):
+    return "".join("event: %s\ndata: %s\n\n" % (n, json.dumps(d)) for n, d in ev).encode()
+def text_sse(model):
+    return events([
+        start(model, "msg_standin_text"),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("ping", {"type": "ping"}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": ANSWER}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 7}}),
+        ("message_stop", {"type": "message_stop"}),
+    ])
+def tool_sse(model):
+    args = json.dumps({"command": TOOL, "description": "Check the sandbox"})
+    return events([
+        start(model, "msg_standin_tool"),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_standin01", "name": "Bash", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 20}}),
+        ("message_stop", {"type": "message_stop"}),
+    ])
+def message(model):
+    return json.dumps({"id": "msg_standin_json", "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 7}}).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        rec = {"method": self.command, "path": self.path, "headers": [[k.lower(), v] for k, v in self.headers.items()], "body": body.decode("utf-8", "replace")}
+        with lock, open(LOG, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        path = self.path.split("?")[0]
+        if self.command == "POST" and path == "/v1/messages":
+            try: req = json.loads(body or b"{}")
+            except ValueError: req = {}
+            model = req.get("model") or "claude-standin"
+            msgs = req.get("messages") or []
+            answered = any(isinstance(c, dict) and c.get("type") == "tool_result"
+                           for m in msgs if isinstance(m.get("content"), list) for c in m["content"])
+            if not req.get("stream"):
+                self.reply(200, "application/json", message(model))
+            elif "say hello" in json.dumps(msgs) and not answered:
+                self.reply(200, "text/event-stream", tool_sse(model))
+            else:
+                self.reply(200, "text/event-stream", text_sse(model))
+        elif self.command == "POST" and path == "/v1/messages/count_tokens":
+            self.reply(200, "application/json", b'{"input_tokens": 12}')
+        else:
+            self.reply(404, "application/json", b'{"type": "error", "error": {"type": "not_found_error", "message": "not found"}}')
+    def reply(self, code, ctype, data):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", "req_standin")
+        self.end_headers()
+        self.wfile.write(data)
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = any
+    def log_message(self, *a): pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+srv = S(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+pub struct StandIn {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request as the stand-in saw it.
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub raw: String,
+}
+
+impl StandIn {
+    pub fn start(dir: &Path, cert: &Path, key: &Path, answer: &str, tool: &str) -> StandIn {
+        let script = dir.join("standin.py");
+        let log = dir.join("requests.jsonl");
+        std::fs::write(&script, STANDIN_PY).unwrap();
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(cert)
+            .arg(key)
+            .env("STANDIN_LOG", &log)
+            .env("STANDIN_ANSWER", answer)
+            .env("STANDIN_TOOL", tool)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("stand-in port");
+        StandIn { child, port, log }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                Seen {
+                    method: s("method"),
+                    path: s("path"),
+                    headers: v["headers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| {
+                            let h = |i: usize| h[i].as_str().unwrap().to_string();
+                            (h(0), h(1))
+                        })
+                        .collect(),
+                    body: s("body"),
+                    raw: line.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Does `text` hold a placeholder value (`ZEROBOX_SECRET_` + 32 hex)?
+pub fn has_placeholder(text: &str) -> bool {
+    text.match_indices("ZEROBOX_SECRET_").any(|(i, m)| {
+        let rest = &text.as_bytes()[i + m.len()..];
+        rest.len() >= 32 && rest[..32].iter().all(u8::is_ascii_hexdigit)
+    })
+}
+
+/// Every file, directory and symlink under `root` with its content (files)
+/// or a marker, keyed by the path relative to `root`.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    pub fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.insert(rel, b"<dir>".to_vec());
+                walk(root, &path, out);
+            } else if meta.is_file() {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            } else {
+                out.insert(rel, b"<other>".to_vec());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}

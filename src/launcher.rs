@@ -865,3 +865,62 @@ fn doctor_json(p: &sandbox::Probe) -> i32 {
     crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::FsRule;
+
+    fn policy_with(home: &Path, rules: Vec<FsRule>) -> Policy {
+        let ctx = PathContext {
+            home: home.to_path_buf(),
+            cwd: home.to_path_buf(),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        let mut p = policy::resolve(&[], &ctx, &[]).expect("an empty policy resolves");
+        p.fs = rules;
+        p
+    }
+
+    /// A preset whose name starts with `zerobox` is still a preset: its
+    /// write grant under HOME gets its state directory like any other.
+    #[test]
+    fn a_preset_named_zerobox_something_gets_its_state_dirs() {
+        let home = tempfile::tempdir().expect("a temp dir");
+        let state = home.path().join(".zerobox-tool");
+        let p = policy_with(
+            home.path(),
+            vec![FsRule {
+                path: state.clone(),
+                access: FsAccess::AllowWrite,
+                origin: "zerobox-tool@1.0.0".into(),
+            }],
+        );
+        create_state_dirs(&p, false);
+        assert!(state.is_dir(), "no state dir for a preset named zerobox-tool");
+    }
+
+    /// zerobox's own layer and the CLI never get directories created.
+    #[test]
+    fn own_state_and_cli_grants_create_nothing() {
+        let home = tempfile::tempdir().expect("a temp dir");
+        let (a, b) = (home.path().join(".a"), home.path().join(".b"));
+        let p = policy_with(
+            home.path(),
+            vec![
+                FsRule {
+                    path: a.clone(),
+                    access: FsAccess::AllowWrite,
+                    origin: "cli".into(),
+                },
+                FsRule {
+                    path: b.clone(),
+                    access: FsAccess::AllowWrite,
+                    origin: "zerobox's own state".into(),
+                },
+            ],
+        );
+        create_state_dirs(&p, false);
+        assert!(!a.exists() && !b.exists());
+    }
+}

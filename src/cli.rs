@@ -11,7 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, Fatal};
 use crate::launcher::{self, RunRequest};
-use crate::policy::{PolicyLayer, SecretSpec};
+use crate::policy::{PolicyLayer, SecretSource, SecretSpec};
 
 /// Run a command in an OS-native sandbox that denies by default.
 ///
@@ -283,7 +283,7 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// The CLI's policy layer (always merged last).
     pub fn to_layer(&self) -> Result<PolicyLayer, Fatal> {
-        let mut layer = PolicyLayer::new("cli");
+        let mut layer = PolicyLayer::new(crate::policy::Origin::Cli);
         layer.read_allow = path_list("--allow-read", &self.allow_read)?;
         layer.read_deny = path_list("--deny-read", &self.deny_read)?;
         layer.write_allow = path_list("--allow-write", &self.allow_write)?;
@@ -311,10 +311,12 @@ impl SandboxArgs {
             let spec = spec.0.as_str();
             let (name, from) = match spec.split_once('=') {
                 None => (spec, None),
-                Some((name, v)) if v.starts_with('@') => (name, Some(v.to_string())),
+                Some((name, v)) if v.starts_with('@') => {
+                    (name, Some(SecretSource::File(v[1..].to_string())))
+                }
                 // NAME=VALUE: the value stays out of the policy (it would
                 // show in `explain`); `inline_secrets` carries it.
-                Some((name, _)) => (name, Some("inline".to_string())),
+                Some((name, _)) => (name, Some(SecretSource::Inline)),
             };
             layer.secrets.push(SecretSpec {
                 name: name.to_string(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::exit::{self, Fatal};
-use crate::policy::{self, FsAccess, PathContext, Policy, PolicyLayer};
+use crate::policy::{self, FsAccess, Origin, PathContext, Policy, PolicyLayer};
 use crate::sandbox::{self, Options, Spec};
 
 /// Everything the CLI (or a preset) hands to the launcher.
@@ -89,7 +89,7 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
     check_supported(&policy, req)?;
     for rule in &policy.fs {
         if rule.access == FsAccess::AllowWrite
-            && rule.origin == "cli"
+            && rule.origin == Origin::Cli
             && std::fs::symlink_metadata(&rule.path).is_err()
         {
             crate::warn!(
@@ -141,10 +141,8 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
 fn create_state_dirs(policy: &Policy, debug: bool) {
     use std::os::unix::fs::DirBuilderExt;
     for rule in &policy.fs {
-        let from_preset = !matches!(rule.origin.as_str(), "cli" | "defaults")
-            && !rule.origin.starts_with("zerobox");
         if rule.access != FsAccess::AllowWrite
-            || !from_preset
+            || !rule.origin.is_preset()
             || !rule.path.starts_with(&policy.home)
             || rule.path == policy.home
             || std::fs::symlink_metadata(&rule.path).is_ok()
@@ -178,7 +176,7 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 /// refuses a rollback.
 fn own_state_layer(account_home: Option<&Path>) -> PolicyLayer {
     use crate::dirs::{zerobox_dir, Kind};
-    let mut layer = PolicyLayer::new("zerobox's own state");
+    let mut layer = PolicyLayer::new(Origin::OwnState);
     if let Some(d) = zerobox_dir(Kind::Data) {
         layer.read_deny.push(d.display().to_string());
     }
@@ -226,7 +224,7 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
         check_net_log(policy, log)?;
     }
     for spec in &policy.secrets {
-        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
+        if let Some(file) = spec.from.as_ref().and_then(policy::SecretSource::file) {
             check_secret_file(policy, &spec.name, Path::new(file))?;
         }
     }
@@ -466,6 +464,7 @@ fn network_env(port: u16, tmpdir: &Path) -> Vec<(String, String)> {
 /// are read here (from zerobox's environment, a file, or the command line)
 /// and live only in the proxy from now on.
 fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::PreparedProxy, Fatal> {
+    use crate::policy::SecretSource;
     use crate::proxy::{self, Secret};
     let mut secrets = Vec::new();
     for spec in &policy.secrets {
@@ -478,7 +477,7 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         let from_cli = req
             .layers
             .iter()
-            .any(|l| l.origin == "cli" && l.secrets.iter().any(|s| s.name == spec.name));
+            .any(|l| l.origin == Origin::Cli && l.secrets.iter().any(|s| s.name == spec.name));
         if spec.from.is_none() && std::env::var_os(&spec.name).is_none() && !from_cli {
             // A preset's secret that this user does not have (e.g. an agent
             // logged in with OAuth instead of an API key): nothing to inject.
@@ -487,9 +486,9 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
             }
             continue;
         }
-        let secret = match spec.from.as_deref() {
+        let secret = match &spec.from {
             None => Secret::from_env(&spec.name, spec.hosts.clone()),
-            Some("inline") => {
+            Some(SecretSource::Inline) => {
                 crate::warn!(
                     "--secret {}=VALUE puts the value in zerobox's argv, visible to other users (ps); prefer --secret {} (from the environment) or {}=@FILE",
                     spec.name, spec.name, spec.name
@@ -501,11 +500,10 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
                     .to_string();
                 Secret::from_value(&spec.name, value, spec.hosts.clone())
             }
-            Some(from) if from.starts_with('@') => {
-                Secret::from_file(&spec.name, Path::new(&from[1..]), spec.hosts.clone())
+            Some(SecretSource::File(file)) => {
+                Secret::from_file(&spec.name, Path::new(file), spec.hosts.clone())
             }
-            Some(from) if from.starts_with("env:") => {
-                let var = &from[4..];
+            Some(SecretSource::Env(var)) => {
                 match std::env::var(var) {
                     Ok(v) => Secret::from_value(&spec.name, v, spec.hosts.clone()),
                     Err(_) => {
@@ -515,12 +513,6 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
                         )))
                     }
                 }
-            }
-            Some(other) => {
-                return Err(Fatal::usage(format!(
-                    "secret {}: unknown source {other:?} (expected @FILE or env:NAME)",
-                    spec.name
-                )))
             }
         }
         .map_err(|e| Fatal::usage(e.to_string()))?;
@@ -893,11 +885,14 @@ mod tests {
             vec![FsRule {
                 path: state.clone(),
                 access: FsAccess::AllowWrite,
-                origin: "zerobox-tool@1.0.0".into(),
+                origin: Origin::preset("zerobox-tool", &"1.0.0"),
             }],
         );
         create_state_dirs(&p, false);
-        assert!(state.is_dir(), "no state dir for a preset named zerobox-tool");
+        assert!(
+            state.is_dir(),
+            "no state dir for a preset named zerobox-tool"
+        );
     }
 
     /// zerobox's own layer and the CLI never get directories created.
@@ -911,12 +906,12 @@ mod tests {
                 FsRule {
                     path: a.clone(),
                     access: FsAccess::AllowWrite,
-                    origin: "cli".into(),
+                    origin: Origin::Cli,
                 },
                 FsRule {
                     path: b.clone(),
                     access: FsAccess::AllowWrite,
-                    origin: "zerobox's own state".into(),
+                    origin: Origin::OwnState,
                 },
             ],
         );

@@ -145,7 +145,7 @@ fn bundled_agents_load_and_resolve_into_a_policy() {
     ] {
         let lp = preset::load(agent, &env).unwrap();
         assert_eq!(lp.command, agent);
-        let origin = &lp.layers.last().unwrap().origin;
+        let origin = lp.layers.last().unwrap().origin.to_string();
         assert!(origin.starts_with(&format!("{agent}@")), "{origin}");
         let mut layers = vec![policy::defaults_layer()];
         layers.extend(lp.layers.clone());
@@ -209,7 +209,7 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
     )
     .unwrap();
     let lp = preset::load("claude", &env).unwrap();
-    let origins: Vec<&str> = lp.layers.iter().map(|l| l.origin.as_str()).collect();
+    let origins: Vec<String> = lp.layers.iter().map(|l| l.origin.to_string()).collect();
     let n = origins.len();
     assert_eq!(origins[n - 4], "claude@1.1.1");
     assert_eq!(origins[n - 3], "net-github@1.0.0");
@@ -227,7 +227,7 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
         tmpdir: "/tmp".into(),
     };
     let mut layers = lp.layers.clone();
-    let mut cli = policy::PolicyLayer::new("cli");
+    let mut cli = policy::PolicyLayer::new(policy::Origin::Cli);
     cli.write_allow.push("/h/p/secrets/ok".into());
     layers.push(cli);
     let p = policy::resolve(&layers, &ctx, &[]).unwrap();
@@ -299,7 +299,7 @@ fn project_override_may_only_narrow_until_trusted() {
     .unwrap();
     let lp = preset::load("codex", &env).unwrap();
     assert_eq!(
-        lp.layers.last().unwrap().origin,
+        lp.layers.last().unwrap().origin.to_string(),
         "project .zerobox/overrides/codex.yaml (trusted)"
     );
     assert_eq!(

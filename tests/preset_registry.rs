@@ -339,7 +339,7 @@ fn file_registry_fetch_and_cache() {
     c.use_registry(&c.file_url(), None);
     let p = preset::load("demo", &c.env).unwrap();
     assert_eq!(p.version.to_string(), "1.0.0");
-    assert_eq!(p.layers.last().unwrap().origin, "demo@1.0.0");
+    assert_eq!(p.layers.last().unwrap().origin.to_string(), "demo@1.0.0");
     assert_eq!(p.layers.last().unwrap().net_allow, vec!["api.demo.example"]);
     assert!(c.env.cache_dir.join("presets/demo/1.0.0.yaml").is_file());
     assert!(preset::exists("demo", &c.env));
@@ -782,7 +782,7 @@ fn extends_across_registry_and_cycles() {
     c.publish("base-a", "1.0.0", "extends: [protect-shell]\n");
     c.publish("top", "1.0.0", "extends: [base-a, system]\n");
     let p = preset::load("top", &c.env).unwrap();
-    let origins: Vec<&str> = p.layers.iter().map(|l| l.origin.as_str()).collect();
+    let origins: Vec<String> = p.layers.iter().map(|l| l.origin.to_string()).collect();
     assert_eq!(
         origins,
         [
@@ -911,8 +911,8 @@ fn pin_covers_every_building_block_in_the_chain() {
     // base 1.1.0 widens; the pinned chain keeps 1.0.0
     publish("base", "1.1.0", "network:\n  allow: [base-two.example]\n");
     let p = preset::load("app", &c.env).unwrap();
-    let origins: Vec<&str> = p.layers.iter().map(|l| l.origin.as_str()).collect();
-    assert!(origins.contains(&"base@1.0.0"), "{origins:?}");
+    let origins: Vec<String> = p.layers.iter().map(|l| l.origin.to_string()).collect();
+    assert!(origins.iter().any(|o| o == "base@1.0.0"), "{origins:?}");
     assert!(p
         .layers
         .iter()

@@ -10,6 +10,7 @@
 //! and the launcher hands that to the sandbox.
 
 pub mod defaults;
+pub mod origin;
 pub mod paths;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use origin::{Implicit, Origin};
 pub use paths::PathContext;
 
 /// An error in a policy: always names the offending value and the fix.
@@ -45,10 +47,10 @@ pub enum PolicyError {
 /// What one source (defaults, a preset, an override file, CLI flags)
 /// contributes. Paths and patterns are kept as written; [`resolve`] expands
 /// them. Plain data, no I/O.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyLayer {
-    /// Where this layer came from, e.g. `defaults`, `cli`, `claude@1.2.0`.
-    pub origin: String,
+    /// Where this layer came from (shown as `defaults`, `cli`, `claude@1.2.0`…).
+    pub origin: Origin,
     pub read_allow: Vec<String>,
     pub read_deny: Vec<String>,
     pub write_allow: Vec<String>,
@@ -77,18 +79,85 @@ pub struct PolicyLayer {
 pub struct SecretSpec {
     /// The environment variable name the command sees (holding a placeholder).
     pub name: String,
-    /// `None`: zerobox's own environment variable `name`; `Some("@FILE")`: a
-    /// file; `Some("env:OTHER")`: another variable of zerobox's environment.
-    pub from: Option<String>,
+    /// `None`: zerobox's own environment variable `name` (or an earlier
+    /// layer's source: a later layer that names one wins).
+    pub from: Option<SecretSource>,
     /// Host patterns the real value may be sent to (never empty once resolved).
     pub hosts: Vec<String>,
 }
 
+/// Where a secret's real value is read from (by the launcher, just before
+/// the proxy starts; never by the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Another variable of zerobox's environment (`env:NAME`).
+    Env(String),
+    /// A file on the host (`@FILE`), as written; denied for reading inside.
+    File(String),
+    /// The value given on the command line (`--secret NAME=VALUE`), carried
+    /// beside the policy (`launcher::RunRequest::inline_secrets`).
+    Inline,
+}
+
+impl SecretSource {
+    /// A preset's `from:` (`env:NAME` or `@FILE`; a preset never carries a
+    /// value). The error says what was expected.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let expected = || format!("invalid secret source {s:?}: expected env:NAME or @FILE");
+        if let Some(var) = s.strip_prefix("env:") {
+            return env_name_ok(var)
+                .then(|| SecretSource::Env(var.to_string()))
+                .ok_or_else(expected);
+        }
+        match s.strip_prefix('@') {
+            Some(path) if !path.is_empty() => Ok(SecretSource::File(path.to_string())),
+            _ => Err(expected()),
+        }
+    }
+
+    /// The file, for `@FILE`.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            SecretSource::File(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// As written (`env:NAME`, `@FILE`, `inline`): what `explain` shows.
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(var) => write!(f, "env:{var}"),
+            SecretSource::File(file) => write!(f, "@{file}"),
+            SecretSource::Inline => f.write_str("inline"),
+        }
+    }
+}
+
+impl Serialize for SecretSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl PolicyLayer {
-    pub fn new(origin: impl Into<String>) -> Self {
+    pub fn new(origin: Origin) -> Self {
         PolicyLayer {
-            origin: origin.into(),
-            ..Default::default()
+            origin,
+            read_allow: Vec::new(),
+            read_deny: Vec::new(),
+            write_allow: Vec::new(),
+            write_deny: Vec::new(),
+            env_allow: Vec::new(),
+            env_deny: Vec::new(),
+            env_set: Vec::new(),
+            net_allow: Vec::new(),
+            net_allow_any: false,
+            net_deny: Vec::new(),
+            unix_sockets: Vec::new(),
+            secrets: Vec::new(),
+            secret_hosts: Vec::new(),
         }
     }
 }
@@ -108,7 +177,7 @@ pub enum FsAccess {
 pub struct FsRule {
     pub path: PathBuf,
     pub access: FsAccess,
-    pub origin: String,
+    pub origin: Origin,
 }
 
 /// What the sandbox may do at one path.
@@ -349,7 +418,7 @@ pub fn defaults_layer() -> PolicyLayer {
 /// `other_homes` (the account's home from the user database when `HOME`
 /// points elsewhere: both are the user's).
 pub fn defaults_layer_for(other_homes: &[PathBuf]) -> PolicyLayer {
-    let mut layer = PolicyLayer::new("defaults");
+    let mut layer = PolicyLayer::new(Origin::Defaults);
     layer.read_deny = defaults::DENY_READ.iter().map(|s| s.to_string()).collect();
     for home in other_homes {
         for entry in defaults::DENY_READ {
@@ -380,10 +449,12 @@ pub fn resolve(
     let mut secrets: Vec<SecretSpec> = Vec::new();
     // (value as written, origin, access, symlinks on its way): checked once
     // every layer is merged, when it is known what the command can write.
-    let mut linked: Vec<(String, String, Option<FsAccess>, Vec<PathBuf>)> = Vec::new();
+    let mut linked: Vec<(String, Origin, Option<FsAccess>, Vec<PathBuf>)> = Vec::new();
 
     for layer in layers {
         let origin = &layer.origin;
+        // Errors name the origin as the user reads it.
+        let label = origin.to_string();
         let groups: [(&Vec<String>, FsAccess); 4] = [
             (&layer.read_allow, FsAccess::AllowRead),
             (&layer.read_deny, FsAccess::DenyRead),
@@ -392,7 +463,7 @@ pub fn resolve(
         ];
         for (values, access) in groups {
             for value in values {
-                for e in ctx.expand(value, origin, access == FsAccess::DenyRead)? {
+                for e in ctx.expand(value, &label, access == FsAccess::DenyRead)? {
                     linked.push((value.clone(), origin.clone(), Some(access), e.links.clone()));
                     fs.push(FsRule {
                         path: e.path,
@@ -403,22 +474,22 @@ pub fn resolve(
             }
         }
         for pattern in &layer.env_allow {
-            validate_env_pattern(pattern, origin)?;
+            validate_env_pattern(pattern, &label)?;
             if pattern == "*" {
                 return Err(PolicyError::BadEnv {
                     value: pattern.clone(),
-                    origin: origin.clone(),
+                    origin: label.clone(),
                     reason: "allowing every variable would pass your tokens and keys too; name the variables (--allow-env=NAME) or a prefix (--allow-env=PREFIX*)".into(),
                 });
             }
-            env_allow.push((pattern.clone(), origin.clone()));
+            env_allow.push((pattern.clone(), label.clone()));
         }
         for pattern in &layer.env_deny {
-            validate_env_pattern(pattern, origin)?;
+            validate_env_pattern(pattern, &label)?;
             env_deny.push(pattern.clone());
         }
         for (k, v) in &layer.env_set {
-            validate_env_pattern(k, origin)?;
+            validate_env_pattern(k, &label)?;
             if k.ends_with('*') {
                 return Err(PolicyError::BadEnvSet {
                     value: format!("{k}={v}"),
@@ -430,14 +501,14 @@ pub fn resolve(
         network.allow_any |= layer.net_allow_any;
         network.deny.extend(layer.net_deny.iter().cloned());
         for value in &layer.unix_sockets {
-            for e in ctx.expand(value, origin, false)? {
+            for e in ctx.expand(value, &label, false)? {
                 linked.push((value.clone(), origin.clone(), None, e.links.clone()));
                 unix_sockets.push(e.path);
             }
         }
         // Secrets merge by name: hosts are a union, a later source wins.
         for spec in &layer.secrets {
-            validate_env_pattern(&spec.name, origin)?;
+            validate_env_pattern(&spec.name, &label)?;
             match secrets.iter_mut().find(|s| s.name == spec.name) {
                 Some(existing) => {
                     for h in &spec.hosts {
@@ -468,9 +539,11 @@ pub fn resolve(
     // A secret's source file is never readable inside: the sandbox sees
     // only the placeholder, and reading the file would undo that.
     for spec in &secrets {
-        if let Some(file) = spec.from.as_deref().and_then(|f| f.strip_prefix('@')) {
-            let origin = format!("secret {}", spec.name);
-            for expanded in ctx.expand(file, &origin, false)? {
+        if let Some(file) = spec.from.as_ref().and_then(SecretSource::file) {
+            let origin = Origin::SecretFile {
+                secret: spec.name.clone(),
+            };
+            for expanded in ctx.expand(file, &origin.to_string(), false)? {
                 fs.push(FsRule {
                     path: expanded.path,
                     access: FsAccess::DenyRead,
@@ -597,7 +670,7 @@ pub fn looks_like_credential(name: &str) -> bool {
 /// removed, renamed or replaced during the run).
 fn check_links(
     mut fs: Vec<FsRule>,
-    linked: &[(String, String, Option<FsAccess>, Vec<PathBuf>)],
+    linked: &[(String, Origin, Option<FsAccess>, Vec<PathBuf>)],
 ) -> Result<Vec<FsRule>, PolicyError> {
     if linked.iter().all(|(_, _, _, links)| links.is_empty()) {
         return Ok(fs);
@@ -625,7 +698,7 @@ fn check_links(
                 _ => {
                     return Err(PolicyError::BadPath {
                         value: value.clone(),
-                        origin: origin.clone(),
+                        origin: origin.to_string(),
                         reason: format!(
                             "it goes through the symlink {}, which lives in a directory the command can write: a run could re-point it to widen the next one; name the real path instead",
                             link.display()
@@ -640,12 +713,24 @@ fn check_links(
     Ok(fs)
 }
 
+/// An environment variable name as POSIX shells accept it: letters,
+/// digits and `_`, not starting with a digit. The one check for every
+/// name a policy source gives (flags, presets, secrets, `env.set`).
+pub fn env_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An environment pattern: `NAME`, `PREFIX*` or `*` (refused later for
+/// allow lists, with its own reason).
+pub fn env_pattern_ok(pattern: &str) -> bool {
+    pattern == "*" || env_name_ok(pattern.strip_suffix('*').unwrap_or(pattern))
+}
+
 /// `NAME` or `PREFIX*`; names are what POSIX shells accept.
 fn validate_env_pattern(pattern: &str, origin: &str) -> Result<(), PolicyError> {
-    let name = pattern.strip_suffix('*').unwrap_or(pattern);
-    let ok = !name.is_empty() || pattern == "*";
-    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ok || !valid_chars || name.starts_with(|c: char| c.is_ascii_digit()) {
+    if !env_pattern_ok(pattern) {
         return Err(PolicyError::BadEnv {
             value: pattern.to_string(),
             origin: origin.to_string(),
@@ -700,7 +785,7 @@ mod tests {
             let mut p = policy(&[]);
             p.fs = rules
                 .into_iter()
-                .map(|(path, access)| FsRule { path, access, origin: "t".into() })
+                .map(|(path, access)| FsRule { path, access, origin: Origin::Test })
                 .collect();
             let index = RuleIndex::new(&p);
             for q in queries {
@@ -728,7 +813,7 @@ mod tests {
     }
 
     fn cli(f: impl FnOnce(&mut PolicyLayer)) -> PolicyLayer {
-        let mut l = PolicyLayer::new("cli");
+        let mut l = PolicyLayer::new(Origin::Cli);
         f(&mut l);
         l
     }
@@ -827,7 +912,7 @@ mod tests {
             ),
         ];
         for (rules, path, read, write) in cases {
-            let mut l = PolicyLayer::new("t");
+            let mut l = PolicyLayer::new(Origin::Test);
             for (p, a) in rules.iter() {
                 let v = p.to_string();
                 match a {
@@ -947,7 +1032,7 @@ mod tests {
         let p = policy(&[cli(|l| {
             l.secrets.push(SecretSpec {
                 name: "K".into(),
-                from: Some("@/home/u/.tokens/k".into()),
+                from: Some(SecretSource::File("/home/u/.tokens/k".into())),
                 hosts: vec!["a.example".into()],
             });
         })]);

@@ -677,7 +677,7 @@ struct ResolvedJson<'a> {
 
 #[derive(serde::Serialize)]
 struct LayerJson<'a> {
-    origin: &'a str,
+    origin: &'a crate::policy::Origin,
     read_allow: &'a [String],
     read_deny: &'a [String],
     write_allow: &'a [String],

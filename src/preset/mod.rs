@@ -25,7 +25,7 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
-use crate::policy::PolicyLayer;
+use crate::policy::{Origin, PolicyLayer};
 
 pub use cli::{cli_main, run, trust, trust_main, PresetArgs, RegistryFlags, TrustArgs};
 pub use schema::json_schema;
@@ -250,7 +250,7 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
         for parent in &ov.extends {
             collect_extends(&mut resolver, &parent.value, &mut stack, &mut layers)?;
         }
-        layers.push(ov.to_layer(format!("user override {}", tilde(&user))));
+        layers.push(ov.to_layer(Origin::UserOverride { path: tilde(&user) }));
     }
     // Project override: narrowing only, unless trusted by hash.
     let proj = env
@@ -265,8 +265,10 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
             }
         }
         let rel = proj.strip_prefix(&env.project_dir).unwrap_or(&proj);
-        let label = if trusted { " (trusted)" } else { "" };
-        layers.push(ov.to_layer(format!("project {}{label}", rel.display())));
+        layers.push(ov.to_layer(Origin::ProjectOverride {
+            path: rel.display().to_string(),
+            trusted,
+        }));
     }
     Ok(LoadedPreset {
         name: root.name.clone(),

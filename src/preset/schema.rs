@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::sign::VerifiedBytes;
 use super::{valid_name, yaml, PresetError};
-use crate::policy::{PolicyLayer, SecretSpec};
+use crate::policy::{env_name_ok, env_pattern_ok, Origin, PolicyLayer, SecretSource, SecretSpec};
 
 /// The schema version this zerobox reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -97,8 +97,9 @@ pub struct Preset {
 }
 
 impl Preset {
-    pub fn origin(&self) -> String {
-        format!("{}@{}", self.name, self.version)
+    /// Its layers' origin, `NAME@VERSION`.
+    pub fn origin(&self) -> Origin {
+        Origin::preset(&self.name, &self.version)
     }
 }
 
@@ -303,37 +304,15 @@ fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
         }
         if let Some(from) = &s.from {
             let f = &from.value;
-            if let Some(var) = f.strip_prefix("env:") {
-                if !env_name_ok(var) {
-                    return Err(at(
-                        file,
-                        from,
-                        format!("invalid secret source {f:?}: expected env:NAME or @FILE"),
-                    ));
-                }
-            } else if let Some(path) = f.strip_prefix('@') {
-                check_path_str(path)
+            if let SecretSource::File(path) =
+                SecretSource::parse(f).map_err(|m| at(file, from, m))?
+            {
+                check_path_str(&path)
                     .map_err(|m| at(file, from, format!("invalid secret file {f:?}: {m}")))?;
-            } else {
-                return Err(at(
-                    file,
-                    from,
-                    format!("invalid secret source {f:?}: expected env:NAME or @FILE"),
-                ));
             }
         }
     }
     Ok(())
-}
-
-fn env_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn env_pattern_ok(s: &str) -> bool {
-    s == "*" || env_name_ok(s.strip_suffix('*').unwrap_or(s))
 }
 
 fn check_path(file: &str, p: &S, glob_ok: bool) -> Result<(), PresetError> {
@@ -431,7 +410,7 @@ fn check_host(file: &str, h: &S, any_ok: bool) -> Result<(), PresetError> {
 
 impl PresetDoc {
     /// This document as one policy layer.
-    pub fn to_layer(&self, origin: String) -> PolicyLayer {
+    pub fn to_layer(&self, origin: Origin) -> PolicyLayer {
         let v = |l: &[S]| l.iter().map(|s| s.value.clone()).collect::<Vec<_>>();
         let mut layer = PolicyLayer::new(origin);
         layer.read_allow = v(&self.filesystem.read.allow);
@@ -460,7 +439,12 @@ impl PresetDoc {
             .iter()
             .map(|(name, s)| SecretSpec {
                 name: name.clone(),
-                from: s.from.as_ref().map(|f| f.value.clone()),
+                // Checked by `validate_body` (both parsers run it before a
+                // document exists); a bad one is dropped, never guessed.
+                from: s
+                    .from
+                    .as_ref()
+                    .and_then(|f| SecretSource::parse(&f.value).ok()),
                 hosts: v(&s.hosts),
             })
             .collect();
@@ -649,7 +633,7 @@ mod tests {
     #[test]
     fn layer_mapping_and_widening() {
         let d = ov("filesystem:\n  write:\n    allow: [.]\n    deny: [.git/hooks]\nnetwork:\n  allow: ['*', a.com]\nenv:\n  set:\n    A: b\nsecrets:\n  K:\n    hosts: [a.com]\n").unwrap();
-        let l = d.to_layer("x".into());
+        let l = d.to_layer(Origin::Test);
         assert!(l.net_allow_any);
         assert_eq!(l.net_allow, vec!["a.com"]);
         assert_eq!(l.write_deny, vec![".git/hooks"]);

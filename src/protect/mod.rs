@@ -25,13 +25,13 @@ pub mod git;
 
 use std::path::PathBuf;
 
-use crate::policy::{PathContext, PolicyLayer};
+use crate::policy::{Origin, PathContext, PolicyLayer};
 
 /// The origin label of the layer this module adds (`explain` shows it).
-pub const ORIGIN: &str = "protect (found on disk)";
+pub const ORIGIN: Origin = Origin::Protect;
 
 /// What [`Protection::prepare`] found, carried to [`Protection::after_run`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Protection {
     layer: PolicyLayer,
     git: git::Guard,
@@ -98,7 +98,7 @@ fn writable_roots(layers: &[PolicyLayer], ctx: &PathContext) -> Vec<PathBuf> {
     let mut roots = Vec::new();
     for layer in layers {
         for value in &layer.write_allow {
-            if let Ok(paths) = ctx.expand(value, &layer.origin, false) {
+            if let Ok(paths) = ctx.expand(value, &layer.origin.to_string(), false) {
                 roots.extend(paths.into_iter().map(|e| e.path));
             }
         }
@@ -218,7 +218,7 @@ mod tests {
             cwd: proj.clone(),
             tmpdir: PathBuf::from("/tmp"),
         };
-        let mut layer = PolicyLayer::new("t");
+        let mut layer = PolicyLayer::new(crate::policy::Origin::Test);
         layer.write_allow.push(".".into());
         layer.write_deny.push(".claude/settings.json".into());
         let p = Protection::prepare(&[layer], &ctx);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::policy::{defaults, FsAccess, FsRule, Policy};
+use crate::policy::{defaults, FsAccess, FsRule, Implicit, Origin, Policy};
 use linux::sys;
 
 pub const EXIT_SETUP: i32 = crate::exit::SETUP;
@@ -137,40 +137,40 @@ pub fn landlock_abi(sim: Simulated) -> i32 {
 
 /// The origin of the implicit rule that makes the private temp dir
 /// writable (mounts must not read it as a grant on host paths below /tmp).
-pub const PRIVATE_TMP_ORIGIN: &str = "private temp dir";
+pub const PRIVATE_TMP_ORIGIN: Origin = Origin::Implicit(Implicit::PrivateTmp);
 
 /// Rules the sandbox adds to every policy in a mode: writable devices, the
 /// private temp dir, the cwd readable, host unix sockets hidden.
 pub fn implicit_rules(policy: &Policy, mode: Mode, tmpdir: &Path) -> Vec<FsRule> {
-    let rule = |path: &str, access, origin: &str| FsRule {
+    let rule = |path: &str, access, origin: Implicit| FsRule {
         path: PathBuf::from(path),
         access,
-        origin: origin.to_string(),
+        origin: Origin::Implicit(origin),
     };
     let mut rules = Vec::new();
     for dev in defaults::WRITABLE_DEVICES {
-        rules.push(rule(dev, FsAccess::AllowWrite, "devices"));
+        rules.push(rule(dev, FsAccess::AllowWrite, Implicit::Devices));
     }
-    rules.push(rule("/dev/pts", FsAccess::AllowWrite, "devices"));
-    rules.push(rule("/dev/ptmx", FsAccess::AllowWrite, "devices"));
+    rules.push(rule("/dev/pts", FsAccess::AllowWrite, Implicit::Devices));
+    rules.push(rule("/dev/ptmx", FsAccess::AllowWrite, Implicit::Devices));
     if mode == Mode::Namespaces {
-        rules.push(rule("/dev/shm", FsAccess::AllowWrite, "devices"));
+        rules.push(rule("/dev/shm", FsAccess::AllowWrite, Implicit::Devices));
     }
     rules.push(FsRule {
         path: tmpdir.to_path_buf(),
         access: FsAccess::AllowWrite,
-        origin: PRIVATE_TMP_ORIGIN.into(),
+        origin: PRIVATE_TMP_ORIGIN,
     });
     rules.push(FsRule {
         path: policy.cwd.clone(),
         access: FsAccess::AllowRead,
-        origin: "cwd".into(),
+        origin: Origin::Implicit(Implicit::Cwd),
     });
     for sock in host_unix_sockets(policy) {
         rules.push(FsRule {
             path: sock,
             access: FsAccess::DenyRead,
-            origin: "host unix sockets".into(),
+            origin: Origin::Implicit(Implicit::HostUnixSockets),
         });
     }
     rules

@@ -275,7 +275,7 @@ mod tests {
             std::fs::create_dir_all(root.join(p)).unwrap();
         }
         std::os::unix::fs::symlink(root.join("a/secret"), root.join("a/link")).unwrap();
-        let mut l = PolicyLayer::new("t");
+        let mut l = PolicyLayer::new(crate::policy::Origin::Test);
         l.read_deny
             .push(root.join("a/secret").display().to_string());
         let ctx = PathContext {

@@ -694,7 +694,7 @@ mod tests {
     use crate::policy::{resolve, PathContext, PolicyLayer};
 
     fn policy_in(dir: &Path, f: impl FnOnce(&mut PolicyLayer)) -> Policy {
-        let mut l = PolicyLayer::new("t");
+        let mut l = PolicyLayer::new(crate::policy::Origin::Test);
         f(&mut l);
         let ctx = PathContext {
             home: dir.to_path_buf(),

@@ -54,6 +54,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use zerobox::policy::{HostPattern, Portless};
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -114,7 +115,10 @@ fn proxy_child() {
     let raw = format!("raw.test:{raw_port}");
     let pin = |hp: &str| zerobox::proxy::parse_resolve(&format!("{hp}:127.0.0.1")).unwrap();
     let cfg = zerobox::proxy::ProxyConfig {
-        allow: vec![mitm.clone(), tunnel.clone(), raw.clone()],
+        allow: [&mitm, &tunnel, &raw]
+            .iter()
+            .map(|p| HostPattern::parse(p, Portless::Web).expect("a pattern"))
+            .collect(),
         secrets: vec![zerobox::proxy::Secret::from_value(
             "BENCH_KEY",
             SECRET_VALUE.into(),
@@ -772,7 +776,7 @@ fn mb(kb: u64) -> f64 {
 /// `serve` (2-thread runtime) + shutdown.
 fn proxy_bringup(dir: &Path) {
     let cfg = || zerobox::proxy::ProxyConfig {
-        allow: vec!["a.test".into()],
+        allow: vec![HostPattern::parse("a.test", Portless::Web).expect("a pattern")],
         ca_dir: dir.join("bringup-ca"),
         ..Default::default()
     };

@@ -166,7 +166,7 @@ fn bundled_agents_load_and_resolve_into_a_policy() {
             assert!(!w(denied), "{agent}: {denied} must not be writable");
         }
         assert!(!p.effective(Path::new("/home/u/.ssh/id_ed25519")).read);
-        assert!(p.network.allow.iter().any(|h| h == host), "{agent}");
+        assert!(p.network.allow.iter().any(|h| h.text == host), "{agent}");
         assert!(!p.network.allow_any, "{agent}");
         for never in [
             "registry.npmjs.org",
@@ -176,7 +176,7 @@ fn bundled_agents_load_and_resolve_into_a_policy() {
             "sentry.io",
         ] {
             assert!(
-                !p.network.allow.iter().any(|h| h == never),
+                !p.network.allow.iter().any(|h| h.text == never),
                 "{agent}: {never}"
             );
         }
@@ -231,9 +231,9 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
     cli.write_allow.push("/h/p/secrets/ok".into());
     layers.push(cli);
     let p = policy::resolve(&layers, &ctx, &[]).unwrap();
-    assert!(p.network.allow.contains(&"example.org".to_string()));
-    assert!(p.network.allow.contains(&"github.com".to_string()));
-    assert!(p.network.deny.contains(&"claude.ai".to_string()));
+    assert!(p.network.allow.iter().any(|h| h.text == "example.org"));
+    assert!(p.network.allow.iter().any(|h| h.text == "github.com"));
+    assert!(p.network.deny.iter().any(|h| h.text == "claude.ai"));
     assert!(
         !p.effective(Path::new("/h/p/secrets/x")).write,
         "project deny narrows"

@@ -20,6 +20,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use zerobox::policy::{HostPattern, Portless};
 use zerobox::proxy::{self, ProxyConfig, ProxyHandle, Secret};
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
@@ -231,6 +232,22 @@ struct Proxy {
     _dir: tempfile::TempDir,
 }
 
+/// Allow patterns as `policy::resolve` would parse them.
+fn allow_patterns(texts: Vec<String>) -> Vec<HostPattern> {
+    texts
+        .iter()
+        .map(|t| HostPattern::parse(t, Portless::Web).unwrap())
+        .collect()
+}
+
+/// Deny patterns as `policy::resolve` would parse them (port-less: every port).
+fn deny_patterns(texts: Vec<String>) -> Vec<HostPattern> {
+    texts
+        .iter()
+        .map(|t| HostPattern::parse(t, Portless::Any).unwrap())
+        .collect()
+}
+
 fn start_proxy(mut cfg: ProxyConfig) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     cfg.ca_dir = dir.path().join("ca");
@@ -306,7 +323,7 @@ fn log_lines(p: &Proxy) -> Vec<serde_json::Value> {
 async fn allowed_denied_and_no_dns_for_denied() {
     let up = start_upstream(None).await;
     let p = start_proxy(ProxyConfig {
-        allow: vec![format!("api.example.test:{}", up.port)],
+        allow: allow_patterns(vec![format!("api.example.test:{}", up.port)]),
         resolve: vec![resolve("api.example.test", up.port)],
         ..Default::default()
     });
@@ -373,8 +390,8 @@ async fn address_checks() {
     // unless named on purpose.
     let p = start_proxy(ProxyConfig {
         allow_any: true,
-        allow: vec![format!("127.0.0.2:{}", up.port)],
-        deny: vec!["blocked.example.test".into()],
+        allow: allow_patterns(vec![format!("127.0.0.2:{}", up.port)]),
+        deny: deny_patterns(vec!["blocked.example.test".into()]),
         ..Default::default()
     });
     let px = format!("http://127.0.0.1:{}", p.port);
@@ -420,7 +437,7 @@ async fn connect_tunnel_is_not_intercepted() {
     let (ca, tls) = test_tls(dir.path());
     let up = start_upstream(Some(tls)).await;
     let p = start_proxy(ProxyConfig {
-        allow: vec![format!("plain.example.test:{}", up.port)],
+        allow: allow_patterns(vec![format!("plain.example.test:{}", up.port)]),
         resolve: vec![resolve("plain.example.test", up.port)],
         ..Default::default()
     });
@@ -471,10 +488,10 @@ fn secrets_cfg(up_port: u16, ca: &Path) -> (ProxyConfig, String, String) {
     .unwrap();
     let (pa, pb) = (a.placeholder().to_string(), b.placeholder().to_string());
     let cfg = ProxyConfig {
-        allow: vec![
+        allow: allow_patterns(vec![
             format!("plain.example.test:{up_port}"),
             format!("other.example.test:{up_port}"),
-        ],
+        ]),
         secrets: vec![a, b],
         resolve: vec![
             resolve("api.example.test", up_port),
@@ -645,8 +662,10 @@ async fn placeholders_to_unbound_hosts_are_refused() {
     let up = start_upstream(Some(tls)).await;
     let plain_up = start_upstream(None).await;
     let (mut cfg, pa, pb) = secrets_cfg(up.port, &ca);
-    cfg.allow
-        .push(format!("plain.example.test:{}", plain_up.port));
+    cfg.allow.extend(allow_patterns(vec![format!(
+        "plain.example.test:{}",
+        plain_up.port
+    )]));
     cfg.resolve
         .push(resolve("plain.example.test", plain_up.port));
     let p = start_proxy(cfg);
@@ -776,7 +795,7 @@ async fn socks_connect(proxy_port: u16, host: &str, port: u16) -> Result<TcpStre
 async fn socks5_allowed_and_denied() {
     let up = start_upstream(None).await;
     let p = start_proxy(ProxyConfig {
-        allow: vec![format!("api.example.test:{}", up.port)],
+        allow: allow_patterns(vec![format!("api.example.test:{}", up.port)]),
         resolve: vec![resolve("api.example.test", up.port)],
         ..Default::default()
     });
@@ -855,7 +874,7 @@ async fn sse_streams_without_buffering_and_is_redacted() {
 async fn upgrade_passes_through() {
     let up = start_upstream(None).await;
     let p = start_proxy(ProxyConfig {
-        allow: vec![format!("api.example.test:{}", up.port)],
+        allow: allow_patterns(vec![format!("api.example.test:{}", up.port)]),
         resolve: vec![resolve("api.example.test", up.port)],
         ..Default::default()
     });
@@ -1202,7 +1221,7 @@ async fn half_close_still_gets_the_answer() {
     )
     .unwrap();
     let p = start_proxy(ProxyConfig {
-        allow: vec![format!("plain.example.test:{}", up.port)],
+        allow: allow_patterns(vec![format!("plain.example.test:{}", up.port)]),
         secrets: vec![bound],
         resolve: vec![
             resolve("plain.example.test", up.port),

@@ -10,6 +10,7 @@
 //! and the launcher hands that to the sandbox.
 
 pub mod defaults;
+pub mod net;
 pub mod origin;
 pub mod paths;
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use net::{HostPattern, Portless};
 pub use origin::{Implicit, Origin};
 pub use paths::PathContext;
 
@@ -37,6 +39,18 @@ pub enum PolicyError {
         value: String,
         origin: String,
         reason: String,
+    },
+    #[error("{source} (in {origin})")]
+    BadHost {
+        origin: String,
+        #[source]
+        source: net::PatternError,
+    },
+    #[error("invalid secret host {value:?} for {name} in {origin}: a secret never goes to every host; name its API host")]
+    SecretToEveryHost {
+        name: String,
+        value: String,
+        origin: String,
     },
     #[error("invalid --env value {value:?}: expected KEY=VALUE")]
     BadEnvSet { value: String },
@@ -216,13 +230,16 @@ pub struct Policy {
     pub secrets: Vec<SecretSpec>,
 }
 
-/// The network part of a policy. Until the proxy lands, any allow entry is
-/// refused by the launcher: the sandbox has no network at all.
+/// The network part of a policy: host patterns already parsed (one
+/// grammar, [`net`]), so the proxy enforces exactly what was checked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NetworkPolicy {
-    pub allow: Vec<String>,
+    /// Port-less patterns mean ports 80 and 443.
+    pub allow: Vec<HostPattern>,
+    /// Any host (still through the proxy, still address-checked).
     pub allow_any: bool,
-    pub deny: Vec<String>,
+    /// Port-less patterns mean every port (a deny never reads narrower).
+    pub deny: Vec<HostPattern>,
 }
 
 impl NetworkPolicy {
@@ -497,9 +514,38 @@ pub fn resolve(
             }
             env_set.insert(k.clone(), v.clone());
         }
-        network.allow.extend(layer.net_allow.iter().cloned());
+        let host = |text: &String, portless| {
+            HostPattern::parse(text, portless).map_err(|source| PolicyError::BadHost {
+                origin: label.clone(),
+                source,
+            })
+        };
+        for text in &layer.net_allow {
+            network.allow.push(host(text, Portless::Web)?);
+        }
         network.allow_any |= layer.net_allow_any;
-        network.deny.extend(layer.net_deny.iter().cloned());
+        for text in &layer.net_deny {
+            network.deny.push(host(text, Portless::Any)?);
+        }
+        // A secret's hosts: the same grammar, checked here (the proxy
+        // parses them again when it binds the value), `*` never.
+        let secret_hosts = layer
+            .secrets
+            .iter()
+            .map(|s| (&s.name, &s.hosts))
+            .chain(layer.secret_hosts.iter().map(|(n, h)| (n, h)));
+        for (name, hosts) in secret_hosts {
+            for text in hosts {
+                if text.trim() == "*" {
+                    return Err(PolicyError::SecretToEveryHost {
+                        name: name.clone(),
+                        value: text.clone(),
+                        origin: label.clone(),
+                    });
+                }
+                host(text, Portless::Web)?;
+            }
+        }
         for value in &layer.unix_sockets {
             for e in ctx.expand(value, &label, false)? {
                 linked.push((value.clone(), origin.clone(), None, e.links.clone()));
@@ -1071,3 +1117,6 @@ mod tests {
         assert!(a < abc);
     }
 }
+
+#[cfg(test)]
+mod one_grammar_tests;

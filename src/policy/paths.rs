@@ -52,6 +52,7 @@ impl PathContext {
         if value.contains('\0') {
             return Err(bad("contains a NUL byte"));
         }
+        check_syntax(value).map_err(|r| bad(&r))?;
         let expanded = self.expand_vars(value).map_err(|r| bad(&r))?;
         let absolute = if expanded.is_absolute() {
             expanded
@@ -95,7 +96,7 @@ impl PathContext {
         };
         let base = match head {
             "~" | "$HOME" | "${HOME}" => Some(&self.home),
-            "$CWD" | "${CWD}" | "$PWD" | "${PWD}" => Some(&self.cwd),
+            "$CWD" | "${CWD}" => Some(&self.cwd),
             "$TMPDIR" | "${TMPDIR}" => Some(&self.tmpdir),
             _ => None,
         };
@@ -122,6 +123,60 @@ impl PathContext {
         }
         Ok(PathBuf::from(value))
     }
+}
+
+/// The variables a rule path may start with, and what they stand for.
+/// The one list for the CLI and presets (`${NAME}` also accepted).
+pub const PATH_VARIABLES: &[(&str, &str)] = &[
+    ("~", "your home"),
+    ("$HOME", "your home"),
+    ("$CWD", "the working directory"),
+    ("$TMPDIR", "the sandbox's private /tmp"),
+];
+
+/// The syntax of a rule path as written, without I/O: the one grammar for
+/// flags and presets (a preset is checked when it is parsed, with its
+/// FILE:LINE; [`PathContext::expand`] checks again). Absolute, relative to
+/// the working directory (`.`, `src`), or starting with one of
+/// [`PATH_VARIABLES`]; no control characters; `~user` and a `$` anywhere
+/// else are refused (zerobox does not expand them, and a literal `$` name
+/// is more likely a typo than a file).
+pub fn check_syntax(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(
+            "empty path; expected /abs, ~/…, $HOME/…, $CWD/…, $TMPDIR/… or a relative path".into(),
+        );
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err("contains a control character".into());
+    }
+    let head = value.split('/').next().unwrap_or_default();
+    if value.starts_with('~') && head != "~" {
+        return Err("only `~` (your own home) is supported, not ~user".into());
+    }
+    let known = PATH_VARIABLES.iter().any(|(name, _)| {
+        head == *name
+            || name.strip_prefix('$').is_some_and(|bare| {
+                head.strip_prefix("${").and_then(|h| h.strip_suffix('}')) == Some(bare)
+            })
+    });
+    if head.contains('$') && !known {
+        return Err(format!(
+            "unknown variable {head}; the known variables are ~, $HOME, $CWD and $TMPDIR (at the start of the path)"
+        ));
+    }
+    let rest = value.strip_prefix(head).unwrap_or_default();
+    if let Some(i) = rest.find('$') {
+        let name: String = rest[i + 1..]
+            .trim_start_matches('{')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        return Err(format!(
+            "unknown variable ${name} here: a variable may only start the path (~, $HOME, $CWD, $TMPDIR)"
+        ));
+    }
+    Ok(())
 }
 
 /// Remove `.` and resolve `..` without touching the filesystem.

@@ -8,7 +8,10 @@ use serde_saphyr::Spanned;
 
 use super::sign::VerifiedBytes;
 use super::{valid_name, yaml, PresetError};
-use crate::policy::{env_name_ok, env_pattern_ok, Origin, PolicyLayer, SecretSource, SecretSpec};
+use crate::policy::{
+    env_name_ok, env_pattern_ok, HostPattern, Origin, PolicyLayer, Portless, SecretSource,
+    SecretSpec,
+};
 
 /// The schema version this zerobox reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -267,8 +270,11 @@ fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
             check_path(file, p, glob_ok)?;
         }
     }
-    for h in doc.network.allow.iter().chain(&doc.network.deny) {
+    for h in &doc.network.allow {
         check_host(file, h, true)?;
+    }
+    for h in &doc.network.deny {
+        check_host(file, h, false)?;
     }
     for e in doc.env.allow.iter().chain(&doc.env.deny) {
         if !env_pattern_ok(&e.value) {
@@ -333,79 +339,30 @@ fn check_path(file: &str, p: &S, glob_ok: bool) -> Result<(), PresetError> {
     Ok(())
 }
 
-/// Paths: absolute, relative to the project (`.`, `src`), or starting with
-/// `~`, `$HOME`, `$CWD` or `$TMPDIR` (`${…}` also accepted).
+/// Paths: `policy::paths::check_syntax`, the grammar flags use too.
 fn check_path_str(v: &str) -> Result<(), String> {
-    if v.is_empty() {
-        return Err(
-            "empty path; expected /abs, ~/…, $HOME/…, $CWD/…, $TMPDIR/… or a project-relative path"
-                .into(),
-        );
-    }
-    if v.chars().any(|c| c.is_control()) {
-        return Err("contains a control character".into());
-    }
-    let head = v.split('/').next().unwrap_or_default();
-    if v.starts_with('~') && head != "~" {
-        return Err("only `~` (your own home) is supported, not ~user".into());
-    }
-    let known = [
-        "~",
-        "$HOME",
-        "${HOME}",
-        "$CWD",
-        "${CWD}",
-        "$TMPDIR",
-        "${TMPDIR}",
-    ];
-    if head.contains('$') && !known.contains(&head) {
-        return Err(format!(
-            "unknown variable {head}; the known variables are ~, $HOME, $CWD and $TMPDIR (at the start of the path)"
-        ));
-    }
-    let rest = v.strip_prefix(head).unwrap_or_default();
-    if rest.contains('$') {
-        return Err("a variable may only start the path (~, $HOME, $CWD, $TMPDIR)".into());
-    }
-    Ok(())
+    crate::policy::paths::check_syntax(v)
 }
 
-/// Host patterns: `host`, `host:port`, `*.domain`; `*` (any) in network.allow.
+/// A host pattern, in the grammar every policy source shares
+/// (`policy::net`: `host`, `host:port`, `host:*`, `*.domain`, an address
+/// or CIDR); `*` (any host) only where `any_ok` (network.allow).
 fn check_host(file: &str, h: &S, any_ok: bool) -> Result<(), PresetError> {
     let v = &h.value;
-    if v == "*" {
+    if v.trim() == "*" {
         return if any_ok {
             Ok(())
         } else {
             Err(at(
                 file,
                 h,
-                "a secret may not be bound to every host (`*`); name its API host".into(),
+                "`*` (every host) is only allowed in network.allow; a secret never goes to every host: name its API host".into(),
             ))
         };
     }
-    let (host, port) = match v.rsplit_once(':') {
-        Some((a, p)) => (a, Some(p)),
-        None => (v.as_str(), None),
-    };
-    let host_body = host.strip_prefix("*.").unwrap_or(host);
-    let ok_host = !host_body.is_empty()
-        && host_body.len() <= 253
-        && !host_body.starts_with(['.', '-'])
-        && !host_body.ends_with(['.', '-'])
-        && !host_body.contains("..")
-        && host_body
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
-    let ok_port = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    if !ok_host || !ok_port {
-        return Err(at(
-            file,
-            h,
-            format!("invalid host {v:?}: expected a lowercase host name, host:port or *.domain (subdomains)"),
-        ));
-    }
-    Ok(())
+    HostPattern::parse(v, Portless::Web)
+        .map(|_| ())
+        .map_err(|e| at(file, h, e.to_string()))
 }
 
 impl PresetDoc {
@@ -610,14 +567,10 @@ mod tests {
     #[test]
     fn hosts_and_secrets() {
         ov("network:\n  allow: [api.example.com, '*.example.com', 'a.b:443', '*']\n").unwrap();
-        for bad in [
-            "Api.example.com",
-            "a..b",
-            "http://x",
-            "a.b:0",
-            "-a.b",
-            "a b",
-        ] {
+        // One grammar with the CLI (`policy::net`): a name is normalised
+        // (lowercased, IDNA), as `--allow-net` always did.
+        ov("network:\n  allow: [Api.example.com, '10.0.0.0/8:*']\n").unwrap();
+        for bad in ["a..b", "http://x", "a.b:0", "-a.b", "a b"] {
             assert!(
                 ov(&format!("network:\n  allow: ['{bad}']\n")).is_err(),
                 "{bad}"

@@ -1,19 +1,20 @@
-//! Host patterns (`--allow-net`, `--deny-net`, a secret's hosts) and the
-//! normalisation of hosts that clients ask for.
-//!
-//! Owns: parsing a pattern, normalising a requested host (lowercase, no
-//! trailing dot, IDNA → punycode, brackets stripped), and matching one
-//! against the other. Knows nothing about DNS or connections.
+//! Hosts that clients ask for, normalised (lowercase, no trailing dot,
+//! IDNA → punycode, brackets stripped), and matching them against the
+//! policy's host patterns. The pattern grammar itself is `policy::net`'s
+//! (one grammar for the CLI and presets); it is re-exported here. Knows
+//! nothing about DNS or connections.
 //!
 //! Port rule: a pattern without a port matches ports 80 and 443 only
-//! (`HOST:*` matches every port). For `--deny-net` the caller asks for
-//! [`PortRule::Any`] on port-less patterns instead, so a deny is never
+//! (`HOST:*` matches every port). For `--deny-net` the policy reads a
+//! port-less pattern as `PortRule::Any` instead, so a deny is never
 //! narrower than it reads.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
+
+pub use crate::policy::net::{HostKind, HostPattern, Portless};
 
 use super::ProxyError;
 
@@ -75,182 +76,16 @@ impl fmt::Display for Host {
     }
 }
 
-/// Lowercase, strip one trailing dot, IDNA to punycode, and check that the
-/// result is a syntactically valid DNS name (LDH labels, `_` tolerated).
+/// [`net::normalise_name`](crate::policy::net::normalise_name) as the
+/// proxy's error.
 pub fn normalise_name(s: &str) -> Result<String, ProxyError> {
-    let bad = || ProxyError::Pattern(format!("invalid host name: {s:?}"));
-    let s = s.strip_suffix('.').unwrap_or(s);
-    if s.is_empty() || s.len() > 253 {
-        return Err(bad());
-    }
-    let ascii = if s.is_ascii() {
-        s.to_ascii_lowercase()
-    } else {
-        idna::domain_to_ascii(s).map_err(|_| bad())?
-    };
-    if ascii.is_empty() || ascii.len() > 253 {
-        return Err(bad());
-    }
-    for label in ascii.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(bad());
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(bad());
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(bad());
-        }
-    }
-    Ok(ascii)
+    crate::policy::net::normalise_name(s)
+        .ok_or_else(|| ProxyError::Pattern(format!("invalid host name: {s:?}")))
 }
 
-/// Which ports a pattern covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PortRule {
-    /// No port written: 80 and 443 (allow and secret patterns).
-    Web,
-    /// `:*` written, or a port-less deny pattern.
-    Any,
-    /// `:N` written.
-    One(u16),
-}
-
-impl PortRule {
-    pub fn matches(self, port: u16) -> bool {
-        match self {
-            PortRule::Web => port == 80 || port == 443,
-            PortRule::Any => true,
-            PortRule::One(p) => p == port,
-        }
-    }
-}
-
-/// What a pattern names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostKind {
-    /// `example.com`: that name only.
-    Exact(String),
-    /// `*.example.com`: stored as `example.com`; strict subdomains only.
-    Subdomains(String),
-    /// `10.0.0.1`, `[::1]`.
-    Ip(IpAddr),
-    /// `10.0.0.0/8`, `fc00::/7`.
-    Cidr(IpNet),
-}
-
-/// A parsed host pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostPattern {
-    pub kind: HostKind,
-    pub ports: PortRule,
-    /// The pattern as the user wrote it, for messages and logs.
-    pub text: String,
-}
-
-/// How a port-less pattern is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Portless {
-    Web,
-    Any,
-}
-
+/// Matching: the grammar is `policy::net`'s; what a pattern covers is
+/// decided here, where requested hosts are normalised.
 impl HostPattern {
-    /// Parse a pattern. `portless` says what a pattern without a port means.
-    pub fn parse(p: &str, portless: Portless) -> Result<HostPattern, ProxyError> {
-        let bad = |why: &str| ProxyError::Pattern(format!("invalid host pattern {p:?}: {why}"));
-        let text = p.trim();
-        if text.is_empty() {
-            return Err(bad("empty"));
-        }
-        let default_ports = match portless {
-            Portless::Web => PortRule::Web,
-            Portless::Any => PortRule::Any,
-        };
-        let parse_port = |s: &str| -> Result<PortRule, ProxyError> {
-            if s == "*" {
-                return Ok(PortRule::Any);
-            }
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 5 {
-                return Err(bad("bad port"));
-            }
-            match s.parse::<u16>() {
-                Ok(0) | Err(_) => Err(bad("port out of range")),
-                Ok(n) => Ok(PortRule::One(n)),
-            }
-        };
-
-        // Split host part and port part.
-        let (host_part, ports) = if let Some(rest) = text.strip_prefix('[') {
-            let close = rest.find(']').ok_or_else(|| bad("missing ]"))?;
-            let inner = &rest[..close];
-            let after = &rest[close + 1..];
-            let ports = if after.is_empty() {
-                default_ports
-            } else if let Some(port) = after.strip_prefix(':') {
-                parse_port(port)?
-            } else {
-                return Err(bad("junk after ]"));
-            };
-            (inner.to_string(), ports)
-        } else if text.matches(':').count() >= 2 {
-            // A bare IPv6 address or CIDR: no port possible without brackets.
-            (text.to_string(), default_ports)
-        } else if let Some((h, port)) = text.rsplit_once(':') {
-            (h.to_string(), parse_port(port)?)
-        } else {
-            (text.to_string(), default_ports)
-        };
-
-        if host_part.contains('/') {
-            let net: IpNet = host_part.parse().map_err(|_| bad("bad CIDR"))?;
-            return Ok(HostPattern {
-                kind: HostKind::Cidr(net.trunc()),
-                ports,
-                text: text.to_string(),
-            });
-        }
-        if let Ok(ip) = host_part.parse::<IpAddr>() {
-            return Ok(HostPattern {
-                kind: HostKind::Ip(ip),
-                ports,
-                text: text.to_string(),
-            });
-        }
-        if text.starts_with('[') {
-            return Err(bad("bad IPv6 literal"));
-        }
-        if let Some(suffix) = host_part.strip_prefix("*.") {
-            if suffix.contains('*') {
-                return Err(bad("only one leading '*.' is allowed"));
-            }
-            let suffix = normalise_name(suffix).map_err(|_| bad("bad name"))?;
-            if !suffix.contains('.') {
-                return Err(bad("'*.' needs at least two labels after it (no '*.com')"));
-            }
-            if suffix.parse::<Ipv4Addr>().is_ok() {
-                return Err(bad("wildcards do not apply to addresses; use a CIDR"));
-            }
-            return Ok(HostPattern {
-                kind: HostKind::Subdomains(suffix),
-                ports,
-                text: text.to_string(),
-            });
-        }
-        if host_part.contains('*') {
-            return Err(bad("'*' is only allowed as a leading '*.'"));
-        }
-        let name = normalise_name(&host_part).map_err(|_| bad("bad name"))?;
-        Ok(HostPattern {
-            kind: HostKind::Exact(name),
-            ports,
-            text: text.to_string(),
-        })
-    }
-
     /// Does this pattern cover the requested host (by its name or literal)?
     pub fn matches_host(&self, host: &Host, port: u16) -> bool {
         if !self.ports.matches(port) {

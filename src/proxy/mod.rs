@@ -121,19 +121,23 @@ pub fn parse_resolve(s: &str) -> Result<ResolveOverride, ProxyError> {
 /// Check an `--allow-net`/`--deny-net`/secret host pattern (for early CLI
 /// errors, exit 2).
 pub fn validate_pattern(p: &str) -> Result<(), ProxyError> {
-    HostPattern::parse(p, host::Portless::Web).map(|_| ())
+    HostPattern::parse(p, host::Portless::Web)
+        .map(|_| ())
+        .map_err(|e| ProxyError::Pattern(e.to_string()))
 }
 
 /// What the proxy enforces.
 #[derive(Debug, Default)]
 pub struct ProxyConfig {
-    /// `--allow-net=HOST[:PORT]` patterns.
-    pub allow: Vec<String>,
+    /// `--allow-net=HOST[:PORT]` patterns, parsed by `policy::resolve`
+    /// (port-less: 80 and 443).
+    pub allow: Vec<HostPattern>,
     /// Bare `--allow-net`: any host (still through the proxy, still
     /// address-checked).
     pub allow_any: bool,
-    /// `--deny-net` patterns; deny wins. A port-less deny covers all ports.
-    pub deny: Vec<String>,
+    /// `--deny-net` patterns; deny wins. Parsed with `Portless::Any`: a
+    /// port-less deny covers all ports.
+    pub deny: Vec<HostPattern>,
     pub secrets: Vec<Secret>,
     pub resolve: Vec<ResolveOverride>,
     /// `--ca-cert FILE`: extra roots for verifying intercepted upstreams.

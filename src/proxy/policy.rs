@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::addr;
-use super::host::{allow_hint, Host, HostKind, HostPattern, Portless};
+use super::host::{allow_hint, Host, HostKind, HostPattern};
 use super::{ProxyConfig, ProxyError, ResolveOverride, State};
 
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,16 +64,9 @@ pub struct Target {
 
 impl Policy {
     pub fn new(cfg: &ProxyConfig) -> Result<Policy, ProxyError> {
-        let allow = cfg
-            .allow
-            .iter()
-            .map(|p| HostPattern::parse(p, Portless::Web))
-            .collect::<Result<Vec<_>, _>>()?;
-        let deny = cfg
-            .deny
-            .iter()
-            .map(|p| HostPattern::parse(p, Portless::Any))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Already parsed by `policy::resolve` (deny with `Portless::Any`).
+        let allow = cfg.allow.clone();
+        let deny = cfg.deny.clone();
         let secret_hosts = cfg
             .secrets
             .iter()
@@ -329,11 +322,18 @@ pub async fn authorize(state: &State, raw_host: &str, port: u16) -> Result<Targe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Portless;
 
     fn policy(allow: &[&str], deny: &[&str], any: bool, resolve: &[&str]) -> Policy {
         let cfg = ProxyConfig {
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            deny: deny.iter().map(|s| s.to_string()).collect(),
+            allow: allow
+                .iter()
+                .map(|s| HostPattern::parse(s, Portless::Web).unwrap())
+                .collect(),
+            deny: deny
+                .iter()
+                .map(|s| HostPattern::parse(s, Portless::Any).unwrap())
+                .collect(),
             allow_any: any,
             resolve: resolve
                 .iter()

@@ -75,7 +75,8 @@ impl Binding {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         Ok(Binding {
-            pattern: HostPattern::parse(rest, Portless::Web)?,
+            pattern: HostPattern::parse(rest, Portless::Web)
+                .map_err(|e| ProxyError::Pattern(e.to_string()))?,
             cleartext,
         })
     }

@@ -557,7 +557,7 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
                 ));
             }
             let req = request(&sandbox, command)?;
-            launcher::explain(&req, json)
+            Ok(launcher::explain(&req, json)?)
         }
         Some(Sub::Run {
             sandbox,
@@ -577,9 +577,9 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
             }
             let req = request(&cli.sandbox, command)?;
             if cli.sandbox.dry_run {
-                launcher::explain(&req, false)
+                Ok(launcher::explain(&req, false)?)
             } else {
-                launcher::run(&req)
+                Ok(launcher::run(&req)?)
             }
         }
     }
@@ -591,8 +591,7 @@ fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
         None => std::env::current_dir()
             .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?,
     };
-    let mut env = crate::preset::PresetEnv::from_system(&cwd, args.strict)
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let mut env = crate::preset::PresetEnv::from_system(&cwd, args.strict).map_err(Fatal::from)?;
     env.offline |= args.offline;
     Ok(env)
 }
@@ -641,8 +640,7 @@ fn run_preset(
         }
         _ => (name, None),
     };
-    let loaded =
-        crate::preset::load(base, &env).map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let loaded = crate::preset::load(base, &env).map_err(Fatal::from)?;
     if let Some(v) = version {
         if loaded.version != v {
             return Err(Fatal::usage(format!(
@@ -663,9 +661,9 @@ fn run_preset(
     layers.append(&mut req.layers);
     req.layers = layers;
     if args.dry_run {
-        launcher::explain(&req, json)
+        Ok(launcher::explain(&req, json)?)
     } else {
-        launcher::run(&req)
+        Ok(launcher::run(&req)?)
     }
 }
 
@@ -680,8 +678,7 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
     if !args.profile.is_empty() {
         let env = preset_env(args)?;
         for p in &args.profile {
-            let loaded = crate::preset::load(p, &env)
-                .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+            let loaded = crate::preset::load(p, &env).map_err(Fatal::from)?;
             layers.extend(loaded.layers);
         }
     }

@@ -1,14 +1,26 @@
 //! Exit codes and the one error shape zerobox prints.
 //!
+//! Every code zerobox itself returns is a constant here; each layer's
+//! error type maps its variants onto them (`LaunchError::exit_code`,
+//! `PresetError::exit_code`, `SandboxError::exit_code`) and `cli::main`
+//! prints the error's chain once ([`chain`]).
+//!
 //! | code | meaning |
 //! |---|---|
+//! | 0 | success (a printing command, or the command exited 0) |
 //! | N | the command's own exit status (128+N when it died of signal N) |
-//! | 1 | a printing command (`preset list`, `explain`, …) could not write its output (e.g. a full disk); also `preset verify` refusing a file |
+//! | 1 | a printing command (`preset list`, `explain`, …) could not write its output (e.g. a full disk); a preset, pin or project file refused by verification or trust (`preset verify`, a bad signature, an untrusted key, a rollback) |
 //! | 2 | bad flag, path or policy (the offending value is named) |
 //! | 125 | the sandbox could not be set up (the layer and the way out are named) |
 //! | 126 | the command was found but cannot be executed |
 //! | 127 | the command was not found |
 
+/// Success.
+pub const SUCCESS: i32 = 0;
+/// A preset, pin or project file refused by verification or trust (bad
+/// signature, untrusted key, rollback, expired index, digest mismatch,
+/// a widening project file): the input is well formed but not accepted.
+pub const REFUSED: i32 = 1;
 /// A printing command's output could not be written (not a closed pipe:
 /// that is the reader's choice and leaves the status alone, see `output`).
 pub const OUTPUT: i32 = 1;
@@ -49,8 +61,31 @@ impl std::fmt::Display for Fatal {
     }
 }
 
+/// An error and its causes as one line, each cause once: `step: cause:
+/// cause`. A cause whose text the message already shows (an error that
+/// formats its source itself) is not repeated.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 impl From<crate::policy::PolicyError> for Fatal {
     fn from(e: crate::policy::PolicyError) -> Self {
-        Fatal::usage(e.to_string())
+        Fatal::usage(chain(&e))
+    }
+}
+
+impl From<crate::preset::PresetError> for Fatal {
+    fn from(e: crate::preset::PresetError) -> Self {
+        Fatal::new(e.exit_code(), chain(&e))
     }
 }

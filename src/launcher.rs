@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::exit::{self, Fatal};
+mod error;
+
+pub use error::LaunchError;
+
+use crate::exit;
 use crate::policy::{self, FsAccess, Origin, PathContext, Policy, PolicyLayer};
 use crate::sandbox::{self, Options, Spec};
 
@@ -44,29 +48,23 @@ struct Resolved {
     protection: crate::protect::Protection,
 }
 
-fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
+fn resolve(req: &RunRequest) -> Result<Resolved, LaunchError> {
     let cwd = match &req.cwd {
         Some(dir) => dir.clone(),
-        None => std::env::current_dir()
-            .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?,
+        None => std::env::current_dir().map_err(LaunchError::CurrentDir)?,
     };
-    let cwd = std::fs::canonicalize(&cwd).map_err(|e| {
-        Fatal::usage(format!(
-            "invalid --cwd {:?}: {e} (give an existing directory)",
-            cwd.display().to_string()
-        ))
+    let cwd = std::fs::canonicalize(&cwd).map_err(|source| LaunchError::Cwd {
+        path: cwd.clone(),
+        source,
     })?;
     if !cwd.is_dir() {
-        return Err(Fatal::usage(format!(
-            "invalid --cwd {:?}: not a directory",
-            cwd.display().to_string()
-        )));
+        return Err(LaunchError::CwdNotDir { path: cwd });
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .filter(|h| h.is_absolute())
         .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()))
-        .ok_or_else(|| Fatal::usage("cannot find your home directory: set HOME"))?;
+        .ok_or(LaunchError::NoHome)?;
     let ctx = PathContext {
         home: policy::paths::canonical(&home),
         cwd: cwd.clone(),
@@ -105,14 +103,14 @@ fn resolve(req: &RunRequest) -> Result<Resolved, Fatal> {
                 FsAccess::AllowWrite => "write access on /",
                 _ => "a read deny on / (everything hidden)",
             };
-            return Err(Fatal::usage(format!(
-                "refusing {what} from {}: that is no sandbox (use --no-sandbox to say so)",
-                rule.origin
-            )));
+            return Err(LaunchError::WholeFilesystem {
+                what,
+                origin: rule.origin.clone(),
+            });
         }
     }
     let Some(name) = req.command.first() else {
-        return Err(Fatal::usage("no command given"));
+        return Err(LaunchError::NoCommand);
     };
     let path_var = policy.env.get("PATH").cloned().unwrap_or_default();
     let program = find_program(name, &path_var, &cwd)?;
@@ -198,23 +196,18 @@ fn own_state_layer(account_home: Option<&Path>) -> PolicyLayer {
 }
 
 /// Checks of the network request that need no proxy yet.
-fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
+fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), LaunchError> {
     if req.share_net && (policy.network.wants_network() || !policy.secrets.is_empty()) {
-        return Err(Fatal::usage(
-            "--share-net gives raw host networking; it cannot be combined with --allow-net or --secret (which go through the proxy)",
-        ));
+        return Err(LaunchError::ShareNetWithProxy);
     }
     for r in &req.resolve {
-        crate::proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?;
+        crate::proxy::parse_resolve(r).map_err(LaunchError::Resolve)?;
     }
     // Files named by network flags are checked up front, network or not:
     // a typo is bad input (exit 2), not a setup failure later.
     for ca in &req.ca_certs {
         if std::fs::File::open(ca).is_err() || !ca.is_file() {
-            return Err(Fatal::usage(format!(
-                "invalid --ca-cert {:?}: not a readable file (give a PEM file)",
-                ca.display().to_string()
-            )));
+            return Err(LaunchError::CaCert { path: ca.clone() });
         }
     }
     if let Some(log) = &req.net_log {
@@ -242,30 +235,30 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
 /// `policy::resolve`); make sure that holds for the path zerobox will
 /// actually read, and that the command cannot replace the file (its
 /// directory writable) to choose the value of a later run.
-fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fatal> {
+fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), LaunchError> {
     let shown = file.display().to_string();
+    let bad = |why: String| LaunchError::SecretFile {
+        name: name.to_string(),
+        why,
+    };
     let abs = match std::env::current_dir() {
         Ok(cwd) => policy::paths::lexical_normalise(&cwd.join(file)),
-        Err(e) => {
-            return Err(Fatal::usage(format!(
-                "secret {name}: cannot read the current directory: {e}"
-            )))
-        }
+        Err(e) => return Err(bad(format!("cannot read the current directory: {e}"))),
     };
     let real = policy::paths::canonical(&abs);
     // The sandbox's layers act on the resolved file, so that is the path
     // that must be denied (a symlinked secret file is fine).
     if policy.effective(&real).read {
-        return Err(Fatal::usage(format!(
-            "secret {name}: {shown:?} would stay readable inside the sandbox (it resolves to {}); give its absolute path",
+        return Err(bad(format!(
+            "{shown:?} would stay readable inside the sandbox (it resolves to {}); give its absolute path",
             real.display()
         )));
     }
     for p in [&abs, &real] {
         let parent = p.parent().unwrap_or(Path::new("/"));
         if policy.effective(parent).write {
-            return Err(Fatal::usage(format!(
-                "secret {name}: {shown:?} is in {}, which is writable inside the sandbox (the command could replace it); keep secret files outside every --allow-write grant",
+            return Err(bad(format!(
+                "{shown:?} is in {}, which is writable inside the sandbox (the command could replace it); keep secret files outside every --allow-write grant",
                 parent.display()
             )));
         }
@@ -279,9 +272,12 @@ fn check_secret_file(policy: &Policy, name: &str, file: &Path) -> Result<(), Fat
 /// `~/.bashrc`), neither as written nor after resolving symlinks. The open
 /// itself refuses a symlink and anything but a regular file (see
 /// `proxy::log`); this check gives the clear error up front.
-fn check_net_log(policy: &Policy, log: &Path) -> Result<(), Fatal> {
+fn check_net_log(policy: &Policy, log: &Path) -> Result<(), LaunchError> {
     let shown = log.display().to_string();
-    let bad = |why: String| Fatal::usage(format!("invalid --net-log {shown:?}: {why}"));
+    let bad = |why: String| LaunchError::NetLog {
+        path: shown.clone(),
+        why,
+    };
     let dir = log
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -322,29 +318,26 @@ fn check_net_log(policy: &Policy, log: &Path) -> Result<(), Fatal> {
 }
 
 /// Find `name` like a shell would: a path if it has a slash, else on PATH.
-fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, Fatal> {
+fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, LaunchError> {
     let shown = name.to_string_lossy();
     if name.is_empty() {
-        return Err(Fatal::usage("empty command name"));
+        return Err(LaunchError::EmptyCommand);
     }
-    let candidate = |p: &Path| -> Option<Result<PathBuf, Fatal>> {
+    let not_found = || LaunchError::NotFound {
+        name: shown.to_string(),
+    };
+    let candidate = |p: &Path| -> Option<Result<PathBuf, LaunchError>> {
         let meta = std::fs::metadata(p).ok()?;
         if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
-            return Some(Err(Fatal::new(
-                exit::NOT_EXECUTABLE,
-                format!("permission denied: {} is not executable", p.display()),
-            )));
+            return Some(Err(LaunchError::NotExecutable {
+                path: p.to_path_buf(),
+            }));
         }
         Some(Ok(p.to_path_buf()))
     };
     if shown.contains('/') {
         let p = cwd.join(Path::new(name));
-        return candidate(&p).unwrap_or_else(|| {
-            Err(Fatal::new(
-                exit::NOT_FOUND,
-                format!("command not found: {shown}"),
-            ))
-        });
+        return candidate(&p).unwrap_or_else(|| Err(not_found()));
     }
     let mut first_err = None;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
@@ -356,12 +349,11 @@ fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, 
             None => {}
         }
     }
-    Err(first_err
-        .unwrap_or_else(|| Fatal::new(exit::NOT_FOUND, format!("command not found: {shown}"))))
+    Err(first_err.unwrap_or_else(not_found))
 }
 
 /// Run the request; returns the command's exit code.
-pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
+pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     sandbox::make_undumpable();
     let resolved = resolve(req)?;
     create_state_dirs(&resolved.policy, req.debug);
@@ -373,10 +365,10 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
             .args(&req.command[1..])
             .current_dir(&resolved.spec.cwd)
             .exec();
-        return Err(Fatal::new(
-            exit::NOT_EXECUTABLE,
-            format!("cannot execute {}: {err}", resolved.spec.program.display()),
-        ));
+        return Err(LaunchError::Exec {
+            path: resolved.spec.program.clone(),
+            source: err,
+        });
     }
     if req.debug {
         crate::errln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
@@ -410,23 +402,13 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
         allow_weak_net: req.allow_weak_net,
         limits: req.limits,
     };
-    let mut running = sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|e| {
-        // The exit code is the error's own (one place decides it); only
-        // the exec wording needs the program's name.
-        let message = match e.stage {
-            sandbox::Stage::Exec if e.errno == libc::ENOENT => format!(
-                "command not found inside the sandbox: {}",
-                spec.program.display()
-            ),
-            sandbox::Stage::Exec => format!(
-                "cannot execute {} inside the sandbox: {}",
-                spec.program.display(),
-                e.message
-            ),
-            _ => e.to_string(),
-        };
-        Fatal::new(e.exit_code(), message)
-    })?;
+    // The exit code is the sandbox error's own (one place decides it);
+    // only the exec wording needs the program's name.
+    let mut running =
+        sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|source| LaunchError::Spawn {
+            program: spec.program.clone(),
+            source,
+        })?;
     // Serve the proxy. If this fails the command has no network at all
     // (its only route out is this listener): fail closed, stop the run.
     let handle = match (proxy, running.listener.take()) {
@@ -434,7 +416,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
             Ok(h) => Some(h),
             Err(e) => {
                 running.kill();
-                return Err(Fatal::setup(format!("proxy: {e}")));
+                return Err(LaunchError::ProxySetup(e));
             }
         },
         _ => None,
@@ -460,16 +442,18 @@ fn network_env(port: u16, tmpdir: &Path) -> Vec<(String, String)> {
 /// Build the proxy from the policy and the network flags. Secret values
 /// are read here (from zerobox's environment, a file, or the command line)
 /// and live only in the proxy from now on.
-fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::PreparedProxy, Fatal> {
+fn prepare_proxy(
+    policy: &Policy,
+    req: &RunRequest,
+) -> Result<crate::proxy::PreparedProxy, LaunchError> {
     use crate::policy::SecretSource;
     use crate::proxy::{self, Secret};
     let mut secrets = Vec::new();
     for spec in &policy.secrets {
         if spec.hosts.is_empty() {
-            return Err(Fatal::usage(format!(
-                "secret {} is not bound to any host: add --secret-host {}=HOST (a secret never goes to all hosts)",
-                spec.name, spec.name
-            )));
+            return Err(LaunchError::SecretUnbound {
+                name: spec.name.clone(),
+            });
         }
         let from_cli = req
             .layers
@@ -504,29 +488,27 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
                 match std::env::var(var) {
                     Ok(v) => Secret::from_value(&spec.name, v, spec.hosts.clone()),
                     Err(_) => {
-                        return Err(Fatal::usage(format!(
-                            "secret {}: environment variable {var} is not set",
-                            spec.name
-                        )))
+                        return Err(LaunchError::SecretEnvUnset {
+                            name: spec.name.clone(),
+                            var: var.clone(),
+                        })
                     }
                 }
             }
         }
-        .map_err(|e| Fatal::usage(e.to_string()))?;
+        .map_err(LaunchError::Secret)?;
         secrets.push(secret);
     }
     // Stable placeholders (an agent's "use this key?" approval sticks):
     // derived from a per-user key in the data dir, read-denied inside.
     if !secrets.is_empty() {
         let dir = crate::dirs::zerobox_dir(crate::dirs::Kind::Data)
-            .ok_or_else(|| {
-                Fatal::usage(
-                    "cannot find your home directory for the placeholder key: set HOME or XDG_DATA_HOME",
-                )
+            .ok_or(LaunchError::NoDataDir {
+                what: "the placeholder key",
             })?
             .join("placeholder");
         let key =
-            proxy::PlaceholderKey::load_or_create(&dir).map_err(|e| Fatal::setup(e.to_string()))?;
+            proxy::PlaceholderKey::load_or_create(&dir).map_err(LaunchError::PlaceholderKey)?;
         for s in &mut secrets {
             s.use_stable_placeholder(&key);
         }
@@ -543,20 +525,16 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
     // No other variable may carry a secret's real value into the sandbox.
     for (k, v) in &policy.env {
         if secrets.iter().any(|s| s.occurs_in(v)) && !secrets.iter().any(|s| s.name() == k) {
-            return Err(Fatal::usage(format!(
-                "environment variable {k} contains the value of a secret: drop it with --deny-env={k}"
-            )));
+            return Err(LaunchError::SecretInEnv { var: k.clone() });
         }
     }
     let mut resolve = Vec::new();
     for r in &req.resolve {
-        resolve.push(proxy::parse_resolve(r).map_err(|e| Fatal::usage(e.to_string()))?);
+        resolve.push(proxy::parse_resolve(r).map_err(LaunchError::Resolve)?);
     }
     let ca_dir = crate::dirs::zerobox_dir(crate::dirs::Kind::Data)
-        .ok_or_else(|| {
-            Fatal::usage(
-                "cannot find your home directory for the proxy's CA: set HOME or XDG_DATA_HOME",
-            )
+        .ok_or(LaunchError::NoDataDir {
+            what: "the proxy's CA",
         })?
         .join("ca");
     let upstream_proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]
@@ -573,10 +551,7 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         net_log: req.net_log.clone(),
         upstream_proxy,
     };
-    proxy::prepare(config).map_err(|e| match e {
-        proxy::ProxyError::Tls(_) | proxy::ProxyError::Io(_) => Fatal::setup(format!("proxy: {e}")),
-        _ => Fatal::usage(e.to_string()),
-    })
+    proxy::prepare(config).map_err(LaunchError::proxy)
 }
 
 #[derive(Serialize)]
@@ -591,7 +566,7 @@ struct Explained<'a> {
 
 /// Print the resolved policy and the run's plan (YAML, or JSON with the
 /// same fields); run nothing.
-pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
+pub fn explain(req: &RunRequest, json: bool) -> Result<i32, LaunchError> {
     let resolved = resolve(req)?;
     let wants_network =
         resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
@@ -608,8 +583,10 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
         allow_weak_net: req.allow_weak_net,
         limits: req.limits,
     };
-    let plan = sandbox::plan(&resolved.policy, &opts)
-        .map_err(|e| Fatal::new(e.exit_code(), e.to_string()))?;
+    let plan = sandbox::plan(&resolved.policy, &opts).map_err(|source| LaunchError::Spawn {
+        program: resolved.spec.program.clone(),
+        source,
+    })?;
     let doc = Explained {
         command: req
             .command
@@ -622,8 +599,7 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, Fatal> {
     };
     if json {
         // The same document; `weaker` is always present in JSON.
-        let mut v = serde_json::to_value(&doc)
-            .map_err(|e| Fatal::setup(format!("cannot render the policy: {e}")))?;
+        let mut v = serde_json::to_value(&doc).map_err(LaunchError::Render)?;
         if let Some(map) = v.as_object_mut() {
             map.entry("weaker").or_insert(serde_json::json!([]));
         }

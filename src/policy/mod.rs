@@ -543,7 +543,10 @@ pub fn resolve(
                         origin: label.clone(),
                     });
                 }
-                host(text, Portless::Web)?;
+                net::SecretHost::parse(text).map_err(|source| PolicyError::BadHost {
+                    origin: label.clone(),
+                    source,
+                })?;
             }
         }
         for value in &layer.unix_sockets {

@@ -205,6 +205,45 @@ impl HostPattern {
     }
 }
 
+/// A secret's host: a host pattern, optionally prefixed by `https://`
+/// (the default: the value goes only over TLS) or `http://` (cleartext
+/// intended: a local test server, a plain-HTTP internal API); a trailing
+/// `/` is ignored. Matching and injection are the proxy's
+/// (`proxy::secrets`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretHost {
+    pub pattern: HostPattern,
+    pub cleartext: bool,
+}
+
+impl SecretHost {
+    pub fn parse(text: &str) -> Result<SecretHost, PatternError> {
+        let t = text.trim();
+        let (rest, cleartext) = if let Some(r) = strip_scheme(t, "http://") {
+            (r, true)
+        } else if let Some(r) = strip_scheme(t, "https://") {
+            (r, false)
+        } else if t.contains("://") {
+            return Err(PatternError {
+                text: text.to_string(),
+                why: "only http:// (cleartext allowed) or https:// (the default) may prefix a secret's host".into(),
+            });
+        } else {
+            (t, false)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        Ok(SecretHost {
+            pattern: HostPattern::parse(rest, Portless::Web)?,
+            cleartext,
+        })
+    }
+}
+
+fn strip_scheme<'a>(t: &'a str, scheme: &str) -> Option<&'a str> {
+    (t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme))
+        .then(|| &t[scheme.len()..])
+}
+
 /// As written (what `explain --json` shows for `network.allow`).
 impl serde::Serialize for HostPattern {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -157,6 +157,17 @@ fn the_cli_and_a_preset_read_every_value_alike() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// The one intended difference: a cleartext binding (`http://HOST`) for a
+/// secret is the user's own choice on the command line; a preset or an
+/// override (which a project can ship) cannot ask for it.
+#[test]
+fn a_cleartext_secret_binding_is_the_command_lines_only() {
+    for v in ["http://127.0.0.1:8080", "https://api.example.com/"] {
+        assert!(via_cli(Slot::SecretHost, v).is_ok(), "{v}");
+        assert!(via_preset(Slot::SecretHost, v).is_err(), "{v}");
+    }
+}
+
 /// The patterns both paths produce are the same parsed values.
 #[test]
 fn both_paths_give_the_same_patterns() {

@@ -203,9 +203,12 @@ fn system_env(flags: RegistryFlags) -> Result<PresetEnv, PresetError> {
 
 fn report(r: Result<(), PresetError>) -> i32 {
     match r {
-        Ok(()) => 0,
+        Ok(()) => crate::exit::SUCCESS,
         Err(e) => {
-            crate::errln!("zerobox: {}", crate::output::one_line(&e.to_string()));
+            crate::errln!(
+                "zerobox: {}",
+                crate::output::one_line(&crate::exit::chain(&e))
+            );
             e.exit_code()
         }
     }

@@ -133,8 +133,8 @@ impl PresetError {
             | PresetError::Digest { .. }
             | PresetError::PinNotFound { .. }
             | PresetError::PinChain { .. }
-            | PresetError::Widening { .. } => 1,
-            _ => 2,
+            | PresetError::Widening { .. } => crate::exit::REFUSED,
+            _ => crate::exit::USAGE,
         }
     }
 

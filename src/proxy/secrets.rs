@@ -20,7 +20,7 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use zeroize::Zeroizing;
 
-use super::host::{Host, HostPattern, Portless};
+use super::host::{Host, HostPattern};
 use super::placeholder_key::PlaceholderKey;
 use super::{BoxError, ProxyError};
 
@@ -60,31 +60,16 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// The grammar is `policy::net::SecretHost`'s (the policy checked it
+    /// already; this is the same parse).
     pub fn parse(text: &str) -> Result<Binding, ProxyError> {
-        let t = text.trim();
-        let (rest, cleartext) = if let Some(r) = strip_scheme(t, "http://") {
-            (r, true)
-        } else if let Some(r) = strip_scheme(t, "https://") {
-            (r, false)
-        } else if t.contains("://") {
-            return Err(ProxyError::Pattern(format!(
-                "invalid secret host {text:?}: only http:// (cleartext allowed) or https:// (the default) may prefix a host"
-            )));
-        } else {
-            (t, false)
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let h = crate::policy::net::SecretHost::parse(text)
+            .map_err(|e| ProxyError::Pattern(e.to_string()))?;
         Ok(Binding {
-            pattern: HostPattern::parse(rest, Portless::Web)
-                .map_err(|e| ProxyError::Pattern(e.to_string()))?,
-            cleartext,
+            pattern: h.pattern,
+            cleartext: h.cleartext,
         })
     }
-}
-
-fn strip_scheme<'a>(t: &'a str, scheme: &str) -> Option<&'a str> {
-    (t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme))
-        .then(|| &t[scheme.len()..])
 }
 
 impl fmt::Debug for Secret {

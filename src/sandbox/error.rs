@@ -143,6 +143,8 @@ impl std::fmt::Display for SandboxError {
     }
 }
 
+impl std::error::Error for SandboxError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,11 @@
 //! - `host.rs`: host patterns, normalisation, matching.
 //! - `addr.rs`: refused address classes, this host's own addresses.
 //! - `policy.rs`: the decision (deny/allow), resolution, address checks.
-//! - `conn.rs`: accept loop, protocol sniffing, tunnels, interception glue.
+//! - `conn.rs`: accept loop, protocol sniffing, the HTTP front door.
+//! - `tunnel.rs`: an open tunnel: intercept it or relay it; the HTTP/1
+//!   server builder.
+//! - `relay.rs`: bytes both ways (splice between sockets), idle timeout,
+//!   byte counts; tunnels and upgrades.
 //! - `http.rs`: forwarding one HTTP request upstream (injection, redaction,
 //!   upgrades), dialing upstream (direct or via a chained proxy).
 //! - `socks.rs`: the SOCKS5 handshake.
@@ -30,9 +34,11 @@ mod log;
 mod placeholder_key;
 mod policy;
 mod private_file;
+mod relay;
 mod secrets;
 mod socks;
 mod tls;
+mod tunnel;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -46,7 +52,12 @@ pub use secrets::Secret;
 /// Boxed error used by bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Errors from configuring or starting the proxy. Never contain secret values.
+/// Errors of the proxy, one variant per step. The first group comes from
+/// configuring or starting it (`prepare`, `start`); the second from
+/// serving one exchange, and ends up in the exchange's net-log line and in
+/// the error answer the client gets. Each carries the host, port or
+/// syscall it is about, and keeps its cause as `source()` (print the whole
+/// chain with [`error_chain`]). Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("{0}")]
@@ -63,6 +74,93 @@ pub enum ProxyError {
     /// the user names another path).
     #[error("{0}")]
     NetLog(String),
+
+    /// `accept(2)` on the proxy's listener failed.
+    #[error("accept on the proxy listener")]
+    Accept(#[source] std::io::Error),
+    /// The client's request cannot be forwarded as sent.
+    #[error("bad request: {what}")]
+    ParseRequest { what: &'static str },
+    /// The client's request body could not be read (it hung up or stalled).
+    #[error("client: reading the request body")]
+    ClientBody(#[source] BoxError),
+    /// `connect(2)` to the checked address(es) of `host:port` failed.
+    #[error("upstream: connect to {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The corporate proxy chained through refused or failed the CONNECT.
+    #[error("upstream proxy: CONNECT {host}:{port}")]
+    UpstreamProxy {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the client of an intercepted tunnel failed.
+    #[error("client: TLS handshake for {host}")]
+    TlsClient {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the upstream failed (untrusted certificate,
+    /// not TLS, timeout).
+    #[error("upstream: TLS handshake with {host}:{port}")]
+    TlsUpstream {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP handshake with the upstream failed.
+    #[error("upstream: HTTP handshake with {host}:{port}")]
+    Handshake {
+        host: String,
+        port: u16,
+        #[source]
+        source: hyper::Error,
+    },
+    /// A secret's value cannot be put where its placeholder was.
+    #[error("secret value is not valid in header {header}")]
+    Inject { header: String },
+    /// The request to the upstream failed (reset, closed, bad response).
+    #[error("upstream: request to {host}:{port} failed")]
+    Request {
+        host: String,
+        port: u16,
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream sent no response head in time.
+    #[error("upstream: {host}:{port} sent no response within {secs} s")]
+    ResponseTimeout { host: String, port: u16, secs: u64 },
+    /// The upstream's response body could not be read for redaction.
+    #[error("upstream: reading the response body of {host}:{port}")]
+    ResponseBody {
+        host: String,
+        port: u16,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// `e` and its causes, `outer: inner: innermost` (each once).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// `--resolve HOST:PORT:ADDR[,ADDR…]`: use these addresses for HOST on

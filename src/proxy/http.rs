@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use super::host::Host;
 use super::log::{Decision, Kind, Record};
 use super::policy::{Denial, Dest, Target};
-use super::relay::{self, End, IDLE_TIMEOUT};
+use super::relay;
 use super::secrets::{
     basic_auth, rewrite_headers, Forbidden, RedactPair, Refusal, ScanBody, Scanner,
 };
@@ -556,20 +556,72 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(
     None
 }
 
+/// The net-log line of one exchange, written exactly once: by
+/// [`LogLine::write`], or, if the exchange's task is dropped first (the
+/// client hung up and hyper cancelled the request, or the proxy stopped),
+/// on drop, saying so.
+pub struct LogLine {
+    state: Arc<State>,
+    pub rec: Record,
+    /// The client has its answer (a status, or an open tunnel): a drop
+    /// now means the proxy stopped, not that the client left.
+    pub answered: bool,
+    started: Instant,
+    written: bool,
+}
+
+impl LogLine {
+    pub fn new(state: Arc<State>, rec: Record) -> LogLine {
+        LogLine {
+            state,
+            rec,
+            answered: false,
+            started: Instant::now(),
+            written: false,
+        }
+    }
+
+    pub fn write(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.state.log.write(rec);
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.written && self.rec.reason.is_none() {
+            self.rec.reason = Some(if !self.answered && self.rec.status.is_none() {
+                "client: went away before the answer".into()
+            } else {
+                "stopped: the proxy shut down".into()
+            });
+        }
+        self.flush();
+    }
+}
+
 /// Forward one request to `ctx.target` (already authorized). The one exit:
 /// whatever happens in [`exchange`], exactly one net-log line is written
 /// for the request: here, or, for a protocol switch, when the relay of the
-/// upgraded connections ends (with its byte counts).
+/// upgraded connections ends (with its byte counts), or by [`LogLine`]'s
+/// drop if the request is cancelled.
 pub async fn forward(state: Arc<State>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
-    let mut rec = Record::allowed(ctx.kind, &ctx.target);
-    rec.method = Some(req.method().to_string());
-    let answer = exchange(&state, &ctx, req, &mut rec).await;
-    rec.duration_ms = started.elapsed().as_millis() as u64;
+    let mut line = LogLine::new(state.clone(), Record::allowed(ctx.kind, &ctx.target));
+    line.rec.method = Some(req.method().to_string());
+    let answer = exchange(&state, &ctx, req, &mut line.rec).await;
     match answer {
         Ok(Answer::Response(resp)) => {
-            rec.status = Some(resp.status().as_u16());
-            state.log.write(rec);
+            line.rec.status = Some(resp.status().as_u16());
+            line.write();
             resp
         }
         Ok(Answer::Upgrade {
@@ -577,43 +629,35 @@ pub async fn forward(state: Arc<State>, ctx: Arc<Ctx>, req: Request<Incoming>) -
             client,
             server,
         }) => {
-            rec.status = Some(head.status().as_u16());
-            let st = state.clone();
+            line.rec.status = Some(head.status().as_u16());
+            let idle = state.idle_timeout;
             tokio::spawn(async move {
                 match (client.await, server.await) {
                     (Ok(c), Ok(s)) => {
-                        let done =
-                            relay::relay(TokioIo::new(c), TokioIo::new(s), None, IDLE_TIMEOUT)
-                                .await;
-                        rec.bytes_up += done.up;
-                        rec.bytes_down += done.down;
-                        match done.end {
-                            End::Closed => {}
-                            End::Idle => rec.reason = Some("idle-timeout".into()),
-                            End::Failed(e) => rec.reason = Some(format!("relay: {e}")),
-                            End::Forbidden(_) => {}
-                        }
+                        let done = relay::relay(TokioIo::new(c), TokioIo::new(s), None, idle).await;
+                        line.rec.bytes_up += done.up;
+                        line.rec.bytes_down += done.down;
+                        line.rec.reason = done.end.reason();
                     }
-                    _ => rec.reason = Some("upgrade: a side closed before switching".into()),
+                    _ => line.rec.reason = Some("upgrade: a side closed before switching".into()),
                 }
-                rec.duration_ms = started.elapsed().as_millis() as u64;
-                st.log.write(rec);
+                line.write();
             });
             head
         }
         Err(Stop::Denied(d)) => {
-            rec.decision = Decision::Deny;
-            rec.reason = Some(d.reason.clone());
-            rec.status = Some(StatusCode::FORBIDDEN.as_u16());
-            state.log.write(rec);
+            line.rec.decision = Decision::Deny;
+            line.rec.reason = Some(d.reason.clone());
+            line.rec.status = Some(StatusCode::FORBIDDEN.as_u16());
+            line.write();
             state.log.block(d.key.clone());
             deny_response(&d)
         }
         Err(Stop::Failed(status, e)) => {
             let why = super::error_chain(&e);
-            rec.reason = Some(why.clone());
-            rec.status = Some(status.as_u16());
-            state.log.write(rec);
+            line.rec.reason = Some(why.clone());
+            line.rec.status = Some(status.as_u16());
+            line.write();
             error_response(status, &why)
         }
     }

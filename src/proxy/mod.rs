@@ -324,6 +324,9 @@ pub(crate) struct State {
     pub resolutions: AtomicU64,
     /// Resolutions that went to the system resolver.
     pub dns_queries: AtomicU64,
+    /// A tunnel or upgrade with no byte either way this long is closed
+    /// ([`relay::IDLE_TIMEOUT`]; tests shorten it).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A running proxy. Dropping it without [`ProxyHandle::shutdown`] stops it too.
@@ -374,6 +377,7 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
         upstream_proxy,
         resolutions: AtomicU64::new(0),
         dns_queries: AtomicU64::new(0),
+        idle_timeout: relay::IDLE_TIMEOUT,
     });
     Ok(PreparedProxy { state })
 }
@@ -641,3 +645,6 @@ mod tests {
         assert!(validate_pattern("*.com").is_err());
     }
 }
+
+#[cfg(test)]
+mod exits_tests;

@@ -52,6 +52,19 @@ pub enum End {
     Failed(io::Error),
 }
 
+impl End {
+    /// The net-log reason of an allowed relay that ended this way (a
+    /// placeholder is a refusal: the caller logs it as a denial).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            End::Closed => None,
+            End::Idle => Some("idle-timeout".into()),
+            End::Forbidden(f) => Some(format!("refused: {f}")),
+            End::Failed(e) => Some(format!("relay: {e}")),
+        }
+    }
+}
+
 /// What a relay did, for the net log.
 #[derive(Debug)]
 pub struct Relayed {

@@ -14,7 +14,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::service::service_fn;
@@ -28,8 +28,6 @@ use super::policy::{Denial, Target};
 use super::relay::{self, End};
 use super::secrets::Scanner;
 use super::State;
-
-pub use super::relay::IDLE_TIMEOUT;
 
 /// Time for a new connection to send its first byte.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,25 +166,21 @@ pub async fn tunnel(
     upstream: TcpStream,
     kind: Kind,
 ) {
-    let started = Instant::now();
+    let mut line = http::LogLine::new(state.clone(), Record::allowed(kind, &target));
+    line.answered = true;
     let watch = (!state.secrets.is_empty()).then(|| Scanner::forbid_all(&state.secrets));
-    let done = relay::relay_tcp(client, pre, upstream, watch, IDLE_TIMEOUT).await;
-    let mut rec = Record::allowed(kind, &target);
-    rec.bytes_up = done.up;
-    rec.bytes_down = done.down;
-    rec.duration_ms = started.elapsed().as_millis() as u64;
-    match done.end {
-        End::Closed => {}
-        End::Idle => rec.reason = Some("idle-timeout".into()),
-        End::Failed(e) => rec.reason = Some(format!("relay: {e}")),
-        End::Forbidden(f) => {
-            let d = http::placeholder_denial(&target.host, target.port, &f);
-            rec.decision = Decision::Deny;
-            rec.reason = Some(d.reason.clone());
-            state.log.block(d.key);
-        }
+    let done = relay::relay_tcp(client, pre, upstream, watch, state.idle_timeout).await;
+    line.rec.bytes_up = done.up;
+    line.rec.bytes_down = done.down;
+    if let End::Forbidden(f) = &done.end {
+        let d = http::placeholder_denial(&target.host, target.port, f);
+        line.rec.decision = Decision::Deny;
+        line.rec.reason = Some(d.reason.clone());
+        state.log.block(d.key);
+    } else {
+        line.rec.reason = done.end.reason();
     }
-    state.log.write(rec);
+    line.write();
 }
 
 /// A reader that first yields bytes already read (the sniffed first byte).

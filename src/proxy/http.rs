@@ -108,13 +108,40 @@ pub fn placeholder_denial(host: &Host, port: u16, f: &Forbidden) -> Denial {
     }
 }
 
-/// `http://[user:pass@]host:port` to chain through.
-#[derive(Debug, Clone)]
+/// `url` without a `user:pass@` part (for messages and `Debug`).
+pub fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
+/// `http://[user:pass@]host:port` to chain through. `Debug` hides the
+/// credentials.
+#[derive(Clone)]
 pub struct UpstreamProxy {
     host: String,
     port: u16,
     /// Base64 `user:pass` for `Proxy-Authorization: Basic`.
     auth: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamProxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("auth", &self.auth.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl UpstreamProxy {

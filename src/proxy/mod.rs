@@ -222,8 +222,9 @@ pub fn validate_pattern(p: &str) -> Result<(), ProxyError> {
     HostPattern::parse(p, host::Portless::Web).map(|_| ())
 }
 
-/// What the proxy enforces.
-#[derive(Debug, Default)]
+/// What the proxy enforces. `Debug` shows no credential: secrets print
+/// their names only, and the upstream proxy URL without its `user:pass@`.
+#[derive(Default)]
 pub struct ProxyConfig {
     /// `--allow-net=HOST[:PORT]` patterns.
     pub allow: Vec<String>,
@@ -242,6 +243,25 @@ pub struct ProxyConfig {
     pub net_log: Option<PathBuf>,
     /// `http://[user:pass@]host:port` of a proxy to chain through.
     pub upstream_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("allow", &self.allow)
+            .field("allow_any", &self.allow_any)
+            .field("deny", &self.deny)
+            .field("secrets", &self.secrets)
+            .field("resolve", &self.resolve)
+            .field("extra_ca_certs", &self.extra_ca_certs)
+            .field("ca_dir", &self.ca_dir)
+            .field("net_log", &self.net_log)
+            .field(
+                "upstream_proxy",
+                &self.upstream_proxy.as_deref().map(http::without_userinfo),
+            )
+            .finish()
+    }
 }
 
 /// What was blocked during a run.
@@ -310,6 +330,25 @@ impl ProxySummary {
             list.join(", ")
         ))
     }
+}
+
+/// The hosts secrets are bound to by exact name or address: their leaves
+/// can be issued before anyone asks.
+fn warm_hosts(secrets: &[Arc<Secret>]) -> Vec<Host> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for s in secrets {
+        for p in s.host_patterns() {
+            let h = match p.kind {
+                host::HostKind::Exact(n) => Host::Name(n),
+                host::HostKind::Ip(a) => Host::Ip(a),
+                _ => continue,
+            };
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
 }
 
 /// Shared state of a running proxy.
@@ -418,6 +457,13 @@ impl PreparedProxy {
                 .map_err(|e| ProxyError::Io(format!("proxy listener: {e}")))?
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if !state.secrets.is_empty() {
+            // Interception may come: get its costs out of the first
+            // request's way while the command starts (a blocking thread:
+            // key generation is CPU work).
+            let st = state.clone();
+            runtime.spawn_blocking(move || st.tls.warm_up(&warm_hosts(&st.secrets)));
+        }
         runtime.spawn(conn::accept_loop(listener, state.clone(), stop_rx));
         Ok(ProxyHandle {
             state,
@@ -648,3 +694,39 @@ mod tests {
 
 #[cfg(test)]
 mod exits_tests;
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// No credential reaches `Debug` of the settings: not the secret
+    /// values, not the upstream proxy's password (plain or as the Base64
+    /// it is sent as).
+    #[test]
+    fn debug_of_proxy_settings_never_prints_credentials() {
+        let cfg = ProxyConfig {
+            secrets: vec![Secret::from_value(
+                "TOKEN",
+                "sk-live-value-7777".into(),
+                vec!["api.example".into()],
+            )
+            .unwrap()],
+            upstream_proxy: Some("http://alice:hunter2pw@proxy.corp:3128".into()),
+            ..Default::default()
+        };
+        let shown = format!("{cfg:?} {cfg:#?}");
+        let up = http::UpstreamProxy::parse(cfg.upstream_proxy.as_deref().unwrap()).unwrap();
+        let shown = format!("{shown} {up:?} {up:#?}");
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "alice:hunter2pw",
+        );
+        for secret in ["sk-live-value-7777", "hunter2pw", b64.as_str()] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("TOKEN") && shown.contains("proxy.corp:3128"),
+            "{shown}"
+        );
+    }
+}

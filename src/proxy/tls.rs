@@ -376,6 +376,32 @@ impl TlsState {
         Ok(cfg)
     }
 
+    /// Do off the request path, while the sandboxed command starts, what
+    /// the first intercepted request would otherwise wait for: seed
+    /// AWS-LC's RNG (its entropy collection, on first use, was ≈ 25 ms of
+    /// a 29 ms first request here), issue the leaves of the hosts secrets
+    /// are bound to by exact name or address (wildcards are issued on
+    /// demand), and build the upstream root store. Errors are left for
+    /// the request to meet and report.
+    pub fn warm_up(&self, hosts: &[Host]) {
+        if hosts.is_empty() {
+            let _ = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        }
+        for h in hosts {
+            let _ = self.server_config(h);
+        }
+        let _ = self.clients();
+    }
+
+    /// Whether a leaf for `host` is cached (tests).
+    #[cfg(test)]
+    pub fn has_leaf(&self, host: &Host) -> bool {
+        self.leaves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&host.bare())
+    }
+
     pub fn client_config(&self, h1_only: bool) -> Result<Arc<ClientConfig>, ProxyError> {
         let c = self.clients()?;
         Ok(if h1_only { c.h1.clone() } else { c.any.clone() })
@@ -504,6 +530,19 @@ mod tests {
         let h1 = st.client_config(true).unwrap();
         assert!(Arc::ptr_eq(&h1, &st.client_config(true).unwrap()));
         assert!(st.clients.get().is_some());
+    }
+
+    #[test]
+    fn warm_up_issues_exact_leaves_and_builds_the_root_store() {
+        let d = tempfile::tempdir().unwrap();
+        let st = TlsState::new(d.path(), &[]).unwrap();
+        let a = Host::parse("api.example").unwrap();
+        st.warm_up(std::slice::from_ref(&a));
+        assert!(st.has_leaf(&a));
+        assert!(st.clients.get().is_some());
+        // The request then takes the cached leaf.
+        let cfg = st.server_config(&a).unwrap();
+        assert!(Arc::ptr_eq(&cfg, &st.server_config(&a).unwrap()));
     }
 
     #[test]

@@ -401,7 +401,11 @@ pub struct PreparedProxy {
 /// Validate `config` and load (or create) the interception CA.
 pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
     let policy = policy::Policy::new(&config)?;
-    let tls = tls::TlsState::new(&config.ca_dir, &config.extra_ca_certs)?;
+    let tls = tls::TlsState::new(
+        &config.ca_dir,
+        &config.extra_ca_certs,
+        !config.secrets.is_empty(),
+    )?;
     let log = log::NetLog::new(config.net_log.as_deref())?;
     let upstream_proxy = match &config.upstream_proxy {
         None => None,
@@ -480,9 +484,14 @@ impl ProxyHandle {
         self.state.tls.bundle_pem()
     }
 
-    /// The zerobox CA certificate alone, PEM.
+    /// The zerobox CA certificate alone, PEM (loaded now if this run had
+    /// no secret; empty if it cannot be loaded).
     pub fn ca_cert_pem(&self) -> String {
-        self.state.tls.ca.cert_pem.clone()
+        self.state
+            .tls
+            .ca()
+            .map(|c| c.cert_pem.clone())
+            .unwrap_or_default()
     }
 
     /// The placeholder for a configured secret, by name.

@@ -32,6 +32,9 @@
 //! Knobs (environment): `BENCH_ROUNDS` (5), `BENCH_REQS` (1000 timed
 //! requests per mode per round), `BENCH_WARM` (50), `BENCH_BIG_MIB` (256),
 //! `BENCH_BIG_ROUNDS` (3), `BENCH_CONNS` (1000), `BENCH_STARTUP_RUNS` (30),
+//! `BENCH_FIRST_RUNS` (15 fresh proxies per mode for the first request of
+//! a run; 0 skips), `BENCH_FIRST_DELAY_MS` (20: how long after the proxy
+//! is up the first request comes, as a command's own start-up takes),
 //! `MITMDUMP` (path to mitmdump).
 
 use std::convert::Infallible;
@@ -80,6 +83,8 @@ struct Opts {
     big_rounds: usize,
     conns: usize,
     startup_runs: usize,
+    first_runs: usize,
+    first_delay: Duration,
 }
 
 impl Opts {
@@ -92,6 +97,8 @@ impl Opts {
             big_rounds: env_num("BENCH_BIG_ROUNDS", 3).max(1) as usize,
             conns: env_num("BENCH_CONNS", 1000).max(1) as usize,
             startup_runs: env_num("BENCH_STARTUP_RUNS", 30) as usize,
+            first_runs: env_num("BENCH_FIRST_RUNS", 15) as usize,
+            first_delay: Duration::from_millis(env_num("BENCH_FIRST_DELAY_MS", 20)),
         }
     }
 }
@@ -771,6 +778,59 @@ fn mb(kb: u64) -> f64 {
 // ---------------------------------------------------------------------------
 // Start-up of the zerobox binary.
 
+/// The first request of a run: a fresh proxy child per sample (its start
+/// is the run's), then after `delay` connect + CONNECT + TLS + GET /small
+/// through it, timed. Tunnel and MITM children alternate, so noise hits
+/// both alike. With a secret configured the proxy warms its TLS state up
+/// (RNG seed, leaf, root store) as it starts; the delay stands for the
+/// sandboxed command's own start-up, during which that happens. Returns
+/// (tunnel ms, MITM ms) medians for each delay.
+fn first_of_run(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    up_port: u16,
+    raw_port: u16,
+    client: &Client,
+    modes: &[Mode],
+    runs: usize,
+    delays: &[Duration],
+) -> Vec<(Duration, f64, f64)> {
+    let mut out = Vec::new();
+    for &delay in delays {
+        let (mut t, mut m) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            for (which, mode) in modes.iter().enumerate() {
+                let mut child = spawn_zerobox_proxy(dir, up_port, raw_port);
+                let mut mode = mode.clone();
+                mode.via = Some(child.addr);
+                if mode.label == "zerobox MITM" {
+                    mode.api_key = child.placeholder.clone();
+                }
+                std::thread::sleep(delay);
+                let t0 = Instant::now();
+                let ok = rt.block_on(async {
+                    let mut s = open(client, &mode).await?;
+                    get(&mut s, &mode, "/small").await
+                });
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                drop(child.child.stdin.take());
+                let _ = child.child.wait();
+                if let Err(e) = ok {
+                    println!("first request of a run: {} failed: {e}", mode.label);
+                    return out;
+                }
+                if which == 0 {
+                    t.push(ms)
+                } else {
+                    m.push(ms)
+                }
+            }
+        }
+        out.push((delay, median(&t), median(&m)));
+    }
+    out
+}
+
 /// In-process cost of bringing the proxy up: `prepare` (policy, CA load
 /// or creation, root store from webpki-roots + the system bundle) and
 /// `serve` (2-thread runtime) + shutdown.
@@ -1279,6 +1339,42 @@ fn main() {
             "mitmproxy: {} (mitmdump -q, stream_large_bodies=1m, ignore_hosts for the tunnel)",
             m.version
         );
+    }
+
+    if o.first_runs > 0 {
+        let pair: Vec<Mode> = modes
+            .iter()
+            .filter(|m| m.label == "zerobox tunnel" || m.label == "zerobox MITM")
+            .cloned()
+            .collect();
+        if pair.len() == 2 {
+            let delays = [Duration::ZERO, o.first_delay];
+            let res = first_of_run(
+                &rt,
+                dir.path(),
+                up_port,
+                raw_port,
+                &client,
+                &pair,
+                o.first_runs,
+                &delays,
+            );
+            println!(
+                "\n### Proxy: first request of a run ({} fresh proxies per mode and delay, alternating; median ms)\n",
+                o.first_runs
+            );
+            println!(
+                "| first request after the proxy is up | tunnel ms | MITM ms | MITM / tunnel |"
+            );
+            println!("|---|---|---|---|");
+            for (d, t, m) in &res {
+                println!(
+                    "| {} ms | {t:.2} | {m:.2} | **{:.2}×** |",
+                    d.as_millis(),
+                    m / t
+                );
+            }
+        }
     }
 
     // Stop the proxies before timing process start-up.

@@ -341,16 +341,25 @@ fn inline_secret_warns() {
     assert!(!r.stderr.contains("inline-secret-789"), "{r:?}");
 }
 
-/// The sandboxed command cannot read zerobox's interception CA key.
+/// The sandboxed command cannot read zerobox's interception CA key. (A
+/// secret is bound, so the run intercepts and makes the CA: a tunnel-only
+/// run makes none, see `tunnel_only_run_makes_no_ca`.)
 #[test]
 fn ca_key_is_not_readable_inside() {
     let d = scratch();
     let data = d.path().join("data");
     let r = run(
         d.path(),
-        &[("XDG_DATA_HOME", data.to_str().unwrap())],
+        &[
+            ("XDG_DATA_HOME", data.to_str().unwrap()),
+            ("CA_TEST_KEY", "ca-test-value-1234"),
+        ],
         &args(&[
             "--allow-net=a.test",
+            "--secret",
+            "CA_TEST_KEY",
+            "--secret-host",
+            "CA_TEST_KEY=a.test",
             "--",
             "sh",
             "-c",
@@ -361,6 +370,28 @@ fn ca_key_is_not_readable_inside() {
     assert!(data.join("zerobox/ca").is_dir(), "CA not created: {r:?}");
     assert_eq!(r.stdout.lines().last(), Some("0"), "{r:?}");
     let _ = std::io::stdout().flush();
+}
+
+/// A run with no secret only tunnels: it reads and makes no CA (no TLS
+/// state at all), and the bundle inside holds no zerobox certificate.
+#[test]
+fn tunnel_only_run_makes_no_ca() {
+    let d = scratch();
+    let data = d.path().join("data");
+    let r = run(
+        d.path(),
+        &[("XDG_DATA_HOME", data.to_str().unwrap())],
+        &args(&[
+            "--allow-net=a.test",
+            "--",
+            "sh",
+            "-c",
+            "grep -c 'zerobox interception CA' \"$SSL_CERT_FILE\" || true",
+        ]),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "0", "{r:?}");
+    assert!(!data.join("zerobox/ca").exists(), "CA made: {r:?}");
 }
 
 /// A minimal CONNECT proxy standing in for a corporate proxy: it logs each
@@ -1108,6 +1139,18 @@ fn net_log_write_failures_are_reported() {
     assert_eq!(std::fs::metadata(&log).unwrap().len() as usize, limit);
 }
 
+/// A run that binds a secret (so it may intercept, and loads or makes the
+/// CA at start).
+const SECRET_RUN: &[&str] = &[
+    "--allow-net=a.test",
+    "--secret",
+    "CA_TEST_KEY",
+    "--secret-host",
+    "CA_TEST_KEY=a.test",
+    "--",
+    "true",
+];
+
 /// Hardening II #11: ten simultaneous first runs (no CA yet) agree on one
 /// CA, and `ca.pem` is the certificate stored with the key.
 #[test]
@@ -1119,7 +1162,8 @@ fn ten_simultaneous_first_runs_make_one_ca() {
             zerobox()
                 .current_dir(d.path())
                 .env("XDG_DATA_HOME", &data)
-                .args(["--allow-net=a.test", "--", "true"])
+                .env("CA_TEST_KEY", "ca-test-value-1234")
+                .args(SECRET_RUN)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -1145,8 +1189,11 @@ fn ten_simultaneous_first_runs_make_one_ca() {
     // The next run loads that pair (it verifies it) without complaint.
     let r = run(
         d.path(),
-        &[("XDG_DATA_HOME", data.to_str().unwrap())],
-        &args(&["--allow-net=a.test", "--", "true"]),
+        &[
+            ("XDG_DATA_HOME", data.to_str().unwrap()),
+            ("CA_TEST_KEY", "ca-test-value-1234"),
+        ],
+        &args(SECRET_RUN),
     );
     assert_eq!(r.code, 0, "{r:?}");
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -22,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::host::Host;
-use super::log::Record;
+use super::log::{Decision, Kind, Record};
 use super::policy::{Denial, Dest, Target};
+use super::relay;
 use super::secrets::{
     basic_auth, rewrite_headers, Forbidden, RedactPair, Refusal, ScanBody, Scanner,
 };
@@ -40,10 +41,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 /// sent. Larger ones are streamed chunked.
 pub const BUFFER_CAP: usize = 4 * 1024 * 1024;
 const BUFFER_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Something to speak HTTP or TLS over.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
@@ -111,13 +108,40 @@ pub fn placeholder_denial(host: &Host, port: u16, f: &Forbidden) -> Denial {
     }
 }
 
-/// `http://[user:pass@]host:port` to chain through.
-#[derive(Debug, Clone)]
+/// `url` without a `user:pass@` part (for messages and `Debug`).
+pub fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
+/// `http://[user:pass@]host:port` to chain through. `Debug` hides the
+/// credentials.
+#[derive(Clone)]
 pub struct UpstreamProxy {
     host: String,
     port: u16,
     /// Base64 `user:pass` for `Proxy-Authorization: Basic`.
     auth: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamProxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("auth", &self.auth.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl UpstreamProxy {
@@ -192,11 +216,20 @@ impl UpstreamProxy {
 }
 
 /// Open a TCP connection to a checked target (never re-resolving).
-pub async fn dial(state: &State, target: &Target) -> io::Result<TcpStream> {
+pub async fn dial(state: &State, target: &Target) -> Result<TcpStream, ProxyError> {
+    let host = target.host.authority();
+    let port = target.port;
     match &target.dest {
         Dest::ViaProxy => match &state.upstream_proxy {
-            Some(p) => p.connect(target).await,
-            None => Err(io::Error::other("no upstream proxy")),
+            Some(p) => p
+                .connect(target)
+                .await
+                .map_err(|source| ProxyError::UpstreamProxy { host, port, source }),
+            None => Err(ProxyError::UpstreamProxy {
+                host,
+                port,
+                source: io::Error::other("no upstream proxy configured"),
+            }),
         },
         Dest::Direct(addrs) => {
             let mut last = io::Error::other("no address");
@@ -210,7 +243,11 @@ pub async fn dial(state: &State, target: &Target) -> io::Result<TcpStream> {
                     Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timeout"),
                 }
             }
-            Err(last)
+            Err(ProxyError::Connect {
+                host,
+                port,
+                source: last,
+            })
         }
     }
 }
@@ -220,8 +257,8 @@ pub struct Ctx {
     pub target: Target,
     /// Speak TLS to the upstream.
     pub upstream_tls: bool,
-    /// `http` (forward proxy) or `intercept`.
-    pub kind: &'static str,
+    /// `Http` (forward proxy) or `Intercept`.
+    pub kind: Kind,
     /// A connection already opened (e.g. by CONNECT) for the first request.
     pub spare: Mutex<Option<TcpStream>>,
     /// The upstream connection of the previous request on this client
@@ -284,22 +321,11 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get("content-length")?.to_str().ok()?.trim().parse().ok()
 }
 
-/// Find a [`Forbidden`] in an error chain.
-fn find_forbidden(e: &(dyn std::error::Error + 'static)) -> Option<Forbidden> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(f) = err.downcast_ref::<Forbidden>() {
-            return Some(Forbidden(f.0.clone(), f.1));
-        }
-        cur = err.source();
-    }
-    None
-}
-
 /// Why header injection failed.
 #[derive(Debug)]
 enum HeaderFail {
     Forbidden(Forbidden),
+    /// The substituted value is not a valid value of this header.
     Invalid(String),
 }
 
@@ -334,9 +360,8 @@ fn inject_headers(h: &mut HeaderMap, scanner: &mut Scanner) -> Result<Vec<Redact
             if replaced[..] != bytes[..] {
                 changed = true;
             }
-            let hv = HeaderValue::from_bytes(&replaced).map_err(|_| {
-                HeaderFail::Invalid(format!("secret value is not valid in header {name}"))
-            })?;
+            let hv = HeaderValue::from_bytes(&replaced)
+                .map_err(|_| HeaderFail::Invalid(name.to_string()))?;
             out.push(hv);
         }
         if changed {
@@ -415,38 +440,51 @@ impl Sender {
     }
 }
 
-async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> io::Result<Sender> {
+async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> Result<Sender, ProxyError> {
+    let t = &ctx.target;
+    let (host, port) = (t.host.authority(), t.port);
     let spare = ctx.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
     let tcp = match spare {
         Some(s) => s,
-        None => dial(state, &ctx.target).await?,
+        None => dial(state, t).await?,
+    };
+    let tls_fail = |source: io::Error| ProxyError::TlsUpstream {
+        host: host.clone(),
+        port,
+        source,
     };
     let (io, h2): (Box<dyn IoBox>, bool) = if ctx.upstream_tls {
         let cfg = state
             .tls
             .client_config(h1_only)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let name = match &ctx.target.host {
+            .map_err(|e| tls_fail(io::Error::other(e.to_string())))?;
+        let name = match &t.host {
             Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
-                .map_err(|e| io::Error::other(e.to_string()))?,
+                .map_err(|e| tls_fail(io::Error::other(e.to_string())))?,
             Host::Ip(a) => rustls_pki_types::ServerName::IpAddress((*a).into()),
         };
         let conn = tokio_rustls::TlsConnector::from(cfg);
         let tls = tokio::time::timeout(TLS_TIMEOUT, conn.connect(name, tcp))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "upstream TLS timeout"))??;
+            .map_err(|_| tls_fail(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
+            .map_err(tls_fail)?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         (Box::new(tls), h2)
     } else {
         (Box::new(tcp), false)
     };
     let io = TokioIo::new(io);
+    let hs_fail = |source| ProxyError::Handshake {
+        host: host.clone(),
+        port,
+        source,
+    };
     if h2 {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
             .await
-            .map_err(io::Error::other)?;
+            .map_err(hs_fail)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -455,7 +493,7 @@ async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> io::Result<Se
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(io::Error::other)?;
+            .map_err(hs_fail)?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -476,14 +514,6 @@ fn authority(t: &Target, tls: bool) -> String {
     }
 }
 
-fn deny(state: &State, rec: &mut Record, d: Denial) -> Response<Body> {
-    rec.decision = "deny";
-    rec.reason = Some(d.reason.clone());
-    state.log.write(rec.clone());
-    state.log.block(d.key.clone());
-    deny_response(&d)
-}
-
 /// [`forward`], boxed so the future's `Send` bound is checked here (the
 /// HTTP/2 server spawns it on the executor).
 pub fn forward_boxed(
@@ -494,31 +524,188 @@ pub fn forward_boxed(
     Box::pin(forward(state, ctx, req))
 }
 
-/// Forward one request to `ctx.target`. The target is already authorized.
-pub async fn forward(
+/// Why an exchange stopped before an upstream answer reached the client.
+pub enum Stop {
+    /// Refused by policy (a placeholder headed where it may not go): 403,
+    /// counted in the blocked summary.
+    Denied(Denial),
+    /// A step failed: answered with `status`.
+    Failed(StatusCode, ProxyError),
+}
+
+impl From<Denial> for Stop {
+    fn from(d: Denial) -> Stop {
+        Stop::Denied(d)
+    }
+}
+
+/// What a successful exchange hands back to [`forward`].
+pub enum Answer {
+    /// A response to pass on.
+    Response(Response<Body>),
+    /// The upstream switched protocols (WebSocket): pass on the 101 head,
+    /// then relay the two upgraded connections.
+    Upgrade {
+        head: Response<Body>,
+        client: hyper::upgrade::OnUpgrade,
+        server: hyper::upgrade::OnUpgrade,
+    },
+}
+
+/// The client's request body failed (it hung up mid-body, or stalled):
+/// tagged so the failure is told apart from the upstream's.
+#[derive(Debug)]
+struct ClientBodyError(BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Find the first error of type `T` in a chain.
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The net-log line of one exchange, written exactly once: by
+/// [`LogLine::write`], or, if the exchange's task is dropped first (the
+/// client hung up and hyper cancelled the request, or the proxy stopped),
+/// on drop, saying so.
+pub struct LogLine {
     state: Arc<State>,
-    ctx: Arc<Ctx>,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
-    let t = &ctx.target;
-    let method = req.method().clone();
-    let mut rec = Record {
-        kind: ctx.kind,
-        method: Some(method.to_string()),
-        host: t.host.authority(),
-        port: t.port,
-        decision: "allow",
-        rule: Some(t.rule.clone()),
-        intercepted: ctx.kind == "intercept",
-        ..Default::default()
-    };
-    if let Dest::Direct(a) = &t.dest {
-        rec.addr = a.first().map(|a| a.to_string());
+    pub rec: Record,
+    /// The client has its answer (a status, or an open tunnel): a drop
+    /// now means the proxy stopped, not that the client left.
+    pub answered: bool,
+    started: Instant,
+    written: bool,
+}
+
+impl LogLine {
+    pub fn new(state: Arc<State>, rec: Record) -> LogLine {
+        LogLine {
+            state,
+            rec,
+            answered: false,
+            started: Instant::now(),
+            written: false,
+        }
     }
 
+    pub fn write(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.state.log.write(rec);
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.written && self.rec.reason.is_none() {
+            self.rec.reason = Some(if !self.answered && self.rec.status.is_none() {
+                "client: went away before the answer".into()
+            } else {
+                "stopped: the proxy shut down".into()
+            });
+        }
+        self.flush();
+    }
+}
+
+/// Forward one request to `ctx.target` (already authorized). The one exit:
+/// whatever happens in [`exchange`], exactly one net-log line is written
+/// for the request: here, or, for a protocol switch, when the relay of the
+/// upgraded connections ends (with its byte counts), or by [`LogLine`]'s
+/// drop if the request is cancelled.
+pub async fn forward(state: Arc<State>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    let mut line = LogLine::new(state.clone(), Record::allowed(ctx.kind, &ctx.target));
+    line.rec.method = Some(req.method().to_string());
+    let answer = exchange(&state, &ctx, req, &mut line.rec).await;
+    match answer {
+        Ok(Answer::Response(resp)) => {
+            line.rec.status = Some(resp.status().as_u16());
+            line.write();
+            resp
+        }
+        Ok(Answer::Upgrade {
+            head,
+            client,
+            server,
+        }) => {
+            line.rec.status = Some(head.status().as_u16());
+            let idle = state.idle_timeout;
+            tokio::spawn(async move {
+                match (client.await, server.await) {
+                    (Ok(c), Ok(s)) => {
+                        let done = relay::relay(TokioIo::new(c), TokioIo::new(s), None, idle).await;
+                        line.rec.bytes_up += done.up;
+                        line.rec.bytes_down += done.down;
+                        line.rec.reason = done.end.reason();
+                    }
+                    _ => line.rec.reason = Some("upgrade: a side closed before switching".into()),
+                }
+                line.write();
+            });
+            head
+        }
+        Err(Stop::Denied(d)) => {
+            line.rec.decision = Decision::Deny;
+            line.rec.reason = Some(d.reason.clone());
+            line.rec.status = Some(StatusCode::FORBIDDEN.as_u16());
+            line.write();
+            state.log.block(d.key.clone());
+            deny_response(&d)
+        }
+        Err(Stop::Failed(status, e)) => {
+            let why = super::error_chain(&e);
+            line.rec.reason = Some(why.clone());
+            line.rec.status = Some(status.as_u16());
+            line.write();
+            error_response(status, &why)
+        }
+    }
+}
+
+/// The steps of one forwarded request: rewrite the target and headers
+/// (injection), prepare the body, get an upstream connection, send, and
+/// prepare the response (redaction). Every early stop is an `Err`.
+async fn exchange(
+    state: &State,
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    rec: &mut Record,
+) -> Result<Answer, Stop> {
+    let t = &ctx.target;
+    let (host, port) = (t.host.authority(), t.port);
+    let method = req.method().clone();
     let have_secrets = !state.secrets.is_empty();
     let mut scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
     let bound_here = state.secrets.iter().any(|s| s.bound_to(&t.host, t.port));
+    let refused = |f: &Forbidden| Stop::Denied(placeholder_denial(&t.host, t.port, f));
 
     // Request target (path + query).
     let pq = req
@@ -527,19 +714,13 @@ pub async fn forward(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let pq = if have_secrets {
-        match scanner.apply(pq.as_bytes()) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
-        }
+        let b = scanner.apply(pq.as_bytes()).map_err(|f| refused(&f))?;
+        String::from_utf8_lossy(&b).into_owned()
     } else {
         pq
     };
     let upgrade = is_upgrade(req.headers());
-    let client_upgrade = if upgrade {
-        Some(hyper::upgrade::on(&mut req))
-    } else {
-        None
-    };
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
@@ -547,39 +728,33 @@ pub async fn forward(
     headers.remove("host");
     let mut extra_redact = Vec::new();
     if have_secrets {
-        match inject_headers(&mut headers, &mut scanner) {
-            Ok(x) => extra_redact = x,
-            Err(HeaderFail::Forbidden(f)) => {
-                return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f))
+        extra_redact = inject_headers(&mut headers, &mut scanner).map_err(|e| match e {
+            HeaderFail::Forbidden(f) => refused(&f),
+            HeaderFail::Invalid(header) => {
+                Stop::Failed(StatusCode::BAD_GATEWAY, ProxyError::Inject { header })
             }
-            Err(HeaderFail::Invalid(msg)) => return error_response(StatusCode::BAD_GATEWAY, &msg),
-        }
+        })?;
     }
     if bound_here {
         // Redaction needs to read responses: ask for them uncompressed.
         headers.insert("accept-encoding", HeaderValue::from_static("identity"));
     }
 
-    // Body.
-    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    // Body. Its errors are tagged as the client's.
+    let body: Body = body
+        .map_err(|e| Box::new(ClientBodyError(Box::new(e))) as BoxError)
+        .boxed();
     let body = if !have_secrets {
         body
     } else if scanner.changes_length()
         && content_length(&headers).is_some_and(|n| n as usize <= BUFFER_CAP)
     {
-        let data = match buffer(body, BUFFER_CAP).await {
-            Ok(d) => d,
-            Err(_) => {
-                return error_response(StatusCode::BAD_REQUEST, "could not read request body")
-            }
-        };
-        match scanner.apply(&data) {
-            Ok(out) => {
-                headers.insert("content-length", HeaderValue::from(out.len()));
-                full(out)
-            }
-            Err(f) => return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f)),
-        }
+        let data = buffer(body, BUFFER_CAP)
+            .await
+            .map_err(|e| Stop::Failed(StatusCode::BAD_REQUEST, ProxyError::ClientBody(e)))?;
+        let out = scanner.apply(&data).map_err(|f| refused(&f))?;
+        headers.insert("content-length", HeaderValue::from(out.len()));
+        full(out)
     } else {
         let body_scanner = Scanner::outbound(&state.secrets, &t.host, t.port, ctx.upstream_tls);
         if body_scanner.changes_length() {
@@ -590,8 +765,7 @@ pub async fn forward(
     rec.secrets = scanner.fired.clone();
     rec.bytes_up = content_length(&headers).unwrap_or(0);
 
-    // Upstream.
-    // Reuse the previous request's upstream connection when it is still
+    // Upstream. Reuse the previous request's connection when it is still
     // good (never for an upgrade, which takes the connection over).
     let idle = if upgrade {
         None
@@ -602,26 +776,15 @@ pub async fn forward(
         Some(mut s) => s.ready().await.then_some(s),
         None => None,
     };
-    let opened = match reused {
-        Some(s) => Ok(s),
-        None => open_upstream(&state, &ctx, upgrade).await,
-    };
-    let sender = match opened {
-        Ok(s) => s,
-        Err(e) => {
-            rec.reason = Some(format!("upstream: {e}"));
-            rec.status = Some(502);
-            state.log.write(rec);
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                &format!("upstream connection failed: {e}"),
-            );
-        }
+    let sender = match reused {
+        Some(s) => s,
+        None => open_upstream(state, ctx, upgrade)
+            .await
+            .map_err(|e| Stop::Failed(StatusCode::BAD_GATEWAY, e))?,
     };
     let auth = authority(t, ctx.upstream_tls);
     let scheme = if ctx.upstream_tls { "https" } else { "http" };
-    let mut builder = Request::builder().method(method.clone());
-    let uri_res = match &sender {
+    let uri = match &sender {
         Sender::H1(_) => {
             headers.insert(
                 "host",
@@ -631,20 +794,13 @@ pub async fn forward(
         }
         Sender::H2(_) => format!("{scheme}://{auth}{pq}").parse::<Uri>(),
     };
-    let uri = match uri_res {
-        Ok(u) => u,
-        Err(_) => {
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                "request target is not a valid URI after injection",
-            )
-        }
-    };
-    builder = builder.uri(uri);
-    let mut out_req = match builder.body(body) {
-        Ok(r) => r,
-        Err(_) => return error_response(StatusCode::BAD_GATEWAY, "could not build request"),
-    };
+    let bad = |what| Stop::Failed(StatusCode::BAD_GATEWAY, ProxyError::ParseRequest { what });
+    let uri = uri.map_err(|_| bad("the request target is not a valid URI after injection"))?;
+    let mut out_req = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(body)
+        .map_err(|_| bad("the request cannot be rebuilt"))?;
     *out_req.headers_mut() = headers;
 
     let send = async {
@@ -667,44 +823,44 @@ pub async fn forward(
             r
         }
         Ok((Err(e), _)) => {
-            if let Some(f) = find_forbidden(&e) {
-                return deny(&state, &mut rec, placeholder_denial(&t.host, t.port, &f));
+            if let Some(f) = find_in_chain::<Forbidden>(&e) {
+                return Err(refused(f));
             }
-            rec.status = Some(502);
-            rec.reason = Some("upstream request failed".into());
-            state.log.write(rec);
-            return error_response(
+            if let Some(c) = find_in_chain::<ClientBodyError>(&e) {
+                let err = ProxyError::ClientBody(c.0.to_string().into());
+                return Err(Stop::Failed(StatusCode::BAD_REQUEST, err));
+            }
+            let source = Box::new(e);
+            return Err(Stop::Failed(
                 StatusCode::BAD_GATEWAY,
-                &format!("upstream request failed: {e}"),
-            );
+                ProxyError::Request { host, port, source },
+            ));
         }
         Err(_) => {
-            return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream response timed out")
+            let secs = RESPONSE_TIMEOUT.as_secs();
+            let err = ProxyError::ResponseTimeout { host, port, secs };
+            return Err(Stop::Failed(StatusCode::GATEWAY_TIMEOUT, err));
         }
     };
-    rec.status = Some(resp.status().as_u16());
 
-    // Protocol switch (WebSocket): splice the two upgraded streams.
+    // Protocol switch (WebSocket): the two upgraded streams are relayed.
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let server_up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let (Ok(c), Ok(s)) = (client_up.await, server_up.await) {
-                    let mut c = TokioIo::new(c);
-                    let mut s = TokioIo::new(s);
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
-                }
+        if let Some(client) = client_upgrade {
+            let server = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            if have_secrets {
+                redact_head(
+                    &mut parts,
+                    &mut Scanner::redactor(&state.secrets, &extra_redact),
+                );
+            }
+            let head = Response::from_parts(parts, empty());
+            return Ok(Answer::Upgrade {
+                head,
+                client,
+                server,
             });
         }
-        state.log.write(rec);
-        let (mut parts, _) = resp.into_parts();
-        if have_secrets {
-            redact_head(
-                &mut parts,
-                &mut Scanner::redactor(&state.secrets, &extra_redact),
-            );
-        }
-        return Response::from_parts(parts, empty());
     }
 
     let (mut parts, body) = resp.into_parts();
@@ -715,22 +871,20 @@ pub async fn forward(
         redact_head(&mut parts, &mut redactor);
         let no_body = method == Method::HEAD
             || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED;
+            || parts.status == StatusCode::NOT_MODIFIED
+            || parts.status == StatusCode::SWITCHING_PROTOCOLS;
         if no_body {
             body
         } else if content_length(&parts.headers).is_some_and(|n| n as usize <= BUFFER_CAP) {
-            match buffer(body, BUFFER_CAP).await {
-                Ok(d) => {
-                    let out = redactor.apply(&d).unwrap_or_default();
-                    parts
-                        .headers
-                        .insert("content-length", HeaderValue::from(out.len()));
-                    full(out)
-                }
-                Err(_) => {
-                    return error_response(StatusCode::BAD_GATEWAY, "could not read upstream body")
-                }
-            }
+            let d = buffer(body, BUFFER_CAP).await.map_err(|source| {
+                let err = ProxyError::ResponseBody { host, port, source };
+                Stop::Failed(StatusCode::BAD_GATEWAY, err)
+            })?;
+            let out = redactor.apply(&d).unwrap_or_default();
+            parts
+                .headers
+                .insert("content-length", HeaderValue::from(out.len()));
+            full(out)
         } else {
             parts.headers.remove("content-length");
             ScanBody::new(body, Scanner::redactor(&state.secrets, &extra_redact)).boxed()
@@ -739,8 +893,7 @@ pub async fn forward(
         body
     };
     rec.bytes_down = content_length(&parts.headers).unwrap_or(0);
-    state.log.write(rec);
-    Response::from_parts(parts, body)
+    Ok(Answer::Response(Response::from_parts(parts, body)))
 }
 
 #[cfg(test)]

@@ -27,23 +27,54 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::policy::{Dest, Target};
 use super::ProxyError;
+
+/// What a line is about.
+#[derive(Serialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A forward-proxy request (`GET http://…`).
+    #[default]
+    Http,
+    /// A `CONNECT` tunnel (the line is written when it closes).
+    Connect,
+    /// A SOCKS5 tunnel.
+    Socks5,
+    /// A request inside an intercepted tunnel.
+    Intercept,
+}
+
+impl Kind {
+    /// The method column of a tunnel line.
+    pub fn tunnel_method(self) -> Option<String> {
+        (self == Kind::Connect).then(|| "CONNECT".to_string())
+    }
+}
+
+/// The policy's answer.
+#[derive(Serialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    #[default]
+    Allow,
+    Deny,
+}
 
 /// One line of the log.
 #[derive(Serialize, Debug, Default, Clone)]
 pub struct Record {
     /// RFC 3339 UTC.
     pub time: String,
-    /// `http` (forward), `connect`, `socks5`, `intercept` (a request inside
-    /// an intercepted tunnel).
-    pub kind: &'static str,
+    pub kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     pub host: String,
     pub port: u16,
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// Why, for `deny` (the same text as the `X-Zerobox-Denied` header).
+    pub decision: Decision,
+    /// Why, for `deny` (the same text as the `X-Zerobox-Denied` header);
+    /// for an allowed exchange that failed, what failed (`upstream: …`,
+    /// `idle-timeout`, `client: …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The rule that allowed it (`--allow-net=…`, `--secret NAME`, `--allow-net`).
@@ -55,15 +86,39 @@ pub struct Record {
     /// Names of secrets injected.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The status the client was answered with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Bytes client → upstream, upstream → client (tunnels: exact; HTTP:
-    /// bodies as far as known when the line is written).
+    /// Bytes client → upstream, upstream → client (tunnels and upgrades:
+    /// exact byte counts; HTTP: bodies as far as known when the line is
+    /// written).
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Wall time from the decision to the line (tunnels: until closed;
+    /// HTTP: until the response head was answered).
+    pub duration_ms: u64,
     /// Whether the TLS tunnel was intercepted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub intercepted: bool,
+}
+
+impl Record {
+    /// The line of an exchange the policy allowed to `t`.
+    pub fn allowed(kind: Kind, t: &Target) -> Record {
+        Record {
+            kind,
+            method: kind.tunnel_method(),
+            host: t.host.authority(),
+            port: t.port,
+            rule: Some(t.rule.clone()),
+            addr: match &t.dest {
+                Dest::Direct(a) => a.first().map(|a| a.to_string()),
+                Dest::ViaProxy => None,
+            },
+            intercepted: kind == Kind::Intercept,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -239,18 +294,18 @@ mod tests {
         let p = d.path().join("net.log");
         let log = NetLog::new(Some(&p)).unwrap();
         log.write(Record {
-            kind: "http",
+            kind: Kind::Http,
             host: "a.example".into(),
             port: 80,
-            decision: "allow",
+            decision: Decision::Allow,
             secrets: vec!["TOKEN".into()],
             ..Default::default()
         });
         log.write(Record {
-            kind: "connect",
+            kind: Kind::Connect,
             host: "b.example".into(),
             port: 443,
-            decision: "deny",
+            decision: Decision::Deny,
             reason: Some("not-allowed".into()),
             ..Default::default()
         });
@@ -322,10 +377,10 @@ mod tests {
         let log = NetLog::with_file(Some(full));
         for _ in 0..3 {
             log.write(Record {
-                kind: "http",
+                kind: Kind::Http,
                 host: "a.example".into(),
                 port: 80,
-                decision: "allow",
+                decision: Decision::Allow,
                 ..Default::default()
             });
         }
@@ -339,10 +394,10 @@ mod tests {
             s.lock().unwrap().torn = true;
         }
         log.write(Record {
-            kind: "http",
+            kind: Kind::Http,
             host: "b.example".into(),
             port: 80,
-            decision: "allow",
+            decision: Decision::Allow,
             ..Default::default()
         });
         let text = std::fs::read_to_string(&p).unwrap();

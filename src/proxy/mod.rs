@@ -13,7 +13,11 @@
 //! - `host.rs`: host patterns, normalisation, matching.
 //! - `addr.rs`: refused address classes, this host's own addresses.
 //! - `policy.rs`: the decision (deny/allow), resolution, address checks.
-//! - `conn.rs`: accept loop, protocol sniffing, tunnels, interception glue.
+//! - `conn.rs`: accept loop, protocol sniffing, the HTTP front door.
+//! - `tunnel.rs`: an open tunnel: intercept it or relay it; the HTTP/1
+//!   server builder.
+//! - `relay.rs`: bytes both ways (splice between sockets), idle timeout,
+//!   byte counts; tunnels and upgrades.
 //! - `http.rs`: forwarding one HTTP request upstream (injection, redaction,
 //!   upgrades), dialing upstream (direct or via a chained proxy).
 //! - `socks.rs`: the SOCKS5 handshake.
@@ -30,9 +34,11 @@ mod log;
 mod placeholder_key;
 mod policy;
 mod private_file;
+mod relay;
 mod secrets;
 mod socks;
 mod tls;
+mod tunnel;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -46,7 +52,12 @@ pub use secrets::Secret;
 /// Boxed error used by bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Errors from configuring or starting the proxy. Never contain secret values.
+/// Errors of the proxy, one variant per step. The first group comes from
+/// configuring or starting it (`prepare`, `start`); the second from
+/// serving one exchange, and ends up in the exchange's net-log line and in
+/// the error answer the client gets. Each carries the host, port or
+/// syscall it is about, and keeps its cause as `source()` (print the whole
+/// chain with [`error_chain`]). Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("{0}")]
@@ -63,6 +74,93 @@ pub enum ProxyError {
     /// the user names another path).
     #[error("{0}")]
     NetLog(String),
+
+    /// `accept(2)` on the proxy's listener failed.
+    #[error("accept on the proxy listener")]
+    Accept(#[source] std::io::Error),
+    /// The client's request cannot be forwarded as sent.
+    #[error("bad request: {what}")]
+    ParseRequest { what: &'static str },
+    /// The client's request body could not be read (it hung up or stalled).
+    #[error("client: reading the request body")]
+    ClientBody(#[source] BoxError),
+    /// `connect(2)` to the checked address(es) of `host:port` failed.
+    #[error("upstream: connect to {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The corporate proxy chained through refused or failed the CONNECT.
+    #[error("upstream proxy: CONNECT {host}:{port}")]
+    UpstreamProxy {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the client of an intercepted tunnel failed.
+    #[error("client: TLS handshake for {host}")]
+    TlsClient {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the upstream failed (untrusted certificate,
+    /// not TLS, timeout).
+    #[error("upstream: TLS handshake with {host}:{port}")]
+    TlsUpstream {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP handshake with the upstream failed.
+    #[error("upstream: HTTP handshake with {host}:{port}")]
+    Handshake {
+        host: String,
+        port: u16,
+        #[source]
+        source: hyper::Error,
+    },
+    /// A secret's value cannot be put where its placeholder was.
+    #[error("secret value is not valid in header {header}")]
+    Inject { header: String },
+    /// The request to the upstream failed (reset, closed, bad response).
+    #[error("upstream: request to {host}:{port} failed")]
+    Request {
+        host: String,
+        port: u16,
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream sent no response head in time.
+    #[error("upstream: {host}:{port} sent no response within {secs} s")]
+    ResponseTimeout { host: String, port: u16, secs: u64 },
+    /// The upstream's response body could not be read for redaction.
+    #[error("upstream: reading the response body of {host}:{port}")]
+    ResponseBody {
+        host: String,
+        port: u16,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// `e` and its causes, `outer: inner: innermost` (each once).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// `--resolve HOST:PORT:ADDR[,ADDR…]`: use these addresses for HOST on
@@ -126,8 +224,9 @@ pub fn validate_pattern(p: &str) -> Result<(), ProxyError> {
         .map_err(|e| ProxyError::Pattern(e.to_string()))
 }
 
-/// What the proxy enforces.
-#[derive(Debug, Default)]
+/// What the proxy enforces. `Debug` shows no credential: secrets print
+/// their names only, and the upstream proxy URL without its `user:pass@`.
+#[derive(Default)]
 pub struct ProxyConfig {
     /// `--allow-net=HOST[:PORT]` patterns, parsed by `policy::resolve`
     /// (port-less: 80 and 443).
@@ -148,6 +247,25 @@ pub struct ProxyConfig {
     pub net_log: Option<PathBuf>,
     /// `http://[user:pass@]host:port` of a proxy to chain through.
     pub upstream_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("allow", &self.allow)
+            .field("allow_any", &self.allow_any)
+            .field("deny", &self.deny)
+            .field("secrets", &self.secrets)
+            .field("resolve", &self.resolve)
+            .field("extra_ca_certs", &self.extra_ca_certs)
+            .field("ca_dir", &self.ca_dir)
+            .field("net_log", &self.net_log)
+            .field(
+                "upstream_proxy",
+                &self.upstream_proxy.as_deref().map(http::without_userinfo),
+            )
+            .finish()
+    }
 }
 
 /// What was blocked during a run.
@@ -218,6 +336,25 @@ impl ProxySummary {
     }
 }
 
+/// The hosts secrets are bound to by exact name or address: their leaves
+/// can be issued before anyone asks.
+fn warm_hosts(secrets: &[Arc<Secret>]) -> Vec<Host> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for s in secrets {
+        for p in s.host_patterns() {
+            let h = match p.kind {
+                host::HostKind::Exact(n) => Host::Name(n),
+                host::HostKind::Ip(a) => Host::Ip(a),
+                _ => continue,
+            };
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
+}
+
 /// Shared state of a running proxy.
 pub(crate) struct State {
     pub policy: policy::Policy,
@@ -230,6 +367,9 @@ pub(crate) struct State {
     pub resolutions: AtomicU64,
     /// Resolutions that went to the system resolver.
     pub dns_queries: AtomicU64,
+    /// A tunnel or upgrade with no byte either way this long is closed
+    /// ([`relay::IDLE_TIMEOUT`]; tests shorten it).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A running proxy. Dropping it without [`ProxyHandle::shutdown`] stops it too.
@@ -265,7 +405,11 @@ pub struct PreparedProxy {
 /// Validate `config` and load (or create) the interception CA.
 pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
     let policy = policy::Policy::new(&config)?;
-    let tls = tls::TlsState::new(&config.ca_dir, &config.extra_ca_certs)?;
+    let tls = tls::TlsState::new(
+        &config.ca_dir,
+        &config.extra_ca_certs,
+        !config.secrets.is_empty(),
+    )?;
     let log = log::NetLog::new(config.net_log.as_deref())?;
     let upstream_proxy = match &config.upstream_proxy {
         None => None,
@@ -280,6 +424,7 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
         upstream_proxy,
         resolutions: AtomicU64::new(0),
         dns_queries: AtomicU64::new(0),
+        idle_timeout: relay::IDLE_TIMEOUT,
     });
     Ok(PreparedProxy { state })
 }
@@ -320,6 +465,13 @@ impl PreparedProxy {
                 .map_err(|e| ProxyError::Io(format!("proxy listener: {e}")))?
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if !state.secrets.is_empty() {
+            // Interception may come: get its costs out of the first
+            // request's way while the command starts (a blocking thread:
+            // key generation is CPU work).
+            let st = state.clone();
+            runtime.spawn_blocking(move || st.tls.warm_up(&warm_hosts(&st.secrets)));
+        }
         runtime.spawn(conn::accept_loop(listener, state.clone(), stop_rx));
         Ok(ProxyHandle {
             state,
@@ -336,9 +488,14 @@ impl ProxyHandle {
         self.state.tls.bundle_pem()
     }
 
-    /// The zerobox CA certificate alone, PEM.
+    /// The zerobox CA certificate alone, PEM (loaded now if this run had
+    /// no secret; empty if it cannot be loaded).
     pub fn ca_cert_pem(&self) -> String {
-        self.state.tls.ca.cert_pem.clone()
+        self.state
+            .tls
+            .ca()
+            .map(|c| c.cert_pem.clone())
+            .unwrap_or_default()
     }
 
     /// The placeholder for a configured secret, by name.
@@ -545,5 +702,44 @@ mod tests {
     fn patterns_validate() {
         assert!(validate_pattern("*.example.com:443").is_ok());
         assert!(validate_pattern("*.com").is_err());
+    }
+}
+
+#[cfg(test)]
+mod exits_tests;
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// No credential reaches `Debug` of the settings: not the secret
+    /// values, not the upstream proxy's password (plain or as the Base64
+    /// it is sent as).
+    #[test]
+    fn debug_of_proxy_settings_never_prints_credentials() {
+        let cfg = ProxyConfig {
+            secrets: vec![Secret::from_value(
+                "TOKEN",
+                "sk-live-value-7777".into(),
+                vec!["api.example".into()],
+            )
+            .unwrap()],
+            upstream_proxy: Some("http://alice:hunter2pw@proxy.corp:3128".into()),
+            ..Default::default()
+        };
+        let shown = format!("{cfg:?} {cfg:#?}");
+        let up = http::UpstreamProxy::parse(cfg.upstream_proxy.as_deref().unwrap()).unwrap();
+        let shown = format!("{shown} {up:?} {up:#?}");
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "alice:hunter2pw",
+        );
+        for secret in ["sk-live-value-7777", "hunter2pw", b64.as_str()] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("TOKEN") && shown.contains("proxy.corp:3128"),
+            "{shown}"
+        );
     }
 }

@@ -514,17 +514,96 @@ impl Scanner {
 
     /// Detect-only (tunnels): the caller forwards `chunk` as is, nothing is
     /// held back, but a tail is remembered so a placeholder split across
-    /// chunks is still seen.
+    /// chunks is still seen. The chunk itself is scanned in place; only
+    /// the seam (the carried tail and the chunk's first bytes) is copied.
     pub fn detect(&mut self, chunk: &[u8]) -> Result<(), Forbidden> {
         let Some(maxlen) = self.rules.iter().map(|r| r.pat.len()).max() else {
             return Ok(());
         };
-        let mut buf = Zeroizing::new(std::mem::take(&mut *self.carry));
-        buf.extend_from_slice(chunk);
-        self.scan(&buf, true)?;
-        let keep = buf.len().saturating_sub(maxlen - 1);
-        self.carry.extend_from_slice(&buf[keep..]);
+        if !self.carry.is_empty() {
+            let mut seam = Zeroizing::new(self.carry.to_vec());
+            seam.extend_from_slice(&chunk[..chunk.len().min(maxlen - 1)]);
+            self.forbid_first(&seam)?;
+        }
+        self.forbid_first(chunk)?;
+        let keep = maxlen - 1;
+        if chunk.len() >= keep {
+            self.carry.clear();
+            self.carry.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            self.carry.extend_from_slice(chunk);
+            let extra = self.carry.len().saturating_sub(keep);
+            self.carry.drain(..extra);
+        }
         Ok(())
+    }
+
+    /// The first full match in `buf` (the longest pattern at the earliest
+    /// position), as (position, rule).
+    fn first_match(&self, buf: &[u8]) -> Option<(usize, usize)> {
+        if let [r] = self.rules.as_slice() {
+            // One pattern (the common case: one secret): memchr's SIMD
+            // substring search. The needle is borrowed, never copied.
+            return memchr::memmem::find(buf, &r.pat).map(|p| (p, 0));
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            i = self.next_candidate(buf, i);
+            if i >= buf.len() {
+                break;
+            }
+            let rest = &buf[i..];
+            if let Some(r) = self.rules.iter().position(|r| rest.starts_with(&r.pat)) {
+                return Some((i, r));
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Refuse `buf` if any pattern occurs whole in it (names the secret).
+    fn forbid_first(&mut self, buf: &[u8]) -> Result<(), Forbidden> {
+        let Some((_, r)) = self.first_match(buf) else {
+            return Ok(());
+        };
+        self.note(r);
+        match &self.rules[r].action {
+            Action::Forbid(why) => Err(Forbidden(self.rules[r].name.clone(), *why)),
+            // Detect-only scanners are built of Forbid rules; a Replace
+            // rule seen by `detect` is a placeholder headed out as is.
+            Action::Replace(_) => Err(Forbidden(self.rules[r].name.clone(), Refusal::Unbound)),
+        }
+    }
+
+    /// Where a possible start of a pattern begins in the last bytes of
+    /// `buf` (a prefix of some pattern runs to the end), or `buf.len()`.
+    fn tail_partial(&self, buf: &[u8]) -> usize {
+        let maxlen = self.rules.iter().map(|r| r.pat.len()).max().unwrap_or(0);
+        let from = buf.len().saturating_sub(maxlen.saturating_sub(1));
+        (from..buf.len())
+            .find(|&i| {
+                let rest = &buf[i..];
+                self.rules
+                    .iter()
+                    .any(|r| r.pat.len() > rest.len() && r.pat.starts_with(rest))
+            })
+            .unwrap_or(buf.len())
+    }
+
+    /// [`Scanner::feed`] for an owned chunk: when nothing is carried and
+    /// the chunk holds no pattern, the chunk is passed on as is (no copy;
+    /// bodies are almost always pattern-free), holding back only a tail
+    /// that may begin a pattern.
+    pub fn feed_bytes(&mut self, chunk: Bytes) -> Result<Bytes, Forbidden> {
+        if self.rules.is_empty() {
+            return Ok(chunk);
+        }
+        if self.carry.is_empty() && self.first_match(&chunk).is_none() {
+            let keep_from = self.tail_partial(&chunk);
+            self.carry.extend_from_slice(&chunk[keep_from..]);
+            return Ok(chunk.slice(..keep_from));
+        }
+        self.feed(&chunk)
     }
 
     /// Whole-buffer convenience (headers, URIs, buffered bodies).
@@ -710,7 +789,7 @@ impl Body for ScanBody {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => match this.scanner.feed(&data) {
+                    Ok(data) => match this.scanner.feed_bytes(data) {
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(f) => {
@@ -1042,10 +1121,17 @@ mod tests {
         let mut prev = 0;
         for &c in cuts {
             let c = c.clamp(prev, data.len());
-            out.extend_from_slice(&sc.feed(&data[prev..c])?);
+            // Alternate the two entry points: both must agree at any cut.
+            let part = &data[prev..c];
+            let got = if c % 2 == 0 {
+                sc.feed_bytes(Bytes::copy_from_slice(part))?
+            } else {
+                sc.feed(part)?
+            };
+            out.extend_from_slice(&got);
             prev = c;
         }
-        out.extend_from_slice(&sc.feed(&data[prev..])?);
+        out.extend_from_slice(&sc.feed_bytes(Bytes::copy_from_slice(&data[prev..]))?);
         out.extend_from_slice(&sc.finish()?);
         Ok(out)
     }
@@ -1107,6 +1193,39 @@ mod tests {
             // Forbidden anywhere, at any split.
             let mut f = Scanner::forbid_all(&all);
             prop_assert!(run_chunks(&mut f, data.as_bytes(), &cuts).is_err());
+        }
+
+        #[test]
+        /// The zero-copy entry point gives exactly what the copying one
+        /// does, and the in-place detector refuses exactly where the
+        /// copying scan would, with several secrets whose values share
+        /// prefixes and with data made of their pieces (partial matches
+        /// at every chunk end).
+        fn feed_bytes_and_detect_agree_with_scan(
+            pieces in proptest::collection::vec(0usize..6, 0..40),
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            let a = secret("A", "abcVALUE-1", &["a.example"]);
+            let b = secret("B", "abcVAL-22", &["a.example"]);
+            let all = vec![a.clone(), b.clone()];
+            let words = ["abc", "VAL", "UE-1", "-22", "x", a.placeholder()];
+            let data: String = pieces.iter().map(|&i| words[i]).collect();
+            let data = format!("{data}abcVALUE-1 abcVAL-22 abcVA");
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort();
+            let mut whole = Scanner::redactor(&all, &[]);
+            let want = whole.apply(data.as_bytes()).unwrap();
+            let mut r = Scanner::redactor(&all, &[]);
+            let got = run_chunks(&mut r, data.as_bytes(), &cuts).unwrap();
+            prop_assert_eq!(&got[..], &want[..]);
+            let mut f = Scanner::forbid_all(&all);
+            let mut refused = false;
+            let mut prev = 0;
+            for &c in cuts.iter().chain(std::iter::once(&data.len())) {
+                refused |= f.detect(&data.as_bytes()[prev..c]).is_err();
+                prev = c;
+            }
+            prop_assert_eq!(refused, data.contains(a.placeholder()));
         }
 
         #[test]

@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::conn::{after_handshake, record_denial};
-use super::{http, policy, State};
+use super::log::{Kind, Record};
+use super::tunnel::{after_handshake, record_denial};
+use super::{error_chain, http, policy, ProxyError, State};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -93,19 +94,27 @@ pub async fn serve(state: Arc<State>, mut sock: TcpStream) {
     let target = match policy::authorize(&state, &host, port).await {
         Ok(t) => t,
         Err(d) => {
-            record_denial(&state, "socks5", None, &d);
+            record_denial(&state, Kind::Socks5, None, &d);
             let _ = reply(&mut sock, REP_NOT_ALLOWED).await;
             return;
         }
     };
+    let started = std::time::Instant::now();
     let upstream = match http::dial(&state, &target).await {
         Ok(u) => u,
         Err(e) => {
-            let code = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => REP_REFUSED,
-                std::io::ErrorKind::TimedOut => REP_HOST_UNREACHABLE,
+            let code = match &e {
+                ProxyError::Connect { source, .. } => match source.kind() {
+                    std::io::ErrorKind::ConnectionRefused => REP_REFUSED,
+                    std::io::ErrorKind::TimedOut => REP_HOST_UNREACHABLE,
+                    _ => REP_FAILURE,
+                },
                 _ => REP_FAILURE,
             };
+            let mut rec = Record::allowed(Kind::Socks5, &target);
+            rec.reason = Some(error_chain(&e));
+            rec.duration_ms = started.elapsed().as_millis() as u64;
+            state.log.write(rec);
             let _ = reply(&mut sock, code).await;
             return;
         }
@@ -113,5 +122,13 @@ pub async fn serve(state: Arc<State>, mut sock: TcpStream) {
     if reply(&mut sock, REP_OK).await.is_err() {
         return;
     }
-    after_handshake(state, target, upstream, sock, "socks5").await;
+    after_handshake(
+        state,
+        target,
+        upstream,
+        sock,
+        bytes::Bytes::new(),
+        Kind::Socks5,
+    )
+    .await;
 }

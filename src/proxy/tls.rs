@@ -266,8 +266,14 @@ struct ClientConfigs {
 }
 
 /// Everything TLS the running proxy needs.
+///
+/// A run that only tunnels (no secret, so nothing is ever intercepted)
+/// builds none of it: the CA is loaded at start only when a secret is
+/// configured (so a broken CA still fails that start), and the upstream
+/// root store on the first intercepted request.
 pub struct TlsState {
-    pub ca: Ca,
+    ca_dir: PathBuf,
+    ca: OnceLock<Ca>,
     leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
     /// `--ca-cert` roots, checked at start.
     extra_roots: Vec<CertificateDer<'static>>,
@@ -280,8 +286,17 @@ pub struct TlsState {
 }
 
 impl TlsState {
-    pub fn new(ca_dir: &Path, extra_ca_certs: &[PathBuf]) -> Result<TlsState, ProxyError> {
-        let ca = Ca::load_or_create(ca_dir)?;
+    /// `intercepts`: some secret is configured, so interception may
+    /// happen: load (or create) the CA now.
+    pub fn new(
+        ca_dir: &Path,
+        extra_ca_certs: &[PathBuf],
+        intercepts: bool,
+    ) -> Result<TlsState, ProxyError> {
+        let ca = OnceLock::new();
+        if intercepts {
+            let _ = ca.set(Ca::load_or_create(ca_dir)?);
+        }
         let system_bundle_pem = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
         // `--ca-cert` files are read and checked now, so a bad one fails the
         // start as before; the root store itself is built on first use.
@@ -307,6 +322,7 @@ impl TlsState {
             }
         }
         Ok(TlsState {
+            ca_dir: ca_dir.to_path_buf(),
             ca,
             leaves: Mutex::new(HashMap::new()),
             extra_roots,
@@ -349,6 +365,18 @@ impl TlsState {
         Ok(self.clients.get_or_init(|| built))
     }
 
+    /// The CA, loading (or creating) it on first use when the start did
+    /// not (a tunnel-only run asked for it: tests, `ca_cert_pem`).
+    pub fn ca(&self) -> Result<&Ca, ProxyError> {
+        if let Some(c) = self.ca.get() {
+            return Ok(c);
+        }
+        // Two first uses at once both load; the file lock makes them read
+        // the same CA, and the first stored wins.
+        let ca = Ca::load_or_create(&self.ca_dir)?;
+        Ok(self.ca.get_or_init(|| ca))
+    }
+
     /// Server config presenting a leaf for `host` (cached per host).
     pub fn server_config(&self, host: &Host) -> Result<Arc<ServerConfig>, ProxyError> {
         let key = host.bare();
@@ -360,7 +388,7 @@ impl TlsState {
         {
             return Ok(c.clone());
         }
-        let (chain, key_der) = self.ca.leaf(host)?;
+        let (chain, key_der) = self.ca()?.leaf(host)?;
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(tls_err)?
@@ -376,19 +404,50 @@ impl TlsState {
         Ok(cfg)
     }
 
+    /// Do off the request path, while the sandboxed command starts, what
+    /// the first intercepted request would otherwise wait for: seed
+    /// AWS-LC's RNG (its entropy collection, on first use, was ≈ 25 ms of
+    /// a 29 ms first request here), issue the leaves of the hosts secrets
+    /// are bound to by exact name or address (wildcards are issued on
+    /// demand), and build the upstream root store. Errors are left for
+    /// the request to meet and report.
+    pub fn warm_up(&self, hosts: &[Host]) {
+        if hosts.is_empty() {
+            let _ = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        }
+        for h in hosts {
+            let _ = self.server_config(h);
+        }
+        let _ = self.clients();
+    }
+
+    /// Whether a leaf for `host` is cached (tests).
+    #[cfg(test)]
+    pub fn has_leaf(&self, host: &Host) -> bool {
+        self.leaves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&host.bare())
+    }
+
     pub fn client_config(&self, h1_only: bool) -> Result<Arc<ClientConfig>, ProxyError> {
         let c = self.clients()?;
         Ok(if h1_only { c.h1.clone() } else { c.any.clone() })
     }
 
-    /// System roots plus the zerobox CA, for `SSL_CERT_FILE` inside.
+    /// System roots plus the zerobox CA, for `SSL_CERT_FILE` inside. A
+    /// tunnel-only run has no CA loaded: the system roots alone (nothing
+    /// inside ever meets a zerobox certificate then).
     pub fn bundle_pem(&self) -> String {
         let mut s = self.system_bundle_pem.clone();
+        let Some(ca) = self.ca.get() else {
+            return s;
+        };
         if !s.is_empty() && !s.ends_with('\n') {
             s.push('\n');
         }
         s.push_str("# zerobox interception CA\n");
-        s.push_str(&self.ca.cert_pem);
+        s.push_str(&ca.cert_pem);
         s
     }
 }
@@ -497,7 +556,7 @@ mod tests {
     #[test]
     fn root_store_is_built_only_when_an_upstream_needs_it() {
         let d = tempfile::tempdir().unwrap();
-        let st = TlsState::new(d.path(), &[]).unwrap();
+        let st = TlsState::new(d.path(), &[], true).unwrap();
         assert!(st.clients.get().is_none(), "built at start");
         let _ = st.bundle_pem();
         assert!(st.clients.get().is_none(), "built for the bundle");
@@ -507,24 +566,55 @@ mod tests {
     }
 
     #[test]
+    fn warm_up_issues_exact_leaves_and_builds_the_root_store() {
+        let d = tempfile::tempdir().unwrap();
+        let st = TlsState::new(d.path(), &[], true).unwrap();
+        let a = Host::parse("api.example").unwrap();
+        st.warm_up(std::slice::from_ref(&a));
+        assert!(st.has_leaf(&a));
+        assert!(st.clients.get().is_some());
+        // The request then takes the cached leaf.
+        let cfg = st.server_config(&a).unwrap();
+        assert!(Arc::ptr_eq(&cfg, &st.server_config(&a).unwrap()));
+    }
+
+    /// A run with no secret never intercepts: no CA is read or made, no
+    /// root store is built, and the bundle is the system's alone.
+    #[test]
+    fn tunnel_only_builds_no_tls_state() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("ca");
+        let st = TlsState::new(&dir, &[], false).unwrap();
+        assert!(!dir.exists(), "CA directory made");
+        assert!(st.ca.get().is_none() && st.clients.get().is_none());
+        assert!(!st.bundle_pem().contains("zerobox interception CA"));
+        // Asked for anyway, the CA appears (and joins the bundle).
+        let pem = st.ca().unwrap().cert_pem.clone();
+        assert!(dir.join("ca.json").is_file());
+        assert!(st.bundle_pem().contains(&pem));
+    }
+
+    #[test]
     fn bad_ca_cert_still_fails_at_start() {
         let d = tempfile::tempdir().unwrap();
         let bad = d.path().join("bad.pem");
         std::fs::write(&bad, "not a certificate").unwrap();
-        let err = TlsState::new(&d.path().join("ca"), &[bad]).err().unwrap();
+        let err = TlsState::new(&d.path().join("ca"), &[bad], true)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 
     #[test]
     fn leaf_verifies_against_ca() {
         let d = tempfile::tempdir().unwrap();
-        let st = TlsState::new(d.path(), &[]).unwrap();
+        let st = TlsState::new(d.path(), &[], true).unwrap();
         let host = Host::parse("api.example.test").unwrap();
         let cfg = st.server_config(&host).unwrap();
         assert!(Arc::ptr_eq(&cfg, &st.server_config(&host).unwrap()));
-        let (chain, _) = st.ca.leaf(&host).unwrap();
+        let (chain, _) = st.ca().unwrap().leaf(&host).unwrap();
         let mut roots = RootCertStore::empty();
-        roots.add(st.ca.cert_der.clone()).unwrap();
+        roots.add(st.ca().unwrap().cert_der.clone()).unwrap();
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             provider(),
@@ -552,6 +642,6 @@ mod tests {
                 rustls_pki_types::UnixTime::now()
             )
             .is_err());
-        assert!(st.bundle_pem().contains(&st.ca.cert_pem));
+        assert!(st.bundle_pem().contains(&st.ca().unwrap().cert_pem));
     }
 }

@@ -11,13 +11,15 @@
 //! reports: the ruleset is either fully enforced or the run fails.
 
 use std::collections::HashSet;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::sys;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
+    ABI,
 };
 
 use crate::policy::{Effective, Policy, RuleIndex};
@@ -262,9 +264,15 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
             .scope(Scope::from_all(abi))
             .map_err(|e| format!("scope abstract unix sockets and signals: {e}"))?;
     }
-    let mut created = ruleset
+    let created = ruleset
         .create()
         .map_err(|e| format!("create ruleset: {e}"))?;
+    // The crate checked and created the ruleset (every handled right a hard
+    // requirement); rules and enforcement are direct syscalls (see
+    // `sys::landlock_add_path_rule`).
+    let ruleset: Option<OwnedFd> = created.into();
+    let ruleset = ruleset.ok_or("create ruleset: the kernel did not create one")?;
+    let ruleset = ruleset.as_fd();
     // The walk lists a directory's children one after another, so their
     // parent is opened once and each child relative to it.
     let mut parent: Option<(PathBuf, OwnedFd)> = None;
@@ -313,8 +321,7 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
         if access.is_empty() {
             continue;
         }
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
+        sys::landlock_add_path_rule(ruleset, fd.as_fd(), access.bits())
             .map_err(|e| format!("rule for {}: {e}", g.path.display()))?;
     }
     // ABI 9 handles connecting to pathname unix sockets (`ResolveUnix`,
@@ -325,27 +332,28 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
             let Ok(fd) = super::fsat::open_nofollow(sock) else {
                 continue; // missing (or now a symlink): nothing granted
             };
-            created = created
-                .add_rule(PathBeneath::new(fd, AccessFs::ResolveUnix))
-                .map_err(|e| format!("unix socket rule for {}: {e}", sock.display()))?;
+            sys::landlock_add_path_rule(
+                ruleset,
+                fd.as_fd(),
+                BitFlags::from(AccessFs::ResolveUnix).bits(),
+            )
+            .map_err(|e| format!("unix socket rule for {}: {e}", sock.display()))?;
         }
     }
     if req.abi >= 4 && req.restrict_tcp {
         for port in &req.tcp_connect {
-            created = created
-                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
-                .map_err(|e| format!("TCP rule for port {port}: {e}"))?;
+            sys::landlock_add_port_rule(
+                ruleset,
+                *port,
+                BitFlags::from(AccessNet::ConnectTcp).bits(),
+            )
+            .map_err(|e| format!("TCP rule for port {port}: {e}"))?;
         }
     }
-    let status = created
-        .restrict_self()
-        .map_err(|e| format!("restrict_self: {e}"))?;
-    if status.ruleset != RulesetStatus::FullyEnforced {
-        return Err(format!(
-            "the kernel enforced the ruleset only partially ({:?})",
-            status.ruleset
-        ));
-    }
+    // Every right asked for is handled (hard requirements above) and every
+    // rule was accepted: enforcing the ruleset enforces all of it.
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| format!("no_new_privs: {e}"))?;
+    sys::landlock_restrict_self(ruleset).map_err(|e| format!("restrict_self: {e}"))?;
     Ok(())
 }
 

@@ -222,6 +222,10 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.reply(200, "text/event-stream", text_sse(model))
         elif self.command == "POST" and path == "/v1/messages/count_tokens":
             self.reply(200, "application/json", b'{"input_tokens": 12}')
+        elif self.command == "GET" and path in ("/api/hello", "/v1/oauth/hello"):
+            # Claude Code's start-up checks (api.anthropic.com and
+            # platform.claude.com): any 200 will do.
+            self.reply(200, "application/json", b'{"message": "hello"}')
         else:
             self.reply(404, "application/json", b'{"type": "error", "error": {"type": "not_found_error", "message": "not found"}}')
     def reply(self, code, ctype, data):
@@ -235,7 +239,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
-srv = S(("127.0.0.1", 0), H)
+srv = S(("127.0.0.1", int(os.environ.get("STANDIN_PORT") or 0)), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)

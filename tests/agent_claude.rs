@@ -61,9 +61,15 @@ fn session(env: &Env, home: &Path, proj: &Path) -> Tui {
         ("LANG", s("C.UTF-8")),
         ("TERM", s("xterm-256color")),
         ("ANTHROPIC_API_KEY", s(REAL_KEY)),
-        ("HTTPS_PROXY", format!("http://127.0.0.1:{}", env.upstream.port)),
+        (
+            "HTTPS_PROXY",
+            format!("http://127.0.0.1:{}", env.upstream.port),
+        ),
     ];
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     Tui::start(&Start {
         argv: &argv,
         cwd: proj,
@@ -222,7 +228,9 @@ fn claude_two_interactive_sessions_first_run_then_daily_use() {
     }
     for m in &messages {
         assert!(
-            m.headers.iter().any(|(k, v)| k == "x-api-key" && v == REAL_KEY),
+            m.headers
+                .iter()
+                .any(|(k, v)| k == "x-api-key" && v == REAL_KEY),
             "{}",
             m.path
         );
@@ -264,7 +272,10 @@ fn claude_two_interactive_sessions_first_run_then_daily_use() {
             .unwrap();
     assert_eq!(cfg["hasCompletedOnboarding"], true, "{cfg}");
     let proj_key = common::real(proj.path()).display().to_string();
-    assert_eq!(cfg["projects"][&proj_key]["hasTrustDialogAccepted"], true, "{cfg}");
+    assert_eq!(
+        cfg["projects"][&proj_key]["hasTrustDialogAccepted"], true,
+        "{cfg}"
+    );
     for k in ["mcpServers", "env", "apiKeyHelper", "primaryApiKey"] {
         assert!(cfg.get(k).is_none(), "{k} in ~/.claude.json: {cfg}");
     }
@@ -320,7 +331,15 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
         if let Some(s) = simulate {
             cmd.env("ZEROBOX_SIMULATE_MISSING", s);
         }
-        cmd.args(["--allow-weak-net", "--profile", "claude", "--", "sh", "-c", &script]);
+        cmd.args([
+            "--allow-weak-net",
+            "--profile",
+            "claude",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
         let r = run_timeout(cmd);
         for want in ["CONFIG_DIR_OK", "SEEDED", "WROTE"] {
             assert!(r.stdout.contains(want), "{mode}: {want}: {r:?}");
@@ -336,7 +355,10 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
             "cachedGrowthBookFeatures",
             "bypassPermissionsModeAccepted",
         ] {
-            assert!(now.get(k).is_none(), "{mode}: {k} reached ~/.claude.json: {now}");
+            assert!(
+                now.get(k).is_none(),
+                "{mode}: {k} reached ~/.claude.json: {now}"
+            );
         }
         assert!(now["projects"].get("/").is_none(), "{mode}: {now}");
         let entry = &now["projects"][proj_p.display().to_string()];

@@ -784,6 +784,65 @@ mod tests {
     }
 
     #[test]
+    fn only_allowed_answers_are_merged_back_and_the_host_s_own_changes_stay() {
+        let base = serde_json::json!({"numStartups": 1, "mcpServers": {"mine": {}}});
+        let after = serde_json::json!({
+            "numStartups": 2, "hasCompletedOnboarding": true, "theme": "light",
+            "mcpServers": {"evil": {}}, "env": {"NODE_OPTIONS": "x"}, "someNewKey": 1,
+            "projects": {"/p": {"hasTrustDialogAccepted": true, "allowedTools": ["Bash"], "lastCost": 1},
+                         "/": {"hasTrustDialogAccepted": true}}
+        });
+        // Meanwhile a plain session changed the host file.
+        let host = serde_json::json!({"numStartups": 1, "mcpServers": {"mine": {}, "added": {}}});
+        let m = |v: Value| v.as_object().unwrap().clone();
+        let merged = merge_claude_state(&m(base), &m(after), m(host), &["/p".into()]);
+        let merged = Value::Object(merged);
+        assert_eq!(merged["numStartups"], 2);
+        assert_eq!(merged["hasCompletedOnboarding"], true);
+        assert_eq!(merged["theme"], "light");
+        assert_eq!(
+            merged["mcpServers"],
+            serde_json::json!({"mine": {}, "added": {}})
+        );
+        assert!(merged.get("env").is_none() && merged.get("someNewKey").is_none());
+        assert_eq!(
+            merged["projects"],
+            serde_json::json!({"/p": {"hasTrustDialogAccepted": true, "lastCost": 1}})
+        );
+    }
+
+    #[test]
+    fn the_sandbox_copy_is_seeded_from_the_host_file_and_replaced_each_run() {
+        let home = tempfile::tempdir().unwrap();
+        let host = home.path().join(".claude.json");
+        std::fs::write(&host, r#"{"numStartups":5}"#).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
+        assert!(guard.warnings().is_empty(), "{:?}", guard.warnings());
+        let copy = home.path().join(".claude/.claude.json");
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            r#"{"numStartups":5}"#
+        );
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(".claude/settings.json")).unwrap(),
+            "{}\n"
+        );
+        std::fs::write(&copy, r#"{"numStartups":6,"mcpServers":{"evil":{}}}"#).unwrap();
+        guard.after_run();
+        let now: Value = serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+        assert_eq!(now, serde_json::json!({"numStartups": 6}));
+        // A symlinked host file is not followed: no sync, a warning.
+        std::fs::remove_file(&host).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &host).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
+        assert!(guard.sync.is_none());
+        assert!(guard
+            .warnings()
+            .iter()
+            .any(|w| w.contains("not a regular file")));
+    }
+
+    #[test]
     fn unchanged_file_is_not_rewritten() {
         let (home, path) = setup(r#"{"mcpServers":{"mine":{}}}"#);
         let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);

@@ -168,9 +168,8 @@ fn claude_end_to_end_with_a_stand_in_api() {
     );
     let granted = [
         ".claude",
+        // Written by zerobox after the run (the allowlisted answers).
         ".claude.json",
-        ".claude.json.lock",
-        ".claude.json.backup",
         ".cache/claude-cli-nodejs",
         ".cache/claude",
         ".local/state/claude",
@@ -193,10 +192,12 @@ fn claude_end_to_end_with_a_stand_in_api() {
         changed.is_empty(),
         "written outside the grants: {changed:?}"
     );
-    // The write-denied settings file was not created either.
-    assert!(
-        !home.path().join(".claude/settings.json").is_file(),
-        "~/.claude/settings.json created"
+    // The write-denied settings file is the empty one zerobox made before
+    // the run (so the deny holds on an existing file), unchanged.
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".claude/settings.json")).unwrap(),
+        "{}\n",
+        "~/.claude/settings.json written"
     );
     // Claude Code kept its session state where the preset lets it. Not in
     // the Landlock-only fallback (no user namespaces, e.g. the unprivileged
@@ -346,16 +347,19 @@ fn every_agent_preset_protects_every_agents_code_running_files() {
     }
 }
 
-/// `~/.claude.json` stays writable under the claude preset (Claude Code
+/// Claude Code's config copy inside (`~/.claude/.claude.json`, seeded from
+/// `~/.claude.json`) stays writable under the claude preset (Claude Code
 /// rewrites it all the time), but what runs code — MCP servers,
 /// `apiKeyHelper`, `env`, another project's permissions and trust — is
-/// put back after the run and named on stderr; the rest of what the
-/// command wrote stays. Run 2 starts from the reverted file.
+/// put back after the run and named on stderr, and never reaches
+/// `~/.claude.json`; the allowed answers do. Run 2 starts from that.
 #[test]
 fn claude_json_code_running_keys_are_reverted_after_the_run() {
     let (home, proj) = (scratch(), scratch());
     let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
     let cfg = home_p.join(".claude.json");
+    // What Claude Code writes inside: the copy in its config dir.
+    let inside = home_p.join(".claude/.claude.json");
     let before = serde_json::json!({
         "numStartups": 1,
         "mcpServers": {"mine": {"command": "my-server"}},
@@ -375,7 +379,7 @@ fn claude_json_code_running_keys_are_reverted_after_the_run() {
     });
     let script = format!(
         "cat > '{}' <<'EOF'\n{}\nEOF\necho WROTE",
-        cfg.display(),
+        inside.display(),
         serde_json::to_string(&planted).unwrap()
     );
     let mut cmd = clean(&common::bin(), &home_p, &proj_p);
@@ -416,7 +420,7 @@ fn claude_json_code_running_keys_are_reverted_after_the_run() {
     // Corrupting the file restores the pre-run copy whole.
     let mut cmd = clean(&common::bin(), &home_p, &proj_p);
     cmd.args(["--profile", "claude", "--", "sh", "-c"])
-        .arg(format!("printf '{{broken' > '{}'", cfg.display()));
+        .arg(format!("printf '{{broken' > '{}'", inside.display()));
     let r = run_timeout(cmd);
     assert!(r.stderr.contains("restored"), "{r:?}");
     let again: serde_json::Value =
@@ -570,7 +574,7 @@ fn claude_json_trust_for_a_dir_above_the_project_is_reverted() {
     let planted = serde_json::json!({"numStartups": 2, "projects": planted});
     let script = format!(
         "cat > '{}' <<'EOF'\n{}\nEOF\necho WROTE",
-        cfg.display(),
+        home_p.join(".claude/.claude.json").display(), // the copy Claude Code writes inside
         serde_json::to_string(&planted).unwrap()
     );
     let mut cmd = clean(&common::bin(), &home_p, &sub);
@@ -650,7 +654,7 @@ fn claude_json_enabling_a_builtin_mcp_server_is_reverted() {
     });
     let script = format!(
         "cat > '{}' <<'EOF'\n{}\nEOF\necho WROTE",
-        cfg.display(),
+        home_p.join(".claude/.claude.json").display(), // the copy Claude Code writes inside
         serde_json::to_string(&planted).unwrap()
     );
     let mut cmd = clean(&common::bin(), &home_p, &proj_p);

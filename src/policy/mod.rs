@@ -448,6 +448,16 @@ pub fn defaults_layer_for(other_homes: &[PathBuf]) -> PolicyLayer {
 }
 
 /// Merge `layers` (in order: defaults, presets, overrides, CLI last) into a
+/// An `env: set:` value: a leading `~/` is the home directory (a preset
+/// cannot know it), everything else is taken as written.
+pub fn expand_env_value(value: &str, home: &Path) -> String {
+    match value.strip_prefix("~/") {
+        Some(rest) => home.join(rest).display().to_string(),
+        None if value == "~" => home.display().to_string(),
+        None => value.to_string(),
+    }
+}
+
 /// [`Policy`]. `host_env` is zerobox's own environment.
 pub fn resolve(
     layers: &[PolicyLayer],
@@ -512,7 +522,7 @@ pub fn resolve(
                     value: format!("{k}={v}"),
                 });
             }
-            env_set.insert(k.clone(), v.clone());
+            env_set.insert(k.clone(), expand_env_value(v, &ctx.home));
         }
         let host = |text: &String, portless| {
             HostPattern::parse(text, portless).map_err(|source| PolicyError::BadHost {

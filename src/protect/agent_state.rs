@@ -38,7 +38,7 @@
 //!   symlink put in the file's place is replaced, never followed.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -115,13 +115,22 @@ pub struct Guard {
     /// cwd and the git top-level above it (found before the run, so the
     /// command cannot move it up by planting a `.git`).
     own_projects: Vec<PathBuf>,
+    /// Claude Code's sandbox copy of `~/.claude.json`, when the run points
+    /// its config dir at `~/.claude` (see [`ClaudeSync`]).
+    sync: Option<ClaudeSync>,
     warnings: Vec<String>,
 }
 
 impl Guard {
     /// Snapshot the agents' state files under `home`. Returns the paths to
     /// write-deny for this run (files that cannot be checked).
-    pub fn prepare(home: &Path, cwd: &Path) -> (Vec<String>, Guard) {
+    ///
+    /// `claude_sync`: the run sets `CLAUDE_CONFIG_DIR` to `~/.claude` (the
+    /// claude preset does), so Claude Code inside keeps its global config
+    /// in `~/.claude/.claude.json`: that copy is seeded from
+    /// `~/.claude.json` now and its harmless state merged back after the
+    /// run ([`ClaudeSync`]).
+    pub fn prepare(home: &Path, cwd: &Path, claude_sync: bool) -> (Vec<String>, Guard) {
         let mut deny = Vec::new();
         let mut own_projects = vec![cwd.to_path_buf()];
         if let Some(top) = cwd
@@ -135,6 +144,12 @@ impl Guard {
             own_projects,
             ..Guard::default()
         };
+        if claude_sync {
+            match ClaudeSync::seed(home) {
+                Ok(sync) => guard.sync = Some(sync),
+                Err(why) => guard.warnings.push(why),
+            }
+        }
         for rel in CLAUDE_STATE {
             let path = home.join(rel);
             let before = match std::fs::symlink_metadata(&path) {
@@ -168,6 +183,11 @@ impl Guard {
         let mut lines = Vec::new();
         for w in &self.files {
             if let Some(line) = self.check(w) {
+                lines.push(line);
+            }
+        }
+        if let Some(sync) = &self.sync {
+            if let Some(line) = sync.merge_back(&self.own_projects) {
                 lines.push(line);
             }
         }
@@ -298,6 +318,277 @@ impl Guard {
     }
 }
 
+/// Top-level keys of Claude Code's global config that carry only what a
+/// person answered or saw (onboarding done, theme, the "use this API
+/// key?" answers, tips and notices shown): the only ones copied back from
+/// the sandbox's copy into `~/.claude.json`. An allowlist, not a deny
+/// list: a key Claude Code adds tomorrow stays in the sandbox until it is
+/// judged harmless here.
+const SYNC_TOP_KEYS: &[&str] = &[
+    "hasCompletedOnboarding",
+    "lastOnboardingVersion",
+    "theme",
+    "customApiKeyResponses",
+    "numStartups",
+    "firstStartTime",
+    "userID",
+    "machineID",
+    "tipsHistory",
+    "tipLifetimeShownCounts",
+    "lastReleaseNotesSeen",
+    "hasSeenTasksHint",
+    "seenNotifications",
+    "hasAcknowledgedCostThreshold",
+    "subscriptionNoticeCount",
+    "hasAvailableSubscription",
+    "promptQueueUseCount",
+    "memoryUsageCount",
+    "btwUseCount",
+    "queuedCommandUpHintCount",
+    "hasUsedStash",
+    "hasUsedBackgroundTask",
+    "editorMode",
+    "verbose",
+    "autoCompactEnabled",
+    "preferredNotifChannel",
+    "showTurnDuration",
+];
+
+/// Keys of the run's own `projects[DIR]` entries copied back (the trust
+/// answer only for the run's own folder, like [`Guard`] keeps it; other
+/// folders' entries never).
+const SYNC_PROJECT_KEYS: &[&str] = &[
+    "hasTrustDialogAccepted",
+    "hasCompletedProjectOnboarding",
+    "projectOnboardingSeenCount",
+    "hasClaudeMdExternalIncludesWarningShown",
+    "lastSessionId",
+    "lastCost",
+    "lastAPIDuration",
+    "lastDuration",
+    "lastLinesAdded",
+    "lastLinesRemoved",
+    "lastTotalInputTokens",
+    "lastTotalOutputTokens",
+    "lastTotalCacheCreationInputTokens",
+    "lastTotalCacheReadInputTokens",
+    "lastModelUsage",
+    "exampleFiles",
+    "exampleFilesGeneratedAt",
+];
+
+/// Names in `~/.claude` the preset denies but Claude Code creates at
+/// every start (the theme picker writes `settings.json`; the plugin
+/// marketplace check makes `plugins/`). Made empty before the run so the
+/// deny holds on an existing path and the write fails inside, instead of
+/// being moved aside (and reported) at every start.
+const CLAUDE_PRECREATE: &[(&str, Option<&str>)] =
+    &[("settings.json", Some("{}\n")), ("plugins", None)];
+
+/// Claude Code's state between runs under the claude preset.
+///
+/// Claude Code saves `~/.claude.json` with a temp file beside it and a
+/// rename, which needs all of HOME writable. Instead the preset sets
+/// `CLAUDE_CONFIG_DIR=~/.claude`: every other path Claude Code uses stays
+/// the same (`~/.claude/settings.json`, `projects/`, …), and the global
+/// config becomes `~/.claude/.claude.json`, inside the writable
+/// `~/.claude`. `~/.claude.json` itself, which a plain `claude` reads, is
+/// never writable inside:
+///
+/// - before the run, the sandbox copy is replaced by `~/.claude.json` (the
+///   sandbox starts from the user's state: onboarding, MCP servers, …);
+/// - after the run, the keys in [`SYNC_TOP_KEYS`] (and [`SYNC_PROJECT_KEYS`]
+///   of the run's own project) that the run changed are written into
+///   `~/.claude.json`, re-read at that moment, so a plain session's
+///   changes meanwhile are kept. Nothing else crosses: MCP servers, env,
+///   permissions, other folders' trust stay where they were.
+#[derive(Debug)]
+struct ClaudeSync {
+    host: PathBuf,
+    sandbox: PathBuf,
+    /// `~/.claude.json` as seeded (empty object if absent).
+    base: Map<String, Value>,
+}
+
+impl ClaudeSync {
+    fn seed(home: &Path) -> Result<ClaudeSync, String> {
+        let host = home.join(".claude.json");
+        let dir = home.join(".claude");
+        let sandbox = dir.join(".claude.json");
+        let base = match std::fs::symlink_metadata(&host) {
+            Err(_) => None,
+            Ok(m) if m.is_file() => {
+                let raw = read_bounded(&host, MAX_STATE)
+                    .map_err(|e| format!("cannot read {} ({e}): Claude Code's state is not shared with the sandbox this run", host.display()))?;
+                match serde_json::from_str::<Value>(&raw) {
+                    Ok(Value::Object(map)) => Some((raw, map)),
+                    _ => return Err(format!("{} is not a JSON object: Claude Code's state is not shared with the sandbox this run", host.display())),
+                }
+            }
+            Ok(_) => return Err(format!("{} is not a regular file: Claude Code's state is not shared with the sandbox this run", host.display())),
+        };
+        if let Err(e) = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+        {
+            return Err(format!("cannot create {} ({e})", dir.display()));
+        }
+        for (name, content) in CLAUDE_PRECREATE {
+            let path = dir.join(name);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
+            // Best effort: a name that cannot be made is moved aside after
+            // the run like any protected name the command created.
+            let _ = match content {
+                Some(text) => std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(text.as_bytes())),
+                None => std::fs::DirBuilder::new().mode(0o700).create(&path),
+            };
+        }
+        let (raw, base) = match base {
+            Some((raw, map)) => (Some(raw), map),
+            None => (None, Map::new()),
+        };
+        let seeded = match &raw {
+            Some(raw) => replace_file(&sandbox, raw.as_bytes()),
+            None => match std::fs::remove_file(&sandbox) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        seeded.map_err(|e| {
+            format!(
+                "cannot prepare {} ({e}): Claude Code's state is not shared with the sandbox this run",
+                sandbox.display()
+            )
+        })?;
+        Ok(ClaudeSync {
+            host,
+            sandbox,
+            base,
+        })
+    }
+
+    /// Copy what the run changed in the allowed keys into `~/.claude.json`.
+    /// Silent when nothing changed or all went well.
+    fn merge_back(&self, own_projects: &[PathBuf]) -> Option<String> {
+        let after = match read_bounded(&self.sandbox, MAX_STATE)
+            .ok()
+            .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
+        {
+            Some(Value::Object(map)) => map,
+            // Removed, a symlink, not JSON: nothing the host can take.
+            _ => return None,
+        };
+        let host_now = match std::fs::symlink_metadata(&self.host) {
+            Err(_) => Map::new(),
+            Ok(_) => match read_bounded(&self.host, MAX_STATE)
+                .ok()
+                .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
+            {
+                Some(Value::Object(map)) => map,
+                _ => {
+                    return Some(format!(
+                        "{} changed during the run and is not a JSON object: Claude Code's answers from this session were not saved to it",
+                        self.host.display()
+                    ))
+                }
+            },
+        };
+        let own: Vec<String> = own_projects
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let merged = merge_claude_state(&self.base, &after, host_now.clone(), &own);
+        if merged == host_now {
+            return None;
+        }
+        let text = serde_json::to_string_pretty(&Value::Object(merged)).unwrap_or_default();
+        match replace_file(&self.host, text.as_bytes()) {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "cannot save Claude Code's state to {} ({e}): onboarding or answers from this session may be asked again",
+                self.host.display()
+            )),
+        }
+    }
+}
+
+/// The host's config `host` with every allowed key the run changed
+/// (`after` differs from `base`) set to the run's value: top-level
+/// [`SYNC_TOP_KEYS`], and [`SYNC_PROJECT_KEYS`] of the `own` projects.
+fn merge_claude_state(
+    base: &Map<String, Value>,
+    after: &Map<String, Value>,
+    mut host: Map<String, Value>,
+    own: &[String],
+) -> Map<String, Value> {
+    fn carry(
+        key: &str,
+        base: &Map<String, Value>,
+        after: &Map<String, Value>,
+        host: &mut Map<String, Value>,
+    ) {
+        if base.get(key) == after.get(key) {
+            return;
+        }
+        match after.get(key) {
+            Some(v) => {
+                host.insert(key.to_string(), v.clone());
+            }
+            None => {
+                host.remove(key);
+            }
+        }
+    }
+    for key in SYNC_TOP_KEYS {
+        carry(key, base, after, &mut host);
+    }
+    let empty = Map::new();
+    let projects = |m: &Map<String, Value>| m.get("projects").and_then(Value::as_object).cloned();
+    let (base_p, after_p) = (
+        projects(base).unwrap_or_default(),
+        projects(after).unwrap_or_default(),
+    );
+    for dir in own {
+        let Some(after_e) = after_p.get(dir).and_then(Value::as_object) else {
+            continue;
+        };
+        let base_e = base_p.get(dir).and_then(Value::as_object).unwrap_or(&empty);
+        let all = host
+            .entry("projects")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !all.is_object() {
+            *all = Value::Object(Map::new());
+        }
+        let Some(all) = all.as_object_mut() else {
+            continue;
+        };
+        let entry = all
+            .entry(dir.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        if let Some(entry) = entry.as_object_mut() {
+            for key in SYNC_PROJECT_KEYS {
+                carry(key, base_e, after_e, entry);
+            }
+        }
+    }
+    host
+}
+
 /// Make `key` in `now` what it was in `before`; true if it differed. A key
 /// that was absent and now holds an empty value (`[]`, `{}`, `false`,
 /// `null`, `""`: the defaults Claude Code writes into every new project
@@ -371,7 +662,7 @@ mod tests {
         let (home, path) = setup(
             r#"{"numStartups":1,"mcpServers":{},"projects":{"/p":{"allowedTools":[],"hasTrustDialogAccepted":false}}}"#,
         );
-        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         assert!(deny.is_empty());
         std::fs::write(
             &path,
@@ -410,7 +701,7 @@ mod tests {
         let cwd = top.join("a/b");
         std::fs::create_dir_all(&cwd).unwrap();
         std::fs::create_dir(top.join(".git")).unwrap();
-        let (_, guard) = Guard::prepare(home.path(), &cwd);
+        let (_, guard) = Guard::prepare(home.path(), &cwd, false);
         let trusted = serde_json::json!({"hasTrustDialogAccepted": true});
         let mut projects = Map::new();
         for dir in [&cwd, &top, &top.join("a"), home.path(), Path::new("/")] {
@@ -432,7 +723,7 @@ mod tests {
     #[test]
     fn a_duplicate_key_is_judged_by_its_last_value_like_json_parse() {
         let (home, path) = setup(r#"{"mcpServers":{}}"#);
-        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         std::fs::write(
             &path,
             r#"{"mcpServers":{},"mcpServers":{"evil":{"command":"sh"}}}"#,
@@ -447,7 +738,7 @@ mod tests {
     #[test]
     fn empty_defaults_in_a_new_project_are_not_a_change() {
         let (home, path) = setup(r#"{"numStartups":1}"#);
-        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         std::fs::write(
             &path,
             r#"{"numStartups":2,"customApiKeyResponses":{"approved":["abc"]},"projects":{"/q":{"allowedTools":[],"mcpServers":{},"hasTrustDialogAccepted":false}}}"#,
@@ -459,7 +750,7 @@ mod tests {
     #[test]
     fn unparsable_after_restores_the_copy() {
         let (home, path) = setup(r#"{"mcpServers":{}}"#);
-        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         std::fs::write(&path, "{not json").unwrap();
         let lines = guard.after_run();
         assert!(lines[0].contains("restored"), "{lines:?}");
@@ -472,7 +763,7 @@ mod tests {
     #[test]
     fn a_symlink_is_replaced_not_followed() {
         let (home, path) = setup(r#"{"mcpServers":{}}"#);
-        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         let target = home.path().join("target");
         std::fs::write(&target, "keep").unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -487,15 +778,74 @@ mod tests {
     fn unchecked_before_is_denied() {
         let home = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/hostname", home.path().join(".claude.json")).unwrap();
-        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         assert_eq!(deny.len(), 1);
         assert!(guard.warnings()[0].contains("symbolic link"));
     }
 
     #[test]
+    fn only_allowed_answers_are_merged_back_and_the_host_s_own_changes_stay() {
+        let base = serde_json::json!({"numStartups": 1, "mcpServers": {"mine": {}}});
+        let after = serde_json::json!({
+            "numStartups": 2, "hasCompletedOnboarding": true, "theme": "light",
+            "mcpServers": {"evil": {}}, "env": {"NODE_OPTIONS": "x"}, "someNewKey": 1,
+            "projects": {"/p": {"hasTrustDialogAccepted": true, "allowedTools": ["Bash"], "lastCost": 1},
+                         "/": {"hasTrustDialogAccepted": true}}
+        });
+        // Meanwhile a plain session changed the host file.
+        let host = serde_json::json!({"numStartups": 1, "mcpServers": {"mine": {}, "added": {}}});
+        let m = |v: Value| v.as_object().unwrap().clone();
+        let merged = merge_claude_state(&m(base), &m(after), m(host), &["/p".into()]);
+        let merged = Value::Object(merged);
+        assert_eq!(merged["numStartups"], 2);
+        assert_eq!(merged["hasCompletedOnboarding"], true);
+        assert_eq!(merged["theme"], "light");
+        assert_eq!(
+            merged["mcpServers"],
+            serde_json::json!({"mine": {}, "added": {}})
+        );
+        assert!(merged.get("env").is_none() && merged.get("someNewKey").is_none());
+        assert_eq!(
+            merged["projects"],
+            serde_json::json!({"/p": {"hasTrustDialogAccepted": true, "lastCost": 1}})
+        );
+    }
+
+    #[test]
+    fn the_sandbox_copy_is_seeded_from_the_host_file_and_replaced_each_run() {
+        let home = tempfile::tempdir().unwrap();
+        let host = home.path().join(".claude.json");
+        std::fs::write(&host, r#"{"numStartups":5}"#).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
+        assert!(guard.warnings().is_empty(), "{:?}", guard.warnings());
+        let copy = home.path().join(".claude/.claude.json");
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            r#"{"numStartups":5}"#
+        );
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(".claude/settings.json")).unwrap(),
+            "{}\n"
+        );
+        std::fs::write(&copy, r#"{"numStartups":6,"mcpServers":{"evil":{}}}"#).unwrap();
+        guard.after_run();
+        let now: Value = serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+        assert_eq!(now, serde_json::json!({"numStartups": 6}));
+        // A symlinked host file is not followed: no sync, a warning.
+        std::fs::remove_file(&host).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &host).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
+        assert!(guard.sync.is_none());
+        assert!(guard
+            .warnings()
+            .iter()
+            .any(|w| w.contains("not a regular file")));
+    }
+
+    #[test]
     fn unchanged_file_is_not_rewritten() {
         let (home, path) = setup(r#"{"mcpServers":{"mine":{}}}"#);
-        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert!(guard.after_run().is_empty());
         assert_eq!(

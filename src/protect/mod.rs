@@ -52,7 +52,11 @@ impl Protection {
         for w in git.warnings() {
             crate::warn!("{w}");
         }
-        let (agent_rules, agents) = agent_state::Guard::prepare(&ctx.home, &ctx.cwd);
+        let (agent_rules, agents) = agent_state::Guard::prepare(
+            &ctx.home,
+            &ctx.cwd,
+            claude_config_in_dot_claude(layers, ctx),
+        );
         for w in agents.warnings() {
             crate::warn!("{w}");
         }
@@ -89,6 +93,23 @@ impl Protection {
             }
         }
     }
+}
+
+/// Does the run set `CLAUDE_CONFIG_DIR` to `~/.claude` (the claude preset
+/// does), while a plain `claude` outside uses `~/.claude.json` (the user
+/// has no `CLAUDE_CONFIG_DIR` of their own)? Then Claude Code's global
+/// config inside is a copy kept in step with `~/.claude.json`
+/// (`agent_state`, `ClaudeSync`).
+fn claude_config_in_dot_claude(layers: &[PolicyLayer], ctx: &PathContext) -> bool {
+    let set = layers.iter().rev().find_map(|l| {
+        l.env_set
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "CLAUDE_CONFIG_DIR")
+            .map(|(_, v)| crate::policy::expand_env_value(v, &ctx.home))
+    });
+    let theirs = std::env::var_os("CLAUDE_CONFIG_DIR").is_some_and(|v| !v.is_empty());
+    set.is_some_and(|v| std::path::Path::new(&v) == ctx.home.join(".claude")) && !theirs
 }
 
 /// Every path some layer grants for writing (expanded as the policy will

@@ -222,6 +222,10 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.reply(200, "text/event-stream", text_sse(model))
         elif self.command == "POST" and path == "/v1/messages/count_tokens":
             self.reply(200, "application/json", b'{"input_tokens": 12}')
+        elif self.command == "GET" and path in ("/api/hello", "/v1/oauth/hello"):
+            # Claude Code's start-up checks (api.anthropic.com and
+            # platform.claude.com): any 200 will do.
+            self.reply(200, "application/json", b'{"message": "hello"}')
         else:
             self.reply(404, "application/json", b'{"type": "error", "error": {"type": "not_found_error", "message": "not found"}}')
     def reply(self, code, ctype, data):
@@ -235,7 +239,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
-srv = S(("127.0.0.1", 0), H)
+srv = S(("127.0.0.1", int(os.environ.get("STANDIN_PORT") or 0)), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
@@ -344,4 +348,91 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
     out
+}
+
+/// A stand-in of a corporate HTTP proxy (python3): every `CONNECT
+/// host:port` is tunnelled to 127.0.0.1:`target` (the stand-in API) and
+/// its request line logged. zerobox, started with `HTTPS_PROXY` pointing
+/// here, chains its own proxy to it (docs/network.md), so an agent's
+/// fixed `https://NAME` URLs on port 443 reach a stand-in on an
+/// unprivileged port without root.
+pub const UPSTREAM_PY: &str = r#"
+import socket, threading, sys
+target, log = int(sys.argv[1]), sys.argv[2]
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    finally:
+        try: b.shutdown(socket.SHUT_WR)
+        except OSError: pass
+def handle(c):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(4096)
+        if not d: c.close(); return
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    line = head.split(b"\r\n")[0].decode("latin-1")
+    with open(log, "a") as f: f.write(line + "\n")
+    if not line.startswith("CONNECT "):
+        c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"); c.close(); return
+    u = socket.create_connection(("127.0.0.1", target))
+    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    if rest: u.sendall(rest)
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+    pipe(c, u)
+s = socket.socket()
+s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#;
+
+pub struct Upstream {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Upstream {
+    pub fn start(dir: &Path, target: u16) -> Upstream {
+        let script = dir.join("upstream.py");
+        let log = dir.join("connects.log");
+        std::fs::write(&script, UPSTREAM_PY).unwrap();
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(target.to_string())
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("upstream port");
+        Upstream { child, port, log }
+    }
+
+    /// The `CONNECT` request lines seen, in order.
+    pub fn connects(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
 }

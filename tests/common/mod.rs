@@ -106,6 +106,11 @@ pub fn have(program: &str) -> bool {
 
 /// A test CA and a leaf for `host`, written as PEM files into `dir`.
 pub fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
+    test_pki_for(dir, &[host])
+}
+
+/// A test CA and one leaf valid for every name in `hosts`.
+pub fn test_pki_for(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -113,7 +118,7 @@ pub fn test_pki(dir: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![host.to_string()])
+    let leaf = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();

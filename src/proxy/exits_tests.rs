@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::host::{HostPattern, Portless};
 use super::{parse_resolve, prepare, ProxyConfig, ProxyHandle, Secret};
 
 const SECRET: &str = "exits-secret-value-1234";
@@ -45,7 +46,10 @@ fn start(log: &Path, ca: &Path, ports: &[(&str, u16)], secret_host: &str) -> Pro
         .map(|hp| parse_resolve(&format!("{hp}:127.0.0.1")).unwrap())
         .collect();
     let cfg = ProxyConfig {
-        allow,
+        allow: allow
+            .iter()
+            .map(|p| HostPattern::parse(p, Portless::Web).unwrap())
+            .collect(),
         secrets: vec![Secret::from_value("K", SECRET.into(), vec![secret_host.into()]).unwrap()],
         resolve,
         ca_dir: ca.into(),

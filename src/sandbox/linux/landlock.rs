@@ -514,7 +514,7 @@ mod tests {
                 std::fs::write(root.join(file), "").unwrap();
             }
             std::os::unix::fs::symlink(root.join("d"), root.join("e/x")).unwrap();
-            let mut l = PolicyLayer::new("t");
+            let mut l = PolicyLayer::new(crate::policy::Origin::Test);
             if root_writable {
                 l.write_allow.push(root.display().to_string());
             }

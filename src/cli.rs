@@ -655,6 +655,7 @@ fn run_preset(
         )));
     }
     let mut command = vec![OsString::from(&loaded.command)];
+    command.extend(loaded.args.iter().map(OsString::from));
     command.extend(extra);
     let mut req = request(args, command)?;
     let mut layers = loaded.layers;

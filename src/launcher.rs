@@ -164,6 +164,59 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
             );
         }
     }
+    create_denied_dirs_in_state_dirs(policy, debug);
+}
+
+/// A write-denied directory inside an agent's state dir (`~/.codex/skills`,
+/// `~/.cache/opencode/bin`) that does not exist yet is created empty
+/// (0700), so the deny can hold it read-only. Otherwise the agent makes it
+/// itself at every start (Codex installs its bundled skills, opencode its
+/// tool dir), and every run would leave a quarantined copy behind. An
+/// empty directory there is what the agent would create anyway. Only the
+/// last component, only under a real (not symlinked) parent inside a
+/// preset's state-dir grant under HOME that is not the project.
+fn create_denied_dirs_in_state_dirs(policy: &Policy, debug: bool) {
+    use std::os::unix::fs::DirBuilderExt;
+    let state_dirs: Vec<&Path> = policy
+        .fs
+        .iter()
+        .filter(|r| {
+            r.access == FsAccess::AllowWrite
+                && r.origin.is_preset()
+                && r.path.starts_with(&policy.home)
+                && r.path != policy.home
+                && !policy.cwd.starts_with(&r.path)
+        })
+        .map(|r| r.path.as_path())
+        .collect();
+    for rule in &policy.fs {
+        if !matches!(rule.access, FsAccess::DenyWrite | FsAccess::DenyRead)
+            || std::fs::symlink_metadata(&rule.path).is_ok()
+        {
+            continue;
+        }
+        let (Some(parent), Some(name)) = (
+            rule.path.parent(),
+            rule.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            continue;
+        };
+        if name.trim_start_matches('.').contains('.')
+            || !state_dirs.iter().any(|d| parent.starts_with(d))
+            || !std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())
+        {
+            continue;
+        }
+        let made = std::fs::DirBuilder::new().mode(0o700).create(&rule.path);
+        if debug {
+            crate::errln!(
+                "zerobox: debug: create denied dir {} ({}): {}",
+                rule.path.display(),
+                rule.origin,
+                if made.is_ok() { "ok" } else { "failed" }
+            );
+        }
+    }
 }
 
 /// zerobox's own state is never readable (the CA key) nor writable (trusted

@@ -202,6 +202,8 @@ pub struct LoadedPreset {
     /// The program to run (found on PATH by the launcher); empty for a
     /// building block that names no command.
     pub command: String,
+    /// The preset's own arguments for `command`, before the user's.
+    pub args: Vec<String>,
     /// The `extends` chain in order, then the preset itself, then the user
     /// override, then the project override. Each layer's `origin` names it.
     pub layers: Vec<PolicyLayer>,
@@ -279,6 +281,7 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default(),
+        args: root.doc.args.iter().map(|a| a.value.clone()).collect(),
         layers,
     })
 }

@@ -32,6 +32,11 @@ pub struct PresetDoc {
     pub description: Option<String>,
     #[serde(default)]
     pub command: Option<S>,
+    /// Arguments put between `command` and the user's arguments (e.g. a
+    /// flag that keeps the agent off host state the sandbox must not
+    /// share). Only in a signed preset, never in an override.
+    #[serde(default)]
+    pub args: Vec<S>,
     #[serde(default)]
     pub extends: Vec<S>,
     #[serde(default)]
@@ -179,6 +184,22 @@ pub fn parse_preset(v: &VerifiedBytes) -> Result<Preset, PresetError> {
             ));
         }
     }
+    if !doc.args.is_empty() && doc.command.is_none() {
+        return Err(at(
+            file,
+            &doc.args[0],
+            "`args` without a `command`: they are given to the preset's command; add `command` or remove `args`".to_string(),
+        ));
+    }
+    for a in &doc.args {
+        if a.value.chars().any(|ch| ch.is_control()) {
+            return Err(at(
+                file,
+                a,
+                format!("invalid argument {:?}: no control characters", a.value),
+            ));
+        }
+    }
     validate_body(&doc, file)?;
     if let Some((cn, cv)) = v.signed_name_version() {
         if cn != name.value || cv != version.to_string() {
@@ -216,6 +237,13 @@ pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError
                 format!("`{key}` is not allowed in an override file (it always applies to the preset named by the file name); remove it"),
             ));
         }
+    }
+    if let Some(a) = doc.args.first() {
+        return Err(at(
+            file,
+            a,
+            "`args` is not allowed in an override file (only the signed preset gives its command arguments); remove it".to_string(),
+        ));
     }
     if let Some(z) = &doc.zerobox {
         if z.value != SCHEMA_VERSION {
@@ -456,6 +484,7 @@ pub fn json_schema() -> serde_json::Value {
                         "pattern": "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$"},
             "description": {"type": "string"},
             "command": {"type": "string", "pattern": "^[^/\\s]+$", "description": "program found on PATH; user args are appended"},
+            "args": {"type": "array", "items": {"type": "string"}, "description": "arguments given to the command before the user's (presets only, not overrides)"},
             "extends": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}},
             "platforms": {"type": "array", "items": {"enum": ["linux", "macos"]}},
             "filesystem": {
@@ -494,6 +523,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "version",
     "description",
     "command",
+    "args",
     "extends",
     "platforms",
     "filesystem",

@@ -646,6 +646,553 @@ fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------
+// Codex's config.toml and opencode's global config.
+//
+// Codex rewrites `~/.codex/config.toml` itself (folder trust under
+// `projects."DIR".trust_level`, `[notice]` acknowledgements, TUI flags,
+// the model picked with /model), with a temp file and a rename, so a
+// write deny would ask the trust question at every run and leave a
+// quarantined copy each time. But nearly everything else in it runs code
+// or steers later runs outside the sandbox: `mcp_servers`, `notify`,
+// `model_providers` (where prompts and the key go), `profiles`, `hooks`,
+// `sandbox_mode`, `approval_policy`, `shell_environment_policy`, trust
+// for any other folder... So this is an allowlist, not a blocklist: a
+// change to anything but [`codex_key_is_state`] puts every other key back
+// as it was before the run (the file is rebuilt from its pre-run text, so
+// the user's comments and layout stay), and the reverted keys are named.
+// The profiles beside it (`NAME.config.toml`, layered by `codex -p NAME`)
+// get the same rule.
+//
+// opencode writes a default `~/.config/opencode/opencode.jsonc` (just
+// `$schema`) when it finds no global config. Every other key of that file
+// steers or runs code (plugins, MCP servers, formatters, LSP commands,
+// providers, permissions), and opencode does not rewrite an existing
+// one: a new file survives only as that default, a changed one is
+// restored whole.
+// ---------------------------------------------------------------------
+
+/// Codex's user config, relative to HOME.
+const CODEX_CONFIG: &str = ".codex/config.toml";
+/// Where Codex looks for `NAME.config.toml` profiles.
+const CODEX_DIR: &str = ".codex";
+/// At most this many profile files are checked (each is bounded too).
+const MAX_CODEX_PROFILES: usize = 256;
+/// opencode's global config files, relative to HOME.
+const OPENCODE_CONFIG: &[&str] = &[
+    ".config/opencode/opencode.json",
+    ".config/opencode/opencode.jsonc",
+];
+
+/// The folders whose trust answer is the run's own: the cwd and the git
+/// top-level above it, found before the run (the command cannot move it
+/// by planting a `.git`).
+fn own_projects(cwd: &Path) -> Vec<PathBuf> {
+    let mut own = vec![cwd.to_path_buf()];
+    if let Some(top) = cwd
+        .ancestors()
+        .find(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
+        .filter(|top| *top != cwd)
+    {
+        own.push(top.to_path_buf());
+    }
+    own
+}
+
+/// Is `path` (keys from the top of a Codex config) state Codex writes for
+/// itself, harmless for a later run? `own` are the run's own folders.
+fn codex_key_is_state(path: &[&str], own: &[PathBuf]) -> bool {
+    match path {
+        ["notice", ..] => true,
+        ["tui", "screen_reader_detection_done" | "theme" | "model_availability_nux", ..] => true,
+        ["model" | "model_reasoning_effort"] => true,
+        ["projects", dir, "trust_level"] => own.iter().any(|p| p.as_os_str() == *dir),
+        _ => false,
+    }
+}
+
+/// A TOML file as a JSON tree (for a comparison that ignores layout).
+fn toml_tree(item: &toml_edit::Item) -> Value {
+    use toml_edit::Item;
+    match item {
+        Item::None => Value::Null,
+        Item::Value(v) => toml_value(v),
+        Item::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), toml_tree(v)))
+                .collect(),
+        ),
+        Item::ArrayOfTables(a) => Value::Array(
+            a.iter()
+                .map(|t| toml_tree(&toml_edit::Item::Table(t.clone())))
+                .collect(),
+        ),
+    }
+}
+
+fn toml_value(v: &toml_edit::Value) -> Value {
+    use toml_edit::Value as V;
+    match v {
+        V::String(s) => Value::String(s.value().clone()),
+        V::Integer(i) => Value::from(*i.value()),
+        V::Float(f) => Value::String(format!("float:{}", f.value())),
+        V::Boolean(b) => Value::Bool(*b.value()),
+        V::Datetime(d) => Value::String(format!("datetime:{}", d.value())),
+        V::Array(a) => Value::Array(a.iter().map(toml_value).collect()),
+        V::InlineTable(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), toml_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Remove every state key from `tree` (so two trees that differ only in
+/// state compare equal).
+fn strip_codex_state(tree: &mut Value, prefix: &mut Vec<String>, own: &[PathBuf]) {
+    let Some(obj) = tree.as_object_mut() else {
+        return;
+    };
+    obj.retain(|k, _| {
+        let mut path: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        path.push(k);
+        !codex_key_is_state(&path, own)
+    });
+    for (k, v) in obj.iter_mut() {
+        prefix.push(k.clone());
+        strip_codex_state(v, prefix, own);
+        prefix.pop();
+    }
+    // A table left empty by the strip (`[projects]` holding only trust)
+    // is no difference either.
+    obj.retain(|_, v| !matches!(v, Value::Object(o) if o.is_empty()));
+}
+
+/// The paths (up to two keys deep) where `a` and `b` differ, for the
+/// message.
+fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
+    let empty = Map::new();
+    let (ao, bo) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = ao.keys().chain(bo.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let (x, y) = (ao.get(k), bo.get(k));
+        if x == y {
+            continue;
+        }
+        match (x.and_then(Value::as_object), y.and_then(Value::as_object)) {
+            (Some(_), Some(_)) => {
+                for sub in differing_keys(x.unwrap_or(&Value::Null), y.unwrap_or(&Value::Null)) {
+                    out.push(format!("{k}.{sub}"));
+                }
+            }
+            _ => out.push(k.clone()),
+        }
+    }
+    out
+}
+
+/// Copy the state keys of `after` into `base` (a document built from the
+/// pre-run text), creating the tables on the way.
+fn copy_codex_state(
+    base: &mut toml_edit::DocumentMut,
+    after: &toml_edit::DocumentMut,
+    own: &[PathBuf],
+) {
+    use toml_edit::{Item, Table};
+    fn slot<'a>(t: &'a mut toml_edit::Table, key: &str) -> Option<&'a mut toml_edit::Table> {
+        let item = t.entry(key).or_insert_with(|| {
+            let mut new = Table::new();
+            new.set_implicit(true);
+            Item::Table(new)
+        });
+        item.as_table_mut()
+    }
+    let mut set = |path: &[&str], value: Option<&Item>| {
+        let (last, parents) = path.split_last().expect("a key path is never empty");
+        let mut t = base.as_table_mut();
+        for p in parents {
+            match slot(t, p) {
+                Some(next) => t = next,
+                None => return, // not a table in the pre-run file: leave it
+            }
+        }
+        let same = match (t.get(last), value) {
+            (Some(a), Some(b)) => toml_tree(a) == toml_tree(b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return; // keep the pre-run text (comments, layout) as it was
+        }
+        match value {
+            Some(v) => {
+                t.insert(last, v.clone());
+            }
+            None => {
+                t.remove(last);
+            }
+        }
+    };
+    let get = |path: &[&str]| {
+        let mut item = after.as_item();
+        for p in path {
+            item = item.get(p)?;
+        }
+        Some(item)
+    };
+    set(&["notice"], get(&["notice"]));
+    for k in [
+        "screen_reader_detection_done",
+        "theme",
+        "model_availability_nux",
+    ] {
+        set(&["tui", k], get(&["tui", k]));
+    }
+    for k in ["model", "model_reasoning_effort"] {
+        set(&[k], get(&[k]));
+    }
+    for dir in own {
+        let dir = dir.to_string_lossy();
+        set(
+            &["projects", &dir, "trust_level"],
+            get(&["projects", &dir, "trust_level"]),
+        );
+    }
+}
+
+/// What one config file looked like before the run.
+#[derive(Debug)]
+enum ConfigBefore {
+    Absent,
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigKind {
+    CodexToml,
+    OpencodeJson,
+}
+
+#[derive(Debug)]
+struct ConfigWatched {
+    path: PathBuf,
+    kind: ConfigKind,
+    before: ConfigBefore,
+}
+
+/// Codex's and opencode's config files, snapshotted before the run and
+/// checked after it (see the section comment above).
+#[derive(Debug, Default)]
+pub struct ConfigGuard {
+    files: Vec<ConfigWatched>,
+    codex_dir: PathBuf,
+    own_projects: Vec<PathBuf>,
+    warnings: Vec<String>,
+}
+
+impl ConfigGuard {
+    /// Snapshot the files under `home`. Returns the paths to write-deny for
+    /// this run (files that cannot be checked).
+    pub fn prepare(home: &Path, cwd: &Path) -> (Vec<String>, ConfigGuard) {
+        let mut guard = ConfigGuard {
+            codex_dir: home.join(CODEX_DIR),
+            own_projects: own_projects(cwd),
+            ..ConfigGuard::default()
+        };
+        let mut deny = Vec::new();
+        let mut paths: Vec<(PathBuf, ConfigKind)> =
+            vec![(home.join(CODEX_CONFIG), ConfigKind::CodexToml)];
+        paths.extend(
+            guard
+                .codex_profiles()
+                .into_iter()
+                .map(|p| (p, ConfigKind::CodexToml)),
+        );
+        paths.extend(
+            OPENCODE_CONFIG
+                .iter()
+                .map(|r| (home.join(r), ConfigKind::OpencodeJson)),
+        );
+        for (path, kind) in paths {
+            let before = match std::fs::symlink_metadata(&path) {
+                Err(_) => ConfigBefore::Absent,
+                Ok(_) => match read_bounded(&path, MAX_STATE) {
+                    Ok(text) => ConfigBefore::Text(text),
+                    Err(why) => {
+                        guard.warnings.push(format!(
+                            "cannot check {} ({why}): it is read-only for this run",
+                            path.display()
+                        ));
+                        deny.push(path.display().to_string());
+                        continue;
+                    }
+                },
+            };
+            guard.files.push(ConfigWatched { path, kind, before });
+        }
+        (deny, guard)
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// `~/.codex/NAME.config.toml` files (at most [`MAX_CODEX_PROFILES`]).
+    fn codex_profiles(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.codex_dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".config.toml") && n != "config.toml")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Check every file; one line per finding.
+    pub fn after_run(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for w in &self.files {
+            lines.extend(self.check(&w.path, w.kind, &w.before));
+        }
+        // Profiles that appeared during the run.
+        let known: Vec<&PathBuf> = self.files.iter().map(|w| &w.path).collect();
+        let new: Vec<PathBuf> = self.codex_profiles();
+        if new.len() > MAX_CODEX_PROFILES {
+            lines.push(format!(
+                "{} holds more than {MAX_CODEX_PROFILES} NAME.config.toml files: check them before running Codex outside zerobox",
+                self.codex_dir.display()
+            ));
+        }
+        for path in new.iter().filter(|p| !known.contains(p)) {
+            lines.extend(self.check(path, ConfigKind::CodexToml, &ConfigBefore::Absent));
+        }
+        lines
+    }
+
+    fn check(&self, path: &Path, kind: ConfigKind, before: &ConfigBefore) -> Option<String> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return None; // removed (or never made): nothing left that runs
+        }
+        let now = read_bounded(path, MAX_STATE);
+        let line = match (before, now) {
+            (ConfigBefore::Text(raw), Ok(text)) if text == *raw => return None,
+            (ConfigBefore::Text(raw), Err(why)) => restore_whole(path, raw, &why),
+            (ConfigBefore::Absent, Err(_)) => quarantine_line(path),
+            (before, Ok(text)) => match kind {
+                ConfigKind::CodexToml => self.check_codex(path, before, &text)?,
+                ConfigKind::OpencodeJson => match before {
+                    ConfigBefore::Text(raw) => restore_whole(
+                        path,
+                        raw,
+                        "opencode does not rewrite its config; the command did",
+                    ),
+                    ConfigBefore::Absent if is_opencode_default(&text) => return None,
+                    ConfigBefore::Absent => quarantine_line(path),
+                },
+            },
+        };
+        Some(line.replace("{path}", &path.display().to_string()))
+    }
+
+    /// A Codex config after the run: keep it if only state keys changed,
+    /// else rebuild it from the pre-run text plus the new state keys.
+    fn check_codex(&self, path: &Path, before: &ConfigBefore, text: &str) -> Option<String> {
+        let raw_before = match before {
+            ConfigBefore::Text(raw) => raw.as_str(),
+            ConfigBefore::Absent => "",
+        };
+        let Ok(after) = text.parse::<toml_edit::DocumentMut>() else {
+            return Some(match before {
+                ConfigBefore::Text(raw) => restore_whole(path, raw, "it is no longer valid TOML"),
+                ConfigBefore::Absent => quarantine_line(path),
+            });
+        };
+        let Ok(mut base) = raw_before.parse::<toml_edit::DocumentMut>() else {
+            // Not TOML before the run: any change puts it back whole.
+            return Some(restore_whole(
+                path,
+                raw_before,
+                "it was not TOML before the run",
+            ));
+        };
+        let (mut a, mut b) = (toml_tree(base.as_item()), toml_tree(after.as_item()));
+        strip_codex_state(&mut a, &mut Vec::new(), &self.own_projects);
+        strip_codex_state(&mut b, &mut Vec::new(), &self.own_projects);
+        if a == b {
+            return None;
+        }
+        let reverted = differing_keys(&a, &b);
+        copy_codex_state(&mut base, &after, &self.own_projects);
+        Some(match replace_file(path, base.to_string().as_bytes()) {
+            Ok(()) => format!(
+                "reverted what the command changed in {{path}} (keys that run code or steer later runs): {}",
+                reverted.join(", ")
+            ),
+            Err(e) => format!(
+                "the command changed {} in {{path}} and they could not be reverted ({e}): check the file before running Codex outside zerobox",
+                reverted.join(", ")
+            ),
+        })
+    }
+}
+
+/// opencode's own first-run config: an object holding at most `$schema`
+/// (a string).
+fn is_opencode_default(text: &str) -> bool {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => o.iter().all(|(k, v)| k == "$schema" && v.is_string()),
+        _ => false,
+    }
+}
+
+/// Move a config file the command created, and that cannot stay, aside.
+fn quarantine_line(path: &Path) -> String {
+    match super::quarantine(path) {
+        Ok(to) => format!(
+            "the command created {{path}} with settings that run code or steer later runs: moved it to {}",
+            to.display()
+        ),
+        Err(e) => format!(
+            "the command created {{path}} and it could not be moved ({e}): remove it before running the agent outside zerobox"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn home_with(rel: &str, content: Option<&str>) -> (tempfile::TempDir, PathBuf) {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if let Some(c) = content {
+            std::fs::write(&path, c).unwrap();
+        }
+        (home, path)
+    }
+
+    #[test]
+    fn codex_state_is_kept_and_code_running_keys_reverted() {
+        let before = "# mine\nmodel = \"o3\"\n\n[mcp_servers.mine]\ncommand = \"my-server\"\n";
+        let (home, path) = home_with(CODEX_CONFIG, Some(before));
+        let (deny, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        assert!(deny.is_empty());
+        std::fs::write(
+            &path,
+            "model = \"o3\"\nnotify = [\"sh\", \"-c\", \"evil\"]\n[tui]\nscreen_reader_detection_done = true\n\
+             [mcp_servers.mine]\ncommand = \"my-server\"\n[mcp_servers.evil]\ncommand = \"sh\"\n\
+             [projects.\"/p\"]\ntrust_level = \"trusted\"\n[projects.\"/\"]\ntrust_level = \"trusted\"\n",
+        )
+        .unwrap();
+        let lines = guard.after_run();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        for k in ["notify", "mcp_servers.evil", "projects"] {
+            assert!(lines[0].contains(k), "{k}: {lines:?}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        let now: toml_edit::DocumentMut = text.parse().unwrap();
+        assert!(now.get("notify").is_none(), "{text}");
+        assert!(now["mcp_servers"].get("evil").is_none(), "{text}");
+        assert_eq!(
+            now["mcp_servers"]["mine"]["command"].as_str(),
+            Some("my-server")
+        );
+        assert_eq!(
+            now["projects"]["/p"]["trust_level"].as_str(),
+            Some("trusted"),
+            "{text}"
+        );
+        assert!(now["projects"].get("/").is_none(), "{text}");
+        assert_eq!(
+            now["tui"]["screen_reader_detection_done"].as_bool(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn codex_only_state_changes_leave_the_file_alone() {
+        let (home, path) = home_with(CODEX_CONFIG, None);
+        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let written = "[tui]\nscreen_reader_detection_done = true\n[notice]\nhide_x = true\n[projects.\"/p\"]\ntrust_level = \"trusted\"\n";
+        std::fs::write(&path, written).unwrap();
+        assert!(guard.after_run().is_empty());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+    }
+
+    #[test]
+    fn a_new_codex_profile_keeps_nothing_that_runs() {
+        let (home, _) = home_with(CODEX_CONFIG, None);
+        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let profile = home.path().join(".codex/work.config.toml");
+        std::fs::write(&profile, "[mcp_servers.evil]\ncommand = \"sh\"\n").unwrap();
+        let lines = guard.after_run();
+        assert!(
+            lines.iter().any(|l| l.contains("work.config.toml")),
+            "{lines:?}"
+        );
+        let text = std::fs::read_to_string(&profile).unwrap_or_default();
+        assert!(!text.contains("evil"), "{text}");
+    }
+
+    #[test]
+    fn codex_config_that_is_not_toml_is_restored() {
+        let (home, path) = home_with(CODEX_CONFIG, Some("model = \"o3\"\n"));
+        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(&path, "notify = [").unwrap();
+        assert!(guard.after_run()[0].contains("restored"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "model = \"o3\"\n");
+    }
+
+    #[test]
+    fn opencode_default_config_is_kept_anything_else_is_not() {
+        let rel = OPENCODE_CONFIG[1];
+        let (home, path) = home_with(rel, None);
+        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            "{\n  \"$schema\": \"https://opencode.ai/config.json\"\n}",
+        )
+        .unwrap();
+        assert!(guard.after_run().is_empty());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, r#"{"$schema":"x","plugin":["file:///tmp/evil.js"]}"#).unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("moved it to"), "{lines:?}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_existing_opencode_config_that_changed_is_restored() {
+        let (home, path) = home_with(OPENCODE_CONFIG[0], Some("{\"model\":\"a/b\"}"));
+        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        std::fs::write(
+            &path,
+            r#"{"model":"a/b","mcp":{"x":{"type":"local","command":["sh"]}}}"#,
+        )
+        .unwrap();
+        assert!(guard.after_run()[0].contains("restored"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"model\":\"a/b\"}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

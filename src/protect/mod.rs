@@ -36,6 +36,8 @@ pub struct Protection {
     layer: PolicyLayer,
     git: git::Guard,
     agents: agent_state::Guard,
+    /// Codex's and opencode's config files.
+    configs: agent_state::ConfigGuard,
     /// Symlinks on the way to a write-denied path, inside a writable place
     /// (`.claude -> ../shared-claude`): the deny holds at the target, and
     /// the link itself must be the same after the run.
@@ -60,14 +62,20 @@ impl Protection {
         for w in agents.warnings() {
             crate::warn!("{w}");
         }
+        let (config_rules, configs) = agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd);
+        for w in configs.warnings() {
+            crate::warn!("{w}");
+        }
         let mut layer = PolicyLayer::new(ORIGIN);
         layer.write_deny = git_rules;
         layer.write_deny.extend(agent_rules);
+        layer.write_deny.extend(config_rules);
         let links = denied_links(layers, ctx, &roots);
         Protection {
             layer,
             git,
             agents,
+            configs,
             links,
         }
     }
@@ -85,6 +93,9 @@ impl Protection {
             crate::errln!("zerobox: {}", crate::output::one_line(&line));
         }
         for line in self.agents.after_run() {
+            crate::errln!("zerobox: {}", crate::output::one_line(&line));
+        }
+        for line in self.configs.after_run() {
             crate::errln!("zerobox: {}", crate::output::one_line(&line));
         }
         for (path, target) in &self.links {

@@ -162,12 +162,23 @@ pub fn version_matches(agent: &Agent) {
     assert!(!got.stderr.contains("zerobox: blocked"), "{got:?}");
 }
 
-/// A stand-in of the Anthropic Messages API (python3, HTTPS with a test
-/// CA). `POST /v1/messages` streams SSE like the real API: the first turn
-/// asks for one Bash tool call (so the agent runs a command inside the
-/// sandbox), the turn with its result gets the final text. count_tokens
-/// gets a count; anything else a 404 in the API's error shape. Each
-/// request is appended to a JSON-lines log (method, path, headers, body).
+/// A stand-in of a model API (python3, HTTPS with a test CA), one of
+/// [`Api`] (`STANDIN_API`). Each streams SSE like the real API: the first
+/// turn of a prompt containing "say hello" asks for one shell tool call
+/// (so the agent runs a command inside the sandbox), the turn with its
+/// result gets the final text.
+///
+/// - Anthropic Messages (`POST /v1/messages`, tool `Bash`; count_tokens
+///   gets a count);
+/// - OpenAI Responses (`POST /v1/responses`, as Codex uses it: its shell
+///   tool is `exec_command`, called from a code-mode `exec` cell when the
+///   request offers one, else as a function call);
+/// - OpenAI Chat Completions (`POST /v1/chat/completions`, tool `bash`, as
+///   opencode's OpenAI-compatible provider uses it; `GET /v1/models`
+///   lists one model).
+///
+/// Anything else gets a 404 in the API's error shape. Each request is
+/// appended to a JSON-lines log (method, path, headers, body).
 pub const STANDIN_PY: &str = r#"
 import http.server, ssl, sys, os, json, threading
 LOG, ANSWER, TOOL = os.environ["STANDIN_LOG"], os.environ["STANDIN_ANSWER"], os.environ["STANDIN_TOOL"]
@@ -198,6 +209,68 @@ def tool_sse(model):
     ])
 def message(model):
     return json.dumps({"id": "msg_standin_json", "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 7}}).encode()
+API = os.environ.get("STANDIN_API", "anthropic")
+def openai_sse(evs):
+    return "".join("event: %s\ndata: %s\n\n" % (e["type"], json.dumps(e)) for e in evs).encode()
+USAGE = {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 19}
+def response(rid, model, status, output):
+    r = {"id": rid, "object": "response", "created_at": 1, "status": status, "model": model, "output": output}
+    if status == "completed": r["usage"] = USAGE
+    return r
+def tool_names(req):
+    names = []
+    def walk(ts):
+        for t in ts or []:
+            if isinstance(t, dict):
+                names.append(t.get("name"))
+                walk(t.get("tools"))
+    walk(req.get("tools"))
+    for i in req.get("input") or []:
+        if isinstance(i, dict) and i.get("type") == "additional_tools":
+            walk(i.get("tools"))
+    return names
+def responses_item(model, rid, item):
+    return openai_sse([
+        {"type": "response.created", "response": response(rid, model, "in_progress", [])},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response(rid, model, "completed", [item])},
+    ])
+def responses_text(model):
+    item = {"type": "message", "id": "msg_standin", "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}
+    return responses_item(model, "resp_standin_text", item)
+def responses_tool(model, req):
+    if "exec" in tool_names(req):
+        item = {"type": "custom_tool_call", "id": "ctc_standin01", "call_id": "call_standin01", "name": "exec", "status": "completed",
+                "input": "const r = await tools.exec_command({cmd: %s}); text(r);" % json.dumps(TOOL)}
+    else:
+        item = {"type": "function_call", "id": "fc_standin01", "call_id": "call_standin01", "name": "exec_command", "status": "completed",
+                "arguments": json.dumps({"cmd": TOOL})}
+    return responses_item(model, "resp_standin_tool", item)
+def chat_chunks(model, deltas, finish):
+    out = ""
+    for d in deltas:
+        out += "data: %s\n\n" % json.dumps({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": d, "finish_reason": None}]})
+    out += "data: %s\n\n" % json.dumps({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
+    return (out + "data: [DONE]\n\n").encode()
+def chat_tool(model):
+    args = json.dumps({"command": TOOL, "description": "Check the sandbox"})
+    return chat_chunks(model, [{"role": "assistant", "content": None, "tool_calls": [{"index": 0, "id": "call_standin01", "type": "function", "function": {"name": "bash", "arguments": args}}]}], "tool_calls")
+def openai(h, req):
+    model = req.get("model") or "gpt-standin"
+    if h.path.split("?")[0] == "/v1/responses":
+        inp = req.get("input") or []
+        answered = any(isinstance(i, dict) and i.get("type") in ("function_call_output", "custom_tool_call_output") for i in inp)
+        if "say hello" in json.dumps(inp) and not answered:
+            return responses_tool(model, req)
+        return responses_text(model)
+    msgs = req.get("messages") or []
+    answered = any(isinstance(m, dict) and m.get("role") == "tool" for m in msgs)
+    if not req.get("stream"):
+        return None
+    if "say hello" in json.dumps(msgs) and not answered and any(t.get("function", {}).get("name") == "bash" for t in req.get("tools") or []):
+        return chat_tool(model)
+    return chat_chunks(model, [{"role": "assistant", "content": ANSWER}], "stop")
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def any(self):
@@ -207,7 +280,17 @@ class H(http.server.BaseHTTPRequestHandler):
         with lock, open(LOG, "a") as f:
             f.write(json.dumps(rec) + "\n")
         path = self.path.split("?")[0]
-        if self.command == "POST" and path == "/v1/messages":
+        if API != "anthropic":
+            try: req = json.loads(body or b"{}")
+            except ValueError: req = {}
+            out = openai(self, req) if self.command == "POST" and path in ("/v1/responses", "/v1/chat/completions") else None
+            if out is not None:
+                self.reply(200, "text/event-stream", out)
+            elif self.command == "GET" and path == "/v1/models" and API == "chat":
+                self.reply(200, "application/json", b'{"object": "list", "data": [{"id": "standin-model", "object": "model", "created": 1, "owned_by": "standin"}]}')
+            else:
+                self.reply(404, "application/json", b'{"error": {"message": "not found", "type": "invalid_request_error"}}')
+        elif self.command == "POST" and path == "/v1/messages":
             try: req = json.loads(body or b"{}")
             except ValueError: req = {}
             model = req.get("model") or "claude-standin"
@@ -269,8 +352,37 @@ pub struct Seen {
     pub raw: String,
 }
 
+/// Which API a [`StandIn`] speaks.
+#[derive(Debug, Clone, Copy)]
+pub enum Api {
+    AnthropicMessages,
+    OpenAiResponses,
+    OpenAiChat,
+}
+
+impl Api {
+    fn env(self) -> &'static str {
+        match self {
+            Api::AnthropicMessages => "anthropic",
+            Api::OpenAiResponses => "responses",
+            Api::OpenAiChat => "chat",
+        }
+    }
+}
+
 impl StandIn {
     pub fn start(dir: &Path, cert: &Path, key: &Path, answer: &str, tool: &str) -> StandIn {
+        StandIn::start_api(Api::AnthropicMessages, dir, cert, key, answer, tool)
+    }
+
+    pub fn start_api(
+        api: Api,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        answer: &str,
+        tool: &str,
+    ) -> StandIn {
         let script = dir.join("standin.py");
         let log = dir.join("requests.jsonl");
         std::fs::write(&script, STANDIN_PY).unwrap();
@@ -281,6 +393,7 @@ impl StandIn {
             .env("STANDIN_LOG", &log)
             .env("STANDIN_ANSWER", answer)
             .env("STANDIN_TOOL", tool)
+            .env("STANDIN_API", api.env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

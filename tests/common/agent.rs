@@ -162,7 +162,8 @@ pub fn version_matches(agent: &Agent) {
     assert!(!got.stderr.contains("zerobox: blocked"), "{got:?}");
 }
 
-/// A stand-in of the Anthropic Messages API (python3, HTTPS with a test
+/// A stand-in of the Anthropic Messages API and of the Gemini API's
+/// `v1beta/models/…:streamGenerateContent` (python3, HTTPS with a test
 /// CA). `POST /v1/messages` streams SSE like the real API: the first turn
 /// asks for one Bash tool call (so the agent runs a command inside the
 /// sandbox), the turn with its result gets the final text. count_tokens
@@ -198,6 +199,31 @@ def tool_sse(model):
     ])
 def message(model):
     return json.dumps({"id": "msg_standin_json", "type": "message", "role": "assistant", "model": model, "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 7}}).encode()
+# The Gemini API (generativelanguage.googleapis.com, v1beta): the turn that
+# says "say hello" gets one run_shell_command call, the turn with its
+# functionResponse the text; generateContent (Gemini CLI's model router and
+# next-speaker check, which parse JSON out of the text) a JSON answer.
+def gemini_chunk(parts):
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 7, "totalTokenCount": 19}, "modelVersion": "gemini-standin"}
+def gemini(h, path, req):
+    if h.command != "POST" or not path.startswith("/v1beta/models/"):
+        return False
+    contents = req.get("contents") or []
+    answered = any("functionResponse" in p for c in contents for p in (c.get("parts") or []))
+    if path.endswith(":streamGenerateContent"):
+        if "say hello" in json.dumps(contents) and not answered:
+            parts = [{"functionCall": {"name": "run_shell_command", "args": {"command": TOOL, "description": "Check the sandbox"}}}]
+        else:
+            parts = [{"text": ANSWER}]
+        h.reply(200, "text/event-stream", ("data: %s\r\n\r\n" % json.dumps(gemini_chunk(parts))).encode())
+    elif path.endswith(":generateContent"):
+        text = json.dumps({"reasoning": "stand-in", "next_speaker": "user", "model_choice": "flash"})
+        h.reply(200, "application/json", json.dumps(gemini_chunk([{"text": text}])).encode())
+    elif path.endswith(":countTokens"):
+        h.reply(200, "application/json", b'{"totalTokens": 12}')
+    else:
+        return False
+    return True
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def any(self):
@@ -207,6 +233,10 @@ class H(http.server.BaseHTTPRequestHandler):
         with lock, open(LOG, "a") as f:
             f.write(json.dumps(rec) + "\n")
         path = self.path.split("?")[0]
+        try: greq = json.loads(body or b"{}")
+        except ValueError: greq = {}
+        if gemini(self, path, greq if isinstance(greq, dict) else {}):
+            return
         if self.command == "POST" and path == "/v1/messages":
             try: req = json.loads(body or b"{}")
             except ValueError: req = {}

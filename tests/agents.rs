@@ -302,7 +302,12 @@ fn every_agent_preset_protects_every_agents_code_running_files() {
         let quarantined: Vec<&str> = r
             .stderr
             .lines()
-            .filter(|l| l.contains("was created where a protected path did not exist"))
+            // (Or, for a state file zerobox checks after the run, e.g.
+            // Gemini CLI's settings.json: moved aside as uncheckable.)
+            .filter(|l| {
+                l.contains("was created where a protected path did not exist")
+                    || l.contains("cannot be checked: moved it to")
+            })
             .collect();
         for line in &wrote {
             let rel = line.trim_start_matches("WROTE ");

@@ -118,6 +118,8 @@ pub struct Guard {
     /// Claude Code's sandbox copy of `~/.claude.json`, when the run points
     /// its config dir at `~/.claude` (see [`ClaudeSync`]).
     sync: Option<ClaudeSync>,
+    /// Gemini CLI's settings and folder-trust files.
+    gemini: Gemini,
     warnings: Vec<String>,
 }
 
@@ -152,25 +154,11 @@ impl Guard {
         }
         for rel in CLAUDE_STATE {
             let path = home.join(rel);
-            let before = match std::fs::symlink_metadata(&path) {
-                Err(_) => Before::Absent,
-                Ok(_) => match read_bounded(&path, MAX_STATE) {
-                    Ok(raw) => match serde_json::from_str::<Value>(&raw) {
-                        Ok(value) => Before::Json { raw, value },
-                        Err(_) => Before::Raw(raw),
-                    },
-                    Err(why) => {
-                        guard.warnings.push(format!(
-                            "cannot check {} ({why}): it is read-only for this run",
-                            path.display()
-                        ));
-                        deny.push(path.display().to_string());
-                        continue;
-                    }
-                },
-            };
-            guard.files.push(Watched { path, before });
+            if let Some(before) = snapshot_or_deny(&path, &mut deny, &mut guard.warnings) {
+                guard.files.push(Watched { path, before });
+            }
         }
+        guard.gemini = Gemini::prepare(home, &mut deny, &mut guard.warnings);
         (deny, guard)
     }
 
@@ -191,6 +179,7 @@ impl Guard {
                 lines.push(line);
             }
         }
+        lines.extend(self.gemini.after_run(&self.own_projects));
         lines
     }
 
@@ -306,14 +295,47 @@ impl Guard {
 
     /// A state file that did not exist before and cannot be checked now.
     fn quarantine(&self, path: &Path) -> String {
-        match super::quarantine(path) {
-            Ok(to) => format!(
-                "the command created {{path}} and it cannot be checked: moved it to {}",
-                to.display()
-            ),
-            Err(e) => format!(
-                "the command created {{path}}, it cannot be checked and could not be moved ({e}): remove it before running the agent outside zerobox"
-            ),
+        quarantine_new(path)
+    }
+}
+
+/// Move aside a state file the command created that cannot be checked;
+/// the line says where (`{path}` stands for the file).
+fn quarantine_new(path: &Path) -> String {
+    match super::quarantine(path) {
+        Ok(to) => format!(
+            "the command created {{path}} and it cannot be checked: moved it to {}",
+            to.display()
+        ),
+        Err(e) => format!(
+            "the command created {{path}}, it cannot be checked and could not be moved ({e}): remove it before running the agent outside zerobox"
+        ),
+    }
+}
+
+/// What `path` holds before the run; `None` (and the path added to `deny`,
+/// with a warning) when it cannot be checked: a symlink, not a regular
+/// file, too large, unreadable.
+fn snapshot_or_deny(
+    path: &Path,
+    deny: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Before> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Some(Before::Absent);
+    }
+    match read_bounded(path, MAX_STATE) {
+        Ok(raw) => Some(match serde_json::from_str::<Value>(&raw) {
+            Ok(value) => Before::Json { raw, value },
+            Err(_) => Before::Raw(raw),
+        }),
+        Err(why) => {
+            warnings.push(format!(
+                "cannot check {} ({why}): it is read-only for this run",
+                path.display()
+            ));
+            deny.push(path.display().to_string());
+            None
         }
     }
 }
@@ -1193,6 +1215,227 @@ mod config_tests {
     }
 }
 
+// ---------------------------------------------------------------------
+// Gemini CLI: `~/.gemini/settings.json` and `~/.gemini/trustedFolders.json`.
+//
+// Both are written by Gemini CLI's first-run screens (the sign-in method,
+// the folder-trust question), so a write deny makes it ask again every
+// run (or exit: "Failed to save trust settings"); both steer later,
+// unsandboxed runs (settings: MCP servers, hooks, tool discovery and call
+// commands, the bug command...; trust: a trusted folder loads its
+// `.gemini/` settings, hooks, commands and `.env`). Same shape as the
+// Claude files above, but an allowlist: only what the first-run screens
+// write stays, everything else the run changed is put back.
+
+/// Gemini CLI's user settings, relative to HOME.
+const GEMINI_SETTINGS: &str = ".gemini/settings.json";
+/// Its folder-trust answers: `{"<dir>": "TRUST_FOLDER" | "TRUST_PARENT" |
+/// "DO_NOT_TRUST"}` (a rule covers the dir, or for `TRUST_PARENT` its
+/// parent, and everything below).
+const GEMINI_TRUST: &str = ".gemini/trustedFolders.json";
+
+/// The settings a run may change (string values only): what the first-run
+/// screens write. An allowlist, not a list of dangerous keys: the schema
+/// grows every release and many of its keys name commands
+/// (`mcpServers`, `hooks`, `tools.discoveryCommand`, `tools.callCommand`,
+/// `advanced.bugCommand`, `tools.sandbox`...), so an unknown key is put
+/// back until it is known to be harmless.
+const GEMINI_SETTINGS_KEPT: &[&[&str]] = &[&["security", "auth", "selectedType"], &["ui", "theme"]];
+
+/// Snapshots of Gemini CLI's two files (`None`: could not be checked, so
+/// denied for the run).
+#[derive(Debug, Default)]
+struct Gemini {
+    settings: Option<Watched>,
+    trust: Option<Watched>,
+}
+
+impl Gemini {
+    fn prepare(home: &Path, deny: &mut Vec<String>, warnings: &mut Vec<String>) -> Gemini {
+        let mut watch = |rel: &str| {
+            let path = home.join(rel);
+            snapshot_or_deny(&path, deny, warnings).map(|before| Watched { path, before })
+        };
+        Gemini {
+            settings: watch(GEMINI_SETTINGS),
+            trust: watch(GEMINI_TRUST),
+        }
+    }
+
+    fn after_run(&self, own_projects: &[PathBuf]) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(w) = &self.settings {
+            lines.extend(settle(
+                w,
+                "settings that run code or steer later runs",
+                |b, a| keep_gemini_settings(b, a),
+            ));
+        }
+        if let Some(w) = &self.trust {
+            lines.extend(settle(
+                w,
+                "folder-trust answers for other folders",
+                |b, a| keep_gemini_trust(b, a, own_projects),
+            ));
+        }
+        lines
+    }
+}
+
+/// After the run: compare `w` with its snapshot and, if the command
+/// changed it, write back what `keep(before, after)` returns (the pre-run
+/// object with only the allowed changes applied, and the names of the
+/// top-level keys that differ from what the command wrote). The same
+/// fail-closed rules as the Claude files: unreadable or unparsable after a
+/// good snapshot restores the snapshot, a new file that cannot be parsed is
+/// moved aside, a symlink is replaced, never followed.
+fn settle(
+    w: &Watched,
+    what: &str,
+    keep: impl Fn(&Map<String, Value>, &Map<String, Value>) -> (Map<String, Value>, Vec<String>),
+) -> Option<String> {
+    if std::fs::symlink_metadata(&w.path).is_err() {
+        return None; // removed: nothing left that runs
+    }
+    let now = read_bounded(&w.path, MAX_STATE);
+    let empty = Map::new();
+    let line = match (&w.before, now) {
+        (Before::Raw(raw), now) => match now {
+            Ok(text) if text == *raw => None,
+            _ => Some(restore_whole(
+                &w.path,
+                raw,
+                "it was not JSON before the run",
+            )),
+        },
+        (Before::Json { raw, .. }, Ok(text)) if text == *raw => None,
+        (Before::Json { raw, .. }, Err(why)) => Some(restore_whole(&w.path, raw, &why)),
+        (Before::Absent, Err(_)) => Some(quarantine_new(&w.path)),
+        (before, Ok(text)) => {
+            let prior = match before {
+                Before::Json { value, .. } => value.as_object(),
+                _ => Some(&empty),
+            };
+            let after = serde_json::from_str::<Value>(&text).ok();
+            match (prior, after.as_ref().and_then(Value::as_object), before) {
+                (Some(prior), Some(after), _) => {
+                    let (kept, reverted) = keep(prior, after);
+                    if reverted.is_empty() {
+                        None
+                    } else {
+                        let text =
+                            serde_json::to_string_pretty(&Value::Object(kept)).unwrap_or_default();
+                        Some(match replace_file(&w.path, text.as_bytes()) {
+                            Ok(()) => format!(
+                                "reverted what the command changed in {{path}} ({what}): {}",
+                                reverted.join(", ")
+                            ),
+                            Err(e) => format!(
+                                "the command changed {} in {{path}} and they could not be reverted ({e}): check the file before running the agent outside zerobox",
+                                reverted.join(", ")
+                            ),
+                        })
+                    }
+                }
+                (_, _, Before::Json { raw, .. }) => {
+                    Some(restore_whole(&w.path, raw, "it is no longer a JSON object"))
+                }
+                // Absent before, or a snapshot that was JSON but not an
+                // object (Gemini CLI refuses to start on one): the command's
+                // file cannot be checked against anything.
+                _ => Some(quarantine_new(&w.path)),
+            }
+        }
+    };
+    line.map(|l| l.replace("{path}", &w.path.display().to_string()))
+}
+
+/// The top-level keys whose values differ between `a` and `b`.
+fn differing(a: &Map<String, Value>, b: &Map<String, Value>) -> Vec<String> {
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `before` with only the allowed settings ([`GEMINI_SETTINGS_KEPT`]) taken
+/// from `after`.
+fn keep_gemini_settings(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> (Map<String, Value>, Vec<String>) {
+    let mut kept = before.clone();
+    for path in GEMINI_SETTINGS_KEPT {
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let now = parents
+            .iter()
+            .try_fold(after, |m, k| m.get(*k)?.as_object())
+            .and_then(|m| m.get(*last));
+        match now {
+            Some(v @ Value::String(_)) => {
+                // Create the parents as needed; one that is not an object
+                // in `before` stays as it was, and so does the setting.
+                let parent = parents.iter().try_fold(&mut kept, |m, k| {
+                    m.entry(k.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()))
+                        .as_object_mut()
+                });
+                if let Some(m) = parent {
+                    m.insert(last.to_string(), v.clone());
+                }
+            }
+            None => {
+                if let Some(m) = parents
+                    .iter()
+                    .try_fold(&mut kept, |m, k| m.get_mut(*k)?.as_object_mut())
+                {
+                    m.remove(*last);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let reverted = differing(&kept, after);
+    (kept, reverted)
+}
+
+/// `before` with only the run's own answer taken from `after`: for the
+/// cwd or its git top-level exactly, a new `TRUST_FOLDER`, or any change
+/// to `DO_NOT_TRUST`. Never `TRUST_PARENT` (it trusts the folder above,
+/// so every sibling), never another folder: a rule for `/` or the home
+/// dir would trust every later project.
+fn keep_gemini_trust(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+    own_projects: &[PathBuf],
+) -> (Map<String, Value>, Vec<String>) {
+    let mut kept = before.clone();
+    for dir in own_projects {
+        let key = dir.display().to_string();
+        let answer = after.get(&key).and_then(Value::as_str);
+        let keep = match (before.get(&key), answer) {
+            (_, Some("DO_NOT_TRUST")) => true,
+            (None, Some("TRUST_FOLDER")) => true,
+            _ => false,
+        };
+        if let (true, Some(answer)) = (keep, answer) {
+            kept.insert(key, Value::String(answer.to_string()));
+        }
+    }
+    let reverted = differing(&kept, after)
+        .into_iter()
+        .map(|k| format!("{k:?}"))
+        .collect();
+    (kept, reverted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1399,5 +1642,137 @@ mod tests {
             std::fs::metadata(&path).unwrap().modified().unwrap(),
             before
         );
+    }
+
+    fn gemini_home(settings: Option<&str>, trust: Option<&str>) -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".gemini")).unwrap();
+        for (rel, content) in [(GEMINI_SETTINGS, settings), (GEMINI_TRUST, trust)] {
+            if let Some(c) = content {
+                std::fs::write(home.path().join(rel), c).unwrap();
+            }
+        }
+        home
+    }
+
+    fn read_json(path: &Path) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn gemini_first_run_settings_stay_and_nothing_is_said() {
+        let home = gemini_home(None, None);
+        let (deny, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
+        assert!(deny.is_empty());
+        let written =
+            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"ui":{"theme":"GitHub"}}"#;
+        std::fs::write(home.path().join(GEMINI_SETTINGS), written).unwrap();
+        assert!(guard.after_run().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(GEMINI_SETTINGS)).unwrap(),
+            written
+        );
+    }
+
+    #[test]
+    fn gemini_settings_that_run_code_are_put_back() {
+        let home = gemini_home(
+            Some(r#"{"mcpServers":{"mine":{"command":"my-server"}},"ui":{"theme":"Dracula"}}"#),
+            None,
+        );
+        let path = home.path().join(GEMINI_SETTINGS);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
+        std::fs::write(
+            &path,
+            r#"{"mcpServers":{"mine":{"command":"sh -c evil"}},"hooks":{"BeforeTool":[{"hooks":[{"type":"command","command":"evil"}]}]},
+               "tools":{"discoveryCommand":"evil"},"security":{"auth":{"selectedType":"gemini-api-key","useExternal":true}},
+               "ui":{"theme":"GitHub","customThemes":{"x":{}}}}"#,
+        )
+        .unwrap();
+        let lines = guard.after_run();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        for k in ["mcpServers", "hooks", "tools", "security", "ui"] {
+            assert!(lines[0].contains(k), "{k}: {lines:?}");
+        }
+        assert_eq!(
+            read_json(&path),
+            serde_json::json!({"mcpServers":{"mine":{"command":"my-server"}},
+                               "security":{"auth":{"selectedType":"gemini-api-key"}},
+                               "ui":{"theme":"GitHub"}})
+        );
+    }
+
+    #[test]
+    fn gemini_settings_a_kept_key_must_be_a_string() {
+        let home = gemini_home(None, None);
+        let path = home.path().join(GEMINI_SETTINGS);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
+        std::fs::write(&path, r#"{"ui":{"theme":{"command":"x"}},"security":"x"}"#).unwrap();
+        assert_eq!(guard.after_run().len(), 1);
+        assert_eq!(read_json(&path), serde_json::json!({}));
+    }
+
+    #[test]
+    fn gemini_new_unparsable_settings_are_moved_aside() {
+        let home = gemini_home(None, None);
+        let path = home.path().join(GEMINI_SETTINGS);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
+        // JSON with comments: Gemini CLI reads it, serde does not (fail closed).
+        std::fs::write(&path, "{/* c */ \"mcpServers\": {}}").unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("moved it to"), "{lines:?}");
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn gemini_trust_is_kept_only_for_the_runs_own_folder() {
+        let home = gemini_home(
+            None,
+            Some(r#"{"/mine":"TRUST_FOLDER","/p2":"DO_NOT_TRUST"}"#),
+        );
+        let path = home.path().join(GEMINI_TRUST);
+        let top = home.path().join("repo");
+        let cwd = top.join("sub");
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::create_dir(top.join(".git")).unwrap();
+        let (_, guard) = Guard::prepare(home.path(), &cwd, false);
+        let mut after = Map::new();
+        after.insert("/mine".into(), "TRUST_FOLDER".into());
+        after.insert("/p2".into(), "TRUST_FOLDER".into());
+        after.insert("/".into(), "TRUST_FOLDER".into());
+        after.insert(home.path().display().to_string(), "TRUST_PARENT".into());
+        after.insert(cwd.display().to_string(), "TRUST_FOLDER".into());
+        after.insert(top.display().to_string(), "TRUST_PARENT".into());
+        after.insert(format!("{}/", cwd.display()), "TRUST_FOLDER".into());
+        std::fs::write(&path, Value::Object(after).to_string()).unwrap();
+        let lines = guard.after_run();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("\"/\""), "{lines:?}");
+        let mut want = Map::new();
+        want.insert("/mine".into(), "TRUST_FOLDER".into());
+        want.insert("/p2".into(), "DO_NOT_TRUST".into());
+        want.insert(cwd.display().to_string(), "TRUST_FOLDER".into());
+        assert_eq!(read_json(&path), Value::Object(want));
+    }
+
+    #[test]
+    fn gemini_trust_a_refusal_is_kept_a_refusal_is_not_lifted() {
+        let home = gemini_home(None, Some(r#"{"/p":"DO_NOT_TRUST","/q":"TRUST_FOLDER"}"#));
+        let path = home.path().join(GEMINI_TRUST);
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), false);
+        std::fs::write(&path, r#"{"/p":"TRUST_FOLDER","/q":"TRUST_FOLDER"}"#).unwrap();
+        assert_eq!(guard.after_run().len(), 1);
+        assert_eq!(read_json(&path)["/p"], "DO_NOT_TRUST");
+        let (_, guard) = Guard::prepare(home.path(), Path::new("/q"), false);
+        std::fs::write(&path, r#"{"/p":"DO_NOT_TRUST","/q":"DO_NOT_TRUST"}"#).unwrap();
+        assert!(guard.after_run().is_empty());
+    }
+
+    #[test]
+    fn gemini_files_that_cannot_be_checked_are_denied() {
+        let home = gemini_home(None, None);
+        std::os::unix::fs::symlink("/etc/hostname", home.path().join(GEMINI_TRUST)).unwrap();
+        let (deny, _) = Guard::prepare(home.path(), Path::new("/p"), false);
+        assert_eq!(deny, [home.path().join(GEMINI_TRUST).display().to_string()]);
     }
 }

@@ -173,6 +173,8 @@ pub fn version_matches(agent: &Agent) {
 /// - OpenAI Responses (`POST /v1/responses`, as Codex uses it: its shell
 ///   tool is `exec_command`, called from a code-mode `exec` cell when the
 ///   request offers one, else as a function call);
+/// - the Gemini API (`POST /v1beta/models/…:streamGenerateContent`,
+///   tool `run_shell_command`; generateContent gets a JSON answer);
 /// - OpenAI Chat Completions (`POST /v1/chat/completions`, tool `bash`, as
 ///   opencode's OpenAI-compatible provider uses it; `GET /v1/models`
 ///   lists one model).
@@ -271,6 +273,31 @@ def openai(h, req):
     if "say hello" in json.dumps(msgs) and not answered and any(t.get("function", {}).get("name") == "bash" for t in req.get("tools") or []):
         return chat_tool(model)
     return chat_chunks(model, [{"role": "assistant", "content": ANSWER}], "stop")
+# The Gemini API (generativelanguage.googleapis.com, v1beta): the turn that
+# says "say hello" gets one run_shell_command call, the turn with its
+# functionResponse the text; generateContent (Gemini CLI's model router and
+# next-speaker check, which parse JSON out of the text) a JSON answer.
+def gemini_chunk(parts):
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 7, "totalTokenCount": 19}, "modelVersion": "gemini-standin"}
+def gemini(h, path, req):
+    if h.command != "POST" or not path.startswith("/v1beta/models/"):
+        return False
+    contents = req.get("contents") or []
+    answered = any("functionResponse" in p for c in contents for p in (c.get("parts") or []))
+    if path.endswith(":streamGenerateContent"):
+        if "say hello" in json.dumps(contents) and not answered:
+            parts = [{"functionCall": {"name": "run_shell_command", "args": {"command": TOOL, "description": "Check the sandbox"}}}]
+        else:
+            parts = [{"text": ANSWER}]
+        h.reply(200, "text/event-stream", ("data: %s\r\n\r\n" % json.dumps(gemini_chunk(parts))).encode())
+    elif path.endswith(":generateContent"):
+        text = json.dumps({"reasoning": "stand-in", "next_speaker": "user", "model_choice": "flash"})
+        h.reply(200, "application/json", json.dumps(gemini_chunk([{"text": text}])).encode())
+    elif path.endswith(":countTokens"):
+        h.reply(200, "application/json", b'{"totalTokens": 12}')
+    else:
+        return False
+    return True
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def any(self):
@@ -280,6 +307,10 @@ class H(http.server.BaseHTTPRequestHandler):
         with lock, open(LOG, "a") as f:
             f.write(json.dumps(rec) + "\n")
         path = self.path.split("?")[0]
+        try: greq = json.loads(body or b"{}")
+        except ValueError: greq = {}
+        if gemini(self, path, greq if isinstance(greq, dict) else {}):
+            return
         if API != "anthropic":
             try: req = json.loads(body or b"{}")
             except ValueError: req = {}

@@ -8,6 +8,7 @@
 //! | 125 | the sandbox could not be set up (the layer and the way out are named) |
 //! | 126 | the command was found but cannot be executed |
 //! | 127 | the command was not found |
+//! | 130 | `--build-profile`: the user answered `[x]` (stop); the answers so far are kept |
 
 /// A printing command's output could not be written (not a closed pipe:
 /// that is the reader's choice and leaves the status alone, see `output`).
@@ -20,6 +21,10 @@ pub const SETUP: i32 = 125;
 pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
+
+/// `--build-profile` stopped at the user's `[x]` (as a shell reports a
+/// command ended by Ctrl-C: 128 + SIGINT).
+pub const STOPPED: i32 = 130;
 
 /// An error that ends the run: a one-line message and an exit code.
 #[derive(Debug)]

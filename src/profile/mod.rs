@@ -61,6 +61,18 @@ pub struct Profile {
     pub entries: Vec<Entry>,
 }
 
+/// Files every dynamically linked (or terminal) program reads that the bundled `system`
+/// preset does not name (it grants nothing in the default view, where
+/// reads are open). A new profile starts with them, as entries of its own,
+/// so the first questions are about the command, not about the loader.
+pub const RUNTIME_EXTRA: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/locale.alias",
+    "/etc/terminfo",
+];
+
 /// The largest profile read back (the preset loader's own cap).
 const MAX_BYTES: usize = 1024 * 1024;
 
@@ -84,6 +96,21 @@ impl Profile {
             name,
             entries: Vec::new(),
         }
+    }
+
+    /// A new profile with the [`RUNTIME_EXTRA`] files that exist here.
+    pub fn with_runtime(file: &Path) -> Self {
+        let mut p = Profile::new_for(file);
+        for f in RUNTIME_EXTRA {
+            if Path::new(f).exists() {
+                p.add(
+                    Kind::ReadAllow,
+                    *f,
+                    "runtime: the dynamic loader, locale and terminal files",
+                );
+            }
+        }
+        p
     }
 
     pub fn has(&self, kind: Kind, value: &str) -> bool {
@@ -276,7 +303,7 @@ pub fn build(
             }
             (layers, p)
         }
-        None => (system_layers(&env)?, Profile::new_for(&file)),
+        None => (system_layers(&env)?, Profile::with_runtime(&file)),
     };
     let mut plain = args.clone();
     plain.build_profile = None;
@@ -322,7 +349,7 @@ pub fn learn(
     let name = command[0].to_string_lossy().into_owned();
     let session = session::Session::new(
         session::Purpose::Learn { out: out.clone() },
-        Profile::new_for(&out),
+        Profile::with_runtime(&out),
         &name,
     );
     req.watcher = Some(crate::launcher::WatcherRef(session));

@@ -539,6 +539,17 @@ impl crate::launcher::Watcher for Session {
         complete.fs.extend(extra);
         {
             let mut st = self.lock();
+            // The profile's own absolute read grants (the runtime files a
+            // new profile starts with; an existing FILE's are in `policy`).
+            for e in &st.profile.entries {
+                if e.kind == Kind::ReadAllow && e.value.starts_with('/') {
+                    complete.fs.push(FsRule {
+                        path: policy::paths::canonical(Path::new(&e.value)),
+                        access: FsAccess::AllowRead,
+                        origin: "profile".into(),
+                    });
+                }
+            }
             st.normal = Some(normal);
             st.complete = Some(complete);
             // FILE exists (and is trusted) from the start.

@@ -365,8 +365,7 @@ fn a_full_screen_program_gets_the_question_and_its_screen_back() {
     // The question is on the bottom row, the editor's text still above it.
     let last = screen
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or_default();
     assert!(
         last.contains(&t.p("files/allowed.txt")) && last.contains("[x] exit"),

@@ -209,8 +209,10 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
                 gid,
                 &status_w,
                 &alive_r,
-                fd_child,
-                notify_child,
+                Channels {
+                    proxy: fd_child,
+                    notify: notify_child,
+                },
                 &cgroup_procs,
             ),
             Mode::LandlockOnly => {
@@ -316,6 +318,13 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
     e
 }
 
+/// PID 1's sockets to zerobox: the proxy listener's, and the one the
+/// command sends its notification listener on (`--build-profile`, `learn`).
+struct Channels {
+    proxy: OwnedFd,
+    notify: Option<OwnedFd>,
+}
+
 /// PID 1 of the sandbox. Sets up the namespaces' view, starts the command,
 /// forwards signals to it, reaps everything, exits with its status.
 fn init_main(
@@ -324,10 +333,13 @@ fn init_main(
     gid: u32,
     status: &OwnedFd,
     alive: &OwnedFd,
-    fd_channel: OwnedFd,
-    notify_chan: Option<OwnedFd>,
+    channels: Channels,
     cgroup_procs: &[std::path::PathBuf],
 ) -> i32 {
+    let Channels {
+        proxy: fd_channel,
+        notify: notify_chan,
+    } = channels;
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
     let fail = |stage: Stage, what: &str, e: &dyn std::fmt::Display, errno: i32| -> i32 {

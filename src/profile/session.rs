@@ -242,12 +242,17 @@ impl Session {
             }
             if learn {
                 *st.seen.entry((Kind::WriteAllow, real)).or_default() += 1;
-                return Verdict::Continue;
+                return Verdict::ContinueUncached;
             }
             return self.ask_write(&mut st, a, &real);
         }
-        if !normal.effective(&real).read || !exists {
+        if !normal.effective(&real).read {
             return Verdict::Continue;
+        }
+        // A probe of a missing path fails the same way under the profile;
+        // asked about once it exists.
+        if !exists {
+            return Verdict::ContinueUncached;
         }
         if complete.effective(&real).read {
             return Verdict::Continue;
@@ -266,7 +271,7 @@ impl Session {
         }
         if learn {
             *st.seen.entry((Kind::ReadAllow, real)).or_default() += 1;
-            return Verdict::Continue;
+            return Verdict::ContinueUncached;
         }
         self.ask_read(&mut st, a, &real)
     }

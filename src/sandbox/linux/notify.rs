@@ -77,6 +77,10 @@ pub struct Access {
 pub enum Verdict {
     /// Let the kernel carry the call out (its own checks still apply).
     Continue,
+    /// The same, but ask again next time (the answer depends on more than
+    /// the path, e.g. on the file not existing yet; or every access is
+    /// counted).
+    ContinueUncached,
     /// Fail the call with this errno.
     Deny(i32),
 }
@@ -385,7 +389,9 @@ fn respond(listener: &OwnedFd, id: u64, verdict: Verdict) {
         flags: 0,
     };
     match verdict {
-        Verdict::Continue => resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        Verdict::Continue | Verdict::ContinueUncached => {
+            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+        }
         Verdict::Deny(e) => resp.error = -e,
     }
     // SAFETY: NOTIF_SEND reads a seccomp_notif_resp through the pointer.
@@ -556,6 +562,10 @@ fn accesses(listener: &OwnedFd, n: &libc::seccomp_notif) -> Result<Vec<Access>, 
     Ok(out)
 }
 
+/// Most cached verdicts (then the cache starts over: a bound on memory
+/// for a command that touches millions of paths).
+const CACHE_MAX: usize = 200_000;
+
 /// Serve notifications until no task is left. The first notification is
 /// the command process's own `execve` of `program` (nothing else it runs
 /// after installing the filter is notified): zerobox chose that program
@@ -588,11 +598,16 @@ pub fn serve(listener: OwnedFd, program: PathBuf, decide: Arc<dyn Decide>) {
                         Some(v) => *v,
                         None => {
                             let got = decide.decide(&a);
-                            cache.insert(key, got);
+                            if got != Verdict::ContinueUncached {
+                                if cache.len() >= CACHE_MAX {
+                                    cache.clear();
+                                }
+                                cache.insert(key, got);
+                            }
                             got
                         }
                     };
-                    if got != Verdict::Continue {
+                    if !matches!(got, Verdict::Continue | Verdict::ContinueUncached) {
                         v = got;
                         break;
                     }

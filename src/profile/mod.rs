@@ -240,6 +240,16 @@ impl Profile {
     /// change by anything else makes `--profile` refuse it until trusted
     /// again. `trust` is false for `learn`, whose proposal the user reviews.
     pub fn save(&self, file: &Path, env: Option<&crate::preset::PresetEnv>) -> Result<(), Fatal> {
+        // Never replace something that is not a plain file (`--out
+        // /dev/null` as root would rename over the device).
+        if let Ok(m) = std::fs::symlink_metadata(file) {
+            if !m.is_file() {
+                return Err(Fatal::usage(format!(
+                    "{} is not a regular file (a symlink, a device or a directory); give a path for the profile itself",
+                    file.display()
+                )));
+            }
+        }
         let bytes = self.render().into_bytes();
         crate::preset::write_profile(file, &bytes, env)
             .map_err(|e| Fatal::new(e.exit_code(), format!("cannot write the profile: {e}")))
@@ -256,7 +266,14 @@ fn file_arg(file: &Path) -> Result<PathBuf, Fatal> {
             .map_err(|e| Fatal::usage(format!("cannot read the current directory: {e}")))?
             .join(file)
     };
-    Ok(crate::policy::paths::lexical_normalise(&abs))
+    let abs = crate::policy::paths::lexical_normalise(&abs);
+    if std::fs::symlink_metadata(&abs).is_ok_and(|m| !m.is_file()) {
+        return Err(Fatal::usage(format!(
+            "{} is not a regular file (a symlink, a device or a directory); give a path for the profile itself",
+            abs.display()
+        )));
+    }
+    Ok(abs)
 }
 
 /// The system runtime's layers (the bundled `system` preset).

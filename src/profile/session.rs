@@ -557,8 +557,16 @@ impl crate::launcher::Watcher for Session {
             }
             st.normal = Some(normal);
             st.complete = Some(complete);
-            // FILE exists (and is trusted) from the start.
-            self.save(&mut st);
+            // FILE exists (and is trusted) from the start; an unchanged
+            // FILE (loaded, so trusted) is left as it is.
+            let unchanged = match &st.purpose {
+                Purpose::Build { file, .. } => std::fs::read_to_string(file)
+                    .is_ok_and(|t| t == st.profile.render()),
+                Purpose::Learn { .. } => true,
+            };
+            if !unchanged {
+                self.save(&mut st);
+            }
             if let Some(Stop::WriteFailed(e)) = &st.stop {
                 return Err(Fatal::usage(e.clone()));
             }

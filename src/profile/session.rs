@@ -98,6 +98,16 @@ fn verb(op: Op) -> &'static str {
     }
 }
 
+/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
+fn thread_group(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p > 1)
+}
+
 fn now_utc() -> String {
     let t = time::OffsetDateTime::now_utc();
     format!(
@@ -193,11 +203,27 @@ impl Session {
     }
 
     /// Ask, with the state locked (one question at a time). `None` = `[x]`.
-    fn ask(&self, st: &mut State, question: String, choices: Vec<Choice>) -> Option<char> {
+    /// `pid` (the caller of a path call) is stopped meanwhile, all its
+    /// threads: another thread of it must not read the answer's key from
+    /// the terminal. (Its paused call is interrupted and made again after
+    /// SIGCONT; the cached answer then lets it through.)
+    fn ask(
+        &self,
+        st: &mut State,
+        pid: Option<i32>,
+        question: String,
+        choices: Vec<Choice>,
+    ) -> Option<char> {
         let Purpose::Build { prompter, .. } = &mut st.purpose else {
             return None;
         };
+        let stopped = pid
+            .and_then(thread_group)
+            .filter(|tgid| crate::sandbox::linux::sys::kill(*tgid, libc::SIGSTOP).is_ok());
         let (key, full_screen) = prompter.ask(&question, &choices);
+        if let Some(tgid) = stopped {
+            let _ = crate::sandbox::linux::sys::kill(tgid, libc::SIGCONT);
+        }
         st.questions += 1;
         if full_screen {
             self.redraw();
@@ -312,7 +338,7 @@ impl Session {
             real.display()
         ));
         let when = now_utc();
-        match self.ask(st, question, choices) {
+        match self.ask(st, Some(a.pid), question, choices) {
             Some('a') => {
                 let note = format!("allowed {when}: {} {}", self.command, verb(a.op));
                 self.record(st, Kind::ReadAllow, real, note);
@@ -373,7 +399,7 @@ impl Session {
             a.syscall
         ));
         let when = now_utc();
-        match self.ask(st, question, choices) {
+        match self.ask(st, Some(a.pid), question, choices) {
             Some('a') => {
                 st.allowed_write.push(real.to_path_buf());
                 let note = format!("allowed {when}: {} {}", self.command, a.syscall);
@@ -493,7 +519,7 @@ impl crate::proxy::HostHook for Session {
             self.command
         ));
         let when = now_utc();
-        let answer = match self.ask(&mut st, question, choices) {
+        let answer = match self.ask(&mut st, None, question, choices) {
             Some('a') => Some(Self::host_pattern(host, port)),
             Some('s') if suffix.is_some() => suffix,
             Some(_) => None,
@@ -560,8 +586,9 @@ impl crate::launcher::Watcher for Session {
             // FILE exists (and is trusted) from the start; an unchanged
             // FILE (loaded, so trusted) is left as it is.
             let unchanged = match &st.purpose {
-                Purpose::Build { file, .. } => std::fs::read_to_string(file)
-                    .is_ok_and(|t| t == st.profile.render()),
+                Purpose::Build { file, .. } => {
+                    std::fs::read_to_string(file).is_ok_and(|t| t == st.profile.render())
+                }
                 Purpose::Learn { .. } => true,
             };
             if !unchanged {

@@ -533,6 +533,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_denied_by_default_cover_every_top_level_path_no_grant_covers() {
+        use crate::policy::{FsAccess, FsRule};
+        let rule = |p: &str, access| FsRule {
+            path: pb(p),
+            access,
+            origin: "t".into(),
+        };
+        let fs = vec![
+            rule("/usr", FsAccess::AllowRead),
+            rule("/etc/ssl", FsAccess::AllowRead),
+            rule("/home/me/.claude", FsAccess::AllowWrite),
+            rule("/srv", FsAccess::DenyRead),
+        ];
+        let top = ["/usr", "/etc", "/home", "/srv", "/tmp", "/dev", "/proc", "/work", "/var"]
+            .iter()
+            .map(|p| pb(p))
+            .collect();
+        let got: Vec<PathBuf> =
+            crate::policy::default_deny_rules(&fs, top, Path::new("/work"), "p")
+                .into_iter()
+                .inspect(|r| assert_eq!(r.access, FsAccess::DenyRead))
+                .map(|r| r.path)
+                .collect();
+        // /usr is granted whole; /tmp, /dev, /proc are the sandbox's own;
+        // /work is the cwd; the rest is denied (grants inside re-open).
+        assert_eq!(got, vec![pb("/etc"), pb("/home"), pb("/srv"), pb("/var")]);
+    }
+
+    #[test]
     fn an_empty_profile_is_valid() {
         let p = Profile::new_for(Path::new("p.yaml"));
         let text = p.render();

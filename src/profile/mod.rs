@@ -71,6 +71,9 @@ pub const RUNTIME_EXTRA: &[&str] = &[
     "/etc/ld.so.conf.d",
     "/etc/locale.alias",
     "/etc/terminfo",
+    // The sandbox's own sysfs (read-only): CPU count, cgroup limits, page
+    // sizes, which runtimes (node, bun, the JVM, Go) read at start.
+    "/sys",
 ];
 
 /// The largest profile read back (the preset loader's own cap).
@@ -106,7 +109,7 @@ impl Profile {
                 p.add(
                     Kind::ReadAllow,
                     *f,
-                    "runtime: the dynamic loader, locale and terminal files",
+                    "runtime: loader, locale, terminal files and the sandbox's own /sys",
                 );
             }
         }

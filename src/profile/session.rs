@@ -238,8 +238,9 @@ impl Session {
 
     fn decide_path(&self, a: &Access) -> Verdict {
         let lexical = policy::paths::lexical_normalise(&a.path);
-        // Built by the sandbox itself: its own /proc and /dev.
-        if lexical.starts_with("/proc") || lexical.starts_with("/dev") {
+        // Built by the sandbox itself: its own /proc, /dev and /sys
+        // (runtime facts: CPUs, cgroup limits; read-only).
+        if ["/proc", "/dev", "/sys"].iter().any(|d| lexical.starts_with(d)) {
             return Verdict::Continue;
         }
         // Symlinks and `..` resolved as the kernel will (this view equals

@@ -77,6 +77,18 @@ pub enum Sub {
         )]
         args: Vec<OsString>,
     },
+    /// Run a command with the normal policy and write a proposed profile of what it read, wrote and connected to.
+    #[command(
+        override_usage = "zerobox learn --out FILE [FLAGS] -- CMD [ARGS]…",
+        after_help = "Examples:\n  zerobox learn --out agent.yaml -- claude --version\n  zerobox trust agent.yaml && zerobox --profile agent.yaml -- claude"
+    )]
+    Learn {
+        #[command(flatten)]
+        sandbox: Box<SandboxArgs>,
+        /// Where to write the proposed profile (review it, then `zerobox trust FILE`).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Presets: list, show, schema, verify, keygen, sign, publish, pull, pin, update, trust-key.
     Preset(crate::preset::PresetArgs),
     /// Trust a project's .zerobox/ file (by content hash) so it may widen a policy.
@@ -278,6 +290,12 @@ pub struct SandboxArgs {
     /// Apply a preset or policy file (repeatable, merged left to right).
     #[arg(long, value_name = "NAME|FILE", help_heading = RUNNING)]
     pub profile: Vec<String>,
+    // --- profile building (issue 11; src/profile) ---
+    /// Run CMD with reads denied by default and ask on the terminal about
+    /// every new file, write and host; every answer goes into FILE (a
+    /// profile for `--profile FILE`). Re-running extends FILE.
+    #[arg(long, value_name = "FILE", help_heading = RUNNING)]
+    pub build_profile: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -564,12 +582,16 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
             preset,
             args,
         }) => run_preset(&sandbox, &preset, with_tail(args), false),
+        Some(Sub::Learn { sandbox, out }) => crate::profile::learn(&sandbox, &out, command),
         Some(Sub::External(mut argv)) => {
             let name = argv.remove(0);
             let name = name.to_string_lossy().into_owned();
             run_preset(&cli.sandbox, &name, with_tail(argv), false)
         }
         None => {
+            if let Some(file) = &cli.sandbox.build_profile {
+                return crate::profile::build(&cli.sandbox, file, command);
+            }
             if command.is_empty() {
                 return Err(Fatal::usage(
                     "no command given: usage `zerobox [FLAGS] -- CMD [ARGS…]` or `zerobox PRESET [ARGS…]` (see `zerobox --help`)",
@@ -585,7 +607,7 @@ fn dispatch(cli: Cli, tail: Option<Vec<OsString>>) -> Result<i32, Fatal> {
     }
 }
 
-fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
+pub(crate) fn preset_env(args: &SandboxArgs) -> Result<crate::preset::PresetEnv, Fatal> {
     let cwd = match &args.cwd {
         Some(d) => d.clone(),
         None => std::env::current_dir()
@@ -668,7 +690,12 @@ fn run_preset(
     }
 }
 
-fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fatal> {
+pub(crate) fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fatal> {
+    if args.build_profile.is_some() {
+        return Err(Fatal::usage(
+            "--build-profile runs a command: `zerobox --build-profile FILE [FLAGS] -- CMD` (not with a preset, `run`, `explain` or `learn`)",
+        ));
+    }
     if args.no_sandbox && args.strict {
         return Err(Fatal::usage(
             "--no-sandbox and --strict contradict each other: pick one",
@@ -705,6 +732,7 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
                 memory: args.memory.or(d.memory),
             }
         },
+        watcher: None,
     })
 }
 

@@ -14,6 +14,7 @@
 //! | 125 | the sandbox could not be set up (the layer and the way out are named) |
 //! | 126 | the command was found but cannot be executed |
 //! | 127 | the command was not found |
+//! | 130 | `--build-profile`: the user answered `[x]` (stop); the answers so far are kept |
 
 /// Success.
 pub const SUCCESS: i32 = 0;
@@ -32,6 +33,10 @@ pub const SETUP: i32 = 125;
 pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
+
+/// `--build-profile` stopped at the user's `[x]` (as a shell reports a
+/// command ended by Ctrl-C: 128 + SIGINT).
+pub const STOPPED: i32 = 130;
 
 /// An error that ends the run: a one-line message and an exit code.
 #[derive(Debug)]
@@ -54,6 +59,8 @@ impl Fatal {
         Fatal::new(SETUP, message)
     }
 }
+
+impl std::error::Error for Fatal {}
 
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -39,6 +39,36 @@ pub struct RunRequest {
     pub allow_weak_net: bool,
     /// `--tmp-size`, `--pids`, `--memory`.
     pub limits: sandbox::linux::limits::Limits,
+    /// `--build-profile` / `learn`: watches the run (see [`Watcher`]).
+    pub watcher: Option<WatcherRef>,
+}
+
+/// A run watched by `--build-profile` or `learn` (implemented by
+/// `profile::session`): it decides the command's path calls (seccomp user
+/// notification) and hosts the rules do not allow (the proxy's hook).
+pub trait Watcher: Send + Sync {
+    /// With the run's resolved policy, before the sandbox starts: the
+    /// supervisor of the command's path calls.
+    fn supervisor(
+        self: std::sync::Arc<Self>,
+        policy: &Policy,
+    ) -> Result<std::sync::Arc<dyn sandbox::linux::notify::Decide>, crate::exit::Fatal>;
+    /// The proxy's host hook (the proxy always runs for a watched run).
+    fn host_hook(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn crate::proxy::HostHook>;
+    /// The sandbox runs; `pid` is its PID 1.
+    fn started(&self, pid: i32);
+    /// After the run: the exit code zerobox returns.
+    fn finish(&self, code: i32) -> Result<i32, crate::exit::Fatal>;
+}
+
+/// A [`Watcher`] in a [`RunRequest`] (which is `Debug`).
+#[derive(Clone)]
+pub struct WatcherRef(pub std::sync::Arc<dyn Watcher>);
+
+impl std::fmt::Debug for WatcherRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watcher")
+    }
 }
 
 /// The resolved run: policy plus the program to execute.
@@ -410,6 +440,9 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     sandbox::make_undumpable();
     let resolved = resolve(req)?;
     create_state_dirs(&resolved.policy, req.debug);
+    if req.no_sandbox && req.watcher.is_some() {
+        return Err(LaunchError::WatchWithoutSandbox);
+    }
     if req.no_sandbox {
         crate::warn!("--no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
         use std::os::unix::process::CommandExt;
@@ -430,8 +463,27 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     // Network: prepare the proxy (config checks, CA) before the fork, while
     // zerobox is still single-threaded; serve it once the sandbox hands
     // back the listener.
-    let proxy = if resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty() {
-        let prepared = prepare_proxy(&resolved.policy, req)?;
+    // A watched run always has the proxy: its hook is where new hosts are
+    // asked about (build) or recorded (learn).
+    let watcher = req.watcher.as_ref().map(|w| w.0.clone());
+    let supervisor = match &watcher {
+        Some(w) => Some(
+            w.clone()
+                .supervisor(&resolved.policy)
+                .map_err(LaunchError::Watch)?,
+        ),
+        None => None,
+    };
+    let proxy = if resolved.policy.network.wants_network()
+        || !resolved.policy.secrets.is_empty()
+        || watcher.is_some()
+    {
+        let mut prepared = prepare_proxy(&resolved.policy, req)?;
+        if let Some(w) = &watcher {
+            prepared
+                .set_host_hook(w.clone().host_hook())
+                .map_err(LaunchError::ProxySetup)?;
+        }
         let placeholders = prepared.placeholders();
         for (name, placeholder) in &placeholders {
             spec.env.retain(|(k, _)| k != name);
@@ -454,6 +506,7 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
         limits: req.limits,
+        notify: supervisor,
     };
     // The exit code is the sandbox error's own (one place decides it);
     // only the exec wording needs the program's name.
@@ -462,6 +515,9 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             program: spec.program.clone(),
             source,
         })?;
+    if let Some(w) = &watcher {
+        w.started(running.pid());
+    }
     // Serve the proxy. If this fails the command has no network at all
     // (its only route out is this listener): fail closed, stop the run.
     let handle = match (proxy, running.listener.take()) {
@@ -482,7 +538,10 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             crate::errln!("{}", crate::output::one_line(&line));
         }
     }
-    Ok(code)
+    match &watcher {
+        Some(w) => w.finish(code).map_err(LaunchError::Watch),
+        None => Ok(code),
+    }
 }
 
 /// Where the proxy's CA bundle lands inside the sandbox's temp dir.
@@ -635,6 +694,7 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, LaunchError> {
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
         limits: req.limits,
+        notify: None,
     };
     let plan = sandbox::plan(&resolved.policy, &opts).map_err(|source| LaunchError::Spawn {
         program: resolved.spec.program.clone(),

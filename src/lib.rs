@@ -17,6 +17,7 @@ pub mod launcher;
 pub mod output;
 pub mod policy;
 pub mod preset;
+pub mod profile;
 pub mod protect;
 pub mod proxy;
 pub mod sandbox;

@@ -87,6 +87,14 @@ pub enum LaunchError {
     },
     #[error("cannot render the policy")]
     Render(#[source] serde_json::Error),
+    #[error(
+        "--build-profile and learn watch the sandbox's accesses: they cannot run with --no-sandbox"
+    )]
+    WatchWithoutSandbox,
+    /// `--build-profile` / `learn` could not set up their watch (the
+    /// profile layer's own error, with its exit code).
+    #[error(transparent)]
+    Watch(exit::Fatal),
 }
 
 fn spawn_message(program: &std::path::Path, e: &SandboxError) -> String {
@@ -115,6 +123,7 @@ impl LaunchError {
             | LaunchError::ProxySetup(_)
             | LaunchError::Render(_) => exit::SETUP,
             LaunchError::Spawn { source, .. } => source.exit_code(),
+            LaunchError::Watch(f) => f.code,
             _ => exit::USAGE,
         }
     }

@@ -85,6 +85,10 @@ pub struct PolicyLayer {
     /// Extra host bindings for secrets declared by this or an earlier layer
     /// (`--secret-host NAME=HOST` for a preset's secret).
     pub secret_hosts: Vec<(String, Vec<String>)>,
+    /// `filesystem.read_default: deny` (a complete profile, see
+    /// `profile`): every top-level path that no read or write grant
+    /// covers is denied; the grants re-open what they name.
+    pub read_default_deny: bool,
 }
 
 /// A secret as a policy names it: where the value comes from and the host
@@ -172,6 +176,7 @@ impl PolicyLayer {
             unix_sockets: Vec::new(),
             secrets: Vec::new(),
             secret_hosts: Vec::new(),
+            read_default_deny: false,
         }
     }
 }
@@ -611,6 +616,15 @@ pub fn resolve(
             }
         }
     }
+    if let Some(layer) = layers.iter().find(|l| l.read_default_deny) {
+        let top = std::fs::read_dir("/")
+            .map_err(|e| PolicyError::Other(format!("cannot list / for {}: {e}", layer.origin)))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let extra = default_deny_rules(&fs, top, &ctx.cwd, &layer.origin);
+        fs.extend(extra);
+    }
     fs.sort_by(|a, b| a.path.cmp(&b.path).then(a.access.cmp(&b.access)));
     fs.dedup_by(|a, b| a.path == b.path && a.access == b.access);
     let fs = check_links(fs, &linked)?;
@@ -655,6 +669,48 @@ pub fn resolve(
         unix_sockets,
         secrets,
     })
+}
+
+/// The rules that make reads deny-by-default (`read_default: deny`): a
+/// deny on every entry of `/` (`top`) that no grant covers as a whole;
+/// the grants inside (more specific) re-open exactly what they name. The
+/// sandbox's own `/tmp`, `/dev` and `/proc` are built fresh and keep their
+/// implicit rules; a symlink at the top (`/lib -> usr/lib`) is no place of
+/// its own (its target's rules apply); the cwd stays readable (the sandbox
+/// adds it) even when it is a top-level directory.
+pub fn default_deny_rules(
+    fs: &[FsRule],
+    top: Vec<PathBuf>,
+    cwd: &Path,
+    origin: &Origin,
+) -> Vec<FsRule> {
+    let mut out = Vec::new();
+    for path in top {
+        if ["/tmp", "/dev", "/proc"]
+            .iter()
+            .any(|s| path == Path::new(s))
+            || path == cwd
+        {
+            continue;
+        }
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        let covered = fs.iter().any(|r| {
+            matches!(r.access, FsAccess::AllowRead | FsAccess::AllowWrite)
+                && path.starts_with(&r.path)
+        });
+        if !covered {
+            out.push(FsRule {
+                path,
+                access: FsAccess::DenyRead,
+                origin: Origin::ReadDefaultDeny {
+                    by: Box::new(origin.clone()),
+                },
+            });
+        }
+    }
+    out
 }
 
 /// Words in a variable name that mark it as a credential (compared

@@ -37,6 +37,13 @@ pub enum Origin {
     SecretFile { secret: String },
     /// A rule the sandbox adds to every policy in a mode.
     Implicit(Implicit),
+    /// An answer given during `--build-profile` (this session's approvals).
+    BuildProfile,
+    /// The profile FILE being built or extended by `--build-profile`.
+    Profile,
+    /// A top-level directory hidden because the layer `by` (a complete
+    /// profile, `read_default: deny`) denies reads by default.
+    ReadDefaultDeny { by: Box<Origin> },
     /// Unit tests' layers.
     #[cfg(test)]
     Test,
@@ -96,6 +103,9 @@ impl fmt::Display for Origin {
             Origin::Implicit(Implicit::PrivateTmp) => f.write_str("private temp dir"),
             Origin::Implicit(Implicit::Cwd) => f.write_str("cwd"),
             Origin::Implicit(Implicit::HostUnixSockets) => f.write_str("host unix sockets"),
+            Origin::BuildProfile => f.write_str("build-profile"),
+            Origin::Profile => f.write_str("profile"),
+            Origin::ReadDefaultDeny { by } => write!(f, "{by} (reads denied by default)"),
             #[cfg(test)]
             Origin::Test => f.write_str("t"),
         }

@@ -551,6 +551,34 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PresetError>
     ))
 }
 
+/// A profile file as `--build-profile` reads it back (a regular file of
+/// at most `limit` bytes; see `profile`).
+pub fn read_profile(path: &Path, limit: usize) -> Result<Vec<u8>, PresetError> {
+    read_capped(path, limit)
+}
+
+/// Write a profile atomically (see [`write_atomic`]) and, with `env`,
+/// trust exactly this content at this real path, as `zerobox trust` would:
+/// a later change by anything else makes `--profile FILE` refuse it.
+pub fn write_profile(
+    path: &Path,
+    bytes: &[u8],
+    env: Option<&PresetEnv>,
+) -> Result<(), PresetError> {
+    write_atomic(path, bytes)?;
+    if let Some(env) = env {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let real = std::fs::canonicalize(dir)
+            .map_err(|e| PresetError::io(dir, e))?
+            .join(path.file_name().unwrap_or_default());
+        sign::record_trust(env, &real, &sha256_hex(bytes))?;
+    }
+    Ok(())
+}
+
 /// Read at most `limit` bytes of `path`; larger files are refused, and so
 /// is anything but a regular file (a FIFO planted where a file is expected
 /// would block zerobox; a directory is a misconfiguration).

@@ -58,6 +58,10 @@ pub struct PresetDoc {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filesystem {
+    /// `deny`: reads not granted here are denied (a complete profile, as
+    /// `--build-profile` writes); `allow` (the default): the usual view.
+    #[serde(default)]
+    pub read_default: Option<S>,
     #[serde(default)]
     pub read: Rules,
     #[serde(default)]
@@ -261,6 +265,28 @@ pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError
     Ok(doc)
 }
 
+/// Parse and validate a profile document (`--build-profile`, `learn`): the
+/// preset schema with name and version optional (the writer always puts
+/// them), for reading entries back. Loading it for a run still goes
+/// through [`parse_preset`] and its trust check.
+pub fn parse_profile_doc(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError> {
+    let doc: PresetDoc = yaml::parse(bytes, file)?;
+    if let Some(z) = &doc.zerobox {
+        if z.value != SCHEMA_VERSION {
+            return Err(at(
+                file,
+                z,
+                format!(
+                    "schema version {} is not supported; expected `zerobox: {SCHEMA_VERSION}`",
+                    z.value
+                ),
+            ));
+        }
+    }
+    validate_body(&doc, file)?;
+    Ok(doc)
+}
+
 fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
     for e in &doc.extends {
         if !valid_name(&e.value) {
@@ -287,6 +313,18 @@ fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
         }
     }
     let fs = &doc.filesystem;
+    if let Some(d) = &fs.read_default {
+        if !matches!(d.value.as_str(), "allow" | "deny") {
+            return Err(at(
+                file,
+                d,
+                format!(
+                    "invalid read_default {:?}: expected `allow` or `deny`",
+                    d.value
+                ),
+            ));
+        }
+    }
     for (list, glob_ok) in [
         (&fs.read.allow, false),
         (&fs.read.deny, true),
@@ -402,6 +440,11 @@ impl PresetDoc {
         layer.read_deny = v(&self.filesystem.read.deny);
         layer.write_allow = v(&self.filesystem.write.allow);
         layer.write_deny = v(&self.filesystem.write.deny);
+        layer.read_default_deny = self
+            .filesystem
+            .read_default
+            .as_ref()
+            .is_some_and(|d| d.value == "deny");
         layer.env_allow = v(&self.env.allow);
         layer.env_deny = v(&self.env.deny);
         layer.env_set = self
@@ -489,7 +532,10 @@ pub fn json_schema() -> serde_json::Value {
             "platforms": {"type": "array", "items": {"enum": ["linux", "macos"]}},
             "filesystem": {
                 "type": "object", "additionalProperties": false,
-                "properties": {"read": rules, "write": rules}
+                "properties": {
+                    "read_default": {"enum": ["allow", "deny"], "description": "deny: reads not granted are denied (a complete profile)"},
+                    "read": rules, "write": rules
+                }
             },
             "network": rules,
             "env": {

@@ -47,6 +47,7 @@ use std::sync::Arc;
 
 pub use host::{Host, HostPattern};
 pub use placeholder_key::PlaceholderKey;
+pub use policy::HostHook;
 pub use secrets::Secret;
 
 /// Boxed error used by bodies.
@@ -430,6 +431,14 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
 }
 
 impl PreparedProxy {
+    /// `--build-profile` / `learn`: consult `hook` at the decision point
+    /// (see [`policy::HostHook`]). Before [`PreparedProxy::serve`].
+    pub fn set_host_hook(&mut self, hook: Arc<dyn policy::HostHook>) -> Result<(), ProxyError> {
+        Arc::get_mut(&mut self.state)
+            .map(|s| s.policy.set_hook(hook))
+            .ok_or_else(|| ProxyError::Io("the proxy already serves (bug)".into()))
+    }
+
     /// System roots + the zerobox CA, PEM, for `SSL_CERT_FILE` inside.
     pub fn ca_bundle_pem(&self) -> String {
         self.state.tls.bundle_pem()

@@ -31,6 +31,24 @@ pub struct Policy {
     secret_hosts: Vec<(String, Vec<HostPattern>)>,
     overrides: Vec<ResolveOverride>,
     local_addrs: Vec<IpAddr>,
+    /// `--build-profile` / `learn` (see [`HostHook`]): consulted after the
+    /// rules, never instead of them.
+    hook: Option<std::sync::Arc<dyn HostHook>>,
+    /// Patterns the hook allowed during this run: matched like `allow`.
+    hooked_allow: std::sync::Mutex<Vec<HostPattern>>,
+}
+
+/// A second opinion at the decision point, for `--build-profile` (ask the
+/// user) and `learn` (record). Deny rules still win and are never asked
+/// about; a name the rules allow is only reported.
+pub trait HostHook: Send + Sync {
+    /// The rules do not allow `host:port`: `Some(pattern)` allows it from
+    /// now on (a `--allow-net` pattern, e.g. `api.example.com` or
+    /// `*.example.com`), `None` refuses it. May block (a question on the
+    /// terminal); called from a proxy worker thread.
+    fn not_allowed(&self, host: &str, port: u16) -> Option<String>;
+    /// The rules allowed `host:port` by `rule`.
+    fn allowed(&self, _host: &str, _port: u16, _rule: &str) {}
 }
 
 /// A refusal. `reason` goes in `X-Zerobox-Denied` and the log; `message`
@@ -79,7 +97,53 @@ impl Policy {
             secret_hosts,
             overrides: cfg.resolve.clone(),
             local_addrs: addr::local_addresses().map_err(ProxyError::Io)?,
+            hook: None,
+            hooked_allow: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Install the [`HostHook`] (before the proxy serves).
+    pub fn set_hook(&mut self, hook: std::sync::Arc<dyn HostHook>) {
+        self.hook = Some(hook);
+    }
+
+    /// Steps 2–3 with the hook: the rules first; a name they refuse only
+    /// as not allowed (no deny rule) goes to the hook.
+    pub fn check_name(&self, host: &Host, port: u16) -> Result<String, Denial> {
+        let Some(hook) = &self.hook else {
+            return self.check_name_rules(host, port);
+        };
+        let hooked = |host: &Host| {
+            self.hooked_allow
+                .lock()
+                .map(|l| l.iter().any(|p| p.matches_host(host, port)))
+                .unwrap_or(false)
+        };
+        match self.check_name_rules(host, port) {
+            Ok(rule) => {
+                hook.allowed(&host.authority(), port, &rule);
+                Ok(rule)
+            }
+            Err(d) if d.reason == "not-allowed" => {
+                if hooked(host) {
+                    return Ok("--build-profile".into());
+                }
+                match hook.not_allowed(&host.authority(), port) {
+                    Some(pattern) => match HostPattern::parse(&pattern, super::host::Portless::Web)
+                    {
+                        Ok(p) => {
+                            if let Ok(mut l) = self.hooked_allow.lock() {
+                                l.push(p);
+                            }
+                            Ok("--build-profile".into())
+                        }
+                        Err(_) => Err(d),
+                    },
+                    None => Err(d),
+                }
+            }
+            Err(d) => Err(d),
+        }
     }
 
     fn denial(host: &Host, port: u16, reason: &str, message: String) -> Denial {
@@ -93,7 +157,7 @@ impl Policy {
     }
 
     /// Steps 2–3: the name (or literal) alone. Returns the allowing rule.
-    pub fn check_name(&self, host: &Host, port: u16) -> Result<String, Denial> {
+    fn check_name_rules(&self, host: &Host, port: u16) -> Result<String, Denial> {
         if let Some(d) = self.deny.iter().find(|p| p.matches_host(host, port)) {
             return Err(Self::denial(
                 host,
@@ -138,6 +202,15 @@ impl Policy {
             .allow
             .iter()
             .any(|p| p.is_address() && p.matches_addr(a, port))
+        {
+            return true;
+        }
+        // An address the user allowed during `--build-profile` is named on
+        // purpose too (the profile then lists it in `network.allow`).
+        if self
+            .hooked_allow
+            .lock()
+            .is_ok_and(|l| l.iter().any(|p| p.is_address() && p.matches_addr(a, port)))
         {
             return true;
         }

@@ -75,6 +75,9 @@ pub struct Options {
     pub allow_weak_net: bool,
     /// Resource limits (`--tmp-size`, `--pids`, `--memory`).
     pub limits: linux::limits::Limits,
+    /// `--build-profile` / `learn`: a supervisor for the command's
+    /// path-taking calls (seccomp user notification, `linux::notify`).
+    pub notify: Option<std::sync::Arc<dyn linux::notify::Decide>>,
 }
 
 /// Why the fallback refuses network without `--allow-weak-net`.
@@ -475,6 +478,7 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
             (Some(net), Mode::Namespaces) => net.tmp_files.clone(),
             _ => Vec::new(),
         },
+        notify: opts.notify.clone(),
     };
     let started = linux::start(&prep).inspect_err(|_| {
         let _ = sys::set_sigmask(&prep.sigmask);

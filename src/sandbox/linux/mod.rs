@@ -31,9 +31,11 @@ pub mod inotify;
 pub mod landlock;
 pub mod limits;
 pub mod mounts;
+pub mod notify;
 pub mod reaper;
 pub mod seccomp;
 pub mod sys;
+pub mod tty;
 
 use std::ffi::CString;
 use std::io::Read;
@@ -74,6 +76,9 @@ pub struct Prepared {
     /// zerobox's signal mask before it blocked the relayed signals; the
     /// command gets it back.
     pub sigmask: libc::sigset_t,
+    /// `--build-profile` / `learn`: the command's path-taking calls are
+    /// decided by this supervisor (see [`notify`]).
+    pub notify: Option<std::sync::Arc<dyn notify::Decide>>,
 }
 
 /// A started sandbox: the pid zerobox waits for (PID 1 of the sandbox, or
@@ -147,6 +152,17 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
     let (fd_parent, fd_child) = sys::socketpair()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("socketpair: {e}")))?;
+    // The notification listener travels from the command to zerobox on a
+    // channel of its own (the command process makes it, after PID 1 has
+    // sent the proxy listener on the other one).
+    let (notify_parent, notify_child) = match prep.notify {
+        Some(_) => {
+            let (a, b) = sys::socketpair()
+                .map_err(|e| SandboxError::new(Stage::Internal, format!("socketpair: {e}")))?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
     let uid = sys::getuid();
     let gid = sys::getgid();
     let flags = match prep.mode {
@@ -185,17 +201,30 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         drop(status_r);
         drop(alive_w);
         drop(fd_parent);
+        drop(notify_parent);
         let code = match prep.mode {
-            Mode::Namespaces => {
-                init_main(prep, uid, gid, &status_w, &alive_r, fd_child, &cgroup_procs)
+            Mode::Namespaces => init_main(
+                prep,
+                uid,
+                gid,
+                &status_w,
+                &alive_r,
+                Channels {
+                    proxy: fd_child,
+                    notify: notify_child,
+                },
+                &cgroup_procs,
+            ),
+            Mode::LandlockOnly => {
+                reaper_main(prep, &status_w, &alive_r, notify_child, &cgroup_procs)
             }
-            Mode::LandlockOnly => reaper_main(prep, &status_w, &alive_r, &cgroup_procs),
         };
         sys::exit_now(code);
     }
     drop(status_w);
     drop(alive_r);
     drop(fd_child);
+    drop(notify_child);
     // The listener comes first (PID 1 sends it before starting the
     // command); EOF instead means PID 1 failed, and the status pipe says why.
     let listener = match prep.proxy_port {
@@ -205,6 +234,17 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         _ => None,
     };
     drop(fd_parent);
+    // The supervisor must answer before the command's execve can return,
+    // so it starts before the status pipe is read. EOF instead of a
+    // listener means the command failed first: the status pipe says why.
+    if let (Some(decide), Some(chan)) = (&prep.notify, notify_parent) {
+        if let Ok(listener) = sys::recv_fd(chan.as_raw_fd()) {
+            let decide = decide.clone();
+            let program =
+                std::path::PathBuf::from(std::ffi::OsStr::from_bytes(prep.program.as_bytes()));
+            std::thread::spawn(move || notify::serve(listener, program, decide));
+        }
+    }
     // Wait for the status pipe: EOF = exec succeeded; data = a failure.
     let mut buf = Vec::new();
     let mut file = std::fs::File::from(status_r);
@@ -278,6 +318,13 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
     e
 }
 
+/// PID 1's sockets to zerobox: the proxy listener's, and the one the
+/// command sends its notification listener on (`--build-profile`, `learn`).
+struct Channels {
+    proxy: OwnedFd,
+    notify: Option<OwnedFd>,
+}
+
 /// PID 1 of the sandbox. Sets up the namespaces' view, starts the command,
 /// forwards signals to it, reaps everything, exits with its status.
 fn init_main(
@@ -286,9 +333,13 @@ fn init_main(
     gid: u32,
     status: &OwnedFd,
     alive: &OwnedFd,
-    fd_channel: OwnedFd,
+    channels: Channels,
     cgroup_procs: &[std::path::PathBuf],
 ) -> i32 {
+    let Channels {
+        proxy: fd_channel,
+        notify: notify_chan,
+    } = channels;
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
     let fail = |stage: Stage, what: &str, e: &dyn std::fmt::Display, errno: i32| -> i32 {
@@ -432,8 +483,11 @@ fn init_main(
         Err(e) => return fail(Stage::Internal, "fork the command", &e, 0),
     };
     if child == 0 {
-        sys::exit_now(command_main(prep, status));
+        sys::exit_now(command_main(prep, status, notify_chan.as_ref()));
     }
+    // Only the command may send the notification listener; our copy must
+    // go so zerobox sees EOF if the command fails before that.
+    drop(notify_chan);
     // From here on PID 1 only reaps and forwards. Our copy of the status
     // pipe must go, or zerobox would never see the command's exec (EOF).
     sys::close_raw(status.as_raw_fd());
@@ -471,6 +525,7 @@ fn reaper_main(
     prep: &Prepared,
     status: &OwnedFd,
     alive: &OwnedFd,
+    notify_chan: Option<OwnedFd>,
     cgroup_procs: &[std::path::PathBuf],
 ) -> i32 {
     let fail = |what: &str, e: &dyn std::fmt::Display| -> i32 {
@@ -523,8 +578,9 @@ fn reaper_main(
         if sys::getppid() != me {
             sys::exit_now(1);
         }
-        sys::exit_now(command_main(prep, status));
+        sys::exit_now(command_main(prep, status, notify_chan.as_ref()));
     }
+    drop(notify_chan);
     sys::close_raw(status.as_raw_fd());
     let end_all = || {
         if let Err(e) = reaper::kill_descendants() {
@@ -568,7 +624,7 @@ fn reaper_main(
 
 /// The command process: harden, then exec. Returns an exit code only on
 /// failure (after reporting it on the status pipe).
-fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
+fn command_main(prep: &Prepared, status: &OwnedFd, notify_chan: Option<&OwnedFd>) -> i32 {
     let t0 = std::time::Instant::now();
     let step = |what: &str| {
         if prep.debug {
@@ -673,6 +729,24 @@ fn command_main(prep: &Prepared, status: &OwnedFd) -> i32 {
         if let Err(e) = n.and_then(limits::set_nproc) {
             return fail(Stage::Internal, "set the process limit (RLIMIT_NPROC)", &e);
         }
+    }
+    // The supervisor's filter comes last: after it the execve below is
+    // the only notified call (nothing above may come after it: a path
+    // call here would be taken for the execve, see `notify::serve`). The command never keeps the listener.
+    if let Some(chan) = notify_chan {
+        let listener = match notify::install() {
+            Ok(l) => l,
+            Err(e) => return fail(Stage::Seccomp, "seccomp user notification", &e),
+        };
+        if let Err(e) = sys::send_fd(chan.as_raw_fd(), listener.as_raw_fd()) {
+            return fail(
+                Stage::Internal,
+                "hand the notification listener to zerobox",
+                &e,
+            );
+        }
+        drop(listener);
+        sys::close_raw(chan.as_raw_fd());
     }
     let argv: Vec<*const libc::c_char> = prep
         .argv

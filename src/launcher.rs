@@ -206,7 +206,13 @@ fn check_supported(policy: &Policy, req: &RunRequest) -> Result<(), Fatal> {
             "--share-net gives raw host networking; it cannot be combined with --allow-net or --secret (which go through the proxy)",
         ));
     }
-    for pattern in policy.network.allow.iter().chain(&policy.network.deny) {
+    for pattern in policy
+        .network
+        .allow
+        .iter()
+        .chain(&policy.network.deny)
+        .chain(&policy.network.quiet)
+    {
         crate::proxy::validate_pattern(pattern).map_err(|e| Fatal::usage(e.to_string()))?;
     }
     for r in &req.resolve {
@@ -447,7 +453,7 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let code = running.wait();
     resolved.protection.after_run();
     if let Some(handle) = handle {
-        if let Some(line) = handle.shutdown().stderr_line() {
+        for line in handle.shutdown().stderr_lines() {
             // Host names in it come from the sandboxed command.
             crate::errln!("{}", crate::output::one_line(&line));
         }
@@ -577,6 +583,7 @@ fn prepare_proxy(policy: &Policy, req: &RunRequest) -> Result<crate::proxy::Prep
         allow: policy.network.allow.clone(),
         allow_any: policy.network.allow_any,
         deny: policy.network.deny.clone(),
+        quiet: policy.network.quiet.clone(),
         secrets,
         resolve,
         extra_ca_certs: req.ca_certs.clone(),

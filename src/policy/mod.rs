@@ -62,6 +62,8 @@ pub struct PolicyLayer {
     pub net_allow: Vec<String>,
     pub net_allow_any: bool,
     pub net_deny: Vec<String>,
+    /// Host patterns refused quietly (see [`NetworkPolicy::quiet`]).
+    pub net_quiet: Vec<String>,
     /// Host unix socket paths made reachable.
     pub unix_sockets: Vec<String>,
     /// Secrets the proxy injects (values are never part of a layer).
@@ -154,6 +156,11 @@ pub struct NetworkPolicy {
     pub allow: Vec<String>,
     pub allow_any: bool,
     pub deny: Vec<String>,
+    /// Hosts a preset knows are optional (updater, telemetry): refused like
+    /// any host not allowed, logged in `--net-log` with `"quiet": true`,
+    /// left out of the end-of-run "blocked" line. Never allows anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<String>,
 }
 
 impl NetworkPolicy {
@@ -429,6 +436,7 @@ pub fn resolve(
         network.allow.extend(layer.net_allow.iter().cloned());
         network.allow_any |= layer.net_allow_any;
         network.deny.extend(layer.net_deny.iter().cloned());
+        network.quiet.extend(layer.net_quiet.iter().cloned());
         for value in &layer.unix_sockets {
             for e in ctx.expand(value, origin, false)? {
                 linked.push((value.clone(), origin.clone(), None, e.links.clone()));

@@ -112,7 +112,7 @@ pub fn record_denial(state: &State, kind: &'static str, method: Option<String>, 
         reason: Some(d.reason.clone()),
         ..Default::default()
     });
-    state.log.block(d.key.clone());
+    state.log.block(d);
 }
 
 /// Split `host[:port]` of an authority (IPv6 bracketed).
@@ -359,7 +359,7 @@ pub async fn tunnel<C: Io>(
         let d = http::placeholder_denial(&target.host, target.port, &f);
         rec.decision = "deny";
         rec.reason = Some(d.reason.clone());
-        state.log.block(d.key);
+        state.log.block(&d);
     }
     state.log.write(rec);
 }

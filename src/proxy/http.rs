@@ -480,7 +480,7 @@ fn deny(state: &State, rec: &mut Record, d: Denial) -> Response<Body> {
     rec.decision = "deny";
     rec.reason = Some(d.reason.clone());
     state.log.write(rec.clone());
-    state.log.block(d.key.clone());
+    state.log.block(&d);
     deny_response(&d)
 }
 

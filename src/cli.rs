@@ -278,6 +278,11 @@ pub struct SandboxArgs {
     /// Apply a preset or policy file (repeatable, merged left to right).
     #[arg(long, value_name = "NAME|FILE", help_heading = RUNNING)]
     pub profile: Vec<String>,
+    /// Hide notices: a preset's first-run summary and the end-of-run
+    /// "blocked" lines (--net-log still records them). Warnings and errors
+    /// always print.
+    #[arg(long, help_heading = RUNNING)]
+    pub quiet: bool,
 }
 
 impl SandboxArgs {
@@ -657,6 +662,11 @@ fn run_preset(
     let mut command = vec![OsString::from(&loaded.command)];
     command.extend(extra);
     let mut req = request(args, command)?;
+    if !args.dry_run {
+        // What the preset grants, once per user and set of grants (never
+        // in explain/--dry-run output, which is the full picture).
+        crate::preset::first_run::maybe_show(&loaded, args.quiet);
+    }
     let mut layers = loaded.layers;
     layers.append(&mut req.layers);
     req.layers = layers;
@@ -697,6 +707,7 @@ fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunRequest, Fat
         net_log: args.net_log.clone(),
         share_net: args.share_net,
         allow_weak_net: args.allow_weak_net,
+        quiet: args.quiet,
         limits: {
             let d = crate::sandbox::linux::limits::Limits::default();
             crate::sandbox::linux::limits::Limits {

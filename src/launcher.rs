@@ -33,6 +33,8 @@ pub struct RunRequest {
     pub share_net: bool,
     /// `--allow-weak-net`: network in the Landlock-only fallback is accepted.
     pub allow_weak_net: bool,
+    /// `--quiet`: no end-of-run "blocked" lines (warnings still print).
+    pub quiet: bool,
     /// `--tmp-size`, `--pids`, `--memory`.
     pub limits: sandbox::linux::limits::Limits,
 }
@@ -453,9 +455,17 @@ pub fn run(req: &RunRequest) -> Result<i32, Fatal> {
     let code = running.wait();
     resolved.protection.after_run();
     if let Some(handle) = handle {
-        for line in handle.shutdown().stderr_lines() {
+        let summary = handle.shutdown();
+        // `--quiet` hides the refusals (a notice); lost log records are a
+        // warning and always print.
+        let blocked = if req.quiet {
+            Vec::new()
+        } else {
+            summary.blocked_lines()
+        };
+        for line in blocked.iter().chain(&summary.lost_line()) {
             // Host names in it come from the sandboxed command.
-            crate::errln!("{}", crate::output::one_line(&line));
+            crate::errln!("{}", crate::output::one_line(line));
         }
     }
     Ok(code)

@@ -95,25 +95,35 @@ impl ProxySummary {
     /// The lines to print on stderr at the end of a run: one per kind of
     /// refusal, then lost log records. Empty if there is nothing to say.
     pub fn stderr_lines(&self) -> Vec<String> {
+        let mut out = self.blocked_lines();
+        out.extend(self.lost_line());
+        out
+    }
+
+    /// One line per kind of refusal (a notice: `--quiet` hides it).
+    pub fn blocked_lines(&self) -> Vec<String> {
         let mut groups: Vec<u8> = self.blocked.iter().map(|b| b.why.group()).collect();
         groups.sort_unstable();
         groups.dedup();
-        let mut out: Vec<String> = groups
+        groups
             .into_iter()
             .map(|g| {
                 let of: Vec<&Blocked> =
                     self.blocked.iter().filter(|b| b.why.group() == g).collect();
                 group_line(&of)
             })
-            .collect();
-        if self.log_lost > 0 {
-            out.push(format!(
+            .collect()
+    }
+
+    /// The warning about lost `--net-log` records (always printed).
+    pub fn lost_line(&self) -> Option<String> {
+        (self.log_lost > 0).then(|| {
+            format!(
                 "zerobox: warning: --net-log lost {} record{} (could not write the log file)",
                 self.log_lost,
                 if self.log_lost == 1 { "" } else { "s" }
-            ));
-        }
-        out
+            )
+        })
     }
 
     /// [`Self::stderr_lines`] joined by newlines, or `None`.

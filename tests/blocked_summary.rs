@@ -361,3 +361,48 @@ fn quiet_hosts_are_refused_quietly_and_allow_wins() {
         "{net}"
     );
 }
+
+/// Every bundled agent preset has a quiet list disjoint from its allow
+/// list (as resolved, `explain --json`), and names in its notes the agent
+/// version its hosts were checked against, which docs/presets/hosts.md
+/// records.
+#[test]
+fn agent_presets_name_their_survey() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let survey = std::fs::read_to_string(repo.join("docs/presets/hosts.md")).unwrap();
+    for agent in ["claude", "codex", "gemini", "opencode", "openclaw"] {
+        let yaml = std::fs::read_to_string(repo.join(format!("presets/{agent}.yaml"))).unwrap();
+        let checked = yaml
+            .lines()
+            .find_map(|l| l.split_once("Hosts checked against ").map(|(_, v)| v))
+            .unwrap_or_else(|| panic!("{agent}: no \"Hosts checked against\" in notes"));
+        // "Claude Code 2.1.197 (docs/…": the name and version as surveyed.
+        let version = checked
+            .split_whitespace()
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("{agent}: no version in {checked:?}"));
+        assert!(
+            survey.contains(version),
+            "{agent} {version} is not in docs/presets/hosts.md"
+        );
+        let d = scratch();
+        let e = run(
+            d.path(),
+            &[("HOME", d.path().to_str().unwrap())],
+            &["explain", "--json", agent],
+        );
+        assert_eq!(e.code, 0, "{agent}: {e:?}");
+        let v: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+        let list = |k: &str| -> Vec<String> {
+            v["policy"]["network"][k]
+                .as_array()
+                .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default()
+        };
+        let (allow, quiet) = (list("allow"), list("quiet"));
+        assert!(!quiet.is_empty(), "{agent}: no quiet hosts");
+        for q in &quiet {
+            assert!(!allow.contains(q), "{agent}: {q} is both allowed and quiet");
+        }
+    }
+}

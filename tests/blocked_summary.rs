@@ -257,7 +257,7 @@ fn resolve_failure_says_it_did_not_resolve() {
     let lines = blocked_lines(&r);
     assert_eq!(lines.len(), 1, "{r:?}");
     assert!(
-        lines[0].contains("nx.test (1) — allowed, but the name did not resolve"),
+        lines[0].contains("nx.test (1) — allowed, but did not resolve"),
         "{r:?}"
     );
     assert!(lines[0].contains("--resolve nx.test:80:ADDR"), "{r:?}");

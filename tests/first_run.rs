@@ -140,6 +140,10 @@ fn quiet_dry_run_and_json_never_show_it() {
     assert_eq!(j.code, 0, "{j:?}");
     assert!(!shows(&j), "{j:?}");
     serde_json::from_str::<serde_json::Value>(&j.stdout).expect("explain --json parses");
+    let j = h.zb(&["explain", "--json", p.to_str().unwrap()], true);
+    assert_eq!(j.code, 0, "{j:?}");
+    assert!(!shows(&j), "{j:?}");
+    serde_json::from_str::<serde_json::Value>(&j.stdout).expect("explain --json NAME parses");
     // None of those counted as seeing it.
     assert!(shows(&h.run(&p, &[])));
 }

@@ -228,7 +228,7 @@ fn hint(of: &[&Blocked]) -> String {
             )
         }
         Why::ResolveFailed => format!(
-            "allowed, but the name did not resolve (no DNS answer); check the name, or pin an address with --resolve {}:{}:ADDR",
+            "allowed, but did not resolve (no DNS answer); check the name, or pin an address with --resolve {}:{}:ADDR",
             first.host, first.port
         ),
         Why::Invalid => "the command asked for an invalid host or port; there is nothing to allow".into(),
@@ -318,7 +318,7 @@ mod tests {
             got[2]
         );
         assert!(
-            got[3].contains("nx.example:8443 (1) — allowed, but the name did not resolve"),
+            got[3].contains("nx.example:8443 (1) — allowed, but did not resolve"),
             "{}",
             got[3]
         );

@@ -149,7 +149,16 @@ pub fn maybe_show(p: &LoadedPreset, quiet: bool) {
         crate::errln!("{}", crate::output::one_line(&line));
     }
     if let Some(m) = path {
-        // Failing to remember only means showing it again next time.
+        // Private, like the rest of the data dir (which presets a user
+        // runs is nobody else's business). Failing to remember only means
+        // showing it again next time.
+        if let Some(dir) = m.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
         let _ = super::write_atomic(&m, format!("{fp}\n").as_bytes());
     }
 }

@@ -296,6 +296,11 @@ pub struct SandboxArgs {
     /// profile for `--profile FILE`). Re-running extends FILE.
     #[arg(long, value_name = "FILE", help_heading = RUNNING)]
     pub build_profile: Option<PathBuf>,
+    /// Hide notices: a preset's first-run summary and the end-of-run
+    /// "blocked" lines (--net-log still records them). Warnings and errors
+    /// always print.
+    #[arg(long, help_heading = RUNNING)]
+    pub quiet: bool,
 }
 
 impl SandboxArgs {
@@ -680,6 +685,11 @@ fn run_preset(
     command.extend(loaded.args.iter().map(OsString::from));
     command.extend(extra);
     let mut req = request(args, command)?;
+    if !args.dry_run {
+        // What the preset grants, once per user and set of grants (never
+        // in explain/--dry-run output, which is the full picture).
+        crate::preset::first_run::maybe_show(&loaded, args.quiet);
+    }
     let mut layers = loaded.layers;
     layers.append(&mut req.layers);
     req.layers = layers;
@@ -724,6 +734,7 @@ pub(crate) fn request(args: &SandboxArgs, command: Vec<OsString>) -> Result<RunR
         net_log: args.net_log.clone(),
         share_net: args.share_net,
         allow_weak_net: args.allow_weak_net,
+        quiet: args.quiet,
         limits: {
             let d = crate::sandbox::linux::limits::Limits::default();
             crate::sandbox::linux::limits::Limits {

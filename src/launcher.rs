@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub share_net: bool,
     /// `--allow-weak-net`: network in the Landlock-only fallback is accepted.
     pub allow_weak_net: bool,
+    /// `--quiet`: no end-of-run "blocked" lines (warnings still print).
+    pub quiet: bool,
     /// `--tmp-size`, `--pids`, `--memory`.
     pub limits: sandbox::linux::limits::Limits,
     /// `--build-profile` / `learn`: watches the run (see [`Watcher`]).
@@ -533,9 +535,17 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     let code = running.wait();
     resolved.protection.after_run();
     if let Some(handle) = handle {
-        if let Some(line) = handle.shutdown().stderr_line() {
+        let summary = handle.shutdown();
+        // `--quiet` hides the refusals (a notice); lost log records are a
+        // warning and always print.
+        let blocked = if req.quiet {
+            Vec::new()
+        } else {
+            summary.blocked_lines()
+        };
+        for line in blocked.iter().chain(&summary.lost_line()) {
             // Host names in it come from the sandboxed command.
-            crate::errln!("{}", crate::output::one_line(&line));
+            crate::errln!("{}", crate::output::one_line(line));
         }
     }
     match &watcher {
@@ -656,6 +666,7 @@ fn prepare_proxy(
         allow: policy.network.allow.clone(),
         allow_any: policy.network.allow_any,
         deny: policy.network.deny.clone(),
+        quiet: policy.network.quiet.clone(),
         secrets,
         resolve,
         extra_ca_certs: req.ca_certs.clone(),

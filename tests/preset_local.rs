@@ -29,6 +29,17 @@ fn env_in(root: &Path) -> PresetEnv {
     env
 }
 
+/// The version of a bundled preset, as its file in presets/ declares it
+/// (so a version bump does not need every test edited).
+fn bundled_version(name: &str) -> String {
+    let text = std::fs::read_to_string(repo().join(format!("presets/{name}.yaml"))).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("version: "))
+        .expect("a version line")
+        .trim()
+        .to_string()
+}
+
 fn sha(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
@@ -211,7 +222,10 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
     let lp = preset::load("claude", &env).unwrap();
     let origins: Vec<String> = lp.layers.iter().map(|l| l.origin.to_string()).collect();
     let n = origins.len();
-    assert_eq!(origins[n - 4], "claude@1.1.1");
+    assert_eq!(
+        origins[n - 4],
+        format!("claude@{}", bundled_version("claude"))
+    );
     assert_eq!(origins[n - 3], "net-github@1.0.0");
     assert!(
         origins[n - 2].starts_with("user override ")
@@ -502,7 +516,10 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
     );
     std::env::remove_var("ZEROBOX_REGISTRY");
     assert_eq!(
-        preset::cli_main(args(&["pin", "claude@1.1.1"])),
+        preset::cli_main(args(&[
+            "pin",
+            &format!("claude@{}", bundled_version("claude"))
+        ])),
         0,
         "bundled pin"
     );
@@ -519,7 +536,7 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
     let env = PresetEnv::from_system(&root.join("proj"), false).unwrap();
     assert_eq!(
         preset::load("claude", &env).unwrap().version.to_string(),
-        "1.1.1"
+        bundled_version("claude")
     );
     // a teammate edits the lock file: untrusted until `zerobox trust`
     let lock_path = root.join("proj/.zerobox/lock.yaml");

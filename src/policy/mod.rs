@@ -78,6 +78,8 @@ pub struct PolicyLayer {
     pub net_allow: Vec<String>,
     pub net_allow_any: bool,
     pub net_deny: Vec<String>,
+    /// Host patterns refused quietly (see [`NetworkPolicy::quiet`]).
+    pub net_quiet: Vec<String>,
     /// Host unix socket paths made reachable.
     pub unix_sockets: Vec<String>,
     /// Secrets the proxy injects (values are never part of a layer).
@@ -173,6 +175,7 @@ impl PolicyLayer {
             net_allow: Vec::new(),
             net_allow_any: false,
             net_deny: Vec::new(),
+            net_quiet: Vec::new(),
             unix_sockets: Vec::new(),
             secrets: Vec::new(),
             secret_hosts: Vec::new(),
@@ -245,6 +248,11 @@ pub struct NetworkPolicy {
     pub allow_any: bool,
     /// Port-less patterns mean every port (a deny never reads narrower).
     pub deny: Vec<HostPattern>,
+    /// Hosts a preset knows are optional (updater, telemetry): refused like
+    /// any host not allowed, logged in `--net-log` with `"quiet": true`,
+    /// left out of the end-of-run "blocked" line. Never allows anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<HostPattern>,
 }
 
 impl NetworkPolicy {
@@ -541,6 +549,9 @@ pub fn resolve(
         network.allow_any |= layer.net_allow_any;
         for text in &layer.net_deny {
             network.deny.push(host(text, Portless::Any)?);
+        }
+        for text in &layer.net_quiet {
+            network.quiet.push(host(text, Portless::Web)?);
         }
         // A secret's hosts: the same grammar, checked here (the proxy
         // parses them again when it binds the value), `*` never.

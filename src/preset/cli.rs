@@ -688,6 +688,7 @@ struct LayerJson<'a> {
     net_allow: &'a [String],
     net_allow_any: bool,
     net_deny: &'a [String],
+    net_quiet: &'a [String],
     env_allow: &'a [String],
     env_deny: &'a [String],
     env_set: std::collections::BTreeMap<&'a str, &'a str>,
@@ -751,6 +752,7 @@ fn show(what: &str, resolved: bool, json: bool, env: &PresetEnv) -> Result<(), P
                         net_allow: &l.net_allow,
                         net_allow_any: l.net_allow_any,
                         net_deny: &l.net_deny,
+                        net_quiet: &l.net_quiet,
                         env_allow: &l.env_allow,
                         env_deny: &l.env_deny,
                         env_set: l
@@ -785,13 +787,14 @@ fn show(what: &str, resolved: bool, json: bool, env: &PresetEnv) -> Result<(), P
         );
         for l in &lp.layers {
             crate::outln!("\n## {}", l.origin);
-            let groups: [(&str, &Vec<String>); 9] = [
+            let groups: [(&str, &Vec<String>); 10] = [
                 ("filesystem.read.allow", &l.read_allow),
                 ("filesystem.read.deny", &l.read_deny),
                 ("filesystem.write.allow", &l.write_allow),
                 ("filesystem.write.deny", &l.write_deny),
                 ("network.allow", &l.net_allow),
                 ("network.deny", &l.net_deny),
+                ("network.quiet", &l.net_quiet),
                 ("env.allow", &l.env_allow),
                 ("env.deny", &l.env_deny),
                 ("unix_sockets", &l.unix_sockets),

@@ -17,6 +17,7 @@
 
 mod bundled;
 mod cli;
+pub mod first_run;
 mod project;
 pub mod registry;
 pub mod schema;

@@ -44,7 +44,7 @@ pub struct PresetDoc {
     #[serde(default)]
     pub filesystem: Filesystem,
     #[serde(default)]
-    pub network: Rules,
+    pub network: Network,
     #[serde(default)]
     pub env: Env,
     #[serde(default)]
@@ -75,6 +75,22 @@ pub struct Rules {
     pub allow: Vec<S>,
     #[serde(default)]
     pub deny: Vec<S>,
+}
+
+/// `network:`: hosts allowed and denied, and the optional hosts refused
+/// quietly.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default)]
+    pub allow: Vec<S>,
+    #[serde(default)]
+    pub deny: Vec<S>,
+    /// Hosts the preset knows are optional (an agent's updater, telemetry,
+    /// error reporting): still refused unless allowed, but left out of the
+    /// end-of-run "blocked" line. Never allows anything; an allow wins.
+    #[serde(default)]
+    pub quiet: Vec<S>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -342,6 +358,18 @@ fn validate_body(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
     for h in &doc.network.deny {
         check_host(file, h, false)?;
     }
+    for h in &doc.network.quiet {
+        // The same grammar as `allow`, without `*`: silencing every
+        // refusal would hide what the command tried.
+        if h.value == "*" {
+            return Err(at(
+                file,
+                h,
+                "network.quiet may not be `*` (it would hide every refused connection); name the optional hosts".into(),
+            ));
+        }
+        check_host(file, h, true)?;
+    }
     for e in doc.env.allow.iter().chain(&doc.env.deny) {
         if !env_pattern_ok(&e.value) {
             return Err(at(file, e, format!("invalid environment pattern {:?}: expected NAME or PREFIX* (letters, digits, _)", e.value)));
@@ -461,6 +489,7 @@ impl PresetDoc {
             }
         }
         layer.net_deny = v(&self.network.deny);
+        layer.net_quiet = v(&self.network.quiet);
         layer.unix_sockets = v(&self.unix_sockets);
         layer.secrets = self
             .secrets
@@ -493,6 +522,9 @@ impl PresetDoc {
         add("filesystem.read.allow", &self.filesystem.read.allow);
         add("filesystem.write.allow", &self.filesystem.write.allow);
         add("network.allow", &self.network.allow);
+        // Not a grant, but it hides refusals from the user: an untrusted
+        // project file may not silence what the command tries.
+        add("network.quiet", &self.network.quiet);
         add("env.allow", &self.env.allow);
         add("unix_sockets", &self.unix_sockets);
         for (k, s) in &self.env.set {
@@ -537,7 +569,14 @@ pub fn json_schema() -> serde_json::Value {
                     "read": rules, "write": rules
                 }
             },
-            "network": rules,
+            "network": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "allow": strings, "deny": strings,
+                    "quiet": {"type": "array", "items": {"type": "string"},
+                              "description": "optional hosts: refused (unless allowed) without a line in the end-of-run summary"}
+                }
+            },
             "env": {
                 "type": "object", "additionalProperties": false,
                 "properties": {
@@ -657,6 +696,37 @@ mod tests {
         assert!(ov("secrets:\n  K:\n    hosts: ['*']\n").is_err());
         assert!(ov("secrets:\n  K:\n    hosts: [a.com]\n    from: $X\n").is_err());
         assert!(ov("secrets:\n  1K:\n    hosts: [a.com]\n").is_err());
+    }
+
+    /// `network.quiet` takes the allow grammar (no `*`), maps to the
+    /// layer, and counts as widening in an untrusted project file (it would
+    /// hide what the command tries).
+    #[test]
+    fn quiet_hosts() {
+        let d = ov("network:\n  quiet: [updates.example.com, '*.telemetry.example', 'a.b:8443']\n")
+            .unwrap();
+        let l = d.to_layer(crate::policy::Origin::Test);
+        assert_eq!(
+            l.net_quiet,
+            ["updates.example.com", "*.telemetry.example", "a.b:8443"]
+        );
+        // Never a grant.
+        assert!(l.net_allow.is_empty() && !l.net_allow_any);
+        assert!(d
+            .widening_entries()
+            .iter()
+            .any(|e| e.starts_with("network.quiet: updates.example.com")));
+        let e = ov("network:\n  quiet: ['*']\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("o.yaml:2:") && e.contains("hide every refused"),
+            "{e}"
+        );
+        for bad in ["Api.example.com", "http://x", "a.b:0", "a b"] {
+            let e = ov(&format!("network:\n  quiet: ['{bad}']\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("invalid host"), "{bad}: {e}");
+        }
     }
 
     #[test]

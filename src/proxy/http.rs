@@ -677,7 +677,7 @@ pub async fn forward(state: Arc<State>, ctx: Arc<Ctx>, req: Request<Incoming>) -
             line.rec.reason = Some(d.reason.clone());
             line.rec.status = Some(StatusCode::FORBIDDEN.as_u16());
             line.write();
-            state.log.block(d.key.clone());
+            state.log.block(&d);
             deny_response(&d)
         }
         Err(Stop::Failed(status, e)) => {

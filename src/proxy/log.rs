@@ -1,6 +1,12 @@
 //! The `--net-log` file: one JSON object per line, per request or
 //! connection. Also keeps the in-memory tally of blocked destinations for
-//! [`super::ProxySummary`].
+//! [`super::ProxySummary`], and applies the quiet list: a host a preset
+//! names as optional (`network.quiet`) that is refused because it is not
+//! allowed is logged with `"quiet": true` and counted apart, so the
+//! end-of-run line does not name it at every exit. Only the `not-allowed`
+//! refusal is ever quiet: a host that was allowed (an allow wins over
+//! quiet) and then failed, a deny rule, or a placeholder refusal is always
+//! reported.
 //!
 //! Owns: the record shape, opening the file safely, and write failures.
 //! Records carry secret *names* only; paths and query strings are never
@@ -27,7 +33,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::policy::{Dest, Target};
+use super::host::{Host, HostPattern};
+use super::policy::{Denial, Dest, Target};
+use super::summary::{Blocked, Why};
 use super::ProxyError;
 
 /// What a line is about.
@@ -100,6 +108,10 @@ pub struct Record {
     /// Whether the TLS tunnel was intercepted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub intercepted: bool,
+    /// A refusal of a host the policy names as optional (`network.quiet`):
+    /// left out of the end-of-run summary.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
 }
 
 impl Record {
@@ -140,7 +152,12 @@ struct Sink {
 /// The log sink and blocked tally.
 pub struct NetLog {
     sink: Option<Mutex<Sink>>,
-    blocked: Mutex<BTreeMap<String, u64>>,
+    /// By tally key (`host`, `host:port`, `host (secret NAME)`) and why.
+    blocked: Mutex<BTreeMap<(String, Why), Blocked>>,
+    /// Refusals of quiet hosts (not in `blocked`).
+    quiet_refused: AtomicU64,
+    /// `network.quiet` patterns.
+    quiet: Vec<HostPattern>,
     /// Records that could not be written.
     lost: AtomicU64,
 }
@@ -210,6 +227,23 @@ impl NetLog {
         Ok(NetLog::with_file(file))
     }
 
+    /// Refuse these hosts quietly (see the module docs).
+    pub(crate) fn with_quiet(mut self, quiet: Vec<HostPattern>) -> NetLog {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Is this refusal of a quiet host? `host` is as logged (an authority).
+    fn is_quiet(&self, reason: &str, host: &str, port: u16) -> bool {
+        if reason != "not-allowed" || self.quiet.is_empty() {
+            return false;
+        }
+        match Host::parse(host) {
+            Ok(h) => self.quiet.iter().any(|p| p.matches_host(&h, port)),
+            Err(_) => false,
+        }
+    }
+
     /// A log writing to an already opened file (tests use `/dev/full`).
     pub(crate) fn with_file(file: Option<std::fs::File>) -> NetLog {
         NetLog {
@@ -221,6 +255,8 @@ impl NetLog {
                 })
             }),
             blocked: Mutex::new(BTreeMap::new()),
+            quiet_refused: AtomicU64::new(0),
+            quiet: Vec::new(),
             lost: AtomicU64::new(0),
         }
     }
@@ -228,6 +264,11 @@ impl NetLog {
     pub fn write(&self, mut rec: Record) {
         if rec.time.is_empty() {
             rec.time = now_rfc3339();
+        }
+        if rec.decision == Decision::Deny {
+            if let Some(reason) = &rec.reason {
+                rec.quiet = self.is_quiet(reason, &rec.host, rec.port);
+            }
         }
         let Some(sink) = &self.sink else {
             return;
@@ -265,22 +306,37 @@ impl NetLog {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Count a blocked destination (key: `host`, or `host:port` off 80/443).
-    pub fn block(&self, key: String) {
-        *self
-            .blocked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(0) += 1;
+    /// Count a refusal (tally key: `host`, or `host:port` off 80/443),
+    /// with why it was refused; a quiet host is only counted.
+    pub fn block(&self, d: &Denial) {
+        if self.is_quiet(&d.reason, &d.host, d.port) {
+            self.quiet_refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let why = Why::from_reason(&d.reason);
+        let mut m = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((d.key.clone(), why.clone()))
+            .or_insert_with(|| Blocked {
+                what: d.key.clone(),
+                host: d.host.clone(),
+                port: d.port,
+                count: 0,
+                why,
+            })
+            .count += 1;
     }
 
     /// Most-blocked first, then by name.
-    pub fn blocked(&self) -> Vec<(String, u64)> {
+    pub fn blocked(&self) -> Vec<Blocked> {
         let m = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<(String, u64)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut v: Vec<Blocked> = m.values().cloned().collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.what.cmp(&b.what)));
         v
+    }
+
+    /// Refusals of quiet hosts so far.
+    pub fn quiet_refused(&self) -> u64 {
+        self.quiet_refused.load(Ordering::Relaxed)
     }
 }
 
@@ -318,10 +374,80 @@ mod tests {
         assert_eq!(lines[0]["secrets"][0], "TOKEN");
         assert_eq!(lines[1]["decision"], "deny");
         assert!(lines[1]["time"].as_str().unwrap().ends_with('Z'));
-        log.block("x".into());
-        log.block("y:22".into());
-        log.block("y:22".into());
-        assert_eq!(log.blocked(), vec![("y:22".into(), 2), ("x".into(), 1)]);
+        let denial = |host: &str, port: u16, reason: &str| Denial {
+            reason: reason.into(),
+            message: String::new(),
+            key: if port == 443 {
+                host.to_string()
+            } else {
+                format!("{host}:{port}")
+            },
+            host: host.into(),
+            port,
+        };
+        log.block(&denial("x", 443, "not-allowed"));
+        log.block(&denial("y", 22, "not-allowed"));
+        log.block(&denial("y", 22, "not-allowed"));
+        let got: Vec<(String, u64)> = log
+            .blocked()
+            .into_iter()
+            .map(|b| (b.what, b.count))
+            .collect();
+        assert_eq!(got, vec![("y:22".into(), 2), ("x".into(), 1)]);
+    }
+
+    /// A quiet host refused as not allowed is logged with `quiet` and left
+    /// out of the tally; any other refusal of it is reported as usual.
+    #[test]
+    fn quiet_hosts_are_counted_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("net.log");
+        let quiet = ["*.telemetry.example", "updates.example"]
+            .iter()
+            .map(|q| HostPattern::parse(q, super::super::host::Portless::Web).unwrap())
+            .collect();
+        let log = NetLog::new(Some(&p)).unwrap().with_quiet(quiet);
+        let deny = |host: &str, port: u16, reason: &str| {
+            let d = Denial {
+                reason: reason.into(),
+                message: String::new(),
+                key: host.into(),
+                host: host.into(),
+                port,
+            };
+            log.write(Record {
+                kind: Kind::Connect,
+                host: d.host.clone(),
+                port,
+                decision: Decision::Deny,
+                reason: Some(d.reason.clone()),
+                ..Default::default()
+            });
+            log.block(&d);
+        };
+        deny("a.telemetry.example", 443, "not-allowed");
+        deny("updates.example", 443, "not-allowed");
+        // Off the web ports the pattern does not cover it: reported.
+        deny("updates.example", 22, "not-allowed");
+        // Not a "not allowed" refusal: reported.
+        deny("updates.example", 443, "resolve-failed");
+        deny("evil.example", 443, "not-allowed");
+        assert_eq!(log.quiet_refused(), 2);
+        let got: Vec<(String, Why)> = log.blocked().into_iter().map(|b| (b.what, b.why)).collect();
+        assert_eq!(
+            got,
+            [
+                ("evil.example".into(), Why::NotAllowed),
+                ("updates.example".into(), Why::NotAllowed),
+                ("updates.example".into(), Why::ResolveFailed),
+            ]
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        let quiet: Vec<bool> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["quiet"] == true)
+            .collect();
+        assert_eq!(quiet, [true, true, false, false, false]);
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! - `tls.rs`: interception CA, leaf certificates, upstream root store.
 //! - `secrets.rs`: secret values, placeholders, streaming substitution.
 //! - `placeholder_key.rs`: the per-user key placeholders are derived from.
-//! - `log.rs`: JSON-lines net log and the blocked tally.
+//! - `log.rs`: JSON-lines net log, the blocked tally, quiet hosts.
+//! - `summary.rs`: the end-of-run report of refusals, a hint per kind.
 
 mod addr;
 mod conn;
@@ -37,6 +38,7 @@ mod private_file;
 mod relay;
 mod secrets;
 mod socks;
+mod summary;
 mod tls;
 mod tunnel;
 
@@ -49,6 +51,7 @@ pub use host::{Host, HostPattern};
 pub use placeholder_key::PlaceholderKey;
 pub use policy::HostHook;
 pub use secrets::Secret;
+pub use summary::{Blocked, ProxySummary, Why};
 
 /// Boxed error used by bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -238,6 +241,9 @@ pub struct ProxyConfig {
     /// `--deny-net` patterns; deny wins. Parsed with `Portless::Any`: a
     /// port-less deny covers all ports.
     pub deny: Vec<HostPattern>,
+    /// `network.quiet` patterns (the `--allow-net` grammar): refusals of
+    /// these hosts as not allowed are left out of the summary.
+    pub quiet: Vec<HostPattern>,
     pub secrets: Vec<Secret>,
     pub resolve: Vec<ResolveOverride>,
     /// `--ca-cert FILE`: extra roots for verifying intercepted upstreams.
@@ -256,6 +262,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("allow", &self.allow)
             .field("allow_any", &self.allow_any)
             .field("deny", &self.deny)
+            .field("quiet", &self.quiet)
             .field("secrets", &self.secrets)
             .field("resolve", &self.resolve)
             .field("extra_ca_certs", &self.extra_ca_certs)
@@ -266,74 +273,6 @@ impl std::fmt::Debug for ProxyConfig {
                 &self.upstream_proxy.as_deref().map(http::without_userinfo),
             )
             .finish()
-    }
-}
-
-/// What was blocked during a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxySummary {
-    /// `(host or host:port, count)`, most-blocked first.
-    pub blocked: Vec<(String, u64)>,
-    /// `--net-log` records that could not be written (full disk, I/O error).
-    pub log_lost: u64,
-}
-
-impl ProxySummary {
-    /// What to print on stderr at the end of a run (one line per topic:
-    /// refusals, lost log records), or `None` if there is nothing to say.
-    pub fn stderr_line(&self) -> Option<String> {
-        let lost = (self.log_lost > 0).then(|| {
-            format!(
-                "zerobox: warning: --net-log lost {} record{} (could not write the log file)",
-                self.log_lost,
-                if self.log_lost == 1 { "" } else { "s" }
-            )
-        });
-        match (self.blocked_line(), lost) {
-            (Some(b), Some(l)) => Some(format!("{b}\n{l}")),
-            (b, l) => b.or(l),
-        }
-    }
-
-    fn blocked_line(&self) -> Option<String> {
-        if self.blocked.is_empty() {
-            return None;
-        }
-        let total: u64 = self.blocked.iter().map(|b| b.1).sum();
-        let list: Vec<String> = self
-            .blocked
-            .iter()
-            .take(5)
-            .map(|(h, n)| format!("{h} ({n})"))
-            .collect();
-        let more = if self.blocked.len() > 5 {
-            format!(", and {} more", self.blocked.len() - 5)
-        } else {
-            String::new()
-        };
-        let noun = if total == 1 {
-            "connection"
-        } else {
-            "connections"
-        };
-        // Placeholder refusals ("host (secret NAME)") are not fixed by
-        // --allow-net; the hint names only plain host refusals.
-        let hosts: Vec<&str> = self
-            .blocked
-            .iter()
-            .map(|(h, _)| h.as_str())
-            .filter(|h| !h.contains(' '))
-            .take(5)
-            .collect();
-        let hint = if hosts.is_empty() {
-            String::new()
-        } else {
-            format!(" — allow with --allow-net={}", hosts.join(","))
-        };
-        Some(format!(
-            "zerobox: blocked {total} {noun}: {}{more}{hint}",
-            list.join(", ")
-        ))
     }
 }
 
@@ -411,7 +350,7 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
         &config.extra_ca_certs,
         !config.secrets.is_empty(),
     )?;
-    let log = log::NetLog::new(config.net_log.as_deref())?;
+    let log = log::NetLog::new(config.net_log.as_deref())?.with_quiet(config.quiet.clone());
     let upstream_proxy = match &config.upstream_proxy {
         None => None,
         Some(u) if u.trim().is_empty() => None,
@@ -544,6 +483,7 @@ impl ProxyHandle {
     pub fn summary(&self) -> ProxySummary {
         ProxySummary {
             blocked: self.state.log.blocked(),
+            quiet: self.state.log.quiet_refused(),
             log_lost: self.state.log.lost(),
         }
     }
@@ -663,35 +603,6 @@ mod tests {
         ] {
             assert!(parse_resolve(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn summary_line() {
-        let s = ProxySummary {
-            blocked: vec![("evil.example".into(), 2), ("10.0.0.1:22".into(), 1)],
-            log_lost: 0,
-        };
-        assert_eq!(
-            s.stderr_line().unwrap(),
-            "zerobox: blocked 3 connections: evil.example (2), 10.0.0.1:22 (1) — allow with --allow-net=evil.example,10.0.0.1:22"
-        );
-        let s = ProxySummary {
-            blocked: vec![("api.example (secret K)".into(), 1)],
-            log_lost: 0,
-        };
-        assert_eq!(
-            s.stderr_line().unwrap(),
-            "zerobox: blocked 1 connection: api.example (secret K) (1)"
-        );
-        assert!(ProxySummary::default().stderr_line().is_none());
-        let s = ProxySummary {
-            blocked: vec![],
-            log_lost: 3,
-        };
-        assert_eq!(
-            s.stderr_line().unwrap(),
-            "zerobox: warning: --net-log lost 3 records (could not write the log file)"
-        );
     }
 
     #[test]

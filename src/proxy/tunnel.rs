@@ -62,7 +62,7 @@ pub fn record_denial(state: &State, kind: Kind, method: Option<String>, d: &Deni
         reason: Some(d.reason.clone()),
         ..Default::default()
     });
-    state.log.block(d.key.clone());
+    state.log.block(&d);
 }
 
 fn intercepts(state: &State, t: &Target) -> bool {
@@ -176,7 +176,7 @@ pub async fn tunnel(
         let d = http::placeholder_denial(&target.host, target.port, f);
         line.rec.decision = Decision::Deny;
         line.rec.reason = Some(d.reason.clone());
-        state.log.block(d.key);
+        state.log.block(&d);
     } else {
         line.rec.reason = done.end.reason();
     }

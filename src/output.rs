@@ -65,6 +65,12 @@ pub fn write_stderr(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Has a write to stderr failed (closed, broken pipe)? Then a notice
+/// printed there was not seen (the first-run summary is shown again).
+pub fn stderr_gone() -> bool {
+    STDERR_GONE.load(Ordering::Relaxed)
+}
+
 /// Why stdout output was lost, when it was not the reader closing the pipe
 /// (e.g. "No space left on device").
 pub fn stdout_failure() -> Option<String> {

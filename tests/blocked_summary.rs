@@ -406,3 +406,96 @@ fn agent_presets_name_their_survey() {
         }
     }
 }
+
+/// The survey as a test: Gemini CLI started interactively under its preset
+/// (nothing reachable) tries its usage statistics and update check at
+/// start, both quiet in the preset: they are logged `"quiet": true`, and
+/// after `/quit` no "zerobox: blocked" line is printed.
+#[test]
+fn gemini_start_refuses_its_optional_hosts_quietly() {
+    use common::agent::{fresh_home, installed, GEMINI};
+    use common::tui::{Start, Tui};
+    use std::time::{Duration, Instant};
+    if !installed(&GEMINI) {
+        return;
+    }
+    if !common::have("tmux") {
+        common::skip("tmux is not installed");
+        return;
+    }
+    let home = fresh_home(&GEMINI);
+    let proj = scratch();
+    let logs = scratch();
+    let log = logs.path().join("net.jsonl");
+    // API-key auth chosen and the folder trusted beforehand, as after the
+    // first-run screens (which the gemini tests drive): the prompt comes up.
+    let gem = home.path().join(".gemini");
+    std::fs::create_dir_all(&gem).unwrap();
+    std::fs::write(
+        gem.join("settings.json"),
+        r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
+    )
+    .unwrap();
+    let real_proj = std::fs::canonicalize(proj.path()).unwrap();
+    std::fs::write(
+        gem.join("trustedFolders.json"),
+        format!("{{{:?}:\"TRUST_FOLDER\"}}", real_proj.display().to_string()),
+    )
+    .unwrap();
+    let argv: Vec<String> = vec![
+        common::bin().display().to_string(),
+        "--net-log".into(),
+        log.display().to_string(),
+        "gemini".into(),
+    ];
+    let env: Vec<(String, String)> = [
+        ("HOME", home.path().display().to_string()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
+        ("LANG", "C.UTF-8".to_string()),
+        ("TERM", "xterm-256color".to_string()),
+        (
+            "GEMINI_API_KEY",
+            "AIzaTestQuiet000000000000000000".to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let tui = Tui::start(&Start {
+        argv: &argv,
+        cwd: &real_proj,
+        env: &env,
+        cols: 120,
+        rows: 40,
+    });
+    tui.wait_for("Type your message", Duration::from_secs(90));
+    // Both start-up calls have been tried (and refused).
+    let tried = |host: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&format!("\"host\":\"{host}\""))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(tried("play.googleapis.com") && tried("registry.npmjs.org")) {
+        assert!(
+            Instant::now() < deadline,
+            "gemini's start-up calls were not seen: {}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            tui.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tui.type_text("/quit");
+    std::thread::sleep(Duration::from_millis(300));
+    tui.keys(&["Enter"]);
+    tui.wait_exit(Duration::from_secs(30));
+    let screen = tui.screen();
+    assert!(!screen.contains("zerobox: blocked"), "{screen}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["decision"] == "deny" && v["reason"] == "not-allowed" {
+            assert_eq!(v["quiet"], true, "a loud refusal at start: {l}");
+        }
+    }
+}

@@ -183,7 +183,9 @@ fn marker_failures_fail_closed() {
     assert!(!shows(&h.run(&p, &[])));
 }
 
-/// A closed stderr: the summary is dropped, the command's status kept.
+/// A closed or failing stderr: the summary is dropped, the command's status
+/// kept; a write that failed does not count as seen. (A closed descriptor
+/// cannot be told from a working one: Rust's stderr ignores EBADF.)
 #[test]
 fn closed_stderr_keeps_the_status() {
     let h = Home::new();
@@ -203,4 +205,24 @@ fn closed_stderr_keeps_the_status() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+    // A stderr that fails (a full disk, here /dev/full): nobody saw it, so
+    // the next run shows it.
+    let h = Home::new();
+    let p = h.preset("1.0.0", &["api.demo.example"]);
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" run --allow-weak-net \"$1\" 2>/dev/full")
+        .arg(common::bin())
+        .arg(&p)
+        .current_dir(h.root.join("proj"))
+        .env("HOME", &h.root)
+        .env("XDG_CONFIG_HOME", h.root.join("config"))
+        .env("XDG_CACHE_HOME", h.root.join("cache"))
+        .env("XDG_DATA_HOME", h.data())
+        .env("ZEROBOX_OFFLINE", "1")
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(shows(&h.run(&p, &[])));
 }

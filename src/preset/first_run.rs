@@ -10,8 +10,8 @@
 //! marker holds the SHA-256 of the grants as shown; it is compared, never
 //! parsed. It is written atomically (a fresh temp file, `O_EXCL`, never
 //! through a symlink, renamed over the marker). Every failure (no home,
-//! unreadable, unwritable) means "not seen": the summary is printed again
-//! next time; a run never fails over it.
+//! unreadable, unwritable, a closed stderr) means "not seen": the summary
+//! is printed again next time; a run never fails over it.
 
 use std::path::{Path, PathBuf};
 
@@ -147,6 +147,10 @@ pub fn maybe_show(p: &LoadedPreset, quiet: bool) {
         // Paths and hosts come from a signed preset, but a user or project
         // override may add any text: escaped.
         crate::errln!("{}", crate::output::one_line(&line));
+    }
+    if crate::output::stderr_gone() {
+        // Nobody saw it: show it again next time.
+        return;
     }
     if let Some(m) = path {
         // Private, like the rest of the data dir (which presets a user

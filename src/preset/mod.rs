@@ -21,6 +21,7 @@ mod project;
 pub mod registry;
 pub mod schema;
 pub mod sign;
+pub mod signer;
 mod yaml;
 
 use std::path::{Path, PathBuf};

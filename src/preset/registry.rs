@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{parse_preset, Preset};
 use super::sign::{self, KeyRing, VerifiedBytes};
+use super::signer;
 use super::{
     bundled, project, read_capped, sha256_hex, write_atomic, PresetEnv, PresetError,
     MAX_INDEX_BYTES, MAX_PRESET_BYTES, MAX_SIG_BYTES,
@@ -1176,11 +1177,11 @@ pub fn publish(
     key: &Path,
     expires_days: u64,
 ) -> Result<(String, String, u64), PresetError> {
-    let sk = sign::load_secret_key(key)?;
+    let sk = signer::load_secret_key(key)?;
     let bytes = read_capped(file, MAX_PRESET_BYTES)?;
-    let (sig, preset) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
+    let (sig, preset) = signer::sign_preset(&sk, &bytes, &file.display().to_string())?;
     let ring =
-        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+        KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
     let index_path = registry_dir.join("index.yaml");
     let mut index = if index_path.exists() {
         let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
@@ -1233,10 +1234,10 @@ pub fn publish(
             },
         );
     let text = index.to_yaml();
-    let isig = sign::sign_bytes(
+    let isig = signer::sign_bytes(
         &sk,
         text.as_bytes(),
-        &sign::index_comment(index.serial, text.as_bytes()),
+        &signer::index_comment(index.serial, text.as_bytes()),
     )?;
     // self-check before writing
     let (v, serial) = sign::verify_index(
@@ -1258,9 +1259,9 @@ pub fn refresh_index(
     key: &Path,
     expires_days: u64,
 ) -> Result<u64, PresetError> {
-    let sk = sign::load_secret_key(key)?;
+    let sk = signer::load_secret_key(key)?;
     let ring =
-        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+        KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
     let index_path = registry_dir.join("index.yaml");
     let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
     let s = read_capped(&sign::sig_path_of(&index_path), MAX_SIG_BYTES)?;
@@ -1269,10 +1270,10 @@ pub fn refresh_index(
     index.serial += 1;
     index.expires = now_rfc3339(Duration::from_secs(expires_days * 86_400));
     let text = index.to_yaml();
-    let isig = sign::sign_bytes(
+    let isig = signer::sign_bytes(
         &sk,
         text.as_bytes(),
-        &sign::index_comment(index.serial, text.as_bytes()),
+        &signer::index_comment(index.serial, text.as_bytes()),
     )?;
     write_atomic(&index_path, text.as_bytes())?;
     write_atomic(&sign::sig_path_of(&index_path), isig.as_bytes())?;

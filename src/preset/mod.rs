@@ -147,6 +147,13 @@ impl PresetError {
     }
 }
 
+/// The error as `cli::main` prints it: the chain once, this error's code.
+impl From<PresetError> for crate::exit::Fatal {
+    fn from(e: PresetError) -> Self {
+        crate::exit::Fatal::new(e.exit_code(), crate::exit::chain(&e))
+    }
+}
+
 /// Where presets, overrides, trust and cache live for one run.
 #[derive(Debug, Clone)]
 pub struct PresetEnv {

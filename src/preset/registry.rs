@@ -751,10 +751,10 @@ impl<'a> Resolver<'a> {
     }
 
     fn ring(&mut self) -> Result<&KeyRing, PresetError> {
-        if self.ring.is_none() {
-            self.ring = Some(KeyRing::load(self.env)?);
+        match &mut self.ring {
+            Some(ring) => Ok(ring),
+            slot => Ok(slot.insert(KeyRing::load(self.env)?)),
         }
-        Ok(self.ring.as_ref().expect("set above"))
     }
 
     pub fn load_file(&mut self, path: &Path) -> Result<Preset, PresetError> {

@@ -54,8 +54,8 @@ pub enum PolicyError {
     },
     #[error("invalid --env value {value:?}: expected KEY=VALUE")]
     BadEnvSet { value: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("--secret-host {name}=…: no secret {name} is declared (add --secret {name})")]
+    UndeclaredSecret { name: String },
 }
 
 /// What one source (defaults, a preset, an override file, CLI flags)
@@ -574,9 +574,7 @@ pub fn resolve(
         }
         for (name, hosts) in &layer.secret_hosts {
             let Some(existing) = secrets.iter_mut().find(|s| s.name == *name) else {
-                return Err(PolicyError::Other(format!(
-                    "--secret-host {name}=…: no secret {name} is declared (add --secret {name})"
-                )));
+                return Err(PolicyError::UndeclaredSecret { name: name.clone() });
             };
             for h in hosts {
                 if !existing.hosts.contains(h) {

@@ -353,8 +353,10 @@ fn with_seen<T>(
     let out = f(&mut seen)?;
     seen.merge_max(&before);
     if seen != before {
-        let bytes =
-            serde_json::to_vec_pretty(&seen).map_err(|e| PresetError::Other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&seen).map_err(|source| PresetError::Encode {
+            what: "the highest serials seen",
+            source,
+        })?;
         write_atomic(&seen_path(env), &bytes)?;
     }
     drop(lock);
@@ -527,12 +529,12 @@ impl Remote {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| PresetError::Other(format!("cannot start the fetch runtime: {e}")))?;
+                .map_err(|e| PresetError::Fetch(format!("cannot start its runtime: {e}")))?;
             rt.block_on(fetch_https(&client, &url, limit, etag.as_deref(), timeout))
         });
         let res = handle
             .join()
-            .unwrap_or_else(|_| Err(PresetError::Other("the fetch thread failed".into())));
+            .unwrap_or_else(|_| Err(PresetError::Fetch("its thread panicked".into())));
         spend(started.elapsed());
         if matches!(res, Err(PresetError::Unreachable { .. })) {
             mark_down(&base);
@@ -903,7 +905,11 @@ impl<'a> Resolver<'a> {
             _ => return Ok(None),
         };
         // Expiry (freeze attack): warn, strict refuses.
-        let expires = parse_time(&idx.expires).map_err(PresetError::Other)?;
+        // (Checked when the index was parsed; a failure here is refused.)
+        let expires = parse_time(&idx.expires).map_err(|message| PresetError::Registry {
+            url: url.to_string(),
+            message: format!("index expires: {message}"),
+        })?;
         if expires < time::OffsetDateTime::now_utc() {
             if env.strict {
                 return Err(PresetError::Expired {
@@ -1082,7 +1088,11 @@ impl<'a> Resolver<'a> {
 
     fn load_pinned(&mut self, pin: &project::Pin, lock: &Path) -> Result<Preset, PresetError> {
         let version =
-            semver::Version::parse(&pin.version).map_err(|e| PresetError::Other(e.to_string()))?;
+            semver::Version::parse(&pin.version).map_err(|source| PresetError::PinVersion {
+                version: pin.version.clone(),
+                pin_file: lock.display().to_string(),
+                source,
+            })?;
         let matches = |p: &Preset, key: Option<&str>| {
             p.sha256 == pin.sha256 && key.is_none_or(|k| k == pin.key)
         };
@@ -1161,7 +1171,9 @@ impl<'a> Resolver<'a> {
         let id: [u8; 8] = bin
             .get(2..10)
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| PresetError::Other(format!("no signature found for {}", p.origin())))?;
+            .ok_or_else(|| PresetError::NoSignature {
+                preset: p.origin().to_string(),
+            })?;
         Ok(format!("{:016X}", u64::from_le_bytes(id)))
     }
 }
@@ -1180,8 +1192,12 @@ pub fn publish(
     let sk = signer::load_secret_key(key)?;
     let bytes = read_capped(file, MAX_PRESET_BYTES)?;
     let (sig, preset) = signer::sign_preset(&sk, &bytes, &file.display().to_string())?;
-    let ring =
-        KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let ring = KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(|message| {
+        PresetError::BadKey {
+            what: "publisher key",
+            message,
+        }
+    })?;
     let index_path = registry_dir.join("index.yaml");
     let mut index = if index_path.exists() {
         let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
@@ -1260,8 +1276,12 @@ pub fn refresh_index(
     expires_days: u64,
 ) -> Result<u64, PresetError> {
     let sk = signer::load_secret_key(key)?;
-    let ring =
-        KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let ring = KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(|message| {
+        PresetError::BadKey {
+            what: "publisher key",
+            message,
+        }
+    })?;
     let index_path = registry_dir.join("index.yaml");
     let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
     let s = read_capped(&sign::sig_path_of(&index_path), MAX_SIG_BYTES)?;

@@ -405,7 +405,10 @@ pub fn record_trust(env: &PresetEnv, real: &Path, sha: &str) -> Result<(), Prese
         file: real.display().to_string(),
         sha256: sha.to_string(),
     };
-    let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| PresetError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&rec).map_err(|source| PresetError::Encode {
+        what: "the trust record",
+        source,
+    })?;
     super::write_atomic(&dir.join(record_name(&project, real, sha)), &bytes)
 }
 

@@ -59,8 +59,10 @@ fn repair_checksum(text: &str) -> Option<minisign::SecretKey> {
 /// The public key (as `.pub` text) matching a secret key.
 pub fn public_of(sk: &minisign::SecretKey) -> Result<String, PresetError> {
     let pk = minisign::PublicKey::from_secret_key(sk)
-        .map_err(|e| PresetError::Other(format!("cannot derive the public key: {e}")))?;
-    let b = pk.to_box().map_err(|e| PresetError::Other(e.to_string()))?;
+        .map_err(|e| crypto("deriving the public key", e))?;
+    let b = pk
+        .to_box()
+        .map_err(|e| crypto("encoding the public key", e))?;
     Ok(b.into_string())
 }
 
@@ -77,7 +79,7 @@ pub fn sign_bytes(
         Some(trusted_comment),
         Some("signature from zerobox"),
     )
-    .map_err(|e| PresetError::Other(format!("signing failed: {e}")))?;
+    .map_err(|e| crypto("signing", e))?;
     Ok(sig.into_string())
 }
 
@@ -104,7 +106,11 @@ pub fn sign_preset(
     // comment-free probe first is not possible, so read them from a
     // self-verified parse with an unbound comment, then sign for real.
     let pub_text = public_of(sk)?;
-    let ring = KeyRing::single(&pub_text, "signing key").map_err(PresetError::Other)?;
+    let ring =
+        KeyRing::single(&pub_text, "signing key").map_err(|message| PresetError::BadKey {
+            what: "signing key",
+            message,
+        })?;
     let probe_comment = format!("preset=probe version=0.0.0 sha256={}", sha256_hex(bytes));
     let probe = sign_bytes(sk, bytes, &probe_comment)?;
     let v = verify_preset(&ring, bytes.to_vec(), probe.as_bytes(), file, "file", None)?;
@@ -130,17 +136,29 @@ pub fn sign_preset(
 /// Generate an unencrypted key pair; returns (secret key text, public key text, id).
 pub fn keygen() -> Result<(zeroize::Zeroizing<String>, String, String), PresetError> {
     let kp = minisign::KeyPair::generate_unencrypted_keypair()
-        .map_err(|e| PresetError::Other(format!("keygen failed: {e}")))?;
+        .map_err(|e| crypto("key generation", e))?;
     let sk = kp
         .sk
         .to_box(Some("zerobox preset signing key"))
-        .map_err(|e| PresetError::Other(e.to_string()))?
+        .map_err(|e| crypto("encoding the secret key", e))?
         .into_string();
     let pk = kp
         .pk
         .to_box()
-        .map_err(|e| PresetError::Other(e.to_string()))?
+        .map_err(|e| crypto("encoding the public key", e))?
         .into_string();
-    let (id, _) = parse_public_key(&pk).map_err(PresetError::Other)?;
+    let (id, _) = parse_public_key(&pk).map_err(|message| PresetError::BadKey {
+        what: "the new public key",
+        message,
+    })?;
     Ok((zeroize::Zeroizing::new(sk), pk, id))
+}
+
+/// A minisign step's failure: the step names what failed, minisign's
+/// error text says how.
+fn crypto(step: &'static str, e: impl std::fmt::Display) -> PresetError {
+    PresetError::Crypto {
+        step,
+        message: e.to_string(),
+    }
 }

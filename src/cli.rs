@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit::{self, Fatal};
-use crate::launcher::{self, RunRequest};
+use crate::launcher::{self, InlineSecrets, RunRequest};
 use crate::policy::{PolicyLayer, SecretSource, SecretSpec};
 
 /// Run a command in an OS-native sandbox that denies by default.
@@ -444,27 +444,6 @@ impl std::fmt::Debug for SecretArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = self.0.split('=').next().unwrap_or("");
         write!(f, "SecretArg({name})")
-    }
-}
-
-/// `--secret NAME=VALUE` values; Debug shows the names only.
-#[derive(Clone, Default)]
-pub struct InlineSecrets(pub Vec<(String, zeroize::Zeroizing<String>)>);
-
-impl InlineSecrets {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl std::fmt::Debug for InlineSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(n, _)| format!("{n}=<redacted>")))
-            .finish()
     }
 }
 

@@ -90,9 +90,3 @@ impl From<crate::policy::PolicyError> for Fatal {
         Fatal::usage(chain(&e))
     }
 }
-
-impl From<crate::preset::PresetError> for Fatal {
-    fn from(e: crate::preset::PresetError) -> Self {
-        Fatal::new(e.exit_code(), chain(&e))
-    }
-}

@@ -27,7 +27,7 @@ pub struct RunRequest {
     pub strict: bool,
     pub debug: bool,
     /// `--secret NAME=VALUE` values (never part of the policy).
-    pub inline_secrets: crate::cli::InlineSecrets,
+    pub inline_secrets: InlineSecrets,
     /// `--resolve HOST:PORT:ADDR` pins for the proxy.
     pub resolve: Vec<String>,
     /// `--ca-cert FILE`: extra roots for upstream verification.
@@ -70,6 +70,27 @@ pub struct WatcherRef(pub std::sync::Arc<dyn Watcher>);
 impl std::fmt::Debug for WatcherRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Watcher")
+    }
+}
+
+/// `--secret NAME=VALUE` values; Debug shows the names only.
+#[derive(Clone, Default)]
+pub struct InlineSecrets(pub Vec<(String, zeroize::Zeroizing<String>)>);
+
+impl InlineSecrets {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for InlineSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| format!("{n}=<redacted>")))
+            .finish()
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use zerobox::preset::{self, registry, sign, PresetEnv, PresetError};
+use zerobox::preset::{self, registry, sign, signer, PresetEnv, PresetError};
 
 fn common_bin() -> PathBuf {
     match std::env::var_os("ZEROBOX_BIN") {
@@ -28,7 +28,7 @@ struct Key {
 }
 
 fn keypair(dir: &Path, name: &str) -> Key {
-    let (sk, pk, _) = sign::keygen().unwrap();
+    let (sk, pk, _) = signer::keygen().unwrap();
     let sk_path = dir.join(format!("{name}.key"));
     std::fs::write(&sk_path, sk.as_bytes()).unwrap();
     let sk = minisign::SecretKeyBox::from_string(&sk)
@@ -104,10 +104,10 @@ impl Ctx {
         idx.serial += 1;
         edit(&mut idx);
         let text = idx.to_yaml();
-        let sig = sign::sign_bytes(
+        let sig = signer::sign_bytes(
             &self.key.sk,
             text.as_bytes(),
-            &sign::index_comment(idx.serial, text.as_bytes()),
+            &signer::index_comment(idx.serial, text.as_bytes()),
         )
         .unwrap();
         std::fs::write(&p, text).unwrap();

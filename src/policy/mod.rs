@@ -54,8 +54,15 @@ pub enum PolicyError {
     },
     #[error("invalid --env value {value:?}: expected KEY=VALUE")]
     BadEnvSet { value: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("--secret-host {name}=…: no secret {name} is declared (add --secret {name})")]
+    UndeclaredSecret { name: String },
+    /// `read_default: deny` needs the entries of `/`.
+    #[error("cannot list / for {origin} (reads denied by default)")]
+    ListRoot {
+        origin: Origin,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What one source (defaults, a preset, an override file, CLI flags)
@@ -600,9 +607,7 @@ pub fn resolve(
         }
         for (name, hosts) in &layer.secret_hosts {
             let Some(existing) = secrets.iter_mut().find(|s| s.name == *name) else {
-                return Err(PolicyError::Other(format!(
-                    "--secret-host {name}=…: no secret {name} is declared (add --secret {name})"
-                )));
+                return Err(PolicyError::UndeclaredSecret { name: name.clone() });
             };
             for h in hosts {
                 if !existing.hosts.contains(h) {
@@ -629,7 +634,10 @@ pub fn resolve(
     }
     if let Some(layer) = layers.iter().find(|l| l.read_default_deny) {
         let top = std::fs::read_dir("/")
-            .map_err(|e| PolicyError::Other(format!("cannot list / for {}: {e}", layer.origin)))?
+            .map_err(|source| PolicyError::ListRoot {
+                origin: layer.origin.clone(),
+                source,
+            })?
             .flatten()
             .map(|e| e.path())
             .collect();

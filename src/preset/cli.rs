@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use super::registry::{self, Resolver};
 use super::schema::Preset;
 use super::sign::{self, KeyRing};
+use super::signer;
 use super::{project, sha256_hex, PresetEnv, PresetError};
 
 /// Signed presets: list, inspect, verify, sign, publish, pull and pin them.
@@ -294,7 +295,7 @@ fn run_command(cmd: PresetCommand, flags: RegistryFlags) -> Result<(), PresetErr
                     pkp.display()
                 )));
             }
-            let (sk, pk, id) = sign::keygen()?;
+            let (sk, pk, id) = signer::keygen()?;
             write_secret(&skp, sk.as_bytes())?;
             super::write_atomic(&pkp, pk.as_bytes())?;
             crate::outln!(
@@ -310,9 +311,9 @@ fn run_command(cmd: PresetCommand, flags: RegistryFlags) -> Result<(), PresetErr
         }
         PresetCommand::Sign { file, key } => {
             let file = in_cwd(file);
-            let sk = sign::load_secret_key(&key)?;
+            let sk = signer::load_secret_key(&key)?;
             let bytes = super::read_capped(&file, super::MAX_PRESET_BYTES)?;
-            let (sig, p) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
+            let (sig, p) = signer::sign_preset(&sk, &bytes, &file.display().to_string())?;
             super::write_atomic(&sign::sig_path_of(&file), sig.as_bytes())?;
             crate::outln!(
                 "signed {}@{} -> {}",

@@ -22,6 +22,7 @@ mod project;
 pub mod registry;
 pub mod schema;
 pub mod sign;
+pub mod signer;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -116,8 +117,40 @@ pub enum PresetError {
     },
     #[error("{0}")]
     Usage(String),
-    #[error("{0}")]
-    Other(String),
+    /// zerobox's own directory of this kind cannot be found.
+    #[error("cannot find your home directory: set HOME or {var}")]
+    NoHome { var: &'static str },
+    #[error("preset {preset} supports {supported} only, not {os}")]
+    Platform {
+        preset: String,
+        supported: String,
+        os: &'static str,
+    },
+    /// A key (trusted, publisher's, or just made) that does not parse.
+    #[error("{what}: {message}")]
+    BadKey { what: &'static str, message: String },
+    /// A signing or key-generation step (minisign) failed.
+    #[error("{step} failed: {message}")]
+    Crypto { step: &'static str, message: String },
+    #[error("no signature found for {preset}")]
+    NoSignature { preset: String },
+    #[error("pinned version {version:?} in {pin_file} is not a version")]
+    PinVersion {
+        version: String,
+        pin_file: String,
+        #[source]
+        source: semver::Error,
+    },
+    /// zerobox's own state could not be encoded (a bug, not bad input).
+    #[error("cannot encode {what}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The registry fetch could not run (its runtime or thread).
+    #[error("the registry fetch failed to run: {0}")]
+    Fetch(String),
 }
 
 impl PresetError {
@@ -147,6 +180,13 @@ impl PresetError {
     }
 }
 
+/// The error as `cli::main` prints it: the chain once, this error's code.
+impl From<PresetError> for crate::exit::Fatal {
+    fn from(e: PresetError) -> Self {
+        crate::exit::Fatal::new(e.exit_code(), crate::exit::chain(&e))
+    }
+}
+
 /// Where presets, overrides, trust and cache live for one run.
 #[derive(Debug, Clone)]
 pub struct PresetEnv {
@@ -172,16 +212,14 @@ impl PresetEnv {
     /// root from `cwd`. `ZEROBOX_OFFLINE=1` sets `offline`.
     pub fn from_system(cwd: &Path, strict: bool) -> Result<Self, PresetError> {
         use crate::dirs::{zerobox_dir, Kind};
-        let config_dir = zerobox_dir(Kind::Config).ok_or_else(|| {
-            PresetError::Other(
-                "cannot find your home directory: set HOME or XDG_CONFIG_HOME".into(),
-            )
+        let config_dir = zerobox_dir(Kind::Config).ok_or(PresetError::NoHome {
+            var: "XDG_CONFIG_HOME",
         })?;
-        let cache_dir = zerobox_dir(Kind::Cache).ok_or_else(|| {
-            PresetError::Other("cannot find your home directory: set HOME or XDG_CACHE_HOME".into())
+        let cache_dir = zerobox_dir(Kind::Cache).ok_or(PresetError::NoHome {
+            var: "XDG_CACHE_HOME",
         })?;
-        let data_dir = zerobox_dir(Kind::Data).ok_or_else(|| {
-            PresetError::Other("cannot find your home directory: set HOME or XDG_DATA_HOME".into())
+        let data_dir = zerobox_dir(Kind::Data).ok_or(PresetError::NoHome {
+            var: "XDG_DATA_HOME",
         })?;
         let offline = std::env::var_os("ZEROBOX_OFFLINE").is_some_and(|v| v == "1" || v == "true");
         Ok(PresetEnv {
@@ -229,11 +267,11 @@ pub fn load(name_or_file: &str, env: &PresetEnv) -> Result<LoadedPreset, PresetE
         .map(|p| p.value.as_str())
         .collect();
     if !platforms.is_empty() && !platforms.contains(&os) {
-        return Err(PresetError::Other(format!(
-            "preset {} supports {} only, not {os}",
-            root.origin(),
-            platforms.join(", ")
-        )));
+        return Err(PresetError::Platform {
+            preset: root.origin().to_string(),
+            supported: platforms.join(", "),
+            os,
+        });
     }
     warn_unmatched_overrides(&env.config_dir.join("overrides"), env)?;
     warn_unmatched_overrides(&env.project_dir.join(".zerobox").join("overrides"), env)?;

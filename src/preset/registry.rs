@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{parse_preset, Preset};
 use super::sign::{self, KeyRing, VerifiedBytes};
+use super::signer;
 use super::{
     bundled, project, read_capped, sha256_hex, write_atomic, PresetEnv, PresetError,
     MAX_INDEX_BYTES, MAX_PRESET_BYTES, MAX_SIG_BYTES,
@@ -352,8 +353,10 @@ fn with_seen<T>(
     let out = f(&mut seen)?;
     seen.merge_max(&before);
     if seen != before {
-        let bytes =
-            serde_json::to_vec_pretty(&seen).map_err(|e| PresetError::Other(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&seen).map_err(|source| PresetError::Encode {
+            what: "the highest serials seen",
+            source,
+        })?;
         write_atomic(&seen_path(env), &bytes)?;
     }
     drop(lock);
@@ -526,12 +529,12 @@ impl Remote {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| PresetError::Other(format!("cannot start the fetch runtime: {e}")))?;
+                .map_err(|e| PresetError::Fetch(format!("cannot start its runtime: {e}")))?;
             rt.block_on(fetch_https(&client, &url, limit, etag.as_deref(), timeout))
         });
         let res = handle
             .join()
-            .unwrap_or_else(|_| Err(PresetError::Other("the fetch thread failed".into())));
+            .unwrap_or_else(|_| Err(PresetError::Fetch("its thread panicked".into())));
         spend(started.elapsed());
         if matches!(res, Err(PresetError::Unreachable { .. })) {
             mark_down(&base);
@@ -750,10 +753,10 @@ impl<'a> Resolver<'a> {
     }
 
     fn ring(&mut self) -> Result<&KeyRing, PresetError> {
-        if self.ring.is_none() {
-            self.ring = Some(KeyRing::load(self.env)?);
+        match &mut self.ring {
+            Some(ring) => Ok(ring),
+            slot => Ok(slot.insert(KeyRing::load(self.env)?)),
         }
-        Ok(self.ring.as_ref().expect("set above"))
     }
 
     pub fn load_file(&mut self, path: &Path) -> Result<Preset, PresetError> {
@@ -902,7 +905,11 @@ impl<'a> Resolver<'a> {
             _ => return Ok(None),
         };
         // Expiry (freeze attack): warn, strict refuses.
-        let expires = parse_time(&idx.expires).map_err(PresetError::Other)?;
+        // (Checked when the index was parsed; a failure here is refused.)
+        let expires = parse_time(&idx.expires).map_err(|message| PresetError::Registry {
+            url: url.to_string(),
+            message: format!("index expires: {message}"),
+        })?;
         if expires < time::OffsetDateTime::now_utc() {
             if env.strict {
                 return Err(PresetError::Expired {
@@ -1081,7 +1088,11 @@ impl<'a> Resolver<'a> {
 
     fn load_pinned(&mut self, pin: &project::Pin, lock: &Path) -> Result<Preset, PresetError> {
         let version =
-            semver::Version::parse(&pin.version).map_err(|e| PresetError::Other(e.to_string()))?;
+            semver::Version::parse(&pin.version).map_err(|source| PresetError::PinVersion {
+                version: pin.version.clone(),
+                pin_file: lock.display().to_string(),
+                source,
+            })?;
         let matches = |p: &Preset, key: Option<&str>| {
             p.sha256 == pin.sha256 && key.is_none_or(|k| k == pin.key)
         };
@@ -1160,7 +1171,9 @@ impl<'a> Resolver<'a> {
         let id: [u8; 8] = bin
             .get(2..10)
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| PresetError::Other(format!("no signature found for {}", p.origin())))?;
+            .ok_or_else(|| PresetError::NoSignature {
+                preset: p.origin().to_string(),
+            })?;
         Ok(format!("{:016X}", u64::from_le_bytes(id)))
     }
 }
@@ -1176,11 +1189,15 @@ pub fn publish(
     key: &Path,
     expires_days: u64,
 ) -> Result<(String, String, u64), PresetError> {
-    let sk = sign::load_secret_key(key)?;
+    let sk = signer::load_secret_key(key)?;
     let bytes = read_capped(file, MAX_PRESET_BYTES)?;
-    let (sig, preset) = sign::sign_preset(&sk, &bytes, &file.display().to_string())?;
-    let ring =
-        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let (sig, preset) = signer::sign_preset(&sk, &bytes, &file.display().to_string())?;
+    let ring = KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(|message| {
+        PresetError::BadKey {
+            what: "publisher key",
+            message,
+        }
+    })?;
     let index_path = registry_dir.join("index.yaml");
     let mut index = if index_path.exists() {
         let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
@@ -1233,10 +1250,10 @@ pub fn publish(
             },
         );
     let text = index.to_yaml();
-    let isig = sign::sign_bytes(
+    let isig = signer::sign_bytes(
         &sk,
         text.as_bytes(),
-        &sign::index_comment(index.serial, text.as_bytes()),
+        &signer::index_comment(index.serial, text.as_bytes()),
     )?;
     // self-check before writing
     let (v, serial) = sign::verify_index(
@@ -1258,9 +1275,13 @@ pub fn refresh_index(
     key: &Path,
     expires_days: u64,
 ) -> Result<u64, PresetError> {
-    let sk = sign::load_secret_key(key)?;
-    let ring =
-        KeyRing::single(&sign::public_of(&sk)?, "publisher key").map_err(PresetError::Other)?;
+    let sk = signer::load_secret_key(key)?;
+    let ring = KeyRing::single(&signer::public_of(&sk)?, "publisher key").map_err(|message| {
+        PresetError::BadKey {
+            what: "publisher key",
+            message,
+        }
+    })?;
     let index_path = registry_dir.join("index.yaml");
     let b = read_capped(&index_path, MAX_INDEX_BYTES)?;
     let s = read_capped(&sign::sig_path_of(&index_path), MAX_SIG_BYTES)?;
@@ -1269,10 +1290,10 @@ pub fn refresh_index(
     index.serial += 1;
     index.expires = now_rfc3339(Duration::from_secs(expires_days * 86_400));
     let text = index.to_yaml();
-    let isig = sign::sign_bytes(
+    let isig = signer::sign_bytes(
         &sk,
         text.as_bytes(),
-        &sign::index_comment(index.serial, text.as_bytes()),
+        &signer::index_comment(index.serial, text.as_bytes()),
     )?;
     write_atomic(&index_path, text.as_bytes())?;
     write_atomic(&sign::sig_path_of(&index_path), isig.as_bytes())?;

@@ -1,4 +1,6 @@
-//! Signing and verification (minisign).
+//! Verification (minisign) and trust records: the verifier. Signing and
+//! key generation are `signer`'s (which may use the parser; this module
+//! must not, so the parser can depend on the proof type below).
 //!
 //! [`VerifiedBytes`] is the proof that bytes passed a check: a minisign
 //! signature by a trusted key whose trusted comment binds the content, or
@@ -53,6 +55,17 @@ impl VerifiedBytes {
     pub fn signed_name_version(&self) -> Option<(&str, &str)> {
         self.signed.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// The same verified bytes without the trusted comment's name and
+    /// version: for the signer's probe signature, whose comment cannot name
+    /// them yet (it reads them from this parse, then signs for real and
+    /// verifies again with the binding).
+    pub(super) fn without_comment_binding(self) -> VerifiedBytes {
+        VerifiedBytes {
+            signed: None,
+            ..self
+        }
+    }
 }
 
 /// A public key zerobox trusts.
@@ -93,12 +106,19 @@ pub fn parse_public_key(text: &str) -> Result<(String, String), String> {
 
 impl KeyRing {
     pub fn embedded() -> Self {
+        // Proof: the key is a constant of this build, and the unit test
+        // `embedded_key_parses` parses it; it cannot fail at run time.
+        #[allow(clippy::expect_used)]
         let (id, b64) = parse_public_key(EMBEDDED_PUBLIC_KEY).expect("embedded key is valid");
+        // Proof: `parse_public_key` has just decoded this same base64 as a
+        // minisign public key.
+        #[allow(clippy::expect_used)]
+        let key = minisign_verify::PublicKey::from_base64(&b64).expect("embedded key is valid");
         KeyRing {
             keys: vec![TrustedKey {
                 id,
                 label: "zerobox project key (embedded)".into(),
-                key: minisign_verify::PublicKey::from_base64(&b64).expect("embedded key is valid"),
+                key,
             }],
         }
     }
@@ -385,7 +405,10 @@ pub fn record_trust(env: &PresetEnv, real: &Path, sha: &str) -> Result<(), Prese
         file: real.display().to_string(),
         sha256: sha.to_string(),
     };
-    let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| PresetError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&rec).map_err(|source| PresetError::Encode {
+        what: "the trust record",
+        source,
+    })?;
     super::write_atomic(&dir.join(record_name(&project, real, sha)), &bytes)
 }
 
@@ -430,143 +453,11 @@ pub fn sig_path_of(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Load an (unencrypted) minisign secret key.
-pub fn load_secret_key(path: &Path) -> Result<minisign::SecretKey, PresetError> {
-    let text = String::from_utf8(super::read_capped(path, 4096)?).map_err(|_| {
-        PresetError::InvalidFile {
-            file: path.display().to_string(),
-            message: "not a minisign secret key".into(),
-        }
-    })?;
-    let sk_box =
-        minisign::SecretKeyBox::from_string(&text).map_err(|e| PresetError::InvalidFile {
-            file: path.display().to_string(),
-            message: format!("not a minisign secret key ({e})"),
-        })?;
-    match sk_box.into_unencrypted_secret_key() {
-        Ok(sk) => Ok(sk),
-        Err(e) => repair_checksum(&text).ok_or_else(|| PresetError::InvalidFile {
-            file: path.display().to_string(),
-            message: format!("cannot use this secret key ({e}); zerobox signs with unencrypted keys made by `zerobox preset keygen`"),
-        }),
-    }
-}
-
-/// Some tools write unencrypted minisign keys with an all-zero checksum.
-/// Recompute it; the key is then only used after `sign_preset`'s
-/// sign-and-verify self-check with its own public half.
-fn repair_checksum(text: &str) -> Option<minisign::SecretKey> {
-    let line = text.lines().nth(1)?;
-    let mut bin = base64::engine::general_purpose::STANDARD
-        .decode(line.trim())
-        .ok()?;
-    // sig_alg(2) kdf_alg(2) chk_alg(2) salt(32) ops(8) mem(8) keynum(8) sk(64) chk(32)
-    if bin.len() != 158 || &bin[2..4] != b"\0\0" || bin[126..158].iter().any(|b| *b != 0) {
-        return None;
-    }
-    let mut data = bin[0..2].to_vec();
-    data.extend_from_slice(&bin[54..126]);
-    // minisign's key checksum: BLAKE2b-256 over sig_alg || keynum || sk.
-    use blake2::digest::{Update, VariableOutput};
-    let mut hasher = blake2::Blake2bVar::new(32).ok()?;
-    hasher.update(&data);
-    hasher.finalize_variable(&mut bin[126..158]).ok()?;
-    let sk = minisign::SecretKey::from_bytes(&bin).ok()?;
-    (!sk.is_encrypted()).then_some(sk)
-}
-
-/// The public key (as `.pub` text) matching a secret key.
-pub fn public_of(sk: &minisign::SecretKey) -> Result<String, PresetError> {
-    let pk = minisign::PublicKey::from_secret_key(sk)
-        .map_err(|e| PresetError::Other(format!("cannot derive the public key: {e}")))?;
-    let b = pk.to_box().map_err(|e| PresetError::Other(e.to_string()))?;
-    Ok(b.into_string())
-}
-
-/// Sign `bytes` with `trusted_comment`; returns the `.minisig` text.
-pub fn sign_bytes(
-    sk: &minisign::SecretKey,
-    bytes: &[u8],
-    trusted_comment: &str,
-) -> Result<String, PresetError> {
-    let sig = minisign::sign(
-        None,
-        sk,
-        std::io::Cursor::new(bytes),
-        Some(trusted_comment),
-        Some("signature from zerobox"),
-    )
-    .map_err(|e| PresetError::Other(format!("signing failed: {e}")))?;
-    Ok(sig.into_string())
-}
-
-pub fn preset_comment(name: &str, version: &semver::Version, bytes: &[u8]) -> String {
-    format!(
-        "preset={name} version={version} sha256={}",
-        sha256_hex(bytes)
-    )
-}
-
-pub fn index_comment(serial: u64, bytes: &[u8]) -> String {
-    format!("index=zerobox serial={serial} sha256={}", sha256_hex(bytes))
-}
-
-/// Sign preset `bytes` (after checking they are a valid preset: the new
-/// signature is verified with the key's own public half and the verified
-/// bytes are parsed). Returns the signature text.
-pub fn sign_preset(
-    sk: &minisign::SecretKey,
-    bytes: &[u8],
-    file: &str,
-) -> Result<(String, super::schema::Preset), PresetError> {
-    // Name and version are needed for the comment: sign a provisional
-    // comment-free probe first is not possible, so read them from a
-    // self-verified parse with an unbound comment, then sign for real.
-    let pub_text = public_of(sk)?;
-    let ring = KeyRing::single(&pub_text, "signing key").map_err(PresetError::Other)?;
-    let probe_comment = format!("preset=probe version=0.0.0 sha256={}", sha256_hex(bytes));
-    let probe = sign_bytes(sk, bytes, &probe_comment)?;
-    let v = verify_preset(&ring, bytes.to_vec(), probe.as_bytes(), file, "file", None)?;
-    let parsed = super::schema::parse_preset(&VerifiedBytes { signed: None, ..v })?;
-    let sig = sign_bytes(
-        sk,
-        bytes,
-        &preset_comment(&parsed.name, &parsed.version, bytes),
-    )?;
-    // Final self-check of the real signature.
-    let v = verify_preset(
-        &ring,
-        bytes.to_vec(),
-        sig.as_bytes(),
-        file,
-        "file",
-        Some((&parsed.name, Some(&parsed.version))),
-    )?;
-    let parsed = super::schema::parse_preset(&v)?;
-    Ok((sig, parsed))
-}
-
-/// Generate an unencrypted key pair; returns (secret key text, public key text, id).
-pub fn keygen() -> Result<(zeroize::Zeroizing<String>, String, String), PresetError> {
-    let kp = minisign::KeyPair::generate_unencrypted_keypair()
-        .map_err(|e| PresetError::Other(format!("keygen failed: {e}")))?;
-    let sk = kp
-        .sk
-        .to_box(Some("zerobox preset signing key"))
-        .map_err(|e| PresetError::Other(e.to_string()))?
-        .into_string();
-    let pk = kp
-        .pk
-        .to_box()
-        .map_err(|e| PresetError::Other(e.to_string()))?
-        .into_string();
-    let (id, _) = parse_public_key(&pk).map_err(PresetError::Other)?;
-    Ok((zeroize::Zeroizing::new(sk), pk, id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Tests sign with the publisher's side to check the verifier.
+    use crate::preset::signer::{index_comment, keygen, preset_comment, sign_bytes, sign_preset};
 
     const DOC: &str = "zerobox: 1\nname: demo\nversion: 1.0.0\ncommand: demo\n";
 

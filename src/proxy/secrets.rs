@@ -133,7 +133,9 @@ fn derived_placeholder(key: &PlaceholderKey, name: &str, hosts: &[Binding]) -> S
         .collect();
     bindings.sort();
     bindings.dedup();
-    // A 32-byte key is always a valid HMAC key (any length is).
+    // Proof: HMAC accepts a key of any length (RFC 2104 hashes a long one,
+    // pads a short one); `new_from_slice` only fails for fixed-key MACs.
+    #[allow(clippy::expect_used)]
     let mut mac = <SimpleHmac<sha2::Sha256> as Mac>::new_from_slice(key.bytes())
         .expect("HMAC accepts keys of any length");
     let mut field = |b: &[u8]| {

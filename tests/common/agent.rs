@@ -164,9 +164,16 @@ fn flag_matches(agent: &Agent, flag: &str) {
     assert_eq!(got.code, 0, "zerobox {name} {flag}: {got:?}");
     if got.stdout.trim().is_empty() {
         // Printed on stderr: zerobox's own lines (first run) come first.
-        assert!(got.stderr.trim().ends_with(&text(&want)), "zerobox {name} {flag}: {got:?}");
+        assert!(
+            got.stderr.trim().ends_with(&text(&want)),
+            "zerobox {name} {flag}: {got:?}"
+        );
     } else {
-        assert_eq!(got.stdout.trim(), text(&want), "zerobox {name} {flag}: {got:?}");
+        assert_eq!(
+            got.stdout.trim(),
+            text(&want),
+            "zerobox {name} {flag}: {got:?}"
+        );
     }
     assert!(!got.stderr.contains("zerobox: blocked"), "{got:?}");
 }

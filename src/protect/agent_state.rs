@@ -882,6 +882,18 @@ mod config_tests {
     }
 
     #[test]
+    fn a_deeply_nested_plant_is_refused_not_a_crash() {
+        let (home, path) = home_with(CODEX_CONFIG, Some("model = \"o3\"\n"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
+        let deep = format!("a = {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        std::fs::write(&path, deep).unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("restored"), "{lines:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "model = \"o3\"\n");
+    }
+
+    #[test]
     fn codex_config_that_is_not_toml_is_restored() {
         let (home, path) = home_with(CODEX_CONFIG, Some("model = \"o3\"\n"));
         let (_, guard) =

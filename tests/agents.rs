@@ -45,6 +45,31 @@ fn openclaw_version() {
     version_matches(&OPENCLAW);
 }
 
+#[test]
+fn claude_help() {
+    help_matches(&CLAUDE);
+}
+
+#[test]
+fn codex_help() {
+    help_matches(&CODEX);
+}
+
+#[test]
+fn gemini_help() {
+    help_matches(&GEMINI);
+}
+
+#[test]
+fn opencode_help() {
+    help_matches(&OPENCODE);
+}
+
+#[test]
+fn openclaw_help() {
+    help_matches(&OPENCLAW);
+}
+
 /// Claude Code end to end, over HTTPS: the proxy intercepts the bound host
 /// with the zerobox CA (which Claude Code trusts via NODE_EXTRA_CA_CERTS /
 /// SSL_CERT_FILE set inside) and verifies the stand-in against the test CA
@@ -250,12 +275,21 @@ const PLANTED: &[&str] = &[
     "~/.codex/AGENTS.md",
     "~/.codex/rules/evil.rules",
     "~/.codex/skills/evil/SKILL.md",
+    // The app-server binary the next `codex` executes, and plugin code.
+    "~/.codex/packages/app-server-daemon/releases/x/bin/codex",
+    "~/.codex/plugins/evil/plugin.json",
     "~/.gemini/settings.json",
     "~/.gemini/extensions/evil/gemini-extension.json",
     "~/.gemini/skills/evil/SKILL.md",
     "~/.config/opencode/opencode.json",
     "~/.config/opencode/plugins/evil.js",
     "~/.config/opencode/opencode.jsonc",
+    "~/.config/opencode/config.json",
+    // Code opencode caches and runs: provider SDKs, plugins, tools.
+    "~/.cache/opencode/node_modules/@ai-sdk/openai/index.js",
+    "~/.cache/opencode/package.json",
+    "~/.cache/opencode/bin/rg",
+    "~/.local/share/opencode/bin/evil",
     "~/.openclaw/openclaw.json",
     "~/.openclaw/extensions/evil/index.js",
     "~/.openclaw/workspace/AGENTS.md",
@@ -302,11 +336,14 @@ fn every_agent_preset_protects_every_agents_code_running_files() {
         let quarantined: Vec<&str> = r
             .stderr
             .lines()
-            // (Or, for a state file zerobox checks after the run, e.g.
-            // Gemini CLI's settings.json: moved aside as uncheckable.)
+            // (Or, for a state file zerobox checks after the run: Gemini
+            // CLI's settings.json moved aside as uncheckable; Codex's
+            // config.toml or opencode's global config, writable and
+            // checked after the run, src/protect/agent_state.rs.)
             .filter(|l| {
                 l.contains("was created where a protected path did not exist")
                     || l.contains("cannot be checked: moved it to")
+                    || l.contains("the command created") && l.contains("moved it to")
             })
             .collect();
         for line in &wrote {

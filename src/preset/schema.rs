@@ -649,6 +649,13 @@ mod tests {
     }
 
     #[test]
+    fn args_only_in_a_signed_preset() {
+        let e = ov("args: [\"--yolo\"]\n").unwrap_err().to_string();
+        assert!(e.contains("`args` is not allowed in an override"), "{e}");
+        assert!(e.contains("o.yaml:1:"), "{e}");
+    }
+
+    #[test]
     fn unknown_variable_has_position() {
         let e = ov("filesystem:\n  write:\n    allow:\n      - $FOO/x\n")
             .unwrap_err()

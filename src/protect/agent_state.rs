@@ -914,16 +914,22 @@ struct ConfigWatched {
 pub struct ConfigGuard {
     files: Vec<ConfigWatched>,
     codex_dir: PathBuf,
+    /// `~/.codex` is writable in this run: profiles made there are checked.
+    watch_new_profiles: bool,
     own_projects: Vec<PathBuf>,
     warnings: Vec<String>,
 }
 
 impl ConfigGuard {
-    /// Snapshot the files under `home`. Returns the paths to write-deny for
-    /// this run (files that cannot be checked).
-    pub fn prepare(home: &Path, cwd: &Path) -> (Vec<String>, ConfigGuard) {
+    /// Snapshot the files under `home` that this run could write (inside
+    /// one of `writable`: the others need no check, and a symlinked
+    /// dotfile there gets no warning at every run). Returns the paths to
+    /// write-deny for this run (files that cannot be checked).
+    pub fn prepare(home: &Path, cwd: &Path, writable: &[PathBuf]) -> (Vec<String>, ConfigGuard) {
+        let codex_dir = home.join(CODEX_DIR);
         let mut guard = ConfigGuard {
-            codex_dir: home.join(CODEX_DIR),
+            watch_new_profiles: writable.iter().any(|w| codex_dir.starts_with(w)),
+            codex_dir,
             own_projects: own_projects(cwd),
             ..ConfigGuard::default()
         };
@@ -941,6 +947,7 @@ impl ConfigGuard {
                 .iter()
                 .map(|r| (home.join(r), ConfigKind::OpencodeJson)),
         );
+        paths.retain(|(p, _)| writable.iter().any(|w| p.starts_with(w)));
         for (path, kind) in paths {
             let before = match std::fs::symlink_metadata(&path) {
                 Err(_) => ConfigBefore::Absent,
@@ -990,6 +997,9 @@ impl ConfigGuard {
             lines.extend(self.check(&w.path, w.kind, &w.before));
         }
         // Profiles that appeared during the run.
+        if !self.watch_new_profiles {
+            return lines;
+        }
         let known: Vec<&PathBuf> = self.files.iter().map(|w| &w.path).collect();
         let new: Vec<PathBuf> = self.codex_profiles();
         if new.len() > MAX_CODEX_PROFILES {
@@ -1111,7 +1121,8 @@ mod config_tests {
     fn codex_state_is_kept_and_code_running_keys_reverted() {
         let before = "# mine\nmodel = \"o3\"\n\n[mcp_servers.mine]\ncommand = \"my-server\"\n";
         let (home, path) = home_with(CODEX_CONFIG, Some(before));
-        let (deny, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (deny, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         assert!(deny.is_empty());
         std::fs::write(
             &path,
@@ -1149,7 +1160,8 @@ mod config_tests {
     #[test]
     fn codex_only_state_changes_leave_the_file_alone() {
         let (home, path) = home_with(CODEX_CONFIG, None);
-        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         let written = "[tui]\nscreen_reader_detection_done = true\n[notice]\nhide_x = true\n[projects.\"/p\"]\ntrust_level = \"trusted\"\n";
         std::fs::write(&path, written).unwrap();
         assert!(guard.after_run().is_empty());
@@ -1159,7 +1171,8 @@ mod config_tests {
     #[test]
     fn a_new_codex_profile_keeps_nothing_that_runs() {
         let (home, _) = home_with(CODEX_CONFIG, None);
-        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         let profile = home.path().join(".codex/work.config.toml");
         std::fs::write(&profile, "[mcp_servers.evil]\ncommand = \"sh\"\n").unwrap();
         let lines = guard.after_run();
@@ -1172,9 +1185,32 @@ mod config_tests {
     }
 
     #[test]
+    fn a_config_the_run_cannot_write_is_not_watched() {
+        let (home, path) = home_with(CODEX_CONFIG, None);
+        std::fs::remove_dir(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", home.path().join(".codex")).unwrap();
+        let (deny, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"), &[]);
+        assert!(deny.is_empty() && guard.warnings().is_empty() && guard.files.is_empty());
+        assert!(guard.after_run().is_empty());
+    }
+
+    #[test]
+    fn a_deeply_nested_plant_is_refused_not_a_crash() {
+        let (home, path) = home_with(CODEX_CONFIG, Some("model = \"o3\"\n"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
+        let deep = format!("a = {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        std::fs::write(&path, deep).unwrap();
+        let lines = guard.after_run();
+        assert!(lines[0].contains("restored"), "{lines:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "model = \"o3\"\n");
+    }
+
+    #[test]
     fn codex_config_that_is_not_toml_is_restored() {
         let (home, path) = home_with(CODEX_CONFIG, Some("model = \"o3\"\n"));
-        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         std::fs::write(&path, "notify = [").unwrap();
         assert!(guard.after_run()[0].contains("restored"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "model = \"o3\"\n");
@@ -1184,7 +1220,8 @@ mod config_tests {
     fn opencode_default_config_is_kept_anything_else_is_not() {
         let rel = OPENCODE_CONFIG[1];
         let (home, path) = home_with(rel, None);
-        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         std::fs::write(
             &path,
             "{\n  \"$schema\": \"https://opencode.ai/config.json\"\n}",
@@ -1201,7 +1238,8 @@ mod config_tests {
     #[test]
     fn an_existing_opencode_config_that_changed_is_restored() {
         let (home, path) = home_with(OPENCODE_CONFIG[0], Some("{\"model\":\"a/b\"}"));
-        let (_, guard) = ConfigGuard::prepare(home.path(), Path::new("/p"));
+        let (_, guard) =
+            ConfigGuard::prepare(home.path(), Path::new("/p"), &[home.path().to_path_buf()]);
         std::fs::write(
             &path,
             r#"{"model":"a/b","mcp":{"x":{"type":"local","command":["sh"]}}}"#,

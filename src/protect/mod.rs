@@ -62,7 +62,8 @@ impl Protection {
         for w in agents.warnings() {
             crate::warn!("{w}");
         }
-        let (config_rules, configs) = agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd);
+        let (config_rules, configs) =
+            agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd, &roots);
         for w in configs.warnings() {
             crate::warn!("{w}");
         }

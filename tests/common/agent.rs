@@ -130,35 +130,51 @@ pub fn run_timeout(mut cmd: Command) -> Run {
 
 /// `zerobox <agent> --version` prints what the agent prints unsandboxed.
 pub fn version_matches(agent: &Agent) {
+    flag_matches(agent, "--version");
+}
+
+/// `zerobox <agent> --help` prints what the agent prints unsandboxed.
+pub fn help_matches(agent: &Agent) {
+    flag_matches(agent, "--help");
+}
+
+/// `zerobox <agent> FLAG` exits 0 and prints (stdout, or stderr where the
+/// agent prints there) what `<agent> FLAG` prints unsandboxed.
+fn flag_matches(agent: &Agent, flag: &str) {
     if !installed(agent) {
         return;
     }
     let (host_home, host_proj) = (scratch(), scratch());
     let program = PathBuf::from(agent.name);
     let mut direct = clean(&program, host_home.path(), host_proj.path());
-    direct.arg("--version");
+    direct.arg(flag);
     let want = run_timeout(direct);
-    assert_eq!(
-        want.code, 0,
-        "{} --version unsandboxed: {want:?}",
-        agent.name
-    );
-    assert!(!want.stdout.trim().is_empty(), "{want:?}");
+    let name = agent.name;
+    assert_eq!(want.code, 0, "{name} {flag} unsandboxed: {want:?}");
+    let text = |r: &Run| match r.stdout.trim() {
+        "" => r.stderr.trim().to_string(),
+        out => out.to_string(),
+    };
+    assert!(!text(&want).is_empty(), "{want:?}");
 
     let (home, proj) = (fresh_home(agent), scratch());
     let mut boxed = clean(&super::bin(), home.path(), proj.path());
-    boxed
-        .arg("-C")
-        .arg(proj.path())
-        .args([agent.name, "--version"]);
+    boxed.arg("-C").arg(proj.path()).args([name, flag]);
     let got = run_timeout(boxed);
-    assert_eq!(got.code, 0, "zerobox {} --version: {got:?}", agent.name);
-    assert_eq!(
-        got.stdout.trim(),
-        want.stdout.trim(),
-        "zerobox {} --version: {got:?}",
-        agent.name
-    );
+    assert_eq!(got.code, 0, "zerobox {name} {flag}: {got:?}");
+    if got.stdout.trim().is_empty() {
+        // Printed on stderr: zerobox's own lines (first run) come first.
+        assert!(
+            got.stderr.trim().ends_with(&text(&want)),
+            "zerobox {name} {flag}: {got:?}"
+        );
+    } else {
+        assert_eq!(
+            got.stdout.trim(),
+            text(&want),
+            "zerobox {name} {flag}: {got:?}"
+        );
+    }
     assert!(!got.stderr.contains("zerobox: blocked"), "{got:?}");
 }
 

@@ -188,6 +188,31 @@ impl Tui {
 
 impl Drop for Tui {
     fn drop(&mut self) {
+        // A program still running (a test that failed half-way) is ended
+        // first: killing the tmux server only hangs up its terminal, which
+        // a sandbox launcher may outlive.
+        if self.exited().is_none() {
+            let pid = self
+                .tmux()
+                .args(["display-message", "-p", "-t", "0", "#{pane_pid}"])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<i32>()
+                        .ok()
+                });
+            if let Some(pid) = pid.filter(|p| *p > 1) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while self.exited().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
         let _ = self.tmux().arg("kill-server").status();
     }
 }

@@ -842,3 +842,53 @@ fn tui_driver_types_reads_and_sees_exit() {
     t.wait_for("hello zerobox", std::time::Duration::from_secs(10));
     assert_eq!(t.wait_exit(std::time::Duration::from_secs(10)), 7);
 }
+
+/// Closing the terminal ends the sandboxed command. zerobox run straight
+/// from a terminal (tmux, `ssh -t`, a terminal window) is the session
+/// leader: on hang-up the kernel sends SIGHUP to it alone, so zerobox must
+/// relay it; a command left running with no terminal is a process the
+/// user can no longer see or stop.
+#[test]
+fn a_terminal_hang_up_ends_the_command() {
+    if !common::have("tmux") {
+        common::skip("tmux is not installed");
+        return;
+    }
+    let dir = common::scratch();
+    let out = common::real(dir.path());
+    let script = format!(
+        "trap 'echo hup > {0}/hup; exit 0' HUP; echo READY; while :; do sleep 0.1; done",
+        out.display()
+    );
+    let argv: Vec<String> = [
+        common::bin().display().to_string(),
+        format!("--allow-write={}", out.display()),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        script,
+    ]
+    .into_iter()
+    .collect();
+    let env = vec![
+        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+        ("HOME".to_string(), out.display().to_string()),
+    ];
+    let t = common::tui::Tui::start(&common::tui::Start {
+        argv: &argv,
+        cwd: &out,
+        env: &env,
+        cols: 80,
+        rows: 24,
+    });
+    t.wait_for("READY", std::time::Duration::from_secs(20));
+    t.hang_up();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !out.join("hup").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        out.join("hup").exists(),
+        "the command never got SIGHUP after its terminal hung up"
+    );
+}

@@ -535,6 +535,7 @@ impl Running {
         let mut waited: Vec<libc::c_int> = FORWARDED_SIGNALS.to_vec();
         waited.push(libc::SIGCHLD);
         let pid = self.started.pid;
+        let session_leader = sys::is_session_leader();
         let code = loop {
             let Ok(info) = sys::sigwaitinfo(&waited) else {
                 continue;
@@ -548,6 +549,14 @@ impl Running {
                 }
             }
             let from_tty = sys::si_code(&info) == libc::SI_KERNEL;
+            // A hang-up reaches only the session's leader: when that is
+            // zerobox (run straight from tmux, `ssh -t`, a terminal
+            // window), the command would never hear of it and would run
+            // on with no terminal. Relay it like a sent signal.
+            if from_tty && sig == libc::SIGHUP && session_leader {
+                let _ = sys::kill(pid, sig);
+                continue;
+            }
             if from_tty {
                 // The terminal signalled the whole process group, the
                 // command included. Follow a stop so the shell sees the job

@@ -186,6 +186,15 @@ impl Tui {
     }
 }
 
+impl Tui {
+    /// Hang up the terminal, as closing a terminal window or losing an
+    /// ssh connection does: the tmux server goes, the program's pty is
+    /// hung up (SIGHUP to its session leader).
+    pub fn hang_up(&self) {
+        let _ = self.tmux().arg("kill-server").status();
+    }
+}
+
 impl Drop for Tui {
     fn drop(&mut self) {
         // A program still running (a test that failed half-way) is ended

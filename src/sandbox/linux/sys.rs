@@ -474,6 +474,13 @@ pub fn peer_closed(fd: RawFd) -> bool {
     rc > 0 && (p.revents & (libc::POLLHUP | libc::POLLERR)) != 0
 }
 
+/// Is this process the leader of its session (the terminal's
+/// controlling process, which alone gets the kernel's SIGHUP on hang-up)?
+pub fn is_session_leader() -> bool {
+    // SAFETY: getsid(0) and getpid take no pointers and cannot fault.
+    unsafe { libc::getsid(0) == libc::getpid() }
+}
+
 pub fn getuid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }

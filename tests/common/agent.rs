@@ -172,6 +172,8 @@ pub fn version_matches(agent: &Agent) {
 pub const STANDIN_PY: &str = r#"
 import http.server, ssl, sys, os, json, threading
 LOG, ANSWER, TOOL = os.environ["STANDIN_LOG"], os.environ["STANDIN_ANSWER"], os.environ["STANDIN_TOOL"]
+# The agent's shell tool: Claude Code's "Bash"; OpenClaw's "exec".
+TOOL_NAME = os.environ.get("STANDIN_TOOL_NAME", "Bash")
 lock = threading.Lock()
 def start(model, mid):
     return ("message_start", {"type": "message_start", "message": {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}})
@@ -191,7 +193,7 @@ def tool_sse(model):
     args = json.dumps({"command": TOOL, "description": "Check the sandbox"})
     return events([
         start(model, "msg_standin_tool"),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_standin01", "name": "Bash", "input": {}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_standin01", "name": TOOL_NAME, "input": {}}}),
         ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 20}}),
@@ -297,6 +299,19 @@ pub struct Seen {
 
 impl StandIn {
     pub fn start(dir: &Path, cert: &Path, key: &Path, answer: &str, tool: &str) -> StandIn {
+        Self::start_with(dir, cert, key, answer, tool, &[])
+    }
+
+    /// [`StandIn::start`] with more settings for the script
+    /// (`STANDIN_TOOL_NAME`: the name of the agent's shell tool).
+    pub fn start_with(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        answer: &str,
+        tool: &str,
+        env: &[(&str, &str)],
+    ) -> StandIn {
         let script = dir.join("standin.py");
         let log = dir.join("requests.jsonl");
         std::fs::write(&script, STANDIN_PY).unwrap();
@@ -307,6 +322,7 @@ impl StandIn {
             .env("STANDIN_LOG", &log)
             .env("STANDIN_ANSWER", answer)
             .env("STANDIN_TOOL", tool)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

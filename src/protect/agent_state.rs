@@ -429,7 +429,7 @@ impl Gemini {
             lines.extend(settle(
                 w,
                 "settings that run code or steer later runs",
-                |b, a| keep_gemini_settings(b, a),
+                keep_gemini_settings,
             ));
         }
         if let Some(w) = &self.trust {
@@ -581,11 +581,11 @@ fn keep_gemini_trust(
     for dir in own_projects {
         let key = dir.display().to_string();
         let answer = after.get(&key).and_then(Value::as_str);
-        let keep = match (before.get(&key), answer) {
-            (_, Some("DO_NOT_TRUST")) => true,
-            (None, Some("TRUST_FOLDER")) => true,
-            _ => false,
-        };
+        // A refusal always; a new trust answer only where there was none.
+        let keep = matches!(
+            (before.get(&key), answer),
+            (_, Some("DO_NOT_TRUST")) | (None, Some("TRUST_FOLDER"))
+        );
         if let (true, Some(answer)) = (keep, answer) {
             kept.insert(key, Value::String(answer.to_string()));
         }

@@ -55,35 +55,18 @@ fn user_config(port: u16) -> String {
 
 /// `zerobox openclaw chat` in tmux, its provider at the stand-in on `port`.
 fn session(home: &Path, proj: &Path, ca: &Path, port: u16) -> Tui {
-    let host = "api.anthropic.com";
-    let mut argv: Vec<String> = vec![common::bin().display().to_string()];
-    argv.extend([
-        format!("--allow-net={host}:{port}"),
-        "--secret".into(),
-        "ANTHROPIC_API_KEY".into(),
-        "--secret-host".into(),
-        format!("ANTHROPIC_API_KEY={host}:{port}"),
-        "--resolve".into(),
-        format!("{host}:{port}:127.0.0.1"),
-        "--ca-cert".into(),
-        ca.display().to_string(),
-        "openclaw".into(),
-        "chat".into(),
-    ]);
-    let env: Vec<(String, String)> = [
-        ("HOME", home.display().to_string()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
-        ("LANG", "C.UTF-8".into()),
-        ("TERM", "xterm-256color".into()),
-        ("ANTHROPIC_API_KEY", REAL_KEY.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut argv = vec![common::bin().display().to_string()];
+    argv.extend(standin_flags(
+        "api.anthropic.com",
+        port,
+        "ANTHROPIC_API_KEY",
+        ca,
+    ));
+    argv.extend(["openclaw".into(), "chat".into()]);
     Tui::start(&Start {
         argv: &argv,
         cwd: proj,
-        env: &env,
+        env: &tui_env(home, ("ANTHROPIC_API_KEY", REAL_KEY)),
         cols: 120,
         rows: 45,
     })
@@ -92,19 +75,11 @@ fn session(home: &Path, proj: &Path, ca: &Path, port: u16) -> Tui {
 /// The TUI is ready for a message.
 const READY: &str = "local ready | idle";
 
-/// Type `text` and submit it once it shows.
-fn send(tui: &Tui, text: &str) {
-    tui.type_text(text);
-    tui.wait_for(text, SCREEN);
-    std::thread::sleep(Duration::from_millis(500));
-    tui.keys(&["Enter"]);
-}
-
 /// Leave with `/exit`. On a loaded machine OpenClaw's command menu can
 /// take the first Enter (it opens as `/exit` is typed), so a user presses
 /// Enter again, then Ctrl+C twice; each gets a while to take effect.
 fn exit(tui: &Tui) {
-    send(tui, "/exit");
+    tui.submit("/exit", SCREEN);
     let exited_within = |secs: u64| {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         while std::time::Instant::now() < deadline {
@@ -168,16 +143,7 @@ fn openclaw_interactive_answer_with_a_tool_call_and_a_second_session() {
         user_config(api.port),
     )
     .unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&proj_p)
-            .env("HOME", &home_p)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let git = |args: &[&str]| git(&proj_p, &home_p, args);
     git(&["init", "-q"]);
     let openclaw_before = snapshot(&home_p.join(".openclaw"));
 
@@ -185,29 +151,20 @@ fn openclaw_interactive_answer_with_a_tool_call_and_a_second_session() {
     // straight to the TUI, one message, one exec call, the answer.
     let tui = session(&home_p, &proj_p, &ca, api.port);
     tui.wait_for(READY, SCREEN);
-    send(&tui, "say hello");
+    tui.submit("say hello", SCREEN);
     tui.wait_for(ANSWER, SCREEN);
     tui.wait_for(READY, SCREEN);
     exit(&tui);
     let first = tui.screen();
     drop(tui);
 
-    assert_eq!(
-        std::fs::read_to_string(proj_p.join("made-by-openclaw.txt")).unwrap_or_default(),
-        "made\n",
-        "{first}"
+    assert_tool_ran_inside(
+        &api,
+        (&proj_p, "made-by-openclaw.txt"),
+        (&home_p, bashrc),
+        "tool_result",
+        &first,
     );
-    assert_eq!(
-        std::fs::read_to_string(home_p.join(".bashrc")).unwrap(),
-        bashrc
-    );
-    let seen = api.requests();
-    let result = seen
-        .iter()
-        .find(|s| s.body.contains("tool_result"))
-        .unwrap_or_else(|| panic!("no tool result reached the stand-in\n{first}"));
-    assert!(result.body.contains("key=placeholder"), "{}", result.body);
-    assert!(result.body.contains("bashrc=denied"), "{}", result.body);
 
     // Session 2, same HOME: the state it kept (sessions, workspace) is
     // there, no setup is asked for, and it answers again.
@@ -229,21 +186,7 @@ fn openclaw_interactive_answer_with_a_tool_call_and_a_second_session() {
         "{:?}",
         seen.iter().map(|s| &s.path).collect::<Vec<_>>()
     );
-    for s in &seen {
-        let keys: Vec<&str> = s
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "x-api-key")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(keys, [REAL_KEY], "{} {}", s.method, s.path);
-        assert!(
-            !has_placeholder(&s.raw),
-            "placeholder sent: {} {}",
-            s.method,
-            s.path
-        );
-    }
+    assert_real_key_only(&seen, "x-api-key", REAL_KEY);
 
     // Only what the sessions were meant to change: the project file,
     // the sandbox's own OpenClaw state, its snapshot staging dir

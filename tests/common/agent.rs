@@ -361,6 +361,97 @@ impl StandIn {
     }
 }
 
+/// `zerobox` flags that send `host:port` to a stand-in on 127.0.0.1: the
+/// host allowed, `secret` bound to it too (a preset binds it to port 443
+/// only), the name pinned with `--resolve`, the test CA trusted.
+pub fn standin_flags(host: &str, port: u16, secret: &str, ca: &Path) -> Vec<String> {
+    vec![
+        format!("--allow-net={host}:{port}"),
+        "--secret".into(),
+        secret.into(),
+        "--secret-host".into(),
+        format!("{secret}={host}:{port}"),
+        "--resolve".into(),
+        format!("{host}:{port}:127.0.0.1"),
+        "--ca-cert".into(),
+        ca.display().to_string(),
+    ]
+}
+
+/// The whole environment of an interactive agent session (tmux passes
+/// nothing else): HOME, a plain PATH, UTF-8, a terminal, and the key.
+pub fn tui_env(home: &Path, (name, key): (&str, &str)) -> Vec<(String, String)> {
+    [
+        ("HOME", home.display().to_string()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("TERM", "xterm-256color".into()),
+        (name, key.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `git ARGS` in `dir` with HOME = `home` (the test's, not the runner's):
+/// its stdout; panics if git fails.
+pub fn git(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every request the stand-in saw carried the real key in `header`, once,
+/// and no placeholder anywhere (headers, path or body).
+pub fn assert_real_key_only(seen: &[Seen], header: &str, key: &str) {
+    for s in seen {
+        let keys: Vec<&str> = s
+            .headers
+            .iter()
+            .filter(|(k, _)| k == header)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(keys, [key], "{} {}", s.method, s.path);
+        assert!(
+            !has_placeholder(&s.raw),
+            "a placeholder reached the API: {} {}",
+            s.method,
+            s.path
+        );
+    }
+}
+
+/// After a session in which the agent's shell tool ran a command like the
+/// agent tests' (`echo made > FILE`, report the key as `key=…`, try
+/// `~/.bashrc`): `file` in the project holds `made`, `~/.bashrc` is still
+/// `bashrc`, and the output that went back to the stand-in (the request
+/// whose body contains `result_marker`) says the tool saw only the
+/// placeholder and was refused `~/.bashrc`. `screen` is shown on failure.
+pub fn assert_tool_ran_inside(
+    api: &StandIn,
+    (proj, file): (&Path, &str),
+    (home, bashrc): (&Path, &str),
+    result_marker: &str,
+    screen: &str,
+) {
+    let made = std::fs::read_to_string(proj.join(file)).unwrap_or_default();
+    assert_eq!(made, "made\n", "{file} in the project\n{screen}");
+    let rc = std::fs::read_to_string(home.join(".bashrc")).unwrap_or_default();
+    assert_eq!(rc, bashrc, "~/.bashrc changed");
+    let seen = api.requests();
+    let result = seen
+        .iter()
+        .find(|s| s.body.contains(result_marker))
+        .unwrap_or_else(|| panic!("no {result_marker} reached the stand-in\n{screen}"));
+    assert!(result.body.contains("key=placeholder"), "{}", result.body);
+    assert!(result.body.contains("bashrc=denied"), "{}", result.body);
+}
+
 /// Does `text` hold a placeholder value (`ZEROBOX_SECRET_` + 32 hex)?
 pub fn has_placeholder(text: &str) -> bool {
     text.match_indices("ZEROBOX_SECRET_").any(|(i, m)| {

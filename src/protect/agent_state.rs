@@ -36,6 +36,14 @@
 //!   the user their protection);
 //! - the rewrite is a temp file in the same directory plus a rename, so a
 //!   symlink put in the file's place is replaced, never followed.
+//!
+//! Gemini CLI's `~/.gemini/settings.json` and `~/.gemini/trustedFolders.json`
+//! go the same way with the opposite list: its first-run screens write the
+//! sign-in method and the folder-trust answer there, so both are writable,
+//! and after the run everything the command changed is put back except an
+//! allowlist (`security.auth.selectedType`, `ui.theme`; the trust answer
+//! for this run's own folder), because the settings schema keeps growing
+//! and many of its keys name commands (see [`GEMINI_SETTINGS_KEPT`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

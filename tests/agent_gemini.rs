@@ -38,54 +38,25 @@ const PROMPT: &str = "Type your message";
 /// `zerobox gemini` in tmux, pointed at the stand-in on `port`.
 fn session(home: &Path, proj: &Path, ca: &Path, port: u16) -> Tui {
     let host = "generativelanguage.googleapis.com";
-    let mut argv: Vec<String> = vec![common::bin().display().to_string()];
+    let mut argv = vec![common::bin().display().to_string()];
+    argv.extend(standin_flags(host, port, "GEMINI_API_KEY", ca));
     argv.extend([
-        format!("--allow-net={host}:{port}"),
-        // The preset binds the key to the host on 443; the stand-in listens
-        // elsewhere, so bind it there too.
-        "--secret".into(),
-        "GEMINI_API_KEY".into(),
-        "--secret-host".into(),
-        format!("GEMINI_API_KEY={host}:{port}"),
-        "--resolve".into(),
-        format!("{host}:{port}:127.0.0.1"),
-        "--ca-cert".into(),
-        ca.display().to_string(),
         "--env".into(),
         format!("GOOGLE_GEMINI_BASE_URL=https://{host}:{port}"),
         "gemini".into(),
     ]);
-    let env: Vec<(String, String)> = [
-        ("HOME", home.display().to_string()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
-        ("LANG", "C.UTF-8".into()),
-        ("TERM", "xterm-256color".into()),
-        ("GEMINI_API_KEY", REAL_KEY.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
     Tui::start(&Start {
         argv: &argv,
         cwd: proj,
-        env: &env,
+        env: &tui_env(home, ("GEMINI_API_KEY", REAL_KEY)),
         cols: 120,
         rows: 45,
     })
 }
 
-/// Type `text` at the prompt and submit it once it shows (an Enter sent
-/// with the text is taken as part of a paste).
-fn send(tui: &Tui, text: &str) {
-    tui.type_text(text);
-    tui.wait_for(&format!("> {text}"), SCREEN);
-    std::thread::sleep(Duration::from_millis(500));
-    tui.keys(&["Enter"]);
-}
-
 /// Leave with `/quit`; Gemini CLI exits 0.
 fn quit(tui: &Tui) {
-    send(tui, "/quit");
+    tui.submit("/quit", SCREEN);
     assert_eq!(tui.wait_exit(SCREEN), 0, "{}", tui.screen());
 }
 
@@ -110,16 +81,7 @@ fn gemini_interactive_first_run_answer_and_a_second_session() {
     std::fs::write(home_p.join(".bashrc"), bashrc).unwrap();
     let proj = scratch();
     let proj_p = common::real(proj.path());
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&proj_p)
-            .env("HOME", &home_p)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let git = |args: &[&str]| git(&proj_p, &home_p, args);
     git(&["init", "-q"]);
     let home_before = snapshot(&home_p);
 
@@ -133,7 +95,7 @@ fn gemini_interactive_first_run_answer_and_a_second_session() {
     tui.wait_for(KEY_QUESTION, SCREEN);
     tui.keys(&["Enter"]); // the key from the environment (its placeholder)
     tui.wait_for(PROMPT, SCREEN);
-    send(&tui, "say hello");
+    tui.submit("say hello", SCREEN);
     tui.wait_for("Allow execution", SCREEN);
     tui.keys(&["Enter"]); // 1. Allow once
     tui.wait_for(ANSWER, SCREEN);
@@ -143,26 +105,13 @@ fn gemini_interactive_first_run_answer_and_a_second_session() {
 
     // The shell tool ran inside: the project file is there, ~/.bashrc is not
     // touched, and it saw only the placeholder.
-    assert_eq!(
-        std::fs::read_to_string(proj_p.join("made-by-gemini.txt")).unwrap_or_default(),
-        "made\n",
-        "{first}"
+    assert_tool_ran_inside(
+        &api,
+        (&proj_p, "made-by-gemini.txt"),
+        (&home_p, bashrc),
+        "functionResponse",
+        &first,
     );
-    assert_eq!(
-        std::fs::read_to_string(home_p.join(".bashrc")).unwrap(),
-        bashrc
-    );
-    let seen = api.requests();
-    let answered = seen
-        .iter()
-        .find(|s| s.body.contains("functionResponse"))
-        .unwrap_or_else(|| panic!("no function response reached the stand-in\n{first}"));
-    assert!(
-        answered.body.contains("key=placeholder"),
-        "{}",
-        answered.body
-    );
-    assert!(answered.body.contains("bashrc=denied"), "{}", answered.body);
 
     // Session 2, same HOME: no trust, sign-in or key question; straight to
     // the prompt.
@@ -191,21 +140,7 @@ fn gemini_interactive_first_run_answer_and_a_second_session() {
         "tool turn + answer turn: {:?}",
         seen.iter().map(|s| &s.path).collect::<Vec<_>>()
     );
-    for s in &seen {
-        let keys: Vec<&str> = s
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "x-goog-api-key")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(keys, [REAL_KEY], "{} {}", s.method, s.path);
-        assert!(
-            !has_placeholder(&s.raw),
-            "a placeholder reached the API: {} {}",
-            s.method,
-            s.path
-        );
-    }
+    assert_real_key_only(&seen, "x-goog-api-key", REAL_KEY);
 
     // Only what the sessions were meant to change: the project's new file,
     // Gemini CLI's own state, zerobox's data dir; nothing moved aside.

@@ -150,8 +150,10 @@ fn bundled_agents_load_and_resolve_into_a_policy() {
             "openclaw",
             "api.anthropic.com",
             "ANTHROPIC_API_KEY",
+            // Sandboxed runs' own state dir; the user's ~/.openclaw is
+            // read-only whole (docs/presets/openclaw.md).
+            "/home/u/.openclaw-zerobox/workspace/MEMORY.md",
             "/home/u/.openclaw/workspace/MEMORY.md",
-            "/home/u/.openclaw/workspace/AGENTS.md",
         ),
     ] {
         let lp = preset::load(agent, &env).unwrap();

@@ -36,6 +36,14 @@
 //!   the user their protection);
 //! - the rewrite is a temp file in the same directory plus a rename, so a
 //!   symlink put in the file's place is replaced, never followed.
+//!
+//! Gemini CLI's `~/.gemini/settings.json` and `~/.gemini/trustedFolders.json`
+//! go the same way with the opposite list: its first-run screens write the
+//! sign-in method and the folder-trust answer there, so both are writable,
+//! and after the run everything the command changed is put back except an
+//! allowlist (`security.auth.selectedType`, `ui.theme`; the trust answer
+//! for this run's own folder), because the settings schema keeps growing
+//! and many of its keys name commands (see [`GEMINI_SETTINGS_KEPT`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -836,7 +844,9 @@ fn copy_codex_state(
         item.as_table_mut()
     }
     let mut set = |path: &[&str], value: Option<&Item>| {
-        let (last, parents) = path.split_last().expect("a key path is never empty");
+        let Some((last, parents)) = path.split_last() else {
+            return; // an empty key path names nothing
+        };
         let mut t = base.as_table_mut();
         for p in parents {
             match slot(t, p) {
@@ -1306,7 +1316,7 @@ impl Gemini {
             lines.extend(settle(
                 w,
                 "settings that run code or steer later runs",
-                |b, a| keep_gemini_settings(b, a),
+                keep_gemini_settings,
             ));
         }
         if let Some(w) = &self.trust {
@@ -1458,11 +1468,11 @@ fn keep_gemini_trust(
     for dir in own_projects {
         let key = dir.display().to_string();
         let answer = after.get(&key).and_then(Value::as_str);
-        let keep = match (before.get(&key), answer) {
-            (_, Some("DO_NOT_TRUST")) => true,
-            (None, Some("TRUST_FOLDER")) => true,
-            _ => false,
-        };
+        // A refusal always; a new trust answer only where there was none.
+        let keep = matches!(
+            (before.get(&key), answer),
+            (_, Some("DO_NOT_TRUST")) | (None, Some("TRUST_FOLDER"))
+        );
         if let (true, Some(answer)) = (keep, answer) {
             kept.insert(key, Value::String(answer.to_string()));
         }

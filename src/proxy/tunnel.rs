@@ -62,7 +62,7 @@ pub fn record_denial(state: &State, kind: Kind, method: Option<String>, d: &Deni
         reason: Some(d.reason.clone()),
         ..Default::default()
     });
-    state.log.block(&d);
+    state.log.block(d);
 }
 
 fn intercepts(state: &State, t: &Target) -> bool {

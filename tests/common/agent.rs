@@ -200,6 +200,8 @@ fn flag_matches(agent: &Agent, flag: &str) {
 pub const STANDIN_PY: &str = r#"
 import http.server, ssl, sys, os, json, threading
 LOG, ANSWER, TOOL = os.environ["STANDIN_LOG"], os.environ["STANDIN_ANSWER"], os.environ["STANDIN_TOOL"]
+# The agent's shell tool: Claude Code's "Bash"; OpenClaw's "exec".
+TOOL_NAME = os.environ.get("STANDIN_TOOL_NAME", "Bash")
 lock = threading.Lock()
 def start(model, mid):
     return ("message_start", {"type": "message_start", "message": {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}})
@@ -219,7 +221,7 @@ def tool_sse(model):
     args = json.dumps({"command": TOOL, "description": "Check the sandbox"})
     return events([
         start(model, "msg_standin_tool"),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_standin01", "name": "Bash", "input": {}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_standin01", "name": TOOL_NAME, "input": {}}}),
         ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 20}}),
@@ -419,9 +421,10 @@ impl Api {
 
 impl StandIn {
     pub fn start(dir: &Path, cert: &Path, key: &Path, answer: &str, tool: &str) -> StandIn {
-        StandIn::start_api(Api::AnthropicMessages, dir, cert, key, answer, tool)
+        StandIn::spawn(Api::AnthropicMessages, dir, cert, key, answer, tool, &[])
     }
 
+    /// A stand-in speaking `api`.
     pub fn start_api(
         api: Api,
         dir: &Path,
@@ -429,6 +432,31 @@ impl StandIn {
         key: &Path,
         answer: &str,
         tool: &str,
+    ) -> StandIn {
+        StandIn::spawn(api, dir, cert, key, answer, tool, &[])
+    }
+
+    /// [`StandIn::start`] with more settings for the script
+    /// (`STANDIN_TOOL_NAME`: the name of the agent's shell tool).
+    pub fn start_with(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        answer: &str,
+        tool: &str,
+        env: &[(&str, &str)],
+    ) -> StandIn {
+        StandIn::spawn(Api::AnthropicMessages, dir, cert, key, answer, tool, env)
+    }
+
+    fn spawn(
+        api: Api,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        answer: &str,
+        tool: &str,
+        env: &[(&str, &str)],
     ) -> StandIn {
         let script = dir.join("standin.py");
         let log = dir.join("requests.jsonl");
@@ -441,6 +469,7 @@ impl StandIn {
             .env("STANDIN_ANSWER", answer)
             .env("STANDIN_TOOL", tool)
             .env("STANDIN_API", api.env())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -477,6 +506,97 @@ impl StandIn {
             })
             .collect()
     }
+}
+
+/// `zerobox` flags that send `host:port` to a stand-in on 127.0.0.1: the
+/// host allowed, `secret` bound to it too (a preset binds it to port 443
+/// only), the name pinned with `--resolve`, the test CA trusted.
+pub fn standin_flags(host: &str, port: u16, secret: &str, ca: &Path) -> Vec<String> {
+    vec![
+        format!("--allow-net={host}:{port}"),
+        "--secret".into(),
+        secret.into(),
+        "--secret-host".into(),
+        format!("{secret}={host}:{port}"),
+        "--resolve".into(),
+        format!("{host}:{port}:127.0.0.1"),
+        "--ca-cert".into(),
+        ca.display().to_string(),
+    ]
+}
+
+/// The whole environment of an interactive agent session (tmux passes
+/// nothing else): HOME, a plain PATH, UTF-8, a terminal, and the key.
+pub fn tui_env(home: &Path, (name, key): (&str, &str)) -> Vec<(String, String)> {
+    [
+        ("HOME", home.display().to_string()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("TERM", "xterm-256color".into()),
+        (name, key.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `git ARGS` in `dir` with HOME = `home` (the test's, not the runner's):
+/// its stdout; panics if git fails.
+pub fn git(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every request the stand-in saw carried the real key in `header`, once,
+/// and no placeholder anywhere (headers, path or body).
+pub fn assert_real_key_only(seen: &[Seen], header: &str, key: &str) {
+    for s in seen {
+        let keys: Vec<&str> = s
+            .headers
+            .iter()
+            .filter(|(k, _)| k == header)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(keys, [key], "{} {}", s.method, s.path);
+        assert!(
+            !has_placeholder(&s.raw),
+            "a placeholder reached the API: {} {}",
+            s.method,
+            s.path
+        );
+    }
+}
+
+/// After a session in which the agent's shell tool ran a command like the
+/// agent tests' (`echo made > FILE`, report the key as `key=…`, try
+/// `~/.bashrc`): `file` in the project holds `made`, `~/.bashrc` is still
+/// `bashrc`, and the output that went back to the stand-in (the request
+/// whose body contains `result_marker`) says the tool saw only the
+/// placeholder and was refused `~/.bashrc`. `screen` is shown on failure.
+pub fn assert_tool_ran_inside(
+    api: &StandIn,
+    (proj, file): (&Path, &str),
+    (home, bashrc): (&Path, &str),
+    result_marker: &str,
+    screen: &str,
+) {
+    let made = std::fs::read_to_string(proj.join(file)).unwrap_or_default();
+    assert_eq!(made, "made\n", "{file} in the project\n{screen}");
+    let rc = std::fs::read_to_string(home.join(".bashrc")).unwrap_or_default();
+    assert_eq!(rc, bashrc, "~/.bashrc changed");
+    let seen = api.requests();
+    let result = seen
+        .iter()
+        .find(|s| s.body.contains(result_marker))
+        .unwrap_or_else(|| panic!("no {result_marker} reached the stand-in\n{screen}"));
+    assert!(result.body.contains("key=placeholder"), "{}", result.body);
+    assert!(result.body.contains("bashrc=denied"), "{}", result.body);
 }
 
 /// Does `text` hold a placeholder value (`ZEROBOX_SECRET_` + 32 hex)?

@@ -106,6 +106,16 @@ impl Tui {
         assert!(s.success(), "tmux send-keys -l failed");
     }
 
+    /// Type `text` and press Enter once it shows on the screen: an Enter
+    /// sent with the text is taken as part of a paste by some TUIs (Ink).
+    #[track_caller]
+    pub fn submit(&self, text: &str, timeout: Duration) {
+        self.type_text(text);
+        self.wait_for(text, timeout);
+        std::thread::sleep(Duration::from_millis(500));
+        self.keys(&["Enter"]);
+    }
+
     /// The visible screen plus scroll-back, lines joined where wrapped.
     pub fn screen(&self) -> String {
         let out = self

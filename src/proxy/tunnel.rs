@@ -130,6 +130,8 @@ async fn intercept(
             .await;
         return;
     }
+    // The start-up warm-up may still be issuing this very leaf.
+    drop(state.tls.warming.read().await);
     let cfg = match state.tls.server_config(&target.host) {
         Ok(c) => c,
         Err(_) => return,

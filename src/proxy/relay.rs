@@ -21,6 +21,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -108,12 +109,20 @@ impl Clock {
 
 /// Run both directions until both end, one fails, a placeholder is seen,
 /// or nothing moves for `idle`.
-async fn drive<Up, Down>(up: Up, down: Down, clock: &Clock, idle: Duration) -> End
+///
+/// Takes the directions pinned by the caller: moved in by value, they were
+/// stored twice in the relay's future (the parameters and their pinned
+/// copies), ≈ 1.3 KiB more in every held tunnel.
+async fn drive<Up, Down>(
+    mut up: Pin<&mut Up>,
+    mut down: Pin<&mut Down>,
+    clock: &Clock,
+    idle: Duration,
+) -> End
 where
     Up: Future<Output = io::Result<Option<Forbidden>>>,
     Down: Future<Output = io::Result<()>>,
 {
-    tokio::pin!(up, down);
     let mut up_done = false;
     let mut down_done = false;
     loop {
@@ -122,7 +131,7 @@ where
             return End::Idle;
         }
         tokio::select! {
-            r = &mut up, if !up_done => {
+            r = up.as_mut(), if !up_done => {
                 up_done = true;
                 match r {
                     Ok(Some(f)) => return End::Forbidden(f),
@@ -130,7 +139,7 @@ where
                     Err(e) => return End::Failed(e),
                 }
             }
-            r = &mut down, if !down_done => {
+            r = down.as_mut(), if !down_done => {
                 down_done = true;
                 if let Err(e) = r {
                     return End::Failed(e);
@@ -160,10 +169,11 @@ where
         copy(ur, cw, None, &down_n, &clock).await?;
         Ok(())
     };
+    tokio::pin!(up, down);
     let end = drive(up, down, &clock, idle).await;
     Relayed {
-        up: up_n.into_inner(),
-        down: down_n.into_inner(),
+        up: up_n.load(Ordering::Relaxed),
+        down: down_n.load(Ordering::Relaxed),
         end,
         spliced: 0,
     }
@@ -215,12 +225,13 @@ pub async fn relay_tcp(
         bulk(c, u, &up_n, &clock, &spliced).await.map(|()| None)
     };
     let down = bulk(u, c, &down_n, &clock, &spliced);
+    tokio::pin!(up, down);
     let end = drive(up, down, &clock, idle).await;
     Relayed {
-        up: up_n.into_inner(),
-        down: down_n.into_inner(),
+        up: up_n.load(Ordering::Relaxed),
+        down: down_n.load(Ordering::Relaxed),
         end,
-        spliced: spliced.into_inner(),
+        spliced: spliced.load(Ordering::Relaxed),
     }
 }
 
@@ -245,7 +256,9 @@ async fn bulk(
     match pipe() {
         Some(p) => {
             spliced.fetch_add(1, Ordering::Relaxed);
-            splice_dir(from, to, p, count, clock).await
+            // Boxed: only bulk transfers pay for this state (a thousand
+            // held tunnels carry each relay's future).
+            Box::pin(splice_dir(from, to, p, count, clock)).await
         }
         None => copy_tcp(from, to, None, count, clock, None)
             .await

@@ -788,8 +788,7 @@ fn mb(kb: u64) -> f64 {
 fn first_of_run(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
-    up_port: u16,
-    raw_port: u16,
+    (up_port, raw_port): (u16, u16),
     client: &Client,
     modes: &[Mode],
     runs: usize,
@@ -1352,8 +1351,7 @@ fn main() {
             let res = first_of_run(
                 &rt,
                 dir.path(),
-                up_port,
-                raw_port,
+                (up_port, raw_port),
                 &client,
                 &pair,
                 o.first_runs,

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -196,15 +197,13 @@ async fn connect(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body
         match up.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let client = parts.io.into_inner();
-                after_handshake(
-                    state,
-                    target,
-                    upstream,
-                    client,
-                    parts.read_buf,
-                    Kind::Connect,
-                )
-                .await;
+                // Copied out (it is almost always empty): the Bytes hyper
+                // hands over, even empty, keeps the front connection's
+                // whole read buffer (8 KiB) alive for as long as it is
+                // held, which was the tunnel's lifetime.
+                let pre = Bytes::copy_from_slice(&parts.read_buf);
+                drop(parts.read_buf);
+                after_handshake(state, target, upstream, client, pre, Kind::Connect).await;
             }
             Err(_) => {
                 let mut rec = Record::allowed(Kind::Connect, &target);

@@ -417,8 +417,20 @@ impl PreparedProxy {
             // Interception may come: get its costs out of the first
             // request's way while the command starts (a blocking thread:
             // key generation is CPU work).
+            // The lock is taken here, before any connection is accepted,
+            // so a request cannot slip in ahead of the warm-up and
+            // duplicate it.
             let st = state.clone();
-            runtime.spawn_blocking(move || st.tls.warm_up(&warm_hosts(&st.secrets)));
+            let held = state.tls.warming.clone().try_write_owned();
+            // On a worker thread (its tasks handed to the other worker
+            // meanwhile), not the blocking pool: what the root store
+            // parse allocates and frees then stays in the workers' malloc
+            // arenas for connections to reuse, instead of pinning pages
+            // in an arena of its own.
+            runtime.spawn(async move {
+                tokio::task::block_in_place(|| st.tls.warm_up(&warm_hosts(&st.secrets)));
+                drop(held);
+            });
         }
         runtime.spawn(conn::accept_loop(listener, state.clone(), stop_rx));
         Ok(ProxyHandle {

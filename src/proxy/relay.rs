@@ -6,10 +6,10 @@
 //! client bytes (a tunnel that happens to carry plaintext and shows a
 //! placeholder is cut), and how bytes move:
 //!
-//! - between two plain TCP sockets, a direction nobody inspects moves by
-//!   `splice(2)` through a pipe, so the bytes never enter this process
-//!   (the kernel hands pages from one socket to the other: the tunnel runs
-//!   near the speed of a direct connection);
+//! - between two plain TCP sockets, a direction nobody inspects moves, once
+//!   it proves a bulk transfer (256 KiB), by `splice(2)` through a pipe,
+//!   so the bytes never enter this process (the kernel hands pages from
+//!   one socket to the other);
 //! - a watched direction, or any stream that is not a bare socket (TLS,
 //!   hyper's upgraded connections), is copied through a buffer that grows
 //!   while reads fill it; between sockets it is allocated only once the
@@ -21,7 +21,8 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,8 +37,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Copy buffers start at this size and double while reads fill them.
 const BUF_MIN: usize = 4 * 1024;
 const BUF_MAX: usize = 64 * 1024;
-/// Most bytes moved per `splice` call (the pipe holds 64 KiB by default).
+/// Most bytes moved per `splice` call, and the pipe size asked for.
 const SPLICE_MAX: usize = 1 << 20;
+const PIPE_SIZE: usize = 1 << 20;
+/// A direction moves by `splice` once it has carried this much.
+const SPLICE_AFTER: u64 = 256 * 1024;
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -105,12 +109,20 @@ impl Clock {
 
 /// Run both directions until both end, one fails, a placeholder is seen,
 /// or nothing moves for `idle`.
-async fn drive<Up, Down>(up: Up, down: Down, clock: &Clock, idle: Duration) -> End
+///
+/// Takes the directions pinned by the caller: moved in by value, they were
+/// stored twice in the relay's future (the parameters and their pinned
+/// copies), ≈ 1.3 KiB more in every held tunnel.
+async fn drive<Up, Down>(
+    mut up: Pin<&mut Up>,
+    mut down: Pin<&mut Down>,
+    clock: &Clock,
+    idle: Duration,
+) -> End
 where
     Up: Future<Output = io::Result<Option<Forbidden>>>,
     Down: Future<Output = io::Result<()>>,
 {
-    tokio::pin!(up, down);
     let mut up_done = false;
     let mut down_done = false;
     loop {
@@ -119,7 +131,7 @@ where
             return End::Idle;
         }
         tokio::select! {
-            r = &mut up, if !up_done => {
+            r = up.as_mut(), if !up_done => {
                 up_done = true;
                 match r {
                     Ok(Some(f)) => return End::Forbidden(f),
@@ -127,7 +139,7 @@ where
                     Err(e) => return End::Failed(e),
                 }
             }
-            r = &mut down, if !down_done => {
+            r = down.as_mut(), if !down_done => {
                 down_done = true;
                 if let Err(e) = r {
                     return End::Failed(e);
@@ -157,10 +169,11 @@ where
         copy(ur, cw, None, &down_n, &clock).await?;
         Ok(())
     };
+    tokio::pin!(up, down);
     let end = drive(up, down, &clock, idle).await;
     Relayed {
-        up: up_n.into_inner(),
-        down: down_n.into_inner(),
+        up: up_n.load(Ordering::Relaxed),
+        down: down_n.load(Ordering::Relaxed),
         end,
         spliced: 0,
     }
@@ -200,36 +213,69 @@ pub async fn relay_tcp(
         }
         up_n.fetch_add(pre.len() as u64, Ordering::Relaxed);
     }
-    let up_pipe = if watch.is_none() { pipe() } else { None };
-    let down_pipe = pipe();
-    let spliced = up_pipe.is_some() as u8 + down_pipe.is_some() as u8;
+    let spliced = AtomicU8::new(0);
     let (c, u) = (&client, &upstream);
     let up = async {
-        match up_pipe {
-            Some(p) => splice_dir(c, u, p, &up_n, &clock).await.map(|()| None),
-            None => copy_tcp(c, u, watch, &up_n, &clock).await,
+        if watch.is_some() {
+            return match copy_tcp(c, u, watch, &up_n, &clock, None).await? {
+                Copied::Forbidden(f) => Ok(Some(f)),
+                Copied::Eof | Copied::Bulk => Ok(None),
+            };
         }
+        bulk(c, u, &up_n, &clock, &spliced).await.map(|()| None)
     };
-    let down = async {
-        match down_pipe {
-            Some(p) => splice_dir(u, c, p, &down_n, &clock).await,
-            None => copy_tcp(u, c, None, &down_n, &clock).await.map(|_| ()),
-        }
-    };
+    let down = bulk(u, c, &down_n, &clock, &spliced);
+    tokio::pin!(up, down);
     let end = drive(up, down, &clock, idle).await;
     Relayed {
-        up: up_n.into_inner(),
-        down: down_n.into_inner(),
+        up: up_n.load(Ordering::Relaxed),
+        down: down_n.load(Ordering::Relaxed),
         end,
-        spliced,
+        spliced: spliced.load(Ordering::Relaxed),
     }
 }
 
-/// A non-blocking pipe for one spliced direction, or `None` (then the
-/// direction is copied).
+/// An unwatched direction between sockets: copied until it has moved
+/// [`SPLICE_AFTER`] bytes, then, if a pipe can be had, spliced. Interactive
+/// and idle tunnels (most of them) never hold a pipe: pipe capacity is
+/// counted per user (`/proc/sys/fs/pipe-user-pages-soft`: past it, every
+/// new pipe of the user's, the command's and other programs' alike, gets
+/// two pages), so only bulk transfers take one, for as long as they last.
+async fn bulk(
+    from: &TcpStream,
+    to: &TcpStream,
+    count: &AtomicU64,
+    clock: &Clock,
+    spliced: &AtomicU8,
+) -> io::Result<()> {
+    if let Copied::Eof | Copied::Forbidden(_) =
+        copy_tcp(from, to, None, count, clock, Some(SPLICE_AFTER)).await?
+    {
+        return Ok(());
+    }
+    match pipe() {
+        Some(p) => {
+            spliced.fetch_add(1, Ordering::Relaxed);
+            // Boxed: only bulk transfers pay for this state (a thousand
+            // held tunnels carry each relay's future).
+            Box::pin(splice_dir(from, to, p, count, clock)).await
+        }
+        None => copy_tcp(from, to, None, count, clock, None)
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// A non-blocking pipe for one spliced direction, as large as the system
+/// lets an unprivileged user make one (`fs/pipe-max-size`, 1 MiB by
+/// default): at 64 KiB the splices were too small to beat copying here.
+/// `None` (then the direction is copied) if no pipe can be had.
 fn pipe() -> Option<(OwnedFd, OwnedFd)> {
-    use rustix::pipe::{pipe_with, PipeFlags};
-    pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()
+    use rustix::pipe::{fcntl_setpipe_size, pipe_with, PipeFlags};
+    let p = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
+    // Refused past the user's soft limit: the pipe keeps its size.
+    let _ = fcntl_setpipe_size(&p.1, PIPE_SIZE);
+    Some(p)
 }
 
 /// `from` → `to` through the pipe: socket → pipe, then pipe → socket,
@@ -351,17 +397,32 @@ async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Copy between two shared sockets (a watched direction, or no pipe).
-/// The buffer is taken only once the socket is readable.
+/// How a copying direction between sockets stopped.
+enum Copied {
+    /// EOF, passed on.
+    Eof,
+    /// The watch saw a placeholder.
+    Forbidden(Forbidden),
+    /// It carried the `until` bytes asked for: a bulk transfer.
+    Bulk,
+}
+
+/// Copy between two shared sockets, the buffer taken only once the socket
+/// is readable, until EOF, a placeholder, or (with `until`) that many
+/// bytes have been carried.
 async fn copy_tcp(
     from: &TcpStream,
     to: &TcpStream,
     mut watch: Option<Scanner>,
     count: &AtomicU64,
     clock: &Clock,
-) -> io::Result<Option<Forbidden>> {
+    until: Option<u64>,
+) -> io::Result<Copied> {
     let mut buf = Buf(Vec::new());
     loop {
+        if until.is_some_and(|u| count.load(Ordering::Relaxed) >= u) {
+            return Ok(Copied::Bulk);
+        }
         from.readable().await?;
         let n = match from.try_read(buf.get()) {
             Ok(n) => n,
@@ -371,10 +432,10 @@ async fn copy_tcp(
         clock.touch();
         if n == 0 {
             let _ = rustix::net::shutdown(to, rustix::net::Shutdown::Write);
-            return Ok(None);
+            return Ok(Copied::Eof);
         }
         if let Err(f) = check(&mut watch, &buf.0[..n]) {
-            return Ok(Some(f));
+            return Ok(Copied::Forbidden(f));
         }
         write_all(to, &buf.0[..n]).await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
@@ -437,6 +498,21 @@ mod tests {
     async fn splice_tunnel_enforces_the_idle_timeout() {
         let idle = Duration::from_millis(300);
         let (mut c, mut s, h) = tcp_relay(None, idle).await;
+        // A bulk transfer each way first, so both directions splice.
+        let big = vec![3u8; 600_000];
+        let (mut got_s, mut got_c) = (vec![0u8; big.len()], vec![0u8; big.len()]);
+        let (r1, r2) = tokio::join!(
+            async {
+                c.write_all(&big).await.unwrap();
+                c.read_exact(&mut got_c).await.unwrap();
+            },
+            async {
+                s.read_exact(&mut got_s).await.unwrap();
+                s.write_all(&big).await.unwrap();
+            }
+        );
+        let _ = (r1, r2);
+        assert!(got_s == big && got_c == big);
         // Traffic keeps it open past the timeout…
         for _ in 0..4 {
             c.write_all(b"ping").await.unwrap();
@@ -451,8 +527,8 @@ mod tests {
             .expect("idle tunnel not closed")
             .unwrap();
         assert!(matches!(r.end, End::Idle), "{:?}", r.end);
-        assert_eq!(r.spliced, 2);
-        assert_eq!((r.up, r.down), (16, 0));
+        assert_eq!(r.spliced, 2, "both directions spliced");
+        assert_eq!((r.up, r.down), (600_016, 600_000));
         let mut rest = Vec::new();
         assert_eq!(s.read_to_end(&mut rest).await.unwrap_or(0), 0);
         assert_eq!(c.read_to_end(&mut rest).await.unwrap_or(0), 0);
@@ -483,7 +559,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(r.end, End::Forbidden(_)), "{:?}", r.end);
-        assert_eq!(r.spliced, 1, "only the unwatched direction is spliced");
+        assert_eq!(r.spliced, 0, "nothing bulk moved downstream");
         // The whole placeholder never reached the upstream.
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;

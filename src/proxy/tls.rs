@@ -279,6 +279,10 @@ pub struct TlsState {
     extra_roots: Vec<CertificateDer<'static>>,
     /// Upstream client configs, built on first use (see [`TlsState::clients`]).
     clients: OnceLock<ClientConfigs>,
+    /// Held (written) by the warm-up while it runs: an intercepted
+    /// request that comes meanwhile waits for it (reads) rather than
+    /// doing the same work a second time on the same two cores.
+    pub warming: Arc<tokio::sync::RwLock<()>>,
     /// The system CA bundle as read at start (empty if unreadable); the
     /// bundle handed to the sandbox is this plus the zerobox CA.
     /// (`--ca-cert` roots are for zerobox's own upstream checks only.)
@@ -327,6 +331,7 @@ impl TlsState {
             leaves: Mutex::new(HashMap::new()),
             extra_roots,
             clients: OnceLock::new(),
+            warming: Arc::new(tokio::sync::RwLock::new(())),
             system_bundle_pem,
         })
     }

@@ -80,10 +80,13 @@ pub async fn after_handshake(
     pre: Bytes,
     kind: Kind,
 ) {
+    // Each branch boxed: a task holds only the state of the one it takes
+    // (an intercepted tunnel's HTTP and TLS servers are large, a relay
+    // small; both sit in every held connection's task).
     if intercepts(&state, &target) {
-        intercept(state, target, upstream, client, pre).await;
+        Box::pin(intercept(state, target, upstream, client, pre)).await;
     } else {
-        tunnel(state, target, client, pre, upstream, kind).await;
+        Box::pin(tunnel(state, target, client, pre, upstream, kind)).await;
     }
 }
 
@@ -130,6 +133,8 @@ async fn intercept(
             .await;
         return;
     }
+    // The start-up warm-up may still be issuing this very leaf.
+    drop(state.tls.warming.read().await);
     let cfg = match state.tls.server_config(&target.host) {
         Ok(c) => c,
         Err(_) => return,

@@ -710,7 +710,25 @@ pub fn probe_namespaces() -> Result<(), String> {
 /// restriction we know of allows user namespaces but not it; if the run's
 /// own clone still fails, that is a refusal (125), never a fallback.
 pub fn probe_for_run() -> Result<(), String> {
-    probe_flags(NS_FLAGS & !libc::CLONE_NEWNET)
+    probe_start_for_run().finish()
+}
+
+/// [`probe_for_run`] started and not yet waited for: the probe's child runs
+/// while zerobox plans (see `plan::plan`); [`ProbeRun::finish`] gives its
+/// verdict. Nothing is cached: every run probes the machine afresh, before
+/// anything of its sandbox exists.
+pub fn probe_start_for_run() -> ProbeRun {
+    ProbeRun(probe_start(NS_FLAGS & !libc::CLONE_NEWNET))
+}
+
+/// A probe under way (or one that could not start: the error).
+pub struct ProbeRun(Result<libc::pid_t, String>);
+
+impl ProbeRun {
+    /// Wait for the probe's child and return its verdict.
+    pub fn finish(self) -> Result<(), String> {
+        probe_finish(self.0?)
+    }
 }
 
 /// One namespace kind each (user always, since the others need it when
@@ -730,6 +748,12 @@ pub fn probe_each_namespace() -> Vec<(&'static str, Result<(), String>)> {
 }
 
 fn probe_flags(flags: libc::c_int) -> Result<(), String> {
+    probe_finish(probe_start(flags)?)
+}
+
+/// Fork the probe's child in new namespaces (`flags`); it exits 0 if it
+/// could write its id maps and, with a mount namespace, mount a tmpfs.
+fn probe_start(flags: libc::c_int) -> Result<libc::pid_t, String> {
     let uid = sys::getuid();
     let gid = sys::getgid();
     let pid = sys::clone_fork(flags).map_err(|e| format!("clone: {e}"))?;
@@ -752,6 +776,10 @@ fn probe_flags(flags: libc::c_int) -> Result<(), String> {
                 .is_ok());
         sys::exit_now(if ok { 0 } else { 1 });
     }
+    Ok(pid)
+}
+
+fn probe_finish(pid: libc::pid_t) -> Result<(), String> {
     match sys::waitpid(pid, 0) {
         Ok((_, st)) if sys::exit_code(st) == 0 => Ok(()),
         Ok(_) => Err(

@@ -191,11 +191,13 @@ pub fn memoized<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// `lstat` (and `readlink` for a link) of `path`, through the memo when a
-/// [`memoized`] scope is active. Errors other than "missing" are never
-/// remembered.
-fn look(path: &Path) -> Result<Seen, String> {
-    if let Some(seen) = MEMO.with(|m| m.borrow().as_ref().and_then(|m| m.get(path).cloned())) {
-        return Ok(seen);
+/// [`memoized`] scope is active and `remember` is set. Errors other than
+/// "missing" are never remembered.
+fn look(path: &Path, remember: bool) -> Result<Seen, String> {
+    if remember {
+        if let Some(seen) = MEMO.with(|m| m.borrow().as_ref().and_then(|m| m.get(path).cloned())) {
+            return Ok(seen);
+        }
     }
     let seen = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Seen::Link(
@@ -215,11 +217,13 @@ fn look(path: &Path) -> Result<Seen, String> {
         // make the rule silently protect nothing.
         Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
     };
-    MEMO.with(|m| {
-        if let Some(m) = m.borrow_mut().as_mut() {
-            m.insert(path.to_path_buf(), seen.clone());
-        }
-    });
+    if remember {
+        MEMO.with(|m| {
+            if let Some(m) = m.borrow_mut().as_mut() {
+                m.insert(path.to_path_buf(), seen.clone());
+            }
+        });
+    }
     Ok(seen)
 }
 
@@ -250,7 +254,10 @@ pub fn resolve_links(path: &Path) -> Result<Expanded, String> {
         }
         let next = out.join(&name);
         if exists {
-            match look(&next)? {
+            // Only ancestors are shared between rules; a path's own last
+            // component is looked at directly (remembering it would cost
+            // more than it saves).
+            match look(&next, !pending.is_empty())? {
                 Seen::Link(target) => {
                     if links.len() >= MAX_LINKS {
                         return Err(format!(

@@ -60,6 +60,11 @@ pub struct Plan {
     /// The policy with the implicit rules of the mode added.
     #[serde(skip)]
     pub policy: Policy,
+    /// The namespace probe's child, still tearing down its namespaces
+    /// after its verdict: reaped when the plan is dropped (after the
+    /// sandbox has started), so the run does not wait for it.
+    #[serde(skip)]
+    pub(super) probe_child: Option<linux::ProbeChild>,
 }
 
 /// Make the plan for `policy` on this machine, or refuse.
@@ -70,7 +75,7 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
     // after the verdict, when it is the fallback).
     let probe = (!sim.no_userns).then(linux::probe_start_for_run);
     let in_namespaces = Parts::new(policy, Mode::Namespaces, Path::new("/tmp"));
-    let (mode, mut weaker) = choose_mode(opts, sim, probe)?;
+    let (mode, mut weaker, probe_child) = choose_mode(opts, sim, probe)?;
     let abi = landlock_abi(sim);
     let tmpdir = match mode {
         Mode::Namespaces => PathBuf::from("/tmp"),
@@ -131,6 +136,7 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         landlock,
         seccomp,
         policy: full,
+        probe_child,
     })
 }
 
@@ -172,17 +178,19 @@ fn choose_mode(
     opts: &Options,
     sim: Simulated,
     probe: Option<linux::ProbeRun>,
-) -> Result<(Mode, Vec<String>), SandboxError> {
+) -> Result<(Mode, Vec<String>, Option<linux::ProbeChild>), SandboxError> {
     let abi = landlock_abi(sim);
     let mut weaker = Vec::new();
     let Some(probe) = probe else {
         return fallback_mode(opts, abi, "user namespaces are disabled (simulated)");
     };
+    let (verdict, child) = probe.finish();
     // The probe is the only way to the fallback: a child in fresh
     // namespaces writes its uid map and mounts a tmpfs, touching nothing
     // of the policy. If it works, the run's own setup must work too, and
     // any failure there refuses to run (see `error`).
-    if let Err(why) = probe.finish() {
+    if let Err(why) = verdict {
+        drop(child); // reaped now: the fallback starts no namespaces
         return fallback_mode(opts, abi, &format!("user namespaces unusable ({why})"));
     }
     if abi == 0 {
@@ -194,10 +202,14 @@ fn choose_mode(
         }
         weaker.push("Landlock unavailable: namespaces and seccomp only".into());
     }
-    Ok((Mode::Namespaces, weaker))
+    Ok((Mode::Namespaces, weaker, child))
 }
 
-fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
+fn fallback_mode(
+    opts: &Options,
+    abi: i32,
+    why: &str,
+) -> Result<(Mode, Vec<String>, Option<linux::ProbeChild>), SandboxError> {
     if abi == 0 {
         return Err(SandboxError::new(
             Stage::Refused,
@@ -217,6 +229,7 @@ fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<Strin
         vec![format!(
             "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable; a writable directory that contains write-protected paths is writable only in its subdirectories)"
         )],
+        None,
     ))
 }
 

@@ -484,6 +484,15 @@ pub fn resolve(
     ctx: &PathContext,
     host_env: &[(OsString, OsString)],
 ) -> Result<Policy, PolicyError> {
+    // The rules share their ancestors: each is looked at once.
+    paths::memoized(|| resolve_layers(layers, ctx, host_env))
+}
+
+fn resolve_layers(
+    layers: &[PolicyLayer],
+    ctx: &PathContext,
+    host_env: &[(OsString, OsString)],
+) -> Result<Policy, PolicyError> {
     let mut fs = Vec::new();
     let mut env_allow: Vec<(String, String)> = defaults::ENV_ALLOW
         .iter()

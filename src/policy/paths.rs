@@ -202,6 +202,86 @@ pub fn canonical(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// What `lstat` (and `readlink`) said about one path, remembered for the
+/// rest of a [`memoized`] scope.
+#[derive(Clone)]
+enum Seen {
+    Link(PathBuf),
+    Present,
+    Missing,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Option<std::collections::HashMap<PathBuf, Seen>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with the `lstat`s of [`resolve_links`] remembered: the rules of
+/// one policy share their ancestors (`/home/u` for every `~/…` rule), and
+/// each was looked up once per rule. The memory lasts only for `f` (one
+/// resolution, before anything of the sandbox exists), never across runs
+/// or into a later step that may have changed the disk (zerobox creates
+/// state directories and placeholders after resolving). Nested scopes
+/// share the outer one.
+pub fn memoized<T>(f: impl FnOnce() -> T) -> T {
+    let outer = MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        let had = m.is_some();
+        if !had {
+            *m = Some(std::collections::HashMap::new());
+        }
+        had
+    });
+    // Cleared on the way out, also when `f` unwinds.
+    struct Clear(bool);
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            if !self.0 {
+                MEMO.with(|m| *m.borrow_mut() = None);
+            }
+        }
+    }
+    let _clear = Clear(outer);
+    f()
+}
+
+/// `lstat` (and `readlink` for a link) of `path`, through the memo when a
+/// [`memoized`] scope is active and `remember` is set. Errors other than
+/// "missing" are never remembered.
+fn look(path: &Path, remember: bool) -> Result<Seen, String> {
+    if remember {
+        if let Some(seen) = MEMO.with(|m| m.borrow().as_ref().and_then(|m| m.get(path).cloned())) {
+            return Ok(seen);
+        }
+    }
+    let seen = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Seen::Link(
+            std::fs::read_link(path)
+                .map_err(|e| format!("cannot read the symlink {}: {e}", path.display()))?,
+        ),
+        Ok(_) => Seen::Present,
+        // Missing (or hidden from us, and so from the command): the rest
+        // of the path is kept as written.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::EACCES)) =>
+        {
+            Seen::Missing
+        }
+        // Anything else (a path longer than PATH_MAX, an I/O error) would
+        // make the rule silently protect nothing.
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    };
+    if remember {
+        MEMO.with(|m| {
+            if let Some(m) = m.borrow_mut().as_mut() {
+                m.insert(path.to_path_buf(), seen.clone());
+            }
+        });
+    }
+    Ok(seen)
+}
+
 /// Resolve `path` (absolute, normalised) one component at a time with
 /// `lstat`, following each symlink by hand and recording where it was. A
 /// dangling link resolves to its (missing) target. Hand-written rather
@@ -229,16 +309,17 @@ pub fn resolve_links(path: &Path) -> Result<Expanded, String> {
         }
         let next = out.join(&name);
         if exists {
-            match std::fs::symlink_metadata(&next) {
-                Ok(m) if m.file_type().is_symlink() => {
+            // Only ancestors are shared between rules; a path's own last
+            // component is looked at directly (remembering it would cost
+            // more than it saves).
+            match look(&next, !pending.is_empty())? {
+                Seen::Link(target) => {
                     if links.len() >= MAX_LINKS {
                         return Err(format!(
                             "too many levels of symbolic links at {}",
                             next.display()
                         ));
                     }
-                    let target = std::fs::read_link(&next)
-                        .map_err(|e| format!("cannot read the symlink {}: {e}", next.display()))?;
                     links.push(next);
                     for c in target.components().rev() {
                         match c {
@@ -252,18 +333,8 @@ pub fn resolve_links(path: &Path) -> Result<Expanded, String> {
                     }
                     continue;
                 }
-                Ok(_) => {}
-                // Missing (or hidden from us, and so from the command):
-                // the rest of the path is kept as written.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::EACCES)) =>
-                {
-                    exists = false
-                }
-                // Anything else (a path longer than PATH_MAX, an I/O error)
-                // would make the rule silently protect nothing.
-                Err(e) => return Err(format!("cannot inspect {}: {e}", next.display())),
+                Seen::Present => {}
+                Seen::Missing => exists = false,
             }
         }
         out = next;

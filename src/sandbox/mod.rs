@@ -392,10 +392,12 @@ pub fn spawn(policy: &Policy, spec: &Spec, opts: &Options) -> Result<Running, Sa
 
 /// Carry out `plan`. The only decisions left are the ones that need the
 /// side effects (the fallback's proxy port, known once it is bound).
-fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
+fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxError> {
     let mut cleanup = Cleanup::default();
     let mut spec = spec.clone();
     let mode = plan.mode;
+    // Reaped once the sandbox is started (its teardown runs meanwhile).
+    let probe_child = plan.probe_child.take();
     let tmpdir = plan.tmpdir.clone();
     cleanup.private_tmp = plan.create_private_tmp()?;
     // Network: in the namespace the planned port is free (a fresh network
@@ -482,7 +484,9 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
     };
     let started = linux::start(&prep).inspect_err(|_| {
         let _ = sys::set_sigmask(&prep.sigmask);
-    })?;
+    });
+    drop(probe_child);
+    let started = started?;
     let mut started = started;
     let listener = started.listener.take().or(host_listener);
     // The command runs: watch the guarded names while it does.

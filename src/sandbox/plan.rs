@@ -60,12 +60,22 @@ pub struct Plan {
     /// The policy with the implicit rules of the mode added.
     #[serde(skip)]
     pub policy: Policy,
+    /// The namespace probe's child, still tearing down its namespaces
+    /// after its verdict: reaped when the plan is dropped (after the
+    /// sandbox has started), so the run does not wait for it.
+    #[serde(skip)]
+    pub(super) probe_child: Option<linux::ProbeChild>,
 }
 
 /// Make the plan for `policy` on this machine, or refuse.
 pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
     let sim = Simulated::from_env();
-    let (mode, mut weaker) = choose_mode(opts, sim)?;
+    // The probe's child runs while the namespace mode's part of the plan
+    // is made (the mode nearly every run gets; the fallback's part is made
+    // after the verdict, when it is the fallback).
+    let probe = (!sim.no_userns).then(linux::probe_start_for_run);
+    let in_namespaces = Parts::new(policy, Mode::Namespaces, Path::new("/tmp"));
+    let (mode, mut weaker, probe_child) = choose_mode(opts, sim, probe)?;
     let abi = landlock_abi(sim);
     let tmpdir = match mode {
         Mode::Namespaces => PathBuf::from("/tmp"),
@@ -91,18 +101,14 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         }
         weaker.push(super::WEAK_NET_WARNING.to_string());
     }
-    let full = with_rules(policy, implicit_rules(policy, mode, &tmpdir));
-    let mounts = match mode {
-        Mode::Namespaces => linux::mounts::plan(&full),
-        Mode::LandlockOnly => Vec::new(),
+    let Parts {
+        full,
+        mounts,
+        guarded,
+    } = match mode {
+        Mode::Namespaces => in_namespaces,
+        Mode::LandlockOnly => Parts::new(policy, mode, &tmpdir),
     };
-    // The guards look at host paths as the command will see them: in the
-    // namespaces the private /tmp's write right is not one on the host.
-    let mut host_view = full.clone();
-    if mode == Mode::Namespaces {
-        host_view.fs.retain(|r| r.origin != PRIVATE_TMP_ORIGIN);
-    }
-    let guarded = guard::missing_protected(&host_view);
     let proxy = wants_network.then(|| ProxyPlan {
         port: (mode == Mode::Namespaces).then(|| 20000 + (rand::random::<u16>() % 40000)),
         in_namespace: mode == Mode::Namespaces,
@@ -130,21 +136,61 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         landlock,
         seccomp,
         policy: full,
+        probe_child,
     })
 }
 
+/// The mode-dependent part of a plan: the policy with the mode's implicit
+/// rules, the mount steps, the guarded paths.
+struct Parts {
+    full: Policy,
+    mounts: Vec<Step>,
+    guarded: Vec<PathBuf>,
+}
+
+impl Parts {
+    fn new(policy: &Policy, mode: Mode, tmpdir: &Path) -> Parts {
+        let full = with_rules(policy, implicit_rules(policy, mode, tmpdir));
+        let mounts = match mode {
+            Mode::Namespaces => linux::mounts::plan(&full),
+            Mode::LandlockOnly => Vec::new(),
+        };
+        // The guards look at host paths as the command will see them: in
+        // the namespaces the private /tmp's write right is not one on the
+        // host.
+        let mut host_view = full.clone();
+        if mode == Mode::Namespaces {
+            host_view.fs.retain(|r| r.origin != PRIVATE_TMP_ORIGIN);
+        }
+        let guarded = guard::missing_protected(&host_view);
+        Parts {
+            full,
+            mounts,
+            guarded,
+        }
+    }
+}
+
 /// Decide the mode from probes of the machine and the options, or refuse.
-fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), SandboxError> {
+/// `probe` is the run's namespace probe, started (none when user
+/// namespaces are simulated as missing).
+fn choose_mode(
+    opts: &Options,
+    sim: Simulated,
+    probe: Option<linux::ProbeRun>,
+) -> Result<(Mode, Vec<String>, Option<linux::ProbeChild>), SandboxError> {
     let abi = landlock_abi(sim);
     let mut weaker = Vec::new();
-    if sim.no_userns {
+    let Some(probe) = probe else {
         return fallback_mode(opts, abi, "user namespaces are disabled (simulated)");
-    }
+    };
+    let (verdict, child) = probe.finish();
     // The probe is the only way to the fallback: a child in fresh
     // namespaces writes its uid map and mounts a tmpfs, touching nothing
     // of the policy. If it works, the run's own setup must work too, and
     // any failure there refuses to run (see `error`).
-    if let Err(why) = linux::probe_for_run() {
+    if let Err(why) = verdict {
+        drop(child); // reaped now: the fallback starts no namespaces
         return fallback_mode(opts, abi, &format!("user namespaces unusable ({why})"));
     }
     if abi == 0 {
@@ -156,10 +202,14 @@ fn choose_mode(opts: &Options, sim: Simulated) -> Result<(Mode, Vec<String>), Sa
         }
         weaker.push("Landlock unavailable: namespaces and seccomp only".into());
     }
-    Ok((Mode::Namespaces, weaker))
+    Ok((Mode::Namespaces, weaker, child))
 }
 
-fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<String>), SandboxError> {
+fn fallback_mode(
+    opts: &Options,
+    abi: i32,
+    why: &str,
+) -> Result<(Mode, Vec<String>, Option<linux::ProbeChild>), SandboxError> {
     if abi == 0 {
         return Err(SandboxError::new(
             Stage::Refused,
@@ -179,6 +229,7 @@ fn fallback_mode(opts: &Options, abi: i32, why: &str) -> Result<(Mode, Vec<Strin
         vec![format!(
             "{why}: running with Landlock + seccomp only (no private /tmp, no pid isolation, host unix sockets reachable; a writable directory that contains write-protected paths is writable only in its subdirectories)"
         )],
+        None,
     ))
 }
 

@@ -370,3 +370,63 @@ fn deny_list_covers_the_account_home_when_home_points_elsewhere() {
     );
     fake.assert_no_leak(&r);
 }
+
+/// Threat: a denied file that a host program replaces during the run (an
+/// editor's or a shell's atomic save: a new file renamed over the old, as
+/// zsh does with its history on every prompt). Since Linux 3.18 a rename
+/// over a mount point made in another mount namespace is allowed and
+/// detaches that mount there: the sandbox's mask over the file is gone and
+/// the new file is what the path names. Stopped by: Landlock, not the
+/// masks: the denied file's directory is carved out (its siblings are
+/// granted one by one), so the new file, granted by no rule, stays
+/// unreadable. This is why Landlock keeps carving out denied paths in
+/// namespace mode too (docs/architecture.md, "Layers").
+#[test]
+fn denied_file_replaced_on_the_host_during_the_run_stays_unreadable() {
+    let home = Home::new();
+    let h = home.path();
+    let cwd = scratch();
+    let replaced = format!("ZB-REPLACED-SECRET-{}", unique());
+    let host = {
+        let (h, replaced) = (h.clone(), replaced.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            std::fs::write(h.join(".bash_history.new"), format!("{replaced}\n")).unwrap();
+            std::fs::rename(h.join(".bash_history.new"), h.join(".bash_history")).unwrap();
+        })
+    };
+    // Read before and, for a while, after the host's rename.
+    let script = format!(
+        "cat {h}/.bash_history; echo \"[first: $?]\"; i=0; while [ $i -lt 30 ]; do cat {h}/.bash_history 2>/dev/null && break; sleep 0.1; i=$((i+1)); done; echo \"[last: $i]\"",
+        h = h.display()
+    );
+    let r = sh(&real(cwd.path()), Some(&h), &[], &script);
+    host.join().unwrap();
+    // The primitive: the host file was replaced during the run.
+    assert_eq!(
+        std::fs::read_to_string(h.join(".bash_history")).unwrap(),
+        format!("{replaced}\n")
+    );
+    assert!(r.stdout.contains("[last: 30]"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&replaced) && !r.stdout.contains(&home.hist),
+        "the replaced file was read:\n{r:?}"
+    );
+    // And in the fallback, where Landlock is the only layer.
+    let again = format!("ZB-REPLACED-AGAIN-{}", unique());
+    let host = {
+        let (h, again) = (h.clone(), again.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            std::fs::write(h.join(".bash_history.new"), format!("{again}\n")).unwrap();
+            std::fs::rename(h.join(".bash_history.new"), h.join(".bash_history")).unwrap();
+        })
+    };
+    let r = sh_fallback(&real(cwd.path()), Some(&h), &[], &script);
+    host.join().unwrap();
+    assert!(r.stdout.contains("[last: 30]"), "{r:?}");
+    assert!(
+        !r.stdout.contains(&again) && !r.stdout.contains(&replaced),
+        "the replaced file was read in the fallback:\n{r:?}"
+    );
+}

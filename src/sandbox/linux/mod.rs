@@ -784,7 +784,66 @@ pub fn probe_namespaces() -> Result<(), String> {
 /// restriction we know of allows user namespaces but not it; if the run's
 /// own clone still fails, that is a refusal (125), never a fallback.
 pub fn probe_for_run() -> Result<(), String> {
-    probe_flags(NS_FLAGS & !libc::CLONE_NEWNET)
+    probe_start_for_run().finish().0
+}
+
+/// [`probe_for_run`] started and not yet waited for: the probe's child runs
+/// while zerobox plans (see `plan::plan`); [`ProbeRun::finish`] gives its
+/// verdict. Nothing is cached: every run probes the machine afresh, before
+/// anything of its sandbox exists.
+pub fn probe_start_for_run() -> ProbeRun {
+    ProbeRun(probe_start(NS_FLAGS & !libc::CLONE_NEWNET))
+}
+
+/// A probe under way (or one that could not start: the error).
+pub struct ProbeRun(Result<StartedProbe, String>);
+
+struct StartedProbe {
+    pid: libc::pid_t,
+    /// The child writes its verdict here before it exits.
+    verdict: OwnedFd,
+}
+
+/// The probe's child after its verdict: still exiting (tearing down its
+/// namespaces takes longer than the probe itself), reaped when dropped.
+#[derive(Debug)]
+pub struct ProbeChild(libc::pid_t);
+
+impl Drop for ProbeChild {
+    fn drop(&mut self) {
+        let _ = sys::waitpid(self.0, 0);
+    }
+}
+
+impl ProbeRun {
+    /// The probe's verdict, read as soon as its child has it; the child
+    /// comes back too, to be reaped once the sandbox is started.
+    pub fn finish(self) -> (Result<(), String>, Option<ProbeChild>) {
+        match self.0 {
+            Err(e) => (Err(e), None),
+            Ok(p) => (read_verdict(p.verdict), Some(ProbeChild(p.pid))),
+        }
+    }
+}
+
+/// One byte from the probe's child: `1` if it could write its id maps and
+/// mount; anything else, or nothing (it died), is a failure.
+fn read_verdict(fd: OwnedFd) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    let mut file = std::fs::File::from(fd);
+    loop {
+        match file.read(&mut byte) {
+            Ok(1) if byte[0] == b'1' => return Ok(()),
+            Ok(_) => {
+                return Err(
+                    "namespaces can be created but not used (uid map or mount refused; AppArmor?)"
+                        .into(),
+                )
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read the probe's verdict: {e}")),
+        }
+    }
 }
 
 /// One namespace kind each (user always, since the others need it when
@@ -804,10 +863,21 @@ pub fn probe_each_namespace() -> Vec<(&'static str, Result<(), String>)> {
 }
 
 fn probe_flags(flags: libc::c_int) -> Result<(), String> {
+    // Verdict first, then the child reaped (dropped) before returning.
+    let (verdict, _child) = ProbeRun(probe_start(flags)).finish();
+    verdict
+}
+
+/// Fork the probe's child in new namespaces (`flags`); it writes `1` to
+/// the verdict pipe if it could write its id maps and, with a mount
+/// namespace, mount a tmpfs, then exits.
+fn probe_start(flags: libc::c_int) -> Result<StartedProbe, String> {
     let uid = sys::getuid();
     let gid = sys::getgid();
+    let (verdict_r, verdict_w) = sys::pipe_cloexec().map_err(|e| format!("pipe: {e}"))?;
     let pid = sys::clone_fork(flags).map_err(|e| format!("clone: {e}"))?;
     if pid == 0 {
+        drop(verdict_r);
         let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1);
         let maps = std::fs::write("/proc/self/setgroups", "deny").is_ok()
             && std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).is_ok()
@@ -824,15 +894,14 @@ fn probe_flags(flags: libc::c_int) -> Result<(), String> {
                     None,
                 )
                 .is_ok());
+        sys::write_all(verdict_w.as_raw_fd(), if ok { b"1" } else { b"0" });
         sys::exit_now(if ok { 0 } else { 1 });
     }
-    match sys::waitpid(pid, 0) {
-        Ok((_, st)) if sys::exit_code(st) == 0 => Ok(()),
-        Ok(_) => Err(
-            "namespaces can be created but not used (uid map or mount refused; AppArmor?)".into(),
-        ),
-        Err(e) => Err(format!("wait: {e}")),
-    }
+    drop(verdict_w);
+    Ok(StartedProbe {
+        pid,
+        verdict: verdict_r,
+    })
 }
 
 #[cfg(test)]

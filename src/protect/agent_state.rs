@@ -150,8 +150,12 @@ impl Guard {
                 Err(why) => guard.warnings.push(why),
             }
         }
-        for rel in CLAUDE_STATE {
-            let path = home.join(rel);
+        let watched = CLAUDE_STATE.iter().map(|rel| match &guard.sync {
+            // The link is the sandbox's; the file it names is the state.
+            Some(sync) if *rel == ".claude/.claude.json" => sync.sandbox.clone(),
+            _ => home.join(rel),
+        });
+        for path in watched.collect::<Vec<_>>() {
             let before = match std::fs::symlink_metadata(&path) {
                 Err(_) => Before::Absent,
                 Ok(_) => match read_bounded(&path, MAX_STATE) {
@@ -195,6 +199,15 @@ impl Guard {
     }
 
     fn check(&self, w: &Watched) -> Option<String> {
+        if let Some(sync) = self.sync.as_ref().filter(|s| w.path == s.sandbox) {
+            // Its directory is inside the writable ~/.claude: one the
+            // command replaced by a link is moved aside, never written
+            // through (a link to ~ would make the rewrite below land in
+            // ~/.claude.json).
+            if let Some(line) = sync.state_dir_replaced() {
+                return Some(line);
+            }
+        }
         let shown = w.path.display();
         let exists = std::fs::symlink_metadata(&w.path).is_ok();
         let now = if exists {
@@ -385,6 +398,15 @@ const SYNC_PROJECT_KEYS: &[&str] = &[
 const CLAUDE_PRECREATE: &[(&str, Option<&str>)] =
     &[("settings.json", Some("{}\n")), ("plugins", None)];
 
+/// The directory in `~/.claude` that holds the sandbox's copy of the
+/// global config; `~/.claude/.claude.json` (where Claude Code looks with
+/// `CLAUDE_CONFIG_DIR=~/.claude`) is a link to the file in it. Claude Code
+/// writes through a link at its config path (temp file and rename beside
+/// the target), and a directory of its own with no write-denied names in
+/// it can take new files in the Landlock-only fallback too (`~/.claude`
+/// itself cannot: it holds denied names).
+const SYNC_DIR: &str = "zerobox";
+
 /// Claude Code's state between runs under the claude preset.
 ///
 /// Claude Code saves `~/.claude.json` with a temp file beside it and a
@@ -414,7 +436,6 @@ impl ClaudeSync {
     fn seed(home: &Path) -> Result<ClaudeSync, String> {
         let host = home.join(".claude.json");
         let dir = home.join(".claude");
-        let sandbox = dir.join(".claude.json");
         let base = match std::fs::symlink_metadata(&host) {
             Err(_) => None,
             Ok(m) if m.is_file() => {
@@ -459,6 +480,40 @@ impl ClaudeSync {
             Some((raw, map)) => (Some(raw), map),
             None => (None, Map::new()),
         };
+        let state_dir = dir.join(SYNC_DIR);
+        let sandbox = state_dir.join(".claude.json");
+        let link = dir.join(".claude.json");
+        let not_shared = |what: &Path, e: std::io::Error| {
+            format!(
+                "cannot prepare {} ({e}): Claude Code's state is not shared with the sandbox this run",
+                what.display()
+            )
+        };
+        match std::fs::symlink_metadata(&state_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                super::quarantine(&state_dir).map_err(|e| not_shared(&state_dir, e))?;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&state_dir)
+                    .map_err(|e| not_shared(&state_dir, e))?;
+            }
+            Err(_) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&state_dir)
+                .map_err(|e| not_shared(&state_dir, e))?,
+        }
+        let target = Path::new(SYNC_DIR).join(".claude.json");
+        if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            let cleared = match std::fs::symlink_metadata(&link) {
+                Err(_) => Ok(()),
+                Ok(m) if m.is_dir() => super::quarantine(&link).map(|_| ()),
+                Ok(_) => std::fs::remove_file(&link),
+            };
+            cleared
+                .and_then(|()| std::os::unix::fs::symlink(&target, &link))
+                .map_err(|e| not_shared(&link, e))?;
+        }
         let seeded = match &raw {
             Some(raw) => replace_file(&sandbox, raw.as_bytes()),
             None => match std::fs::remove_file(&sandbox) {
@@ -466,12 +521,7 @@ impl ClaudeSync {
                 other => other,
             },
         };
-        seeded.map_err(|e| {
-            format!(
-                "cannot prepare {} ({e}): Claude Code's state is not shared with the sandbox this run",
-                sandbox.display()
-            )
-        })?;
+        seeded.map_err(|e| not_shared(&sandbox, e))?;
         Ok(ClaudeSync {
             host,
             sandbox,
@@ -479,9 +529,38 @@ impl ClaudeSync {
         })
     }
 
+    /// The state directory is no longer a real directory (the command
+    /// replaced it): moved aside, and a line saying so.
+    fn state_dir_replaced(&self) -> Option<String> {
+        let dir = self.sandbox.parent()?;
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Err(_) => None,
+            Ok(_) => Some(match super::quarantine(dir) {
+                Ok(to) => format!(
+                    "{} was replaced during the run; moved it to {} (Claude Code's state from this run is not kept)",
+                    dir.display(),
+                    to.display()
+                ),
+                Err(e) => format!(
+                    "{} was replaced during the run and could not be moved ({e}): remove it",
+                    dir.display()
+                ),
+            }),
+        }
+    }
+
     /// Copy what the run changed in the allowed keys into `~/.claude.json`.
     /// Silent when nothing changed or all went well.
     fn merge_back(&self, own_projects: &[PathBuf]) -> Option<String> {
+        let real_dir = self
+            .sandbox
+            .parent()
+            .and_then(|d| std::fs::symlink_metadata(d).ok())
+            .is_some_and(|m| m.is_dir());
+        if !real_dir {
+            return None;
+        }
         let after = match read_bounded(&self.sandbox, MAX_STATE)
             .ok()
             .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())

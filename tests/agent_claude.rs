@@ -475,3 +475,68 @@ fn claude_two_interactive_sessions_in_the_landlock_only_fallback() {
     prompt(&t, "hi again");
     t.wait_for(ANSWER, WAIT);
 }
+
+/// Run 1 replaces the directory that holds the sandbox's config copy
+/// (`~/.claude/zerobox`, inside the writable `~/.claude`) with a link: to
+/// a directory of its own whose `.claude.json` carries an MCP server, and
+/// then to `~` (so that zerobox's after-run rewrite of the copy would land
+/// in `~/.claude.json`). Neither reaches `~/.claude.json`; the link is
+/// moved aside and run 2 gets a real directory again. In both modes.
+#[test]
+fn claude_state_dir_replaced_by_a_link_is_not_followed() {
+    for (mode, simulate) in modes() {
+        for target in ["evil", "~"] {
+            let (home, proj) = (scratch(), scratch());
+            let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
+            let host_cfg = home_p.join(".claude.json");
+            std::fs::write(&host_cfg, r#"{"numStartups":1}"#).unwrap();
+            let planted = r#"{"numStartups":9,"hasCompletedOnboarding":true,"mcpServers":{"evil":{"command":"sh"}},"cachedGrowthBookFeatures":{"x":1}}"#;
+            let link_to = match target {
+                "~" => home_p.display().to_string(),
+                _ => proj_p.join("evil").display().to_string(),
+            };
+            let script = format!(
+                "mkdir -p '{evil}' && printf '%s' '{planted}' > '{evil}/.claude.json'\n\
+                 printf '%s' '{planted}' > \"$HOME/.claude/zerobox/.claude.json\"\n\
+                 rm -rf \"$HOME/.claude/zerobox\" && ln -s '{link_to}' \"$HOME/.claude/zerobox\" && echo LINKED",
+                evil = proj_p.join("evil").display(),
+            );
+            let mut cmd = clean(&common::bin(), &home_p, &proj_p);
+            if let Some(s) = simulate {
+                cmd.env("ZEROBOX_SIMULATE_MISSING", s);
+            }
+            cmd.args([
+                "--allow-weak-net",
+                "--profile",
+                "claude",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]);
+            let r = run_timeout(cmd);
+            let now: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&host_cfg).unwrap()).unwrap();
+            assert_eq!(
+                now,
+                serde_json::json!({"numStartups": 1}),
+                "{mode} {target}: {r:?}"
+            );
+            if r.stdout.contains("LINKED") {
+                assert!(
+                    r.stderr.contains("was replaced during the run"),
+                    "{mode} {target}: {r:?}"
+                );
+            }
+            let mut cmd = clean(&common::bin(), &home_p, &proj_p);
+            if let Some(s) = simulate {
+                cmd.env("ZEROBOX_SIMULATE_MISSING", s);
+            }
+            cmd.args(["--allow-weak-net", "--profile", "claude", "--", "true"]);
+            let r = run_timeout(cmd);
+            assert_eq!(r.code, 0, "{mode} {target}: {r:?}");
+            let dir = std::fs::symlink_metadata(home_p.join(".claude/zerobox")).unwrap();
+            assert!(dir.is_dir(), "{mode} {target}: a real directory again");
+        }
+    }
+}

@@ -211,7 +211,7 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
     let lp = preset::load("claude", &env).unwrap();
     let origins: Vec<&str> = lp.layers.iter().map(|l| l.origin.as_str()).collect();
     let n = origins.len();
-    assert_eq!(origins[n - 4], "claude@1.1.1");
+    assert_eq!(origins[n - 4], "claude@1.2.0");
     assert_eq!(origins[n - 3], "net-github@1.0.0");
     assert!(
         origins[n - 2].starts_with("user override ")
@@ -502,7 +502,7 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
     );
     std::env::remove_var("ZEROBOX_REGISTRY");
     assert_eq!(
-        preset::cli_main(args(&["pin", "claude@1.1.1"])),
+        preset::cli_main(args(&["pin", "claude@1.2.0"])),
         0,
         "bundled pin"
     );
@@ -519,7 +519,7 @@ fn cli_keygen_trust_key_sign_verify_publish_pull_pin() {
     let env = PresetEnv::from_system(&root.join("proj"), false).unwrap();
     assert_eq!(
         preset::load("claude", &env).unwrap().version.to_string(),
-        "1.1.1"
+        "1.2.0"
     );
     // a teammate edits the lock file: untrusted until `zerobox trust`
     let lock_path = root.join("proj/.zerobox/lock.yaml");

@@ -403,7 +403,7 @@ fn https_fetch_etag_and_offline_fallback() {
         .insert("presets/claude/9.0.0.yaml".into(), Special::Status(503));
     assert_eq!(
         preset::load("claude", &c.env).unwrap().version.to_string(),
-        "1.1.1"
+        "1.2.0"
     );
     // registry down with nothing cached: bundled presets
     let mut fresh = c.env.clone();

@@ -540,3 +540,22 @@ fn claude_state_dir_replaced_by_a_link_is_not_followed() {
         }
     }
 }
+
+/// `zerobox explain claude` resolves like a run but must not touch the
+/// disk: no seeding of Claude Code's config copy, no pre-created names.
+#[test]
+fn explain_claude_writes_nothing_in_home() {
+    let (home, proj) = (scratch(), scratch());
+    std::fs::write(home.path().join(".claude.json"), r#"{"numStartups":1}"#).unwrap();
+    let before = snapshot(home.path());
+    let mut cmd = clean(&common::bin(), home.path(), proj.path());
+    cmd.args(["explain", "claude"]);
+    let r = run_timeout(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("CLAUDE_CONFIG_DIR"), "{r:?}");
+    let after: Vec<PathBuf> = snapshot(home.path())
+        .into_keys()
+        .filter(|p| !p.starts_with(".local/share/zerobox"))
+        .collect();
+    assert_eq!(after, before.into_keys().collect::<Vec<_>>());
+}

@@ -145,7 +145,7 @@ impl Guard {
             ..Guard::default()
         };
         if claude_sync {
-            match ClaudeSync::seed(home) {
+            match ClaudeSync::plan(home) {
                 Ok(sync) => guard.sync = Some(sync),
                 Err(why) => guard.warnings.push(why),
             }
@@ -156,6 +156,18 @@ impl Guard {
             _ => home.join(rel),
         });
         for path in watched.collect::<Vec<_>>() {
+            if let Some(sync) = guard.sync.as_ref().filter(|s| s.sandbox == path) {
+                // It will hold exactly `~/.claude.json` when the run starts.
+                let before = match &sync.raw {
+                    Some(raw) => Before::Json {
+                        raw: raw.clone(),
+                        value: Value::Object(sync.base.clone()),
+                    },
+                    None => Before::Absent,
+                };
+                guard.files.push(Watched { path, before });
+                continue;
+            }
             let before = match std::fs::symlink_metadata(&path) {
                 Err(_) => Before::Absent,
                 Ok(_) => match read_bounded(&path, MAX_STATE) {
@@ -182,6 +194,12 @@ impl Guard {
         &self.warnings
     }
 
+    /// Just before the run (not for `explain`): seed Claude Code's config
+    /// copy. A warning line if that failed (the run goes on, unsynced).
+    pub fn before_run(&self) -> Option<String> {
+        self.sync.as_ref().and_then(|s| s.seed().err())
+    }
+
     /// Revert what the run changed in the protected keys; one line each.
     pub fn after_run(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -200,6 +218,9 @@ impl Guard {
 
     fn check(&self, w: &Watched) -> Option<String> {
         if let Some(sync) = self.sync.as_ref().filter(|s| w.path == s.sandbox) {
+            if !sync.seeded.get() {
+                return None;
+            }
             // Its directory is inside the writable ~/.claude: one the
             // command replaced by a link is moved aside, never written
             // through (a link to ~ would make the rewrite below land in
@@ -427,15 +448,22 @@ const SYNC_DIR: &str = "zerobox";
 #[derive(Debug)]
 struct ClaudeSync {
     host: PathBuf,
+    /// `~/.claude/zerobox/.claude.json`, the copy Claude Code writes.
     sandbox: PathBuf,
-    /// `~/.claude.json` as seeded (empty object if absent).
+    /// `~/.claude.json` as read before the run (None if absent) and parsed
+    /// (empty if absent): what the copy is seeded with.
+    raw: Option<String>,
     base: Map<String, Value>,
+    /// Seeded for this run ([`ClaudeSync::seed`] succeeded): only then is
+    /// anything merged back.
+    seeded: std::cell::Cell<bool>,
 }
 
 impl ClaudeSync {
-    fn seed(home: &Path) -> Result<ClaudeSync, String> {
+    /// Read `~/.claude.json` (nothing is written yet: `explain` resolves
+    /// the same way and must not touch the disk).
+    fn plan(home: &Path) -> Result<ClaudeSync, String> {
         let host = home.join(".claude.json");
-        let dir = home.join(".claude");
         let base = match std::fs::symlink_metadata(&host) {
             Err(_) => None,
             Ok(m) if m.is_file() => {
@@ -448,6 +476,28 @@ impl ClaudeSync {
             }
             Ok(_) => return Err(format!("{} is not a regular file: Claude Code's state is not shared with the sandbox this run", host.display())),
         };
+        let (raw, base) = match base {
+            Some((raw, map)) => (Some(raw), map),
+            None => (None, Map::new()),
+        };
+        Ok(ClaudeSync {
+            sandbox: home.join(".claude").join(SYNC_DIR).join(".claude.json"),
+            host,
+            raw,
+            base,
+            seeded: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Just before the run: make `~/.claude` and its pre-created names,
+    /// the state directory and the link, and put `~/.claude.json`'s
+    /// content in the copy.
+    fn seed(&self) -> Result<(), String> {
+        let dir = self
+            .sandbox
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
         if let Err(e) = std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -476,12 +526,8 @@ impl ClaudeSync {
                 None => std::fs::DirBuilder::new().mode(0o700).create(&path),
             };
         }
-        let (raw, base) = match base {
-            Some((raw, map)) => (Some(raw), map),
-            None => (None, Map::new()),
-        };
         let state_dir = dir.join(SYNC_DIR);
-        let sandbox = state_dir.join(".claude.json");
+        let sandbox = &self.sandbox;
         let link = dir.join(".claude.json");
         let not_shared = |what: &Path, e: std::io::Error| {
             format!(
@@ -514,19 +560,16 @@ impl ClaudeSync {
                 .and_then(|()| std::os::unix::fs::symlink(&target, &link))
                 .map_err(|e| not_shared(&link, e))?;
         }
-        let seeded = match &raw {
-            Some(raw) => replace_file(&sandbox, raw.as_bytes()),
-            None => match std::fs::remove_file(&sandbox) {
+        let seeded = match &self.raw {
+            Some(raw) => replace_file(sandbox, raw.as_bytes()),
+            None => match std::fs::remove_file(sandbox) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             },
         };
-        seeded.map_err(|e| not_shared(&sandbox, e))?;
-        Ok(ClaudeSync {
-            host,
-            sandbox,
-            base,
-        })
+        seeded.map_err(|e| not_shared(sandbox, e))?;
+        self.seeded.set(true);
+        Ok(())
     }
 
     /// The state directory is no longer a real directory (the command
@@ -553,6 +596,9 @@ impl ClaudeSync {
     /// Copy what the run changed in the allowed keys into `~/.claude.json`.
     /// Silent when nothing changed or all went well.
     fn merge_back(&self, own_projects: &[PathBuf]) -> Option<String> {
+        if !self.seeded.get() {
+            return None;
+        }
         let real_dir = self
             .sandbox
             .parent()
@@ -897,6 +943,11 @@ mod tests {
         std::fs::write(&host, r#"{"numStartups":5}"#).unwrap();
         let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
         assert!(guard.warnings().is_empty(), "{:?}", guard.warnings());
+        assert!(
+            !home.path().join(".claude").exists(),
+            "prepare writes nothing"
+        );
+        assert_eq!(guard.before_run(), None);
         let copy = home.path().join(".claude/.claude.json");
         assert_eq!(
             std::fs::read_to_string(&copy).unwrap(),

@@ -500,7 +500,7 @@ impl ClaudeSync {
             .unwrap_or(Path::new("/"));
         if let Err(e) = std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(&dir)
+            .create(dir)
             .or_else(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Ok(()),
                 _ => Err(e),

@@ -332,6 +332,26 @@ fn modes() -> [(&'static str, Option<&'static str>); 2] {
     [("namespaces", None), ("landlock-only", Some("userns"))]
 }
 
+/// `zerobox --profile claude -- sh -c SCRIPT` in `simulate`'s mode
+/// (`--allow-weak-net`: the preset has network, which the fallback refuses
+/// without it).
+fn claude_shell(home: &Path, proj: &Path, simulate: Option<&str>, script: &str) -> common::Run {
+    let mut cmd = clean(&common::bin(), home, proj);
+    if let Some(s) = simulate {
+        cmd.env("ZEROBOX_SIMULATE_MISSING", s);
+    }
+    cmd.args([
+        "--allow-weak-net",
+        "--profile",
+        "claude",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    run_timeout(cmd)
+}
+
 /// Run 1 plants, through the sandbox's copy of Claude Code's config
 /// (`~/.claude/.claude.json`), everything that would make a later plain
 /// `claude` run code or skip a question: MCP servers, `apiKeyHelper`,
@@ -372,20 +392,7 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
              (echo '{{\"mcpServers\":{{\"x\":{{\"command\":\"sh\"}}}}}}' > \"$HOME/.claude.json\") 2>/dev/null && echo HOST-WRITTEN",
             serde_json::to_string(&planted).unwrap()
         );
-        let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-        if let Some(s) = simulate {
-            cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-        }
-        cmd.args([
-            "--allow-weak-net",
-            "--profile",
-            "claude",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        let r = run_timeout(cmd);
+        let r = claude_shell(&home_p, &proj_p, simulate, &script);
         for want in ["CONFIG_DIR_OK", "SEEDED", "WROTE"] {
             assert!(r.stdout.contains(want), "{mode}: {want}: {r:?}");
         }
@@ -415,13 +422,12 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
         assert_eq!(entry["hasTrustDialogAccepted"], true, "{mode}: {now}");
 
         // Run 2 starts from ~/.claude.json: none of the plants inside.
-        let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-        if let Some(s) = simulate {
-            cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-        }
-        cmd.args(["--allow-weak-net", "--profile", "claude", "--", "sh", "-c"])
-            .arg("cat \"$HOME/.claude/.claude.json\"");
-        let r = run_timeout(cmd);
+        let r = claude_shell(
+            &home_p,
+            &proj_p,
+            simulate,
+            "cat \"$HOME/.claude/.claude.json\"",
+        );
         assert_eq!(r.code, 0, "{mode}: {r:?}");
         let inside: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(inside, now, "{mode}: run 2 sees the host's state");
@@ -501,20 +507,7 @@ fn claude_state_dir_replaced_by_a_link_is_not_followed() {
                  rm -rf \"$HOME/.claude/zerobox\" && ln -s '{link_to}' \"$HOME/.claude/zerobox\" && echo LINKED",
                 evil = proj_p.join("evil").display(),
             );
-            let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-            if let Some(s) = simulate {
-                cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-            }
-            cmd.args([
-                "--allow-weak-net",
-                "--profile",
-                "claude",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ]);
-            let r = run_timeout(cmd);
+            let r = claude_shell(&home_p, &proj_p, simulate, &script);
             let now: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&host_cfg).unwrap()).unwrap();
             assert_eq!(
@@ -528,12 +521,7 @@ fn claude_state_dir_replaced_by_a_link_is_not_followed() {
                     "{mode} {target}: {r:?}"
                 );
             }
-            let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-            if let Some(s) = simulate {
-                cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-            }
-            cmd.args(["--allow-weak-net", "--profile", "claude", "--", "true"]);
-            let r = run_timeout(cmd);
+            let r = claude_shell(&home_p, &proj_p, simulate, "true");
             assert_eq!(r.code, 0, "{mode} {target}: {r:?}");
             let dir = std::fs::symlink_metadata(home_p.join(".claude/zerobox")).unwrap();
             assert!(dir.is_dir(), "{mode} {target}: a real directory again");

@@ -479,6 +479,8 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             source: err,
         });
     }
+    // After the --no-sandbox exec: only a run that ends here is checked.
+    resolved.protection.before_run();
     if req.debug {
         crate::errln!("zerobox: debug: policy:\n{}", render_yaml(&resolved.policy));
     }

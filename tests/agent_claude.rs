@@ -39,12 +39,44 @@ struct Env {
     api: StandIn,
     upstream: Upstream,
     ca: PathBuf,
+    /// `ZEROBOX_SIMULATE_MISSING` for the Landlock-only fallback.
+    simulate: Option<&'static str>,
+}
+
+/// The stand-in API and the proxy in front of it; None (after a skip
+/// line, or a failure under ZEROBOX_REQUIRE_ALL=1) when a tool is missing.
+fn setup() -> Option<Env> {
+    if !installed(&CLAUDE) {
+        return None;
+    }
+    for tool in ["python3", "tmux", "git"] {
+        if !have(tool) {
+            skip(&format!("the interactive claude test needs {tool}"));
+            return None;
+        }
+    }
+    let dir = scratch();
+    let (ca, cert, key) =
+        common::test_pki_for(dir.path(), &["api.anthropic.com", "platform.claude.com"]);
+    let api = StandIn::start(dir.path(), &cert, &key, ANSWER, TOOL);
+    let upstream = Upstream::start(dir.path(), api.port);
+    Some(Env {
+        _dir: dir,
+        api,
+        upstream,
+        ca,
+        simulate: None,
+    })
 }
 
 fn session(env: &Env, home: &Path, proj: &Path) -> Tui {
     let s = |v: &str| v.to_string();
-    let argv = [
-        common::bin().display().to_string(),
+    let mut argv = vec![common::bin().display().to_string()];
+    if env.simulate.is_some() {
+        // The fallback has no network namespace; say that is accepted.
+        argv.push(s("--allow-weak-net"));
+    }
+    argv.extend([
         // platform.claude.com is bound to the key only so the proxy
         // intercepts it like api.anthropic.com (its leaf then comes from
         // zerobox's CA, which Claude Code trusts inside): the stand-in's
@@ -54,8 +86,8 @@ fn session(env: &Env, home: &Path, proj: &Path) -> Tui {
         s("--ca-cert"),
         env.ca.display().to_string(),
         s("claude"),
-    ];
-    let vars = [
+    ]);
+    let mut vars = vec![
         ("HOME", home.display().to_string()),
         ("PATH", s("/usr/local/bin:/usr/bin:/bin")),
         ("LANG", s("C.UTF-8")),
@@ -66,6 +98,9 @@ fn session(env: &Env, home: &Path, proj: &Path) -> Tui {
             format!("http://127.0.0.1:{}", env.upstream.port),
         ),
     ];
+    if let Some(m) = env.simulate {
+        vars.push(("ZEROBOX_SIMULATE_MISSING", s(m)));
+    }
     let vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -79,6 +114,34 @@ fn session(env: &Env, home: &Path, proj: &Path) -> Tui {
     })
 }
 
+/// The first-run screens of a fresh HOME, answered like a person does:
+/// the theme as offered, Yes to the key (one key per chunk: Ink reads
+/// `Up` and `Enter` sent together as one unknown sequence), the security
+/// notes, Yes to trust.
+fn onboard(t: &Tui) {
+    t.wait_for("Choose the text style", WAIT);
+    t.keys(&["Enter"]);
+    t.wait_for("Do you want to use this API key?", WAIT);
+    t.keys(&["Up"]);
+    t.wait_until("Yes selected", WAIT, |s| s.contains("❯ 1. Yes"));
+    t.keys(&["Enter"]);
+    t.wait_for("Security notes", WAIT);
+    t.keys(&["Enter"]);
+    t.wait_for("trust this folder", WAIT);
+    t.keys(&["Enter"]);
+    t.wait_for("? for shortcuts", WAIT);
+}
+
+/// A later session: straight to the prompt, no first-run question.
+fn no_first_run_questions(t: &Tui) {
+    let screen = t.wait_until("the prompt or a first-run question", WAIT, |s| {
+        s.contains("? for shortcuts") || FIRST_RUN.iter().any(|q| s.contains(q))
+    });
+    for q in FIRST_RUN {
+        assert!(!screen.contains(q), "asked again: {q}\n{screen}");
+    }
+}
+
 /// Type a prompt and submit it (Ink reads a key per chunk: the text, then
 /// Enter on its own).
 fn prompt(t: &Tui, text: &str) {
@@ -90,6 +153,21 @@ fn prompt(t: &Tui, text: &str) {
 
 fn exit(t: &Tui) {
     prompt(t, "/exit");
+    // An Enter that lands while the command menu is still drawing can be
+    // lost: then leave the way a person would next, Ctrl-D twice on an
+    // empty prompt.
+    let deadline = std::time::Instant::now() + WAIT;
+    while t.exited().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        if t.exited().is_none() {
+            t.keys(&["Escape"]);
+            t.keys(&["C-u"]);
+            std::thread::sleep(Duration::from_millis(300));
+            t.keys(&["C-d"]);
+            std::thread::sleep(Duration::from_millis(300));
+            t.keys(&["C-d"]);
+        }
+    }
     assert_eq!(t.wait_exit(WAIT), 0, "{}", t.screen());
 }
 
@@ -101,27 +179,9 @@ fn exit(t: &Tui) {
 /// hold only what the sessions were meant to change.
 #[test]
 fn claude_two_interactive_sessions_first_run_then_daily_use() {
-    if !installed(&CLAUDE) {
+    let Some(env) = setup() else {
         return;
-    }
-    for tool in ["python3", "tmux", "git"] {
-        if !have(tool) {
-            skip(&format!("the interactive claude test needs {tool}"));
-            return;
-        }
-    }
-    let dir = scratch();
-    let (ca, cert, key) =
-        common::test_pki_for(dir.path(), &["api.anthropic.com", "platform.claude.com"]);
-    let api = StandIn::start(dir.path(), &cert, &key, ANSWER, TOOL);
-    let upstream = Upstream::start(dir.path(), api.port);
-    let env = Env {
-        _dir: dir,
-        api,
-        upstream,
-        ca,
     };
-
     let home = fresh_home(&CLAUDE);
     let bashrc = "# the user's own rc file\n";
     std::fs::write(home.path().join(".bashrc"), bashrc).unwrap();
@@ -144,17 +204,7 @@ fn claude_two_interactive_sessions_first_run_then_daily_use() {
 
     // Session 1: theme, key approval, security notes, folder trust.
     let t = session(&env, home.path(), proj.path());
-    t.wait_for("Choose the text style", WAIT);
-    t.keys(&["Enter"]);
-    t.wait_for("Do you want to use this API key?", WAIT);
-    t.keys(&["Up"]);
-    t.wait_until("Yes selected", WAIT, |s| s.contains("❯ 1. Yes"));
-    t.keys(&["Enter"]);
-    t.wait_for("Security notes", WAIT);
-    t.keys(&["Enter"]);
-    t.wait_for("trust this folder", WAIT);
-    t.keys(&["Enter"]);
-    t.wait_for("? for shortcuts", WAIT);
+    onboard(&t);
     prompt(&t, "say hello");
     t.wait_for("Do you want to proceed?", WAIT);
     t.keys(&["Enter"]);
@@ -182,14 +232,9 @@ fn claude_two_interactive_sessions_first_run_then_daily_use() {
         .filter(|s| s.path.starts_with("/v1/messages"))
         .count();
     let t = session(&env, home.path(), proj.path());
-    let screen = t.wait_until("the prompt or a first-run question", WAIT, |s| {
-        s.contains("? for shortcuts") || FIRST_RUN.iter().any(|q| s.contains(q))
-    });
-    for q in FIRST_RUN {
-        assert!(!screen.contains(q), "asked again: {q}\n{screen}");
-    }
+    no_first_run_questions(&t);
     prompt(&t, "hi again");
-    t.wait_until("a second answer", WAIT, |s| s.matches(ANSWER).count() >= 1);
+    t.wait_for(ANSWER, WAIT);
     exit(&t);
     drop(t);
     let seen = env.api.requests();
@@ -287,6 +332,26 @@ fn modes() -> [(&'static str, Option<&'static str>); 2] {
     [("namespaces", None), ("landlock-only", Some("userns"))]
 }
 
+/// `zerobox --profile claude -- sh -c SCRIPT` in `simulate`'s mode
+/// (`--allow-weak-net`: the preset has network, which the fallback refuses
+/// without it).
+fn claude_shell(home: &Path, proj: &Path, simulate: Option<&str>, script: &str) -> common::Run {
+    let mut cmd = clean(&common::bin(), home, proj);
+    if let Some(s) = simulate {
+        cmd.env("ZEROBOX_SIMULATE_MISSING", s);
+    }
+    cmd.args([
+        "--allow-weak-net",
+        "--profile",
+        "claude",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    run_timeout(cmd)
+}
+
 /// Run 1 plants, through the sandbox's copy of Claude Code's config
 /// (`~/.claude/.claude.json`), everything that would make a later plain
 /// `claude` run code or skip a question: MCP servers, `apiKeyHelper`,
@@ -327,20 +392,7 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
              (echo '{{\"mcpServers\":{{\"x\":{{\"command\":\"sh\"}}}}}}' > \"$HOME/.claude.json\") 2>/dev/null && echo HOST-WRITTEN",
             serde_json::to_string(&planted).unwrap()
         );
-        let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-        if let Some(s) = simulate {
-            cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-        }
-        cmd.args([
-            "--allow-weak-net",
-            "--profile",
-            "claude",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        let r = run_timeout(cmd);
+        let r = claude_shell(&home_p, &proj_p, simulate, &script);
         for want in ["CONFIG_DIR_OK", "SEEDED", "WROTE"] {
             assert!(r.stdout.contains(want), "{mode}: {want}: {r:?}");
         }
@@ -370,16 +422,128 @@ fn claude_state_planted_inside_never_reaches_plain_claude() {
         assert_eq!(entry["hasTrustDialogAccepted"], true, "{mode}: {now}");
 
         // Run 2 starts from ~/.claude.json: none of the plants inside.
-        let mut cmd = clean(&common::bin(), &home_p, &proj_p);
-        if let Some(s) = simulate {
-            cmd.env("ZEROBOX_SIMULATE_MISSING", s);
-        }
-        cmd.args(["--allow-weak-net", "--profile", "claude", "--", "sh", "-c"])
-            .arg("cat \"$HOME/.claude/.claude.json\"");
-        let r = run_timeout(cmd);
+        let r = claude_shell(
+            &home_p,
+            &proj_p,
+            simulate,
+            "cat \"$HOME/.claude/.claude.json\"",
+        );
         assert_eq!(r.code, 0, "{mode}: {r:?}");
         let inside: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(inside, now, "{mode}: run 2 sees the host's state");
         assert!(!marker.exists());
     }
+}
+
+/// The same two sessions in the Landlock-only fallback (no user
+/// namespaces, simulated), where `~/.claude` itself cannot take new files:
+/// the config copy lives in `~/.claude/zerobox/`, so onboarding and the
+/// key answer stick there too. (No tool step: the fallback cannot create
+/// files directly in a project root that holds protected names,
+/// docs/threat-model.md.) Here Claude Code sometimes stops reading keys
+/// once `/exit` is typed (seen only in this mode, not understood yet), so
+/// a session that does not end is closed like a terminal window is, and
+/// the test waits for zerobox to save the state on the hang-up.
+#[test]
+fn claude_two_interactive_sessions_in_the_landlock_only_fallback() {
+    let Some(mut env) = setup() else {
+        return;
+    };
+    env.simulate = Some("userns");
+    let (home, proj) = (fresh_home(&CLAUDE), scratch());
+    let host_cfg = home.path().join(".claude.json");
+    let onboarded = || {
+        std::fs::read_to_string(&host_cfg)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["hasCompletedOnboarding"] == true)
+    };
+    let t = session(&env, home.path(), proj.path());
+    onboard(&t);
+    prompt(&t, "hi");
+    t.wait_for(ANSWER, WAIT);
+    prompt(&t, "/exit");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.exited().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if t.exited().is_none() {
+        eprintln!("NOTE: Claude Code did not end on /exit (fallback); closing the terminal");
+    }
+    drop(t);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !onboarded() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(onboarded(), "~/.claude.json after session 1");
+    let t = session(&env, home.path(), proj.path());
+    no_first_run_questions(&t);
+    prompt(&t, "hi again");
+    t.wait_for(ANSWER, WAIT);
+}
+
+/// Run 1 replaces the directory that holds the sandbox's config copy
+/// (`~/.claude/zerobox`, inside the writable `~/.claude`) with a link: to
+/// a directory of its own whose `.claude.json` carries an MCP server, and
+/// then to `~` (so that zerobox's after-run rewrite of the copy would land
+/// in `~/.claude.json`). Neither reaches `~/.claude.json`; the link is
+/// moved aside and run 2 gets a real directory again. In both modes.
+#[test]
+fn claude_state_dir_replaced_by_a_link_is_not_followed() {
+    for (mode, simulate) in modes() {
+        for target in ["evil", "~"] {
+            let (home, proj) = (scratch(), scratch());
+            let (home_p, proj_p) = (common::real(home.path()), common::real(proj.path()));
+            let host_cfg = home_p.join(".claude.json");
+            std::fs::write(&host_cfg, r#"{"numStartups":1}"#).unwrap();
+            let planted = r#"{"numStartups":9,"hasCompletedOnboarding":true,"mcpServers":{"evil":{"command":"sh"}},"cachedGrowthBookFeatures":{"x":1}}"#;
+            let link_to = match target {
+                "~" => home_p.display().to_string(),
+                _ => proj_p.join("evil").display().to_string(),
+            };
+            let script = format!(
+                "mkdir -p '{evil}' && printf '%s' '{planted}' > '{evil}/.claude.json'\n\
+                 printf '%s' '{planted}' > \"$HOME/.claude/zerobox/.claude.json\"\n\
+                 rm -rf \"$HOME/.claude/zerobox\" && ln -s '{link_to}' \"$HOME/.claude/zerobox\" && echo LINKED",
+                evil = proj_p.join("evil").display(),
+            );
+            let r = claude_shell(&home_p, &proj_p, simulate, &script);
+            let now: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&host_cfg).unwrap()).unwrap();
+            assert_eq!(
+                now,
+                serde_json::json!({"numStartups": 1}),
+                "{mode} {target}: {r:?}"
+            );
+            if r.stdout.contains("LINKED") {
+                assert!(
+                    r.stderr.contains("was replaced during the run"),
+                    "{mode} {target}: {r:?}"
+                );
+            }
+            let r = claude_shell(&home_p, &proj_p, simulate, "true");
+            assert_eq!(r.code, 0, "{mode} {target}: {r:?}");
+            let dir = std::fs::symlink_metadata(home_p.join(".claude/zerobox")).unwrap();
+            assert!(dir.is_dir(), "{mode} {target}: a real directory again");
+        }
+    }
+}
+
+/// `zerobox explain claude` resolves like a run but must not touch the
+/// disk: no seeding of Claude Code's config copy, no pre-created names.
+#[test]
+fn explain_claude_writes_nothing_in_home() {
+    let (home, proj) = (scratch(), scratch());
+    std::fs::write(home.path().join(".claude.json"), r#"{"numStartups":1}"#).unwrap();
+    let before = snapshot(home.path());
+    let mut cmd = clean(&common::bin(), home.path(), proj.path());
+    cmd.args(["explain", "claude"]);
+    let r = run_timeout(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("CLAUDE_CONFIG_DIR"), "{r:?}");
+    let after: Vec<PathBuf> = snapshot(home.path())
+        .into_keys()
+        .filter(|p| !p.starts_with(".local/share/zerobox"))
+        .collect();
+    assert_eq!(after, before.into_keys().collect::<Vec<_>>());
 }

@@ -155,13 +155,29 @@ impl Guard {
             ..Guard::default()
         };
         if claude_sync {
-            match ClaudeSync::seed(home) {
+            match ClaudeSync::plan(home) {
                 Ok(sync) => guard.sync = Some(sync),
                 Err(why) => guard.warnings.push(why),
             }
         }
-        for rel in CLAUDE_STATE {
-            let path = home.join(rel);
+        let watched = CLAUDE_STATE.iter().map(|rel| match &guard.sync {
+            // The link is the sandbox's; the file it names is the state.
+            Some(sync) if *rel == ".claude/.claude.json" => sync.sandbox.clone(),
+            _ => home.join(rel),
+        });
+        for path in watched.collect::<Vec<_>>() {
+            if let Some(sync) = guard.sync.as_ref().filter(|s| s.sandbox == path) {
+                // It will hold exactly `~/.claude.json` when the run starts.
+                let before = match &sync.raw {
+                    Some(raw) => Before::Json {
+                        raw: raw.clone(),
+                        value: Value::Object(sync.base.clone()),
+                    },
+                    None => Before::Absent,
+                };
+                guard.files.push(Watched { path, before });
+                continue;
+            }
             if let Some(before) = snapshot_or_deny(&path, &mut deny, &mut guard.warnings) {
                 guard.files.push(Watched { path, before });
             }
@@ -172,6 +188,12 @@ impl Guard {
 
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Just before the run (not for `explain`): seed Claude Code's config
+    /// copy. A warning line if that failed (the run goes on, unsynced).
+    pub fn before_run(&self) -> Option<String> {
+        self.sync.as_ref().and_then(|s| s.seed().err())
     }
 
     /// Revert what the run changed in the protected keys; one line each.
@@ -192,6 +214,18 @@ impl Guard {
     }
 
     fn check(&self, w: &Watched) -> Option<String> {
+        if let Some(sync) = self.sync.as_ref().filter(|s| w.path == s.sandbox) {
+            if !sync.seeded.get() {
+                return None;
+            }
+            // Its directory is inside the writable ~/.claude: one the
+            // command replaced by a link is moved aside, never written
+            // through (a link to ~ would make the rewrite below land in
+            // ~/.claude.json).
+            if let Some(line) = sync.state_dir_replaced() {
+                return Some(line);
+            }
+        }
         let shown = w.path.display();
         let exists = std::fs::symlink_metadata(&w.path).is_ok();
         let now = if exists {
@@ -415,6 +449,15 @@ const SYNC_PROJECT_KEYS: &[&str] = &[
 const CLAUDE_PRECREATE: &[(&str, Option<&str>)] =
     &[("settings.json", Some("{}\n")), ("plugins", None)];
 
+/// The directory in `~/.claude` that holds the sandbox's copy of the
+/// global config; `~/.claude/.claude.json` (where Claude Code looks with
+/// `CLAUDE_CONFIG_DIR=~/.claude`) is a link to the file in it. Claude Code
+/// writes through a link at its config path (temp file and rename beside
+/// the target), and a directory of its own with no write-denied names in
+/// it can take new files in the Landlock-only fallback too (`~/.claude`
+/// itself cannot: it holds denied names).
+const SYNC_DIR: &str = "zerobox";
+
 /// Claude Code's state between runs under the claude preset.
 ///
 /// Claude Code saves `~/.claude.json` with a temp file beside it and a
@@ -435,16 +478,22 @@ const CLAUDE_PRECREATE: &[(&str, Option<&str>)] =
 #[derive(Debug)]
 struct ClaudeSync {
     host: PathBuf,
+    /// `~/.claude/zerobox/.claude.json`, the copy Claude Code writes.
     sandbox: PathBuf,
-    /// `~/.claude.json` as seeded (empty object if absent).
+    /// `~/.claude.json` as read before the run (None if absent) and parsed
+    /// (empty if absent): what the copy is seeded with.
+    raw: Option<String>,
     base: Map<String, Value>,
+    /// Seeded for this run ([`ClaudeSync::seed`] succeeded): only then is
+    /// anything merged back.
+    seeded: std::cell::Cell<bool>,
 }
 
 impl ClaudeSync {
-    fn seed(home: &Path) -> Result<ClaudeSync, String> {
+    /// Read `~/.claude.json` (nothing is written yet: `explain` resolves
+    /// the same way and must not touch the disk).
+    fn plan(home: &Path) -> Result<ClaudeSync, String> {
         let host = home.join(".claude.json");
-        let dir = home.join(".claude");
-        let sandbox = dir.join(".claude.json");
         let base = match std::fs::symlink_metadata(&host) {
             Err(_) => None,
             Ok(m) if m.is_file() => {
@@ -457,9 +506,31 @@ impl ClaudeSync {
             }
             Ok(_) => return Err(format!("{} is not a regular file: Claude Code's state is not shared with the sandbox this run", host.display())),
         };
+        let (raw, base) = match base {
+            Some((raw, map)) => (Some(raw), map),
+            None => (None, Map::new()),
+        };
+        Ok(ClaudeSync {
+            sandbox: home.join(".claude").join(SYNC_DIR).join(".claude.json"),
+            host,
+            raw,
+            base,
+            seeded: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Just before the run: make `~/.claude` and its pre-created names,
+    /// the state directory and the link, and put `~/.claude.json`'s
+    /// content in the copy.
+    fn seed(&self) -> Result<(), String> {
+        let dir = self
+            .sandbox
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
         if let Err(e) = std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(&dir)
+            .create(dir)
             .or_else(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Ok(()),
                 _ => Err(e),
@@ -485,33 +556,87 @@ impl ClaudeSync {
                 None => std::fs::DirBuilder::new().mode(0o700).create(&path),
             };
         }
-        let (raw, base) = match base {
-            Some((raw, map)) => (Some(raw), map),
-            None => (None, Map::new()),
+        let state_dir = dir.join(SYNC_DIR);
+        let sandbox = &self.sandbox;
+        let link = dir.join(".claude.json");
+        let not_shared = |what: &Path, e: std::io::Error| {
+            format!(
+                "cannot prepare {} ({e}): Claude Code's state is not shared with the sandbox this run",
+                what.display()
+            )
         };
-        let seeded = match &raw {
-            Some(raw) => replace_file(&sandbox, raw.as_bytes()),
-            None => match std::fs::remove_file(&sandbox) {
+        match std::fs::symlink_metadata(&state_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                super::quarantine(&state_dir).map_err(|e| not_shared(&state_dir, e))?;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&state_dir)
+                    .map_err(|e| not_shared(&state_dir, e))?;
+            }
+            Err(_) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&state_dir)
+                .map_err(|e| not_shared(&state_dir, e))?,
+        }
+        let target = Path::new(SYNC_DIR).join(".claude.json");
+        if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            let cleared = match std::fs::symlink_metadata(&link) {
+                Err(_) => Ok(()),
+                Ok(m) if m.is_dir() => super::quarantine(&link).map(|_| ()),
+                Ok(_) => std::fs::remove_file(&link),
+            };
+            cleared
+                .and_then(|()| std::os::unix::fs::symlink(&target, &link))
+                .map_err(|e| not_shared(&link, e))?;
+        }
+        let seeded = match &self.raw {
+            Some(raw) => replace_file(sandbox, raw.as_bytes()),
+            None => match std::fs::remove_file(sandbox) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             },
         };
-        seeded.map_err(|e| {
-            format!(
-                "cannot prepare {} ({e}): Claude Code's state is not shared with the sandbox this run",
-                sandbox.display()
-            )
-        })?;
-        Ok(ClaudeSync {
-            host,
-            sandbox,
-            base,
-        })
+        seeded.map_err(|e| not_shared(sandbox, e))?;
+        self.seeded.set(true);
+        Ok(())
+    }
+
+    /// The state directory is no longer a real directory (the command
+    /// replaced it): moved aside, and a line saying so.
+    fn state_dir_replaced(&self) -> Option<String> {
+        let dir = self.sandbox.parent()?;
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Err(_) => None,
+            Ok(_) => Some(match super::quarantine(dir) {
+                Ok(to) => format!(
+                    "{} was replaced during the run; moved it to {} (Claude Code's state from this run is not kept)",
+                    dir.display(),
+                    to.display()
+                ),
+                Err(e) => format!(
+                    "{} was replaced during the run and could not be moved ({e}): remove it",
+                    dir.display()
+                ),
+            }),
+        }
     }
 
     /// Copy what the run changed in the allowed keys into `~/.claude.json`.
     /// Silent when nothing changed or all went well.
     fn merge_back(&self, own_projects: &[PathBuf]) -> Option<String> {
+        if !self.seeded.get() {
+            return None;
+        }
+        let real_dir = self
+            .sandbox
+            .parent()
+            .and_then(|d| std::fs::symlink_metadata(d).ok())
+            .is_some_and(|m| m.is_dir());
+        if !real_dir {
+            return None;
+        }
         let after = match read_bounded(&self.sandbox, MAX_STATE)
             .ok()
             .and_then(|raw| serde_json::from_str::<Value>(&raw).ok())
@@ -1656,6 +1781,11 @@ mod tests {
         std::fs::write(&host, r#"{"numStartups":5}"#).unwrap();
         let (_, guard) = Guard::prepare(home.path(), Path::new("/p"), true);
         assert!(guard.warnings().is_empty(), "{:?}", guard.warnings());
+        assert!(
+            !home.path().join(".claude").exists(),
+            "prepare writes nothing"
+        );
+        assert_eq!(guard.before_run(), None);
         let copy = home.path().join(".claude/.claude.json");
         assert_eq!(
             std::fs::read_to_string(&copy).unwrap(),

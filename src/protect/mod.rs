@@ -87,6 +87,15 @@ impl Protection {
         self.layer.clone()
     }
 
+    /// Just before the command starts (a run, not `explain`): what must be
+    /// on disk for it (Claude Code's config copy). Prints a warning line
+    /// for what could not be done.
+    pub fn before_run(&self) {
+        if let Some(line) = self.agents.before_run() {
+            crate::warn!("{}", crate::output::one_line(&line));
+        }
+    }
+
     /// After the command (and everything it started) ended: revert and
     /// report. Prints one line per finding on stderr.
     pub fn after_run(&self) {

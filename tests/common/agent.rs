@@ -379,6 +379,21 @@ print(srv.server_address[1], flush=True)
 srv.serve_forever()
 "#;
 
+/// Start a server that prints the port it listens on as its first line.
+fn spawn_server(mut cmd: Command) -> (Child, u16) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the server's port");
+    (child, port)
+}
+
 pub struct StandIn {
     pub child: Child,
     pub port: u16,
@@ -461,24 +476,16 @@ impl StandIn {
         let script = dir.join("standin.py");
         let log = dir.join("requests.jsonl");
         std::fs::write(&script, STANDIN_PY).unwrap();
-        let mut child = Command::new("python3")
-            .arg(&script)
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
             .arg(cert)
             .arg(key)
             .env("STANDIN_LOG", &log)
             .env("STANDIN_ANSWER", answer)
             .env("STANDIN_TOOL", tool)
             .env("STANDIN_API", api.env())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("stand-in port");
+            .envs(env.iter().copied());
+        let (child, port) = spawn_server(cmd);
         StandIn { child, port, log }
     }
 
@@ -637,18 +644,18 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// fixed `https://NAME` URLs on port 443 reach a stand-in on an
 /// unprivileged port without root.
 pub const UPSTREAM_PY: &str = r#"
-import socket, threading, sys
+import select, socket, threading, sys
 target, log = int(sys.argv[1]), sys.argv[2]
-def pipe(a, b):
-    try:
+def relay(c, u):
+    # One loop for both directions; either side ending ends the tunnel.
+    with c, u:
         while True:
-            d = a.recv(65536)
-            if not d: break
-            b.sendall(d)
-    except OSError: pass
-    finally:
-        try: b.shutdown(socket.SHUT_WR)
-        except OSError: pass
+            ready, _, _ = select.select([c, u], [], [])
+            for src in ready:
+                data = src.recv(65536)
+                if not data:
+                    return
+                (u if src is c else c).sendall(data)
 def handle(c):
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -663,8 +670,7 @@ def handle(c):
     u = socket.create_connection(("127.0.0.1", target))
     c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
     if rest: u.sendall(rest)
-    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
-    pipe(c, u)
+    relay(c, u)
 s = socket.socket()
 s.bind(("127.0.0.1", 0)); s.listen(64)
 print(s.getsockname()[1], flush=True)
@@ -691,19 +697,9 @@ impl Upstream {
         let script = dir.join("upstream.py");
         let log = dir.join("connects.log");
         std::fs::write(&script, UPSTREAM_PY).unwrap();
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(target.to_string())
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("upstream port");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg(target.to_string()).arg(&log);
+        let (child, port) = spawn_server(cmd);
         Upstream { child, port, log }
     }
 

@@ -874,7 +874,7 @@ fn a_terminal_hang_up_ends_the_command() {
         ("PATH".to_string(), "/usr/bin:/bin".to_string()),
         ("HOME".to_string(), out.display().to_string()),
     ];
-    let t = common::tui::Tui::start(&common::tui::Start {
+    let t = common::tui::Tui::start_leader(&common::tui::Start {
         argv: &argv,
         cwd: &out,
         env: &env,

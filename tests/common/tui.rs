@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// tmux server (and with it the program).
 pub struct Tui {
     socket: PathBuf,
+    /// Where the launcher shell writes the program's exit status (None
+    /// when the program is the pane's own process: [`Tui::start_leader`]).
+    status: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,6 +37,20 @@ impl Tui {
     /// Start `start.argv` in a fresh tmux server. The pane stays after the
     /// program exits so its last screen and exit status can be read.
     pub fn start(start: &Start) -> Tui {
+        Tui::launch(start, false)
+    }
+
+    /// Like [`Tui::start`], but the program replaces the launcher shell:
+    /// it is the terminal's session leader (as when tmux, `ssh -t` or a
+    /// terminal window runs it directly). tmux 3.3 sometimes never reaps
+    /// such a pane process (seen with zerobox and with `exec`'d programs
+    /// generally under load), so [`Tui::exited`] may stay `None`: use
+    /// this only where being the leader is the point of the test.
+    pub fn start_leader(start: &Start) -> Tui {
+        Tui::launch(start, true)
+    }
+
+    fn launch(start: &Start, leader: bool) -> Tui {
         let dir = tempfile::Builder::new()
             .prefix("zb-tui.")
             .tempdir_in(std::env::temp_dir())
@@ -48,7 +65,18 @@ impl Tui {
         .expect("write tmux.conf");
         // The program's environment is exactly `env`: a launcher script
         // clears everything tmux would pass down.
-        let mut script = String::from("#!/bin/sh\nexec env -i");
+        // Unless the program must lead the session, the shell stays as
+        // its parent and writes its status to a file: the exit status
+        // does not depend on tmux reaping the pane. It ignores Ctrl-C
+        // and Ctrl-\\ through a handler (a handler, unlike SIG_IGN, is not
+        // inherited across exec); a hang-up ends it as usual, and the
+        // kernel then hangs up the program too.
+        let status_file = dir.path().join("status");
+        let mut script = if leader {
+            String::from("#!/bin/sh\nexec env -i")
+        } else {
+            String::from("#!/bin/sh\ntrap : INT QUIT\nenv -i")
+        };
         for (k, v) in start.env {
             script.push(' ');
             script.push_str(&sh_quote(&format!("{k}={v}")));
@@ -56,6 +84,12 @@ impl Tui {
         for a in start.argv {
             script.push(' ');
             script.push_str(&sh_quote(a));
+        }
+        if !leader {
+            script.push_str(&format!(
+                "\necho $? > {0}.tmp && mv {0}.tmp {0}",
+                sh_quote(&status_file.to_string_lossy())
+            ));
         }
         script.push('\n');
         let launcher = dir.path().join("run.sh");
@@ -76,7 +110,11 @@ impl Tui {
             .status()
             .expect("run tmux");
         assert!(status.success(), "tmux new-session failed: {status}");
-        Tui { socket, _dir: dir }
+        Tui {
+            socket,
+            status: (!leader).then_some(status_file),
+            _dir: dir,
+        }
     }
 
     fn tmux(&self) -> Command {
@@ -128,6 +166,11 @@ impl Tui {
 
     /// `Some(status)` once the program has exited.
     pub fn exited(&self) -> Option<i32> {
+        if let Some(path) = &self.status {
+            return std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+        }
         let out = self
             .tmux()
             .args([
@@ -223,8 +266,11 @@ impl Drop for Tui {
                         .ok()
                 });
             if let Some(pid) = pid.filter(|p| *p > 1) {
+                // The pane's process leads its own session and process
+                // group: signal the whole group (launcher shell, zerobox,
+                // and through zerobox the command).
                 let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
+                    .args(["-TERM", "--", &format!("-{pid}")])
                     .status();
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while self.exited().is_none() && Instant::now() < deadline {

@@ -36,6 +36,9 @@ use super::linux::fsat::{self, Kind};
 /// (the sandbox's view of host paths).
 pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // The same decision as `Policy::effective`, a lookup per ancestor
+    // instead of a scan of every rule (made only if something is missing).
+    let mut index = None;
     for rule in &policy.fs {
         if !matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite)
             || std::fs::symlink_metadata(&rule.path).is_ok()
@@ -49,7 +52,8 @@ pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
                 None => break,
             }
         }
-        if policy.effective(existing).write && !out.contains(&rule.path) {
+        let index = index.get_or_insert_with(|| crate::policy::RuleIndex::new(policy));
+        if index.effective(existing).write && !out.contains(&rule.path) {
             out.push(rule.path.clone());
         }
     }

@@ -39,7 +39,7 @@ fn closed_port() -> u16 {
         .port()
 }
 
-fn start(log: &Path, ca: &Path, ports: &[(&str, u16)], secret_host: &str) -> ProxyHandle {
+fn start(log: &Path, ca: &Path, ports: &[(&str, u16)], secret_hosts: &[String]) -> ProxyHandle {
     let allow: Vec<String> = ports.iter().map(|(h, p)| format!("{h}:{p}")).collect();
     let resolve = allow
         .iter()
@@ -50,7 +50,7 @@ fn start(log: &Path, ca: &Path, ports: &[(&str, u16)], secret_host: &str) -> Pro
             .iter()
             .map(|p| HostPattern::parse(p, Portless::Web).unwrap())
             .collect(),
-        secrets: vec![Secret::from_value("K", SECRET.into(), vec![secret_host.into()]).unwrap()],
+        secrets: vec![Secret::from_value("K", SECRET.into(), secret_hosts.to_vec()).unwrap()],
         resolve,
         ca_dir: ca.into(),
         net_log: Some(log.into()),
@@ -131,13 +131,13 @@ async fn every_refusal_and_failure_writes_exactly_one_line() {
         ("hangup.test", hold),
         ("idle.test", hold),
         ("notls.test", not_tls),
+        ("badclient.test", hold),
     ];
-    let h = start(
-        &log,
-        &d.path().join("ca"),
-        &ports,
-        &format!("notls.test:{not_tls}"),
-    );
+    let bound = [
+        format!("notls.test:{not_tls}"),
+        format!("badclient.test:{hold}"),
+    ];
+    let h = start(&log, &d.path().join("ca"), &ports, &bound);
     let proxy = h.local_addr();
 
     // Denied host.
@@ -216,6 +216,26 @@ async fn every_refusal_and_failure_writes_exactly_one_line() {
         "{l:?}"
     );
 
+    // The client of an intercepted tunnel fails its TLS handshake (a
+    // handshake record that is not one): no request, still one line.
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let head = format!("CONNECT badclient.test:{hold} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(b"\x16\x03\x01\x00\x05garbage-not-a-client-hello")
+        .await
+        .unwrap();
+    let l = lines_for(&log, "badclient.test").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0]["intercepted"], true);
+    let why = l[0]["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("client: TLS handshake for badclient.test"),
+        "{why}"
+    );
+    drop(s);
+
     // The client hangs up in the middle of its request body.
     let mut s = TcpStream::connect(proxy).await.unwrap();
     let head = format!(
@@ -250,5 +270,5 @@ async fn every_refusal_and_failure_writes_exactly_one_line() {
 
     // Nothing else was logged: one line per exchange above.
     drop(h);
-    assert_eq!(lines(&log).len(), 6, "{:#?}", lines(&log));
+    assert_eq!(lines(&log).len(), 7, "{:#?}", lines(&log));
 }

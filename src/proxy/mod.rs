@@ -79,9 +79,6 @@ pub enum ProxyError {
     #[error("{0}")]
     NetLog(String),
 
-    /// `accept(2)` on the proxy's listener failed.
-    #[error("accept on the proxy listener")]
-    Accept(#[source] std::io::Error),
     /// The client's request cannot be forwarded as sent.
     #[error("bad request: {what}")]
     ParseRequest { what: &'static str },

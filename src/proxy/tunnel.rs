@@ -27,7 +27,7 @@ use super::log::{Decision, Kind, Record};
 use super::policy::{Denial, Target};
 use super::relay::{self, End};
 use super::secrets::Scanner;
-use super::State;
+use super::{error_chain, ProxyError, State};
 
 /// Time for a new connection to send its first byte.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,7 +84,7 @@ pub async fn after_handshake(
     // (an intercepted tunnel's HTTP and TLS servers are large, a relay
     // small; both sit in every held connection's task).
     if intercepts(&state, &target) {
-        Box::pin(intercept(state, target, upstream, client, pre)).await;
+        Box::pin(intercept(state, target, upstream, client, pre, kind)).await;
     } else {
         Box::pin(tunnel(state, target, client, pre, upstream, kind)).await;
     }
@@ -98,12 +98,26 @@ async fn intercept(
     upstream: TcpStream,
     mut client: TcpStream,
     pre: Bytes,
+    kind: Kind,
 ) {
+    // Requests inside log their own lines; a tunnel that ends before any
+    // request could be read logs this one, naming why.
+    let failed = |why: String| {
+        let mut rec = Record::allowed(kind, &target);
+        rec.intercepted = true;
+        rec.reason = Some(why);
+        state.log.write(rec);
+    };
     let pre = if pre.is_empty() {
         let mut first = [0u8; 1];
         match tokio::time::timeout(FIRST_BYTE_TIMEOUT, client.read(&mut first)).await {
             Ok(Ok(1)) => Bytes::copy_from_slice(&first),
-            _ => return,
+            Ok(Ok(_)) => return failed("client: closed the tunnel before a request".into()),
+            Ok(Err(e)) => return failed(format!("client: {e}")),
+            Err(_) => {
+                let secs = FIRST_BYTE_TIMEOUT.as_secs();
+                return failed(format!("client: sent nothing within {secs} s"));
+            }
         }
     } else {
         pre
@@ -137,12 +151,20 @@ async fn intercept(
     drop(state.tls.warming.read().await);
     let cfg = match state.tls.server_config(&target.host) {
         Ok(c) => c,
-        Err(_) => return,
+        Err(e) => return failed(error_chain(&e)),
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let tls = match tokio::time::timeout(http::TLS_TIMEOUT, acceptor.accept(client)).await {
         Ok(Ok(t)) => t,
-        _ => return,
+        Ok(Err(source)) => {
+            let host = target.host.authority();
+            return failed(error_chain(&ProxyError::TlsClient { host, source }));
+        }
+        Err(_) => {
+            let host = target.host.authority();
+            let source = io::Error::new(io::ErrorKind::TimedOut, "timed out");
+            return failed(error_chain(&ProxyError::TlsClient { host, source }));
+        }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {

@@ -549,10 +549,12 @@ mod tests {
             rule("/home/me/.claude", FsAccess::AllowWrite),
             rule("/srv", FsAccess::DenyRead),
         ];
-        let top = ["/usr", "/etc", "/home", "/srv", "/tmp", "/dev", "/proc", "/work", "/var"]
-            .iter()
-            .map(|p| pb(p))
-            .collect();
+        let top = [
+            "/usr", "/etc", "/home", "/srv", "/tmp", "/dev", "/proc", "/work", "/var",
+        ]
+        .iter()
+        .map(|p| pb(p))
+        .collect();
         let got: Vec<PathBuf> =
             crate::policy::default_deny_rules(&fs, top, Path::new("/work"), "p")
                 .into_iter()

@@ -56,13 +56,92 @@ enum Stop {
     WriteFailed(String),
 }
 
+/// A policy with its rules keyed by path, so one decision is a lookup per
+/// ancestor of the path instead of a scan of every rule (the same
+/// decision as [`Policy::effective`]: the most specific rule wins, a deny
+/// on the same path wins; `ways` holds every directory on the way to a
+/// grant).
+struct View {
+    policy: Policy,
+    rules: HashMap<PathBuf, Vec<FsAccess>>,
+    ways: std::collections::HashSet<PathBuf>,
+}
+
+impl View {
+    fn new(policy: Policy) -> View {
+        let mut v = View {
+            rules: HashMap::new(),
+            ways: std::collections::HashSet::new(),
+            policy: Policy {
+                fs: Vec::new(),
+                ..policy.clone()
+            },
+        };
+        for r in policy.fs {
+            v.push(r);
+        }
+        v
+    }
+
+    fn push(&mut self, rule: FsRule) {
+        if matches!(rule.access, FsAccess::AllowRead | FsAccess::AllowWrite) {
+            for a in rule.path.ancestors().skip(1) {
+                self.ways.insert(a.to_path_buf());
+            }
+        }
+        self.rules
+            .entry(rule.path.clone())
+            .or_default()
+            .push(rule.access);
+        self.policy.fs.push(rule);
+    }
+
+    fn effective(&self, path: &Path) -> policy::Effective {
+        let mut read = None;
+        let mut write = None;
+        for a in path.ancestors() {
+            let Some(here) = self.rules.get(a) else {
+                continue;
+            };
+            let has = |x: FsAccess| here.contains(&x);
+            if read.is_none() {
+                if has(FsAccess::DenyRead) {
+                    read = Some(false);
+                } else if has(FsAccess::AllowRead) || has(FsAccess::AllowWrite) {
+                    read = Some(true);
+                }
+            }
+            if write.is_none() {
+                if has(FsAccess::DenyWrite) || has(FsAccess::DenyRead) {
+                    write = Some(false);
+                } else if has(FsAccess::AllowWrite) {
+                    write = Some(true);
+                }
+            }
+            if read.is_some() && write.is_some() {
+                break;
+            }
+        }
+        let read = read.unwrap_or(true);
+        policy::Effective {
+            read,
+            write: write.unwrap_or(false) && read,
+        }
+    }
+
+    /// Is `path` a directory on the way to a grant (not the grant itself)?
+    fn on_the_way(&self, path: &Path) -> bool {
+        self.ways.contains(path)
+    }
+}
+
 struct State {
     purpose: Purpose,
     profile: Profile,
     /// Entries in the profile when the run started.
     entries_at_start: usize,
-    normal: Option<Policy>,
-    complete: Option<Policy>,
+    normal: Option<View>,
+    complete: Option<View>,
     /// Paths answered `[n]`, refused with EACCES from then on.
     denied_read: Vec<PathBuf>,
     denied_write: Vec<PathBuf>,
@@ -154,16 +233,33 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stop the sandbox (its PID 1 takes every process with it).
+    /// Stop the sandbox (its PID 1 takes every process with it), and
+    /// return only once it is gone: the call that was asked about is
+    /// answered after that, so nothing of the command runs on after `[x]`.
+    /// (PID 1 becomes a zombie only after every process of its namespace
+    /// has exited.)
     fn stop_sandbox(&self) {
+        let mut pid = 0;
         for _ in 0..200 {
-            let pid = self.pid.load(Ordering::SeqCst);
+            pid = self.pid.load(Ordering::SeqCst);
             if pid > 0 {
-                let _ = crate::sandbox::linux::sys::kill(pid, libc::SIGKILL);
-                return;
+                break;
             }
             // The question came before the launcher learnt the pid.
             std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if pid <= 0 {
+            return;
+        }
+        let _ = crate::sandbox::linux::sys::kill(pid, libc::SIGKILL);
+        for _ in 0..500 {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()));
+            match state {
+                None | Some(Some('Z')) | Some(Some('X')) | Some(None) => return,
+                _ => std::thread::sleep(std::time::Duration::from_millis(4)),
+            }
         }
     }
 
@@ -185,7 +281,7 @@ impl Session {
             _ => None,
         };
         if let (Some(access), Some(c)) = (access, st.complete.as_mut()) {
-            c.fs.push(FsRule {
+            c.push(FsRule {
                 path: value.to_path_buf(),
                 access,
                 origin: "build-profile".into(),
@@ -240,7 +336,10 @@ impl Session {
         let lexical = policy::paths::lexical_normalise(&a.path);
         // Built by the sandbox itself: its own /proc, /dev and /sys
         // (runtime facts: CPUs, cgroup limits; read-only).
-        if ["/proc", "/dev", "/sys"].iter().any(|d| lexical.starts_with(d)) {
+        if ["/proc", "/dev", "/sys"]
+            .iter()
+            .any(|d| lexical.starts_with(d))
+        {
             return Verdict::Continue;
         }
         // Symlinks and `..` resolved as the kernel will (this view equals
@@ -285,12 +384,7 @@ impl Session {
             return Verdict::Continue;
         }
         // A directory on the way to a grant: the profile's view has it.
-        let on_the_way = complete.fs.iter().any(|r| {
-            matches!(r.access, FsAccess::AllowRead | FsAccess::AllowWrite)
-                && r.path != real
-                && r.path.starts_with(&real)
-        });
-        if on_the_way {
+        if complete.on_the_way(&real) {
             return Verdict::Continue;
         }
         if st.denied_read.iter().any(|p| real.starts_with(p)) {
@@ -305,7 +399,7 @@ impl Session {
 
     fn ask_read(&self, st: &mut State, a: &Access, real: &Path) -> Verdict {
         let (home, cwd) = match st.normal.as_ref() {
-            Some(n) => (n.home.clone(), n.cwd.clone()),
+            Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
             None => return Verdict::Deny(libc::EACCES),
         };
         let is_dir = real.is_dir();
@@ -371,7 +465,7 @@ impl Session {
 
     fn ask_write(&self, st: &mut State, a: &Access, real: &Path) -> Verdict {
         let (home, cwd) = match st.normal.as_ref() {
-            Some(n) => (n.home.clone(), n.cwd.clone()),
+            Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
             None => return Verdict::Deny(libc::EACCES),
         };
         let dir = suggest_dir(real, &home, &cwd);
@@ -582,8 +676,8 @@ impl crate::launcher::Watcher for Session {
                     });
                 }
             }
-            st.normal = Some(normal);
-            st.complete = Some(complete);
+            st.normal = Some(View::new(normal));
+            st.complete = Some(View::new(complete));
             // FILE exists (and is trusted) from the start; an unchanged
             // FILE (loaded, so trusted) is left as it is.
             let unchanged = match &st.purpose {
@@ -640,7 +734,7 @@ impl crate::launcher::Watcher for Session {
             Purpose::Learn { out } => {
                 let out = out.clone();
                 let (home, cwd) = match st.normal.as_ref() {
-                    Some(n) => (n.home.clone(), n.cwd.clone()),
+                    Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
                     None => (PathBuf::from("/"), PathBuf::from("/")),
                 };
                 for kind in [Kind::ReadAllow, Kind::WriteAllow] {
@@ -681,5 +775,67 @@ impl crate::launcher::Watcher for Session {
             }
         }
         Ok(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index decides as `Policy::effective` does, for every rule kind
+    /// at every depth (rules on `/` itself aside, which no view has).
+    #[test]
+    fn view_decides_like_the_policy() {
+        let kinds = [
+            FsAccess::AllowRead,
+            FsAccess::DenyRead,
+            FsAccess::AllowWrite,
+            FsAccess::DenyWrite,
+        ];
+        let paths = ["/a", "/a/b", "/a/b/c", "/a/bc", "/x"];
+        let probes = [
+            "/a", "/a/b", "/a/b/c", "/a/b/c/d", "/a/bc", "/a/b2", "/x/y", "/z",
+        ];
+        // Every set of up to three (path, kind) rules from the grid.
+        let grid: Vec<(usize, usize)> = (0..paths.len())
+            .flat_map(|p| (0..kinds.len()).map(move |k| (p, k)))
+            .collect();
+        let mut checked = 0;
+        for i in 0..grid.len() {
+            for j in i..grid.len() {
+                for k in j..grid.len() {
+                    let rules: Vec<FsRule> = [grid[i], grid[j], grid[k]]
+                        .iter()
+                        .map(|(p, k)| FsRule {
+                            path: PathBuf::from(paths[*p]),
+                            access: kinds[*k],
+                            origin: "t".into(),
+                        })
+                        .collect();
+                    let policy = Policy {
+                        cwd: PathBuf::from("/"),
+                        home: PathBuf::from("/"),
+                        fs: rules,
+                        env: Default::default(),
+                        env_dropped: Vec::new(),
+                        env_withheld: Vec::new(),
+                        network: Default::default(),
+                        unix_sockets: Vec::new(),
+                        secrets: Vec::new(),
+                    };
+                    let view = View::new(policy.clone());
+                    for p in probes {
+                        assert_eq!(
+                            view.effective(Path::new(p)),
+                            policy.effective(Path::new(p)),
+                            "{p} under {:?}",
+                            policy.fs
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
     }
 }

@@ -165,6 +165,10 @@ pub struct Session {
     command: String,
     /// The sandbox's PID 1 (0 until it runs): `[x]` stops it.
     pid: AtomicI32,
+    /// Directory (as the command named it) → its real path: most accesses
+    /// are in a few directories, so only the last component is looked up
+    /// (see [`Session::resolve`]).
+    dirs: Mutex<HashMap<PathBuf, PathBuf>>,
 }
 
 /// How a `notify` access is named in a question.
@@ -224,6 +228,7 @@ impl Session {
             }),
             command: crate::output::one_line(&command),
             pid: AtomicI32::new(0),
+            dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -332,6 +337,55 @@ impl Session {
         }
     }
 
+    /// The real path of `path` (symlinks and `..` resolved as the kernel
+    /// will; this view equals the host's outside the sandbox's own /tmp,
+    /// /proc, /dev and /sys) and whether it exists. The real path of its
+    /// directory comes from a cache, so a repeated directory costs one
+    /// `lstat` (of the last component). A directory replaced by a symlink
+    /// after it was cached is the race of docs/threat-model.md: it can hide
+    /// an access from the profile, which then lacks the grant (fails
+    /// closed under `--profile`).
+    fn resolve(&self, path: &Path) -> (PathBuf, bool) {
+        use std::path::Component;
+        let plain = path.components().all(|c| {
+            matches!(
+                c,
+                Component::RootDir | Component::Normal(_) | Component::CurDir
+            )
+        });
+        let lexical = policy::paths::lexical_normalise(path);
+        let (Some(parent), Some(name), true) = (lexical.parent(), lexical.file_name(), plain)
+        else {
+            let real = policy::paths::canonical(path);
+            let exists = std::fs::symlink_metadata(&real).is_ok();
+            return (real, exists);
+        };
+        let real_parent = {
+            let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            match dirs.get(parent) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = policy::paths::canonical(parent);
+                    if dirs.len() >= 100_000 {
+                        dirs.clear();
+                    }
+                    dirs.insert(parent.to_path_buf(), r.clone());
+                    r
+                }
+            }
+        };
+        let candidate = real_parent.join(name);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let real = policy::paths::canonical(&candidate);
+                let exists = std::fs::symlink_metadata(&real).is_ok();
+                (real, exists)
+            }
+            Ok(_) => (candidate, true),
+            Err(_) => (candidate, false),
+        }
+    }
+
     fn decide_path(&self, a: &Access) -> Verdict {
         let lexical = policy::paths::lexical_normalise(&a.path);
         // Built by the sandbox itself: its own /proc, /dev and /sys
@@ -342,9 +396,7 @@ impl Session {
         {
             return Verdict::Continue;
         }
-        // Symlinks and `..` resolved as the kernel will (this view equals
-        // the host's outside the sandbox's own /tmp, /proc and /dev).
-        let real = policy::paths::canonical(&a.path);
+        let (real, exists) = self.resolve(&a.path);
         let mut st = self.lock();
         if st.stop.is_some() {
             return Verdict::Deny(libc::EACCES);
@@ -352,7 +404,6 @@ impl Session {
         let (Some(normal), Some(complete)) = (st.normal.as_ref(), st.complete.as_ref()) else {
             return Verdict::Deny(libc::EACCES);
         };
-        let exists = std::fs::symlink_metadata(&real).is_ok();
         let learn = matches!(st.purpose, Purpose::Learn { .. });
         if a.op == Op::Write {
             let now = normal.effective(&real);

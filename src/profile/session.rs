@@ -129,6 +129,22 @@ impl View {
         }
     }
 
+    /// Does a rule deny writing `path` on purpose (a write or read deny is
+    /// the most specific write rule), as opposed to nothing granting it?
+    fn write_denied(&self, path: &Path) -> bool {
+        for a in path.ancestors() {
+            if let Some(here) = self.rules.get(a) {
+                if here.contains(&FsAccess::DenyWrite) || here.contains(&FsAccess::DenyRead) {
+                    return true;
+                }
+                if here.contains(&FsAccess::AllowWrite) {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
     /// Is `path` a directory on the way to a grant (not the grant itself)?
     fn on_the_way(&self, path: &Path) -> bool {
         self.ways.contains(path)
@@ -414,7 +430,9 @@ impl Session {
             if st.allowed_write.iter().any(|p| real.starts_with(p)) {
                 return Verdict::Continue;
             }
-            if st.denied_write.iter().any(|p| real.starts_with(p)) {
+            // Denied by this run (`[n]`) or by FILE / the flags: not asked
+            // again.
+            if st.denied_write.iter().any(|p| real.starts_with(p)) || normal.write_denied(&real) {
                 return Verdict::Deny(libc::EACCES);
             }
             if learn {

@@ -79,9 +79,16 @@ impl Tree {
         Run::from(s.output().expect("run setsid zerobox"))
     }
 
-    /// `zerobox ARGS` in a real terminal.
+    /// `zerobox ARGS` in a real terminal, its exit status printed after it
+    /// (`ZB-EXIT=N`, read by [`exit_code`]: the status is zerobox's own,
+    /// independent of when tmux notices the pane ended).
     fn tui(&self, args: &[&str]) -> Tui {
-        let mut argv = vec![common::bin().display().to_string()];
+        let mut argv = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "\"$0\" \"$@\"; echo \"ZB-EXIT=$?\"".to_string(),
+            common::bin().display().to_string(),
+        ];
         argv.extend(args.iter().map(|s| s.to_string()));
         Tui::start(&Start {
             argv: &argv,
@@ -91,6 +98,17 @@ impl Tree {
             rows: 40,
         })
     }
+}
+
+/// zerobox's exit status in `tui` (see [`Tree::tui`]).
+#[track_caller]
+fn exit_code(tui: &Tui) -> i32 {
+    let screen = tui.wait_for("ZB-EXIT=", T);
+    screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ZB-EXIT="))
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no exit status in\n{screen}"))
 }
 
 fn need(tools: &[&str]) -> bool {
@@ -150,7 +168,7 @@ fn three_reads_answered_a_d_n_make_a_profile_that_is_enforced_without_questions(
     );
     answer(&tui, &t.p("conf/dir/inner.txt"), "d");
     answer(&tui, &t.p("private/secret.txt"), "n");
-    let code = tui.wait_exit(T);
+    let code = exit_code(&tui);
     let screen = tui.screen();
     assert!(screen.contains("ALLOWED-CONTENT"), "{screen}");
     assert!(screen.contains("INNER-CONTENT"), "{screen}");
@@ -234,7 +252,7 @@ fn rerunning_extends_the_profile_and_x_stops_with_130() {
         &t.p("files/allowed.txt"),
     ]);
     answer(&tui, &t.p("files/allowed.txt"), "a");
-    assert_eq!(tui.wait_exit(T), 0, "{}", tui.screen());
+    assert_eq!(exit_code(&tui), 0, "{}", tui.screen());
     drop(tui);
     // Second run: the allowed file is not asked again; the new one is,
     // and [x] stops the command (130) with the answers kept.
@@ -245,7 +263,7 @@ fn rerunning_extends_the_profile_and_x_stops_with_130() {
     );
     let tui = t.tui(&["--build-profile", &f, "--", "sh", "-c", &script]);
     answer(&tui, &t.p("files/sibling.txt"), "x");
-    let code = tui.wait_exit(T);
+    let code = exit_code(&tui);
     let screen = tui.screen();
     assert_eq!(code, 130, "{screen}");
     assert!(screen.contains("ALLOWED-CONTENT"), "{screen}");
@@ -380,7 +398,7 @@ fn a_full_screen_program_gets_the_question_and_its_screen_back() {
     assert!(screen.contains("ALLOWED-CONTENT"), "{screen}");
     tui.type_text(":q!");
     tui.keys(&["Enter"]);
-    assert_eq!(tui.wait_exit(T), 0, "{}", tui.screen());
+    assert_eq!(exit_code(&tui), 0, "{}", tui.screen());
 }
 
 #[test]

@@ -56,13 +56,108 @@ enum Stop {
     WriteFailed(String),
 }
 
+/// A policy with its rules keyed by path, so one decision is a lookup per
+/// ancestor of the path instead of a scan of every rule (the same
+/// decision as [`Policy::effective`]: the most specific rule wins, a deny
+/// on the same path wins; `ways` holds every directory on the way to a
+/// grant).
+struct View {
+    policy: Policy,
+    rules: HashMap<PathBuf, Vec<FsAccess>>,
+    ways: std::collections::HashSet<PathBuf>,
+}
+
+impl View {
+    fn new(policy: Policy) -> View {
+        let mut v = View {
+            rules: HashMap::new(),
+            ways: std::collections::HashSet::new(),
+            policy: Policy {
+                fs: Vec::new(),
+                ..policy.clone()
+            },
+        };
+        for r in policy.fs {
+            v.push(r);
+        }
+        v
+    }
+
+    fn push(&mut self, rule: FsRule) {
+        if matches!(rule.access, FsAccess::AllowRead | FsAccess::AllowWrite) {
+            for a in rule.path.ancestors().skip(1) {
+                self.ways.insert(a.to_path_buf());
+            }
+        }
+        self.rules
+            .entry(rule.path.clone())
+            .or_default()
+            .push(rule.access);
+        self.policy.fs.push(rule);
+    }
+
+    fn effective(&self, path: &Path) -> policy::Effective {
+        let mut read = None;
+        let mut write = None;
+        for a in path.ancestors() {
+            let Some(here) = self.rules.get(a) else {
+                continue;
+            };
+            let has = |x: FsAccess| here.contains(&x);
+            if read.is_none() {
+                if has(FsAccess::DenyRead) {
+                    read = Some(false);
+                } else if has(FsAccess::AllowRead) || has(FsAccess::AllowWrite) {
+                    read = Some(true);
+                }
+            }
+            if write.is_none() {
+                if has(FsAccess::DenyWrite) || has(FsAccess::DenyRead) {
+                    write = Some(false);
+                } else if has(FsAccess::AllowWrite) {
+                    write = Some(true);
+                }
+            }
+            if read.is_some() && write.is_some() {
+                break;
+            }
+        }
+        let read = read.unwrap_or(true);
+        policy::Effective {
+            read,
+            write: write.unwrap_or(false) && read,
+        }
+    }
+
+    /// Does a rule deny writing `path` on purpose (a write or read deny is
+    /// the most specific write rule), as opposed to nothing granting it?
+    fn write_denied(&self, path: &Path) -> bool {
+        for a in path.ancestors() {
+            if let Some(here) = self.rules.get(a) {
+                if here.contains(&FsAccess::DenyWrite) || here.contains(&FsAccess::DenyRead) {
+                    return true;
+                }
+                if here.contains(&FsAccess::AllowWrite) {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Is `path` a directory on the way to a grant (not the grant itself)?
+    fn on_the_way(&self, path: &Path) -> bool {
+        self.ways.contains(path)
+    }
+}
+
 struct State {
     purpose: Purpose,
     profile: Profile,
     /// Entries in the profile when the run started.
     entries_at_start: usize,
-    normal: Option<Policy>,
-    complete: Option<Policy>,
+    normal: Option<View>,
+    complete: Option<View>,
     /// Paths answered `[n]`, refused with EACCES from then on.
     denied_read: Vec<PathBuf>,
     denied_write: Vec<PathBuf>,
@@ -86,6 +181,10 @@ pub struct Session {
     command: String,
     /// The sandbox's PID 1 (0 until it runs): `[x]` stops it.
     pid: AtomicI32,
+    /// Directory (as the command named it) → its real path: most accesses
+    /// are in a few directories, so only the last component is looked up
+    /// (see [`Session::resolve`]).
+    dirs: Mutex<HashMap<PathBuf, PathBuf>>,
 }
 
 /// How a `notify` access is named in a question.
@@ -145,6 +244,7 @@ impl Session {
             }),
             command: crate::output::one_line(&command),
             pid: AtomicI32::new(0),
+            dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -154,16 +254,33 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stop the sandbox (its PID 1 takes every process with it).
+    /// Stop the sandbox (its PID 1 takes every process with it), and
+    /// return only once it is gone: the call that was asked about is
+    /// answered after that, so nothing of the command runs on after `[x]`.
+    /// (PID 1 becomes a zombie only after every process of its namespace
+    /// has exited.)
     fn stop_sandbox(&self) {
+        let mut pid = 0;
         for _ in 0..200 {
-            let pid = self.pid.load(Ordering::SeqCst);
+            pid = self.pid.load(Ordering::SeqCst);
             if pid > 0 {
-                let _ = crate::sandbox::linux::sys::kill(pid, libc::SIGKILL);
-                return;
+                break;
             }
             // The question came before the launcher learnt the pid.
             std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if pid <= 0 {
+            return;
+        }
+        let _ = crate::sandbox::linux::sys::kill(pid, libc::SIGKILL);
+        for _ in 0..500 {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()));
+            match state {
+                None | Some(Some('Z')) | Some(Some('X')) | Some(None) => return,
+                _ => std::thread::sleep(std::time::Duration::from_millis(4)),
+            }
         }
     }
 
@@ -185,7 +302,7 @@ impl Session {
             _ => None,
         };
         if let (Some(access), Some(c)) = (access, st.complete.as_mut()) {
-            c.fs.push(FsRule {
+            c.push(FsRule {
                 path: value.to_path_buf(),
                 access,
                 origin: policy::Origin::BuildProfile,
@@ -236,6 +353,55 @@ impl Session {
         }
     }
 
+    /// The real path of `path` (symlinks and `..` resolved as the kernel
+    /// will; this view equals the host's outside the sandbox's own /tmp,
+    /// /proc, /dev and /sys) and whether it exists. The real path of its
+    /// directory comes from a cache, so a repeated directory costs one
+    /// `lstat` (of the last component). A directory replaced by a symlink
+    /// after it was cached is the race of docs/threat-model.md: it can hide
+    /// an access from the profile, which then lacks the grant (fails
+    /// closed under `--profile`).
+    fn resolve(&self, path: &Path) -> (PathBuf, bool) {
+        use std::path::Component;
+        let plain = path.components().all(|c| {
+            matches!(
+                c,
+                Component::RootDir | Component::Normal(_) | Component::CurDir
+            )
+        });
+        let lexical = policy::paths::lexical_normalise(path);
+        let (Some(parent), Some(name), true) = (lexical.parent(), lexical.file_name(), plain)
+        else {
+            let real = policy::paths::canonical(path);
+            let exists = std::fs::symlink_metadata(&real).is_ok();
+            return (real, exists);
+        };
+        let real_parent = {
+            let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            match dirs.get(parent) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = policy::paths::canonical(parent);
+                    if dirs.len() >= 100_000 {
+                        dirs.clear();
+                    }
+                    dirs.insert(parent.to_path_buf(), r.clone());
+                    r
+                }
+            }
+        };
+        let candidate = real_parent.join(name);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let real = policy::paths::canonical(&candidate);
+                let exists = std::fs::symlink_metadata(&real).is_ok();
+                (real, exists)
+            }
+            Ok(_) => (candidate, true),
+            Err(_) => (candidate, false),
+        }
+    }
+
     fn decide_path(&self, a: &Access) -> Verdict {
         let lexical = policy::paths::lexical_normalise(&a.path);
         // Built by the sandbox itself: its own /proc, /dev and /sys
@@ -246,9 +412,7 @@ impl Session {
         {
             return Verdict::Continue;
         }
-        // Symlinks and `..` resolved as the kernel will (this view equals
-        // the host's outside the sandbox's own /tmp, /proc and /dev).
-        let real = policy::paths::canonical(&a.path);
+        let (real, exists) = self.resolve(&a.path);
         let mut st = self.lock();
         if st.stop.is_some() {
             return Verdict::Deny(libc::EACCES);
@@ -256,7 +420,6 @@ impl Session {
         let (Some(normal), Some(complete)) = (st.normal.as_ref(), st.complete.as_ref()) else {
             return Verdict::Deny(libc::EACCES);
         };
-        let exists = std::fs::symlink_metadata(&real).is_ok();
         let learn = matches!(st.purpose, Purpose::Learn { .. });
         if a.op == Op::Write {
             let now = normal.effective(&real);
@@ -267,7 +430,9 @@ impl Session {
             if st.allowed_write.iter().any(|p| real.starts_with(p)) {
                 return Verdict::Continue;
             }
-            if st.denied_write.iter().any(|p| real.starts_with(p)) {
+            // Denied by this run (`[n]`) or by FILE / the flags: not asked
+            // again.
+            if st.denied_write.iter().any(|p| real.starts_with(p)) || normal.write_denied(&real) {
                 return Verdict::Deny(libc::EACCES);
             }
             if learn {
@@ -288,12 +453,7 @@ impl Session {
             return Verdict::Continue;
         }
         // A directory on the way to a grant: the profile's view has it.
-        let on_the_way = complete.fs.iter().any(|r| {
-            matches!(r.access, FsAccess::AllowRead | FsAccess::AllowWrite)
-                && r.path != real
-                && r.path.starts_with(&real)
-        });
-        if on_the_way {
+        if complete.on_the_way(&real) {
             return Verdict::Continue;
         }
         if st.denied_read.iter().any(|p| real.starts_with(p)) {
@@ -308,7 +468,7 @@ impl Session {
 
     fn ask_read(&self, st: &mut State, a: &Access, real: &Path) -> Verdict {
         let (home, cwd) = match st.normal.as_ref() {
-            Some(n) => (n.home.clone(), n.cwd.clone()),
+            Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
             None => return Verdict::Deny(libc::EACCES),
         };
         let is_dir = real.is_dir();
@@ -374,7 +534,7 @@ impl Session {
 
     fn ask_write(&self, st: &mut State, a: &Access, real: &Path) -> Verdict {
         let (home, cwd) = match st.normal.as_ref() {
-            Some(n) => (n.home.clone(), n.cwd.clone()),
+            Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
             None => return Verdict::Deny(libc::EACCES),
         };
         let dir = suggest_dir(real, &home, &cwd);
@@ -586,8 +746,8 @@ impl crate::launcher::Watcher for Session {
                     });
                 }
             }
-            st.normal = Some(normal);
-            st.complete = Some(complete);
+            st.normal = Some(View::new(normal));
+            st.complete = Some(View::new(complete));
             // FILE exists (and is trusted) from the start; an unchanged
             // FILE (loaded, so trusted) is left as it is.
             let unchanged = match &st.purpose {
@@ -644,7 +804,7 @@ impl crate::launcher::Watcher for Session {
             Purpose::Learn { out } => {
                 let out = out.clone();
                 let (home, cwd) = match st.normal.as_ref() {
-                    Some(n) => (n.home.clone(), n.cwd.clone()),
+                    Some(n) => (n.policy.home.clone(), n.policy.cwd.clone()),
                     None => (PathBuf::from("/"), PathBuf::from("/")),
                 };
                 for kind in [Kind::ReadAllow, Kind::WriteAllow] {
@@ -685,5 +845,67 @@ impl crate::launcher::Watcher for Session {
             }
         }
         Ok(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index decides as `Policy::effective` does, for every rule kind
+    /// at every depth (rules on `/` itself aside, which no view has).
+    #[test]
+    fn view_decides_like_the_policy() {
+        let kinds = [
+            FsAccess::AllowRead,
+            FsAccess::DenyRead,
+            FsAccess::AllowWrite,
+            FsAccess::DenyWrite,
+        ];
+        let paths = ["/a", "/a/b", "/a/b/c", "/a/bc", "/x"];
+        let probes = [
+            "/a", "/a/b", "/a/b/c", "/a/b/c/d", "/a/bc", "/a/b2", "/x/y", "/z",
+        ];
+        // Every set of up to three (path, kind) rules from the grid.
+        let grid: Vec<(usize, usize)> = (0..paths.len())
+            .flat_map(|p| (0..kinds.len()).map(move |k| (p, k)))
+            .collect();
+        let mut checked = 0;
+        for i in 0..grid.len() {
+            for j in i..grid.len() {
+                for k in j..grid.len() {
+                    let rules: Vec<FsRule> = [grid[i], grid[j], grid[k]]
+                        .iter()
+                        .map(|(p, k)| FsRule {
+                            path: PathBuf::from(paths[*p]),
+                            access: kinds[*k],
+                            origin: crate::policy::Origin::Test,
+                        })
+                        .collect();
+                    let policy = Policy {
+                        cwd: PathBuf::from("/"),
+                        home: PathBuf::from("/"),
+                        fs: rules,
+                        env: Default::default(),
+                        env_dropped: Vec::new(),
+                        env_withheld: Vec::new(),
+                        network: Default::default(),
+                        unix_sockets: Vec::new(),
+                        secrets: Vec::new(),
+                    };
+                    let view = View::new(policy.clone());
+                    for p in probes {
+                        assert_eq!(
+                            view.effective(Path::new(p)),
+                            policy.effective(Path::new(p)),
+                            "{p} under {:?}",
+                            policy.fs
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
     }
 }

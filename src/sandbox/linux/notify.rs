@@ -26,9 +26,10 @@
 //! decides what is *asked* and *recorded*. A profile built this way is
 //! enforced later by mounts and Landlock alone, with no notification.
 //!
-//! Reading the path: `/proc/TID/mem` is opened, then the notification's
-//! id is checked (`SECCOMP_IOCTL_NOTIF_ID_VALID`: the task is still the
-//! one that made the call, not a recycled pid), the string is read, and
+//! Reading the path: the notification's id is checked
+//! (`SECCOMP_IOCTL_NOTIF_ID_VALID`: the task is still the one that made
+//! the call, not a recycled pid), the string is read (`process_vm_readv`,
+//! the access check of `/proc/TID/mem` without a descriptor to keep), and
 //! the id checked again. The relative part is resolved against
 //! `/proc/TID/cwd` or `/proc/TID/fd/N`, whose links read as paths of the
 //! sandbox's own mount namespace.
@@ -447,12 +448,30 @@ fn recv(listener: &OwnedFd) -> Option<libc::seccomp_notif> {
     }
 }
 
+/// Read `buf.len()` bytes (or fewer, up to an unmapped page) at `addr` in
+/// task `pid`'s memory: one `process_vm_readv`, which checks ptrace access
+/// against the task's current memory on every call (no descriptor kept
+/// that could outlive an `execve`).
+fn read_remote(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, writable for its length; the remote
+    // iovec is only an address in the other process (the kernel checks it).
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    (n > 0).then_some(n as usize)
+}
+
 /// Read a NUL-terminated string of at most PATH_MAX bytes at `addr` in the
 /// task's memory, checking that notification `id` is still the call we
-/// are reading for before and after.
+/// are reading for before and after (a recycled pid is never read).
 fn read_string(listener: &OwnedFd, id: u64, pid: u32, addr: u64) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    const PAGE: u64 = 4096;
     if !id_valid(listener, id) {
         return None;
     }
@@ -460,11 +479,10 @@ fn read_string(listener: &OwnedFd, id: u64, pid: u32, addr: u64) -> Option<Vec<u
     let mut buf = [0u8; 512];
     let mut at = addr;
     while out.len() < libc::PATH_MAX as usize {
-        // A short read at a page end is fine: read again from there.
-        let n = mem.read_at(&mut buf, at).ok()?;
-        if n == 0 {
-            return None;
-        }
+        // Never across a page end in one read: the next page may be
+        // unmapped while the string ends before it.
+        let room = (PAGE - at % PAGE).min(buf.len() as u64) as usize;
+        let n = read_remote(pid, at, &mut buf[..room])?;
         if let Some(i) = buf[..n].iter().position(|b| *b == 0) {
             out.extend_from_slice(&buf[..i]);
             return id_valid(listener, id).then_some(out);
@@ -477,13 +495,14 @@ fn read_string(listener: &OwnedFd, id: u64, pid: u32, addr: u64) -> Option<Vec<u
 
 /// Read `len` bytes at `addr` (the openat2 `open_how`).
 fn read_bytes(listener: &OwnedFd, id: u64, pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     if !id_valid(listener, id) {
         return None;
     }
     let mut buf = vec![0u8; len];
-    mem.read_exact_at(&mut buf, addr).ok()?;
+    let mut got = 0;
+    while got < len {
+        got += read_remote(pid, addr.checked_add(got as u64)?, &mut buf[got..])?;
+    }
     id_valid(listener, id).then_some(buf)
 }
 

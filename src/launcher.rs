@@ -525,6 +525,7 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
         network: proxy.as_ref().map(|p| sandbox::NetworkRequest {
             tmp_files: vec![(CA_BUNDLE.to_string(), p.ca_bundle_pem().into_bytes())],
             env: network_env,
+            capture_ports: p.capture_ports(),
         }),
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
@@ -553,6 +554,14 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
         },
         _ => None,
     };
+    // Transparent egress: the sandbox's DNS and capture listeners. Not
+    // serving them would leave allowed names unresolvable: fail closed.
+    if let (Some(h), Some((dns_udp, tcp))) = (&handle, running.take_capture()) {
+        if let Err(e) = h.serve_capture(crate::proxy::CaptureSockets { dns_udp, tcp }) {
+            running.kill();
+            return Err(LaunchError::ProxySetup(e));
+        }
+    }
     let code = running.wait();
     resolved.protection.after_run();
     if let Some(handle) = handle {
@@ -722,6 +731,7 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, LaunchError> {
         network: wants_network.then_some(sandbox::NetworkRequest {
             tmp_files: Vec::new(),
             env: network_env,
+            capture_ports: Vec::new(),
         }),
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,

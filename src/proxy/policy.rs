@@ -102,6 +102,24 @@ impl Policy {
         })
     }
 
+    /// See [`super::PreparedProxy::capture_ports`].
+    pub fn capture_ports(&self) -> Vec<u16> {
+        use crate::policy::net::PortRule;
+        let mut out = vec![80, 443];
+        let pats = self
+            .allow
+            .iter()
+            .chain(self.secret_hosts.iter().flat_map(|(_, p)| p));
+        for p in pats {
+            if let PortRule::One(n) = p.ports {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Install the [`HostHook`] (before the proxy serves).
     pub fn set_hook(&mut self, hook: std::sync::Arc<dyn HostHook>) {
         self.hook = Some(hook);

@@ -278,3 +278,36 @@ fn raw_sockets_to_unknown_addresses_fail_and_the_proxy_still_works() {
         .any(|l| l["kind"] == "capture" && l["host"] == "198.18.0.200" && l["decision"] == "deny"));
     assert!(log.iter().any(|l| l["kind"] == "connect" && l["host"] == ALLOWED));
 }
+
+/// The name dialled is the name TLS must be for: a ClientHello for
+/// another name sent to an allowed host's synthetic address (domain
+/// fronting) is refused and logged; the right name passes.
+#[test]
+fn tls_for_another_name_on_a_captured_connection_is_refused() {
+    let f = fixture();
+    let port = f.up.port;
+    let py = format!(
+        "import socket, ssl\n\
+         addr = socket.gethostbyname('{ALLOWED}')\n\
+         for sni in ['{DENIED}', '{ALLOWED}']:\n\
+         \x20 ctx = ssl.create_default_context(cafile='ca.pem')\n\
+         \x20 try:\n\
+         \x20   s = ctx.wrap_socket(socket.create_connection((addr, {port}), timeout=5), server_hostname=sni)\n\
+         \x20   s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(sni, s.recv(100).split(b'\\r\\n')[0].decode())\n\
+         \x20 except OSError as e:\n\
+         \x20   print(sni, 'failed')\n"
+    );
+    std::fs::write(f.dir.path().join("sni.py"), py).unwrap();
+    let r = f.run(&[], &[], "python3 sni.py");
+    assert_eq!(
+        r.stdout,
+        format!("{DENIED} failed\n{ALLOWED} HTTP/1.1 200 OK\n"),
+        "{r:?}"
+    );
+    let log = f.log_lines();
+    assert!(
+        log.iter()
+            .any(|l| l["kind"] == "capture" && l["reason"] == "sni-mismatch" && l["host"] == ALLOWED),
+        "{log:?}"
+    );
+}

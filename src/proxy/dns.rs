@@ -240,19 +240,13 @@ pub fn decide(state: &State, name: &str, ports: &[u16]) -> Option<Ipv4Addr> {
         Ok(h @ Host::Name(_)) => h,
         _ => return None,
     };
-    let mut first_denial = None;
-    for &port in ports {
-        match state.policy.check_name(&host, port) {
-            Ok(_) => return state.synth.addr_for(&host.authority()),
-            Err(d) => {
-                first_denial.get_or_insert(d);
-            }
+    match state.policy.check_name_any(&host, ports) {
+        Ok(_) => state.synth.addr_for(&host.authority()),
+        Err(d) => {
+            record_denial(state, Kind::Dns, None, &d);
+            None
         }
     }
-    if let Some(d) = first_denial {
-        record_denial(state, Kind::Dns, None, &d);
-    }
-    None
 }
 
 /// Answer one packet (`None`: drop it).

@@ -174,6 +174,39 @@ impl Policy {
         }
     }
 
+    /// The decision for a DNS question about `host` (transparent egress):
+    /// allowed if a connection to it would be on any of `ports`. The rules
+    /// are tried on every port first; only when they refuse the name as not
+    /// allowed is the hook asked, once (as for port 443).
+    pub fn check_name_any(&self, host: &Host, ports: &[u16]) -> Result<String, Denial> {
+        let mut first = None;
+        for &port in ports {
+            match self.check_name_rules(host, port) {
+                Ok(rule) => {
+                    if let Some(hook) = &self.hook {
+                        hook.allowed(&host.authority(), port, &rule);
+                    }
+                    return Ok(rule);
+                }
+                Err(d) => {
+                    first.get_or_insert(d);
+                }
+            }
+        }
+        match first {
+            Some(d) if d.reason == "not-allowed" && self.hook.is_some() => {
+                self.check_name(host, 443)
+            }
+            Some(d) => Err(d),
+            None => Err(Self::denial(
+                host,
+                0,
+                "not-allowed",
+                "zerobox: no port is captured\n".into(),
+            )),
+        }
+    }
+
     /// Steps 2–3: the name (or literal) alone. Returns the allowing rule.
     fn check_name_rules(&self, host: &Host, port: u16) -> Result<String, Denial> {
         if let Some(d) = self.deny.iter().find(|p| p.matches_host(host, port)) {

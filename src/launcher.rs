@@ -556,8 +556,13 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     };
     // Transparent egress: the sandbox's DNS and capture listeners. Not
     // serving them would leave allowed names unresolvable: fail closed.
-    if let (Some(h), Some((dns_udp, tcp))) = (&handle, running.take_capture()) {
-        if let Err(e) = h.serve_capture(crate::proxy::CaptureSockets { dns_udp, tcp }) {
+    if let (Some(h), Some(c)) = (&handle, running.take_capture()) {
+        let socks = crate::proxy::CaptureSockets {
+            dns_udp: c.dns_udp,
+            dns_tcp: c.dns_tcp,
+            tcp: c.tcp,
+        };
+        if let Err(e) = h.serve_capture(socks) {
             running.kill();
             return Err(LaunchError::ProxySetup(e));
         }

@@ -174,15 +174,34 @@ fn curl_without_the_proxy_reaches_only_allowed_hosts() {
 #[test]
 fn getent_resolves_allowed_names_only_and_nothing_is_forwarded() {
     let f = fixture();
+    // The same question over TCP (RFC 7766 framing).
+    let name: String = ALLOWED
+        .split('.')
+        .map(|l| format!("\\x{:02x}{l}", l.len()))
+        .collect();
+    std::fs::write(
+        f.dir.path().join("tcp_dns.py"),
+        format!(
+            "import socket, struct\n\
+             q = b'\\x12\\x34\\x01\\x00\\x00\\x01' + bytes(6) + b'{name}\\x00\\x00\\x01\\x00\\x01'\n\
+             s = socket.create_connection(('127.0.0.1', 53), timeout=5)\n\
+             s.sendall(struct.pack('>H', len(q)) + q)\n\
+             r = s.recv(512)\n\
+             print('tcp-dns', socket.inet_ntoa(r[-4:]))\n"
+        ),
+    )
+    .unwrap();
     let r = f.run(
         &["--allow-net=nowhere.invalid"],
         &[],
         &format!(
             "getent hosts {ALLOWED}; getent hosts nowhere.invalid; \
              getent hosts {DENIED} || echo denied-rc=$?; \
-             getent hosts unknown.example || echo unknown-rc=$?; cat /etc/resolv.conf"
+             getent hosts unknown.example || echo unknown-rc=$?; cat /etc/resolv.conf; \
+             python3 tcp_dns.py"
         ),
     );
+    assert!(r.stdout.contains("tcp-dns 198.18."), "DNS over TCP: {r:?}");
     let out: Vec<&str> = r.stdout.lines().collect();
     assert!(out[0].starts_with("198.18.") && out[0].ends_with(ALLOWED), "{r:?}");
     assert!(out[1].starts_with("198.18.") && out[1].ends_with("nowhere.invalid"), "{r:?}");

@@ -286,6 +286,61 @@ pub async fn serve_udp(
     }
 }
 
+/// Time a DNS-over-TCP client has for each message.
+const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serve DNS over TCP (RFC 7766: each message behind its 2-byte length)
+/// on `listener` until `stop`; connections share the capture cap.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    ports: Arc<Vec<u16>>,
+    sem: Arc<tokio::sync::Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => break,
+        };
+        let Ok((mut sock, _)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let (st, ports) = (state.clone(), ports.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            loop {
+                let read = async {
+                    let len = usize::from(sock.read_u16().await?);
+                    let mut msg = vec![0u8; len];
+                    sock.read_exact(&mut msg).await?;
+                    Ok::<_, std::io::Error>(msg)
+                };
+                let Ok(Ok(msg)) = tokio::time::timeout(TCP_TIMEOUT, read).await else {
+                    return;
+                };
+                let Some(out) = respond(&st, &msg, &ports) else {
+                    return;
+                };
+                let Ok(len) = u16::try_from(out.len()) else {
+                    return;
+                };
+                let mut framed = len.to_be_bytes().to_vec();
+                framed.extend_from_slice(&out);
+                if sock.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

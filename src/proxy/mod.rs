@@ -459,6 +459,7 @@ pub fn dns_range() -> (std::net::Ipv4Addr, u8) {
 /// the wildcard address (the synthetic range is local there).
 pub struct CaptureSockets {
     pub dns_udp: std::net::UdpSocket,
+    pub dns_tcp: std::net::TcpListener,
     pub tcp: Vec<std::net::TcpListener>,
 }
 
@@ -480,6 +481,8 @@ impl ProxyHandle {
         }
         socks.dns_udp.set_nonblocking(true).map_err(io)?;
         let udp = tokio::net::UdpSocket::from_std(socks.dns_udp).map_err(io)?;
+        socks.dns_tcp.set_nonblocking(true).map_err(io)?;
+        let dns_tcp = tokio::net::TcpListener::from_std(socks.dns_tcp).map_err(io)?;
         let sem = capture::semaphore();
         for l in listeners {
             rt.spawn(capture::accept_loop(
@@ -489,10 +492,18 @@ impl ProxyHandle {
                 stop.subscribe(),
             ));
         }
+        let ports = Arc::new(ports);
         rt.spawn(dns::serve_udp(
             udp,
             self.state.clone(),
-            Arc::new(ports),
+            ports.clone(),
+            stop.subscribe(),
+        ));
+        rt.spawn(dns::serve_tcp(
+            dns_tcp,
+            self.state.clone(),
+            ports,
+            sem,
             stop.subscribe(),
         ));
         Ok(())

@@ -474,7 +474,9 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
             .collect(),
         _ => Vec::new(),
     };
-    if let Some(req) = landlock.as_mut() {
+    if let (Some(req), false) = (landlock.as_mut(), capture_ports.is_empty()) {
+        // DNS over TCP, then the captured ports.
+        req.tcp_connect.push(53);
         req.tcp_connect.extend(&capture_ports);
     }
     let prep = linux::Prepared {
@@ -533,7 +535,7 @@ impl Running {
 
     /// The transparent-egress sockets PID 1 bound inside the network
     /// namespace (DNS, then one TCP listener per captured port), if asked for.
-    pub fn take_capture(&mut self) -> Option<(std::net::UdpSocket, Vec<std::net::TcpListener>)> {
+    pub fn take_capture(&mut self) -> Option<linux::Capture> {
         self.started.capture.take()
     }
 

@@ -92,7 +92,7 @@ pub struct Started {
     pub listener: Option<std::net::TcpListener>,
     /// Transparent egress: DNS on 127.0.0.1:53 and the capture listeners,
     /// from inside the network namespace.
-    pub capture: Option<(std::net::UdpSocket, Vec<std::net::TcpListener>)>,
+    pub capture: Option<Capture>,
     /// Held open while zerobox lives; PID 1 exits when it sees it closed.
     pub _alive: OwnedFd,
     /// The run's cgroup, removed when the run is over (dropped after the
@@ -298,17 +298,28 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     })
 }
 
-/// The DNS socket, then `ports` capture listeners (see `capture_setup`).
-fn recv_capture(
-    chan: std::os::fd::RawFd,
-    ports: usize,
-) -> Option<(std::net::UdpSocket, Vec<std::net::TcpListener>)> {
-    let dns = std::net::UdpSocket::from(sys::recv_fd(chan).ok()?);
+/// Transparent egress sockets from inside the network namespace.
+pub struct Capture {
+    /// DNS on 127.0.0.1:53, UDP and TCP.
+    pub dns_udp: std::net::UdpSocket,
+    pub dns_tcp: std::net::TcpListener,
+    /// One listener per captured port, on 0.0.0.0.
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+/// The DNS sockets, then `ports` capture listeners (see `capture_setup`).
+fn recv_capture(chan: std::os::fd::RawFd, ports: usize) -> Option<Capture> {
+    let dns_udp = std::net::UdpSocket::from(sys::recv_fd(chan).ok()?);
+    let dns_tcp = std::net::TcpListener::from(sys::recv_fd(chan).ok()?);
     let mut tcp = Vec::with_capacity(ports);
     for _ in 0..ports {
         tcp.push(std::net::TcpListener::from(sys::recv_fd(chan).ok()?));
     }
-    Some((dns, tcp))
+    Some(Capture {
+        dns_udp,
+        dns_tcp,
+        tcp,
+    })
 }
 
 /// Where PID 1 stages the sandbox's resolv.conf before binding it over
@@ -331,6 +342,8 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
     )))?;
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53"))?;
+    let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", 53))
+        .map_err(step("transparent egress: bind DNS on 127.0.0.1:53 (TCP)"))?;
     let mut tcp = Vec::new();
     for &port in &prep.capture_ports {
         let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&format!(
@@ -341,6 +354,8 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
         tcp.push(l);
     }
     sys::send_fd(chan.as_raw_fd(), dns.as_raw_fd())
+        .map_err(step("transparent egress: hand the DNS socket to zerobox"))?;
+    sys::send_fd(chan.as_raw_fd(), dns_tcp.as_raw_fd())
         .map_err(step("transparent egress: hand the DNS socket to zerobox"))?;
     for l in &tcp {
         sys::send_fd(chan.as_raw_fd(), l.as_raw_fd())

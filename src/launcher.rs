@@ -867,6 +867,7 @@ pub fn doctor(json: bool) -> i32 {
         }
         (Err(_), true) => {
             crate::outln!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
+            crate::outln!("Network in this mode (--allow-weak-net) has no transparent egress: names do not resolve inside, only clients that use the proxy variables reach allowed hosts.");
             crate::outln!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
             0
         }

@@ -330,3 +330,27 @@ fn tls_for_another_name_on_a_captured_connection_is_refused() {
         "{log:?}"
     );
 }
+
+/// `explain` says what transparent egress does in namespace mode, and
+/// that the Landlock-only fallback has none.
+#[test]
+fn explain_says_where_transparent_egress_exists() {
+    let d = scratch();
+    let ns = common::run_in(d.path(), &["explain", "--allow-net=a.test", "--", "true"]);
+    assert!(
+        ns.stdout.contains("transparent egress: allowed names resolve inside"),
+        "{ns:?}"
+    );
+    let out = zerobox()
+        .current_dir(d.path())
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .args(["explain", "--allow-weak-net", "--allow-net=a.test", "--", "true"])
+        .output()
+        .unwrap();
+    let fb = Run::from(out);
+    assert!(
+        fb.stdout
+            .contains("transparent egress: not available without a network namespace"),
+        "{fb:?}"
+    );
+}

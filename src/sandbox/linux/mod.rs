@@ -364,8 +364,22 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
     let stage = std::path::Path::new(RESOLV_STAGE);
     let resolv = std::path::Path::new("/etc/resolv.conf");
     let what = "transparent egress: point /etc/resolv.conf at 127.0.0.1";
-    std::fs::write(stage, b"# zerobox: names resolve for allowed hosts only\nnameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
-        .map_err(step(what))?;
+    // No resolv.conf at all (nor its target): the C libraries' default
+    // nameserver is 127.0.0.1, which is already ours.
+    if !resolv.exists() {
+        return Ok(());
+    }
+    {
+        use std::io::Write;
+        // create_new: O_EXCL, never through a planted file or symlink.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(stage)
+            .map_err(step(what))?;
+        f.write_all(b"# zerobox: names resolve for allowed hosts only\nnameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
+            .map_err(step(what))?;
+    }
     sys::mount(Some(stage), resolv, None, libc::MS_BIND, None).map_err(step(what))?;
     sys::mount(
         None,

@@ -124,7 +124,11 @@ fn need(tool: &str) -> bool {
     false
 }
 
-fn lines_of<'a>(log: &'a [serde_json::Value], kind: &str, host: &str) -> Vec<&'a serde_json::Value> {
+fn lines_of<'a>(
+    log: &'a [serde_json::Value],
+    kind: &str,
+    host: &str,
+) -> Vec<&'a serde_json::Value> {
     log.iter()
         .filter(|l| l["kind"] == kind && l["host"] == host)
         .collect()
@@ -152,7 +156,10 @@ fn curl_without_the_proxy_reaches_only_allowed_hosts() {
         r.stdout.contains("ok auth=other\n ip=198.18."),
         "allowed host through capture: {r:?}"
     );
-    assert!(r.stdout.contains("denied-rc=6"), "denied name unresolved: {r:?}");
+    assert!(
+        r.stdout.contains("denied-rc=6"),
+        "denied name unresolved: {r:?}"
+    );
     let log = f.log_lines();
     let cap = lines_of(&log, "capture", ALLOWED);
     assert_eq!(cap.len(), 1, "{log:?}");
@@ -203,13 +210,28 @@ fn getent_resolves_allowed_names_only_and_nothing_is_forwarded() {
     );
     assert!(r.stdout.contains("tcp-dns 198.18."), "DNS over TCP: {r:?}");
     let out: Vec<&str> = r.stdout.lines().collect();
-    assert!(out[0].starts_with("198.18.") && out[0].ends_with(ALLOWED), "{r:?}");
-    assert!(out[1].starts_with("198.18.") && out[1].ends_with("nowhere.invalid"), "{r:?}");
-    assert_ne!(out[0].split_whitespace().next(), out[1].split_whitespace().next());
-    assert!(r.stdout.contains("denied-rc=2") && r.stdout.contains("unknown-rc=2"), "{r:?}");
+    assert!(
+        out[0].starts_with("198.18.") && out[0].ends_with(ALLOWED),
+        "{r:?}"
+    );
+    assert!(
+        out[1].starts_with("198.18.") && out[1].ends_with("nowhere.invalid"),
+        "{r:?}"
+    );
+    assert_ne!(
+        out[0].split_whitespace().next(),
+        out[1].split_whitespace().next()
+    );
+    assert!(
+        r.stdout.contains("denied-rc=2") && r.stdout.contains("unknown-rc=2"),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("nameserver 127.0.0.1"), "{r:?}");
     let log = f.log_lines();
-    assert!(!lines_of(&log, "dns", "unknown.example").is_empty(), "{log:?}");
+    assert!(
+        !lines_of(&log, "dns", "unknown.example").is_empty(),
+        "{log:?}"
+    );
     // Answering a query is not a connection: nothing was resolved or
     // connected for the allowed names.
     assert!(lines_of(&log, "capture", ALLOWED).is_empty(), "{log:?}");
@@ -290,12 +312,18 @@ fn raw_sockets_to_unknown_addresses_fail_and_the_proxy_still_works() {
     for l in &got[..3] {
         assert!(l.ends_with("got 0") || l.ends_with("failed"), "{r:?}");
     }
-    assert_eq!(got.get(3).copied(), Some("ok auth=other"), "proxy path: {r:?}");
+    assert_eq!(
+        got.get(3).copied(),
+        Some("ok auth=other"),
+        "proxy path: {r:?}"
+    );
     let log = f.log_lines();
     assert!(log
         .iter()
         .any(|l| l["kind"] == "capture" && l["host"] == "198.18.0.200" && l["decision"] == "deny"));
-    assert!(log.iter().any(|l| l["kind"] == "connect" && l["host"] == ALLOWED));
+    assert!(log
+        .iter()
+        .any(|l| l["kind"] == "connect" && l["host"] == ALLOWED));
 }
 
 /// The name dialled is the name TLS must be for: a ClientHello for
@@ -325,8 +353,9 @@ fn tls_for_another_name_on_a_captured_connection_is_refused() {
     );
     let log = f.log_lines();
     assert!(
-        log.iter()
-            .any(|l| l["kind"] == "capture" && l["reason"] == "sni-mismatch" && l["host"] == ALLOWED),
+        log.iter().any(|l| l["kind"] == "capture"
+            && l["reason"] == "sni-mismatch"
+            && l["host"] == ALLOWED),
         "{log:?}"
     );
 }
@@ -338,13 +367,20 @@ fn explain_says_where_transparent_egress_exists() {
     let d = scratch();
     let ns = common::run_in(d.path(), &["explain", "--allow-net=a.test", "--", "true"]);
     assert!(
-        ns.stdout.contains("transparent egress: allowed names resolve inside"),
+        ns.stdout
+            .contains("transparent egress: allowed names resolve inside"),
         "{ns:?}"
     );
     let out = zerobox()
         .current_dir(d.path())
         .env("ZEROBOX_SIMULATE_MISSING", "userns")
-        .args(["explain", "--allow-weak-net", "--allow-net=a.test", "--", "true"])
+        .args([
+            "explain",
+            "--allow-weak-net",
+            "--allow-net=a.test",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     let fb = Run::from(out);

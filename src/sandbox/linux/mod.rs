@@ -349,8 +349,9 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
         let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&format!(
             "transparent egress: bind the capture listener on port {port}"
         )))?;
-        sys::set_backlog(l.as_raw_fd(), 4096)
-            .map_err(step("transparent egress: raise a capture listener's backlog"))?;
+        sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
+            "transparent egress: raise a capture listener's backlog",
+        ))?;
         tcp.push(l);
     }
     sys::send_fd(chan.as_raw_fd(), dns.as_raw_fd())
@@ -358,8 +359,9 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
     sys::send_fd(chan.as_raw_fd(), dns_tcp.as_raw_fd())
         .map_err(step("transparent egress: hand the DNS socket to zerobox"))?;
     for l in &tcp {
-        sys::send_fd(chan.as_raw_fd(), l.as_raw_fd())
-            .map_err(step("transparent egress: hand a capture listener to zerobox"))?;
+        sys::send_fd(chan.as_raw_fd(), l.as_raw_fd()).map_err(step(
+            "transparent egress: hand a capture listener to zerobox",
+        ))?;
     }
     let stage = std::path::Path::new(RESOLV_STAGE);
     let resolv = std::path::Path::new("/etc/resolv.conf");

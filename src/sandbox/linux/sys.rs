@@ -930,14 +930,14 @@ pub fn route_add_local_v4(prefix: std::net::Ipv4Addr, len: u8) -> io::Result<()>
         return Err(io::Error::last_os_error());
     }
     let mut msg: Vec<u8> = Vec::with_capacity(44);
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL)
-        as u16;
+    let flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
     msg.extend_from_slice(&44u32.to_ne_bytes()); // nlmsg_len
     msg.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
     msg.extend_from_slice(&flags.to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
-    // struct rtmsg
+                                                // struct rtmsg
     msg.extend_from_slice(&[
         libc::AF_INET as u8,
         len,

@@ -416,6 +416,35 @@ mod tests {
         ));
     }
 
+    /// DNS answers exactly what a connection would be allowed: any
+    /// captured port counts, deny wins, and the captured ports are the
+    /// ones the rules name.
+    #[test]
+    fn the_dns_decision_is_the_proxy_decision() {
+        use super::super::host::{HostPattern, Portless};
+        use super::super::policy::Policy;
+        let pat = |p: &str, how| HostPattern::parse(p, how).unwrap();
+        let cfg = super::super::ProxyConfig {
+            allow: vec![
+                pat("*.ok.test", Portless::Web),
+                pat("db.test:5432", Portless::Web),
+            ],
+            deny: vec![pat("bad.ok.test", Portless::Any)],
+            ..Default::default()
+        };
+        let p = Policy::new(&cfg).unwrap();
+        let ports = p.capture_ports();
+        assert_eq!(ports, vec![80, 443, 5432]);
+        let name = |n: &str| Host::parse(n).unwrap();
+        assert!(p.check_name_any(&name("api.ok.test"), &ports).is_ok());
+        assert!(p.check_name_any(&name("db.test"), &ports).is_ok());
+        assert!(p.check_name_any(&name("db.test"), &[80, 443]).is_err());
+        let d = p.check_name_any(&name("bad.ok.test"), &ports).unwrap_err();
+        assert_eq!(d.reason, "denied-by-rule");
+        let d = p.check_name_any(&name("other.test"), &ports).unwrap_err();
+        assert_eq!(d.reason, "not-allowed");
+    }
+
     #[test]
     fn synthetic_addresses_are_stable_and_bounded() {
         let s = Synth::default();

@@ -390,3 +390,21 @@ fn explain_says_where_transparent_egress_exists() {
         "{fb:?}"
     );
 }
+
+/// An allow rule on port 53 (or the proxy's port) is not captured: the
+/// DNS listener already holds 53 on loopback, and the run must not fail
+/// on the clash; the other captured names still work.
+#[test]
+fn a_rule_on_port_53_does_not_clash_with_the_dns_listener() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let r = f.run(
+        &["--allow-net=dns.egress.test:53"],
+        &[],
+        &format!("curl -sS --cacert ca.pem --noproxy '*' https://{ALLOWED}:{port}/"),
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ok auth=other\n"), "{r:?}");
+}

@@ -470,7 +470,9 @@ fn execute(plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, SandboxEr
             .capture_ports
             .iter()
             .copied()
-            .filter(|p| *p != pp)
+            // Not the proxy's own port, not DNS (both bound on loopback
+            // already): those stay reachable through the proxy only.
+            .filter(|p| *p != pp && *p != 53)
             .collect(),
         _ => Vec::new(),
     };

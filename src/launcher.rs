@@ -527,6 +527,7 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
         network: proxy.as_ref().map(|p| sandbox::NetworkRequest {
             tmp_files: vec![(CA_BUNDLE.to_string(), p.ca_bundle_pem().into_bytes())],
             env: network_env,
+            capture_ports: p.capture_ports(),
         }),
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
@@ -555,6 +556,19 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
         },
         _ => None,
     };
+    // Transparent egress: the sandbox's DNS and capture listeners. Not
+    // serving them would leave allowed names unresolvable: fail closed.
+    if let (Some(h), Some(c)) = (&handle, running.take_capture()) {
+        let socks = crate::proxy::CaptureSockets {
+            dns_udp: c.dns_udp,
+            dns_tcp: c.dns_tcp,
+            tcp: c.tcp,
+        };
+        if let Err(e) = h.serve_capture(socks) {
+            running.kill();
+            return Err(LaunchError::ProxySetup(e));
+        }
+    }
     let code = running.wait();
     resolved.protection.after_run();
     if let Some(handle) = handle {
@@ -724,6 +738,7 @@ pub fn explain(req: &RunRequest, json: bool) -> Result<i32, LaunchError> {
         network: wants_network.then_some(sandbox::NetworkRequest {
             tmp_files: Vec::new(),
             env: network_env,
+            capture_ports: Vec::new(),
         }),
         share_net: req.share_net,
         allow_weak_net: req.allow_weak_net,
@@ -854,6 +869,7 @@ pub fn doctor(json: bool) -> i32 {
         }
         (Err(_), true) => {
             crate::outln!("Each run gets: Landlock + seccomp only (fallback: no private /tmp, no pid isolation, host unix sockets reachable, no network); --strict refuses.");
+            crate::outln!("Network in this mode (--allow-weak-net) has no transparent egress: names do not resolve inside, only clients that use the proxy variables reach allowed hosts.");
             crate::outln!("Hint: on Ubuntu ≥ 23.10, allow user namespaces for zerobox with an AppArmor profile (see docs/policy.md, \"Ubuntu\"), or set kernel.apparmor_restrict_unprivileged_userns=0.");
             0
         }

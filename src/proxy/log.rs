@@ -51,6 +51,10 @@ pub enum Kind {
     Socks5,
     /// A request inside an intercepted tunnel.
     Intercept,
+    /// A DNS question inside the sandbox (refusals only; see `dns.rs`).
+    Dns,
+    /// A connection captured on a synthetic address (`capture.rs`).
+    Capture,
 }
 
 impl Kind {

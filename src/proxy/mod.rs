@@ -26,9 +26,15 @@
 //! - `placeholder_key.rs`: the per-user key placeholders are derived from.
 //! - `log.rs`: JSON-lines net log, the blocked tally, quiet hosts.
 //! - `summary.rs`: the end-of-run report of refusals, a hint per kind.
+//! - `dns.rs`: the sandbox's DNS responder (allowed names get synthetic
+//!   addresses, nothing is forwarded).
+//! - `capture.rs`: connections to synthetic addresses, handled as
+//!   `CONNECT name:port` (transparent egress).
 
 mod addr;
+mod capture;
 mod conn;
+mod dns;
 mod host;
 mod http;
 mod log;
@@ -307,6 +313,9 @@ pub(crate) struct State {
     /// A tunnel or upgrade with no byte either way this long is closed
     /// ([`relay::IDLE_TIMEOUT`]; tests shorten it).
     pub idle_timeout: std::time::Duration,
+    /// Names the sandbox's DNS gave synthetic addresses (transparent
+    /// egress, [`dns`]).
+    pub synth: dns::Synth,
 }
 
 /// A running proxy. Dropping it without [`ProxyHandle::shutdown`] stops it too.
@@ -362,6 +371,7 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
         resolutions: AtomicU64::new(0),
         dns_queries: AtomicU64::new(0),
         idle_timeout: relay::IDLE_TIMEOUT,
+        synth: dns::Synth::default(),
     });
     Ok(PreparedProxy { state })
 }
@@ -387,6 +397,14 @@ impl PreparedProxy {
             .iter()
             .map(|s| (s.name().to_string(), s.placeholder().to_string()))
             .collect()
+    }
+
+    /// The ports transparent egress captures: every port an allow or
+    /// secret pattern names (port-less: 80 and 443; bare `--allow-net` or
+    /// a `:*` pattern: 80 and 443 too, other ports only through the proxy
+    /// variables). Sorted, no duplicates.
+    pub fn capture_ports(&self) -> Vec<u16> {
+        self.state.policy.capture_ports()
     }
 
     /// Start serving `listener` on a runtime of its own (2 worker threads).
@@ -439,7 +457,67 @@ impl PreparedProxy {
     }
 }
 
+/// The synthetic range of transparent egress, `(network, prefix length)`:
+/// the sandbox makes it local on its loopback.
+pub fn dns_range() -> (std::net::Ipv4Addr, u8) {
+    (dns::SYNTH_NET, dns::SYNTH_LEN)
+}
+
+/// Sockets bound inside the sandbox's network namespace for transparent
+/// egress: DNS on 127.0.0.1:53, and one TCP listener per captured port on
+/// the wildcard address (the synthetic range is local there).
+pub struct CaptureSockets {
+    pub dns_udp: std::net::UdpSocket,
+    pub dns_tcp: std::net::TcpListener,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
 impl ProxyHandle {
+    /// Serve transparent egress on `socks` (on the proxy's runtime, with
+    /// its policy, log and summary).
+    pub fn serve_capture(&self, socks: CaptureSockets) -> Result<(), ProxyError> {
+        let (Some(rt), Some(stop)) = (&self.runtime, &self.stop) else {
+            return Err(ProxyError::Io("the proxy is stopped (bug)".into()));
+        };
+        let io = |e: std::io::Error| ProxyError::Io(format!("capture sockets: {e}"));
+        let _g = rt.enter();
+        let mut ports = Vec::new();
+        let mut listeners = Vec::new();
+        for l in socks.tcp {
+            ports.push(l.local_addr().map_err(io)?.port());
+            l.set_nonblocking(true).map_err(io)?;
+            listeners.push(tokio::net::TcpListener::from_std(l).map_err(io)?);
+        }
+        socks.dns_udp.set_nonblocking(true).map_err(io)?;
+        let udp = tokio::net::UdpSocket::from_std(socks.dns_udp).map_err(io)?;
+        socks.dns_tcp.set_nonblocking(true).map_err(io)?;
+        let dns_tcp = tokio::net::TcpListener::from_std(socks.dns_tcp).map_err(io)?;
+        let sem = capture::semaphore();
+        for l in listeners {
+            rt.spawn(capture::accept_loop(
+                l,
+                self.state.clone(),
+                sem.clone(),
+                stop.subscribe(),
+            ));
+        }
+        let ports = Arc::new(ports);
+        rt.spawn(dns::serve_udp(
+            udp,
+            self.state.clone(),
+            ports.clone(),
+            stop.subscribe(),
+        ));
+        rt.spawn(dns::serve_tcp(
+            dns_tcp,
+            self.state.clone(),
+            ports,
+            sem,
+            stop.subscribe(),
+        ));
+        Ok(())
+    }
+
     /// System roots + the zerobox CA, PEM, for `SSL_CERT_FILE` inside.
     pub fn ca_bundle_pem(&self) -> String {
         self.state.tls.bundle_pem()

@@ -102,6 +102,24 @@ impl Policy {
         })
     }
 
+    /// See [`super::PreparedProxy::capture_ports`].
+    pub fn capture_ports(&self) -> Vec<u16> {
+        use crate::policy::net::PortRule;
+        let mut out = vec![80, 443];
+        let pats = self
+            .allow
+            .iter()
+            .chain(self.secret_hosts.iter().flat_map(|(_, p)| p));
+        for p in pats {
+            if let PortRule::One(n) = p.ports {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Install the [`HostHook`] (before the proxy serves).
     pub fn set_hook(&mut self, hook: std::sync::Arc<dyn HostHook>) {
         self.hook = Some(hook);
@@ -153,6 +171,39 @@ impl Policy {
             key: allow_hint(host, port),
             host: host.authority(),
             port,
+        }
+    }
+
+    /// The decision for a DNS question about `host` (transparent egress):
+    /// allowed if a connection to it would be on any of `ports`. The rules
+    /// are tried on every port first; only when they refuse the name as not
+    /// allowed is the hook asked, once (as for port 443).
+    pub fn check_name_any(&self, host: &Host, ports: &[u16]) -> Result<String, Denial> {
+        let mut first = None;
+        for &port in ports {
+            match self.check_name_rules(host, port) {
+                Ok(rule) => {
+                    if let Some(hook) = &self.hook {
+                        hook.allowed(&host.authority(), port, &rule);
+                    }
+                    return Ok(rule);
+                }
+                Err(d) => {
+                    first.get_or_insert(d);
+                }
+            }
+        }
+        match first {
+            Some(d) if d.reason == "not-allowed" && self.hook.is_some() => {
+                self.check_name(host, 443)
+            }
+            Some(d) => Err(d),
+            None => Err(Self::denial(
+                host,
+                0,
+                "not-allowed",
+                "zerobox: no port is captured\n".into(),
+            )),
         }
     }
 

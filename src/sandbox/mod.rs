@@ -94,6 +94,10 @@ pub struct NetworkRequest {
     /// Environment to add, given the proxy port and the sandbox's temp dir
     /// (proxy variables, CA bundle paths).
     pub env: fn(port: u16, tmpdir: &Path) -> Vec<(String, String)>,
+    /// Transparent egress (namespace mode only): the TCP ports to capture
+    /// on the synthetic range, with DNS on 127.0.0.1:53 and the sandbox's
+    /// `/etc/resolv.conf` pointing there. Empty: no capture.
+    pub capture_ports: Vec<u16>,
 }
 
 /// Layers simulated as missing (`ZEROBOX_SIMULATE_MISSING=userns,landlock`)
@@ -460,6 +464,25 @@ fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, Sandb
         .map_err(|e| SandboxError::new(Stage::Seccomp, e.to_string()))?;
     let sigmask = block_forwarded_signals()
         .map_err(|e| SandboxError::new(Stage::Internal, format!("block signals: {e}")))?;
+    // Transparent egress (namespace mode only: the fallback has no
+    // namespace to capture in). The command may connect to the captured
+    // ports too: inside the namespace they lead only to zerobox.
+    let capture_ports: Vec<u16> = match (&opts.network, mode, proxy_port) {
+        (Some(net), Mode::Namespaces, Some(pp)) if !opts.share_net => net
+            .capture_ports
+            .iter()
+            .copied()
+            // Not the proxy's own port, not DNS (both bound on loopback
+            // already): those stay reachable through the proxy only.
+            .filter(|p| *p != pp && *p != 53)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let (Some(req), false) = (landlock.as_mut(), capture_ports.is_empty()) {
+        // DNS over TCP, then the captured ports.
+        req.tcp_connect.push(53);
+        req.tcp_connect.extend(&capture_ports);
+    }
     let prep = linux::Prepared {
         sigmask,
         mode,
@@ -473,6 +496,7 @@ fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, Sandb
         cwd: spec.cwd.clone(),
         debug: opts.debug,
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
+        capture_ports,
         share_net: opts.share_net,
         private_tmp: cleanup.private_tmp.clone(),
         limits: opts.limits,
@@ -513,6 +537,12 @@ pub(crate) fn write_tmp_file(path: &Path, content: &[u8]) -> std::io::Result<()>
 impl Running {
     pub fn pid(&self) -> libc::pid_t {
         self.started.pid
+    }
+
+    /// The transparent-egress sockets PID 1 bound inside the network
+    /// namespace (DNS, then one TCP listener per captured port), if asked for.
+    pub fn take_capture(&mut self) -> Option<linux::Capture> {
+        self.started.capture.take()
     }
 
     /// Kill the sandbox (its PID 1 takes everything with it) and reap it.

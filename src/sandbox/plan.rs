@@ -278,13 +278,18 @@ fn describe_layers(policy: &Policy, opts: &Options, mode: Mode, abi: i32) -> Vec
                 format!("{} host pattern(s)", policy.network.allow.len())
             },
             if mode == Mode::Namespaces {
-                "its listener is the only socket in the sandbox's network namespace"
+                "its listener (and the transparent-egress DNS and capture listeners) are the only sockets in the sandbox's network namespace"
             } else if opts.allow_weak_net {
                 "on host loopback, Landlock allows TCP connect to its port only (on any address: --allow-weak-net)"
             } else {
                 "REFUSED in this mode without --allow-weak-net (Landlock confines TCP per port, not per address)"
             }
         ));
+        layers.push(if mode == Mode::Namespaces {
+            "transparent egress: allowed names resolve inside (DNS on 127.0.0.1:53, synthetic 198.18.0.0/15, nothing forwarded upstream); connections to them on the ports the rules name (80 and 443 when port-less) are captured and decided as CONNECT name:port".to_string()
+        } else {
+            "transparent egress: not available without a network namespace (no DNS inside; only clients that use the proxy variables reach allowed hosts)".to_string()
+        });
     } else {
         layers.push("network: none (only lo)".into());
     }

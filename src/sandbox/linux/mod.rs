@@ -63,6 +63,9 @@ pub struct Prepared {
     /// 127.0.0.1:PORT inside the sandbox's network namespace and hands the
     /// descriptor to zerobox (SCM_RIGHTS), which serves it from the host.
     pub proxy_port: Option<u16>,
+    /// Transparent egress (see `capture_setup`): ports to capture; empty
+    /// for none.
+    pub capture_ports: Vec<u16>,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
     /// Resource limits (tmpfs sizes, processes, memory).
@@ -87,6 +90,9 @@ pub struct Started {
     pub pid: libc::pid_t,
     /// The proxy's listener from inside the network namespace, if asked for.
     pub listener: Option<std::net::TcpListener>,
+    /// Transparent egress: DNS on 127.0.0.1:53 and the capture listeners,
+    /// from inside the network namespace.
+    pub capture: Option<Capture>,
     /// Held open while zerobox lives; PID 1 exits when it sees it closed.
     pub _alive: OwnedFd,
     /// The run's cgroup, removed when the run is over (dropped after the
@@ -233,6 +239,12 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
             .map(std::net::TcpListener::from),
         _ => None,
     };
+    // Then the capture sockets, in the order PID 1 binds them.
+    let capture = if listener.is_some() && !prep.capture_ports.is_empty() {
+        recv_capture(fd_parent.as_raw_fd(), prep.capture_ports.len())
+    } else {
+        None
+    };
     drop(fd_parent);
     // The supervisor must answer before the command's execve can return,
     // so it starts before the status pipe is read. EOF instead of a
@@ -269,12 +281,118 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
             "the sandbox did not hand over the proxy listener",
         ));
     }
+    if !prep.capture_ports.is_empty() && prep.mode == Mode::Namespaces && capture.is_none() {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, 0);
+        return Err(SandboxError::new(
+            Stage::Network,
+            "transparent egress: the sandbox did not hand over its DNS and capture sockets",
+        ));
+    }
     Ok(Started {
         pid,
         listener,
+        capture,
         _alive: alive_w,
         cgroup,
     })
+}
+
+/// Transparent egress sockets from inside the network namespace.
+pub struct Capture {
+    /// DNS on 127.0.0.1:53, UDP and TCP.
+    pub dns_udp: std::net::UdpSocket,
+    pub dns_tcp: std::net::TcpListener,
+    /// One listener per captured port, on 0.0.0.0.
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+/// The DNS sockets, then `ports` capture listeners (see `capture_setup`).
+fn recv_capture(chan: std::os::fd::RawFd, ports: usize) -> Option<Capture> {
+    let dns_udp = std::net::UdpSocket::from(sys::recv_fd(chan).ok()?);
+    let dns_tcp = std::net::TcpListener::from(sys::recv_fd(chan).ok()?);
+    let mut tcp = Vec::with_capacity(ports);
+    for _ in 0..ports {
+        tcp.push(std::net::TcpListener::from(sys::recv_fd(chan).ok()?));
+    }
+    Some(Capture {
+        dns_udp,
+        dns_tcp,
+        tcp,
+    })
+}
+
+/// Where PID 1 stages the sandbox's resolv.conf before binding it over
+/// `/etc/resolv.conf` (then removes it: only the mount keeps it).
+const RESOLV_STAGE: &str = "/tmp/.zerobox-resolv.conf";
+
+/// Transparent egress, inside the network namespace (PID 1, still
+/// privileged there): make the synthetic range local on lo, bind DNS on
+/// 127.0.0.1:53 and a listener on 0.0.0.0:PORT per captured port, hand
+/// them to zerobox, and point `/etc/resolv.conf` at the DNS. Any failure
+/// fails the run (the step is named).
+fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io::Error)> {
+    use crate::proxy::dns_range;
+    fn step(what: &str) -> impl FnOnce(std::io::Error) -> (String, std::io::Error) + '_ {
+        move |e| (what.to_string(), e)
+    }
+    let (net, len) = dns_range();
+    sys::route_add_local_v4(net, len).map_err(step(&format!(
+        "transparent egress: make {net}/{len} local on lo"
+    )))?;
+    let dns = std::net::UdpSocket::bind(("127.0.0.1", 53))
+        .map_err(step("transparent egress: bind DNS on 127.0.0.1:53"))?;
+    let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", 53))
+        .map_err(step("transparent egress: bind DNS on 127.0.0.1:53 (TCP)"))?;
+    let mut tcp = Vec::new();
+    for &port in &prep.capture_ports {
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&format!(
+            "transparent egress: bind the capture listener on port {port}"
+        )))?;
+        sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
+            "transparent egress: raise a capture listener's backlog",
+        ))?;
+        tcp.push(l);
+    }
+    sys::send_fd(chan.as_raw_fd(), dns.as_raw_fd())
+        .map_err(step("transparent egress: hand the DNS socket to zerobox"))?;
+    sys::send_fd(chan.as_raw_fd(), dns_tcp.as_raw_fd())
+        .map_err(step("transparent egress: hand the DNS socket to zerobox"))?;
+    for l in &tcp {
+        sys::send_fd(chan.as_raw_fd(), l.as_raw_fd()).map_err(step(
+            "transparent egress: hand a capture listener to zerobox",
+        ))?;
+    }
+    let stage = std::path::Path::new(RESOLV_STAGE);
+    let resolv = std::path::Path::new("/etc/resolv.conf");
+    let what = "transparent egress: point /etc/resolv.conf at 127.0.0.1";
+    // No resolv.conf at all (nor its target): the C libraries' default
+    // nameserver is 127.0.0.1, which is already ours.
+    if !resolv.exists() {
+        return Ok(());
+    }
+    {
+        use std::io::Write;
+        // create_new: O_EXCL, never through a planted file or symlink.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(stage)
+            .map_err(step(what))?;
+        f.write_all(b"# zerobox: names resolve for allowed hosts only\nnameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
+            .map_err(step(what))?;
+    }
+    sys::mount(Some(stage), resolv, None, libc::MS_BIND, None).map_err(step(what))?;
+    sys::mount(
+        None,
+        resolv,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )
+    .map_err(step(what))?;
+    std::fs::remove_file(stage).map_err(step(what))?;
+    Ok(())
 }
 
 /// A failure report from the child: one stage byte, errno (4 bytes LE),
@@ -460,6 +578,12 @@ fn init_main(
         }
         if let Err(e) = sys::send_fd(fd_channel.as_raw_fd(), listener.as_raw_fd()) {
             return fail(Stage::Internal, "hand the proxy listener to zerobox", &e, 0);
+        }
+        if !prep.capture_ports.is_empty() {
+            if let Err((what, e)) = capture_setup(prep, &fd_channel) {
+                let errno = e.raw_os_error().unwrap_or(0);
+                return fail(Stage::Network, &what, &e, errno);
+            }
         }
     }
     drop(fd_channel);

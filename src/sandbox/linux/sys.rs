@@ -906,3 +906,89 @@ pub fn access_writable(path: &Path) -> bool {
     // SAFETY: valid C string; access only reads it.
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
+
+/// Make every address of `prefix/len` local on `lo` in the current network
+/// namespace (`ip route add local PREFIX/LEN dev lo`, table local), so
+/// sockets bound to the wildcard address accept connections to any of
+/// them. Used for transparent egress: the synthetic addresses the DNS
+/// responder hands out (see `proxy::capture`). One rtnetlink request,
+/// built by hand: it is a fixed 44-byte message, and the kernel's ack is
+/// checked.
+pub fn route_add_local_v4(prefix: std::net::Ipv4Addr, len: u8) -> io::Result<()> {
+    const RTM_NEWROUTE: u16 = 24;
+    const NLMSG_ERROR: u16 = 2;
+    const RT_TABLE_LOCAL: u8 = 255;
+    const RTPROT_BOOT: u8 = 3;
+    const RT_SCOPE_HOST: u8 = 254;
+    const RTN_LOCAL: u8 = 2;
+    const RTA_DST: u16 = 1;
+    const RTA_OIF: u16 = 4;
+    let lo = CString::new("lo").unwrap_or_default();
+    // SAFETY: `lo` is a NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(lo.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut msg: Vec<u8> = Vec::with_capacity(44);
+    let flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    msg.extend_from_slice(&44u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+                                                // struct rtmsg
+    msg.extend_from_slice(&[
+        libc::AF_INET as u8,
+        len,
+        0,
+        0,
+        RT_TABLE_LOCAL,
+        RTPROT_BOOT,
+        RT_SCOPE_HOST,
+        RTN_LOCAL,
+    ]);
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
+    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&RTA_DST.to_ne_bytes());
+    msg.extend_from_slice(&prefix.octets());
+    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&RTA_OIF.to_ne_bytes());
+    msg.extend_from_slice(&ifindex.to_ne_bytes());
+    debug_assert_eq!(msg.len(), 44);
+    // SAFETY: plain socket creation; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor, owned from here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fd: AF_NETLINK with no address sends to the kernel; pointer and length describe `msg`.
+    let n = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: pointer and length describe `buf`.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = &buf[..n as usize];
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected rtnetlink answer");
+    let ty = got.get(4..6).ok_or_else(bad)?;
+    if u16::from_ne_bytes([ty[0], ty[1]]) != NLMSG_ERROR {
+        return Err(bad());
+    }
+    let e = got.get(16..20).ok_or_else(bad)?;
+    match i32::from_ne_bytes([e[0], e[1], e[2], e[3]]) {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(-e)),
+    }
+}

@@ -1,0 +1,410 @@
+//! Transparent egress end to end (docs/network.md, "Transparent egress"):
+//! clients that ignore the proxy variables (`curl --noproxy '*'`, Node 20's
+//! `fetch`, `getent`, a raw socket) reach allowed hosts through the
+//! sandbox's DNS and the capture listeners, with the same allowlist,
+//! secret injection and net log; everything else still fails. The
+//! upstream is a python3 HTTPS server on 127.0.0.1 with a test CA, reached
+//! through `--resolve`; nothing here talks to any other address.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::{scratch, zerobox, Run};
+
+const ALLOWED: &str = "api.egress.test";
+const DENIED: &str = "denied.egress.test";
+
+/// An HTTPS upstream answering `ok auth=match|other` (whether the
+/// Authorization header carried `EXPECTED`, never echoing it).
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SERVER_PY: &str = r#"
+import http.server, ssl, sys, os
+want = os.environ["EXPECTED"]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        auth = "match" if want in str(self.headers.get("Authorization")) else "other"
+        out = ("ok auth=%s\n" % auth).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    up: Upstream,
+}
+
+fn fixture() -> Fixture {
+    let dir = scratch();
+    let (ca, cert, key) = common::test_pki_for(dir.path(), &[ALLOWED, DENIED]);
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, SERVER_PY).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&cert)
+        .arg(&key)
+        .env("EXPECTED", "sk-egress-value-42")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("upstream port");
+    Fixture {
+        dir,
+        ca,
+        up: Upstream { child, port },
+    }
+}
+
+impl Fixture {
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("net.jsonl")
+    }
+
+    /// `zerobox --allow-net=ALLOWED:PORT` with both names pinned to the
+    /// upstream, then `sh -c script`.
+    fn run(&self, extra: &[&str], env: &[(&str, &str)], script: &str) -> Run {
+        let port = self.up.port;
+        let mut cmd = zerobox();
+        cmd.current_dir(self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.arg(format!("--allow-net={ALLOWED}:{port}"))
+            .args(["--resolve", &format!("{ALLOWED}:{port}:127.0.0.1")])
+            .args(["--resolve", &format!("{DENIED}:{port}:127.0.0.1")])
+            .args(["--ca-cert", &self.ca.display().to_string()])
+            .args(["--net-log", &self.log().display().to_string()])
+            .args(extra)
+            .args(["--", "sh", "-c", script]);
+        Run::from(cmd.output().expect("spawn zerobox"))
+    }
+
+    fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("net log line"))
+            .collect()
+    }
+}
+
+fn need(tool: &str) -> bool {
+    if common::have(tool) {
+        return true;
+    }
+    common::skip(&format!("{tool} is not installed"));
+    false
+}
+
+fn lines_of<'a>(
+    log: &'a [serde_json::Value],
+    kind: &str,
+    host: &str,
+) -> Vec<&'a serde_json::Value> {
+    log.iter()
+        .filter(|l| l["kind"] == kind && l["host"] == host)
+        .collect()
+}
+
+/// `curl --noproxy '*'` (it dials the address itself) reaches the allowed
+/// host through DNS + capture, and cannot reach the denied one, whose
+/// name does not even resolve.
+#[test]
+fn curl_without_the_proxy_reaches_only_allowed_hosts() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let r = f.run(
+        &[],
+        &[],
+        &format!(
+            "curl -sS --cacert ca.pem --noproxy '*' -w ' ip=%{{remote_ip}}\\n' https://{ALLOWED}:{port}/; \
+             curl -sS --cacert ca.pem --noproxy '*' -m 5 https://{DENIED}:{port}/ || echo denied-rc=$?"
+        ),
+    );
+    assert!(
+        r.stdout.contains("ok auth=other\n ip=198.18."),
+        "allowed host through capture: {r:?}"
+    );
+    assert!(
+        r.stdout.contains("denied-rc=6"),
+        "denied name unresolved: {r:?}"
+    );
+    let log = f.log_lines();
+    let cap = lines_of(&log, "capture", ALLOWED);
+    assert_eq!(cap.len(), 1, "{log:?}");
+    assert_eq!(cap[0]["decision"], "allow");
+    assert_eq!(cap[0]["addr"], format!("127.0.0.1:{port}"));
+    assert!(lines_of(&log, "dns", DENIED)
+        .iter()
+        .all(|l| l["decision"] == "deny"));
+    assert!(!lines_of(&log, "dns", DENIED).is_empty(), "{log:?}");
+    assert!(r.stderr.contains(DENIED), "in the summary: {r:?}");
+}
+
+/// `getent hosts` (the libc resolver, /etc/resolv.conf) resolves an
+/// allowed name to a synthetic address and not a denied one. No query is
+/// forwarded: an allowed name that nothing pins and that exists nowhere
+/// still gets its synthetic answer (nothing was asked upstream; the real
+/// lookup would only happen on a connection), and a refused name gets
+/// NXDOMAIN and a `dns` deny line in the net log.
+#[test]
+fn getent_resolves_allowed_names_only_and_nothing_is_forwarded() {
+    let f = fixture();
+    // The same question over TCP (RFC 7766 framing).
+    let name: String = ALLOWED
+        .split('.')
+        .map(|l| format!("\\x{:02x}{l}", l.len()))
+        .collect();
+    std::fs::write(
+        f.dir.path().join("tcp_dns.py"),
+        format!(
+            "import socket, struct\n\
+             q = b'\\x12\\x34\\x01\\x00\\x00\\x01' + bytes(6) + b'{name}\\x00\\x00\\x01\\x00\\x01'\n\
+             s = socket.create_connection(('127.0.0.1', 53), timeout=5)\n\
+             s.sendall(struct.pack('>H', len(q)) + q)\n\
+             r = s.recv(512)\n\
+             print('tcp-dns', socket.inet_ntoa(r[-4:]))\n"
+        ),
+    )
+    .unwrap();
+    let r = f.run(
+        &["--allow-net=nowhere.invalid"],
+        &[],
+        &format!(
+            "getent hosts {ALLOWED}; getent hosts nowhere.invalid; \
+             getent hosts {DENIED} || echo denied-rc=$?; \
+             getent hosts unknown.example || echo unknown-rc=$?; cat /etc/resolv.conf; \
+             python3 tcp_dns.py"
+        ),
+    );
+    assert!(r.stdout.contains("tcp-dns 198.18."), "DNS over TCP: {r:?}");
+    let out: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        out[0].starts_with("198.18.") && out[0].ends_with(ALLOWED),
+        "{r:?}"
+    );
+    assert!(
+        out[1].starts_with("198.18.") && out[1].ends_with("nowhere.invalid"),
+        "{r:?}"
+    );
+    assert_ne!(
+        out[0].split_whitespace().next(),
+        out[1].split_whitespace().next()
+    );
+    assert!(
+        r.stdout.contains("denied-rc=2") && r.stdout.contains("unknown-rc=2"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("nameserver 127.0.0.1"), "{r:?}");
+    let log = f.log_lines();
+    assert!(
+        !lines_of(&log, "dns", "unknown.example").is_empty(),
+        "{log:?}"
+    );
+    // Answering a query is not a connection: nothing was resolved or
+    // connected for the allowed names.
+    assert!(lines_of(&log, "capture", ALLOWED).is_empty(), "{log:?}");
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Node 20's `fetch` ignores the proxy variables. With transparent egress
+/// it reaches the allowed host, gets the secret swapped in at a bound
+/// host (intercepted: the zerobox CA is trusted through
+/// NODE_EXTRA_CA_CERTS), and fails for a denied one.
+#[test]
+fn node_fetch_without_proxy_settings_works_for_allowed_hosts() {
+    if !need("node") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let js = format!(
+        "const go = (u, h) => fetch(u, {{headers: h}}).then(r => r.text()).catch(e => 'failed ' + (e.cause && e.cause.code));\n\
+         (async () => {{\n\
+           console.log(await go('https://{ALLOWED}:{port}/', {{authorization: 'Bearer ' + process.env.EGRESS_TOKEN}}));\n\
+           console.log(await go('https://{DENIED}:{port}/', {{}}));\n\
+         }})();"
+    );
+    std::fs::write(f.dir.path().join("f.js"), js).unwrap();
+    let r = f.run(
+        &[
+            "--secret",
+            "EGRESS_TOKEN",
+            "--secret-host",
+            &format!("EGRESS_TOKEN={ALLOWED}:{port}"),
+        ],
+        &[("EGRESS_TOKEN", "sk-egress-value-42")],
+        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NODE_USE_ENV_PROXY; node f.js",
+    );
+    assert_eq!(
+        r.stdout, "ok auth=match\n\nfailed ENOTFOUND\n",
+        "secret injected at the bound host, denied host unresolved: {r:?}"
+    );
+    let log = f.log_lines();
+    let hit = log
+        .iter()
+        .find(|l| l["host"] == ALLOWED && l["kind"] == "intercept")
+        .unwrap_or_else(|| panic!("intercepted request logged: {log:?}"));
+    assert_eq!(hit["secrets"][0], "EGRESS_TOKEN");
+}
+
+/// A raw socket to a synthetic address nobody resolved gets nothing, a
+/// captured port on the sandbox's own loopback gets nothing, an
+/// uncaptured port is refused; the proxy-variable path still works in
+/// the same run.
+#[test]
+fn raw_sockets_to_unknown_addresses_fail_and_the_proxy_still_works() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let py = format!(
+        "import socket\n\
+         for h, p in [('198.18.0.200', {port}), ('127.0.0.1', {port}), ('198.18.0.1', 9)]:\n\
+         \x20 s = socket.socket(); s.settimeout(3)\n\
+         \x20 try:\n\
+         \x20   s.connect((h, p)); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(h, p, 'got', len(s.recv(100)))\n\
+         \x20 except OSError as e:\n\
+         \x20   print(h, p, 'failed')\n"
+    );
+    std::fs::write(f.dir.path().join("raw.py"), py).unwrap();
+    let r = f.run(
+        &[],
+        &[],
+        &format!(
+            "getent hosts {ALLOWED} >/dev/null; python3 raw.py; \
+             curl -sS --cacert ca.pem https://{ALLOWED}:{port}/"
+        ),
+    );
+    let got: Vec<&str> = r.stdout.lines().collect();
+    for l in &got[..3] {
+        assert!(l.ends_with("got 0") || l.ends_with("failed"), "{r:?}");
+    }
+    assert_eq!(
+        got.get(3).copied(),
+        Some("ok auth=other"),
+        "proxy path: {r:?}"
+    );
+    let log = f.log_lines();
+    assert!(log
+        .iter()
+        .any(|l| l["kind"] == "capture" && l["host"] == "198.18.0.200" && l["decision"] == "deny"));
+    assert!(log
+        .iter()
+        .any(|l| l["kind"] == "connect" && l["host"] == ALLOWED));
+}
+
+/// The name dialled is the name TLS must be for: a ClientHello for
+/// another name sent to an allowed host's synthetic address (domain
+/// fronting) is refused and logged; the right name passes.
+#[test]
+fn tls_for_another_name_on_a_captured_connection_is_refused() {
+    let f = fixture();
+    let port = f.up.port;
+    let py = format!(
+        "import socket, ssl\n\
+         addr = socket.gethostbyname('{ALLOWED}')\n\
+         for sni in ['{DENIED}', '{ALLOWED}']:\n\
+         \x20 ctx = ssl.create_default_context(cafile='ca.pem')\n\
+         \x20 try:\n\
+         \x20   s = ctx.wrap_socket(socket.create_connection((addr, {port}), timeout=5), server_hostname=sni)\n\
+         \x20   s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(sni, s.recv(100).split(b'\\r\\n')[0].decode())\n\
+         \x20 except OSError as e:\n\
+         \x20   print(sni, 'failed')\n"
+    );
+    std::fs::write(f.dir.path().join("sni.py"), py).unwrap();
+    let r = f.run(&[], &[], "python3 sni.py");
+    assert_eq!(
+        r.stdout,
+        format!("{DENIED} failed\n{ALLOWED} HTTP/1.1 200 OK\n"),
+        "{r:?}"
+    );
+    let log = f.log_lines();
+    assert!(
+        log.iter().any(|l| l["kind"] == "capture"
+            && l["reason"] == "sni-mismatch"
+            && l["host"] == ALLOWED),
+        "{log:?}"
+    );
+}
+
+/// `explain` says what transparent egress does in namespace mode, and
+/// that the Landlock-only fallback has none.
+#[test]
+fn explain_says_where_transparent_egress_exists() {
+    let d = scratch();
+    let ns = common::run_in(d.path(), &["explain", "--allow-net=a.test", "--", "true"]);
+    assert!(
+        ns.stdout
+            .contains("transparent egress: allowed names resolve inside"),
+        "{ns:?}"
+    );
+    let out = zerobox()
+        .current_dir(d.path())
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .args([
+            "explain",
+            "--allow-weak-net",
+            "--allow-net=a.test",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let fb = Run::from(out);
+    assert!(
+        fb.stdout
+            .contains("transparent egress: not available without a network namespace"),
+        "{fb:?}"
+    );
+}
+
+/// An allow rule on port 53 (or the proxy's port) is not captured: the
+/// DNS listener already holds 53 on loopback, and the run must not fail
+/// on the clash; the other captured names still work.
+#[test]
+fn a_rule_on_port_53_does_not_clash_with_the_dns_listener() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let r = f.run(
+        &["--allow-net=dns.egress.test:53"],
+        &[],
+        &format!("curl -sS --cacert ca.pem --noproxy '*' https://{ALLOWED}:{port}/"),
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ok auth=other\n"), "{r:?}");
+}

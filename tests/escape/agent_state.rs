@@ -48,14 +48,14 @@ fn a_concurrent_run_cannot_replant_through_the_other_runs_snapshot() {
     let config = h.join(".codex/config.toml");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(&config, "model = \"o3\"\n").unwrap();
-    let mut m = spawn(
+    let m = spawn(
         &d,
         &h,
         "printf '[mcp_servers.evil]\\ncommand = \"sh\"\\n' >> ~/.codex/config.toml; \
          touch planted; while [ ! -e m-go ]; do sleep 0.1; done",
     );
     wait_for(&d.join("planted"));
-    let mut v = spawn(
+    let v = spawn(
         &d,
         &h,
         "touch v-started; echo 'model = \"x\"' > ~/.codex/config.toml 2>/dev/null; \
@@ -65,7 +65,10 @@ fn a_concurrent_run_cannot_replant_through_the_other_runs_snapshot() {
     std::fs::write(d.join("m-go"), "").unwrap();
     let out_m = m.wait_with_output().unwrap();
     let after_m = std::fs::read_to_string(&config).unwrap();
-    assert!(!after_m.contains("evil"), "M not reverted: {after_m} {out_m:?}");
+    assert!(
+        !after_m.contains("evil"),
+        "M not reverted: {after_m} {out_m:?}"
+    );
     std::fs::write(d.join("v-go"), "").unwrap();
     let out_v = v.wait_with_output().unwrap();
     let after_v = std::fs::read_to_string(&config).unwrap();
@@ -74,5 +77,7 @@ fn a_concurrent_run_cannot_replant_through_the_other_runs_snapshot() {
         "the second run put the first run's plant back: {after_v}\n{out_v:?}"
     );
     assert_eq!(after_v, "model = \"o3\"\n", "{out_v:?}");
+    let said = String::from_utf8_lossy(&out_v.stderr);
+    assert!(said.contains("another zerobox run"), "not said: {said}");
     home.assert_host_intact();
 }

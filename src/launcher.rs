@@ -225,7 +225,8 @@ fn create_state_dirs(policy: &Policy, debug: bool) {
 /// (0700), so the deny can hold it read-only. Otherwise the agent makes it
 /// itself at every start (Codex installs its bundled skills, opencode its
 /// tool dir), and every run would leave a quarantined copy behind. An
-/// empty directory there is what the agent would create anyway. Only the
+/// empty directory there is what the agent would create anyway (a dotfile
+/// such as `~/.codex/.env`: an empty file, which loads nothing). Only the
 /// last component, only under a real (not symlinked) parent inside a
 /// preset's state-dir grant under HOME that is not the project.
 fn create_denied_dirs_in_state_dirs(policy: &Policy, debug: bool) {
@@ -254,13 +255,28 @@ fn create_denied_dirs_in_state_dirs(policy: &Policy, debug: bool) {
         ) else {
             continue;
         };
-        if name.trim_start_matches('.').contains('.')
+        // A name with a dot is a file (`hooks.json`): left missing. A
+        // dotfile (`.env`) is made an empty file, never a directory
+        // (Codex loads `~/.codex/.env`: a directory there stops it).
+        let dotfile = name.starts_with('.') && !name[1..].contains('.');
+        if name.contains('.') && !dotfile
             || !state_dirs.iter().any(|d| parent.starts_with(d))
             || !std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())
         {
             continue;
         }
-        let made = std::fs::DirBuilder::new().mode(0o700).create(&rule.path);
+        let made = if dotfile {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&rule.path)
+                .map(drop)
+        } else {
+            std::fs::DirBuilder::new().mode(0o700).create(&rule.path)
+        };
         if debug {
             crate::errln!(
                 "zerobox: debug: create denied dir {} ({}): {}",

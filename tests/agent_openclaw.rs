@@ -264,9 +264,12 @@ fn openclaw_users_own_state_is_never_writable() {
     cmd.args(["--profile", "openclaw", "--", "sh", "-c", &script]);
     let r = run_timeout(cmd);
     assert!(r.stdout.contains("SANDBOX-STATE-OK"), "{r:?}");
+    // zerobox expands a leading `~/` of an `env.set` value to the home.
     assert!(
-        r.stdout
-            .contains("state=~/.openclaw-zerobox config=~/.openclaw/openclaw.json"),
+        r.stdout.contains(&format!(
+            "state={h}/.openclaw-zerobox config={h}/.openclaw/openclaw.json",
+            h = home_p.display()
+        )),
         "{r:?}"
     );
     let wrote: Vec<&str> = r

@@ -272,6 +272,9 @@ const PLANTED: &[&str] = &[
     // User-level rule files: instructions loaded into every session.
     "~/.claude/rules/evil.md",
     "~/.codex/config.toml",
+    // Loaded into Codex's own environment at every start (BASH_ENV runs
+    // code in each shell it spawns, OPENAI_BASE_URL takes the key away).
+    "~/.codex/.env",
     "~/.codex/AGENTS.md",
     "~/.codex/rules/evil.rules",
     "~/.codex/skills/evil/SKILL.md",

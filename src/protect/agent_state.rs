@@ -141,6 +141,24 @@ impl Guard {
     /// `~/.claude.json` now and its harmless state merged back after the
     /// run ([`ClaudeSync`]).
     pub fn prepare(home: &Path, cwd: &Path, claude_sync: bool) -> (Vec<String>, Guard) {
+        Guard::prepare_with(home, cwd, claude_sync, false)
+    }
+
+    /// For a run that starts while another run in the same HOME is live:
+    /// the files may hold that run's unchecked changes, so they are no
+    /// baseline to revert to (reverting would write the other run's plant
+    /// back after that run was itself reverted). Every file is write-denied
+    /// instead and nothing is snapshotted, seeded or merged back.
+    pub fn prepare_read_only(home: &Path, cwd: &Path) -> (Vec<String>, Guard) {
+        Guard::prepare_with(home, cwd, false, true)
+    }
+
+    fn prepare_with(
+        home: &Path,
+        cwd: &Path,
+        claude_sync: bool,
+        read_only: bool,
+    ) -> (Vec<String>, Guard) {
         let mut deny = Vec::new();
         let mut own_projects = vec![cwd.to_path_buf()];
         if let Some(top) = cwd
@@ -159,6 +177,15 @@ impl Guard {
                 Ok(sync) => guard.sync = Some(sync),
                 Err(why) => guard.warnings.push(why),
             }
+        }
+        if read_only {
+            deny.extend(
+                CLAUDE_STATE
+                    .iter()
+                    .chain([GEMINI_SETTINGS, GEMINI_TRUST].iter())
+                    .map(|rel| home.join(rel).display().to_string()),
+            );
+            return (deny, guard);
         }
         let watched = CLAUDE_STATE.iter().map(|rel| match &guard.sync {
             // The link is the sandbox's; the file it names is the state.
@@ -1051,6 +1078,8 @@ pub struct ConfigGuard {
     codex_dir: PathBuf,
     /// `~/.codex` is writable in this run: profiles made there are checked.
     watch_new_profiles: bool,
+    /// Files write-denied for the run instead of watched (not new).
+    denied: Vec<PathBuf>,
     own_projects: Vec<PathBuf>,
     warnings: Vec<String>,
 }
@@ -1061,6 +1090,27 @@ impl ConfigGuard {
     /// dotfile there gets no warning at every run). Returns the paths to
     /// write-deny for this run (files that cannot be checked).
     pub fn prepare(home: &Path, cwd: &Path, writable: &[PathBuf]) -> (Vec<String>, ConfigGuard) {
+        ConfigGuard::prepare_with(home, cwd, writable, false)
+    }
+
+    /// For a run that starts while another run in the same HOME is live
+    /// (see [`Guard::prepare_read_only`]): every existing file is
+    /// write-denied, not snapshotted; profiles made during the run are
+    /// still checked (against nothing: only state keys stay).
+    pub fn prepare_read_only(
+        home: &Path,
+        cwd: &Path,
+        writable: &[PathBuf],
+    ) -> (Vec<String>, ConfigGuard) {
+        ConfigGuard::prepare_with(home, cwd, writable, true)
+    }
+
+    fn prepare_with(
+        home: &Path,
+        cwd: &Path,
+        writable: &[PathBuf],
+        read_only: bool,
+    ) -> (Vec<String>, ConfigGuard) {
         let codex_dir = home.join(CODEX_DIR);
         let mut guard = ConfigGuard {
             watch_new_profiles: writable.iter().any(|w| codex_dir.starts_with(w)),
@@ -1084,6 +1134,11 @@ impl ConfigGuard {
         );
         paths.retain(|(p, _)| writable.iter().any(|w| p.starts_with(w)));
         for (path, kind) in paths {
+            if read_only {
+                deny.push(path.display().to_string());
+                guard.denied.push(path);
+                continue;
+            }
             let before = match std::fs::symlink_metadata(&path) {
                 Err(_) => ConfigBefore::Absent,
                 Ok(_) => match read_bounded(&path, MAX_STATE) {
@@ -1135,7 +1190,12 @@ impl ConfigGuard {
         if !self.watch_new_profiles {
             return lines;
         }
-        let known: Vec<&PathBuf> = self.files.iter().map(|w| &w.path).collect();
+        let known: Vec<&PathBuf> = self
+            .files
+            .iter()
+            .map(|w| &w.path)
+            .chain(&self.denied)
+            .collect();
         let new: Vec<PathBuf> = self.codex_profiles();
         if new.len() > MAX_CODEX_PROFILES {
             lines.push(format!(

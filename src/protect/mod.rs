@@ -42,6 +42,87 @@ pub struct Protection {
     /// (`.claude -> ../shared-claude`): the deny holds at the target, and
     /// the link itself must be the same after the run.
     links: Vec<(PathBuf, PathBuf)>,
+    /// Held (shared) until this value is dropped, after [`Self::after_run`].
+    _state_lock: Option<std::fs::File>,
+}
+
+/// `agent-state.lock` in zerobox's data dir (denied inside, so no sandbox
+/// can hold it): every run holds a shared `flock` on it from its snapshot
+/// of the agents' state files until its after-run check is done. A run
+/// whose snapshot is taken under the exclusive lock knows no other
+/// sandbox could write those files meanwhile; one that cannot get it
+/// must not treat what it reads as a baseline (another run's unchecked
+/// plant, which its own revert would put back after the other run was
+/// reverted).
+struct StateLock;
+
+impl StateLock {
+    /// The lock (exclusive) and `None` when this run is alone; else why
+    /// not (another run is live, or the lock cannot be made: fail closed).
+    fn take() -> (Option<std::fs::File>, Option<String>) {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let Some(dir) = crate::dirs::zerobox_dir(crate::dirs::Kind::Data) else {
+            return (
+                None,
+                Some("no data directory for the agent-state lock".into()),
+            );
+        };
+        let opened = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(dir.join("agent-state.lock"))
+            });
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                return (
+                    None,
+                    Some(format!(
+                        "cannot open {} ({e})",
+                        dir.join("agent-state.lock").display()
+                    )),
+                )
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => (Some(file), None),
+            Err(std::fs::TryLockError::WouldBlock) => (
+                Some(file),
+                Some("another zerobox run is live in this HOME".into()),
+            ),
+            Err(std::fs::TryLockError::Error(e)) => (
+                None,
+                Some(format!(
+                    "cannot lock {} ({e})",
+                    dir.join("agent-state.lock").display()
+                )),
+            ),
+        }
+    }
+
+    /// Hold `file` shared from now on (converting the exclusive lock, or
+    /// queueing behind a run that holds it exclusive for its snapshot).
+    fn share(file: std::fs::File) -> Option<std::fs::File> {
+        match file.lock_shared() {
+            Ok(()) => Some(file),
+            Err(e) => {
+                // Rare (ENOLCK); later runs cannot see this one.
+                crate::warn!(
+                    "cannot hold the agent-state lock ({e}): do not start another zerobox run in this HOME until this one ends"
+                );
+                None
+            }
+        }
+    }
 }
 
 impl Protection {
@@ -54,16 +135,35 @@ impl Protection {
         for w in git.warnings() {
             crate::warn!("{w}");
         }
-        let (agent_rules, agents) = agent_state::Guard::prepare(
-            &ctx.home,
-            &ctx.cwd,
-            claude_config_in_dot_claude(layers, ctx),
-        );
+        let (state_lock, alone) = StateLock::take();
+        let (agent_rules, agents) = match alone {
+            None => agent_state::Guard::prepare(
+                &ctx.home,
+                &ctx.cwd,
+                claude_config_in_dot_claude(layers, ctx),
+            ),
+            Some(_) => agent_state::Guard::prepare_read_only(&ctx.home, &ctx.cwd),
+        };
         for w in agents.warnings() {
             crate::warn!("{w}");
         }
-        let (config_rules, configs) =
-            agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd, &roots);
+        let (config_rules, configs) = match alone {
+            None => agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd, &roots),
+            Some(_) => agent_state::ConfigGuard::prepare_read_only(&ctx.home, &ctx.cwd, &roots),
+        };
+        if let Some(why) = &alone {
+            // Said only when the run could have written one of them.
+            let writable =
+                |r: &String| roots.iter().any(|w| std::path::Path::new(r).starts_with(w));
+            if agent_rules.iter().chain(&config_rules).any(writable) {
+                crate::warn!(
+                    "{why}: the agents' config files (Claude Code, Codex, Gemini CLI, opencode) are read-only for this run, so answers given in it are not saved"
+                );
+            }
+        }
+        // Snapshots taken: from here on, only shared (other runs may start,
+        // and see this one live).
+        let state_lock = state_lock.and_then(StateLock::share);
         for w in configs.warnings() {
             crate::warn!("{w}");
         }
@@ -78,6 +178,7 @@ impl Protection {
             agents,
             configs,
             links,
+            _state_lock: state_lock,
         }
     }
 

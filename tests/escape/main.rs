@@ -10,6 +10,7 @@
 mod common;
 mod util;
 
+mod agent_state;
 mod cleanup;
 mod fallback_net;
 mod fs_read;

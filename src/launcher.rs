@@ -101,7 +101,8 @@ struct Resolved {
     protection: crate::protect::Protection,
 }
 
-fn resolve(req: &RunRequest) -> Result<Resolved, LaunchError> {
+/// `for_run`: false for `explain`, which must write nothing.
+fn resolve(req: &RunRequest, for_run: bool) -> Result<Resolved, LaunchError> {
     let cwd = match &req.cwd {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().map_err(LaunchError::CurrentDir)?,
@@ -133,7 +134,7 @@ fn resolve(req: &RunRequest) -> Result<Resolved, LaunchError> {
     ];
     layers.extend(req.layers.iter().cloned());
     // Git metadata and agent state found on disk: extra write denies, last.
-    let protection = crate::protect::Protection::prepare(&layers, &ctx);
+    let protection = crate::protect::Protection::prepare(&layers, &ctx, for_run);
     layers.push(protection.layer());
     let host_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let policy = policy::resolve(&layers, &ctx, &host_env)?;
@@ -477,7 +478,7 @@ fn find_program(name: &OsString, path_var: &str, cwd: &Path) -> Result<PathBuf, 
 /// Run the request; returns the command's exit code.
 pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     sandbox::make_undumpable();
-    let resolved = resolve(req)?;
+    let resolved = resolve(req, true)?;
     create_state_dirs(&resolved.policy, req.debug);
     if req.no_sandbox && req.watcher.is_some() {
         return Err(LaunchError::WatchWithoutSandbox);
@@ -743,7 +744,7 @@ struct Explained<'a> {
 /// Print the resolved policy and the run's plan (YAML, or JSON with the
 /// same fields); run nothing.
 pub fn explain(req: &RunRequest, json: bool) -> Result<i32, LaunchError> {
-    let resolved = resolve(req)?;
+    let resolved = resolve(req, false)?;
     let wants_network =
         resolved.policy.network.wants_network() || !resolved.policy.secrets.is_empty();
     let opts = Options {

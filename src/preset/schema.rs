@@ -265,6 +265,13 @@ pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError
             "`args` is not allowed in an override file (only the signed preset gives its command arguments); remove it".to_string(),
         ));
     }
+    check_schema_version(&doc, file)?;
+    validate_body(&doc, file)?;
+    Ok(doc)
+}
+
+/// `zerobox: 1`, when the document says which schema it uses.
+fn check_schema_version(doc: &PresetDoc, file: &str) -> Result<(), PresetError> {
     if let Some(z) = &doc.zerobox {
         if z.value != SCHEMA_VERSION {
             return Err(at(
@@ -277,8 +284,7 @@ pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError
             ));
         }
     }
-    validate_body(&doc, file)?;
-    Ok(doc)
+    Ok(())
 }
 
 /// Parse and validate a profile document (`--build-profile`, `learn`): the
@@ -287,18 +293,7 @@ pub fn parse_override(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError
 /// through [`parse_preset`] and its trust check.
 pub fn parse_profile_doc(bytes: &[u8], file: &str) -> Result<PresetDoc, PresetError> {
     let doc: PresetDoc = yaml::parse(bytes, file)?;
-    if let Some(z) = &doc.zerobox {
-        if z.value != SCHEMA_VERSION {
-            return Err(at(
-                file,
-                z,
-                format!(
-                    "schema version {} is not supported; expected `zerobox: {SCHEMA_VERSION}`",
-                    z.value
-                ),
-            ));
-        }
-    }
+    check_schema_version(&doc, file)?;
     validate_body(&doc, file)?;
     Ok(doc)
 }

@@ -487,14 +487,7 @@ impl Session {
                 label: format!("allow {}/", d.display()),
             });
         }
-        choices.push(Choice {
-            key: 'n',
-            label: "deny".into(),
-        });
-        choices.push(Choice {
-            key: 'x',
-            label: "exit".into(),
-        });
+        push_deny_and_exit(&mut choices);
         let question = crate::output::one_line(&format!(
             "zerobox: {} wants to {} {}",
             self.command,
@@ -548,14 +541,7 @@ impl Session {
                 label: format!("allow writing {}/", d.display()),
             });
         }
-        choices.push(Choice {
-            key: 'n',
-            label: "deny".into(),
-        });
-        choices.push(Choice {
-            key: 'x',
-            label: "exit".into(),
-        });
+        push_deny_and_exit(&mut choices);
         let question = crate::output::one_line(&format!(
             "zerobox: {} wants to write {} ({})",
             self.command,
@@ -670,14 +656,7 @@ impl crate::proxy::HostHook for Session {
                 label: format!("allow {s}"),
             });
         }
-        choices.push(Choice {
-            key: 'n',
-            label: "deny".into(),
-        });
-        choices.push(Choice {
-            key: 'x',
-            label: "exit".into(),
-        });
+        push_deny_and_exit(&mut choices);
         let question = crate::output::one_line(&format!(
             "zerobox: {} wants to connect to {key}",
             self.command
@@ -846,6 +825,18 @@ impl crate::launcher::Watcher for Session {
         }
         Ok(code)
     }
+}
+
+/// Every question ends with the same two choices.
+fn push_deny_and_exit(choices: &mut Vec<Choice>) {
+    choices.push(Choice {
+        key: 'n',
+        label: "deny".into(),
+    });
+    choices.push(Choice {
+        key: 'x',
+        label: "exit".into(),
+    });
 }
 
 #[cfg(test)]

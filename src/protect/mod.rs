@@ -129,13 +129,21 @@ impl Protection {
     /// Look at the places `layers` make writable (the project, granted
     /// dirs) and the agents' state files; print warnings for anything that
     /// could not be checked (and is therefore denied whole).
-    pub fn prepare(layers: &[PolicyLayer], ctx: &PathContext) -> Protection {
+    ///
+    /// `for_run`: a real run takes the agent-state lock (see [`StateLock`]);
+    /// `explain` takes none and writes nothing (it reads the same files,
+    /// so it shows the same denies as a run that is alone).
+    pub fn prepare(layers: &[PolicyLayer], ctx: &PathContext, for_run: bool) -> Protection {
         let roots = writable_roots(layers, ctx);
         let (git_rules, git) = git::Guard::prepare(&roots, &ctx.cwd, &ctx.home);
         for w in git.warnings() {
             crate::warn!("{w}");
         }
-        let (state_lock, alone) = StateLock::take();
+        let (state_lock, alone) = if for_run {
+            StateLock::take()
+        } else {
+            (None, None)
+        };
         let (agent_rules, agents) = match alone {
             None => agent_state::Guard::prepare(
                 &ctx.home,
@@ -364,7 +372,7 @@ mod tests {
         let mut layer = PolicyLayer::new(crate::policy::Origin::Test);
         layer.write_allow.push(".".into());
         layer.write_deny.push(".claude/settings.json".into());
-        let p = Protection::prepare(&[layer], &ctx);
+        let p = Protection::prepare(&[layer], &ctx, true);
         assert_eq!(
             p.links,
             vec![(proj.join(".claude"), PathBuf::from("shared"))]

@@ -29,28 +29,9 @@ pub async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
     sem: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.changed() => break,
-        };
-        match accepted {
-            Ok((sock, _peer)) => {
-                let st = state.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    handle(st, sock).await;
-                });
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
+    super::conn::accept_with(listener, state, sem, stop, handle).await;
 }
 
 /// One semaphore for all capture listeners (the same cap as the proxy's).

@@ -25,12 +25,25 @@ use super::{ProxyError, State};
 /// Most simultaneous client connections.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-pub async fn accept_loop(
+pub async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Receiver<bool>) {
+    let sem = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    accept_with(listener, state, sem, stop, handle).await;
+}
+
+/// Accept on `listener` until `stop`, at most as many connections at once
+/// as `sem` has permits (shared by listeners that share a cap), each
+/// served by `serve` on its own task. Used by the proxy's front door and
+/// by the capture listeners.
+pub async fn accept_with<F, Fut>(
     listener: TcpListener,
     state: Arc<State>,
+    sem: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
-) {
-    let sem = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve: F,
+) where
+    F: Fn(Arc<State>, TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let permit = tokio::select! {
             p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -42,10 +55,10 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((sock, _peer)) => {
-                let st = state.clone();
+                let conn = serve(state.clone(), sock);
                 tokio::spawn(async move {
                     let _permit = permit;
-                    handle(st, sock).await;
+                    conn.await;
                 });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

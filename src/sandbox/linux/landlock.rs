@@ -223,14 +223,7 @@ impl Walker<'_> {
         // and a rule on its target could re-open a denied path. The entry's
         // type comes from the directory listing (`d_type`): no `stat`.
         // Names sort as bytes (cheaper than comparing paths by component).
-        let mut children: Vec<(Vec<u8>, bool)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let ft = e.file_type().ok()?;
-                (!ft.is_symlink()).then(|| (e.file_name().into_vec(), ft.is_dir()))
-            })
-            .collect();
-        children.sort_unstable();
+        let children = sorted_children(entries);
         // A child that is no rule path and has none below it has its
         // directory's access (its deepest rule is the directory's): granted
         // without a walk of its own. Most children of a large directory
@@ -383,6 +376,22 @@ pub fn enforce(policy: &Policy, req: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// A directory's entries as (name, is a directory), symlinks left out,
+/// sorted by name bytes. The type comes from the listing (`d_type`): no
+/// `stat` per entry.
+fn sorted_children(entries: std::fs::ReadDir) -> Vec<(Vec<u8>, bool)> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut children: Vec<(Vec<u8>, bool)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let ft = e.file_type().ok()?;
+            (!ft.is_symlink()).then(|| (e.file_name().into_vec(), ft.is_dir()))
+        })
+        .collect();
+    children.sort_unstable();
+    children
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,14 +493,7 @@ mod tests {
         let Ok(entries) = std::fs::read_dir(&path) else {
             return;
         };
-        let mut children: Vec<(Vec<u8>, bool)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let ft = e.file_type().ok()?;
-                (!ft.is_symlink()).then(|| (e.file_name().into_vec(), ft.is_dir()))
-            })
-            .collect();
-        children.sort_unstable();
+        let children = sorted_children(entries);
         for (name, d) in children {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
             walk_reference(index, rules, precise_writes, child, d, out);

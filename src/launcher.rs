@@ -553,6 +553,9 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     };
     // The exit code is the sandbox error's own (one place decides it);
     // only the exec wording needs the program's name.
+    // Inodes of the paths a bind holds, to name any the host replaces
+    // mid-run (which detaches the bind: `protect::replaced`).
+    let replaced = crate::protect::replaced::Replaced::record(&resolved.policy);
     let mut running =
         sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|source| LaunchError::Spawn {
             program: spec.program.clone(),
@@ -586,7 +589,13 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             return Err(LaunchError::ProxySetup(e));
         }
     }
+    // Only binds are detached: in the Landlock-only fallback the rules
+    // hold the path whatever the host does.
+    let binds_hold = running.mode == sandbox::Mode::Namespaces;
     let code = running.wait();
+    for line in replaced.after_run().iter().filter(|_| binds_hold) {
+        crate::errln!("zerobox: {}", crate::output::one_line(line));
+    }
     resolved.protection.after_run();
     if let Some(handle) = handle {
         let summary = handle.shutdown();

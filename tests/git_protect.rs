@@ -541,3 +541,46 @@ fn a_planted_commondir_does_not_survive_kill_9() {
     );
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }
+
+/// Known limit, announced: a rename on the HOST over a protected path
+/// (here `git config` on the host, which writes `config.lock` and renames
+/// it over `.git/config`) detaches the sandbox's read-only bind over it
+/// (Linux removes a mount whose mount point is renamed over in another
+/// namespace), and from then on the command can write the new file. It
+/// cannot cause the rename itself, but it can wait for one. zerobox must
+/// not stay silent about it: after the run, a protected path that was
+/// replaced during the run is named, with what to do.
+#[test]
+fn a_protected_path_replaced_on_the_host_mid_run_is_reported() {
+    if !git_available() {
+        return;
+    }
+    let (dir, home) = (scratch(), scratch());
+    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+    repo(&dir_p, &home_p);
+    let child = zerobox()
+        .current_dir(&dir_p)
+        .env_clear()
+        .env("HOME", &home_p)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .args(["--allow-write=.", "--", "sh", "-c"])
+        .arg("echo started > started; sleep 3; printf '[core]\\n\\tfsmonitor = evil\\n' >> .git/config 2>/dev/null; echo done")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zerobox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir_p.join("started").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The user, on the host, during the run.
+    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(".git/config was replaced on the host during the run"),
+        "{r:?}"
+    );
+}

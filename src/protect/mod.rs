@@ -22,6 +22,7 @@
 
 pub mod agent_state;
 pub mod git;
+pub mod replaced;
 
 use std::path::PathBuf;
 

@@ -301,27 +301,7 @@ fn codex_interactive_sessions_with_a_stand_in_api() {
         "tool turn, answer turn, session 2: {}",
         seen.len()
     );
-    for s in &seen {
-        let auth: Vec<&str> = s
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(
-            auth,
-            [format!("Bearer {REAL_KEY}").as_str()],
-            "{} {}",
-            s.method,
-            s.path
-        );
-        assert!(
-            !has_placeholder(&s.raw),
-            "a placeholder reached the API: {} {}",
-            s.method,
-            s.path
-        );
-    }
+    assert_real_key_only(&seen, "authorization", &format!("Bearer {REAL_KEY}"));
     let result = posts
         .iter()
         .find(|s| s.body.contains("call_standin01") && s.body.contains("_call_output"))

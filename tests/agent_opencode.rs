@@ -207,27 +207,7 @@ fn opencode_interactive_start_and_an_answer_from_a_stand_in_api() {
         .filter(|s| s.method == "POST" && s.path == "/v1/chat/completions")
         .collect();
     assert!(chats.len() >= 2, "tool turn + answer turn: {}", seen.len());
-    for s in &seen {
-        let auth: Vec<&str> = s
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(
-            auth,
-            [format!("Bearer {REAL_KEY}").as_str()],
-            "{} {}",
-            s.method,
-            s.path
-        );
-        assert!(
-            !has_placeholder(&s.raw),
-            "a placeholder reached the API: {} {}",
-            s.method,
-            s.path
-        );
-    }
+    assert_real_key_only(&seen, "authorization", &format!("Bearer {REAL_KEY}"));
     let result = chats
         .iter()
         .find(|s| s.body.contains("call_standin01") && s.body.contains("\"tool\""))

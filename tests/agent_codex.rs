@@ -211,16 +211,7 @@ fn codex_interactive_sessions_with_a_stand_in_api() {
         "-c".into(),
         format!("openai_base_url=\"https://api.openai.com:{port}/v1\""),
     ];
-    let env: Vec<(String, String)> = [
-        ("HOME", home_p.display().to_string()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
-        ("LANG", "C.UTF-8".to_string()),
-        ("TERM", "xterm-256color".to_string()),
-        ("OPENAI_API_KEY", REAL_KEY.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = tui_env(&home_p, ("OPENAI_API_KEY", REAL_KEY));
     let start = Start {
         argv: &argv,
         cwd: &proj_p,

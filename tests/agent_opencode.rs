@@ -121,16 +121,7 @@ fn opencode_interactive_start_and_an_answer_from_a_stand_in_api() {
         ca.display().to_string(),
         "opencode".into(),
     ];
-    let env: Vec<(String, String)> = [
-        ("HOME", home_p.display().to_string()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
-        ("LANG", "C.UTF-8".to_string()),
-        ("TERM", "xterm-256color".to_string()),
-        ("OPENAI_API_KEY", REAL_KEY.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = tui_env(&home_p, ("OPENAI_API_KEY", REAL_KEY));
     let start = Start {
         argv: &argv,
         cwd: &proj_p,

@@ -30,13 +30,15 @@ async fn holding_upstream(garbage: &'static [u8]) -> u16 {
     port
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port that refuses every connection, for as long as the returned
+/// socket lives: bound but never listening, so the kernel answers a
+/// connect with a reset and no other test can bind the port meanwhile (a
+/// port that is merely free can be taken by a parallel test's listener).
+fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
 }
 
 fn start(log: &Path, ca: &Path, ports: &[(&str, u16)], secret_hosts: &[String]) -> ProxyHandle {
@@ -125,7 +127,8 @@ async fn every_refusal_and_failure_writes_exactly_one_line() {
     let log = d.path().join("net.log");
     let hold = holding_upstream(b"").await;
     let not_tls = holding_upstream(b"HTTP/1.1 200 OK\r\n\r\nthis is not TLS").await;
-    let refused = closed_port();
+    // Kept until the end of the test: the port is refused throughout.
+    let (_refusing, refused) = refusing_port();
     let ports = [
         ("refused.test", refused),
         ("hangup.test", hold),

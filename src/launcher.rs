@@ -485,6 +485,7 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     }
     if req.no_sandbox {
         crate::warn!("--no-sandbox: running WITHOUT any sandbox (full access to your files, network and secrets)");
+        resolved.protection.unwatched();
         use std::os::unix::process::CommandExt;
         let err = std::process::Command::new(&resolved.spec.program)
             .arg0(&req.command[0])

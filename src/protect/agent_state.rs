@@ -53,6 +53,9 @@ use serde_json::{Map, Value};
 
 use super::git::read_bounded;
 
+mod journal;
+pub use journal::{recover, Journal};
+
 /// A state file larger than this is not parsed (Claude Code's grows with
 /// history; tens of MiB would be unusual).
 const MAX_STATE: u64 = 32 << 20;
@@ -1057,7 +1060,8 @@ enum ConfigBefore {
     Text(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum ConfigKind {
     CodexToml,
     OpencodeJson,

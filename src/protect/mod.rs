@@ -43,6 +43,13 @@ pub struct Protection {
     /// (`.claude -> ../shared-claude`): the deny holds at the target, and
     /// the link itself must be the same after the run.
     links: Vec<(PathBuf, PathBuf)>,
+    /// This run's crash journal of the agents' state files
+    /// (`agent_state::Journal`): removed once the after-run check holds,
+    /// or when the run goes on without a sandbox ([`Self::unwatched`]).
+    journal: std::cell::RefCell<Option<agent_state::Journal>>,
+    /// [`Self::before_run`] was called: the command may have run, so a
+    /// journal not removed by [`Self::after_run`] stays for the next run.
+    started: std::cell::Cell<bool>,
     /// Held (shared) until this value is dropped, after [`Self::after_run`].
     _state_lock: Option<std::fs::File>,
 }
@@ -140,26 +147,63 @@ impl Protection {
         for w in git.warnings() {
             crate::warn!("{w}");
         }
-        let (state_lock, alone) = if for_run {
+        let (state_lock, mut alone) = if for_run {
             StateLock::take()
         } else {
             (None, None)
         };
-        let (agent_rules, agents) = match alone {
-            None => agent_state::Guard::prepare(
-                &ctx.home,
-                &ctx.cwd,
-                claude_config_in_dot_claude(layers, ctx),
+        if for_run && alone.is_none() {
+            // Alone: no other run is live, so a journal left behind is a
+            // run that was killed before its after-run check. Its check
+            // comes first (its files are no baseline until then).
+            let found = agent_state::recover(&ctx.home);
+            for line in &found.lines {
+                crate::errln!("zerobox: {}", crate::output::one_line(line));
+            }
+            for why in &found.blocked {
+                crate::warn!(
+                    "{}: the agents' config files are read-only for this run",
+                    crate::output::one_line(why)
+                );
+            }
+            if !found.blocked.is_empty() {
+                alone = Some("an earlier run's journal could not be used (see above)".into());
+            }
+        }
+        let claude_sync = claude_config_in_dot_claude(layers, ctx);
+        let guards = |read_only: bool| match read_only {
+            false => (
+                agent_state::Guard::prepare(&ctx.home, &ctx.cwd, claude_sync),
+                agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd, &roots),
             ),
-            Some(_) => agent_state::Guard::prepare_read_only(&ctx.home, &ctx.cwd),
+            true => (
+                agent_state::Guard::prepare_read_only(&ctx.home, &ctx.cwd),
+                agent_state::ConfigGuard::prepare_read_only(&ctx.home, &ctx.cwd, &roots),
+            ),
         };
+        let ((mut agent_rules, mut agents), (mut config_rules, mut configs)) =
+            guards(alone.is_some());
+        // The crash journal, before the command starts: without it a
+        // killed zerobox would leave the command's changes as the next
+        // run's baseline, so the files are read-only for a run that
+        // cannot write it (fail closed).
+        let mut journal = None;
+        if for_run {
+            match agent_state::Journal::write(&ctx.home, &agents, &configs) {
+                Ok(j) => journal = Some(j),
+                Err(e) if alone.is_none() => {
+                    alone = Some(format!("cannot write the agent-state journal ({e})"));
+                    ((agent_rules, agents), (config_rules, configs)) = guards(true);
+                    // Only new Codex profiles are checked in a read-only
+                    // run; best effort.
+                    journal = agent_state::Journal::write(&ctx.home, &agents, &configs).ok();
+                }
+                Err(_) => {}
+            }
+        }
         for w in agents.warnings() {
             crate::warn!("{w}");
         }
-        let (config_rules, configs) = match alone {
-            None => agent_state::ConfigGuard::prepare(&ctx.home, &ctx.cwd, &roots),
-            Some(_) => agent_state::ConfigGuard::prepare_read_only(&ctx.home, &ctx.cwd, &roots),
-        };
         if let Some(why) = &alone {
             // Said only when the run could have written one of them.
             let writable =
@@ -187,6 +231,8 @@ impl Protection {
             agents,
             configs,
             links,
+            journal: std::cell::RefCell::new(journal),
+            started: std::cell::Cell::new(false),
             _state_lock: state_lock,
         }
     }
@@ -201,8 +247,18 @@ impl Protection {
     /// on disk for it (Claude Code's config copy). Prints a warning line
     /// for what could not be done.
     pub fn before_run(&self) {
+        self.started.set(true);
         if let Some(line) = self.agents.before_run() {
             crate::warn!("{}", crate::output::one_line(&line));
+        }
+    }
+
+    /// The command runs without a sandbox (`--no-sandbox`, which execs it
+    /// in zerobox's place): nothing will be checked after it, and its
+    /// changes are the user's, so no later run may revert them.
+    pub fn unwatched(&self) {
+        if let Some(j) = self.journal.borrow_mut().take() {
+            j.remove();
         }
     }
 
@@ -218,10 +274,27 @@ impl Protection {
         for line in self.configs.after_run() {
             crate::errln!("zerobox: {}", crate::output::one_line(&line));
         }
+        // The journal goes once a second pass finds nothing left (every
+        // revert held); else the next run checks again.
+        if self.agents.after_run().is_empty() && self.configs.after_run().is_empty() {
+            if let Some(j) = self.journal.borrow_mut().take() {
+                j.remove();
+            }
+        }
         for (path, target) in &self.links {
             if let Some(line) = git::restore_link(path, target, "on the way to a protected path") {
                 crate::errln!("zerobox: {}", crate::output::one_line(&line));
             }
+        }
+    }
+}
+
+impl Drop for Protection {
+    /// A run that ends before its command started (a setup error) leaves
+    /// nothing to check: its journal goes.
+    fn drop(&mut self) {
+        if !self.started.get() {
+            self.unwatched();
         }
     }
 }

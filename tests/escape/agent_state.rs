@@ -81,3 +81,124 @@ fn a_concurrent_run_cannot_replant_through_the_other_runs_snapshot() {
     assert!(said.contains("another zerobox run"), "not said: {said}");
     home.assert_host_intact();
 }
+
+/// `zerobox` with the agents' config dirs writable, `sh -c SCRIPT`, in
+/// the foreground; stderr returned.
+fn run_once(cwd: &Path, home: &Path, script: &str) -> crate::common::Run {
+    let out = crate::common::zerobox()
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .args(WRITABLE_CONFIGS)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("spawn zerobox");
+    crate::common::Run::from(out)
+}
+
+/// The project and the agents' config dirs (Codex, Gemini CLI) writable,
+/// as the agent presets make them.
+const WRITABLE_CONFIGS: &[&str] = &[
+    "--allow-write=.",
+    "--allow-write=~/.codex",
+    "--allow-write=~/.gemini",
+];
+
+/// Threat (multi-run, zerobox killed): run 1 plants commands a plain,
+/// unsandboxed agent runs later (a Codex `notify`, a Gemini CLI hook) in
+/// config files that stay writable inside, and zerobox itself is killed
+/// (`kill -9`, OOM, a closed laptop) while the command runs. The after-run
+/// revert never happens; the next run took the planted files as its
+/// baseline, so the plants stayed forever. Stopped by: every run journals
+/// the pre-run texts in zerobox's data dir before the command starts; the
+/// next run in the same HOME finds the journal of a dead run and reverts
+/// against it first (the allowlisted answers of run 1 are kept), and says
+/// so.
+#[test]
+fn a_plant_survives_no_kill_9_of_zerobox() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let codex = h.join(".codex/config.toml");
+    let gemini = h.join(".gemini/settings.json");
+    std::fs::create_dir_all(codex.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(gemini.parent().unwrap()).unwrap();
+    std::fs::write(&codex, "# mine\nmodel = \"o3\"\n").unwrap();
+    std::fs::write(&gemini, r#"{"ui":{"theme":"Dracula"}}"#).unwrap();
+    let plant = format!(
+        "printf 'notify = [\"sh\", \"-c\", \"touch {d}/PWNED\"]\\n' >> ~/.codex/config.toml; \
+         printf '%s' '{{\"ui\":{{\"theme\":\"GitHub\"}},\"hooks\":{{\"BeforeTool\":[{{\"hooks\":[{{\"type\":\"command\",\"command\":\"touch {d}/PWNED\"}}]}}]}}}}' > ~/.gemini/settings.json; \
+         touch planted; sleep 3; touch survived",
+        d = d.display()
+    );
+    let mut child = crate::common::zerobox()
+        .current_dir(&d)
+        .env("HOME", &h)
+        .env_remove("XDG_DATA_HOME")
+        .args(WRITABLE_CONFIGS)
+        .args(["--", "sh", "-c", &plant])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn zerobox");
+    wait_for(&d.join("planted"));
+    child.kill().unwrap(); // SIGKILL to zerobox itself
+    child.wait().unwrap();
+    // The attack primitive: the plants are on disk after the kill.
+    assert!(std::fs::read_to_string(&codex).unwrap().contains("notify"));
+    assert!(std::fs::read_to_string(&gemini).unwrap().contains("hooks"));
+    // The sandbox died with zerobox (nothing went on writing unchecked).
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!d.join("survived").exists(), "the sandbox outlived zerobox");
+
+    let r = run_once(&d, &h, "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    let codex_now = std::fs::read_to_string(&codex).unwrap();
+    assert_eq!(codex_now, "# mine\nmodel = \"o3\"\n", "{r:?}");
+    let gemini_now: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&gemini).unwrap()).unwrap();
+    assert!(gemini_now.get("hooks").is_none(), "{gemini_now} {r:?}");
+    // The answer run 1 gave on an allowlisted key is kept.
+    assert_eq!(gemini_now["ui"]["theme"], "GitHub", "{r:?}");
+    for said in ["killed", "notify", "hooks"] {
+        assert!(r.stderr.contains(said), "{said} not said: {}", r.stderr);
+    }
+    // Recovered once: the journal is gone, a third run says nothing.
+    let r = run_once(&d, &h, "true");
+    assert!(!r.stderr.contains("killed"), "{r:?}");
+    assert!(!d.join("PWNED").exists());
+    home.assert_host_intact();
+}
+
+/// A journal that cannot be read (a full disk truncated it) is no silent
+/// acceptance: the agents' config files are read-only for the run, it
+/// says so, and the journal is kept for the user to look at.
+#[test]
+fn an_unreadable_journal_makes_the_configs_read_only() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let codex = h.join(".codex/config.toml");
+    std::fs::create_dir_all(codex.parent().unwrap()).unwrap();
+    std::fs::write(&codex, "model = \"o3\"\n").unwrap();
+    let journals = h.join(".local/share/zerobox/agent-state");
+    std::fs::create_dir_all(&journals).unwrap();
+    // A dead pid's journal, cut short.
+    let journal = journals.join("999999999.json");
+    std::fs::write(
+        &journal,
+        "{\"version\":1,\"pid\":999999999,\"files\":[{\"pa",
+    )
+    .unwrap();
+    let r = run_once(
+        &d,
+        &h,
+        "echo 'notify = [\"x\"]' >> ~/.codex/config.toml 2>/dev/null; true",
+    );
+    assert_eq!(std::fs::read_to_string(&codex).unwrap(), "model = \"o3\"\n");
+    assert!(r.stderr.contains("read-only"), "{r:?}");
+    assert!(r.stderr.contains(&journal.display().to_string()), "{r:?}");
+    assert!(journal.exists(), "the journal was not kept");
+}

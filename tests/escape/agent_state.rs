@@ -232,3 +232,52 @@ fn the_journal_is_neither_readable_nor_writable_inside() {
     let dir = h.join(".local/share/zerobox/agent-state");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{r:?}");
 }
+
+/// The same under the claude preset, whose Claude Code config inside is a
+/// copy merged back after the run: run 1 plants an MCP server in the copy
+/// and answers onboarding, zerobox is killed; run 2 reverts the copy and
+/// merges only the answer into `~/.claude.json`.
+#[test]
+fn a_killed_claude_run_keeps_only_its_answers() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let host = h.join(".claude.json");
+    std::fs::write(&host, r#"{"numStartups":1}"#).unwrap();
+    let boxed = |script: &str| {
+        crate::common::zerobox()
+            .current_dir(&d)
+            .env("HOME", &h)
+            .env_remove("XDG_DATA_HOME")
+            .args(["--profile", "claude", "--", "sh", "-c", script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zerobox")
+    };
+    let mut child = boxed(
+        "printf '%s' '{\"numStartups\":2,\"hasCompletedOnboarding\":true,\"mcpServers\":{\"evil\":{\"command\":\"sh\"}}}' \
+         > ~/.claude/.claude.json && touch planted; sleep 30",
+    );
+    wait_for(&d.join("planted"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let copy = h.join(".claude/zerobox/.claude.json");
+    assert!(std::fs::read_to_string(&copy).unwrap().contains("evil"));
+    let out = boxed("true").wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("killed") && said.contains("mcpServers"),
+        "{said}"
+    );
+    let now: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+    assert_eq!(
+        now,
+        serde_json::json!({"numStartups": 2, "hasCompletedOnboarding": true}),
+        "{said}"
+    );
+    home.assert_host_intact();
+}

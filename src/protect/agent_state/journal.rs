@@ -562,4 +562,35 @@ mod tests {
         assert!(r.lines.is_empty() && r.blocked.is_empty(), "{r:?}");
         assert!(!j.path.exists());
     }
+
+    #[test]
+    fn a_killed_claude_run_merges_only_the_allowlisted_answers() {
+        let t = tempfile::tempdir().unwrap();
+        let home = t.path().join("home");
+        let dir = t.path().join("data/agent-state");
+        std::fs::create_dir_all(&home).unwrap();
+        let host = home.join(".claude.json");
+        std::fs::write(&host, r#"{"numStartups":1,"mcpServers":{}}"#).unwrap();
+        let (_, agents) = Guard::prepare(&home, Path::new("/p"), true);
+        let (_, configs) = ConfigGuard::prepare(&home, Path::new("/p"), &[home.clone()]);
+        let j = Journal::write_in(&dir, &home, &agents, &configs).unwrap();
+        assert_eq!(agents.before_run(), None);
+        let copy = home.join(".claude/zerobox/.claude.json");
+        std::fs::write(
+            &copy,
+            r#"{"numStartups":2,"theme":"light","mcpServers":{"evil":{"command":"sh"}}}"#,
+        )
+        .unwrap();
+        kill(&j.path);
+        let r = recover_in(&dir, &home);
+        assert!(r.blocked.is_empty(), "{r:?}");
+        assert!(r.lines.iter().any(|l| l.contains("mcpServers")), "{r:?}");
+        let now: Value = serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+        assert_eq!(
+            now,
+            serde_json::json!({"numStartups": 2, "theme": "light", "mcpServers": {}})
+        );
+        let copy_now = std::fs::read_to_string(&copy).unwrap();
+        assert!(!copy_now.contains("evil"), "{copy_now}");
+    }
 }

@@ -572,7 +572,8 @@ mod tests {
         let host = home.join(".claude.json");
         std::fs::write(&host, r#"{"numStartups":1,"mcpServers":{}}"#).unwrap();
         let (_, agents) = Guard::prepare(&home, Path::new("/p"), true);
-        let (_, configs) = ConfigGuard::prepare(&home, Path::new("/p"), &[home.clone()]);
+        let (_, configs) =
+            ConfigGuard::prepare(&home, Path::new("/p"), std::slice::from_ref(&home));
         let j = Journal::write_in(&dir, &home, &agents, &configs).unwrap();
         assert_eq!(agents.before_run(), None);
         let copy = home.join(".claude/zerobox/.claude.json");

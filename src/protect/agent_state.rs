@@ -53,6 +53,7 @@ use serde_json::{Map, Value};
 
 use super::git::read_bounded;
 
+mod dotenv;
 mod journal;
 pub use journal::{recover, Journal};
 
@@ -1084,6 +1085,8 @@ pub struct ConfigGuard {
     watch_new_profiles: bool,
     /// Files write-denied for the run instead of watched (not new).
     denied: Vec<PathBuf>,
+    /// The project's `.env` files (see [`dotenv`]).
+    env: Vec<dotenv::EnvFile>,
     own_projects: Vec<PathBuf>,
     warnings: Vec<String>,
 }
@@ -1159,6 +1162,23 @@ impl ConfigGuard {
             };
             guard.files.push(ConfigWatched { path, kind, before });
         }
+        for path in dotenv::env_paths(cwd, writable) {
+            let exists = std::fs::symlink_metadata(&path).is_ok();
+            if read_only && exists {
+                deny.push(path.display().to_string());
+                continue;
+            }
+            match dotenv::snapshot(&path) {
+                Ok(f) => guard.env.push(f),
+                Err(why) => {
+                    guard.warnings.push(format!(
+                        "cannot check {} ({why}): it is read-only for this run",
+                        path.display()
+                    ));
+                    deny.push(path.display().to_string());
+                }
+            }
+        }
         (deny, guard)
     }
 
@@ -1190,6 +1210,7 @@ impl ConfigGuard {
         for w in &self.files {
             lines.extend(self.check(&w.path, w.kind, &w.before));
         }
+        lines.extend(self.env.iter().filter_map(dotenv::check));
         // Profiles that appeared during the run.
         if !self.watch_new_profiles {
             return lines;

@@ -77,6 +77,10 @@ struct Doc {
     codex_dir: String,
     watch_new_profiles: bool,
     denied: Vec<String>,
+    /// The project's `.env` files (absent in a journal written before
+    /// they were checked).
+    #[serde(default)]
+    env_files: Vec<Entry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -223,6 +227,14 @@ impl Journal {
             codex_dir: enc(&configs.codex_dir),
             watch_new_profiles: configs.watch_new_profiles,
             denied: configs.denied.iter().map(|p| enc(p)).collect(),
+            env_files: configs
+                .env
+                .iter()
+                .map(|f| Entry {
+                    path: enc(&f.path),
+                    before: f.before.clone(),
+                })
+                .collect(),
         };
         let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
         if text.len() as u64 > MAX_JOURNAL {
@@ -433,6 +445,16 @@ fn rebuild(doc: Doc) -> Result<(Guard, ConfigGuard), String> {
             .iter()
             .map(|p| dec(p))
             .collect::<Result<_, _>>()?,
+        env: doc
+            .env_files
+            .into_iter()
+            .map(|e| {
+                Ok(super::dotenv::EnvFile {
+                    path: dec(&e.path)?,
+                    before: e.before,
+                })
+            })
+            .collect::<Result<_, String>>()?,
         own_projects,
         warnings: Vec::new(),
     };

@@ -1,0 +1,340 @@
+//! Project `.env` files: the variables in them that make programs run
+//! code, checked after the run and put back.
+//!
+//! Gemini CLI loads the first `.env` it finds walking up from the folder
+//! it starts in into its own environment, and its shell tool inherits it
+//! (docs/presets/gemini.md), so a `BASH_ENV=./x.sh` the agent writes runs
+//! `x.sh` on the host in the next plain session; Bun, python-dotenv and
+//! dotenv-cli load `.env` the same way. But `.env` is an ordinary
+//! development file the agent may rightly edit, so it is not denied.
+//! Instead, for the `.env` in the cwd and in each directory above it that
+//! the run can write: every line whose variable is in [`is_code_running`]
+//! is compared with the pre-run file; if they differ, those lines are
+//! removed and the pre-run ones put back (at the top), in a new file
+//! renamed over the old one, and the names are reported.
+//!
+//! Why lines and not a parser: what counts is what `dotenv.parse` (the
+//! npm package) makes of the file, and a Rust reading that differs from
+//! it in one corner would be a way past the check. Every assignment that
+//! parser finds starts a line (its pattern is anchored at a line start,
+//! after white space and an optional `export`), so a line whose first
+//! word is a code-running name is treated as an assignment to it, even
+//! when it sits inside a quoted multi-line value (over-reading only ever
+//! removes more). With every such line gone, no other line can be read as
+//! an assignment to one of those names.
+
+use std::path::{Path, PathBuf};
+
+use super::{quarantine_new, read_bounded, replace_file, restore_whole, MAX_STATE};
+
+/// The file name checked.
+pub(super) const DOTENV: &str = ".env";
+
+/// Does a variable of this name make a program run code, or send what it
+/// does elsewhere? Compared without case (over-reading is safe). Names:
+/// shells (`BASH_ENV`, `ENV`, prompts, `PATH`), the dynamic loader, the
+/// runtimes' start-up hooks (Node, Python, Perl, Ruby, Java, .NET), git
+/// and ssh commands, the programs others start (`EDITOR`, `PAGER`…), the
+/// directories configs are read from (`HOME`, `XDG_*`: a config planted
+/// in the project would be read), Gemini CLI's own settings paths, and
+/// where traffic and keys go (proxies, base URLs, CA bundles).
+pub(super) fn is_code_running(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "BASH_ENV",
+        "ENV",
+        "ZDOTDIR",
+        "PROMPT_COMMAND",
+        "PS0",
+        "PS1",
+        "PS2",
+        "PS3",
+        "PS4",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "PATH",
+        "HOME",
+        "SHELL",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "MANPAGER",
+        "BROWSER",
+        "TERMINAL",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
+        "GCONV_PATH",
+        "HOSTALIASES",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "DOTNET_STARTUP_HOOKS",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "CURL_HOME",
+        "WGETRC",
+        "INPUTRC",
+        "TMPDIR",
+        "PROMPT",
+        "RPROMPT",
+    ];
+    const PREFIXES: &[&str] = &[
+        "LD_",
+        "GIT_",
+        "NODE_",
+        "NPM_CONFIG_",
+        "PYTHON",
+        "PERL",
+        "RUBY",
+        "GEM_",
+        "BUNDLE_",
+        "GEMINI_CLI_",
+        "XDG_",
+        "DYLD_",
+        "CARGO_",
+        "RUSTC",
+        "LUA_",
+        "TCL",
+        "JULIA_",
+    ];
+    const SUFFIXES: &[&str] = &["_PROXY", "_BASE_URL", "_OPTIONS", "_OPTS", "_HOOK"];
+    let upper = name.to_ascii_uppercase();
+    EXACT.contains(&upper.as_str())
+        || PREFIXES.iter().any(|p| upper.starts_with(p))
+        || SUFFIXES.iter().any(|s| upper.ends_with(s))
+}
+
+/// White space as JavaScript's `\s` reads it, and more (over-reading a
+/// line's start is safe: it only marks more lines).
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// The characters of a `dotenv` key.
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// The name a line assigns, if it starts with one (after white space and
+/// an optional `export`).
+fn line_key(line: &str) -> Option<&str> {
+    let rest = line.trim_start_matches(is_space);
+    let word = |s: &str| -> usize { s.find(|c: char| !is_key_char(c)).unwrap_or(s.len()) };
+    let first = &rest[..word(rest)];
+    if first == "export" {
+        let after = &rest[first.len()..];
+        let next = after.trim_start_matches(is_space);
+        if next.len() < after.len() {
+            let second = &next[..word(next)];
+            if !second.is_empty() && is_code_running(second) {
+                return Some(second);
+            }
+        }
+    }
+    (!first.is_empty()).then_some(first)
+}
+
+/// Split as JavaScript's multi-line `^` does: at `\n`, `\r`, U+2028 and
+/// U+2029. Each piece keeps its terminator.
+fn lines(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}') {
+            let end = i + c.len_utf8();
+            out.push(&text[start..end]);
+            start = end;
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// The lines of `text` that assign a code-running name, as written
+/// (terminator cut), and their names.
+fn code_running_lines(text: &str) -> Vec<(String, String)> {
+    lines(text)
+        .into_iter()
+        .filter_map(|l| {
+            let key = line_key(l)?;
+            is_code_running(key).then(|| {
+                let bare = l.trim_end_matches(['\n', '\r', '\u{2028}', '\u{2029}']);
+                (key.to_string(), bare.to_string())
+            })
+        })
+        .collect()
+}
+
+/// `after` with its code-running lines replaced by those of `before`
+/// (at the top, where nothing above can change how they are read); the
+/// names that differed.
+fn put_back(before: &str, after: &str) -> Option<(String, Vec<String>)> {
+    let (b, a) = (code_running_lines(before), code_running_lines(after));
+    if b == a {
+        return None;
+    }
+    let mut names: Vec<String> = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .chain(b.iter().filter(|l| !a.contains(l)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut text: String = b.iter().map(|(_, l)| format!("{l}\n")).collect();
+    for l in lines(after) {
+        if !line_key(l).is_some_and(is_code_running) {
+            text.push_str(l);
+        }
+    }
+    Some((text, names))
+}
+
+/// One `.env` and what it held before the run (`None`: absent).
+#[derive(Debug)]
+pub(super) struct EnvFile {
+    pub(super) path: PathBuf,
+    pub(super) before: Option<String>,
+}
+
+/// The `.env` files a later program started in the cwd (or above it)
+/// would load and this run can write: in the cwd and each directory
+/// above it inside one of `writable`.
+pub(super) fn env_paths(cwd: &Path, writable: &[PathBuf]) -> Vec<PathBuf> {
+    cwd.ancestors()
+        .take_while(|d| writable.iter().any(|w| d.starts_with(w)))
+        .map(|d| d.join(DOTENV))
+        .collect()
+}
+
+/// Snapshot `path`; `Err(why)` when it cannot be checked (a symlink, not
+/// a regular file, too large, not UTF-8): it is write-denied then.
+pub(super) fn snapshot(path: &Path) -> Result<EnvFile, String> {
+    let before = match std::fs::symlink_metadata(path) {
+        Err(_) => None,
+        Ok(_) => Some(read_bounded(path, MAX_STATE)?),
+    };
+    Ok(EnvFile {
+        path: path.to_path_buf(),
+        before,
+    })
+}
+
+/// After the run: put back what the command changed in the code-running
+/// lines of `f`; a line saying what was done.
+pub(super) fn check(f: &EnvFile) -> Option<String> {
+    if std::fs::symlink_metadata(&f.path).is_err() {
+        return None; // removed: nothing left that runs
+    }
+    let line = match (&f.before, read_bounded(&f.path, MAX_STATE)) {
+        (Some(raw), Ok(text)) if text == *raw => return None,
+        (Some(raw), Err(why)) => restore_whole(&f.path, raw, &why),
+        (None, Err(_)) => quarantine_new(&f.path),
+        (before, Ok(text)) => {
+            let (kept, names) = put_back(before.as_deref().unwrap_or(""), &text)?;
+            match replace_file(&f.path, kept.as_bytes()) {
+                Ok(()) => format!(
+                    "put back what the command changed in {{path}} in variables that make programs run code (a later `gemini` loads this file): {}",
+                    names.join(", ")
+                ),
+                Err(e) => format!(
+                    "the command changed {} in {{path}} and they could not be put back ({e}): remove them before running an agent outside zerobox",
+                    names.join(", ")
+                ),
+            }
+        }
+    };
+    Some(line.replace("{path}", &f.path.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_dotenv_reads_is_a_line_start() {
+        for text in [
+            "BASH_ENV=/x",
+            "  export BASH_ENV=/x",
+            "export\tNODE_OPTIONS='--require /x.js'",
+            "bash_env: /x",
+            "BASH_ENV\n=/x",
+            "A=1\u{2028}LD_PRELOAD=/x.so",
+            "A=1\rPATH=/x",
+            "\u{feff}PYTHONSTARTUP=/x.py",
+            "A=\"multi\nGIT_SSH_COMMAND=sh /x\"",
+            "HTTPS_PROXY=http://evil",
+        ] {
+            assert!(!code_running_lines(text).is_empty(), "{text:?}");
+        }
+        for text in [
+            "API_URL=https://x",
+            "# BASH_ENV=/x",
+            "MY_PATH_X=1",
+            "export=1",
+        ] {
+            assert!(code_running_lines(text).is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_code_running_lines_are_put_back() {
+        let before = "API=1\nNODE_OPTIONS=--max-old-space-size=4096\n";
+        let after = "API=2\nNEW=3\nNODE_OPTIONS=--require /x.js\nexport BASH_ENV=/x\n";
+        let (text, names) = put_back(before, after).unwrap();
+        assert_eq!(
+            text,
+            "NODE_OPTIONS=--max-old-space-size=4096\nAPI=2\nNEW=3\n"
+        );
+        assert_eq!(names, ["BASH_ENV", "NODE_OPTIONS"]);
+        // Idempotent: a second pass finds nothing.
+        assert!(put_back(before, &text).is_none());
+        assert!(put_back(before, "API=5\nNODE_OPTIONS=--max-old-space-size=4096\n").is_none());
+    }
+
+    #[test]
+    fn a_new_env_file_keeps_everything_but_code_running_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(DOTENV);
+        let f = snapshot(&path).unwrap();
+        std::fs::write(&path, "API=1\nLD_PRELOAD=/x.so\n").unwrap();
+        let line = check(&f).unwrap();
+        assert!(line.contains("LD_PRELOAD"), "{line}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "API=1\n");
+        assert_eq!(check(&f), None);
+    }
+
+    #[test]
+    fn a_symlink_is_replaced_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(DOTENV);
+        std::fs::write(&path, "A=1\n").unwrap();
+        let f = snapshot(&path).unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "BASH_ENV=/x\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(check(&f).unwrap().contains("restored"));
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "A=1\n");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "BASH_ENV=/x\n");
+    }
+
+    #[test]
+    fn only_writable_dirs_are_watched() {
+        let p = env_paths(Path::new("/w/proj/sub"), &[PathBuf::from("/w/proj")]);
+        assert_eq!(
+            p,
+            [
+                PathBuf::from("/w/proj/sub/.env"),
+                PathBuf::from("/w/proj/.env")
+            ]
+        );
+        assert!(env_paths(Path::new("/x"), &[PathBuf::from("/w")]).is_empty());
+    }
+}

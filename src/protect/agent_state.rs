@@ -1162,13 +1162,10 @@ impl ConfigGuard {
             };
             guard.files.push(ConfigWatched { path, kind, before });
         }
+        // `.env` stays writable in a run that is not alone (it is the
+        // project's own file): that run only removes what it finds new.
         for path in dotenv::env_paths(cwd, writable) {
-            let exists = std::fs::symlink_metadata(&path).is_ok();
-            if read_only && exists {
-                deny.push(path.display().to_string());
-                continue;
-            }
-            match dotenv::snapshot(&path) {
+            match dotenv::snapshot(&path, read_only) {
                 Ok(f) => guard.env.push(f),
                 Err(why) => {
                     guard.warnings.push(format!(

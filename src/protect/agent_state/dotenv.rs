@@ -172,23 +172,30 @@ fn code_running_lines(text: &str) -> Vec<(String, String)> {
 
 /// `after` with its code-running lines replaced by those of `before`
 /// (at the top, where nothing above can change how they are read); the
-/// names that differed.
-fn put_back(before: &str, after: &str) -> Option<(String, Vec<String>)> {
+/// names that differed. `remove_only` (a run that was not alone: its
+/// `before` may hold another live run's unchecked plant, so nothing is
+/// written back from it): only the code-running lines that are not in
+/// `before` are removed, the rest stays where it is.
+fn put_back(before: &str, after: &str, remove_only: bool) -> Option<(String, Vec<String>)> {
     let (b, a) = (code_running_lines(before), code_running_lines(after));
-    if b == a {
+    let added: Vec<&(String, String)> = a.iter().filter(|l| !b.contains(l)).collect();
+    if b == a || (remove_only && added.is_empty()) {
         return None;
     }
-    let mut names: Vec<String> = a
-        .iter()
-        .filter(|l| !b.contains(l))
-        .chain(b.iter().filter(|l| !a.contains(l)))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let mut names: Vec<String> = added.iter().map(|(k, _)| k.clone()).collect();
+    let mut text = String::new();
+    if !remove_only {
+        names.extend(b.iter().filter(|l| !a.contains(l)).map(|(k, _)| k.clone()));
+        text = b.iter().map(|(_, l)| format!("{l}\n")).collect();
+    }
     names.sort();
     names.dedup();
-    let mut text: String = b.iter().map(|(_, l)| format!("{l}\n")).collect();
     for l in lines(after) {
-        if !line_key(l).is_some_and(is_code_running) {
+        let drop = line_key(l).is_some_and(is_code_running) && {
+            let bare = l.trim_end_matches(['\n', '\r', '\u{2028}', '\u{2029}']);
+            !remove_only || added.iter().any(|(_, x)| x == bare)
+        };
+        if !drop {
             text.push_str(l);
         }
     }
@@ -200,6 +207,8 @@ fn put_back(before: &str, after: &str) -> Option<(String, Vec<String>)> {
 pub(super) struct EnvFile {
     pub(super) path: PathBuf,
     pub(super) before: Option<String>,
+    /// The run was not alone: only remove what is new (see [`put_back`]).
+    pub(super) remove_only: bool,
 }
 
 /// The `.env` files a later program started in the cwd (or above it)
@@ -214,7 +223,7 @@ pub(super) fn env_paths(cwd: &Path, writable: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Snapshot `path`; `Err(why)` when it cannot be checked (a symlink, not
 /// a regular file, too large, not UTF-8): it is write-denied then.
-pub(super) fn snapshot(path: &Path) -> Result<EnvFile, String> {
+pub(super) fn snapshot(path: &Path, remove_only: bool) -> Result<EnvFile, String> {
     let before = match std::fs::symlink_metadata(path) {
         Err(_) => None,
         Ok(_) => Some(read_bounded(path, MAX_STATE)?),
@@ -222,6 +231,7 @@ pub(super) fn snapshot(path: &Path) -> Result<EnvFile, String> {
     Ok(EnvFile {
         path: path.to_path_buf(),
         before,
+        remove_only,
     })
 }
 
@@ -236,7 +246,7 @@ pub(super) fn check(f: &EnvFile) -> Option<String> {
         (Some(raw), Err(why)) => restore_whole(&f.path, raw, &why),
         (None, Err(_)) => quarantine_new(&f.path),
         (before, Ok(text)) => {
-            let (kept, names) = put_back(before.as_deref().unwrap_or(""), &text)?;
+            let (kept, names) = put_back(before.as_deref().unwrap_or(""), &text, f.remove_only)?;
             match replace_file(&f.path, kept.as_bytes()) {
                 Ok(()) => format!(
                     "put back what the command changed in {{path}} in variables that make programs run code (a later `gemini` loads this file): {}",
@@ -286,22 +296,35 @@ mod tests {
     fn only_code_running_lines_are_put_back() {
         let before = "API=1\nNODE_OPTIONS=--max-old-space-size=4096\n";
         let after = "API=2\nNEW=3\nNODE_OPTIONS=--require /x.js\nexport BASH_ENV=/x\n";
-        let (text, names) = put_back(before, after).unwrap();
+        let (text, names) = put_back(before, after, false).unwrap();
         assert_eq!(
             text,
             "NODE_OPTIONS=--max-old-space-size=4096\nAPI=2\nNEW=3\n"
         );
         assert_eq!(names, ["BASH_ENV", "NODE_OPTIONS"]);
         // Idempotent: a second pass finds nothing.
-        assert!(put_back(before, &text).is_none());
-        assert!(put_back(before, "API=5\nNODE_OPTIONS=--max-old-space-size=4096\n").is_none());
+        assert!(put_back(before, &text, false).is_none());
+        let kept = "API=5\nNODE_OPTIONS=--max-old-space-size=4096\n";
+        assert!(put_back(before, kept, false).is_none());
+    }
+
+    #[test]
+    fn a_run_that_is_not_alone_only_removes() {
+        // Its snapshot holds another live run's plant (BASH_ENV): never
+        // written back, even after the other run removed it.
+        let before = "API=1\nBASH_ENV=/other-runs-plant\n";
+        assert!(put_back(before, "API=1\n", true).is_none());
+        let after = "API=2\nBASH_ENV=/other-runs-plant\nLD_PRELOAD=/x\n";
+        let (text, names) = put_back(before, after, true).unwrap();
+        assert_eq!(text, "API=2\nBASH_ENV=/other-runs-plant\n");
+        assert_eq!(names, ["LD_PRELOAD"]);
     }
 
     #[test]
     fn a_new_env_file_keeps_everything_but_code_running_lines() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join(DOTENV);
-        let f = snapshot(&path).unwrap();
+        let f = snapshot(&path, false).unwrap();
         std::fs::write(&path, "API=1\nLD_PRELOAD=/x.so\n").unwrap();
         let line = check(&f).unwrap();
         assert!(line.contains("LD_PRELOAD"), "{line}");
@@ -314,7 +337,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join(DOTENV);
         std::fs::write(&path, "A=1\n").unwrap();
-        let f = snapshot(&path).unwrap();
+        let f = snapshot(&path, false).unwrap();
         let target = d.path().join("elsewhere");
         std::fs::write(&target, "BASH_ENV=/x\n").unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -80,7 +80,15 @@ struct Doc {
     /// The project's `.env` files (absent in a journal written before
     /// they were checked).
     #[serde(default)]
-    env_files: Vec<Entry>,
+    env_files: Vec<EnvEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvEntry {
+    path: String,
+    before: Option<String>,
+    remove_only: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,9 +238,10 @@ impl Journal {
             env_files: configs
                 .env
                 .iter()
-                .map(|f| Entry {
+                .map(|f| EnvEntry {
                     path: enc(&f.path),
                     before: f.before.clone(),
+                    remove_only: f.remove_only,
                 })
                 .collect(),
         };
@@ -452,6 +461,7 @@ fn rebuild(doc: Doc) -> Result<(Guard, ConfigGuard), String> {
                 Ok(super::dotenv::EnvFile {
                     path: dec(&e.path)?,
                     before: e.before,
+                    remove_only: e.remove_only,
                 })
             })
             .collect::<Result<_, String>>()?,

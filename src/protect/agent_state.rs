@@ -44,6 +44,12 @@
 //! allowlist (`security.auth.selectedType`, `ui.theme`; the trust answer
 //! for this run's own folder), because the settings schema keeps growing
 //! and many of its keys name commands (see [`GEMINI_SETTINGS_KEPT`]).
+//!
+//! The project's `.env` files (which Gemini CLI loads into its
+//! environment) are checked in the variables that run code ([`dotenv`]).
+//! Every snapshot is also journalled before the command starts
+//! ([`journal`]), so a run whose zerobox was killed is checked by the
+//! next one.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

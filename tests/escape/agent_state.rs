@@ -131,6 +131,7 @@ fn a_plant_survives_no_kill_9_of_zerobox() {
         "printf 'notify = [\"sh\", \"-c\", \"touch {d}/PWNED\"]\\n' >> ~/.codex/config.toml; \
          printf '%s' '{{\"ui\":{{\"theme\":\"GitHub\"}},\"hooks\":{{\"BeforeTool\":[{{\"hooks\":[{{\"type\":\"command\",\"command\":\"touch {d}/PWNED\"}}]}}]}}}}' > ~/.gemini/settings.json; \
          printf 'API=2\\nBASH_ENV=./x.sh\\n' >> .env; \
+         ls ~/.local/share/zerobox/agent-state >/dev/null 2>&1 && touch journal-read; \
          touch planted; sleep 3; touch survived",
         d = d.display()
     );
@@ -153,6 +154,13 @@ fn a_plant_survives_no_kill_9_of_zerobox() {
     // The sandbox died with zerobox (nothing went on writing unchecked).
     std::thread::sleep(Duration::from_secs(4));
     assert!(!d.join("survived").exists(), "the sandbox outlived zerobox");
+    // The journal run 2 reverts against is masked inside (it lives in
+    // zerobox's data dir, like the guard journals:
+    // fs_write::zerobox_data_dir_made_for_the_journal_is_not_the_commands).
+    assert!(
+        !d.join("journal-read").exists(),
+        "the command read the journal dir"
+    );
 
     let r = run_once(&d, &h, "true");
     assert_eq!(r.code, 0, "{r:?}");
@@ -206,36 +214,6 @@ fn an_unreadable_journal_makes_the_configs_read_only() {
     assert!(r.stderr.contains("read-only"), "{r:?}");
     assert!(r.stderr.contains(&journal.display().to_string()), "{r:?}");
     assert!(journal.exists(), "the journal was not kept");
-}
-
-/// Threat: the journal is what the next run reverts against, so a command
-/// that could write one (or read one to learn the pre-run texts of files
-/// it was denied) would steer that revert. Stopped by: it lives in
-/// zerobox's data dir, masked inside even when the whole home is
-/// writable, and made before the run is planned (a fresh home).
-#[test]
-fn the_journal_is_neither_readable_nor_writable_inside() {
-    let home = Home::new();
-    let h = home.path();
-    let proj = h.join("proj");
-    std::fs::create_dir(&proj).unwrap();
-    let wa = format!("--allow-write={}", h.display());
-    let r = crate::util::sh(
-        &proj,
-        Some(&h),
-        &[&wa],
-        "d=~/.local/share/zerobox/agent-state; ls $d >/dev/null 2>&1 && echo READ; \
-         mkdir -p $d 2>/dev/null; echo '{}' > $d/1.json 2>/dev/null && echo WROTE; true",
-    );
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        !r.stdout.contains("READ") && !r.stdout.contains("WROTE"),
-        "{r:?}"
-    );
-    // The run's own journal was written (and removed after its check):
-    // the dir exists on the host, empty.
-    let dir = h.join(".local/share/zerobox/agent-state");
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{r:?}");
 }
 
 /// The same under the claude preset, whose Claude Code config inside is a

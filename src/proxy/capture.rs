@@ -9,10 +9,13 @@
 //! interception only for secret-bound hosts, the same net log and
 //! summary).
 //!
-//! A connection whose local address is not a synthetic address handed out
-//! in this run (e.g. to 127.0.0.1 on a captured port) is closed at once.
+//! The listeners are on `[::]` with IPv4 accepted too (one per captured
+//! port, both synthetic ranges local on `lo`), or on `0.0.0.0` when the
+//! sandbox has no IPv6. A connection whose local address is not a
+//! synthetic address handed out in this run (e.g. to 127.0.0.1 or `::1`
+//! on a captured port) is closed at once.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -39,15 +42,23 @@ pub fn semaphore() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(MAX_CONNECTIONS))
 }
 
-/// The name and port a captured socket was meant for.
-fn destination(state: &State, sock: &TcpStream) -> Option<(String, u16)> {
-    let SocketAddr::V4(local) = sock.local_addr().ok()? else {
-        return None;
+/// The address a captured socket was dialled at. The listeners are
+/// dual-stack when the sandbox has IPv6, so an IPv4 connection shows as
+/// `::ffff:a.b.c.d`: it is unmapped here.
+fn dialled(sock: &TcpStream) -> Option<(IpAddr, u16)> {
+    let local = sock.local_addr().ok()?;
+    let ip = match local.ip() {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        v4 => v4,
     };
-    if !super::dns::is_synthetic(*local.ip()) {
-        return None;
-    }
-    Some((state.synth.name_of(*local.ip())?, local.port()))
+    Some((ip, local.port()))
+}
+
+/// The name and port a captured socket was meant for (either synthetic
+/// range).
+fn destination(state: &State, sock: &TcpStream) -> Option<(String, u16)> {
+    let (ip, port) = dialled(sock)?;
+    Some((state.synth.name_of(ip)?, port))
 }
 
 async fn handle(state: Arc<State>, sock: TcpStream) {
@@ -55,11 +66,11 @@ async fn handle(state: Arc<State>, sock: TcpStream) {
     let Some((host, port)) = destination(&state, &sock) else {
         // Not an address zerobox handed out: nothing to connect to. Only
         // logged: an address has no `--allow-net` that would fix it.
-        let local = sock.local_addr().ok();
+        let local = dialled(&sock);
         state.log.write(Record {
             kind: Kind::Capture,
-            host: local.map(|a| a.ip().to_string()).unwrap_or_default(),
-            port: local.map(|a| a.port()).unwrap_or(0),
+            host: local.map(|a| a.0.to_string()).unwrap_or_default(),
+            port: local.map(|a| a.1).unwrap_or(0),
             decision: Decision::Deny,
             reason: Some("not-a-resolved-name".into()),
             ..Default::default()

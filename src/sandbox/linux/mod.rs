@@ -303,7 +303,8 @@ pub struct Capture {
     /// DNS on 127.0.0.1:53, UDP and TCP.
     pub dns_udp: std::net::UdpSocket,
     pub dns_tcp: std::net::TcpListener,
-    /// One listener per captured port, on 0.0.0.0.
+    /// One listener per captured port: on `[::]` accepting IPv4 too, or
+    /// on 0.0.0.0 when the sandbox has no IPv6 (see `capture_setup`).
     pub tcp: Vec<std::net::TcpListener>,
 }
 
@@ -322,36 +323,54 @@ fn recv_capture(chan: std::os::fd::RawFd, ports: usize) -> Option<Capture> {
     })
 }
 
+/// Whether the IPv6 synthetic range could be made local on lo (then the
+/// capture listeners are dual-stack). No IPv6 in the kernel
+/// (EAFNOSUPPORT) or IPv6 disabled on the namespace's lo (EACCES: the host
+/// makes new namespaces inherit `disable_ipv6`) means no: the run goes on
+/// with IPv4 capture only, which zerobox announces. Nothing is weaker:
+/// without the route no IPv6 address but `::1` exists in the namespace.
+fn capture_v6() -> bool {
+    let (net, len) = crate::proxy::dns_range_v6();
+    sys::route_add_local(net.into(), len).is_ok()
+}
+
 /// Where PID 1 stages the sandbox's resolv.conf before binding it over
 /// `/etc/resolv.conf` (then removes it: only the mount keeps it).
 const RESOLV_STAGE: &str = "/tmp/.zerobox-resolv.conf";
 
 /// Transparent egress, inside the network namespace (PID 1, still
-/// privileged there): make the synthetic range local on lo, bind DNS on
-/// 127.0.0.1:53 and a listener on 0.0.0.0:PORT per captured port, hand
-/// them to zerobox, and point `/etc/resolv.conf` at the DNS. Any failure
-/// fails the run (the step is named).
+/// privileged there): make the synthetic ranges local on lo, bind DNS on
+/// 127.0.0.1:53 and a listener per captured port, hand them to zerobox,
+/// and point `/etc/resolv.conf` at the DNS. Any failure fails the run
+/// (the step is named), except IPv6 being unavailable (see
+/// `capture_v6`): then the listeners are IPv4-only, zerobox sees it from
+/// their address family, answers no AAAA and says so.
 fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io::Error)> {
     use crate::proxy::dns_range;
     fn step(what: &str) -> impl FnOnce(std::io::Error) -> (String, std::io::Error) + '_ {
         move |e| (what.to_string(), e)
     }
     let (net, len) = dns_range();
-    sys::route_add_local_v4(net, len).map_err(step(&format!(
+    sys::route_add_local(net.into(), len).map_err(step(&format!(
         "transparent egress: make {net}/{len} local on lo"
     )))?;
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53"))?;
     let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53 (TCP)"))?;
+    let v6 = capture_v6();
     let mut tcp = Vec::new();
     for &port in &prep.capture_ports {
-        let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&format!(
-            "transparent egress: bind the capture listener on port {port}"
-        )))?;
-        sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
-            "transparent egress: raise a capture listener's backlog",
-        ))?;
+        let what = format!("transparent egress: bind the capture listener on port {port}");
+        let l = if v6 {
+            sys::listen_dual_stack(port, 4096).map_err(step(&what))?
+        } else {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&what))?;
+            sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
+                "transparent egress: raise a capture listener's backlog",
+            ))?;
+            l
+        };
         tcp.push(l);
     }
     sys::send_fd(chan.as_raw_fd(), dns.as_raw_fd())

@@ -66,6 +66,8 @@ pub struct Prepared {
     /// Transparent egress (see `capture_setup`): ports to capture; empty
     /// for none.
     pub capture_ports: Vec<u16>,
+    /// Try IPv6 capture too (false: simulated missing, for tests).
+    pub capture_v6: bool,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
     /// Resource limits (tmpfs sizes, processes, memory).
@@ -323,15 +325,16 @@ fn recv_capture(chan: std::os::fd::RawFd, ports: usize) -> Option<Capture> {
     })
 }
 
-/// Whether the IPv6 synthetic range could be made local on lo (then the
-/// capture listeners are dual-stack). No IPv6 in the kernel
+/// Whether the IPv6 synthetic range could be made local on lo, with its
+/// first address on lo (see `sys::addr_add_lo`): then the capture
+/// listeners are dual-stack. No IPv6 in the kernel
 /// (EAFNOSUPPORT) or IPv6 disabled on the namespace's lo (EACCES: the host
 /// makes new namespaces inherit `disable_ipv6`) means no: the run goes on
 /// with IPv4 capture only, which zerobox announces. Nothing is weaker:
 /// without the route no IPv6 address but `::1` exists in the namespace.
 fn capture_v6() -> bool {
     let (net, len) = crate::proxy::dns_range_v6();
-    sys::route_add_local(net.into(), len).is_ok()
+    sys::route_add_local(net.into(), len).is_ok() && sys::addr_add_lo(net.into()).is_ok()
 }
 
 /// Where PID 1 stages the sandbox's resolv.conf before binding it over
@@ -354,11 +357,12 @@ fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io
     sys::route_add_local(net.into(), len).map_err(step(&format!(
         "transparent egress: make {net}/{len} local on lo"
     )))?;
+    sys::addr_add_lo(net.into()).map_err(step(&format!("transparent egress: add {net} to lo")))?;
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53"))?;
     let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53 (TCP)"))?;
-    let v6 = capture_v6();
+    let v6 = prep.capture_v6 && capture_v6();
     let mut tcp = Vec::new();
     for &port in &prep.capture_ports {
         let what = format!("transparent egress: bind the capture listener on port {port}");

@@ -918,7 +918,6 @@ pub fn access_writable(path: &Path) -> bool {
 /// EAFNOSUPPORT.
 pub fn route_add_local(prefix: std::net::IpAddr, len: u8) -> io::Result<()> {
     const RTM_NEWROUTE: u16 = 24;
-    const NLMSG_ERROR: u16 = 2;
     const RT_TABLE_LOCAL: u8 = 255;
     const RTPROT_BOOT: u8 = 3;
     const RT_SCOPE_HOST: u8 = 254;
@@ -964,6 +963,68 @@ pub fn route_add_local(prefix: std::net::IpAddr, len: u8) -> io::Result<()> {
     msg.extend_from_slice(&RTA_OIF.to_ne_bytes());
     msg.extend_from_slice(&ifindex.to_ne_bytes());
     debug_assert_eq!(msg.len(), total);
+    rtnetlink_request(&msg)
+}
+
+/// Add `addr` as a host address (/32, /128) on `lo`: `ip addr add ADDR
+/// dev lo`. Transparent egress gives the namespace one address in each
+/// synthetic range so that the C library's `AI_ADDRCONFIG` (which ignores
+/// loopback addresses) sees the family configured: without it,
+/// `getaddrinfo(AF_INET or AF_INET6, AI_ADDRCONFIG)` (`getent ahostsv4`,
+/// `ahostsv6`) refuses every name before asking DNS. IPv6: no duplicate
+/// address detection (IFA_F_NODAD), the address is usable at once.
+pub fn addr_add_lo(addr: std::net::IpAddr) -> io::Result<()> {
+    const RTM_NEWADDR: u16 = 20;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const IFA_F_NODAD: u8 = 0x02;
+    let (family, bytes, prefix, flags, attrs): (u8, Vec<u8>, u8, u8, &[u16]) = match addr {
+        std::net::IpAddr::V4(a) => (
+            libc::AF_INET as u8,
+            a.octets().to_vec(),
+            32,
+            0,
+            &[IFA_LOCAL, IFA_ADDRESS],
+        ),
+        std::net::IpAddr::V6(a) => (
+            libc::AF_INET6 as u8,
+            a.octets().to_vec(),
+            128,
+            IFA_F_NODAD,
+            &[IFA_ADDRESS],
+        ),
+    };
+    let lo = CString::new("lo").unwrap_or_default();
+    // SAFETY: `lo` is a NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(lo.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // nlmsghdr (16) + ifaddrmsg (8) + each attribute (4 + address).
+    let total = 16 + 8 + attrs.len() * (4 + bytes.len());
+    let nl_flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let mut msg: Vec<u8> = Vec::with_capacity(total);
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWADDR.to_ne_bytes());
+    msg.extend_from_slice(&nl_flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+                                                // struct ifaddrmsg: family, prefix length, flags, scope (universe), index.
+    msg.extend_from_slice(&[family, prefix, flags, 0]);
+    msg.extend_from_slice(&ifindex.to_ne_bytes());
+    for ty in attrs {
+        msg.extend_from_slice(&(4 + bytes.len() as u16).to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&bytes);
+    }
+    debug_assert_eq!(msg.len(), total);
+    rtnetlink_request(&msg)
+}
+
+/// Send one rtnetlink request (with NLM_F_ACK) and check the kernel's ack.
+fn rtnetlink_request(msg: &[u8]) -> io::Result<()> {
+    const NLMSG_ERROR: u16 = 2;
     // SAFETY: plain socket creation; the fd is owned below.
     let fd = unsafe {
         libc::socket(

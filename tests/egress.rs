@@ -364,15 +364,37 @@ fn tls_for_another_name_on_a_captured_connection_is_refused() {
     );
 }
 
-/// `explain` says what transparent egress does in namespace mode, and
-/// that the Landlock-only fallback has none.
+/// `explain` says what transparent egress does in namespace mode (which
+/// ports are captured), and that the Landlock-only fallback has none.
 #[test]
 fn explain_says_where_transparent_egress_exists() {
     let d = scratch();
-    let ns = common::run_in(d.path(), &["explain", "--allow-net=a.test", "--", "true"]);
+    let ns = common::run_in(
+        d.path(),
+        &[
+            "explain",
+            "--allow-net=a.test,db.test:5432,any.test:*,dns.test:53",
+            "--",
+            "true",
+        ],
+    );
     assert!(
         ns.stdout
             .contains("transparent egress: allowed names resolve inside"),
+        "{ns:?}"
+    );
+    // The captured ports: 80 and 443, and each port a rule names (not 53,
+    // DNS's own); `:*` adds none.
+    assert!(
+        ns.stdout.contains(
+            "198.18.0.0/15 and 2001:2::/48, nothing forwarded upstream); connections to them on TCP ports 80, 443, 5432 are captured"
+        ),
+        "{ns:?}"
+    );
+    assert!(
+        ns.stdout.contains(
+            "other ports (host:* or a bare --allow-net) only through the proxy variables"
+        ),
         "{ns:?}"
     );
     let out = zerobox()
@@ -637,4 +659,36 @@ except OSError: print('v6 failed')\""
     let hosts = r.stdout.lines().nth(1).unwrap_or_default();
     assert!(hosts.starts_with("198.18."), "{r:?}");
     assert!(r.stdout.contains("v6 failed"), "{r:?}");
+}
+
+/// `host:*` (like a bare `--allow-net`) captures only 80, 443 and the
+/// ports rules name (docs/network.md): the name resolves, a direct
+/// connection on another port is refused inside the sandbox, and the
+/// proxy-variable path reaches the same port.
+#[test]
+fn a_wildcard_port_rule_captures_only_the_named_ports() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let mut cmd = zerobox();
+    cmd.current_dir(f.dir.path())
+        .arg(format!("--allow-net={ALLOWED}:*"))
+        .args(["--resolve", &format!("{ALLOWED}:{port}:127.0.0.1")])
+        .args(["--ca-cert", &f.ca.display().to_string()])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "getent ahostsv4 {ALLOWED} | head -1; \
+                 curl -sS -m 5 --cacert ca.pem --noproxy '*' https://{ALLOWED}:{port}/ || echo direct-rc=$?; \
+                 curl -sS -m 5 --cacert ca.pem https://{ALLOWED}:{port}/"
+            ),
+        ]);
+    let r = Run::from(cmd.output().expect("spawn zerobox"));
+    assert!(r.stdout.starts_with("198.18."), "the name resolves: {r:?}");
+    assert!(r.stdout.contains("direct-rc=7"), "port not captured: {r:?}");
+    assert!(r.stdout.ends_with("ok auth=other\n"), "proxy path: {r:?}");
 }

@@ -25,7 +25,9 @@ use super::conn::MAX_CONNECTIONS;
 use super::log::{Decision, Kind, Record};
 use super::policy;
 use super::tunnel::{after_handshake, record_denial, FIRST_BYTE_TIMEOUT};
+use super::HostPattern;
 use super::{error_chain, http, State};
+use crate::policy::net::PortRule;
 
 /// Accept on one capture listener until `stop`.
 pub async fn accept_loop(
@@ -35,6 +37,26 @@ pub async fn accept_loop(
     stop: watch::Receiver<bool>,
 ) {
     super::conn::accept_with(listener, state, sem, stop, handle).await;
+}
+
+/// The TCP ports transparent egress captures for these allow and secret
+/// patterns: 80 and 443 always (what a port-less pattern means), plus
+/// every port a pattern names (`db.example:5432`). A `:*` pattern or a
+/// bare `--allow-net` adds no port: capturing every port would take a
+/// listener per port (65535 sockets) or a TUN device with a userspace TCP
+/// stack, so their other ports stay reachable through the proxy
+/// variables only (`explain` lists the captured ports). Sorted, no
+/// duplicates; the sandbox leaves out 53 and the proxy's own port.
+pub fn capture_ports_for<'a>(pats: impl IntoIterator<Item = &'a HostPattern>) -> Vec<u16> {
+    let mut out = vec![80, 443];
+    for p in pats {
+        if let PortRule::One(n) = p.ports {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// One semaphore for all capture listeners (the same cap as the proxy's).

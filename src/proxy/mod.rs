@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use capture::capture_ports_for;
 pub use host::{Host, HostPattern};
 pub use placeholder_key::PlaceholderKey;
 pub use policy::HostHook;

@@ -1086,34 +1086,30 @@ pub fn listen_dual_stack(port: u16, backlog: i32) -> io::Result<std::net::TcpLis
         (libc::SOL_SOCKET, libc::SO_REUSEADDR, &on),
     ] {
         // SAFETY: the pointer and length describe a c_int that outlives the call.
-        check(
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    opt_level,
-                    opt,
-                    (val as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            }
-            .into(),
-        )?;
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                opt_level,
+                opt,
+                (val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        check(rc.into())?;
     }
     // SAFETY: an all-zero sockaddr_in6 is valid (the unspecified address).
     let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     sa.sin6_port = port.to_be();
     // SAFETY: the pointer and length describe `sa`.
-    check(
-        unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        }
-        .into(),
-    )?;
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    check(rc.into())?;
     set_backlog(sock.as_raw_fd(), backlog)?;
     Ok(std::net::TcpListener::from(sock))
 }

@@ -692,3 +692,36 @@ fn a_wildcard_port_rule_captures_only_the_named_ports() {
     assert!(r.stdout.contains("direct-rc=7"), "port not captured: {r:?}");
     assert!(r.stdout.ends_with("ok auth=other\n"), "proxy path: {r:?}");
 }
+
+/// `doctor` predicts IPv6 capture, and its prediction matches what a run
+/// gets (the run announces a missing IPv6); simulated missing, it says no.
+#[test]
+fn doctor_says_whether_ipv6_is_captured_and_a_run_agrees() {
+    let d = scratch();
+    let doc = common::run_in(d.path(), &["doctor"]);
+    let line = doc
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("transparent egress over IPv6"))
+        .unwrap_or_else(|| panic!("{doc:?}"))
+        .to_string();
+    let run = common::run_in(d.path(), &["--allow-net=a.test", "--", "true"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        line.contains(" yes ("),
+        !run.stderr.contains(NO_V6),
+        "doctor: {line:?}, run: {run:?}"
+    );
+    let out = zerobox()
+        .current_dir(d.path())
+        .env("ZEROBOX_SIMULATE_MISSING", "ipv6")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let sim = Run::from(out);
+    assert!(
+        sim.stdout
+            .contains("transparent egress over IPv6       no: disabled (simulated"),
+        "{sim:?}"
+    );
+}

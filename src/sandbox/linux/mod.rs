@@ -337,6 +337,39 @@ fn capture_v6() -> bool {
     sys::route_add_local(net.into(), len).is_ok() && sys::addr_add_lo(net.into()).is_ok()
 }
 
+/// Whether a run's network namespace will have IPv6 for transparent
+/// egress, predicted from the host (`doctor`; the run itself finds out in
+/// `capture_v6` and says so). `Err`: why not.
+pub fn egress_ipv6_expected(simulated_missing: bool) -> Result<(), String> {
+    if simulated_missing {
+        return Err("disabled (simulated by ZEROBOX_SIMULATE_MISSING)".into());
+    }
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        return Err("no IPv6 in this kernel".into());
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+    };
+    // 0 (the default) and 2 give a new namespace IPv6's defaults (enabled);
+    // 1 and 3 copy the current values, where disable_ipv6 may be set.
+    let inherits = matches!(
+        read("/proc/sys/net/core/devconf_inherit_init_net"),
+        Some(1 | 3)
+    );
+    let disabled = ["all", "default"]
+        .iter()
+        .any(|c| read(&format!("/proc/sys/net/ipv6/conf/{c}/disable_ipv6")) == Some(1));
+    if inherits && disabled {
+        return Err(
+            "new network namespaces inherit disable_ipv6=1 (net.core.devconf_inherit_init_net)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Where PID 1 stages the sandbox's resolv.conf before binding it over
 /// `/etc/resolv.conf` (then removes it: only the mount keeps it).
 const RESOLV_STAGE: &str = "/tmp/.zerobox-resolv.conf";

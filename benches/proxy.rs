@@ -1410,9 +1410,11 @@ fn main() {
 //   do.
 //
 // Every sample is a new connection: (resolve +) TCP connect (+ CONNECT) +
-// TLS handshake + `GET /small` + its answer. Modes alternate connection by
-// connection (the first mode rotates per round), sandbox runs alternate
-// with direct runs; figures are medians over all samples. Throughput: one
+// TLS handshake + `GET /small` + its answer. Each mode runs in a process
+// of its own (a sandbox run for the zerobox paths), the modes interleaved
+// round by round (the order rotating), so "first of a run" means the
+// same for all: the client's first connection, its one-off costs
+// included; figures are medians over all samples. Throughput: one
 // connection per mode per round, `GET /big/N`. The upstream is the bench's
 // HTTPS server; the zerobox binary is the one cargo built with this bench.
 //
@@ -1422,9 +1424,7 @@ fn main() {
 
 const EGRESS_CLIENT_PY: &str = r#"
 import os, socket, ssl, sys, time
-host, port, reps, big, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-modes = sys.argv[6].split(",")
-modes = modes[first % len(modes):] + modes[:first % len(modes)]
+host, port, reps, big, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 ctx = ssl.create_default_context(cafile="upstream-ca.pem")
 proxy = os.environ.get("HTTPS_PROXY", "").split("//")[-1].rstrip("/")
 
@@ -1479,28 +1479,26 @@ def get(tls, path, buf):
 
 buf = bytearray(1 << 20)
 for i in range(reps):
-    for m in modes:
-        t0 = time.perf_counter()
-        tls, resolve = dial(m)
-        get(tls, "/small", buf)
-        print("first", m, i, "%.4f" % (resolve * 1e3), "%.4f" % ((time.perf_counter() - t0) * 1e3))
-        tls.close()
+    t0 = time.perf_counter()
+    tls, resolve = dial(mode)
+    get(tls, "/small", buf)
+    print("conn", mode, i, "%.4f" % (resolve * 1e3), "%.4f" % ((time.perf_counter() - t0) * 1e3))
+    tls.close()
 if big > 0:
-    for m in modes:
-        tls, _ = dial(m)
-        t0 = time.perf_counter()
-        n = get(tls, "/big/%d" % big, buf)
-        print("tput", m, "%.2f" % (n / (1 << 20) / (time.perf_counter() - t0)))
-        tls.close()
+    tls, _ = dial(mode)
+    t0 = time.perf_counter()
+    n = get(tls, "/big/%d" % big, buf)
+    print("tput", mode, "%.2f" % (n / (1 << 20) / (time.perf_counter() - t0)))
+    tls.close()
 "#;
 
-/// Samples of one egress mode: per-connection ms, the resolve part, the
-/// first connection of each run, throughput MiB/s.
+/// Samples of one egress mode, ms: the first connection of each run, the
+/// later ones, their DNS answer part; throughput MiB/s.
 #[derive(Default)]
 struct EgressSamples {
-    conn: Vec<f64>,
-    resolve: Vec<f64>,
     first: Vec<f64>,
+    later: Vec<f64>,
+    resolve: Vec<f64>,
     tput: Vec<f64>,
 }
 
@@ -1509,7 +1507,7 @@ fn egress_parse(out: &str, by_mode: &mut std::collections::BTreeMap<String, Egre
     for l in out.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
         match f.as_slice() {
-            ["first", m, i, resolve, total] => {
+            ["conn", m, i, resolve, total] => {
                 let s = by_mode.entry(m.to_string()).or_default();
                 let (r, t) = (
                     resolve.parse().unwrap_or(f64::NAN),
@@ -1517,9 +1515,10 @@ fn egress_parse(out: &str, by_mode: &mut std::collections::BTreeMap<String, Egre
                 );
                 if *i == "0" {
                     s.first.push(t);
+                } else {
+                    s.later.push(t);
+                    s.resolve.push(r);
                 }
-                s.conn.push(t);
-                s.resolve.push(r);
             }
             ["tput", m, mibs] => by_mode
                 .entry(m.to_string())
@@ -1554,8 +1553,7 @@ fn egress(up_ca: &Path, up_port: u16) {
     std::fs::write(dir.path().join("client.py"), EGRESS_CLIENT_PY).unwrap();
     std::fs::copy(up_ca, dir.path().join("upstream-ca.pem")).unwrap();
     let zb = env!("CARGO_BIN_EXE_zerobox");
-    let sandboxed = "capture,capture6,proxy";
-    let client = |round: usize, modes: &str| -> Vec<String> {
+    let client = |mode: &str| -> Vec<String> {
         vec![
             "python3".into(),
             "client.py".into(),
@@ -1563,8 +1561,7 @@ fn egress(up_ca: &Path, up_port: u16) {
             up_port.to_string(),
             reps.to_string(),
             big.to_string(),
-            round.to_string(),
-            modes.into(),
+            mode.into(),
         ]
     };
     let run = |argv: Vec<String>| -> Result<String, String> {
@@ -1592,27 +1589,35 @@ fn egress(up_ca: &Path, up_port: u16) {
     };
     let mut by_mode = std::collections::BTreeMap::new();
     let mut sandbox_ms = Vec::new();
+    let modes = ["direct", "proxy", "capture", "capture6"];
     for round in 0..rounds {
-        let mut argv: Vec<String> = vec![
-            zb.into(),
-            format!("--allow-net=bench.test:{up_port}"),
-            "--resolve".into(),
-            format!("bench.test:{up_port}:127.0.0.1"),
-            "--".into(),
-        ];
-        argv.extend(client(round, sandboxed));
-        let t = Instant::now();
-        let inside = run(argv);
-        sandbox_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let direct = run(client(round, "direct"));
-        match (inside, direct) {
-            (Ok(a), Ok(b)) => {
-                egress_parse(&a, &mut by_mode);
-                egress_parse(&b, &mut by_mode);
+        // One process per mode (so each one's first connection is the
+        // first of its run), the order rotating per round.
+        for k in 0..modes.len() {
+            let mode = modes[(round + k) % modes.len()];
+            let argv = if mode == "direct" {
+                client(mode)
+            } else {
+                let mut argv: Vec<String> = vec![
+                    zb.into(),
+                    format!("--allow-net=bench.test:{up_port}"),
+                    "--resolve".into(),
+                    format!("bench.test:{up_port}:127.0.0.1"),
+                    "--".into(),
+                ];
+                argv.extend(client(mode));
+                argv
+            };
+            let t = Instant::now();
+            match run(argv) {
+                Ok(out) => egress_parse(&out, &mut by_mode),
+                Err(e) => {
+                    println!("\ntransparent egress aborted: {mode}: {e}");
+                    return;
+                }
             }
-            (Err(e), _) | (_, Err(e)) => {
-                println!("\ntransparent egress aborted: {e}");
-                return;
+            if mode != "direct" {
+                sandbox_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
@@ -1623,27 +1628,36 @@ fn egress(up_ca: &Path, up_port: u16) {
         "capture6" => "zerobox: capture, IPv6 (DNS + 2001:2::x)",
         other => other,
     };
-    let direct = by_mode.get("direct").map(|s| median(&s.conn));
+    let direct = by_mode
+        .get("direct")
+        .map(|s| (median(&s.first), median(&s.later)));
     println!(
-        "\n### Transparent egress ({rounds} rounds × {reps} new connections per path, interleaved; \
-         python3 client, loopback HTTPS upstream)\n"
+        "\n### Transparent egress ({rounds} rounds, one run per path per round, interleaved; \
+         {reps} new connections per run, each with GET /small; python3 client, loopback HTTPS upstream)\n"
     );
     println!(
-        "| path | new connection + GET /small, median ms | of which DNS answer ms | first of a run ms | added vs direct ms | GET /big/{} MiB/s |",
+        "| path | first connection of a run, ms | added vs direct | each later new connection, ms | added vs direct | of which the DNS answer, ms | GET /big/{} MiB/s |",
         big >> 20
     );
-    println!("|---|---|---|---|---|---|");
-    for m in ["direct", "proxy", "capture", "capture6"] {
+    println!("|---|---|---|---|---|---|---|");
+    for m in modes {
         let Some(s) = by_mode.get(m) else { continue };
-        let conn = median(&s.conn);
+        let (first, later) = (median(&s.first), median(&s.later));
+        let added = |v: f64, d: f64| {
+            if m == "direct" {
+                "–".to_string()
+            } else {
+                format!("{:+.3}", v - d)
+            }
+        };
+        let (af, al) = match direct {
+            Some((df, dl)) => (added(first, df), added(later, dl)),
+            None => ("–".into(), "–".into()),
+        };
         let resolve = if m.starts_with("capture") {
             format!("{:.3}", median(&s.resolve))
         } else {
             "–".into()
-        };
-        let added = match direct {
-            Some(d) if m != "direct" => format!("{:+.3}", conn - d),
-            _ => "–".into(),
         };
         let tput = if s.tput.is_empty() {
             "–".into()
@@ -1651,13 +1665,12 @@ fn egress(up_ca: &Path, up_port: u16) {
             format!("{:.0}", median(&s.tput))
         };
         println!(
-            "| {} | {conn:.3} | {resolve} | {:.3} | {added} | {tput} |",
-            label(m),
-            median(&s.first)
+            "| {} | {first:.3} | {af} | {later:.3} | {al} | {resolve} | {tput} |",
+            label(m)
         );
     }
     println!(
-        "\n(one sandbox run, start-up and the {reps}×3 connections and 3 transfers included: median {:.0} ms)",
+        "\n(one sandbox run of a mode, start-up, {reps} connections and the transfer included: median {:.0} ms)",
         median(&sandbox_ms)
     );
 }

@@ -35,7 +35,9 @@
 //! `BENCH_FIRST_RUNS` (15 fresh proxies per mode for the first request of
 //! a run; 0 skips), `BENCH_FIRST_DELAY_MS` (20: how long after the proxy
 //! is up the first request comes, as a command's own start-up takes),
-//! `MITMDUMP` (path to mitmdump).
+//! `MITMDUMP` (path to mitmdump); `BENCH_EGRESS_ROUNDS` (5),
+//! `BENCH_EGRESS_REPS` (20), `BENCH_EGRESS_MIB` (64) for the
+//! transparent-egress section (see `egress`).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -35,7 +35,9 @@
 //! `BENCH_FIRST_RUNS` (15 fresh proxies per mode for the first request of
 //! a run; 0 skips), `BENCH_FIRST_DELAY_MS` (20: how long after the proxy
 //! is up the first request comes, as a command's own start-up takes),
-//! `MITMDUMP` (path to mitmdump).
+//! `MITMDUMP` (path to mitmdump); `BENCH_EGRESS_ROUNDS` (5),
+//! `BENCH_EGRESS_REPS` (20), `BENCH_EGRESS_MIB` (64) for the
+//! transparent-egress section (see `egress`).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1375,6 +1377,9 @@ fn main() {
         }
     }
 
+    // The same upstream, through a real sandbox (a section of its own).
+    egress(&up_ca, up_port);
+
     // Stop the proxies before timing process start-up.
     drop(zb.child.stdin.take());
     let _ = zb.child.wait();
@@ -1390,5 +1395,284 @@ fn main() {
     println!(
         "\n(bench took {:.0} s)",
         bench_start.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Transparent egress (docs/performance.md, "Transparent egress"): the same
+// client, a python3 script, over each path a sandboxed command can take to
+// an allowed host, in the same run:
+//
+// - `direct`: outside any sandbox, straight to 127.0.0.1 (the reference);
+// - `proxy variables`: inside `zerobox --allow-net=bench.test:PORT`,
+//   `CONNECT` through `HTTPS_PROXY` (what proxy-aware clients do);
+// - `capture IPv4` / `capture IPv6`: inside the same run, the name
+//   resolved through the sandbox's DNS (getaddrinfo, A or AAAA) and the
+//   synthetic address dialled, as clients that ignore the proxy variables
+//   do.
+//
+// Every sample is a new connection: (resolve +) TCP connect (+ CONNECT) +
+// TLS handshake + `GET /small` + its answer. Each mode runs in a process
+// of its own (a sandbox run for the zerobox paths), the modes interleaved
+// round by round (the order rotating), so "first of a run" means the
+// same for all: the client's first connection, its one-off costs
+// included; figures are medians over all samples. Throughput: one
+// connection per mode per round, `GET /big/N`. The upstream is the bench's
+// HTTPS server; the zerobox binary is the one cargo built with this bench.
+//
+// Knobs: `BENCH_EGRESS_ROUNDS` (5; 0 skips the section),
+// `BENCH_EGRESS_REPS` (20 new connections per mode per round),
+// `BENCH_EGRESS_MIB` (64; 0 skips throughput).
+
+const EGRESS_CLIENT_PY: &str = r#"
+import os, socket, ssl, sys, time
+host, port, reps, big, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ctx = ssl.create_default_context(cafile="upstream-ca.pem")
+proxy = os.environ.get("HTTPS_PROXY", "").split("//")[-1].rstrip("/")
+
+def dial(mode):
+    t0 = time.perf_counter()
+    if mode == "proxy":
+        ph, pp = proxy.rsplit(":", 1)
+        s = socket.create_connection((ph, int(pp)))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(("CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host, port, host, port)).encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            b = s.recv(4096)
+            if not b:
+                raise OSError("proxy closed")
+            got += b
+        if b" 200" not in got.split(b"\r\n")[0]:
+            raise OSError("CONNECT refused: %r" % got[:80])
+        t1 = t0
+    elif mode.startswith("capture"):
+        fam = socket.AF_INET6 if mode == "capture6" else socket.AF_INET
+        addr = socket.getaddrinfo(host, port, fam, socket.SOCK_STREAM)[0][4]
+        t1 = time.perf_counter()
+        s = socket.socket(fam)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.connect(addr)
+    else:
+        t1 = t0
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(s, server_hostname=host), t1 - t0
+
+def get(tls, path, buf):
+    tls.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (path, host, port)).encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        b = tls.recv(65536)
+        if not b:
+            raise OSError("closed before the headers")
+        got += b
+    head, rest = got.split(b"\r\n\r\n", 1)
+    if b" 200" not in head.split(b"\r\n")[0]:
+        raise OSError("status: %r" % head[:80])
+    want = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    left = want - len(rest)
+    while left > 0:
+        n = tls.recv_into(buf)
+        if n == 0:
+            raise OSError("closed early")
+        left -= n
+    return want
+
+buf = bytearray(1 << 20)
+for i in range(reps):
+    t0 = time.perf_counter()
+    tls, resolve = dial(mode)
+    get(tls, "/small", buf)
+    print("conn", mode, i, "%.4f" % (resolve * 1e3), "%.4f" % ((time.perf_counter() - t0) * 1e3))
+    tls.close()
+if big > 0:
+    tls, _ = dial(mode)
+    t0 = time.perf_counter()
+    n = get(tls, "/big/%d" % big, buf)
+    print("tput", mode, "%.2f" % (n / (1 << 20) / (time.perf_counter() - t0)))
+    tls.close()
+"#;
+
+/// Samples of one egress mode, ms: the first connection of each run, the
+/// later ones, their DNS answer part; throughput MiB/s.
+#[derive(Default)]
+struct EgressSamples {
+    first: Vec<f64>,
+    later: Vec<f64>,
+    resolve: Vec<f64>,
+    tput: Vec<f64>,
+}
+
+/// Parse the client's output into `by_mode` (keyed by its mode name).
+fn egress_parse(out: &str, by_mode: &mut std::collections::BTreeMap<String, EgressSamples>) {
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["conn", m, i, resolve, total] => {
+                let s = by_mode.entry(m.to_string()).or_default();
+                let (r, t) = (
+                    resolve.parse().unwrap_or(f64::NAN),
+                    total.parse().unwrap_or(f64::NAN),
+                );
+                if *i == "0" {
+                    s.first.push(t);
+                } else {
+                    s.later.push(t);
+                    s.resolve.push(r);
+                }
+            }
+            ["tput", m, mibs] => by_mode
+                .entry(m.to_string())
+                .or_default()
+                .tput
+                .push(mibs.parse().unwrap_or(f64::NAN)),
+            _ => {}
+        }
+    }
+}
+
+/// The transparent-egress section (see above). `up_ca` is the upstream's
+/// CA, `up_port` its port on 127.0.0.1.
+fn egress(up_ca: &Path, up_port: u16) {
+    let rounds = env_num("BENCH_EGRESS_ROUNDS", 5) as usize;
+    let reps = env_num("BENCH_EGRESS_REPS", 20);
+    let big = env_num("BENCH_EGRESS_MIB", 64) << 20;
+    if rounds == 0 {
+        return;
+    }
+    // Not under /tmp: the sandbox has a private one. The command's cwd.
+    let dir = match tempfile::Builder::new()
+        .prefix("zb-bench-egress-")
+        .tempdir_in("/var/tmp")
+    {
+        Ok(d) => d,
+        Err(e) => {
+            println!("\ntransparent egress skipped: no scratch dir in /var/tmp ({e})");
+            return;
+        }
+    };
+    std::fs::write(dir.path().join("client.py"), EGRESS_CLIENT_PY).unwrap();
+    std::fs::copy(up_ca, dir.path().join("upstream-ca.pem")).unwrap();
+    let zb = env!("CARGO_BIN_EXE_zerobox");
+    let client = |mode: &str| -> Vec<String> {
+        vec![
+            "python3".into(),
+            "client.py".into(),
+            "bench.test".into(),
+            up_port.to_string(),
+            reps.to_string(),
+            big.to_string(),
+            mode.into(),
+        ]
+    };
+    let run = |argv: Vec<String>| -> Result<String, String> {
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", argv[0]))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{} exited {}: {}",
+                argv[0],
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ))
+        }
+    };
+    let mut by_mode = std::collections::BTreeMap::new();
+    let mut sandbox_ms = Vec::new();
+    let modes = ["direct", "proxy", "capture", "capture6"];
+    for round in 0..rounds {
+        // One process per mode (so each one's first connection is the
+        // first of its run), the order rotating per round.
+        for k in 0..modes.len() {
+            let mode = modes[(round + k) % modes.len()];
+            let argv = if mode == "direct" {
+                client(mode)
+            } else {
+                let mut argv: Vec<String> = vec![
+                    zb.into(),
+                    format!("--allow-net=bench.test:{up_port}"),
+                    "--resolve".into(),
+                    format!("bench.test:{up_port}:127.0.0.1"),
+                    "--".into(),
+                ];
+                argv.extend(client(mode));
+                argv
+            };
+            let t = Instant::now();
+            match run(argv) {
+                Ok(out) => egress_parse(&out, &mut by_mode),
+                Err(e) => {
+                    println!("\ntransparent egress aborted: {mode}: {e}");
+                    return;
+                }
+            }
+            if mode != "direct" {
+                sandbox_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let label = |m: &'static str| match m {
+        "direct" => "direct (no sandbox, no proxy)",
+        "proxy" => "zerobox: proxy variables (CONNECT)",
+        "capture" => "zerobox: capture, IPv4 (DNS + 198.18.x.y)",
+        "capture6" => "zerobox: capture, IPv6 (DNS + 2001:2::x)",
+        other => other,
+    };
+    let direct = by_mode
+        .get("direct")
+        .map(|s| (median(&s.first), median(&s.later)));
+    println!(
+        "\n### Transparent egress ({rounds} rounds, one run per path per round, interleaved; \
+         {reps} new connections per run, each with GET /small; python3 client, loopback HTTPS upstream)\n"
+    );
+    println!(
+        "| path | first connection of a run, ms | added vs direct | each later new connection, ms | added vs direct | of which the DNS answer, ms | GET /big/{} MiB/s |",
+        big >> 20
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for m in modes {
+        let Some(s) = by_mode.get(m) else { continue };
+        let (first, later) = (median(&s.first), median(&s.later));
+        let added = |v: f64, d: f64| {
+            if m == "direct" {
+                "–".to_string()
+            } else {
+                format!("{:+.3}", v - d)
+            }
+        };
+        let (af, al) = match direct {
+            Some((df, dl)) => (added(first, df), added(later, dl)),
+            None => ("–".into(), "–".into()),
+        };
+        let resolve = if m.starts_with("capture") {
+            format!("{:.3}", median(&s.resolve))
+        } else {
+            "–".into()
+        };
+        let tput = if s.tput.is_empty() {
+            "–".into()
+        } else {
+            format!("{:.0}", median(&s.tput))
+        };
+        println!(
+            "| {} | {first:.3} | {af} | {later:.3} | {al} | {resolve} | {tput} |",
+            label(m)
+        );
+    }
+    println!(
+        "\n(one sandbox run of a mode, start-up, {reps} connections and the transfer included: median {:.0} ms)",
+        median(&sandbox_ms)
     );
 }

@@ -874,6 +874,14 @@ pub fn doctor(json: bool) -> i32 {
         yes_no(abi >= 9)
     );
     crate::outln!("{:<34} {}", "seccomp filter", yes_no(p.seccomp));
+    crate::outln!(
+        "{:<34} {}",
+        "transparent egress over IPv6",
+        match egress_ipv6() {
+            Ok(()) => "yes (AAAA from 2001:2::/48, captured like IPv4)".to_string(),
+            Err(e) => format!("no: {e}; allowed names resolve to IPv4 only"),
+        }
+    );
     let sockets = host_unix_sockets(&p);
     crate::outln!("{:<34} {}", "host unix sockets", sockets.summary);
     for (i, line) in doctor_limits(&p).lines.iter().enumerate() {
@@ -906,6 +914,12 @@ pub fn doctor(json: bool) -> i32 {
         }
     };
     code
+}
+
+/// Transparent egress over IPv6 on this machine (`doctor`; namespace
+/// mode only, predicted: the run announces what it got).
+fn egress_ipv6() -> Result<(), String> {
+    sandbox::linux::egress_ipv6_expected(sandbox::Simulated::from_env().no_ipv6)
 }
 
 /// How host unix sockets are kept from a run on this machine (`doctor`).
@@ -999,6 +1013,7 @@ fn doctor_json(p: &sandbox::Probe) -> i32 {
             "unix_connect": abi >= 9,
         },
         "seccomp": p.seccomp,
+        "transparent_egress_ipv6": layer(&egress_ipv6()),
         "host_unix_sockets": {
             "masked_at_start": sockets.masked_at_start,
             "landlock_connect_rules": sockets.landlock_connect_rules,

@@ -124,6 +124,11 @@ fn need(tool: &str) -> bool {
     false
 }
 
+/// Whether a `getent hosts` line starts with a synthetic address.
+fn synthetic(line: &str) -> bool {
+    line.starts_with("198.18.") || line.starts_with("2001:2::")
+}
+
 fn lines_of<'a>(
     log: &'a [serde_json::Value],
     kind: &str,
@@ -134,9 +139,9 @@ fn lines_of<'a>(
         .collect()
 }
 
-/// `curl --noproxy '*'` (it dials the address itself) reaches the allowed
-/// host through DNS + capture, and cannot reach the denied one, whose
-/// name does not even resolve.
+/// `curl -4 --noproxy '*'` (it dials the address itself) reaches the
+/// allowed host through DNS + capture, and cannot reach the denied one,
+/// whose name does not even resolve. (IPv6: the next test.)
 #[test]
 fn curl_without_the_proxy_reaches_only_allowed_hosts() {
     if !need("curl") {
@@ -148,7 +153,7 @@ fn curl_without_the_proxy_reaches_only_allowed_hosts() {
         &[],
         &[],
         &format!(
-            "curl -sS --cacert ca.pem --noproxy '*' -w ' ip=%{{remote_ip}}\\n' https://{ALLOWED}:{port}/; \
+            "curl -4 -sS --cacert ca.pem --noproxy '*' -w ' ip=%{{remote_ip}}\\n' https://{ALLOWED}:{port}/; \
              curl -sS --cacert ca.pem --noproxy '*' -m 5 https://{DENIED}:{port}/ || echo denied-rc=$?"
         ),
     );
@@ -209,13 +214,12 @@ fn getent_resolves_allowed_names_only_and_nothing_is_forwarded() {
         ),
     );
     assert!(r.stdout.contains("tcp-dns 198.18."), "DNS over TCP: {r:?}");
+    // `getent hosts` asks AAAA first: the IPv6 twin when the sandbox has
+    // IPv6, else the IPv4 address.
     let out: Vec<&str> = r.stdout.lines().collect();
+    assert!(synthetic(out[0]) && out[0].ends_with(ALLOWED), "{r:?}");
     assert!(
-        out[0].starts_with("198.18.") && out[0].ends_with(ALLOWED),
-        "{r:?}"
-    );
-    assert!(
-        out[1].starts_with("198.18.") && out[1].ends_with("nowhere.invalid"),
+        synthetic(out[1]) && out[1].ends_with("nowhere.invalid"),
         "{r:?}"
     );
     assert_ne!(
@@ -360,15 +364,37 @@ fn tls_for_another_name_on_a_captured_connection_is_refused() {
     );
 }
 
-/// `explain` says what transparent egress does in namespace mode, and
-/// that the Landlock-only fallback has none.
+/// `explain` says what transparent egress does in namespace mode (which
+/// ports are captured), and that the Landlock-only fallback has none.
 #[test]
 fn explain_says_where_transparent_egress_exists() {
     let d = scratch();
-    let ns = common::run_in(d.path(), &["explain", "--allow-net=a.test", "--", "true"]);
+    let ns = common::run_in(
+        d.path(),
+        &[
+            "explain",
+            "--allow-net=a.test,db.test:5432,any.test:*,dns.test:53",
+            "--",
+            "true",
+        ],
+    );
     assert!(
         ns.stdout
             .contains("transparent egress: allowed names resolve inside"),
+        "{ns:?}"
+    );
+    // The captured ports: 80 and 443, and each port a rule names (not 53,
+    // DNS's own); `:*` adds none.
+    assert!(
+        ns.stdout.contains(
+            "198.18.0.0/15 and 2001:2::/48, nothing forwarded upstream); connections to them on TCP ports 80, 443, 5432 are captured"
+        ),
+        "{ns:?}"
+    );
+    assert!(
+        ns.stdout.contains(
+            "other ports (host:* or a bare --allow-net) only through the proxy variables"
+        ),
         "{ns:?}"
     );
     let out = zerobox()
@@ -407,4 +433,295 @@ fn a_rule_on_port_53_does_not_clash_with_the_dns_listener() {
         &format!("curl -sS --cacert ca.pem --noproxy '*' https://{ALLOWED}:{port}/"),
     );
     assert_eq!((r.code, r.stdout.as_str()), (0, "ok auth=other\n"), "{r:?}");
+}
+
+/// What zerobox says when the sandbox has no IPv6 (see docs/network.md).
+const NO_V6: &str = "transparent egress: IPv6 is disabled inside the sandbox";
+
+/// The sandbox has IPv6 capture in this run, or the test skips (which
+/// fails under ZEROBOX_REQUIRE_ALL=1: CI has IPv6 in new namespaces).
+fn had_v6(r: &Run) -> bool {
+    if r.stderr.contains(NO_V6) {
+        common::skip("no IPv6 inside the sandbox on this machine");
+        return false;
+    }
+    true
+}
+
+/// IPv6 clients get the allowed name's IPv6 twin (2001:2::/48) and are
+/// captured exactly like IPv4 ones: `getent ahostsv6`, `curl -6
+/// --noproxy '*'` reach the allowed host, the denied name does not
+/// resolve, a ClientHello for another name is refused, and raw sockets
+/// to a synthetic address nobody resolved, to `::1` on a captured port,
+/// or to any other IPv6 address get nothing.
+#[test]
+fn ipv6_clients_reach_allowed_hosts_and_nothing_else() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let py = format!(
+        "import socket, ssl\n\
+         addr = socket.getaddrinfo('{ALLOWED}', {port}, socket.AF_INET6)[0][4][0]\n\
+         print('aaaa', addr)\n\
+         for h, p in [('2001:2::4242', {port}), ('::1', {port}), ('2001:db8::1', {port}), (addr, 9)]:\n\
+         \x20 s = socket.socket(socket.AF_INET6); s.settimeout(3)\n\
+         \x20 try:\n\
+         \x20   s.connect((h, p)); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(h, p, 'got', len(s.recv(100)))\n\
+         \x20 except OSError as e:\n\
+         \x20   print(h, p, 'failed')\n\
+         ctx = ssl.create_default_context(cafile='ca.pem')\n\
+         try:\n\
+         \x20 s = ctx.wrap_socket(socket.create_connection((addr, {port}), timeout=5), server_hostname='{DENIED}')\n\
+         \x20 s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print('fronted', s.recv(100))\n\
+         except OSError as e:\n\
+         \x20 print('fronted failed')\n"
+    );
+    std::fs::write(f.dir.path().join("raw6.py"), py).unwrap();
+    let r = f.run(
+        &[],
+        &[],
+        &format!(
+            "getent ahostsv6 {ALLOWED} | head -1; \
+             getent ahostsv6 {DENIED} || echo denied-ahostsv6-rc=$?; \
+             curl -6 -sS --cacert ca.pem --noproxy '*' -w ' ip=%{{remote_ip}}\\n' https://{ALLOWED}:{port}/; \
+             curl -6 -sS --cacert ca.pem --noproxy '*' -m 5 https://{DENIED}:{port}/ || echo denied-rc=$?; \
+             python3 raw6.py"
+        ),
+    );
+    if !had_v6(&r) {
+        return;
+    }
+    let out: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        out[0].starts_with("2001:2::") && out[0].contains(ALLOWED),
+        "{r:?}"
+    );
+    assert_eq!(out[1], "denied-ahostsv6-rc=2", "{r:?}");
+    assert!(
+        r.stdout.contains("ok auth=other\n ip=2001:2::"),
+        "curl -6 through capture: {r:?}"
+    );
+    assert!(r.stdout.contains("denied-rc=6"), "{r:?}");
+    let aaaa = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("aaaa "))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(aaaa.starts_with("2001:2::"), "{r:?}");
+    for (h, p) in [
+        ("2001:2::4242", port),
+        ("::1", port),
+        ("2001:db8::1", port),
+        (aaaa, 9),
+    ] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{h} {p} ")))
+            .unwrap_or_else(|| panic!("{h}: {r:?}"));
+        assert!(
+            line.ends_with("got 0") || line.ends_with("failed"),
+            "{h}: {r:?}"
+        );
+    }
+    assert!(r.stdout.contains("fronted failed"), "{r:?}");
+    let log = f.log_lines();
+    let cap: Vec<_> = lines_of(&log, "capture", ALLOWED)
+        .into_iter()
+        .filter(|l| l["decision"] == "allow")
+        .collect();
+    assert_eq!(cap.len(), 1, "curl -6 only: {log:?}");
+    assert_eq!(cap[0]["addr"], format!("127.0.0.1:{port}"));
+    assert!(
+        log.iter().any(|l| l["kind"] == "capture"
+            && l["host"] == "2001:2::4242"
+            && l["reason"] == "not-a-resolved-name"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l["kind"] == "capture"
+            && l["host"] == "::1"
+            && l["reason"] == "not-a-resolved-name"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l["kind"] == "capture"
+            && l["reason"] == "sni-mismatch"
+            && l["host"] == ALLOWED),
+        "{log:?}"
+    );
+}
+
+/// A client that asks A and AAAA and prefers IPv6 works: Node's `fetch`
+/// with IPv6 first and no fallback to the other family (so it dials the
+/// AAAA answer only), no proxy setting, gets the secret swapped in at the
+/// bound host; the denied host still fails. (Node's own order is the
+/// resolver's, tested above with the default settings.)
+#[test]
+fn node_fetch_preferring_ipv6_reaches_allowed_hosts() {
+    if !need("node") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let js = format!(
+        "require('dns').setDefaultResultOrder('ipv6first');\n\
+         require('net').setDefaultAutoSelectFamily(false);\n\
+         const go = (u, h) => fetch(u, {{headers: h}}).then(r => r.text()).catch(e => 'failed ' + (e.cause && e.cause.code));\n\
+         (async () => {{\n\
+           const a = await require('dns').promises.lookup('{ALLOWED}');\n\
+           console.log('first ' + a.address);\n\
+           console.log(await go('https://{ALLOWED}:{port}/', {{authorization: 'Bearer ' + process.env.EGRESS_TOKEN}}));\n\
+           console.log(await go('https://{DENIED}:{port}/', {{}}));\n\
+         }})();"
+    );
+    std::fs::write(f.dir.path().join("f6.js"), js).unwrap();
+    let r = f.run(
+        &[
+            "--secret",
+            "EGRESS_TOKEN",
+            "--secret-host",
+            &format!("EGRESS_TOKEN={ALLOWED}:{port}"),
+        ],
+        &[("EGRESS_TOKEN", "sk-egress-value-42")],
+        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NODE_USE_ENV_PROXY; node f6.js",
+    );
+    if !had_v6(&r) {
+        return;
+    }
+    assert_eq!(
+        r.stdout, "first 2001:2::1\nok auth=match\n\nfailed ENOTFOUND\n",
+        "{r:?}"
+    );
+    let log = f.log_lines();
+    assert!(
+        log.iter()
+            .any(|l| l["host"] == ALLOWED && l["kind"] == "intercept"),
+        "{log:?}"
+    );
+}
+
+/// A denied name is one refusal in the end-of-run summary however many
+/// questions ask for it (`getent hosts` asks AAAA then A; here three
+/// lookups), while the net log keeps a line per question.
+#[test]
+fn a_denied_name_is_one_refusal_however_often_it_is_asked() {
+    let f = fixture();
+    let r = f.run(
+        &[],
+        &[],
+        &format!(
+            "getent hosts {DENIED}; getent hosts {DENIED}; getent ahosts {DENIED}; \
+             python3 -c \"import socket
+try: socket.getaddrinfo('{DENIED}', 443)
+except OSError: print('gai failed')\""
+        ),
+    );
+    assert!(r.stdout.contains("gai failed"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("blocked 1 connection: {DENIED} (1)")),
+        "{r:?}"
+    );
+    let log = f.log_lines();
+    let dns = lines_of(&log, "dns", DENIED);
+    assert!(dns.len() >= 4, "a line per question: {log:?}");
+    assert!(dns.iter().all(|l| l["decision"] == "deny"), "{log:?}");
+}
+
+/// Without IPv6 in the sandbox (simulated: as on a kernel without it, or
+/// with `disable_ipv6` inherited by new namespaces) the run says so, no
+/// AAAA is answered, IPv4 capture works, and IPv6 reaches nothing.
+#[test]
+fn without_ipv6_the_run_says_so_and_captures_ipv4_only() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let r = f.run(
+        &[],
+        &[("ZEROBOX_SIMULATE_MISSING", "ipv6")],
+        &format!(
+            "getent ahostsv6 {ALLOWED} || echo v6-rc=$?; getent hosts {ALLOWED}; \
+             curl -sS --cacert ca.pem --noproxy '*' -w ' ip=%{{remote_ip}}\\n' https://{ALLOWED}:{port}/; \
+             python3 -c \"import socket
+s = socket.socket(socket.AF_INET6); s.settimeout(3)
+try: s.connect(('2001:2::1', {port})); print('v6 got', len(s.recv(10)))
+except OSError: print('v6 failed')\""
+        ),
+    );
+    assert!(r.stderr.contains(NO_V6), "announced: {r:?}");
+    assert!(r.stdout.contains("v6-rc=2"), "{r:?}");
+    assert!(r.stdout.contains("ok auth=other\n ip=198.18."), "{r:?}");
+    let hosts = r.stdout.lines().nth(1).unwrap_or_default();
+    assert!(hosts.starts_with("198.18."), "{r:?}");
+    assert!(r.stdout.contains("v6 failed"), "{r:?}");
+}
+
+/// `host:*` (like a bare `--allow-net`) captures only 80, 443 and the
+/// ports rules name (docs/network.md): the name resolves, a direct
+/// connection on another port is refused inside the sandbox, and the
+/// proxy-variable path reaches the same port.
+#[test]
+fn a_wildcard_port_rule_captures_only_the_named_ports() {
+    if !need("curl") {
+        return;
+    }
+    let f = fixture();
+    let port = f.up.port;
+    let mut cmd = zerobox();
+    cmd.current_dir(f.dir.path())
+        .arg(format!("--allow-net={ALLOWED}:*"))
+        .args(["--resolve", &format!("{ALLOWED}:{port}:127.0.0.1")])
+        .args(["--ca-cert", &f.ca.display().to_string()])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "getent ahostsv4 {ALLOWED} | head -1; \
+                 curl -sS -m 5 --cacert ca.pem --noproxy '*' https://{ALLOWED}:{port}/ || echo direct-rc=$?; \
+                 curl -sS -m 5 --cacert ca.pem https://{ALLOWED}:{port}/"
+            ),
+        ]);
+    let r = Run::from(cmd.output().expect("spawn zerobox"));
+    assert!(r.stdout.starts_with("198.18."), "the name resolves: {r:?}");
+    assert!(r.stdout.contains("direct-rc=7"), "port not captured: {r:?}");
+    assert!(r.stdout.ends_with("ok auth=other\n"), "proxy path: {r:?}");
+}
+
+/// `doctor` predicts IPv6 capture, and its prediction matches what a run
+/// gets (the run announces a missing IPv6); simulated missing, it says no.
+#[test]
+fn doctor_says_whether_ipv6_is_captured_and_a_run_agrees() {
+    let d = scratch();
+    let doc = common::run_in(d.path(), &["doctor"]);
+    let line = doc
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("transparent egress over IPv6"))
+        .unwrap_or_else(|| panic!("{doc:?}"))
+        .to_string();
+    let run = common::run_in(d.path(), &["--allow-net=a.test", "--", "true"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        line.contains(" yes ("),
+        !run.stderr.contains(NO_V6),
+        "doctor: {line:?}, run: {run:?}"
+    );
+    let out = zerobox()
+        .current_dir(d.path())
+        .env("ZEROBOX_SIMULATE_MISSING", "ipv6")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let sim = Run::from(out);
+    assert!(
+        sim.stdout
+            .contains("transparent egress over IPv6       no: disabled (simulated"),
+        "{sim:?}"
+    );
 }

@@ -9,10 +9,13 @@
 //! interception only for secret-bound hosts, the same net log and
 //! summary).
 //!
-//! A connection whose local address is not a synthetic address handed out
-//! in this run (e.g. to 127.0.0.1 on a captured port) is closed at once.
+//! The listeners are on `[::]` with IPv4 accepted too (one per captured
+//! port, both synthetic ranges local on `lo`), or on `0.0.0.0` when the
+//! sandbox has no IPv6. A connection whose local address is not a
+//! synthetic address handed out in this run (e.g. to 127.0.0.1 or `::1`
+//! on a captured port) is closed at once.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +25,9 @@ use super::conn::MAX_CONNECTIONS;
 use super::log::{Decision, Kind, Record};
 use super::policy;
 use super::tunnel::{after_handshake, record_denial, FIRST_BYTE_TIMEOUT};
+use super::HostPattern;
 use super::{error_chain, http, State};
+use crate::policy::net::PortRule;
 
 /// Accept on one capture listener until `stop`.
 pub async fn accept_loop(
@@ -34,20 +39,48 @@ pub async fn accept_loop(
     super::conn::accept_with(listener, state, sem, stop, handle).await;
 }
 
+/// The TCP ports transparent egress captures for these allow and secret
+/// patterns: 80 and 443 always (what a port-less pattern means), plus
+/// every port a pattern names (`db.example:5432`). A `:*` pattern or a
+/// bare `--allow-net` adds no port: capturing every port would take a
+/// listener per port (65535 sockets) or a TUN device with a userspace TCP
+/// stack, so their other ports stay reachable through the proxy
+/// variables only (`explain` lists the captured ports). Sorted, no
+/// duplicates; the sandbox leaves out 53 and the proxy's own port.
+pub fn capture_ports_for<'a>(pats: impl IntoIterator<Item = &'a HostPattern>) -> Vec<u16> {
+    let mut out = vec![80, 443];
+    for p in pats {
+        if let PortRule::One(n) = p.ports {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// One semaphore for all capture listeners (the same cap as the proxy's).
 pub fn semaphore() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(MAX_CONNECTIONS))
 }
 
-/// The name and port a captured socket was meant for.
-fn destination(state: &State, sock: &TcpStream) -> Option<(String, u16)> {
-    let SocketAddr::V4(local) = sock.local_addr().ok()? else {
-        return None;
+/// The address a captured socket was dialled at. The listeners are
+/// dual-stack when the sandbox has IPv6, so an IPv4 connection shows as
+/// `::ffff:a.b.c.d`: it is unmapped here.
+fn dialled(sock: &TcpStream) -> Option<(IpAddr, u16)> {
+    let local = sock.local_addr().ok()?;
+    let ip = match local.ip() {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        v4 => v4,
     };
-    if !super::dns::is_synthetic(*local.ip()) {
-        return None;
-    }
-    Some((state.synth.name_of(*local.ip())?, local.port()))
+    Some((ip, local.port()))
+}
+
+/// The name and port a captured socket was meant for (either synthetic
+/// range).
+fn destination(state: &State, sock: &TcpStream) -> Option<(String, u16)> {
+    let (ip, port) = dialled(sock)?;
+    Some((state.synth.name_of(ip)?, port))
 }
 
 async fn handle(state: Arc<State>, sock: TcpStream) {
@@ -55,11 +88,11 @@ async fn handle(state: Arc<State>, sock: TcpStream) {
     let Some((host, port)) = destination(&state, &sock) else {
         // Not an address zerobox handed out: nothing to connect to. Only
         // logged: an address has no `--allow-net` that would fix it.
-        let local = sock.local_addr().ok();
+        let local = dialled(&sock);
         state.log.write(Record {
             kind: Kind::Capture,
-            host: local.map(|a| a.ip().to_string()).unwrap_or_default(),
-            port: local.map(|a| a.port()).unwrap_or(0),
+            host: local.map(|a| a.0.to_string()).unwrap_or_default(),
+            port: local.map(|a| a.1).unwrap_or(0),
             decision: Decision::Deny,
             reason: Some("not-a-resolved-name".into()),
             ..Default::default()

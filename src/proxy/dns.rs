@@ -6,9 +6,13 @@
 //! task.
 //!
 //! An allowed name (the proxy's own decision, [`super::policy::Policy::check_name`],
-//! on any captured port) gets an address from [`SYNTH_NET`]/15, stable for
-//! the run; [`super::capture`] maps a connection to it back to the name. A
-//! refused name gets NXDOMAIN and a net-log line. Nothing is resolved here:
+//! on any captured port) gets an address from [`SYNTH_NET`]/15 (A) and,
+//! when the sandbox has IPv6, the address with the same index in
+//! [`SYNTH_NET6`]/48 (AAAA), both stable for the run; [`super::capture`]
+//! maps a connection to either back to the name. A refused name gets
+//! NXDOMAIN and a net-log line per question, and one refusal in the
+//! end-of-run summary however often it is asked (`getent hosts` asks A and
+//! AAAA). Nothing is resolved here:
 //! the real resolution happens when the captured connection is authorized,
 //! exactly as for `CONNECT`, so a query alone never leaves the machine
 //! (there is no DNS exfiltration channel).
@@ -19,8 +23,8 @@
 //! packet is answered FORMERR or dropped, never a panic. A full DNS crate
 //! would parse far more attacker input than this needs.
 
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
@@ -35,6 +39,12 @@ use super::State;
 pub const SYNTH_NET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 /// Its prefix length.
 pub const SYNTH_LEN: u8 = 15;
+/// The IPv6 synthetic range: RFC 5180's benchmarking space (2001:2::/48,
+/// IANA special-purpose, not globally routable), the IPv6 twin of
+/// 198.18.0.0/15. Name number `n` is `2001:2::n` (the low 32 bits).
+pub const SYNTH_NET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 0);
+/// Its prefix length.
+pub const SYNTH_LEN6: u8 = 48;
 /// Names one run can be given addresses for (a wildcard allow could
 /// otherwise grow the table without bound).
 const MAX_NAMES: u32 = 65_000;
@@ -42,7 +52,6 @@ const MAX_NAMES: u32 = 65_000;
 const TTL: u32 = 300;
 
 const TYPE_A: u16 = 1;
-#[cfg(test)]
 const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 const RCODE_FORMERR: u8 = 1;
@@ -56,41 +65,96 @@ pub struct Synth {
     inner: Mutex<Table>,
 }
 
+/// Name number `n` (from 1) is `SYNTH_NET + n` and `SYNTH_NET6 + n`.
 #[derive(Default)]
 struct Table {
-    by_name: HashMap<String, Ipv4Addr>,
-    by_addr: HashMap<Ipv4Addr, String>,
-    next: u32,
+    by_name: HashMap<String, u32>,
+    /// `names[n - 1]`.
+    names: Vec<String>,
+    /// Names DNS refused this run: each is counted once in the summary.
+    refused: HashSet<String>,
+}
+
+/// The synthetic addresses of one allowed name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synthetic {
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+}
+
+impl Synthetic {
+    fn of(n: u32) -> Self {
+        Synthetic {
+            // .0.0 is the network's own address: numbers start at 1.
+            v4: Ipv4Addr::from(u32::from(SYNTH_NET) + n),
+            v6: Ipv6Addr::from(u128::from(SYNTH_NET6) + u128::from(n)),
+        }
+    }
 }
 
 impl Synth {
-    /// The address for `name` (normalised), allocated on first use;
+    /// The addresses for `name` (normalised), allocated on first use;
     /// `None` once the table is full.
-    pub fn addr_for(&self, name: &str) -> Option<Ipv4Addr> {
+    pub fn addr_for(&self, name: &str) -> Option<Synthetic> {
         let mut t = self.inner.lock().ok()?;
-        if let Some(a) = t.by_name.get(name) {
-            return Some(*a);
+        if let Some(n) = t.by_name.get(name) {
+            return Some(Synthetic::of(*n));
         }
-        if t.next >= MAX_NAMES {
+        let n = u32::try_from(t.names.len()).ok()? + 1;
+        if n > MAX_NAMES {
             return None;
         }
-        t.next += 1;
-        // .0.0 is the network's own address: start at .0.1.
-        let a = Ipv4Addr::from(u32::from(SYNTH_NET) + t.next);
-        t.by_name.insert(name.to_string(), a);
-        t.by_addr.insert(a, name.to_string());
-        Some(a)
+        t.names.push(name.to_string());
+        t.by_name.insert(name.to_string(), n);
+        Some(Synthetic::of(n))
     }
 
-    /// The name `addr` was handed out for.
-    pub fn name_of(&self, addr: Ipv4Addr) -> Option<String> {
-        self.inner.lock().ok()?.by_addr.get(&addr).cloned()
+    /// The name `addr` (either family) was handed out for.
+    pub fn name_of(&self, addr: IpAddr) -> Option<String> {
+        let n = synthetic_number(addr)?;
+        let t = self.inner.lock().ok()?;
+        t.names
+            .get(usize::try_from(n).ok()?.checked_sub(1)?)
+            .cloned()
+    }
+
+    /// Whether this is the first time DNS refuses `name` this run (the
+    /// set is bounded like the table: past it, every refusal counts).
+    fn first_refusal(&self, name: &str) -> bool {
+        let Ok(mut t) = self.inner.lock() else {
+            return true;
+        };
+        if t.refused.contains(name) {
+            return false;
+        }
+        if t.refused.len() < MAX_NAMES as usize {
+            t.refused.insert(name.to_string());
+        }
+        true
     }
 }
 
-/// Whether `a` is in the synthetic range.
-pub fn is_synthetic(a: Ipv4Addr) -> bool {
-    u32::from(a) >> (32 - SYNTH_LEN) == u32::from(SYNTH_NET) >> (32 - SYNTH_LEN)
+/// Whether `a` is in either synthetic range.
+pub fn is_synthetic(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => {
+            u32::from(a) >> (32 - SYNTH_LEN) == u32::from(SYNTH_NET) >> (32 - SYNTH_LEN)
+        }
+        IpAddr::V6(a) => {
+            u128::from(a) >> (128 - SYNTH_LEN6) == u128::from(SYNTH_NET6) >> (128 - SYNTH_LEN6)
+        }
+    }
+}
+
+/// The name number of a synthetic address (not checked against the table).
+fn synthetic_number(a: IpAddr) -> Option<u32> {
+    if !is_synthetic(a) {
+        return None;
+    }
+    match a {
+        IpAddr::V4(a) => Some(u32::from(a) - u32::from(SYNTH_NET)),
+        IpAddr::V6(a) => u32::try_from(u128::from(a) - u128::from(SYNTH_NET6)).ok(),
+    }
 }
 
 /// One parsed question.
@@ -197,20 +261,30 @@ pub fn parse(pkt: &[u8]) -> Result<Question, Bad> {
     })
 }
 
-/// The answer to `q`: `addr` for an allowed name (an A record if asked
-/// for A, no record otherwise), NXDOMAIN for `None`.
-pub fn answer(q: &Question, addr: Option<Ipv4Addr>) -> Vec<u8> {
+/// The answer to `q`: for an allowed name, its A record if asked for A,
+/// its AAAA record if asked for AAAA and `v6` (the sandbox captures IPv6),
+/// no record otherwise (NODATA); NXDOMAIN for `None`.
+pub fn answer(q: &Question, addr: Option<Synthetic>, v6: bool) -> Vec<u8> {
     let rcode = if addr.is_some() { 0 } else { RCODE_NXDOMAIN };
-    let with_a = addr.filter(|_| q.qtype == TYPE_A && q.qclass == CLASS_IN);
-    let mut out = header(q.id, q.rd, rcode, true, u16::from(with_a.is_some()));
+    let record: Option<(u16, Vec<u8>)> = match addr {
+        Some(a) if q.qclass == CLASS_IN && q.qtype == TYPE_A => {
+            Some((TYPE_A, a.v4.octets().to_vec()))
+        }
+        Some(a) if q.qclass == CLASS_IN && q.qtype == TYPE_AAAA && v6 => {
+            Some((TYPE_AAAA, a.v6.octets().to_vec()))
+        }
+        _ => None,
+    };
+    let mut out = header(q.id, q.rd, rcode, true, u16::from(record.is_some()));
     out.extend_from_slice(&q.raw);
-    if let Some(a) = with_a {
+    if let Some((ty, data)) = record {
         out.extend_from_slice(&[0xc0, 12]); // the name: a pointer to the question's
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&ty.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&TTL.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&a.octets());
+        // 4 or 16 bytes: always fits.
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -233,9 +307,18 @@ fn header(id: u16, rd: bool, rcode: u8, has_question: bool, ancount: u16) -> Vec
     out
 }
 
-/// Decide a name: its synthetic address if the proxy would let a
-/// connection to it through on any of `ports`, else `None` (logged).
-pub fn decide(state: &State, name: &str, ports: &[u16]) -> Option<Ipv4Addr> {
+/// What the DNS answers for: the captured ports, and whether the
+/// sandbox captures IPv6 (its capture listeners are dual-stack).
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    pub ports: Vec<u16>,
+    pub v6: bool,
+}
+
+/// Decide a name: its synthetic addresses if the proxy would let a
+/// connection to it through on any of `ports`, else `None` (logged on
+/// every question, counted in the summary on the first).
+pub fn decide(state: &State, name: &str, ports: &[u16]) -> Option<Synthetic> {
     let host = match Host::parse(name) {
         Ok(h @ Host::Name(_)) => h,
         _ => return None,
@@ -243,23 +326,39 @@ pub fn decide(state: &State, name: &str, ports: &[u16]) -> Option<Ipv4Addr> {
     match state.policy.check_name_any(&host, ports) {
         Ok(_) => state.synth.addr_for(&host.authority()),
         Err(d) => {
-            record_denial(state, Kind::Dns, None, &d);
+            if state.synth.first_refusal(&host.authority()) {
+                record_denial(state, Kind::Dns, None, &d);
+            } else {
+                record_denial_log_only(state, &d);
+            }
             None
         }
     }
 }
 
+/// The net-log line of a refusal already counted in the summary.
+fn record_denial_log_only(state: &State, d: &super::policy::Denial) {
+    state.log.write(super::log::Record {
+        kind: Kind::Dns,
+        host: d.host.clone(),
+        port: d.port,
+        decision: super::log::Decision::Deny,
+        reason: Some(d.reason.clone()),
+        ..Default::default()
+    });
+}
+
 /// Answer one packet (`None`: drop it).
-pub fn respond(state: &State, pkt: &[u8], ports: &[u16]) -> Option<Vec<u8>> {
+pub fn respond(state: &State, pkt: &[u8], served: &Served) -> Option<Vec<u8>> {
     match parse(pkt) {
         Ok(q) => {
             if q.qclass != CLASS_IN {
                 return Some(error(q.id, RCODE_REFUSED));
             }
-            let addr = decide(state, &q.name, ports);
-            // AAAA and other types of an allowed name: NODATA (no IPv6
-            // capture yet); clients fall back to the A record.
-            Some(answer(&q, addr))
+            let addr = decide(state, &q.name, &served.ports);
+            // Other types of an allowed name (and AAAA without IPv6 in
+            // the sandbox): NODATA; clients use the records they got.
+            Some(answer(&q, addr, served.v6))
         }
         Err(Bad::Answer { id, rcode }) => Some(error(id, rcode)),
         Err(Bad::Drop) => None,
@@ -270,7 +369,7 @@ pub fn respond(state: &State, pkt: &[u8], ports: &[u16]) -> Option<Vec<u8>> {
 pub async fn serve_udp(
     sock: UdpSocket,
     state: Arc<State>,
-    ports: Arc<Vec<u16>>,
+    served: Arc<Served>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 1500];
@@ -280,7 +379,7 @@ pub async fn serve_udp(
             _ = stop.changed() => break,
         };
         let Ok((n, peer)) = got else { continue };
-        if let Some(out) = respond(&state, &buf[..n], &ports) {
+        if let Some(out) = respond(&state, &buf[..n], &served) {
             let _ = sock.send_to(&out, peer).await;
         }
     }
@@ -294,7 +393,7 @@ const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     state: Arc<State>,
-    ports: Arc<Vec<u16>>,
+    served: Arc<Served>,
     sem: Arc<tokio::sync::Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -311,7 +410,7 @@ pub async fn serve_tcp(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let (st, ports) = (state.clone(), ports.clone());
+        let (st, served) = (state.clone(), served.clone());
         tokio::spawn(async move {
             let _permit = permit;
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -325,7 +424,7 @@ pub async fn serve_tcp(
                 let Ok(Ok(msg)) = tokio::time::timeout(TCP_TIMEOUT, read).await else {
                     return;
                 };
-                let Some(out) = respond(&st, &msg, &ports) else {
+                let Some(out) = respond(&st, &msg, &served) else {
                     return;
                 };
                 let Ok(len) = u16::try_from(out.len()) else {
@@ -362,16 +461,29 @@ mod tests {
         let q = parse(&query("API.Example.test", TYPE_A)).unwrap();
         assert_eq!(q.name, "api.example.test");
         assert_eq!((q.id, q.qtype, q.rd), (0x1234, TYPE_A, true));
-        let a = answer(&q, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        let one = Some(Synthetic::of(1));
+        let a = answer(&q, one, true);
         assert_eq!(&a[0..2], &[0x12, 0x34]);
         assert_eq!(a[3] & 0xf, 0, "NOERROR");
         assert_eq!(be16(&a, 6), Some(1), "one answer");
-        assert_eq!(&a[a.len() - 4..], &[198, 18, 0, 1]);
-        let nx = answer(&q, None);
+        assert_eq!(&a[a.len() - 6..], &[0, 4, 198, 18, 0, 1]);
+        let nx = answer(&q, None, true);
         assert_eq!(nx[3] & 0xf, RCODE_NXDOMAIN);
         assert_eq!(be16(&nx, 6), Some(0));
+        // AAAA: the IPv6 twin when the sandbox has IPv6, else NODATA.
         let q6 = parse(&query("a.test", TYPE_AAAA)).unwrap();
-        let nodata = answer(&q6, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        let aaaa = answer(&q6, one, true);
+        assert_eq!(be16(&aaaa, 6), Some(1));
+        assert_eq!(be16(&aaaa, aaaa.len() - 18), Some(16), "rdlength");
+        let mut want = [0u8; 16];
+        want[..4].copy_from_slice(&[0x20, 0x01, 0, 2]);
+        want[15] = 1;
+        assert_eq!(&aaaa[aaaa.len() - 16..], &want);
+        let nodata = answer(&q6, one, false);
+        assert_eq!((nodata[3] & 0xf, be16(&nodata, 6)), (0, Some(0)));
+        // Other types of an allowed name: NODATA.
+        let mx = parse(&query("a.test", 15)).unwrap();
+        let nodata = answer(&mx, one, true);
         assert_eq!((nodata[3] & 0xf, be16(&nodata, 6)), (0, Some(0)));
     }
 
@@ -387,7 +499,7 @@ mod tests {
                 let mut p = good.clone();
                 p[i] = v;
                 if let Ok(q) = parse(&p) {
-                    let _ = answer(&q, None);
+                    let _ = answer(&q, None, true);
                 }
             }
         }
@@ -449,14 +561,34 @@ mod tests {
     fn synthetic_addresses_are_stable_and_bounded() {
         let s = Synth::default();
         let a = s.addr_for("a.test").unwrap();
-        assert_eq!(a, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(a.v4, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(a.v6, "2001:2::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(s.addr_for("a.test"), Some(a));
         let b = s.addr_for("b.test").unwrap();
         assert_ne!(a, b);
-        assert_eq!(s.name_of(b).as_deref(), Some("b.test"));
-        assert!(is_synthetic(a) && is_synthetic(Ipv4Addr::new(198, 19, 255, 254)));
-        assert!(!is_synthetic(Ipv4Addr::new(198, 20, 0, 1)));
-        assert!(!is_synthetic(Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(s.name_of(Ipv4Addr::new(198, 18, 9, 9)), None);
+        assert_eq!(s.name_of(b.v4.into()).as_deref(), Some("b.test"));
+        assert_eq!(s.name_of(b.v6.into()).as_deref(), Some("b.test"));
+        let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert!(is_synthetic(v4(198, 19, 255, 254)));
+        assert!(is_synthetic(v6("2001:2:0:ffff::1")));
+        assert!(!is_synthetic(v4(198, 20, 0, 1)));
+        assert!(!is_synthetic(v4(127, 0, 0, 1)));
+        assert!(!is_synthetic(v6("2001:3::1")));
+        assert!(!is_synthetic(v6("::1")));
+        assert!(
+            !is_synthetic(v6("::ffff:198.18.0.1")),
+            "mapped: unmapped first"
+        );
+        // Unknown numbers, the network address, numbers past 32 bits.
+        assert_eq!(s.name_of(v4(198, 18, 9, 9)), None);
+        assert_eq!(s.name_of(v4(198, 18, 0, 0)), None);
+        assert_eq!(s.name_of(v6("2001:2::")), None);
+        assert_eq!(s.name_of(v6("2001:2::1:0:0:1")), None);
+        assert_eq!(s.name_of(v6("2001:2::9999")), None);
+        // One refusal per name per run.
+        assert!(s.first_refusal("x.test"));
+        assert!(!s.first_refusal("x.test"));
+        assert!(s.first_refusal("y.test"));
     }
 }

@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use capture::capture_ports_for;
 pub use host::{Host, HostPattern};
 pub use placeholder_key::PlaceholderKey;
 pub use policy::HostHook;
@@ -463,9 +464,16 @@ pub fn dns_range() -> (std::net::Ipv4Addr, u8) {
     (dns::SYNTH_NET, dns::SYNTH_LEN)
 }
 
+/// The IPv6 synthetic range, `(network, prefix length)`: made local too
+/// when the sandbox has IPv6.
+pub fn dns_range_v6() -> (std::net::Ipv6Addr, u8) {
+    (dns::SYNTH_NET6, dns::SYNTH_LEN6)
+}
+
 /// Sockets bound inside the sandbox's network namespace for transparent
 /// egress: DNS on 127.0.0.1:53, and one TCP listener per captured port on
-/// the wildcard address (the synthetic range is local there).
+/// the wildcard address (the synthetic range is local there): `[::]`
+/// accepting IPv4 too, or `0.0.0.0` when the sandbox has no IPv6.
 pub struct CaptureSockets {
     pub dns_udp: std::net::UdpSocket,
     pub dns_tcp: std::net::TcpListener,
@@ -483,8 +491,13 @@ impl ProxyHandle {
         let _g = rt.enter();
         let mut ports = Vec::new();
         let mut listeners = Vec::new();
+        // IPv6 is captured (AAAA answered) only if every listener is on
+        // `[::]`: PID 1 falls back to IPv4 for all of them or none.
+        let mut v6 = !socks.tcp.is_empty();
         for l in socks.tcp {
-            ports.push(l.local_addr().map_err(io)?.port());
+            let local = l.local_addr().map_err(io)?;
+            v6 &= local.is_ipv6();
+            ports.push(local.port());
             l.set_nonblocking(true).map_err(io)?;
             listeners.push(tokio::net::TcpListener::from_std(l).map_err(io)?);
         }
@@ -501,17 +514,24 @@ impl ProxyHandle {
                 stop.subscribe(),
             ));
         }
-        let ports = Arc::new(ports);
+        if !v6 {
+            // Not weaker (nothing in the sandbox can reach an IPv6
+            // address at all), but different: said, not silent.
+            crate::errln!(
+                "zerobox: transparent egress: IPv6 is disabled inside the sandbox (no IPv6 in this kernel, or disable_ipv6 set for new network namespaces); allowed names resolve to IPv4 only"
+            );
+        }
+        let served = Arc::new(dns::Served { ports, v6 });
         rt.spawn(dns::serve_udp(
             udp,
             self.state.clone(),
-            ports.clone(),
+            served.clone(),
             stop.subscribe(),
         ));
         rt.spawn(dns::serve_tcp(
             dns_tcp,
             self.state.clone(),
-            ports,
+            served,
             sem,
             stop.subscribe(),
         ));

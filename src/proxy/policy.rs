@@ -104,20 +104,11 @@ impl Policy {
 
     /// See [`super::PreparedProxy::capture_ports`].
     pub fn capture_ports(&self) -> Vec<u16> {
-        use crate::policy::net::PortRule;
-        let mut out = vec![80, 443];
-        let pats = self
-            .allow
-            .iter()
-            .chain(self.secret_hosts.iter().flat_map(|(_, p)| p));
-        for p in pats {
-            if let PortRule::One(n) = p.ports {
-                out.push(n);
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
+        super::capture_ports_for(
+            self.allow
+                .iter()
+                .chain(self.secret_hosts.iter().flat_map(|(_, p)| p)),
+        )
     }
 
     /// Install the [`HostHook`] (before the proxy serves).

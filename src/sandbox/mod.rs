@@ -110,6 +110,9 @@ pub struct NetworkRequest {
 pub struct Simulated {
     pub no_userns: bool,
     pub no_landlock: bool,
+    /// `ipv6`: transparent egress as on a host without IPv6 (IPv4
+    /// capture only, announced).
+    pub no_ipv6: bool,
     pub landlock_abi: Option<i32>,
 }
 
@@ -119,6 +122,7 @@ impl Simulated {
         Simulated {
             no_userns: v.split(',').any(|s| s == "userns"),
             no_landlock: v.split(',').any(|s| s == "landlock"),
+            no_ipv6: v.split(',').any(|s| s == "ipv6"),
             // Unparsable: ignored, which can only mean the real (higher
             // or equal) ABI, never a weaker one than asked for by mistake
             // going unnoticed in a test (the tests check the ABI used).
@@ -497,6 +501,7 @@ fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, Sandb
         debug: opts.debug,
         proxy_port: proxy_port.filter(|_| mode == Mode::Namespaces),
         capture_ports,
+        capture_v6: !Simulated::from_env().no_ipv6,
         share_net: opts.share_net,
         private_tmp: cleanup.private_tmp.clone(),
         limits: opts.limits,

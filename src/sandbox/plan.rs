@@ -286,7 +286,14 @@ fn describe_layers(policy: &Policy, opts: &Options, mode: Mode, abi: i32) -> Vec
             }
         ));
         layers.push(if mode == Mode::Namespaces {
-            "transparent egress: allowed names resolve inside (DNS on 127.0.0.1:53, synthetic 198.18.0.0/15, nothing forwarded upstream); connections to them on the ports the rules name (80 and 443 when port-less) are captured and decided as CONNECT name:port".to_string()
+            let ports: Vec<String> = capture_ports(policy)
+                .iter()
+                .map(u16::to_string)
+                .collect();
+            format!(
+                "transparent egress: allowed names resolve inside (DNS on 127.0.0.1:53, synthetic 198.18.0.0/15 and 2001:2::/48, nothing forwarded upstream); connections to them on TCP ports {} are captured and decided as CONNECT name:port; other ports (host:* or a bare --allow-net) only through the proxy variables",
+                ports.join(", ")
+            )
         } else {
             "transparent egress: not available without a network namespace (no DNS inside; only clients that use the proxy variables reach allowed hosts)".to_string()
         });
@@ -294,6 +301,22 @@ fn describe_layers(policy: &Policy, opts: &Options, mode: Mode, abi: i32) -> Vec
         layers.push("network: none (only lo)".into());
     }
     layers
+}
+
+/// The ports a run of `policy` captures (as the proxy computes them, less
+/// DNS's 53), for `explain`.
+fn capture_ports(policy: &Policy) -> Vec<u16> {
+    use crate::policy::net::{HostPattern, Portless};
+    let secret_hosts: Vec<HostPattern> = policy
+        .secrets
+        .iter()
+        .flat_map(|s| &s.hosts)
+        .filter_map(|h| HostPattern::parse(h, Portless::Web).ok())
+        .collect();
+    let mut ports =
+        crate::proxy::capture_ports_for(policy.network.allow.iter().chain(&secret_hosts));
+    ports.retain(|p| *p != 53);
+    ports
 }
 
 fn with_rules(policy: &Policy, extra: Vec<FsRule>) -> Policy {

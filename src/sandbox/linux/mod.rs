@@ -66,6 +66,8 @@ pub struct Prepared {
     /// Transparent egress (see `capture_setup`): ports to capture; empty
     /// for none.
     pub capture_ports: Vec<u16>,
+    /// Try IPv6 capture too (false: simulated missing, for tests).
+    pub capture_v6: bool,
     /// `--share-net`: keep the host's network namespace.
     pub share_net: bool,
     /// Resource limits (tmpfs sizes, processes, memory).
@@ -303,7 +305,8 @@ pub struct Capture {
     /// DNS on 127.0.0.1:53, UDP and TCP.
     pub dns_udp: std::net::UdpSocket,
     pub dns_tcp: std::net::TcpListener,
-    /// One listener per captured port, on 0.0.0.0.
+    /// One listener per captured port: on `[::]` accepting IPv4 too, or
+    /// on 0.0.0.0 when the sandbox has no IPv6 (see `capture_setup`).
     pub tcp: Vec<std::net::TcpListener>,
 }
 
@@ -322,36 +325,89 @@ fn recv_capture(chan: std::os::fd::RawFd, ports: usize) -> Option<Capture> {
     })
 }
 
+/// Whether the IPv6 synthetic range could be made local on lo, with its
+/// first address on lo (see `sys::addr_add_lo`): then the capture
+/// listeners are dual-stack. No IPv6 in the kernel
+/// (EAFNOSUPPORT) or IPv6 disabled on the namespace's lo (EACCES: the host
+/// makes new namespaces inherit `disable_ipv6`) means no: the run goes on
+/// with IPv4 capture only, which zerobox announces. Nothing is weaker:
+/// without the route no IPv6 address but `::1` exists in the namespace.
+fn capture_v6() -> bool {
+    let (net, len) = crate::proxy::dns_range_v6();
+    sys::route_add_local(net.into(), len).is_ok() && sys::addr_add_lo(net.into()).is_ok()
+}
+
+/// Whether a run's network namespace will have IPv6 for transparent
+/// egress, predicted from the host (`doctor`; the run itself finds out in
+/// `capture_v6` and says so). `Err`: why not.
+pub fn egress_ipv6_expected(simulated_missing: bool) -> Result<(), String> {
+    if simulated_missing {
+        return Err("disabled (simulated by ZEROBOX_SIMULATE_MISSING)".into());
+    }
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        return Err("no IPv6 in this kernel".into());
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+    };
+    // 0 (the default) and 2 give a new namespace IPv6's defaults (enabled);
+    // 1 and 3 copy the current values, where disable_ipv6 may be set.
+    let inherits = matches!(
+        read("/proc/sys/net/core/devconf_inherit_init_net"),
+        Some(1 | 3)
+    );
+    let disabled = ["all", "default"]
+        .iter()
+        .any(|c| read(&format!("/proc/sys/net/ipv6/conf/{c}/disable_ipv6")) == Some(1));
+    if inherits && disabled {
+        return Err(
+            "new network namespaces inherit disable_ipv6=1 (net.core.devconf_inherit_init_net)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Where PID 1 stages the sandbox's resolv.conf before binding it over
 /// `/etc/resolv.conf` (then removes it: only the mount keeps it).
 const RESOLV_STAGE: &str = "/tmp/.zerobox-resolv.conf";
 
 /// Transparent egress, inside the network namespace (PID 1, still
-/// privileged there): make the synthetic range local on lo, bind DNS on
-/// 127.0.0.1:53 and a listener on 0.0.0.0:PORT per captured port, hand
-/// them to zerobox, and point `/etc/resolv.conf` at the DNS. Any failure
-/// fails the run (the step is named).
+/// privileged there): make the synthetic ranges local on lo, bind DNS on
+/// 127.0.0.1:53 and a listener per captured port, hand them to zerobox,
+/// and point `/etc/resolv.conf` at the DNS. Any failure fails the run
+/// (the step is named), except IPv6 being unavailable (see
+/// `capture_v6`): then the listeners are IPv4-only, zerobox sees it from
+/// their address family, answers no AAAA and says so.
 fn capture_setup(prep: &Prepared, chan: &OwnedFd) -> Result<(), (String, std::io::Error)> {
     use crate::proxy::dns_range;
     fn step(what: &str) -> impl FnOnce(std::io::Error) -> (String, std::io::Error) + '_ {
         move |e| (what.to_string(), e)
     }
     let (net, len) = dns_range();
-    sys::route_add_local_v4(net, len).map_err(step(&format!(
+    sys::route_add_local(net.into(), len).map_err(step(&format!(
         "transparent egress: make {net}/{len} local on lo"
     )))?;
+    sys::addr_add_lo(net.into()).map_err(step(&format!("transparent egress: add {net} to lo")))?;
     let dns = std::net::UdpSocket::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53"))?;
     let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", 53))
         .map_err(step("transparent egress: bind DNS on 127.0.0.1:53 (TCP)"))?;
+    let v6 = prep.capture_v6 && capture_v6();
     let mut tcp = Vec::new();
     for &port in &prep.capture_ports {
-        let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&format!(
-            "transparent egress: bind the capture listener on port {port}"
-        )))?;
-        sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
-            "transparent egress: raise a capture listener's backlog",
-        ))?;
+        let what = format!("transparent egress: bind the capture listener on port {port}");
+        let l = if v6 {
+            sys::listen_dual_stack(port, 4096).map_err(step(&what))?
+        } else {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(step(&what))?;
+            sys::set_backlog(l.as_raw_fd(), 4096).map_err(step(
+                "transparent egress: raise a capture listener's backlog",
+            ))?;
+            l
+        };
         tcp.push(l);
     }
     sys::send_fd(chan.as_raw_fd(), dns.as_raw_fd())

@@ -908,38 +908,45 @@ pub fn access_writable(path: &Path) -> bool {
 }
 
 /// Make every address of `prefix/len` local on `lo` in the current network
-/// namespace (`ip route add local PREFIX/LEN dev lo`, table local), so
-/// sockets bound to the wildcard address accept connections to any of
-/// them. Used for transparent egress: the synthetic addresses the DNS
-/// responder hands out (see `proxy::capture`). One rtnetlink request,
-/// built by hand: it is a fixed 44-byte message, and the kernel's ack is
-/// checked.
-pub fn route_add_local_v4(prefix: std::net::Ipv4Addr, len: u8) -> io::Result<()> {
+/// namespace (`ip route add local PREFIX/LEN dev lo`, table local; IPv4 or
+/// IPv6), so sockets bound to the wildcard address accept connections to
+/// any of them. Used for transparent egress: the synthetic addresses the
+/// DNS responder hands out (see `proxy::capture`). One rtnetlink request,
+/// built by hand: it is a fixed message (44 bytes for IPv4, 56 for IPv6),
+/// and the kernel's ack is checked. IPv6 disabled on `lo` (the
+/// `disable_ipv6` sysctl) answers EACCES; no IPv6 in the kernel,
+/// EAFNOSUPPORT.
+pub fn route_add_local(prefix: std::net::IpAddr, len: u8) -> io::Result<()> {
     const RTM_NEWROUTE: u16 = 24;
-    const NLMSG_ERROR: u16 = 2;
     const RT_TABLE_LOCAL: u8 = 255;
     const RTPROT_BOOT: u8 = 3;
     const RT_SCOPE_HOST: u8 = 254;
     const RTN_LOCAL: u8 = 2;
     const RTA_DST: u16 = 1;
     const RTA_OIF: u16 = 4;
+    let (family, addr): (u8, Vec<u8>) = match prefix {
+        std::net::IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
     let lo = CString::new("lo").unwrap_or_default();
     // SAFETY: `lo` is a NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(lo.as_ptr()) };
     if ifindex == 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut msg: Vec<u8> = Vec::with_capacity(44);
+    // nlmsghdr (16) + rtmsg (12) + RTA_DST (4 + address) + RTA_OIF (8).
+    let total = 16 + 12 + 4 + addr.len() + 8;
+    let mut msg: Vec<u8> = Vec::with_capacity(total);
     let flags =
         (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
-    msg.extend_from_slice(&44u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&(total as u32).to_ne_bytes()); // nlmsg_len
     msg.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
     msg.extend_from_slice(&flags.to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
                                                 // struct rtmsg
     msg.extend_from_slice(&[
-        libc::AF_INET as u8,
+        family,
         len,
         0,
         0,
@@ -949,13 +956,75 @@ pub fn route_add_local_v4(prefix: std::net::Ipv4Addr, len: u8) -> io::Result<()>
         RTN_LOCAL,
     ]);
     msg.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
-    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&(4 + addr.len() as u16).to_ne_bytes());
     msg.extend_from_slice(&RTA_DST.to_ne_bytes());
-    msg.extend_from_slice(&prefix.octets());
+    msg.extend_from_slice(&addr);
     msg.extend_from_slice(&8u16.to_ne_bytes());
     msg.extend_from_slice(&RTA_OIF.to_ne_bytes());
     msg.extend_from_slice(&ifindex.to_ne_bytes());
-    debug_assert_eq!(msg.len(), 44);
+    debug_assert_eq!(msg.len(), total);
+    rtnetlink_request(&msg)
+}
+
+/// Add `addr` as a host address (/32, /128) on `lo`: `ip addr add ADDR
+/// dev lo`. Transparent egress gives the namespace one address in each
+/// synthetic range so that the C library's `AI_ADDRCONFIG` (which ignores
+/// loopback addresses) sees the family configured: without it,
+/// `getaddrinfo(AF_INET or AF_INET6, AI_ADDRCONFIG)` (`getent ahostsv4`,
+/// `ahostsv6`) refuses every name before asking DNS. IPv6: no duplicate
+/// address detection (IFA_F_NODAD), the address is usable at once.
+pub fn addr_add_lo(addr: std::net::IpAddr) -> io::Result<()> {
+    const RTM_NEWADDR: u16 = 20;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const IFA_F_NODAD: u8 = 0x02;
+    let (family, bytes, prefix, flags, attrs): (u8, Vec<u8>, u8, u8, &[u16]) = match addr {
+        std::net::IpAddr::V4(a) => (
+            libc::AF_INET as u8,
+            a.octets().to_vec(),
+            32,
+            0,
+            &[IFA_LOCAL, IFA_ADDRESS],
+        ),
+        std::net::IpAddr::V6(a) => (
+            libc::AF_INET6 as u8,
+            a.octets().to_vec(),
+            128,
+            IFA_F_NODAD,
+            &[IFA_ADDRESS],
+        ),
+    };
+    let lo = CString::new("lo").unwrap_or_default();
+    // SAFETY: `lo` is a NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(lo.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // nlmsghdr (16) + ifaddrmsg (8) + each attribute (4 + address).
+    let total = 16 + 8 + attrs.len() * (4 + bytes.len());
+    let nl_flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let mut msg: Vec<u8> = Vec::with_capacity(total);
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWADDR.to_ne_bytes());
+    msg.extend_from_slice(&nl_flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+                                                // struct ifaddrmsg: family, prefix length, flags, scope (universe), index.
+    msg.extend_from_slice(&[family, prefix, flags, 0]);
+    msg.extend_from_slice(&ifindex.to_ne_bytes());
+    for ty in attrs {
+        msg.extend_from_slice(&(4 + bytes.len() as u16).to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&bytes);
+    }
+    debug_assert_eq!(msg.len(), total);
+    rtnetlink_request(&msg)
+}
+
+/// Send one rtnetlink request (with NLM_F_ACK) and check the kernel's ack.
+fn rtnetlink_request(msg: &[u8]) -> io::Result<()> {
+    const NLMSG_ERROR: u16 = 2;
     // SAFETY: plain socket creation; the fd is owned below.
     let fd = unsafe {
         libc::socket(
@@ -991,4 +1060,56 @@ pub fn route_add_local_v4(prefix: std::net::Ipv4Addr, len: u8) -> io::Result<()>
         0 => Ok(()),
         e => Err(io::Error::from_raw_os_error(-e)),
     }
+}
+
+/// A TCP listener on `[::]:port` that also accepts IPv4 (IPV6_V6ONLY off,
+/// whatever `net.ipv6.bindv6only` says): one listener per captured port
+/// serves both synthetic ranges. IPv4 peers show as `::ffff:a.b.c.d`.
+pub fn listen_dual_stack(port: u16, backlog: i32) -> io::Result<std::net::TcpListener> {
+    // SAFETY: plain socket creation; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor, owned from here.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let off: libc::c_int = 0;
+    let on: libc::c_int = 1;
+    for (opt_level, opt, val) in [
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &off),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR, &on),
+    ] {
+        // SAFETY: the pointer and length describe a c_int that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                opt_level,
+                opt,
+                (val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        check(rc.into())?;
+    }
+    // SAFETY: an all-zero sockaddr_in6 is valid (the unspecified address).
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = port.to_be();
+    // SAFETY: the pointer and length describe `sa`.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    check(rc.into())?;
+    set_backlog(sock.as_raw_fd(), backlog)?;
+    Ok(std::net::TcpListener::from(sock))
 }

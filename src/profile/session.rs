@@ -527,8 +527,8 @@ impl Session {
         if let Some(n) = choices.iter_mut().find(|c| c.key == 'n') {
             if spine {
                 n.label = "deny (this directory, not what is in it)".into();
-            } else if let (Op::Stat, Some(p)) = (a.op, &parent) {
-                n.label = format!("deny (and other look-ups in {}/)", p.display());
+            } else if a.op == Op::Stat {
+                n.label = "deny (and look-ups beside it)".into();
             }
         }
         let question = crate::output::one_line(&format!(

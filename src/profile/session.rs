@@ -220,16 +220,6 @@ fn verb(op: Op) -> &'static str {
     }
 }
 
-/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
-fn thread_group(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|p| *p > 1)
-}
-
 fn now_utc() -> String {
     let t = time::OffsetDateTime::now_utc();
     format!(
@@ -344,27 +334,21 @@ impl Session {
     }
 
     /// Ask, with the state locked (one question at a time). `None` = `[x]`.
-    /// `pid` (the caller of a path call) is stopped meanwhile, all its
-    /// threads: another thread of it must not read the answer's key from
-    /// the terminal. (Its paused call is interrupted and made again after
-    /// SIGCONT; the cached answer then lets it through.)
-    fn ask(
-        &self,
-        st: &mut State,
-        pid: Option<i32>,
-        question: String,
-        choices: Vec<Choice>,
-    ) -> Option<char> {
+    ///
+    /// The calling thread waits in its system call meanwhile; the rest of
+    /// the command runs on. It is not stopped (SIGSTOP): a stopped child
+    /// is reported to its parent (`CLD_STOPPED`), and Claude Code's
+    /// runtime (Bun) then never reaped its Bash tool's shell, which hung
+    /// the session (seen with 2.1.197). Another thread of the command may
+    /// still read a key meant for the question from the terminal; it
+    /// cannot answer it (the answer is read by zerobox alone, and the
+    /// main filter refuses TIOCSTI), the question just waits for another
+    /// key.
+    fn ask(&self, st: &mut State, question: String, choices: Vec<Choice>) -> Option<char> {
         let Purpose::Build { prompter, .. } = &mut st.purpose else {
             return None;
         };
-        let stopped = pid
-            .and_then(thread_group)
-            .filter(|tgid| crate::sandbox::linux::sys::kill(*tgid, libc::SIGSTOP).is_ok());
         let (key, full_screen) = prompter.ask(&question, &choices);
-        if let Some(tgid) = stopped {
-            let _ = crate::sandbox::linux::sys::kill(tgid, libc::SIGCONT);
-        }
         st.questions += 1;
         if full_screen {
             self.redraw();
@@ -538,7 +522,7 @@ impl Session {
             real.display()
         ));
         let when = now_utc();
-        match self.ask(st, Some(a.pid), question, choices) {
+        match self.ask(st, question, choices) {
             Some('a') => {
                 let note = format!("allowed {when}: {} {}", self.command, verb(a.op));
                 self.record(st, Kind::ReadAllow, real, note);
@@ -601,7 +585,7 @@ impl Session {
             a.syscall
         ));
         let when = now_utc();
-        match self.ask(st, Some(a.pid), question, choices) {
+        match self.ask(st, question, choices) {
             Some('a') => {
                 st.allowed_write.push(real.to_path_buf());
                 let note = format!("allowed {when}: {} {}", self.command, a.syscall);
@@ -718,7 +702,7 @@ impl crate::proxy::HostHook for Session {
             self.command
         ));
         let when = now_utc();
-        let answer = match self.ask(&mut st, None, question, choices) {
+        let answer = match self.ask(&mut st, question, choices) {
             Some('a') => Some(Self::host_pattern(host, port)),
             Some('s') if suffix.is_some() => suffix,
             Some(_) => None,

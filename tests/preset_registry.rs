@@ -791,11 +791,9 @@ fn extends_across_registry_and_cycles() {
     let p = preset::load("top", &c.env).unwrap();
     let origins: Vec<String> = p.layers.iter().map(|l| l.origin.to_string()).collect();
     // The bundled system preset, at the version its file declares.
-    let system = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/presets/system.yaml"
-    ))
-    .unwrap();
+    let system =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/presets/system.yaml"))
+            .unwrap();
     let system = system
         .lines()
         .find_map(|l| l.strip_prefix("version: "))

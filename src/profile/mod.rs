@@ -459,10 +459,20 @@ mod tests {
         let cwd = pb("/var/tmp/u/src/app");
         let s = |p: &str| suggest_dir(Path::new(p), &home, &cwd);
         assert_eq!(s("/var/tmp/u/home"), None, "HOME's parent");
-        assert_eq!(s("/var/tmp/u/notes.txt"), None, "above HOME and the project");
+        assert_eq!(
+            s("/var/tmp/u/notes.txt"),
+            None,
+            "above HOME and the project"
+        );
         assert_eq!(s("/var/tmp/u/src/f"), None, "the project's parent");
-        assert_eq!(s("/var/tmp/u/src/other/f"), Some(pb("/var/tmp/u/src/other")));
-        assert_eq!(s("/var/tmp/u/home/.claude/x"), Some(pb("/var/tmp/u/home/.claude")));
+        assert_eq!(
+            s("/var/tmp/u/src/other/f"),
+            Some(pb("/var/tmp/u/src/other"))
+        );
+        assert_eq!(
+            s("/var/tmp/u/home/.claude/x"),
+            Some(pb("/var/tmp/u/home/.claude"))
+        );
         assert!(is_spine(Path::new("/var/tmp/u"), &home, &cwd));
         assert!(!is_spine(Path::new("/var/tmp/u/home/.claude"), &home, &cwd));
     }

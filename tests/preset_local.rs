@@ -235,7 +235,11 @@ fn user_and_project_overrides_merge_in_order_with_provenance() {
         "{origins:?}"
     );
     assert_eq!(origins[n - 1], "project .zerobox/overrides/claude.yaml");
-    assert_eq!(origins[0], "system@1.0.0", "extends chain first");
+    assert_eq!(
+        origins[0],
+        format!("system@{}", bundled_version("system")),
+        "extends chain first"
+    );
     // merged: lists union, deny wins, CLI last
     let ctx = PathContext {
         home: "/h".into(),

@@ -61,21 +61,6 @@ pub struct Profile {
     pub entries: Vec<Entry>,
 }
 
-/// Files every dynamically linked (or terminal) program reads that the bundled `system`
-/// preset does not name (it grants nothing in the default view, where
-/// reads are open). A new profile starts with them, as entries of its own,
-/// so the first questions are about the command, not about the loader.
-pub const RUNTIME_EXTRA: &[&str] = &[
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/locale.alias",
-    "/etc/terminfo",
-    // The sandbox's own sysfs (read-only): CPU count, cgroup limits, page
-    // sizes, which runtimes (node, bun, the JVM, Go) read at start.
-    "/sys",
-];
-
 /// The largest profile read back (the preset loader's own cap).
 const MAX_BYTES: usize = 1024 * 1024;
 
@@ -99,21 +84,6 @@ impl Profile {
             name,
             entries: Vec::new(),
         }
-    }
-
-    /// A new profile with the [`RUNTIME_EXTRA`] files that exist here.
-    pub fn with_runtime(file: &Path) -> Self {
-        let mut p = Profile::new_for(file);
-        for f in RUNTIME_EXTRA {
-            if Path::new(f).exists() {
-                p.add(
-                    Kind::ReadAllow,
-                    *f,
-                    "runtime: loader, locale, terminal files and the sandbox's own /sys",
-                );
-            }
-        }
-        p
     }
 
     pub fn has(&self, kind: Kind, value: &str) -> bool {
@@ -323,7 +293,7 @@ pub fn build(
             }
             (layers, p)
         }
-        None => (system_layers(&env)?, Profile::with_runtime(&file)),
+        None => (system_layers(&env)?, Profile::new_for(&file)),
     };
     let mut plain = args.clone();
     plain.build_profile = None;
@@ -369,7 +339,7 @@ pub fn learn(
     let name = command[0].to_string_lossy().into_owned();
     let session = session::Session::new(
         session::Purpose::Learn { out: out.clone() },
-        Profile::with_runtime(&out),
+        Profile::new_for(&out),
         &name,
     );
     req.watcher = Some(crate::launcher::WatcherRef(session));
@@ -395,8 +365,20 @@ fn one_line(s: &str) -> String {
 ///    deep (`/var/lib/app` for `/var/lib/app/db`; never `/` or `/etc`).
 ///
 /// The path itself is never its own directory: a file right under HOME
-/// (`~/.gitconfig`) has none.
+/// (`~/.gitconfig`) has none. Nor is HOME, the project or a directory
+/// above either of them (`/home`, `~/src` for a project in `~/src/app`):
+/// `[d]` there would grant the user's other projects or all of HOME.
 pub fn suggest_dir(path: &Path, home: &Path, cwd: &Path) -> Option<PathBuf> {
+    suggest_dir_any(path, home, cwd).filter(|d| !is_spine(d, home, cwd))
+}
+
+/// HOME, the project, or a directory above one of them: the places a
+/// command passes through to reach anything of its own.
+pub fn is_spine(dir: &Path, home: &Path, cwd: &Path) -> bool {
+    home.starts_with(dir) || cwd.starts_with(dir)
+}
+
+fn suggest_dir_any(path: &Path, home: &Path, cwd: &Path) -> Option<PathBuf> {
     let first_below = |base: &Path| -> Option<PathBuf> {
         let rest = path.strip_prefix(base).ok()?;
         let first = rest.components().next()?;
@@ -467,6 +449,32 @@ mod tests {
             suggest_dir(Path::new("/work/proj/sub/f"), &home, &cwd),
             Some(pb("/work/proj/sub"))
         );
+    }
+
+    /// HOME itself (its parent would be offered), a sibling of the
+    /// project (its parent holds the user's other projects): no `[d]`.
+    #[test]
+    fn no_directory_above_home_or_the_project_is_suggested() {
+        let home = pb("/var/tmp/u/home");
+        let cwd = pb("/var/tmp/u/src/app");
+        let s = |p: &str| suggest_dir(Path::new(p), &home, &cwd);
+        assert_eq!(s("/var/tmp/u/home"), None, "HOME's parent");
+        assert_eq!(
+            s("/var/tmp/u/notes.txt"),
+            None,
+            "above HOME and the project"
+        );
+        assert_eq!(s("/var/tmp/u/src/f"), None, "the project's parent");
+        assert_eq!(
+            s("/var/tmp/u/src/other/f"),
+            Some(pb("/var/tmp/u/src/other"))
+        );
+        assert_eq!(
+            s("/var/tmp/u/home/.claude/x"),
+            Some(pb("/var/tmp/u/home/.claude"))
+        );
+        assert!(is_spine(Path::new("/var/tmp/u"), &home, &cwd));
+        assert!(!is_spine(Path::new("/var/tmp/u/home/.claude"), &home, &cwd));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::prompt::{Choice, Prompter};
-use super::{fold, suggest_dir, Kind, Profile};
+use super::{fold, is_spine, suggest_dir, Kind, Profile};
 use crate::exit::Fatal;
 use crate::policy::{self, FsAccess, FsRule, Policy};
 use crate::sandbox::linux::notify::{Access, Decide, Op, Verdict};
@@ -158,9 +158,16 @@ struct State {
     entries_at_start: usize,
     normal: Option<View>,
     complete: Option<View>,
-    /// Paths answered `[n]`, refused with EACCES from then on.
+    /// Paths answered `[n]`, refused with EACCES from then on (with
+    /// everything in them, except for HOME, the project and the
+    /// directories above them: see [`State::refused`]).
     denied_read: Vec<PathBuf>,
     denied_write: Vec<PathBuf>,
+    /// Directories where a look-up (`stat`) was answered `[n]`: the other
+    /// look-ups of names in them are refused without a question (an agent
+    /// that lists a directory looks up every entry; the profile hides
+    /// them all the same).
+    quiet_lookups: std::collections::HashSet<PathBuf>,
     /// Paths allowed for writing during this run (effective next run).
     allowed_write: Vec<PathBuf>,
     /// Host (`host:port`) → the pattern allowed, or None (refused).
@@ -170,6 +177,22 @@ struct State {
     seen_hosts: BTreeMap<(String, bool), u64>,
     questions: u64,
     stop: Option<Stop>,
+}
+
+impl State {
+    /// Was `path` refused by an `[n]` in `list`? An `[n]` to a directory
+    /// covers everything in it, except when the directory is HOME, the
+    /// project or one above them: the command passes through those to
+    /// reach its own files, and `[n]` to listing HOME must not refuse
+    /// `~/.claude` unasked. There the `[n]` is for that path alone.
+    fn refused(&self, list: &[PathBuf], path: &Path) -> bool {
+        let (home, cwd) = match self.normal.as_ref() {
+            Some(n) => (n.policy.home.as_path(), n.policy.cwd.as_path()),
+            None => return true,
+        };
+        list.iter()
+            .any(|p| path == p || (path.starts_with(p) && !is_spine(p, home, cwd)))
+    }
 }
 
 /// The session: implements the supervisor's [`Decide`], the proxy's
@@ -195,16 +218,6 @@ fn verb(op: Op) -> &'static str {
         Op::Stat => "look up",
         Op::Write => "write",
     }
-}
-
-/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
-fn thread_group(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|p| *p > 1)
 }
 
 fn now_utc() -> String {
@@ -235,6 +248,7 @@ impl Session {
                 complete: None,
                 denied_read: Vec::new(),
                 denied_write: Vec::new(),
+                quiet_lookups: std::collections::HashSet::new(),
                 allowed_write: Vec::new(),
                 hosts: HashMap::new(),
                 seen: BTreeMap::new(),
@@ -320,27 +334,21 @@ impl Session {
     }
 
     /// Ask, with the state locked (one question at a time). `None` = `[x]`.
-    /// `pid` (the caller of a path call) is stopped meanwhile, all its
-    /// threads: another thread of it must not read the answer's key from
-    /// the terminal. (Its paused call is interrupted and made again after
-    /// SIGCONT; the cached answer then lets it through.)
-    fn ask(
-        &self,
-        st: &mut State,
-        pid: Option<i32>,
-        question: String,
-        choices: Vec<Choice>,
-    ) -> Option<char> {
+    ///
+    /// The calling thread waits in its system call meanwhile; the rest of
+    /// the command runs on. It is not stopped (SIGSTOP): a stopped child
+    /// is reported to its parent (`CLD_STOPPED`), and Claude Code's
+    /// runtime (Bun) then never reaped its Bash tool's shell, which hung
+    /// the session (seen with 2.1.197). Another thread of the command may
+    /// still read a key meant for the question from the terminal; it
+    /// cannot answer it (the answer is read by zerobox alone, and the
+    /// main filter refuses TIOCSTI), the question just waits for another
+    /// key.
+    fn ask(&self, st: &mut State, question: String, choices: Vec<Choice>) -> Option<char> {
         let Purpose::Build { prompter, .. } = &mut st.purpose else {
             return None;
         };
-        let stopped = pid
-            .and_then(thread_group)
-            .filter(|tgid| crate::sandbox::linux::sys::kill(*tgid, libc::SIGSTOP).is_ok());
         let (key, full_screen) = prompter.ask(&question, &choices);
-        if let Some(tgid) = stopped {
-            let _ = crate::sandbox::linux::sys::kill(tgid, libc::SIGCONT);
-        }
         st.questions += 1;
         if full_screen {
             self.redraw();
@@ -421,6 +429,13 @@ impl Session {
             return Verdict::Deny(libc::EACCES);
         };
         let learn = matches!(st.purpose, Purpose::Learn { .. });
+        // `mkdir` of a name that exists fails with EEXIST whatever the
+        // mounts and Landlock say (the kernel looks the name up before it
+        // checks write access): the same answer under the profile, so
+        // nothing to ask (`mkdir -p ~/.config/app` makes one of HOME).
+        if a.op == Op::Write && exists && matches!(a.syscall, "mkdir" | "mkdirat") {
+            return Verdict::ContinueUncached;
+        }
         if a.op == Op::Write {
             let now = normal.effective(&real);
             // Granted, or the deny list (the kernel refuses): nothing to ask.
@@ -432,7 +447,7 @@ impl Session {
             }
             // Denied by this run (`[n]`) or by FILE / the flags: not asked
             // again.
-            if st.denied_write.iter().any(|p| real.starts_with(p)) || normal.write_denied(&real) {
+            if st.refused(&st.denied_write, &real) || normal.write_denied(&real) {
                 return Verdict::Deny(libc::EACCES);
             }
             if learn {
@@ -456,7 +471,10 @@ impl Session {
         if complete.on_the_way(&real) {
             return Verdict::Continue;
         }
-        if st.denied_read.iter().any(|p| real.starts_with(p)) {
+        if st.refused(&st.denied_read, &real) {
+            return Verdict::Deny(libc::EACCES);
+        }
+        if a.op == Op::Stat && real.parent().is_some_and(|d| st.quiet_lookups.contains(d)) {
             return Verdict::Deny(libc::EACCES);
         }
         if learn {
@@ -488,6 +506,15 @@ impl Session {
             });
         }
         push_deny_and_exit(&mut choices);
+        let spine = is_dir && is_spine(real, &home, &cwd);
+        let parent = real.parent().map(Path::to_path_buf);
+        if let Some(n) = choices.iter_mut().find(|c| c.key == 'n') {
+            if spine {
+                n.label = "deny (this directory, not what is in it)".into();
+            } else if a.op == Op::Stat {
+                n.label = "deny (and look-ups beside it)".into();
+            }
+        }
         let question = crate::output::one_line(&format!(
             "zerobox: {} wants to {} {}",
             self.command,
@@ -495,7 +522,7 @@ impl Session {
             real.display()
         ));
         let when = now_utc();
-        match self.ask(st, Some(a.pid), question, choices) {
+        match self.ask(st, question, choices) {
             Some('a') => {
                 let note = format!("allowed {when}: {} {}", self.command, verb(a.op));
                 self.record(st, Kind::ReadAllow, real, note);
@@ -513,9 +540,18 @@ impl Session {
                 Verdict::Continue
             }
             Some(_) => {
-                let note = format!("denied {when}: {} {}", self.command, verb(a.op));
                 st.denied_read.push(real.to_path_buf());
-                self.record(st, Kind::ReadDeny, real, note);
+                if a.op == Op::Stat && !spine {
+                    st.quiet_lookups.extend(parent);
+                }
+                // HOME, the project or a directory above them: refused for
+                // this run only. The profile denies them anyway (they are
+                // only passed through), and a deny rule there would hide
+                // everything the user grants inside them later.
+                if !spine {
+                    let note = format!("denied {when}: {} {}", self.command, verb(a.op));
+                    self.record(st, Kind::ReadDeny, real, note);
+                }
                 Verdict::Deny(libc::EACCES)
             }
             None => {
@@ -549,7 +585,7 @@ impl Session {
             a.syscall
         ));
         let when = now_utc();
-        match self.ask(st, Some(a.pid), question, choices) {
+        match self.ask(st, question, choices) {
             Some('a') => {
                 st.allowed_write.push(real.to_path_buf());
                 let note = format!("allowed {when}: {} {}", self.command, a.syscall);
@@ -570,8 +606,12 @@ impl Session {
             }
             Some(_) => {
                 st.denied_write.push(real.to_path_buf());
-                let note = format!("denied {when}: {} {}", self.command, a.syscall);
-                self.record(st, Kind::WriteDeny, real, note);
+                // As for reads: an `[n]` to HOME or above is for this path
+                // and this run; a write deny there would cover everything.
+                if !is_spine(real, &home, &cwd) {
+                    let note = format!("denied {when}: {} {}", self.command, a.syscall);
+                    self.record(st, Kind::WriteDeny, real, note);
+                }
                 Verdict::Deny(libc::EACCES)
             }
             None => {
@@ -662,7 +702,7 @@ impl crate::proxy::HostHook for Session {
             self.command
         ));
         let when = now_utc();
-        let answer = match self.ask(&mut st, None, question, choices) {
+        let answer = match self.ask(&mut st, question, choices) {
             Some('a') => Some(Self::host_pattern(host, port)),
             Some('s') if suffix.is_some() => suffix,
             Some(_) => None,
@@ -714,8 +754,8 @@ impl crate::launcher::Watcher for Session {
         complete.fs.extend(extra);
         {
             let mut st = self.lock();
-            // The profile's own absolute read grants (the runtime files a
-            // new profile starts with; an existing FILE's are in `policy`).
+            // The profile's own absolute read grants (an existing FILE's
+            // are in `policy` too; the runtime comes from `system`).
             for e in &st.profile.entries {
                 if e.kind == Kind::ReadAllow && e.value.starts_with('/') {
                     complete.fs.push(FsRule {

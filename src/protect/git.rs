@@ -33,6 +33,12 @@
 //! reported. `hooks/` and `info/` are always
 //! denied (a placeholder directory there is harmless).
 //!
+//! A held config (one that exists, under a writable place) is held by a
+//! read-only bind, which a host program saving it mid-run detaches:
+//! `protect::replaced` then stops the run and, with
+//! [`guarded_entries`], undoes a replacement that gained an entry that
+//! runs code or redirects git.
+//!
 //! # Input
 //!
 //! Every file read here (`.git` files, `commondir`, `gitdir`, configs) may

@@ -1,4 +1,8 @@
-//! Protected paths that do not exist yet, without placeholders.
+//! Protected paths the sandbox's own layers cannot hold alone: names that
+//! do not exist yet (below), and held paths a host program may replace
+//! during the run ([`HeldWatch`], at the end).
+//!
+//! # Protected paths that do not exist yet, without placeholders
 //!
 //! A deny rule on a path that does not exist (`.envrc`, `.git/hooks`,
 //! `.vscode/settings.json` in a fresh project) cannot be masked: there is
@@ -23,6 +27,15 @@
 //! during the run the command can create the name, and a host process
 //! that reads it in the moment before the watcher moves it sees the
 //! command's content.
+//!
+//! # Held paths replaced on the host
+//!
+//! A write-denied path that exists inside a writable directory is held by
+//! a read-only bind in namespace mode, which a rename over it on the host
+//! detaches. [`HeldWatch`] watches those paths' directories while the
+//! command runs and kills the sandbox (through a pidfd) the moment one is
+//! another file or gone; `protect::replaced` records them, checks what
+//! the command wrote in that moment, and says what happened (exit 122).
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};

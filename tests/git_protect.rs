@@ -798,3 +798,61 @@ fn an_untouched_run_is_not_stopped() {
         "{r:?}"
     );
 }
+
+/// In the Landlock-only fallback nothing lapses: Landlock's precise writes
+/// hold `.git/config` (the new file a host save puts there is granted by
+/// no rule), so the run is not stopped and the command still cannot write
+/// it.
+#[test]
+fn the_fallback_holds_a_replaced_config_without_stopping_the_run() {
+    if !git_available() {
+        return;
+    }
+    let (dir, home) = (scratch(), scratch());
+    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+    repo(&dir_p, &home_p);
+    // The fallback makes no new entry directly in a directory that holds
+    // a write-denied path (the project root here): signals go in `sig/`.
+    std::fs::create_dir(dir_p.join("sig")).unwrap();
+    let script = r#"
+import os, time
+open('sig/started', 'w').close()
+wrote = 0
+end = time.time() + 20
+while time.time() < end and not os.path.exists('sig/host-saved'):
+    try:
+        fd = os.open('.git/config', os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b'[core]\n\tpager = x\n')
+        os.close(fd)
+        wrote += 1
+    except OSError:
+        pass
+time.sleep(0.3)
+print('wrote', wrote)
+"#;
+    let child = zerobox()
+        .current_dir(&dir_p)
+        .env_clear()
+        .env("HOME", &home_p)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .args(["--allow-write=.", "--", "python3", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zerobox");
+    assert!(
+        wait_for_file(&dir_p.join("sig/started")),
+        "the command never started"
+    );
+    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(dir_p.join("sig/host-saved"), "").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Landlock"), "the fallback ran: {r:?}");
+    assert!(r.stdout.contains("wrote 0"), "{r:?}");
+    assert!(!r.stderr.contains("stopped the command"), "{r:?}");
+    let config = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
+    assert!(!config.contains("pager"), "{config}");
+}

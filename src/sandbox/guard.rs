@@ -635,3 +635,67 @@ impl Drop for HeldWatch {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn held(path: &Path) -> Held {
+        let m = std::fs::symlink_metadata(path).unwrap();
+        Held {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    #[test]
+    fn a_held_path_renamed_over_kills_the_process_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("config");
+        std::fs::write(&file, "a").unwrap();
+        let mut watch = HeldWatch::prepare(vec![held(&file)]);
+        assert!(watch.failures().is_empty(), "{:?}", watch.failures());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        watch.start(child.id() as libc::pid_t).unwrap();
+        // Written in place and read: the same file, no kill.
+        std::fs::write(&file, "b").unwrap();
+        let _ = std::fs::read(&file).unwrap();
+        std::fs::write(d.path().join("sibling"), "c").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "killed without cause");
+        std::fs::write(d.path().join("new"), "d").unwrap();
+        std::fs::rename(d.path().join("new"), &file).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        let stopped = watch.finish().expect("the watcher saw it");
+        assert_eq!(stopped.path, file);
+        assert_eq!(stopped.lapse, Lapse::Replaced);
+        assert_eq!(stopped.killed, Ok(()));
+    }
+
+    #[test]
+    fn a_removed_held_path_is_gone_and_an_unwatchable_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("tasks.json");
+        std::fs::write(&file, "a").unwrap();
+        let h = held(&file);
+        assert_eq!(h.lapse(), None);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(h.lapse(), Some(Lapse::Gone));
+        let missing = Held {
+            path: d.path().join("no-such-dir/x"),
+            dev: 0,
+            ino: 0,
+        };
+        let watch = HeldWatch::prepare(vec![missing]);
+        assert_eq!(watch.failures().len(), 1, "{:?}", watch.failures());
+        assert!(watch.failures()[0].contains("no-such-dir"));
+        assert!(watch.finish().is_none());
+    }
+}

@@ -11,6 +11,7 @@
 //! | N | the command's own exit status (128+N when it died of signal N) |
 //! | 1 | a printing command (`preset list`, `explain`, …) could not write its output (e.g. a full disk); a preset, pin or project file refused by verification or trust (`preset verify`, a bad signature, an untrusted key, a rollback) |
 //! | 2 | bad flag, path or policy (the offending value is named) |
+//! | 122 | zerobox stopped the command: a write-protected path was replaced or removed on the host during the run, which ends its protection inside the sandbox (the path is named, and what was checked or put back) |
 //! | 125 | the sandbox could not be set up (the layer and the way out are named) |
 //! | 126 | the command was found but cannot be executed |
 //! | 127 | the command was not found |
@@ -27,6 +28,15 @@ pub const REFUSED: i32 = 1;
 pub const OUTPUT: i32 = 1;
 /// Bad flag, path or policy.
 pub const USAGE: i32 = 2;
+/// zerobox stopped the command mid-run because a protection lapsed: a
+/// host program replaced or removed a write-protected path, which detaches
+/// its read-only bind (`protect::replaced`). Not 125 (setup worked and the
+/// command ran), not 137 (a plain SIGKILL: an OOM kill or `kill -9` look
+/// the same), not 124/123 (`timeout`, `xargs`) nor 126+ (the shell's):
+/// below 125 a command's own status can be anything, so the stderr line
+/// is what tells; the code lets a script tell "stopped for safety" apart
+/// from the usual ones.
+pub const PROTECTION_LAPSED: i32 = 122;
 /// A sandbox layer could not be set up.
 pub const SETUP: i32 = 125;
 /// The command exists but is not executable.

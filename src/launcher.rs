@@ -557,11 +557,39 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     // Inodes of the paths a bind holds, to name any the host replaces
     // mid-run (which detaches the bind: `protect::replaced`).
     let replaced = crate::protect::replaced::Replaced::record(&resolved.policy);
+    // Watched while the command runs; one that cannot be is said before
+    // it starts (refused under --strict: the watcher is what stops a run
+    // whose bind lapsed; without it only the after-run check is left).
+    let mut held = sandbox::guard::HeldWatch::prepare(replaced.held());
+    if !held.failures().is_empty() {
+        let what = format!(
+            "cannot watch {} for replacement on the host: if a host program saves a protected file there during the run, the command is not stopped (the after-run check still reports it)",
+            held.failures().join(", ")
+        );
+        if req.strict {
+            return Err(LaunchError::Spawn {
+                program: spec.program.clone(),
+                source: sandbox::SandboxError::new(
+                    sandbox::Stage::Refused,
+                    format!("--strict: {what}"),
+                ),
+            });
+        }
+        crate::warn!("{what}");
+    }
     let mut running =
         sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|source| LaunchError::Spawn {
             program: spec.program.clone(),
             source,
         })?;
+    // Only binds are detached: in the Landlock-only fallback the rules
+    // hold the path whatever the host does.
+    let binds_hold = running.mode == sandbox::Mode::Namespaces;
+    if binds_hold {
+        if let Err(e) = held.start(running.pid()) {
+            crate::warn!("{e}: a protected path replaced on the host during the run will not stop the command (the after-run check still reports it)");
+        }
+    }
     if let Some(w) = &watcher {
         w.started(running.pid());
     }
@@ -590,10 +618,12 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             return Err(LaunchError::ProxySetup(e));
         }
     }
-    // Only binds are detached: in the Landlock-only fallback the rules
-    // hold the path whatever the host does.
-    let binds_hold = running.mode == sandbox::Mode::Namespaces;
-    let code = running.wait();
+    let mut code = running.wait();
+    if let Some(stopped) = held.finish() {
+        code = crate::exit::PROTECTION_LAPSED;
+        let line = crate::protect::replaced::Replaced::stopped_line(&stopped, code);
+        crate::errln!("zerobox: {}", crate::output::one_line(&line));
+    }
     for line in replaced.after_run().iter().filter(|_| binds_hold) {
         crate::errln!("zerobox: {}", crate::output::one_line(line));
     }

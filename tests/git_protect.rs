@@ -542,45 +542,317 @@ fn a_planted_commondir_does_not_survive_kill_9() {
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }
 
-/// Known limit, announced: a rename on the HOST over a protected path
-/// (here `git config` on the host, which writes `config.lock` and renames
-/// it over `.git/config`) detaches the sandbox's read-only bind over it
+/// A sandboxed command started in `dir`, with stdout and stderr piped.
+fn boxed_child(dir: &Path, home: &Path, args: &[&str]) -> std::process::Child {
+    zerobox()
+        .current_dir(dir)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zerobox")
+}
+
+/// Wait (at most 30 s) until `path` exists; false if it never did.
+fn wait_for_file(path: &Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// zerobox's exit, or a kill after 60 s (a command the watcher did not
+/// stop runs that long), so the test fails rather than hangs.
+fn finish(child: std::process::Child) -> Run {
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..600 {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let r = Run::from(child.wait_with_output().unwrap());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    r
+}
+
+/// A hostile command that waits for the host to save `.git/config`:
+/// it tries `open(O_WRONLY|O_APPEND)` in a tight loop and appends a
+/// `core.fsmonitor` that creates `marker` as soon as one succeeds, then
+/// goes on (for 20 s) as if nothing happened.
+fn polling_planter(marker: &Path) -> String {
+    format!(
+        r#"
+import os, time
+plant = b"""\n[core]\n\tfsmonitor = \"{code}; false\"\n"""
+open('started', 'w').close()
+end = time.time() + 20
+while time.time() < end:
+    try:
+        fd = os.open('.git/config', os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        continue
+    os.write(fd, plant)
+    os.close(fd)
+print('not stopped')
+"#,
+        code = payload(marker)
+    )
+}
+
+/// The stop line and the exit code of a run the watcher stopped.
+fn assert_stopped(r: &Run, config: &Path, how: &str) {
+    assert_eq!(r.code, 122, "stopped with the documented code: {r:?}");
+    let line = format!(
+        "zerobox: error: {} was {how} on the host during the run",
+        config.display()
+    );
+    assert!(r.stderr.contains(&line), "{line:?} in {r:?}");
+    assert!(r.stderr.contains("stopped the command, exit 122"), "{r:?}");
+    assert!(!r.stdout.contains("not stopped"), "{r:?}");
+}
+
+/// The host's config has no planted entry, and host git runs nothing.
+fn assert_no_plant(dir: &Path, home: &Path, marker: &Path) {
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    assert!(
+        !config.contains("fsmonitor"),
+        "a planted core.fsmonitor survived in the host's .git/config:\n{config}"
+    );
+    host_git_runs_nothing(dir, home, marker);
+}
+
+/// Security finding 1. A rename on the HOST over a protected path (here
+/// `git config` on the host, which writes `config.lock` and renames it
+/// over `.git/config`) detaches the sandbox's read-only bind over it
 /// (Linux removes a mount whose mount point is renamed over in another
-/// namespace), and from then on the command can write the new file. It
-/// cannot cause the rename itself, but it can wait for one. zerobox must
-/// not stay silent about it: after the run, a protected path that was
-/// replaced during the run is named, with what to do.
+/// namespace), and from then on the command could write the new file. It
+/// cannot cause the rename, but it can wait for one, polling
+/// `open(O_WRONLY)`. The watcher stops it at once (exit 122, the path
+/// named); whatever it got in before the kill is checked: a code-running
+/// entry in the new config is undone, so the host's next git runs nothing.
 #[test]
-fn a_protected_path_replaced_on_the_host_mid_run_is_reported() {
+fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
+    if !git_available() {
+        return;
+    }
+    let (dir, home, out) = (scratch(), scratch(), scratch());
+    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+    let marker = real(out.path()).join("planted-ran");
+    repo(&dir_p, &home_p);
+    let script = polling_planter(&marker);
+    let child = boxed_child(
+        &dir_p,
+        &home_p,
+        &["--allow-write=.", "--", "python3", "-c", &script],
+    );
+    assert!(
+        wait_for_file(&dir_p.join("started")),
+        "the command never started"
+    );
+    // The user, on the host, during the run.
+    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = finish(child);
+    assert_stopped(&r, &dir_p.join(".git/config"), "replaced");
+    // Either the kill came before any write (the host's file is kept and
+    // said to be), or the plant landed and was undone (the host's version
+    // moved aside and named).
+    let kept = r.stderr.contains("left as it is");
+    let undone = r.stderr.contains("put back its text from before the run");
+    assert!(kept ^ undone, "{r:?}");
+    if undone {
+        assert!(r.stderr.contains("(core.fsmonitor)"), "{r:?}");
+        assert!(r.stderr.contains(".git/config.zerobox-replaced-"), "{r:?}");
+    } else {
+        let name = git(&dir_p, &home_p, &["config", "user.name"]);
+        assert_eq!(name.stdout.trim(), "someone else", "{name:?}");
+    }
+    assert_no_plant(&dir_p, &home_p, &marker);
+}
+
+/// The second spelling of the same hole: while host git holds
+/// `.git/config.lock` (created, written, renamed over `config`), the
+/// command can open the lock file (a new file in the writable `.git`) and
+/// append to it, no detach needed. Here the host side plays a slow git
+/// (the same lock protocol, held until the command has written), so the
+/// race is won every time: the rename is seen, the command stopped, and
+/// the planted entry that came in with it undone.
+#[test]
+fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
+    if !git_available() {
+        return;
+    }
+    let (dir, home, out) = (scratch(), scratch(), scratch());
+    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+    let marker = real(out.path()).join("planted-ran");
+    repo(&dir_p, &home_p);
+    let script = format!(
+        r#"
+import os, time
+plant = b"""\n[core]\n\tfsmonitor = \"{code}; false\"\n"""
+open('started', 'w').close()
+end = time.time() + 20
+while time.time() < end:
+    try:
+        fd = os.open('.git/config.lock', os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        continue
+    os.write(fd, plant)
+    os.close(fd)
+    open('appended', 'w').close()
+    time.sleep(20)
+print('not stopped')
+"#,
+        code = payload(&marker)
+    );
+    let child = boxed_child(
+        &dir_p,
+        &home_p,
+        &["--allow-write=.", "--", "python3", "-c", &script],
+    );
+    assert!(
+        wait_for_file(&dir_p.join("started")),
+        "the command never started"
+    );
+    // Host git's lock protocol, slowly: O_EXCL lock, the new text, rename.
+    let config = dir_p.join(".git/config");
+    let lock = dir_p.join(".git/config.lock");
+    let before = std::fs::read_to_string(&config).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .unwrap();
+        f.write_all(format!("{before}[branch \"main\"]\n\tremote = origin\n").as_bytes())
+            .unwrap();
+    }
+    assert!(
+        wait_for_file(&dir_p.join("appended")),
+        "the command never wrote the lock"
+    );
+    std::fs::rename(&lock, &config).unwrap();
+    let r = finish(child);
+    assert_stopped(&r, &config, "replaced");
+    assert!(
+        r.stderr.contains("(core.fsmonitor)")
+            && r.stderr.contains("put back its text from before the run"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert_no_plant(&dir_p, &home_p, &marker);
+}
+
+/// No false alarm: reads of the held config, the command's own permitted
+/// writes next to it (commits write the index, objects, refs and logs in
+/// `.git`; new files at the project root) and a host-side read do not
+/// stop the run.
+#[test]
+fn an_untouched_run_is_not_stopped() {
     if !git_available() {
         return;
     }
     let (dir, home) = (scratch(), scratch());
     let (dir_p, home_p) = (real(dir.path()), real(home.path()));
     repo(&dir_p, &home_p);
+    let child = boxed_child(
+        &dir_p,
+        &home_p,
+        &[
+            "--allow-write=.",
+            "--",
+            "sh",
+            "-c",
+            "touch started; for i in 1 2 3 4 5; do echo $i > f$i; git add f$i && git commit -qm $i || exit 9; \
+             git config user.name >/dev/null || exit 8; cat .git/config >/dev/null; done; \
+             git checkout -qb side && git checkout -q main || exit 7; \
+             while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok",
+        ],
+    );
+    assert!(
+        wait_for_file(&dir_p.join("started")),
+        "the command never started"
+    );
+    let r = git(&dir_p, &home_p, &["config", "--get", "user.name"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(dir_p.join("host-read"), "").unwrap();
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("ok"), "{r:?}");
+    assert!(
+        !r.stderr.contains("stopped the command") && !r.stderr.contains("replaced"),
+        "{r:?}"
+    );
+}
+
+/// In the Landlock-only fallback nothing lapses: Landlock's precise writes
+/// hold `.git/config` (the new file a host save puts there is granted by
+/// no rule), so the run is not stopped and the command still cannot write
+/// it.
+#[test]
+fn the_fallback_holds_a_replaced_config_without_stopping_the_run() {
+    if !git_available() {
+        return;
+    }
+    let (dir, home) = (scratch(), scratch());
+    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+    repo(&dir_p, &home_p);
+    // The fallback makes no new entry directly in a directory that holds
+    // a write-denied path (the project root here): signals go in `sig/`.
+    std::fs::create_dir(dir_p.join("sig")).unwrap();
+    let script = r#"
+import os, time
+open('sig/started', 'w').close()
+wrote = 0
+end = time.time() + 20
+while time.time() < end and not os.path.exists('sig/host-saved'):
+    try:
+        fd = os.open('.git/config', os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b'[core]\n\tpager = x\n')
+        os.close(fd)
+        wrote += 1
+    except OSError:
+        pass
+time.sleep(0.3)
+print('wrote', wrote)
+"#;
     let child = zerobox()
         .current_dir(&dir_p)
         .env_clear()
         .env("HOME", &home_p)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .args(["--allow-write=.", "--", "sh", "-c"])
-        .arg("echo started > started; sleep 3; printf '[core]\\n\\tfsmonitor = evil\\n' >> .git/config 2>/dev/null; echo done")
+        .env("ZEROBOX_SIMULATE_MISSING", "userns")
+        .args(["--allow-write=.", "--", "python3", "-c", script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn zerobox");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !dir_p.join("started").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // The user, on the host, during the run.
+    assert!(
+        wait_for_file(&dir_p.join("sig/started")),
+        "the command never started"
+    );
     let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = Run::from(child.wait_with_output().unwrap());
+    std::fs::write(dir_p.join("sig/host-saved"), "").unwrap();
+    let r = finish(child);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stderr
-            .contains(".git/config was replaced on the host during the run"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("Landlock"), "the fallback ran: {r:?}");
+    assert!(r.stdout.contains("wrote 0"), "{r:?}");
+    assert!(!r.stderr.contains("stopped the command"), "{r:?}");
+    let config = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
+    assert!(!config.contains("pager"), "{config}");
 }

@@ -33,6 +33,12 @@
 //! reported. `hooks/` and `info/` are always
 //! denied (a placeholder directory there is harmless).
 //!
+//! A held config (one that exists, under a writable place) is held by a
+//! read-only bind, which a host program saving it mid-run detaches:
+//! `protect::replaced` then stops the run and, with
+//! [`guarded_entries`], undoes a replacement that gained an entry that
+//! runs code or redirects git.
+//!
 //! # Input
 //!
 //! Every file read here (`.git` files, `commondir`, `gitdir`, configs) may
@@ -626,6 +632,7 @@ fn scan(roots: &[PathBuf]) -> Scan {
 /// Config keys whose value git runs as a command (or which name code).
 fn runs_code(key: &str, value: &str) -> bool {
     const EXACT: &[&str] = &[
+        "core.alternaterefscommand",
         "core.fsmonitor",
         "core.hookspath",
         "core.sshcommand",
@@ -637,6 +644,7 @@ fn runs_code(key: &str, value: &str) -> bool {
         "diff.external",
         "credential.helper",
         "gpg.program",
+        "gpg.ssh.defaultkeycommand",
         "include.path",
         "interactive.difffilter",
         "uploadpack.packobjectshook",
@@ -657,9 +665,56 @@ fn runs_code(key: &str, value: &str) -> bool {
         ("gpg", "program") => true,
         ("pager", _) => true,
         ("remote", "uploadpack" | "receivepack") => true,
+        // `ext::CMD` runs CMD on fetch and push (when `protocol.ext.allow`
+        // lets it: see `redirects`).
+        ("remote", "url" | "pushurl") => value.starts_with("ext::"),
         ("difftool" | "mergetool" | "man" | "browser", "cmd" | "path") => true,
+        // Config-defined hooks (git 2.46+), `update = !cmd` submodules,
+        // trailer commands.
+        ("hook", "command") => true,
+        ("submodule", "update") => value.starts_with('!'),
+        ("trailer", "command" | "cmd") => true,
         _ => false,
     }
+}
+
+/// Config keys that send git somewhere else: another worktree or git
+/// directory, other URLs for a remote (a push of the project to another
+/// host), a transport that runs a command.
+fn redirects(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    matches!(key, "core.worktree" | "core.bare")
+        || matches!(
+            (first, last),
+            ("url", "insteadof" | "pushinsteadof") | ("protocol", "allow")
+        )
+}
+
+/// The entries of a git config that run code or redirect git (what a
+/// replacement of a held config must not add): `(key, value)` pairs,
+/// keys as [`parse_config`] gives them. An error: the text is not a
+/// config git would read the same way.
+pub(crate) fn guarded_entries(text: &str) -> Result<BTreeSet<(String, String)>, String> {
+    Ok(parse_config(text)?
+        .into_iter()
+        .filter(|(k, v)| runs_code(k, v) || redirects(k))
+        .collect())
+}
+
+/// Is `path` a git directory's own config (`GITDIR/config`,
+/// `GITDIR/config.worktree`)? Read as [`read_config`] reads it.
+pub(crate) fn is_gitdir_config(path: &Path) -> bool {
+    let is_config = path
+        .file_name()
+        .is_some_and(|n| n == "config" || n == "config.worktree");
+    is_config && path.parent().is_some_and(is_gitdir)
+}
+
+/// A git config's text as this module reads one: a regular file (never
+/// through a final symlink), at most [`MAX_CONFIG`] bytes, UTF-8.
+pub(crate) fn read_config(path: &Path) -> Result<String, String> {
+    read_bounded(path, MAX_CONFIG)
 }
 
 /// One stderr line about a repository the command created.
@@ -902,6 +957,30 @@ mod tests {
         assert!(!runs_code("alias.x", "status"));
         assert!(runs_code("filter.lfs.smudge", "git-lfs smudge"));
         assert!(!runs_code("user.name", "x"));
+        assert!(runs_code("hook.lint.command", "make lint"));
+        assert!(runs_code("submodule.x.update", "!sh x"));
+        assert!(!runs_code("submodule.x.update", "rebase"));
+        assert!(runs_code("remote.origin.url", "ext::sh -c x"));
+        assert!(!runs_code("remote.origin.url", "https://example.invalid/r"));
+        assert!(runs_code("core.alternaterefscommand", "x"));
+    }
+
+    #[test]
+    fn guarded_entries_are_code_and_redirects_only() {
+        let text = "[user]\n\tname = a\n[branch \"main\"]\n\tremote = origin\n\
+                    [core]\n\tfsmonitor = x\n\tworktree = /elsewhere\n\
+                    [url \"https://evil.invalid/\"]\n\tinsteadOf = https://example.invalid/\n";
+        let got = guarded_entries(text).unwrap();
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "core.fsmonitor",
+                "core.worktree",
+                "url.https://evil.invalid/.insteadof"
+            ]
+        );
+        assert!(guarded_entries("[core\n").is_err());
     }
 
     fn repo(dir: &Path) {

@@ -1,4 +1,8 @@
-//! Protected paths that do not exist yet, without placeholders.
+//! Protected paths the sandbox's own layers cannot hold alone: names that
+//! do not exist yet (below), and held paths a host program may replace
+//! during the run ([`HeldWatch`], at the end).
+//!
+//! # Protected paths that do not exist yet, without placeholders
 //!
 //! A deny rule on a path that does not exist (`.envrc`, `.git/hooks`,
 //! `.vscode/settings.json` in a fresh project) cannot be masked: there is
@@ -23,6 +27,15 @@
 //! during the run the command can create the name, and a host process
 //! that reads it in the moment before the watcher moves it sees the
 //! command's content.
+//!
+//! # Held paths replaced on the host
+//!
+//! A write-denied path that exists inside a writable directory is held by
+//! a read-only bind in namespace mode, which a rename over it on the host
+//! detaches. [`HeldWatch`] watches those paths' directories while the
+//! command runs and kills the sandbox (through a pidfd) the moment one is
+//! another file or gone; `protect::replaced` records them, checks what
+//! the command wrote in that moment, and says what happened (exit 122).
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
@@ -423,10 +436,21 @@ fn with_owner_access<T>(
 /// which it cannot guess: running out of names must never leave the
 /// planted entry in place.
 fn quarantine(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<OsString> {
+    move_aside(dir, name, "quarantine")
+}
+
+/// Rename `name` in `dir` to `NAME.zerobox-TAG-TIME` (then with a random
+/// suffix if that is taken), never over an existing entry and never
+/// through a symlink (`dir` is an fd). Returns the new name.
+pub(crate) fn move_aside(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    tag: &str,
+) -> std::io::Result<OsString> {
     let stamp = now();
     for n in 0..100 {
         let mut to = name.to_os_string();
-        to.push(format!(".zerobox-quarantine-{stamp}"));
+        to.push(format!(".zerobox-{tag}-{stamp}"));
         if n > 0 {
             to.push(format!("-{:016x}", rand::random::<u64>()));
         }
@@ -436,5 +460,242 @@ fn quarantine(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Re
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::other("no free quarantine name"))
+    Err(std::io::Error::other("no free name to move it to"))
+}
+
+/// A write-protected path that exists inside a writable directory: in
+/// namespace mode only a read-only bind holds it, and the bind goes when a
+/// host program renames over or removes the path (`protect::replaced`).
+/// `dev` and `ino` are the ones it had just before the command started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// How a held path changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lapse {
+    /// Another file (or directory) is at the path now.
+    Replaced,
+    /// Nothing is at the path now.
+    Gone,
+    /// The path cannot be looked at any more (a directory on the way made
+    /// unsearchable): taken as changed, since nothing says it is not.
+    Unknown(String),
+}
+
+impl Held {
+    /// The held path now, seen without following a symlink: `None` while
+    /// it is still the same file.
+    pub fn lapse(&self) -> Option<Lapse> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => None,
+            Ok(_) => Some(Lapse::Replaced),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Lapse::Gone),
+            Err(e) => Some(Lapse::Unknown(e.to_string())),
+        }
+    }
+}
+
+/// What [`HeldWatch`] saw and did: the first held path that changed, and
+/// whether the sandbox was killed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    pub path: PathBuf,
+    pub lapse: Lapse,
+    /// `Err`: the kill failed (the reason); the command then ran on.
+    pub killed: Result<(), String>,
+}
+
+/// Watches the held paths while the command runs and kills the sandbox as
+/// soon as one of them is another file, or gone.
+///
+/// The bind over a held path is detached by the kernel *before* any event
+/// is queued, so this cannot prevent the detach: it bounds what follows
+/// to the moment between the host's rename and the kill (a command that
+/// polls `open(O_WRONLY)` in a loop can get a write in, which
+/// `protect::replaced` then checks). Watched: each held path's directory,
+/// for name changes only (never reads or writes of contents), and on every
+/// event, and every 100 ms in any case, every held path is compared with
+/// its (device, inode) from the start. Namespace mode only: in the
+/// Landlock-only fallback Landlock's precise writes hold these paths
+/// whatever the host does (the new file is granted by no rule), so there
+/// nothing lapses and nothing is killed.
+pub struct HeldWatch {
+    held: Vec<Held>,
+    ino: Option<super::linux::inotify::Inotify>,
+    failures: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::Mutex<Option<Stopped>>>,
+}
+
+impl HeldWatch {
+    /// Set up the watches (before the command starts, without a thread:
+    /// `sandbox::spawn` must be called single-threaded). What could not be
+    /// watched is in [`HeldWatch::failures`].
+    pub fn prepare(held: Vec<Held>) -> HeldWatch {
+        let mut failures = Vec::new();
+        let ino = if held.is_empty() {
+            None
+        } else {
+            match super::linux::inotify::Inotify::new() {
+                Ok(ino) => {
+                    let mut dirs: Vec<&Path> = held
+                        .iter()
+                        .map(|h| h.path.parent().unwrap_or(Path::new("/")))
+                        .collect();
+                    dirs.sort();
+                    dirs.dedup();
+                    for dir in dirs {
+                        if let Err(e) = ino.watch_names(dir) {
+                            failures.push(format!("{} ({e})", dir.display()));
+                        }
+                    }
+                    Some(ino)
+                }
+                Err(e) => {
+                    failures.push(format!("inotify ({e})"));
+                    None
+                }
+            }
+        };
+        HeldWatch {
+            held,
+            ino,
+            failures,
+            stop: Default::default(),
+            stopped: Default::default(),
+        }
+    }
+
+    /// The directories (or `inotify` itself) that could not be watched.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// Start watching; `pid` is the sandbox's PID 1 (a child of zerobox
+    /// not reaped yet). Returns why it could not start, if it could not.
+    pub fn start(&mut self, pid: libc::pid_t) -> Result<(), String> {
+        let Some(ino) = self.ino.take() else {
+            return Ok(()); // nothing held, or already reported
+        };
+        let target = super::linux::pidfd::PidFd::open(pid)
+            .map_err(|e| format!("cannot get a handle on the sandbox to stop it ({e})"))?;
+        let held = self.held.clone();
+        let stop = self.stop.clone();
+        let stopped = self.stopped.clone();
+        // Not joined: `finish` sets `stop` under the lock, and from then on
+        // the thread kills nothing and ends at its next wake (a join would
+        // add up to one poll timeout to every run).
+        std::thread::Builder::new()
+            .name("zerobox-held".into())
+            .spawn(move || loop {
+                // First before any wait: a change between the record and
+                // the start is caught here.
+                if let Some((h, lapse)) = held.iter().find_map(|h| h.lapse().map(|l| (h, l))) {
+                    let mut slot = stopped.lock().unwrap_or_else(|e| e.into_inner());
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return; // the run is over: the after-run check has it
+                    }
+                    let killed = target.kill().map_err(|e| e.to_string());
+                    *slot = Some(Stopped {
+                        path: h.path.clone(),
+                        lapse,
+                        killed,
+                    });
+                    return;
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if ino.wait(100).is_err() {
+                    // The timer alone from now on.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            })
+            .map_err(|e| format!("cannot start the watcher thread ({e})"))?;
+        Ok(())
+    }
+
+    /// Stop watching (after the command ended); what the watcher saw.
+    pub fn finish(self) -> Option<Stopped> {
+        let mut slot = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        slot.take()
+    }
+}
+
+impl Drop for HeldWatch {
+    fn drop(&mut self) {
+        // A run that ends on an error path: the thread kills nothing more.
+        let _slot = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn held(path: &Path) -> Held {
+        let m = std::fs::symlink_metadata(path).unwrap();
+        Held {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    #[test]
+    fn a_held_path_renamed_over_kills_the_process_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("config");
+        std::fs::write(&file, "a").unwrap();
+        let mut watch = HeldWatch::prepare(vec![held(&file)]);
+        assert!(watch.failures().is_empty(), "{:?}", watch.failures());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        watch.start(child.id() as libc::pid_t).unwrap();
+        // Written in place and read: the same file, no kill.
+        std::fs::write(&file, "b").unwrap();
+        let _ = std::fs::read(&file).unwrap();
+        std::fs::write(d.path().join("sibling"), "c").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "killed without cause");
+        std::fs::write(d.path().join("new"), "d").unwrap();
+        std::fs::rename(d.path().join("new"), &file).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        let stopped = watch.finish().expect("the watcher saw it");
+        assert_eq!(stopped.path, file);
+        assert_eq!(stopped.lapse, Lapse::Replaced);
+        assert_eq!(stopped.killed, Ok(()));
+    }
+
+    #[test]
+    fn a_removed_held_path_is_gone_and_an_unwatchable_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("tasks.json");
+        std::fs::write(&file, "a").unwrap();
+        let h = held(&file);
+        assert_eq!(h.lapse(), None);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(h.lapse(), Some(Lapse::Gone));
+        let missing = Held {
+            path: d.path().join("no-such-dir/x"),
+            dev: 0,
+            ino: 0,
+        };
+        let watch = HeldWatch::prepare(vec![missing]);
+        assert_eq!(watch.failures().len(), 1, "{:?}", watch.failures());
+        assert!(watch.failures()[0].contains("no-such-dir"));
+        assert!(watch.finish().is_none());
+    }
 }

@@ -1,6 +1,9 @@
-//! A minimal inotify handle for `sandbox::guard`'s watcher: directory
-//! watches for new entries, polled with a timeout. Hand-written (a few
-//! syscalls) rather than a crate: it only needs create/move-in events.
+//! A minimal inotify handle for `sandbox::guard`'s watchers: directory
+//! watches for new entries ([`Inotify::watch_dir`], missing protected
+//! names) or for any change of the entries' names ([`Inotify::watch_names`],
+//! held paths a host program may rename over or remove), polled with a
+//! timeout. Hand-written (a few syscalls) rather than a crate: it only
+//! needs name events, never reads or writes of file contents.
 
 use std::ffi::OsString;
 use std::io;
@@ -27,9 +30,30 @@ impl Inotify {
     /// Watch the directory `dir` (not following a final symlink) for
     /// entries created or moved into it. Returns the watch descriptor.
     pub fn watch_dir(&self, dir: &Path) -> io::Result<i32> {
+        self.add(dir, libc::IN_CREATE | libc::IN_MOVED_TO)
+    }
+
+    /// Watch the directory `dir` (not following a final symlink) for every
+    /// change of its entries' names: created, moved in or out, removed, and
+    /// the directory itself moved or removed. Opening, reading or writing a
+    /// file raises no event: the command's own reads and in-place writes
+    /// cost nothing.
+    pub fn watch_names(&self, dir: &Path) -> io::Result<i32> {
+        self.add(
+            dir,
+            libc::IN_CREATE
+                | libc::IN_MOVED_TO
+                | libc::IN_MOVED_FROM
+                | libc::IN_DELETE
+                | libc::IN_DELETE_SELF
+                | libc::IN_MOVE_SELF,
+        )
+    }
+
+    fn add(&self, dir: &Path, events: u32) -> io::Result<i32> {
         let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
+        let mask = events | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
         // SAFETY: the fd is open and `c` a valid C string.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
         if wd < 0 {

@@ -32,6 +32,7 @@ pub mod landlock;
 pub mod limits;
 pub mod mounts;
 pub mod notify;
+pub mod pidfd;
 pub mod reaper;
 pub mod seccomp;
 pub mod sys;

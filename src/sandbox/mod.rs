@@ -486,6 +486,7 @@ fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, Sandb
     let prep = linux::Prepared {
         sigmask,
         mode,
+        cgroup_parent: plan.cgroup_parent,
         policy: plan.policy,
         steps: plan.mounts,
         landlock,

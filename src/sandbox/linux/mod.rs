@@ -50,6 +50,8 @@ use crate::policy::Policy;
 /// executes (and reports failures through the status pipe).
 pub struct Prepared {
     pub mode: Mode,
+    /// Where the run's cgroup goes, or why it has none (found by the plan).
+    pub cgroup_parent: Result<PathBuf, String>,
     pub policy: Policy,
     pub steps: Vec<mounts::Step>,
     pub landlock: Option<landlock::Request>,
@@ -204,7 +206,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     }
     // A cgroup for pids.max and memory.max where the user can have one;
     // none is not an error (explain and doctor say so).
-    let cgroup = match cgroup::create(&prep.limits) {
+    let cgroup = match cgroup::create(&prep.cgroup_parent, &prep.limits) {
         Ok(c) => Some(c),
         Err(cgroup::NoCgroup::Unavailable(why)) => {
             if prep.debug {
@@ -224,9 +226,8 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     let (exited_r, exited_w) = if prep.mode == Mode::Namespaces && cgroup.is_none() {
         let (r, w) = sys::pipe_cloexec()
             .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
-        sys::signal_when_readable(r.as_raw_fd(), libc::SIGCHLD).map_err(|e| {
-            SandboxError::new(Stage::Internal, format!("exit report pipe: {e}"))
-        })?;
+        sys::signal_when_readable(r.as_raw_fd(), libc::SIGCHLD)
+            .map_err(|e| SandboxError::new(Stage::Internal, format!("exit report pipe: {e}")))?;
         (Some(r), Some(w))
     } else {
         (None, None)

@@ -490,6 +490,7 @@ fn execute(mut plan: Plan, spec: &Spec, opts: &Options) -> Result<Running, Sandb
     let prep = linux::Prepared {
         sigmask,
         mode,
+        cgroup_parent: plan.cgroup_parent,
         policy: plan.policy,
         steps: plan.mounts,
         landlock,
@@ -583,9 +584,16 @@ impl Running {
             if sig == libc::SIGCHLD {
                 match sys::waitpid(pid, libc::WNOHANG) {
                     Ok((p, st)) if p == pid => break sys::exit_code(st),
-                    Ok(_) => continue,
+                    Ok(_) => {}
                     Err(_) => break EXIT_SETUP,
                 }
+                // PID 1 reports the command's status once nothing else of
+                // the sandbox runs (the report also raises SIGCHLD): the
+                // teardown of its namespaces need not hold up the exit.
+                if let Some(code) = self.started.reported_exit() {
+                    break code;
+                }
+                continue;
             }
             let from_tty = sys::si_code(&info) == libc::SI_KERNEL;
             // A hang-up reaches only the session's leader: when that is

@@ -65,6 +65,9 @@ pub struct Plan {
     /// sandbox has started), so the run does not wait for it.
     #[serde(skip)]
     pub(super) probe_child: Option<linux::ProbeChild>,
+    /// Where the run's cgroup is made, or why it has none.
+    #[serde(skip)]
+    pub(super) cgroup_parent: Result<PathBuf, String>,
 }
 
 /// Make the plan for `policy` on this machine, or refuse.
@@ -123,7 +126,9 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         tcp_connect: proxy.as_ref().and_then(|p| p.port).into_iter().collect(),
         restrict_tcp: !opts.share_net,
     });
-    let layers = describe_layers(policy, opts, mode, abi);
+    // Looked up once: the layers say it, the run makes its cgroup there.
+    let cgroup_parent = linux::cgroup::find_parent();
+    let layers = describe_layers(policy, opts, mode, abi, &cgroup_parent);
     Ok(Plan {
         mode,
         layers,
@@ -137,6 +142,7 @@ pub fn plan(policy: &Policy, opts: &Options) -> Result<Plan, SandboxError> {
         seccomp,
         policy: full,
         probe_child,
+        cgroup_parent,
     })
 }
 
@@ -233,7 +239,13 @@ fn fallback_mode(
     ))
 }
 
-fn describe_layers(policy: &Policy, opts: &Options, mode: Mode, abi: i32) -> Vec<String> {
+fn describe_layers(
+    policy: &Policy,
+    opts: &Options,
+    mode: Mode,
+    abi: i32,
+    cgroup_parent: &Result<PathBuf, String>,
+) -> Vec<String> {
     let mut layers = Vec::new();
     if mode == Mode::Namespaces {
         layers.push("namespaces: user, mount, net (only lo), pid (own init), ipc, uts".into());
@@ -262,7 +274,7 @@ fn describe_layers(policy: &Policy, opts: &Options, mode: Mode, abi: i32) -> Vec
             &opts.limits,
             mode == Mode::Namespaces,
             linux::sys::getuid(),
-            &linux::cgroup::probe(),
+            &linux::cgroup::described(cgroup_parent),
         )
         .into_iter()
         .map(|l| format!("limits: {l}")),

@@ -66,7 +66,22 @@ impl Drop for Cgroup {
 
 /// Where a cgroup would be made, or why none can be (for doctor/explain).
 pub fn probe() -> Result<String, String> {
-    find().map(|parent| format!("cgroup v2 under {}", parent.display()))
+    find().map(|parent| describe(&parent))
+}
+
+/// The cgroup a run's own would be made under, or why none can be: looked
+/// up once per run (the plan) and used by explain and [`create`] alike.
+pub fn find_parent() -> Result<PathBuf, String> {
+    find()
+}
+
+/// [`probe`]'s answer for a [`find_parent`] result.
+pub fn described(parent: &Result<PathBuf, String>) -> Result<String, String> {
+    parent.as_ref().map(|p| describe(p)).map_err(Clone::clone)
+}
+
+fn describe(parent: &Path) -> String {
+    format!("cgroup v2 under {}", parent.display())
 }
 
 /// Why a run has no cgroup.
@@ -78,10 +93,13 @@ pub enum NoCgroup {
     Failed(String),
 }
 
-/// Make the run's cgroup with `limits`.
-pub fn create(limits: &Limits) -> Result<Cgroup, NoCgroup> {
-    let parent = find().map_err(NoCgroup::Unavailable)?;
-    make(&parent, limits).map_err(NoCgroup::Failed)
+/// Make the run's cgroup with `limits` under `parent` (from
+/// [`find_parent`]).
+pub fn create(parent: &Result<PathBuf, String>, limits: &Limits) -> Result<Cgroup, NoCgroup> {
+    let parent = parent
+        .as_ref()
+        .map_err(|why| NoCgroup::Unavailable(why.clone()))?;
+    make(parent, limits).map_err(NoCgroup::Failed)
 }
 
 fn make(parent: &Path, limits: &Limits) -> Result<Cgroup, String> {
@@ -92,7 +110,7 @@ fn make(parent: &Path, limits: &Limits) -> Result<Cgroup, String> {
     );
     let mut cg = Cgroup {
         dirs: Vec::new(),
-        description: probe().unwrap_or_default(),
+        description: describe(parent),
     };
     {
         remove_stale(parent);

@@ -51,6 +51,8 @@ use crate::policy::Policy;
 /// executes (and reports failures through the status pipe).
 pub struct Prepared {
     pub mode: Mode,
+    /// Where the run's cgroup goes, or why it has none (found by the plan).
+    pub cgroup_parent: Result<PathBuf, String>,
     pub policy: Policy,
     pub steps: Vec<mounts::Step>,
     pub landlock: Option<landlock::Request>,
@@ -101,6 +103,25 @@ pub struct Started {
     /// The run's cgroup, removed when the run is over (dropped after the
     /// wait).
     pub cgroup: Option<cgroup::Cgroup>,
+    /// Where PID 1 reports the command's exit status once no other
+    /// process of the sandbox is left (see [`Started::reported_exit`]);
+    /// non-blocking, and its data wakes zerobox with SIGCHLD.
+    exited: Option<OwnedFd>,
+}
+
+impl Started {
+    /// The command's exit status, if PID 1 has reported it: it does so
+    /// after killing and reaping every other process in the sandbox (what
+    /// the kernel does when PID 1 exits), and only then. zerobox can then
+    /// finish without waiting for PID 1's own exit, which tears down the
+    /// namespaces (mount tree, network) and takes longer than the rest of
+    /// the run's end. Bubblewrap's monitor does not wait for it either.
+    /// `None` until then, and for runs that wait for PID 1 itself.
+    pub fn reported_exit(&self) -> Option<i32> {
+        let mut buf = [0u8; 4];
+        let fd = self.exited.as_ref()?;
+        sys::read_now(fd.as_raw_fd(), &mut buf).then(|| i32::from_ne_bytes(buf))
+    }
 }
 
 /// Build the argv/env C strings for `spec`.
@@ -188,7 +209,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
     }
     // A cgroup for pids.max and memory.max where the user can have one;
     // none is not an error (explain and doctor say so).
-    let cgroup = match cgroup::create(&prep.limits) {
+    let cgroup = match cgroup::create(&prep.cgroup_parent, &prep.limits) {
         Ok(c) => Some(c),
         Err(cgroup::NoCgroup::Unavailable(why)) => {
             if prep.debug {
@@ -202,6 +223,18 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         }
     };
     let cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+    // The exit report (see `Started::reported_exit`), in the namespaces
+    // only, and not with a cgroup: removing that needs PID 1 gone. Set up
+    // before the clone, so a report can never come before its signal.
+    let (exited_r, exited_w) = if prep.mode == Mode::Namespaces && cgroup.is_none() {
+        let (r, w) = sys::pipe_cloexec()
+            .map_err(|e| SandboxError::new(Stage::Internal, format!("pipe: {e}")))?;
+        sys::signal_when_readable(r.as_raw_fd(), libc::SIGCHLD)
+            .map_err(|e| SandboxError::new(Stage::Internal, format!("exit report pipe: {e}")))?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
     let pid = sys::clone_fork(flags).map_err(|e| {
         SandboxError::new(Stage::Namespaces, format!("clone with new namespaces: {e}"))
     })?;
@@ -211,6 +244,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         drop(alive_w);
         drop(fd_parent);
         drop(notify_parent);
+        drop(exited_r);
         let code = match prep.mode {
             Mode::Namespaces => init_main(
                 prep,
@@ -221,6 +255,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
                 Channels {
                     proxy: fd_child,
                     notify: notify_child,
+                    exited: exited_w,
                 },
                 &cgroup_procs,
             ),
@@ -231,6 +266,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         sys::exit_now(code);
     }
     drop(status_w);
+    drop(exited_w);
     drop(alive_r);
     drop(fd_child);
     drop(notify_child);
@@ -298,6 +334,7 @@ pub fn start(prep: &Prepared) -> Result<Started, SandboxError> {
         capture,
         _alive: alive_w,
         cgroup,
+        exited: exited_r,
     })
 }
 
@@ -498,6 +535,9 @@ fn decode_failure(buf: &[u8]) -> SandboxError {
 struct Channels {
     proxy: OwnedFd,
     notify: Option<OwnedFd>,
+    /// Where the command's exit status goes once nothing else of the
+    /// sandbox is left (see `Started::reported_exit`).
+    exited: Option<OwnedFd>,
 }
 
 /// PID 1 of the sandbox. Sets up the namespaces' view, starts the command,
@@ -514,6 +554,7 @@ fn init_main(
     let Channels {
         proxy: fd_channel,
         notify: notify_chan,
+        exited,
     } = channels;
     // If zerobox dies, so do we (and with PID 1 the whole pid namespace).
     // The pipe check closes the race with a death before the prctl.
@@ -664,6 +705,8 @@ fn init_main(
         Err(e) => return fail(Stage::Internal, "fork the command", &e, 0),
     };
     if child == 0 {
+        // Only PID 1 may report the command's exit.
+        drop(exited);
         sys::exit_now(command_main(prep, status, notify_chan.as_ref()));
     }
     // Only the command may send the notification listener; our copy must
@@ -684,7 +727,13 @@ fn init_main(
             loop {
                 match sys::waitpid(-1, libc::WNOHANG) {
                     Ok((0, _)) | Err(_) => break,
-                    Ok((pid, st)) if pid == child => return sys::exit_code(st),
+                    Ok((pid, st)) if pid == child => {
+                        let code = sys::exit_code(st);
+                        if let Some(exited) = &exited {
+                            end_all_then_report(exited, code);
+                        }
+                        return code;
+                    }
                     Ok(_) => continue,
                 }
             }
@@ -697,6 +746,27 @@ fn init_main(
             let _ = sys::kill(child, sig);
         }
     }
+}
+
+/// PID 1, the command having exited: end every other process in the
+/// sandbox and reap them all (what the kernel does when PID 1 exits), then
+/// report the command's `code` to zerobox, which need not wait for PID 1's
+/// own exit (see `Started::reported_exit`). Nothing is reported unless
+/// `waitpid` says no child is left: every process of the pid namespace is
+/// PID 1's child or a descendant of one, so none runs any more.
+fn end_all_then_report(exited: &OwnedFd, code: i32) {
+    // SIGKILL to every process of the namespace but PID 1; a process that
+    // has it pending can no longer fork.
+    let _ = sys::kill(-1, libc::SIGKILL);
+    loop {
+        match sys::waitpid(-1, 0) {
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => break,
+            // Not known to be alone: no report, zerobox waits for our exit.
+            Err(_) => return,
+        }
+    }
+    sys::write_all(exited.as_raw_fd(), &code.to_ne_bytes());
 }
 
 /// The fallback's reaper (see `reaper`): the command's parent. Forwards

@@ -457,6 +457,37 @@ pub fn sigwaitinfo(sigs: &[libc::c_int]) -> io::Result<libc::siginfo_t> {
     }
 }
 
+/// Have the kernel send `sig` to this process whenever `fd` (a pipe's
+/// read end) becomes readable, and make reads from it non-blocking: a
+/// process waiting in `sigwaitinfo` for `sig` then also wakes for data on
+/// the pipe (`fcntl` `F_SETOWN`, `F_SETSIG`, `O_ASYNC`).
+pub fn signal_when_readable(fd: RawFd, sig: libc::c_int) -> io::Result<()> {
+    // <asm-generic/fcntl.h>; the libc crate does not export it.
+    const F_SETSIG: libc::c_int = 10;
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    unsafe {
+        check(libc::fcntl(fd, libc::F_SETOWN, libc::getpid()).into())?;
+        check(libc::fcntl(fd, F_SETSIG, sig).into())?;
+        let flags = check(libc::fcntl(fd, libc::F_GETFL).into())? as libc::c_int;
+        check(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK | libc::O_ASYNC).into())?;
+    }
+    Ok(())
+}
+
+/// Exactly `buf.len()` bytes from the non-blocking `fd` if that many are
+/// there now (a pipe write of up to `PIPE_BUF` bytes arrives whole);
+/// `false` for nothing yet, end of file, a short read or an error.
+pub fn read_now(fd: RawFd, buf: &mut [u8]) -> bool {
+    loop {
+        // SAFETY: pointer/length describe `buf`, which we own mutably.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return n == buf.len() as isize;
+    }
+}
+
 /// The `si_code` of a received signal (SI_USER, SI_KERNEL, …).
 pub fn si_code(info: &libc::siginfo_t) -> libc::c_int {
     info.si_code

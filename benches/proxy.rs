@@ -35,7 +35,10 @@
 //! `BENCH_FIRST_RUNS` (15 fresh proxies per mode for the first request of
 //! a run; 0 skips), `BENCH_FIRST_DELAY_MS` (20: how long after the proxy
 //! is up the first request comes, as a command's own start-up takes),
-//! `MITMDUMP` (path to mitmdump); `BENCH_EGRESS_ROUNDS` (5),
+//! `BENCH_FIRST_DELAYS` (ms[,ms…]: other delays instead of 0 and that),
+//! `BENCH_NEW_CONNS` (200 new connections per mode on a warm proxy, one
+//! at a time; 0 skips), `BENCH_PROXY_WRAP` (run the proxy child under a
+//! profiler), `MITMDUMP` (path to mitmdump); `BENCH_EGRESS_ROUNDS` (5),
 //! `BENCH_EGRESS_REPS` (20), `BENCH_EGRESS_MIB` (64) for the
 //! transparent-egress section (see `egress`).
 
@@ -87,6 +90,7 @@ struct Opts {
     startup_runs: usize,
     first_runs: usize,
     first_delay: Duration,
+    new_conns: usize,
 }
 
 impl Opts {
@@ -101,6 +105,7 @@ impl Opts {
             startup_runs: env_num("BENCH_STARTUP_RUNS", 30) as usize,
             first_runs: env_num("BENCH_FIRST_RUNS", 15) as usize,
             first_delay: Duration::from_millis(env_num("BENCH_FIRST_DELAY_MS", 20)),
+            new_conns: env_num("BENCH_NEW_CONNS", 200) as usize,
         }
     }
 }
@@ -169,7 +174,23 @@ struct ProxyChild {
 
 fn spawn_zerobox_proxy(dir: &Path, up_port: u16, raw_port: u16) -> ProxyChild {
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
+    // Profiling knob: BENCH_PROXY_WRAP="heaptrack -o /tmp/p" runs the
+    // proxy child under that command (its memory and CPU figures are then
+    // the wrapper's, not the proxy's).
+    let wrap: Vec<String> = std::env::var("BENCH_PROXY_WRAP")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut cmd = match wrap.split_first() {
+        Some((w, args)) => {
+            let mut c = Command::new(w);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = cmd
         .env("ZEROBOX_BENCH_ROLE", "proxy")
         .env("ZEROBOX_BENCH_UP_PORT", up_port.to_string())
         .env("ZEROBOX_BENCH_RAW_PORT", raw_port.to_string())
@@ -777,8 +798,123 @@ fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
+/// CPU time (user + system, all threads, dead ones included) a process
+/// has used so far, in clock ticks, from `/proc/PID/stat`. Linux reports
+/// these in `USER_HZ`, which is 100 on every architecture it ships
+/// (`sysconf(_SC_CLK_TCK)` would need `unsafe`, denied here).
+fn cpu_ticks(pid: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum()
+}
+
+const USER_HZ: f64 = 100.0;
+
+/// CPU spent per MiB moved, summed over the throughput rounds of a mode:
+/// the proxy process's and this process's (client + upstream). Unlike
+/// MB/s this barely depends on what else the machine runs: it says what
+/// the proxy costs, not how much of the cores it got.
+#[derive(Default, Clone, Copy)]
+struct CpuCost {
+    proxy_ticks: u64,
+    own_ticks: u64,
+    bytes: u64,
+}
+
+impl CpuCost {
+    /// Run `f`, adding the CPU the proxy (`proxy_pid`, if any) and this
+    /// process used during it, and the bytes it reports moving.
+    fn measure<T>(&mut self, proxy_pid: Option<u32>, bytes: u64, f: impl FnOnce() -> T) -> T {
+        let p0 = proxy_pid.map(|p| cpu_ticks(&p.to_string())).unwrap_or(0);
+        let s0 = cpu_ticks("self");
+        let out = f();
+        self.proxy_ticks += proxy_pid.map(|p| cpu_ticks(&p.to_string())).unwrap_or(0) - p0;
+        self.own_ticks += cpu_ticks("self") - s0;
+        self.bytes += bytes;
+        out
+    }
+    fn ms_per_mib(ticks: u64, bytes: u64) -> f64 {
+        ticks as f64 / USER_HZ * 1e3 / (bytes as f64 / (1u64 << 20) as f64)
+    }
+    fn proxy(&self) -> f64 {
+        Self::ms_per_mib(self.proxy_ticks, self.bytes)
+    }
+    fn own(&self) -> f64 {
+        Self::ms_per_mib(self.own_ticks, self.bytes)
+    }
+}
+
+/// The CPU table: per mode, the proxy's and the ends' CPU per MiB, and
+/// the share of a CPU-bound run's speed left to it: direct's total CPU per
+/// MiB over this mode's (the throughput ratio a machine with no other
+/// load and no idle time would show).
+fn print_cpu_table(title: &str, rows: &[(&str, CpuCost)]) {
+    println!("\n{title}\n");
+    println!("| mode | proxy CPU ms/MiB | client + upstream CPU ms/MiB | total ms/MiB | CPU-bound ratio to direct |");
+    println!("|---|---|---|---|---|");
+    let direct = rows
+        .iter()
+        .find(|(l, _)| l.starts_with("direct"))
+        .map(|(_, c)| c.own() + c.proxy());
+    for (label, c) in rows {
+        if c.bytes == 0 {
+            continue;
+        }
+        let total = c.proxy() + c.own();
+        let ratio = direct.map(|d| format!("{:.2}", d / total)).unwrap_or_default();
+        println!(
+            "| {label} | {:.2} | {:.2} | {total:.2} | {ratio} |",
+            c.proxy(),
+            c.own()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Start-up of the zerobox binary.
+
+/// New connections on a warm proxy: `n` per mode, one at a time, modes
+/// alternating, each timed from connect to the end of its first response
+/// (connect, `CONNECT`, TLS, GET /small). An intercepted connection has
+/// two TLS handshakes (client and upstream legs) where a tunnel has one;
+/// this shows what that costs once start-up is out of the way. Many
+/// samples, so a median holds on a loaded machine.
+fn new_connections(rt: &tokio::runtime::Runtime, client: &Client, modes: &[Mode], n: usize) {
+    let mut ms = vec![Vec::with_capacity(n); modes.len()];
+    for _ in 0..n {
+        for (i, m) in modes.iter().enumerate() {
+            let t0 = Instant::now();
+            let ok = rt.block_on(async {
+                let mut s = open(client, m).await?;
+                get(&mut s, m, "/small").await
+            });
+            if ok.is_ok() {
+                ms[i].push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    println!("\n### Proxy: new connection + first request on a warm proxy ({n} per mode, alternating)\n");
+    println!("| mode | p50 ms | p90 ms | p50 / tunnel p50 |");
+    println!("|---|---|---|---|");
+    let tunnel = modes
+        .iter()
+        .position(|m| m.label == "zerobox tunnel")
+        .map(|i| median(&ms[i]));
+    for (m, v) in modes.iter().zip(ms.iter_mut()) {
+        v.sort_by(f64::total_cmp);
+        let p50 = median(v);
+        let ratio = tunnel.map(|t| format!("{:.2}×", p50 / t)).unwrap_or_default();
+        println!("| {} | {p50:.2} | {:.2} | {ratio} |", m.label, pct(v, 90.0));
+    }
+}
 
 /// The first request of a run: a fresh proxy child per sample (its start
 /// is the run's), then after `delay` connect + CONNECT + TLS + GET /small
@@ -1120,21 +1256,37 @@ fn main() {
     raw_modes.retain(|m| keep(m.0));
     let mut raw = vec![Vec::new(); raw_modes.len()];
     let mut raw_err: Vec<Option<String>> = vec![None; raw_modes.len()];
+    // CPU per MiB: the proxy child's for zerobox modes (mitmdump's for its own).
+    let pid_of = |label: &str, via: Option<SocketAddr>| {
+        via.and_then(|_| {
+            pids.iter()
+                .find(|(n, _)| n.starts_with("zerobox") == label.starts_with("zerobox"))
+                .map(|(_, p)| *p)
+        })
+    };
+    let mut tput_cpu = vec![CpuCost::default(); n];
+    let mut raw_cpu = vec![CpuCost::default(); raw_modes.len()];
     for _ in 0..o.big_rounds {
         for (i, m) in modes.iter().enumerate() {
             if tput_err[i].is_some() {
                 continue;
             }
-            match rt.block_on(throughput_round(&client, m, o.big)) {
+            let pid = pid_of(m.label, m.via);
+            match tput_cpu[i].measure(pid, o.big, || {
+                rt.block_on(throughput_round(&client, m, o.big))
+            }) {
                 Ok(r) => tput[i].push(r),
                 Err(e) => tput_err[i] = Some(e.to_string()),
             }
         }
-        for (i, (_, via, connect)) in raw_modes.iter().enumerate() {
+        for (i, (label, via, connect)) in raw_modes.iter().enumerate() {
             if raw_err[i].is_some() {
                 continue;
             }
-            match rt.block_on(raw_round(*via, raw_addr, connect, o.big)) {
+            let pid = pid_of(label, *via);
+            match raw_cpu[i].measure(pid, o.big, || {
+                rt.block_on(raw_round(*via, raw_addr, connect, o.big))
+            }) {
                 Ok(r) => raw[i].push(r),
                 Err(e) => raw_err[i] = Some(e.to_string()),
             }
@@ -1210,6 +1362,18 @@ fn main() {
         };
         println!("| {label} | {v} |");
     }
+
+    let cpu_rows = |labels: Vec<&'static str>, c: &[CpuCost]| -> Vec<(&'static str, CpuCost)> {
+        labels.into_iter().zip(c.iter().copied()).collect()
+    };
+    print_cpu_table(
+        &format!("CPU per MiB during the {big_mib} MiB HTTPS responses (all rounds; USER_HZ ticks):"),
+        &cpu_rows(modes.iter().map(|m| m.label).collect(), &tput_cpu),
+    );
+    print_cpu_table(
+        "CPU per MiB, plain TCP:",
+        &cpu_rows(raw_modes.iter().map(|m| m.0).collect(), &raw_cpu),
+    );
 
     println!(
         "\n### Proxy: {} concurrent connections (CONNECT + TLS + request each, all held open, then a second request on each at once)\n",
@@ -1349,7 +1513,15 @@ fn main() {
             .cloned()
             .collect();
         if pair.len() == 2 {
-            let delays = [Duration::ZERO, o.first_delay];
+            // BENCH_FIRST_DELAYS=ms[,ms…] replaces the default pair.
+            let delays: Vec<Duration> = match std::env::var("BENCH_FIRST_DELAYS") {
+                Ok(v) if !v.trim().is_empty() => v
+                    .split(',')
+                    .filter_map(|d| d.trim().parse().ok())
+                    .map(Duration::from_millis)
+                    .collect(),
+                _ => vec![Duration::ZERO, o.first_delay],
+            };
             let res = first_of_run(
                 &rt,
                 dir.path(),
@@ -1375,6 +1547,10 @@ fn main() {
                 );
             }
         }
+    }
+
+    if o.new_conns > 0 {
+        new_connections(&rt, &client, &modes, o.new_conns);
     }
 
     // The same upstream, through a real sandbox (a section of its own).

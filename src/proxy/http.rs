@@ -8,6 +8,7 @@
 //! upstream TLS, and chaining through a corporate proxy with `CONNECT`.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -252,6 +253,60 @@ pub async fn dial(state: &State, target: &Target) -> Result<TcpStream, ProxyErro
     }
 }
 
+/// Most upstream connections kept for reuse at once, proxy-wide. Each
+/// costs ≈ 25–30 KiB (a heap profile: its TLS session, hyper's read and
+/// write buffers and request channel, its task), and 1,000 held
+/// intercepted client connections kept 1,000 of them. Past this many, an
+/// upstream connection closes when its response ends, and the next
+/// request on that client connection opens a new one (a TLS handshake,
+/// ≈ 0.5 ms). A coding agent keeps a few connections per host; every
+/// ordinary run stays under the cap and keeps its reuse.
+pub const MAX_PARKED: usize = 64;
+
+/// An upstream connection kept for the next request of its client
+/// connection, holding one of the [`MAX_PARKED`] places until it is
+/// taken back or dropped.
+pub struct Parked {
+    sender: Sender,
+    _place: ParkPlace,
+}
+
+impl Parked {
+    /// Park `sender` if a place is free; `None` (the connection is
+    /// dropped, and closes when its response ends) otherwise.
+    fn new(sender: Sender, count: &Arc<AtomicUsize>) -> Option<Parked> {
+        Some(Parked {
+            sender,
+            _place: ParkPlace::take(count)?,
+        })
+    }
+
+    /// The connection, unparked (its place freed).
+    fn take(self) -> Sender {
+        self.sender
+    }
+}
+
+/// One of the [`MAX_PARKED`] places, freed on drop.
+struct ParkPlace(Arc<AtomicUsize>);
+
+impl ParkPlace {
+    fn take(count: &Arc<AtomicUsize>) -> Option<ParkPlace> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PARKED).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ParkPlace(count.clone()))
+    }
+}
+
+impl Drop for ParkPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Per-connection context for forwarded requests.
 pub struct Ctx {
     pub target: Target,
@@ -264,7 +319,7 @@ pub struct Ctx {
     /// The upstream connection of the previous request on this client
     /// connection, kept for the next one: without it every intercepted
     /// request paid a new TCP connect and TLS handshake (≈0.5 ms here).
-    pub idle: Mutex<Option<Sender>>,
+    pub idle: Mutex<Option<Parked>>,
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -770,7 +825,8 @@ async fn exchange(
     let idle = if upgrade {
         None
     } else {
-        ctx.idle.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let parked = ctx.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        parked.map(Parked::take)
     };
     let reused = match idle {
         Some(mut s) => s.ready().await.then_some(s),
@@ -818,7 +874,8 @@ async fn exchange(
     let mut resp = match tokio::time::timeout(RESPONSE_TIMEOUT, send).await {
         Ok((Ok(r), sender)) => {
             if !upgrade {
-                *ctx.idle.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+                let parked = Parked::new(sender, &state.parked);
+                *ctx.idle.lock().unwrap_or_else(|e| e.into_inner()) = parked;
             }
             r
         }
@@ -899,6 +956,22 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At most MAX_PARKED upstream connections are kept; a place comes
+    /// back when a kept one is taken or dropped.
+    #[test]
+    fn parked_places_are_capped_and_given_back() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let places: Vec<ParkPlace> = (0..MAX_PARKED)
+            .map(|_| ParkPlace::take(&count).unwrap())
+            .collect();
+        assert_eq!(count.load(Ordering::Acquire), MAX_PARKED);
+        assert!(ParkPlace::take(&count).is_none(), "over the cap");
+        assert_eq!(count.load(Ordering::Acquire), MAX_PARKED);
+        drop(places);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(ParkPlace::take(&count).is_some());
+    }
 
     #[test]
     fn hop_by_hop() {

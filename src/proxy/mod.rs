@@ -317,6 +317,8 @@ pub(crate) struct State {
     /// Names the sandbox's DNS gave synthetic addresses (transparent
     /// egress, [`dns`]).
     pub synth: dns::Synth,
+    /// Upstream connections kept for reuse ([`http::MAX_PARKED`]).
+    pub parked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A running proxy. Dropping it without [`ProxyHandle::shutdown`] stops it too.
@@ -373,6 +375,7 @@ pub fn prepare(config: ProxyConfig) -> Result<PreparedProxy, ProxyError> {
         dns_queries: AtomicU64::new(0),
         idle_timeout: relay::IDLE_TIMEOUT,
         synth: dns::Synth::default(),
+        parked: Arc::default(),
     });
     Ok(PreparedProxy { state })
 }

@@ -869,7 +869,9 @@ fn print_cpu_table(title: &str, rows: &[(&str, CpuCost)]) {
             continue;
         }
         let total = c.proxy() + c.own();
-        let ratio = direct.map(|d| format!("{:.2}", d / total)).unwrap_or_default();
+        let ratio = direct
+            .map(|d| format!("{:.2}", d / total))
+            .unwrap_or_default();
         println!(
             "| {label} | {:.2} | {:.2} | {total:.2} | {ratio} |",
             c.proxy(),
@@ -901,7 +903,9 @@ fn new_connections(rt: &tokio::runtime::Runtime, client: &Client, modes: &[Mode]
             }
         }
     }
-    println!("\n### Proxy: new connection + first request on a warm proxy ({n} per mode, alternating)\n");
+    println!(
+        "\n### Proxy: new connection + first request on a warm proxy ({n} per mode, alternating)\n"
+    );
     println!("| mode | p50 ms | p90 ms | p50 / tunnel p50 |");
     println!("|---|---|---|---|");
     let tunnel = modes
@@ -911,7 +915,9 @@ fn new_connections(rt: &tokio::runtime::Runtime, client: &Client, modes: &[Mode]
     for (m, v) in modes.iter().zip(ms.iter_mut()) {
         v.sort_by(f64::total_cmp);
         let p50 = median(v);
-        let ratio = tunnel.map(|t| format!("{:.2}×", p50 / t)).unwrap_or_default();
+        let ratio = tunnel
+            .map(|t| format!("{:.2}×", p50 / t))
+            .unwrap_or_default();
         println!("| {} | {p50:.2} | {:.2} | {ratio} |", m.label, pct(v, 90.0));
     }
 }
@@ -1367,7 +1373,9 @@ fn main() {
         labels.into_iter().zip(c.iter().copied()).collect()
     };
     print_cpu_table(
-        &format!("CPU per MiB during the {big_mib} MiB HTTPS responses (all rounds; USER_HZ ticks):"),
+        &format!(
+            "CPU per MiB during the {big_mib} MiB HTTPS responses (all rounds; USER_HZ ticks):"
+        ),
         &cpu_rows(modes.iter().map(|m| m.label).collect(), &tput_cpu),
     );
     print_cpu_table(

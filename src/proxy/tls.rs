@@ -411,11 +411,12 @@ impl TlsState {
 
     /// Do off the request path, while the sandboxed command starts, what
     /// the first intercepted request would otherwise wait for: seed
-    /// AWS-LC's RNG (its entropy collection, on first use, was ≈ 25 ms of
-    /// a 29 ms first request here), issue the leaves of the hosts secrets
-    /// are bound to by exact name or address (wildcards are issued on
-    /// demand), and build the upstream root store. Errors are left for
-    /// the request to meet and report.
+    /// AWS-LC's RNG (25–120 ms with its CPU-jitter collector, which this
+    /// repository's builds leave out, see `.cargo/config.toml`; from the
+    /// kernel alone, a small part of a 2 ms first request), issue the
+    /// leaves of the hosts secrets are bound to by exact name or address
+    /// (wildcards are issued on demand), and build the upstream root
+    /// store. Errors are left for the request to meet and report.
     pub fn warm_up(&self, hosts: &[Host]) {
         if hosts.is_empty() {
             let _ = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256);

@@ -139,6 +139,39 @@ fn lines_of<'a>(
         .collect()
 }
 
+/// Whether the net log has a `kind` line for `host` refused as `reason`.
+fn refused(log: &[serde_json::Value], kind: &str, host: &str, reason: &str) -> bool {
+    log.iter()
+        .any(|l| l["kind"] == kind && l["host"] == host && l["reason"] == reason)
+}
+
+/// Node's `fetch`, no proxy setting, after `prelude`: prints `prelude`'s
+/// own lines, then the allowed host's answer (sending the secret's
+/// placeholder) and the denied host's error code. The secret is bound to
+/// the allowed host.
+fn node_fetch(f: &Fixture, prelude: &str) -> Run {
+    let port = f.up.port;
+    let js = format!(
+        "const go = (u, h) => fetch(u, {{headers: h}}).then(r => r.text()).catch(e => 'failed ' + (e.cause && e.cause.code));\n\
+         (async () => {{\n\
+           {prelude}\n\
+           console.log(await go('https://{ALLOWED}:{port}/', {{authorization: 'Bearer ' + process.env.EGRESS_TOKEN}}));\n\
+           console.log(await go('https://{DENIED}:{port}/', {{}}));\n\
+         }})();"
+    );
+    std::fs::write(f.dir.path().join("f.js"), js).unwrap();
+    f.run(
+        &[
+            "--secret",
+            "EGRESS_TOKEN",
+            "--secret-host",
+            &format!("EGRESS_TOKEN={ALLOWED}:{port}"),
+        ],
+        &[("EGRESS_TOKEN", "sk-egress-value-42")],
+        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NODE_USE_ENV_PROXY; node f.js",
+    )
+}
+
 /// `curl -4 --noproxy '*'` (it dials the address itself) reaches the
 /// allowed host through DNS + capture, and cannot reach the denied one,
 /// whose name does not even resolve. (IPv6: the next test.)
@@ -252,25 +285,7 @@ fn node_fetch_without_proxy_settings_works_for_allowed_hosts() {
         return;
     }
     let f = fixture();
-    let port = f.up.port;
-    let js = format!(
-        "const go = (u, h) => fetch(u, {{headers: h}}).then(r => r.text()).catch(e => 'failed ' + (e.cause && e.cause.code));\n\
-         (async () => {{\n\
-           console.log(await go('https://{ALLOWED}:{port}/', {{authorization: 'Bearer ' + process.env.EGRESS_TOKEN}}));\n\
-           console.log(await go('https://{DENIED}:{port}/', {{}}));\n\
-         }})();"
-    );
-    std::fs::write(f.dir.path().join("f.js"), js).unwrap();
-    let r = f.run(
-        &[
-            "--secret",
-            "EGRESS_TOKEN",
-            "--secret-host",
-            &format!("EGRESS_TOKEN={ALLOWED}:{port}"),
-        ],
-        &[("EGRESS_TOKEN", "sk-egress-value-42")],
-        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NODE_USE_ENV_PROXY; node f.js",
-    );
+    let r = node_fetch(&f, "");
     assert_eq!(
         r.stdout, "ok auth=match\n\nfailed ENOTFOUND\n",
         "secret injected at the bound host, denied host unresolved: {r:?}"
@@ -356,12 +371,7 @@ fn tls_for_another_name_on_a_captured_connection_is_refused() {
         "{r:?}"
     );
     let log = f.log_lines();
-    assert!(
-        log.iter().any(|l| l["kind"] == "capture"
-            && l["reason"] == "sni-mismatch"
-            && l["host"] == ALLOWED),
-        "{log:?}"
-    );
+    assert!(refused(&log, "capture", ALLOWED, "sni-mismatch"), "{log:?}");
 }
 
 /// `explain` says what transparent egress does in namespace mode (which
@@ -534,24 +544,13 @@ fn ipv6_clients_reach_allowed_hosts_and_nothing_else() {
         .collect();
     assert_eq!(cap.len(), 1, "curl -6 only: {log:?}");
     assert_eq!(cap[0]["addr"], format!("127.0.0.1:{port}"));
-    assert!(
-        log.iter().any(|l| l["kind"] == "capture"
-            && l["host"] == "2001:2::4242"
-            && l["reason"] == "not-a-resolved-name"),
-        "{log:?}"
-    );
-    assert!(
-        log.iter().any(|l| l["kind"] == "capture"
-            && l["host"] == "::1"
-            && l["reason"] == "not-a-resolved-name"),
-        "{log:?}"
-    );
-    assert!(
-        log.iter().any(|l| l["kind"] == "capture"
-            && l["reason"] == "sni-mismatch"
-            && l["host"] == ALLOWED),
-        "{log:?}"
-    );
+    for h in ["2001:2::4242", "::1"] {
+        assert!(
+            refused(&log, "capture", h, "not-a-resolved-name"),
+            "{h}: {log:?}"
+        );
+    }
+    assert!(refused(&log, "capture", ALLOWED, "sni-mismatch"), "{log:?}");
 }
 
 /// A client that asks A and AAAA and prefers IPv6 works: Node's `fetch`
@@ -565,28 +564,13 @@ fn node_fetch_preferring_ipv6_reaches_allowed_hosts() {
         return;
     }
     let f = fixture();
-    let port = f.up.port;
-    let js = format!(
-        "require('dns').setDefaultResultOrder('ipv6first');\n\
-         require('net').setDefaultAutoSelectFamily(false);\n\
-         const go = (u, h) => fetch(u, {{headers: h}}).then(r => r.text()).catch(e => 'failed ' + (e.cause && e.cause.code));\n\
-         (async () => {{\n\
-           const a = await require('dns').promises.lookup('{ALLOWED}');\n\
-           console.log('first ' + a.address);\n\
-           console.log(await go('https://{ALLOWED}:{port}/', {{authorization: 'Bearer ' + process.env.EGRESS_TOKEN}}));\n\
-           console.log(await go('https://{DENIED}:{port}/', {{}}));\n\
-         }})();"
-    );
-    std::fs::write(f.dir.path().join("f6.js"), js).unwrap();
-    let r = f.run(
-        &[
-            "--secret",
-            "EGRESS_TOKEN",
-            "--secret-host",
-            &format!("EGRESS_TOKEN={ALLOWED}:{port}"),
-        ],
-        &[("EGRESS_TOKEN", "sk-egress-value-42")],
-        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy NODE_USE_ENV_PROXY; node f6.js",
+    let r = node_fetch(
+        &f,
+        &format!(
+            "require('dns').setDefaultResultOrder('ipv6first');\n\
+             require('net').setDefaultAutoSelectFamily(false);\n\
+             console.log('first ' + (await require('dns').promises.lookup('{ALLOWED}')).address);"
+        ),
     );
     if !had_v6(&r) {
         return;

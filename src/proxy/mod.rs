@@ -520,8 +520,8 @@ impl ProxyHandle {
         if !v6 {
             // Not weaker (nothing in the sandbox can reach an IPv6
             // address at all), but different: said, not silent.
-            crate::errln!(
-                "zerobox: transparent egress: IPv6 is disabled inside the sandbox (no IPv6 in this kernel, or disable_ipv6 set for new network namespaces); allowed names resolve to IPv4 only"
+            crate::warn!(
+                "transparent egress: IPv6 is disabled inside the sandbox (no IPv6 in this kernel, or disable_ipv6 set for new network namespaces); allowed names resolve to IPv4 only"
             );
         }
         let served = Arc::new(dns::Served { ports, v6 });

@@ -327,3 +327,32 @@ fn a_code_running_variable_planted_in_dot_env_is_put_back() {
     );
     home.assert_host_intact();
 }
+
+/// `--no-sandbox` execs the command in zerobox's place: nothing checks
+/// after it, and what it changes is the user's own doing. Its journal must
+/// be gone before the exec, or the next run would "revert a killed run"
+/// and undo what the user ran unsandboxed on purpose.
+#[test]
+fn no_sandbox_leaves_no_journal_behind() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let codex = h.join(".codex/config.toml");
+    std::fs::create_dir_all(codex.parent().unwrap()).unwrap();
+    std::fs::write(&codex, "model = \"o3\"\n").unwrap();
+    let out = crate::common::zerobox()
+        .current_dir(&d)
+        .env("HOME", &h)
+        .env_remove("XDG_DATA_HOME")
+        .args(["--no-sandbox", "--", "sh", "-c"])
+        .arg("ls -A ~/.local/share/zerobox/agent-state | wc -l; echo 'notify = [\"mine\"]' >> ~/.codex/config.toml")
+        .output()
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "0", "{r:?}");
+    let r = run_once(&d, &h, "true");
+    assert!(!r.stderr.contains("killed"), "{r:?}");
+    assert!(std::fs::read_to_string(&codex).unwrap().contains("mine"));
+}

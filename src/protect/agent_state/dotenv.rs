@@ -101,7 +101,12 @@ pub(super) fn is_code_running(name: &str) -> bool {
         "JULIA_",
     ];
     const SUFFIXES: &[&str] = &["_PROXY", "_BASE_URL", "_OPTIONS", "_OPTS", "_HOOK"];
+    // Common in a project's `.env`, and they run nothing.
+    const HARMLESS: &[&str] = &["NODE_ENV", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"];
     let upper = name.to_ascii_uppercase();
+    if HARMLESS.contains(&upper.as_str()) {
+        return false;
+    }
     EXACT.contains(&upper.as_str())
         || PREFIXES.iter().any(|p| upper.starts_with(p))
         || SUFFIXES.iter().any(|s| upper.ends_with(s))
@@ -287,6 +292,7 @@ mod tests {
             "# BASH_ENV=/x",
             "MY_PATH_X=1",
             "export=1",
+            "NODE_ENV=production",
         ] {
             assert!(code_running_lines(text).is_empty(), "{text:?}");
         }

@@ -314,13 +314,28 @@ fn recover_in(dir: &Path, home: &Path) -> Recovery {
         return out; // none written yet
     };
     let boot = boot_id();
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
+    let all: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    let name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A temp file left by a run killed while writing its journal (no run
+    // is writing one now: the lock is held exclusively).
+    for tmp in all.iter().filter(|p| {
+        let n = name(p);
+        n.starts_with('.') && n.ends_with(".tmp")
+    }) {
+        if std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    let mut paths: Vec<PathBuf> = all
+        .into_iter()
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'))
+            let n = name(p);
+            n.ends_with(".json") && !n.starts_with('.')
         })
         .collect();
     paths.sort();
@@ -582,6 +597,16 @@ mod tests {
             std::fs::read_to_string(&codex).unwrap(),
             "model = \"gpt-5\"\n"
         );
+    }
+
+    #[test]
+    fn a_half_written_journal_of_a_killed_run_is_cleaned_up() {
+        let (_t, home, dir, _) = setup();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".4999999.00.tmp"), "{\"version\":1,").unwrap();
+        let r = recover_in(&dir, &home);
+        assert!(r.lines.is_empty() && r.blocked.is_empty(), "{r:?}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 
     #[test]

@@ -233,6 +233,48 @@ fn no_process_survives_the_command() {
     );
 }
 
+/// Threat: keep processes running past the command's exit that go on
+/// writing to the host after zerobox has returned, i.e. after its
+/// post-run checks (guarded names, agent state, git) have looked. zerobox
+/// does not wait for the sandbox's PID 1 to finish exiting (the teardown
+/// of its namespaces), so this holds only because PID 1 kills and reaps
+/// every other process before it reports the command's exit. Stopped by:
+/// that kill and reap (`end_all_then_report`).
+#[test]
+fn nothing_of_the_sandbox_writes_after_zerobox_returns() {
+    let s = scratch();
+    let dir = real(s.path());
+    let mark = format!("3013.{}", unique());
+    // Three setsid survivors ignoring every signal they can, detached from
+    // zerobox's pipes, appending as fast as they can; the command exits
+    // as soon as they write.
+    let script = format!(
+        "for i in 1 2 3; do (trap '' HUP INT TERM; setsid sh -c 'while :; do echo x >> beat; done' {mark} </dev/null >/dev/null 2>&1 &); done; \
+         while [ ! -s beat ]; do :; done; exit 0"
+    );
+    let r = common::zerobox()
+        .current_dir(&dir)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("run zerobox");
+    assert!(r.status.success(), "{r:?}");
+    let beat = dir.join("beat");
+    let at_return = std::fs::metadata(&beat).map(|m| m.len()).unwrap_or(0);
+    // The primitive: the survivors ran and wrote to the host.
+    assert!(at_return > 0, "the survivors never wrote: {r:?}");
+    assert!(
+        host_procs_with(&mark).is_empty(),
+        "sandbox processes still alive when zerobox returned: {:?}",
+        host_procs_with(&mark)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let later = std::fs::metadata(&beat).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        at_return, later,
+        "a sandbox process wrote to the host after zerobox returned"
+    );
+}
+
 /// Threat: SIGKILL zerobox itself (it cannot forward that) and hope the
 /// sandbox's processes live on orphaned. Stopped by: init's parent-death
 /// signal (SIGKILL when zerobox dies) and the pid namespace dying with it.

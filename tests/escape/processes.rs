@@ -233,6 +233,73 @@ fn no_process_survives_the_command() {
     );
 }
 
+/// Threat: keep processes running past the command's exit that go on
+/// writing to the host while zerobox makes its post-run checks, or after
+/// it has returned: here, recreating a guarded name (a repository's
+/// missing `.git/objects/info/alternates`) as soon as it is quarantined,
+/// so that one is left after the final check. zerobox does not wait for the sandbox's
+/// PID 1 to finish exiting (the teardown of its namespaces), so this holds
+/// only because PID 1 kills and reaps every other process before it
+/// reports the command's exit. Stopped by: that kill and reap
+/// (`end_all_then_report`).
+#[test]
+fn nothing_of_the_sandbox_writes_after_the_command_is_reported_done() {
+    let s = scratch();
+    let dir = real(s.path());
+    let init = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&dir)
+        .status()
+        .expect("git init");
+    assert!(init.success());
+    let mark = format!("3013.{}", unique());
+    // Three setsid survivors ignoring every signal they can, detached from
+    // zerobox's pipes, each appending to `beat` and recreating the guarded
+    // name as fast as they can (a bounded number of times, should one ever
+    // outlive the sandbox); the command exits once that was made.
+    let guarded = ".git/objects/info/alternates";
+    let survivor = format!("n=0; while [ $n -lt 300000 ]; do echo x >> beat; [ -e {guarded} ] || echo /evil > {guarded}; n=$((n+1)); done");
+    let script = format!(
+        "for i in 1 2 3; do (trap '' HUP INT TERM; setsid sh -c '{survivor}' {mark} </dev/null >/dev/null 2>&1 &); done; \
+         n=0; while [ ! -e {guarded} ] && [ $n -lt 500 ]; do sleep 0.01; n=$((n+1)); done; exit 0"
+    );
+    let r = common::zerobox()
+        .current_dir(&dir)
+        .args(["--allow-write", ".", "--", "sh", "-c", &script])
+        .output()
+        .expect("run zerobox");
+    assert!(r.status.success(), "{r:?}");
+    let beat = dir.join("beat");
+    let at_return = std::fs::metadata(&beat).map(|m| m.len()).unwrap_or(0);
+    // The primitive: the survivors ran, wrote to the host and made the
+    // guarded name (quarantined by the watcher).
+    assert!(at_return > 0, "the survivors never wrote: {r:?}");
+    let quarantined = std::fs::read_dir(dir.join(".git/objects/info"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("alternates.zerobox-quarantine")
+        });
+    assert!(quarantined, "the survivors never made {guarded}: {r:?}");
+    assert!(
+        std::fs::symlink_metadata(dir.join(guarded)).is_err(),
+        "a sandbox process recreated {guarded} after the final check"
+    );
+    assert!(
+        host_procs_with(&mark).is_empty(),
+        "sandbox processes still alive when zerobox returned: {:?}",
+        host_procs_with(&mark)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let later = std::fs::metadata(&beat).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        at_return, later,
+        "a sandbox process wrote to the host after zerobox returned"
+    );
+}
+
 /// Threat: SIGKILL zerobox itself (it cannot forward that) and hope the
 /// sandbox's processes live on orphaned. Stopped by: init's parent-death
 /// signal (SIGKILL when zerobox dies) and the pid namespace dying with it.

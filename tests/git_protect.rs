@@ -542,25 +542,33 @@ fn a_planted_commondir_does_not_survive_kill_9() {
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }
 
-/// A sandboxed command started in `dir`, with stdout and stderr piped.
-fn boxed_child(dir: &Path, home: &Path, args: &[&str]) -> std::process::Child {
+/// A sandboxed `python3 -c SCRIPT` started in `dir` with `--allow-write=.`
+/// and the extra environment `env`, stdout and stderr piped.
+fn boxed_python(
+    dir: &Path,
+    home: &Path,
+    env: &[(&str, &str)],
+    script: &str,
+) -> std::process::Child {
     zerobox()
         .current_dir(dir)
         .env_clear()
         .env("HOME", home)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .args(args)
+        .envs(env.iter().copied())
+        .args(["--allow-write=.", "--", "python3", "-c", script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn zerobox")
 }
 
-/// A hostile command that waits for the host to save `.git/config`:
-/// it tries `open(O_WRONLY|O_APPEND)` in a tight loop and appends a
-/// `core.fsmonitor` that creates `marker` as soon as one succeeds, then
-/// goes on (for 20 s) as if nothing happened.
-fn polling_planter(marker: &Path) -> String {
+/// A hostile command that waits for the host to save a git config: it
+/// tries `open(file, O_WRONLY|O_APPEND)` in a tight loop (`file` is
+/// `.git/config`, or the lock file host git writes first) and appends a
+/// `core.fsmonitor` that creates `marker` each time one succeeds, then
+/// runs `after` (Python) and goes on (for 20 s) as if nothing happened.
+fn polling_planter(marker: &Path, file: &str, after: &str) -> String {
     format!(
         r#"
 import os, time
@@ -569,11 +577,12 @@ open('started', 'w').close()
 end = time.time() + 20
 while time.time() < end:
     try:
-        fd = os.open('.git/config', os.O_WRONLY | os.O_APPEND)
+        fd = os.open('{file}', os.O_WRONLY | os.O_APPEND)
     except OSError:
         continue
     os.write(fd, plant)
     os.close(fd)
+    {after}
 print('not stopped')
 "#,
         code = payload(marker)
@@ -620,12 +629,8 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
     let (dir_p, home_p) = (real(dir.path()), real(home.path()));
     let marker = real(out.path()).join("planted-ran");
     repo(&dir_p, &home_p);
-    let script = polling_planter(&marker);
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &["--allow-write=.", "--", "python3", "-c", &script],
-    );
+    let script = polling_planter(&marker, ".git/config", "pass");
+    let child = boxed_python(&dir_p, &home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
@@ -667,30 +672,10 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
     let (dir_p, home_p) = (real(dir.path()), real(home.path()));
     let marker = real(out.path()).join("planted-ran");
     repo(&dir_p, &home_p);
-    let script = format!(
-        r#"
-import os, time
-plant = b"""\n[core]\n\tfsmonitor = \"{code}; false\"\n"""
-open('started', 'w').close()
-end = time.time() + 20
-while time.time() < end:
-    try:
-        fd = os.open('.git/config.lock', os.O_WRONLY | os.O_APPEND)
-    except OSError:
-        continue
-    os.write(fd, plant)
-    os.close(fd)
-    open('appended', 'w').close()
-    time.sleep(20)
-print('not stopped')
-"#,
-        code = payload(&marker)
-    );
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &["--allow-write=.", "--", "python3", "-c", &script],
-    );
+    // Once it has written, it says so and waits (to be stopped).
+    let after = "open('appended', 'w').close(); time.sleep(20)";
+    let script = polling_planter(&marker, ".git/config.lock", after);
+    let child = boxed_python(&dir_p, &home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
@@ -737,20 +722,16 @@ fn an_untouched_run_is_not_stopped() {
     let (dir, home) = (scratch(), scratch());
     let (dir_p, home_p) = (real(dir.path()), real(home.path()));
     repo(&dir_p, &home_p);
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &[
-            "--allow-write=.",
-            "--",
-            "sh",
-            "-c",
-            "touch started; for i in 1 2 3 4 5; do echo $i > f$i; git add f$i && git commit -qm $i || exit 9; \
-             git config user.name >/dev/null || exit 8; cat .git/config >/dev/null; done; \
-             git checkout -qb side && git checkout -q main || exit 7; \
-             while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok",
-        ],
-    );
+    let script = r#"
+import subprocess, sys
+sys.exit(subprocess.run(['sh', '-c', """
+touch started; for i in 1 2 3 4 5; do echo $i > f$i; git add f$i && git commit -qm $i || exit 9
+  git config user.name >/dev/null || exit 8; cat .git/config >/dev/null; done
+git checkout -qb side && git checkout -q main || exit 7
+while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok
+"""]).returncode)
+"#;
+    let child = boxed_python(&dir_p, &home_p, &[], script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
@@ -798,17 +779,8 @@ while time.time() < end and not os.path.exists('sig/host-saved'):
 time.sleep(0.3)
 print('wrote', wrote)
 "#;
-    let child = zerobox()
-        .current_dir(&dir_p)
-        .env_clear()
-        .env("HOME", &home_p)
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("ZEROBOX_SIMULATE_MISSING", "userns")
-        .args(["--allow-write=.", "--", "python3", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn zerobox");
+    let fallback = [("ZEROBOX_SIMULATE_MISSING", "userns")];
+    let child = boxed_python(&dir_p, &home_p, &fallback, script);
     assert!(
         wait_for_file(&dir_p.join("sig/started")),
         "the command never started"

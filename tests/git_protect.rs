@@ -589,6 +589,32 @@ print('not stopped')
     )
 }
 
+/// A repository with one commit in a scratch dir, a scratch HOME, and the
+/// path where planted code would leave its marker; `None` (skipped, or a
+/// failure under ZEROBOX_REQUIRE_ALL=1) without git.
+struct Scene {
+    _scratch: [tempfile::TempDir; 3],
+    dir: std::path::PathBuf,
+    home: std::path::PathBuf,
+    marker: std::path::PathBuf,
+}
+
+fn scene() -> Option<Scene> {
+    if !git_available() {
+        return None;
+    }
+    let scratch = [scratch(), scratch(), scratch()];
+    let (dir, home) = (real(scratch[0].path()), real(scratch[1].path()));
+    let marker = real(scratch[2].path()).join("planted-ran");
+    repo(&dir, &home);
+    Some(Scene {
+        _scratch: scratch,
+        dir,
+        home,
+        marker,
+    })
+}
+
 /// The stop line and the exit code of a run the watcher stopped.
 fn assert_stopped(r: &Run, config: &Path, how: &str) {
     assert_eq!(r.code, 122, "stopped with the documented code: {r:?}");
@@ -622,13 +648,11 @@ fn assert_no_plant(dir: &Path, home: &Path, marker: &Path) {
 /// entry in the new config is undone, so the host's next git runs nothing.
 #[test]
 fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
-    if !git_available() {
+    // Held to the end: its scratch directories go when it is dropped.
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home, out) = (scratch(), scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    let marker = real(out.path()).join("planted-ran");
-    repo(&dir_p, &home_p);
+    };
+    let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
     let script = polling_planter(&marker, ".git/config", "pass");
     let child = boxed_python(&dir_p, &home_p, &[], &script);
     assert!(
@@ -665,13 +689,11 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
 /// the planted entry that came in with it undone.
 #[test]
 fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
-    if !git_available() {
+    // Held to the end: its scratch directories go when it is dropped.
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home, out) = (scratch(), scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    let marker = real(out.path()).join("planted-ran");
-    repo(&dir_p, &home_p);
+    };
+    let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
     // Once it has written, it says so and waits (to be stopped).
     let after = "open('appended', 'w').close(); time.sleep(20)";
     let script = polling_planter(&marker, ".git/config.lock", after);
@@ -686,8 +708,11 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
     let before = std::fs::read_to_string(&config).unwrap();
     {
         use std::io::Write;
+        // O_APPEND here too: the command may open the lock between its
+        // creation and this write, and a plain write at offset 0 would
+        // overwrite its plant (which a real git's does too, by chance).
         let mut f = std::fs::OpenOptions::new()
-            .write(true)
+            .append(true)
             .create_new(true)
             .open(&lock)
             .unwrap();
@@ -716,12 +741,10 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
 /// stop the run.
 #[test]
 fn an_untouched_run_is_not_stopped() {
-    if !git_available() {
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home) = (scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    repo(&dir_p, &home_p);
+    };
+    let (dir_p, home_p) = (&scene.dir, &scene.home);
     let script = r#"
 import subprocess, sys
 sys.exit(subprocess.run(['sh', '-c', """
@@ -754,12 +777,10 @@ while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok
 /// it.
 #[test]
 fn the_fallback_holds_a_replaced_config_without_stopping_the_run() {
-    if !git_available() {
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home) = (scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    repo(&dir_p, &home_p);
+    };
+    let (dir_p, home_p) = (&scene.dir, &scene.home);
     // The fallback makes no new entry directly in a directory that holds
     // a write-denied path (the project root here): signals go in `sig/`.
     std::fs::create_dir(dir_p.join("sig")).unwrap();

@@ -653,14 +653,14 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
         return;
     };
     let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
-    let script = polling_planter(&marker, ".git/config", "pass");
-    let child = boxed_python(&dir_p, &home_p, &[], &script);
+    let script = polling_planter(marker, ".git/config", "pass");
+    let child = boxed_python(dir_p, home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
     );
     // The user, on the host, during the run.
-    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    let r = git(dir_p, home_p, &["config", "user.name", "someone else"]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = finish(child);
     assert_stopped(&r, &dir_p.join(".git/config"), "replaced");
@@ -674,10 +674,10 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
         assert!(r.stderr.contains("(core.fsmonitor)"), "{r:?}");
         assert!(r.stderr.contains(".git/config.zerobox-replaced-"), "{r:?}");
     } else {
-        let name = git(&dir_p, &home_p, &["config", "user.name"]);
+        let name = git(dir_p, home_p, &["config", "user.name"]);
         assert_eq!(name.stdout.trim(), "someone else", "{name:?}");
     }
-    assert_no_plant(&dir_p, &home_p, &marker);
+    assert_no_plant(dir_p, home_p, marker);
 }
 
 /// The second spelling of the same hole: while host git holds
@@ -696,8 +696,8 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
     let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
     // Once it has written, it says so and waits (to be stopped).
     let after = "open('appended', 'w').close(); time.sleep(20)";
-    let script = polling_planter(&marker, ".git/config.lock", after);
-    let child = boxed_python(&dir_p, &home_p, &[], &script);
+    let script = polling_planter(marker, ".git/config.lock", after);
+    let child = boxed_python(dir_p, home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
@@ -732,7 +732,7 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
         "{r:?}"
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
-    assert_no_plant(&dir_p, &home_p, &marker);
+    assert_no_plant(dir_p, home_p, marker);
 }
 
 /// No false alarm: reads of the held config, the command's own permitted
@@ -754,12 +754,12 @@ git checkout -qb side && git checkout -q main || exit 7
 while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok
 """]).returncode)
 "#;
-    let child = boxed_python(&dir_p, &home_p, &[], script);
+    let child = boxed_python(dir_p, home_p, &[], script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
     );
-    let r = git(&dir_p, &home_p, &["config", "--get", "user.name"]);
+    let r = git(dir_p, home_p, &["config", "--get", "user.name"]);
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::write(dir_p.join("host-read"), "").unwrap();
     let r = finish(child);
@@ -801,12 +801,12 @@ time.sleep(0.3)
 print('wrote', wrote)
 "#;
     let fallback = [("ZEROBOX_SIMULATE_MISSING", "userns")];
-    let child = boxed_python(&dir_p, &home_p, &fallback, script);
+    let child = boxed_python(dir_p, home_p, &fallback, script);
     assert!(
         wait_for_file(&dir_p.join("sig/started")),
         "the command never started"
     );
-    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    let r = git(dir_p, home_p, &["config", "user.name", "someone else"]);
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::write(dir_p.join("sig/host-saved"), "").unwrap();
     let r = finish(child);

@@ -587,7 +587,18 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     let binds_hold = running.mode == sandbox::Mode::Namespaces;
     if binds_hold {
         if let Err(e) = held.start(running.pid()) {
-            crate::warn!("{e}: a protected path replaced on the host during the run will not stop the command (the after-run check still reports it)");
+            let what = format!("{e}: a protected path replaced on the host during the run will not stop the command (the after-run check still reports it)");
+            if req.strict {
+                running.kill();
+                return Err(LaunchError::Spawn {
+                    program: spec.program.clone(),
+                    source: sandbox::SandboxError::new(
+                        sandbox::Stage::Refused,
+                        format!("--strict: {what}"),
+                    ),
+                });
+            }
+            crate::warn!("{what}");
         }
     }
     if let Some(w) = &watcher {

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{have, real, scratch, zerobox, Run};
+use common::{finish, have, real, scratch, wait_for_file, zerobox, Run};
 
 /// Every bundled agent preset (each must protect the same git metadata).
 const AGENT_PRESETS: &[&str] = &["claude", "codex", "gemini", "opencode", "openclaw"];
@@ -542,57 +542,33 @@ fn a_planted_commondir_does_not_survive_kill_9() {
     host_git_runs_nothing(&proj_p, &home_p, &marker);
 }
 
-/// A sandboxed command started in `dir`, with stdout and stderr piped.
-fn boxed_child(dir: &Path, home: &Path, args: &[&str]) -> std::process::Child {
+/// A sandboxed `python3 -c SCRIPT` started in `dir` with `--allow-write=.`
+/// and the extra environment `env`, stdout and stderr piped.
+fn boxed_python(
+    dir: &Path,
+    home: &Path,
+    env: &[(&str, &str)],
+    script: &str,
+) -> std::process::Child {
     zerobox()
         .current_dir(dir)
         .env_clear()
         .env("HOME", home)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .args(args)
+        .envs(env.iter().copied())
+        .args(["--allow-write=.", "--", "python3", "-c", script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn zerobox")
 }
 
-/// Wait (at most 30 s) until `path` exists; false if it never did.
-fn wait_for_file(path: &Path) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !path.exists() {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    true
-}
-
-/// zerobox's exit, or a kill after 60 s (a command the watcher did not
-/// stop runs that long), so the test fails rather than hangs.
-fn finish(child: std::process::Child) -> Run {
-    let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    std::thread::spawn(move || {
-        for _ in 0..600 {
-            if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    });
-    let r = Run::from(child.wait_with_output().unwrap());
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    r
-}
-
-/// A hostile command that waits for the host to save `.git/config`:
-/// it tries `open(O_WRONLY|O_APPEND)` in a tight loop and appends a
-/// `core.fsmonitor` that creates `marker` as soon as one succeeds, then
-/// goes on (for 20 s) as if nothing happened.
-fn polling_planter(marker: &Path) -> String {
+/// A hostile command that waits for the host to save a git config: it
+/// tries `open(file, O_WRONLY|O_APPEND)` in a tight loop (`file` is
+/// `.git/config`, or the lock file host git writes first) and appends a
+/// `core.fsmonitor` that creates `marker` each time one succeeds, then
+/// runs `after` (Python) and goes on (for 20 s) as if nothing happened.
+fn polling_planter(marker: &Path, file: &str, after: &str) -> String {
     format!(
         r#"
 import os, time
@@ -601,15 +577,42 @@ open('started', 'w').close()
 end = time.time() + 20
 while time.time() < end:
     try:
-        fd = os.open('.git/config', os.O_WRONLY | os.O_APPEND)
+        fd = os.open('{file}', os.O_WRONLY | os.O_APPEND)
     except OSError:
         continue
     os.write(fd, plant)
     os.close(fd)
+    {after}
 print('not stopped')
 "#,
         code = payload(marker)
     )
+}
+
+/// A repository with one commit in a scratch dir, a scratch HOME, and the
+/// path where planted code would leave its marker; `None` (skipped, or a
+/// failure under ZEROBOX_REQUIRE_ALL=1) without git.
+struct Scene {
+    _scratch: [tempfile::TempDir; 3],
+    dir: std::path::PathBuf,
+    home: std::path::PathBuf,
+    marker: std::path::PathBuf,
+}
+
+fn scene() -> Option<Scene> {
+    if !git_available() {
+        return None;
+    }
+    let scratch = [scratch(), scratch(), scratch()];
+    let (dir, home) = (real(scratch[0].path()), real(scratch[1].path()));
+    let marker = real(scratch[2].path()).join("planted-ran");
+    repo(&dir, &home);
+    Some(Scene {
+        _scratch: scratch,
+        dir,
+        home,
+        marker,
+    })
 }
 
 /// The stop line and the exit code of a run the watcher stopped.
@@ -645,25 +648,19 @@ fn assert_no_plant(dir: &Path, home: &Path, marker: &Path) {
 /// entry in the new config is undone, so the host's next git runs nothing.
 #[test]
 fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
-    if !git_available() {
+    // Held to the end: its scratch directories go when it is dropped.
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home, out) = (scratch(), scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    let marker = real(out.path()).join("planted-ran");
-    repo(&dir_p, &home_p);
-    let script = polling_planter(&marker);
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &["--allow-write=.", "--", "python3", "-c", &script],
-    );
+    };
+    let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
+    let script = polling_planter(marker, ".git/config", "pass");
+    let child = boxed_python(dir_p, home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
     );
     // The user, on the host, during the run.
-    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    let r = git(dir_p, home_p, &["config", "user.name", "someone else"]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = finish(child);
     assert_stopped(&r, &dir_p.join(".git/config"), "replaced");
@@ -677,10 +674,10 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
         assert!(r.stderr.contains("(core.fsmonitor)"), "{r:?}");
         assert!(r.stderr.contains(".git/config.zerobox-replaced-"), "{r:?}");
     } else {
-        let name = git(&dir_p, &home_p, &["config", "user.name"]);
+        let name = git(dir_p, home_p, &["config", "user.name"]);
         assert_eq!(name.stdout.trim(), "someone else", "{name:?}");
     }
-    assert_no_plant(&dir_p, &home_p, &marker);
+    assert_no_plant(dir_p, home_p, marker);
 }
 
 /// The second spelling of the same hole: while host git holds
@@ -692,37 +689,15 @@ fn a_protected_path_replaced_on_the_host_mid_run_stops_the_command() {
 /// the planted entry that came in with it undone.
 #[test]
 fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
-    if !git_available() {
+    // Held to the end: its scratch directories go when it is dropped.
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home, out) = (scratch(), scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    let marker = real(out.path()).join("planted-ran");
-    repo(&dir_p, &home_p);
-    let script = format!(
-        r#"
-import os, time
-plant = b"""\n[core]\n\tfsmonitor = \"{code}; false\"\n"""
-open('started', 'w').close()
-end = time.time() + 20
-while time.time() < end:
-    try:
-        fd = os.open('.git/config.lock', os.O_WRONLY | os.O_APPEND)
-    except OSError:
-        continue
-    os.write(fd, plant)
-    os.close(fd)
-    open('appended', 'w').close()
-    time.sleep(20)
-print('not stopped')
-"#,
-        code = payload(&marker)
-    );
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &["--allow-write=.", "--", "python3", "-c", &script],
-    );
+    };
+    let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
+    // Once it has written, it says so and waits (to be stopped).
+    let after = "open('appended', 'w').close(); time.sleep(20)";
+    let script = polling_planter(marker, ".git/config.lock", after);
+    let child = boxed_python(dir_p, home_p, &[], &script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
@@ -733,8 +708,11 @@ print('not stopped')
     let before = std::fs::read_to_string(&config).unwrap();
     {
         use std::io::Write;
+        // O_APPEND here too: the command may open the lock between its
+        // creation and this write, and a plain write at offset 0 would
+        // overwrite its plant (which a real git's does too, by chance).
         let mut f = std::fs::OpenOptions::new()
-            .write(true)
+            .append(true)
             .create_new(true)
             .open(&lock)
             .unwrap();
@@ -754,7 +732,7 @@ print('not stopped')
         "{r:?}"
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
-    assert_no_plant(&dir_p, &home_p, &marker);
+    assert_no_plant(dir_p, home_p, marker);
 }
 
 /// No false alarm: reads of the held config, the command's own permitted
@@ -763,31 +741,25 @@ print('not stopped')
 /// stop the run.
 #[test]
 fn an_untouched_run_is_not_stopped() {
-    if !git_available() {
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home) = (scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    repo(&dir_p, &home_p);
-    let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &[
-            "--allow-write=.",
-            "--",
-            "sh",
-            "-c",
-            "touch started; for i in 1 2 3 4 5; do echo $i > f$i; git add f$i && git commit -qm $i || exit 9; \
-             git config user.name >/dev/null || exit 8; cat .git/config >/dev/null; done; \
-             git checkout -qb side && git checkout -q main || exit 7; \
-             while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok",
-        ],
-    );
+    };
+    let (dir_p, home_p) = (&scene.dir, &scene.home);
+    let script = r#"
+import subprocess, sys
+sys.exit(subprocess.run(['sh', '-c', """
+touch started; for i in 1 2 3 4 5; do echo $i > f$i; git add f$i && git commit -qm $i || exit 9
+  git config user.name >/dev/null || exit 8; cat .git/config >/dev/null; done
+git checkout -qb side && git checkout -q main || exit 7
+while [ ! -e host-read ]; do sleep 0.05; done; sleep 0.3; echo ok
+"""]).returncode)
+"#;
+    let child = boxed_python(dir_p, home_p, &[], script);
     assert!(
         wait_for_file(&dir_p.join("started")),
         "the command never started"
     );
-    let r = git(&dir_p, &home_p, &["config", "--get", "user.name"]);
+    let r = git(dir_p, home_p, &["config", "--get", "user.name"]);
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::write(dir_p.join("host-read"), "").unwrap();
     let r = finish(child);
@@ -805,12 +777,10 @@ fn an_untouched_run_is_not_stopped() {
 /// it.
 #[test]
 fn the_fallback_holds_a_replaced_config_without_stopping_the_run() {
-    if !git_available() {
+    let Some(scene) = scene() else {
         return;
-    }
-    let (dir, home) = (scratch(), scratch());
-    let (dir_p, home_p) = (real(dir.path()), real(home.path()));
-    repo(&dir_p, &home_p);
+    };
+    let (dir_p, home_p) = (&scene.dir, &scene.home);
     // The fallback makes no new entry directly in a directory that holds
     // a write-denied path (the project root here): signals go in `sig/`.
     std::fs::create_dir(dir_p.join("sig")).unwrap();
@@ -830,22 +800,13 @@ while time.time() < end and not os.path.exists('sig/host-saved'):
 time.sleep(0.3)
 print('wrote', wrote)
 "#;
-    let child = zerobox()
-        .current_dir(&dir_p)
-        .env_clear()
-        .env("HOME", &home_p)
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("ZEROBOX_SIMULATE_MISSING", "userns")
-        .args(["--allow-write=.", "--", "python3", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn zerobox");
+    let fallback = [("ZEROBOX_SIMULATE_MISSING", "userns")];
+    let child = boxed_python(dir_p, home_p, &fallback, script);
     assert!(
         wait_for_file(&dir_p.join("sig/started")),
         "the command never started"
     );
-    let r = git(&dir_p, &home_p, &["config", "user.name", "someone else"]);
+    let r = git(dir_p, home_p, &["config", "user.name", "someone else"]);
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::write(dir_p.join("sig/host-saved"), "").unwrap();
     let r = finish(child);

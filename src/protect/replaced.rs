@@ -65,20 +65,25 @@ pub struct Replaced {
 #[derive(Debug)]
 struct Entry {
     held: Held,
+    /// Read-denied (held by a mask), not only write-denied.
+    unreadable: bool,
     /// A git directory's config: its text and mode before the run.
     config: Option<(String, u32)>,
 }
 
 impl Replaced {
-    /// Record every write-denied path that exists directly inside a
-    /// writable place (its parent is writable: the ones a bind of their
-    /// own holds). Call just before the command starts.
+    /// Record every denied path that exists directly inside a writable
+    /// place (its parent is writable: the ones a mount of their own holds,
+    /// a read-only bind or a mask). A read-denied one counts too: Landlock
+    /// grants the writable directory whole, so the new file a host save
+    /// puts there is readable once the mask is detached. Call just before
+    /// the command starts.
     pub fn record(policy: &Policy) -> Replaced {
         let index = RuleIndex::new(policy);
         let mut held: Vec<Entry> = Vec::new();
         for rule in &policy.fs {
             let path = &rule.path;
-            if rule.access != FsAccess::DenyWrite
+            if !matches!(rule.access, FsAccess::DenyWrite | FsAccess::DenyRead)
                 || held.iter().any(|e| e.held.path == *path)
                 || index.effective(path).write
                 || !path.parent().is_some_and(|p| index.effective(p).write)
@@ -88,7 +93,8 @@ impl Replaced {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 continue; // missing: `sandbox::guard` guards the name
             };
-            let config = (meta.is_file() && git::is_gitdir_config(path))
+            let unreadable = !index.effective(path).read;
+            let config = (meta.is_file() && !unreadable && git::is_gitdir_config(path))
                 .then(|| git::read_config(path).ok())
                 .flatten()
                 .map(|text| (text, meta.mode() & 0o7777));
@@ -98,6 +104,7 @@ impl Replaced {
                     dev: meta.dev(),
                     ino: meta.ino(),
                 },
+                unreadable,
                 config,
             });
         }
@@ -122,7 +129,7 @@ impl Replaced {
             Err(e) => format!("could not stop the command ({e})"),
         };
         format!(
-            "error: {} {what}, which ends its read-only protection inside the sandbox: {action}, exit {code}; what it may have changed is checked below",
+            "error: {} {what}, which ends its protection inside the sandbox (the mount that held it is gone): {action}, exit {code}; what it may have changed is checked below",
             s.path.display()
         )
     }
@@ -135,6 +142,10 @@ impl Replaced {
             .filter_map(|e| e.held.lapse().map(|l| (e, l)))
             .map(|(e, lapse)| match &e.config {
                 Some((text, mode)) => undo_config(&e.held.path, text, *mode, &lapse),
+                None if e.unreadable => format!(
+                    "warning: {} was replaced on the host during the run; it was unreadable inside the sandbox, but not the new file from that moment until the command ended, so the command may have read or changed it: review it, and treat a secret in it as exposed",
+                    e.held.path.display()
+                ),
                 None => format!(
                     "warning: {} was replaced on the host during the run; its read-only protection inside the sandbox lapsed from then on, so the command may have changed it: review it before using it",
                     e.held.path.display()
@@ -336,6 +347,26 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(std::fs::read_to_string(root.join("held")).unwrap(), "c");
+    }
+
+    #[test]
+    fn a_read_denied_file_in_a_writable_dir_is_held_and_named_as_exposed() {
+        let (_d, root) = tmp();
+        std::fs::write(root.join("secret"), "a").unwrap();
+        let mut p = policy(&root, &[]);
+        p.fs.push(FsRule {
+            path: root.join("secret"),
+            access: FsAccess::DenyRead,
+            origin: Origin::Test,
+        });
+        let r = Replaced::record(&p);
+        assert_eq!(r.held.len(), 1);
+        host_save(&root.join("secret"), "b");
+        let lines = r.after_run();
+        assert!(
+            lines[0].contains("treat a secret in it as exposed"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -87,7 +87,17 @@ pub struct Guards {
 static CHECKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn check_and_report(paths: &[PathBuf]) {
+    check_unless_stopped(paths, None);
+}
+
+/// [`check_and_report`], but nothing once `stop` is set (read under the
+/// lock, which is also held while it is set: after that, only the final
+/// check moves anything).
+fn check_unless_stopped(paths: &[PathBuf], stop: Option<&std::sync::atomic::AtomicBool>) {
     let _lock = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
+    if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+        return;
+    }
     for p in paths {
         report(check(p, None));
     }
@@ -98,7 +108,6 @@ fn check_and_report(paths: &[PathBuf]) {
 /// (narrowing the window in which a host process could read it).
 struct Watcher {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watcher {
@@ -107,13 +116,16 @@ impl Watcher {
         let ino = super::linux::inotify::Inotify::new().ok()?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        // Not joined when dropped (a join waited up to one poll timeout,
+        // 100 ms, at the end of every such run): once `stop` is set the
+        // thread moves nothing and ends at its next wake.
+        std::thread::Builder::new()
             .name("zerobox-guard".into())
             .spawn(move || {
                 arm(&ino, &guards);
                 // Anything made before the first watch existed.
-                check_and_report(&paths);
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                check_unless_stopped(&paths, Some(&flag));
+                while !flag.load(std::sync::atomic::Ordering::SeqCst) {
                     match ino.wait(100) {
                         Ok(events) if events.is_empty() => continue,
                         Ok(_) => {
@@ -121,17 +133,14 @@ impl Watcher {
                             // watch first, then everything is checked (an
                             // entry made before its watch is caught here).
                             arm(&ino, &guards);
-                            check_and_report(&paths);
+                            check_unless_stopped(&paths, Some(&flag));
                         }
                         Err(_) => return, // the final check remains
                     }
                 }
             })
             .ok()?;
-        Some(Watcher {
-            stop,
-            thread: Some(thread),
-        })
+        Some(Watcher { stop })
     }
 }
 
@@ -167,10 +176,8 @@ fn arm(ino: &super::linux::inotify::Inotify, guards: &[(PathBuf, PathBuf)]) {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _lock = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

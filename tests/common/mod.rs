@@ -159,3 +159,35 @@ pub fn skip(reason: &str) {
     }
     eprintln!("SKIP: {reason}");
 }
+
+/// Wait (at most 30 s) until `path` exists; false if it never did.
+pub fn wait_for_file(path: &Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// zerobox's exit, or a kill after 60 s (a command the watcher did not
+/// stop runs that long), so the test fails rather than hangs.
+pub fn finish(child: std::process::Child) -> Run {
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..600 {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let r = Run::from(child.wait_with_output().unwrap());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    r
+}

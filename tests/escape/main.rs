@@ -15,6 +15,7 @@ mod cleanup;
 mod fallback_net;
 mod fs_read;
 mod fs_write;
+mod held;
 mod kernel;
 mod limits;
 mod mounts;

@@ -268,8 +268,9 @@ fn planted_dangling_symlink_at_a_rule_path_does_not_downgrade() {
 /// between a file and a directory while zerobox sets up, so the step made
 /// for one meets the other. Stopped by: the mode was chosen before setup,
 /// so a failed step is a refusal (exit 125 naming the step and the path),
-/// never a fallback or a mask on something else. Each run either works or
-/// refuses; none is weaker.
+/// never a fallback or a mask on something else. Each run either works,
+/// refuses, or (a flip after the command started) is stopped (exit 122);
+/// none is weaker.
 #[test]
 fn rule_path_changing_during_setup_refuses_or_holds() {
     let s = scratch();
@@ -298,7 +299,15 @@ fn rule_path_changing_during_setup_refuses_or_holds() {
                 refused += 1;
                 assert!(r.stderr.contains(&format!("{}/X", d.display())), "{r:?}");
             }
-            _ => panic!("neither ran nor refused: {r:?}"),
+            // The flip came after the command started: the held path was
+            // replaced on the host, which stops the run
+            // (`protect::replaced`).
+            122 => assert!(
+                r.stderr.contains(&format!("{}/X was ", d.display()))
+                    && r.stderr.contains("stopped the command"),
+                "{r:?}"
+            ),
+            _ => panic!("neither ran, refused nor was stopped: {r:?}"),
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -26,11 +26,11 @@
 //! decides what is *asked* and *recorded*. A profile built this way is
 //! enforced later by mounts and Landlock alone, with no notification.
 //!
-//! Reading the path: the notification's id is checked
-//! (`SECCOMP_IOCTL_NOTIF_ID_VALID`: the task is still the one that made
-//! the call, not a recycled pid), the string is read (`process_vm_readv`,
-//! the access check of `/proc/TID/mem` without a descriptor to keep), and
-//! the id checked again. The relative part is resolved against
+//! Reading the path: the string is read (`process_vm_readv`, the access
+//! check of `/proc/TID/mem` without a descriptor to keep), then the
+//! notification's id is checked (`SECCOMP_IOCTL_NOTIF_ID_VALID`: the task
+//! is still the one that made the call, not a recycled pid; see
+//! `read_string` for why once, after the read, is enough). The relative part is resolved against
 //! `/proc/TID/cwd` or `/proc/TID/fd/N`, whose links read as paths of the
 //! sandbox's own mount namespace.
 //!

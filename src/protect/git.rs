@@ -683,14 +683,19 @@ fn runs_code(key: &str, value: &str) -> bool {
 
 /// Config keys that send git somewhere else: another worktree or git
 /// directory, other URLs for a remote (a push of the project to another
-/// host), a transport that runs a command.
+/// host: a remote's own `url`/`pushurl` as much as an `insteadOf`), a
+/// proxy for its HTTP traffic (which sees the credentials), a transport
+/// that runs a command.
 fn redirects(key: &str) -> bool {
     let parts: Vec<&str> = key.split('.').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
     matches!(key, "core.worktree" | "core.bare")
         || matches!(
             (first, last),
-            ("url", "insteadof" | "pushinsteadof") | ("protocol", "allow")
+            ("url", "insteadof" | "pushinsteadof")
+                | ("protocol", "allow")
+                | ("remote", "url" | "pushurl" | "proxy")
+                | ("http", "proxy")
         )
 }
 
@@ -1157,6 +1162,11 @@ mod tests {
             ]
         );
         assert!(guarded_entries("[core\n").is_err());
+        let text = "[remote \"origin\"]\n\tpushurl = https://evil.invalid/r\n\
+                    [remote \"x\"]\n\turl = https://evil.invalid/r\n\
+                    [http]\n\tproxy = http://evil.invalid\n\
+                    [http \"https://example.invalid/\"]\n\tproxy = http://evil.invalid\n";
+        assert_eq!(guarded_entries(text).unwrap().len(), 4);
     }
 
     fn repo(dir: &Path) {

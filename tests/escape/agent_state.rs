@@ -379,3 +379,70 @@ fn gemini_s_own_code_running_variables_in_dot_env_are_put_back() {
     }
     home.assert_host_intact();
 }
+
+/// Threat: zerobox's after-run `.env` check runs unsandboxed, as the user,
+/// on a path the command could change: with a grant above its cwd, the
+/// command renames its cwd away and puts a symlink there, to a directory
+/// it cannot even see (another project) or to one of its own with a
+/// planted `.env`. The check then read and rewrote the `.env` at the
+/// link's target (removing that project's `PATH` line and making it
+/// 0600: a write outside every grant), and a later program started in
+/// the cwd loaded the planted one. Stopped by: the check opens the
+/// directory without following a link on the way (openat2
+/// `RESOLVE_NO_SYMLINKS`) and works through that descriptor only; a link
+/// at the directory is moved aside and named.
+#[test]
+fn the_dot_env_check_never_follows_a_link_planted_on_the_way() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let h = home.path();
+    let (s, v) = (scratch(), scratch());
+    let top = real(s.path());
+    let victim = real(v.path());
+    let d = top.join("sub");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join(".env"), "A=1\n").unwrap();
+    let victim_env = "PATH=/victim/bin\nV=1\n";
+    std::fs::write(victim.join(".env"), victim_env).unwrap();
+    std::fs::set_permissions(victim.join(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    for target in [victim.display().to_string(), "own".to_string()] {
+        let out = crate::common::zerobox()
+            .current_dir(&d)
+            .env("HOME", &h)
+            .env_remove("XDG_DATA_HOME")
+            .arg(format!("--allow-write={}", top.display()))
+            .args(["--", "sh", "-c"])
+            .arg(
+                "cd .. && mkdir -p own && printf 'BASH_ENV=./x.sh\\n' > own/.env && \
+                 mv sub sub.real && ln -s \"$1\" sub",
+            )
+            .args(["sh", &target])
+            .output()
+            .unwrap();
+        let r = crate::common::Run::from(out);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(
+            std::fs::read_to_string(victim.join(".env")).unwrap(),
+            victim_env,
+            "{target}: the check wrote through the link: {r:?}"
+        );
+        let mode = std::fs::metadata(victim.join(".env"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{target}: {r:?}");
+        assert!(
+            std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) || !d.exists(),
+            "{target}: the link was left at the cwd: {r:?}"
+        );
+        assert!(
+            r.stderr
+                .contains("was replaced by a symbolic link during the run"),
+            "{target}: {r:?}"
+        );
+        // Put the project back for the next round.
+        let _ = std::fs::remove_dir_all(top.join("own"));
+        std::fs::rename(top.join("sub.real"), &d).unwrap();
+    }
+    home.assert_host_intact();
+}

@@ -446,3 +446,42 @@ fn the_dot_env_check_never_follows_a_link_planted_on_the_way() {
     }
     home.assert_host_intact();
 }
+
+/// Threat (multi-run): Gemini CLI, in a trusted folder, loads
+/// `DIR/.gemini/.env` before `DIR/.env` at every level it walks up, so a
+/// `BASH_ENV` in a `.gemini/.env` (the cwd's, in a run with no agent
+/// preset, where `.gemini` is not denied; or the one of a directory above
+/// the cwd inside a grant, which no preset denies) runs on the host in
+/// the next plain `gemini` started there. Stopped by: both names are
+/// checked at every level, like `.env`.
+#[test]
+fn a_code_running_variable_planted_in_a_gemini_dot_env_is_put_back() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let top = real(s.path());
+    let d = top.join("sub");
+    std::fs::create_dir(&d).unwrap();
+    let out = crate::common::zerobox()
+        .current_dir(&d)
+        .env("HOME", &h)
+        .env_remove("XDG_DATA_HOME")
+        .arg(format!("--allow-write={}", top.display()))
+        .args(["--", "sh", "-c"])
+        .arg(
+            "mkdir -p .gemini ../.gemini && printf 'API=2\\nBASH_ENV=./x.sh\\n' > .gemini/.env && \
+             printf 'NODE_OPTIONS=--require ./x.js\\n' > ../.gemini/.env",
+        )
+        .output()
+        .unwrap();
+    let r = crate::common::Run::from(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    let here = std::fs::read_to_string(d.join(".gemini/.env")).unwrap_or_default();
+    let above = std::fs::read_to_string(top.join(".gemini/.env")).unwrap_or_default();
+    assert!(!here.contains("BASH_ENV"), "{here:?} {r:?}");
+    assert!(!above.contains("NODE_OPTIONS"), "{above:?} {r:?}");
+    for said in ["BASH_ENV", "NODE_OPTIONS"] {
+        assert!(r.stderr.contains(said), "{said} not said: {}", r.stderr);
+    }
+    home.assert_host_intact();
+}

@@ -249,13 +249,19 @@ pub(super) struct EnvFile {
     pub(super) remove_only: bool,
 }
 
+/// Gemini CLI's own dotenv in a directory: in a trusted folder it looks
+/// for `DIR/.gemini/.env` before `DIR/.env`, at every level.
+const GEMINI_DOTENV: &str = ".gemini/.env";
+
 /// The `.env` files a later program started in the cwd (or above it)
-/// would load and this run can write: in the cwd and each directory
-/// above it inside one of `writable`.
+/// would load and this run can write: `.gemini/.env` and `.env` in the
+/// cwd and each directory above it inside one of `writable` (Gemini CLI
+/// takes the first it finds, so a `.gemini/.env` above an unchecked
+/// level wins over every `.env` below it that does not exist).
 pub(super) fn env_paths(cwd: &Path, writable: &[PathBuf]) -> Vec<PathBuf> {
     cwd.ancestors()
         .take_while(|d| writable.iter().any(|w| d.starts_with(w)))
-        .map(|d| d.join(DOTENV))
+        .flat_map(|d| [d.join(GEMINI_DOTENV), d.join(DOTENV)])
         .collect()
 }
 
@@ -469,7 +475,9 @@ mod tests {
         assert_eq!(
             p,
             [
+                PathBuf::from("/w/proj/sub/.gemini/.env"),
                 PathBuf::from("/w/proj/sub/.env"),
+                PathBuf::from("/w/proj/.gemini/.env"),
                 PathBuf::from("/w/proj/.env")
             ]
         );

@@ -677,6 +677,12 @@ fn runs_code(key: &str, value: &str) -> bool {
         ("hook", "command") => true,
         ("submodule", "update") => value.starts_with('!'),
         ("trailer", "command" | "cmd") => true,
+        // `git send-email` runs an absolute `smtpServer` as sendmail.
+        ("sendemail", "smtpserver") => true,
+        // Any other `…cmd`/`…command`: git's keys so named are commands
+        // (`guitool.*.cmd`, `sendemail.toCmd`/`ccCmd`/`headerCmd`, and
+        // whatever a later git adds under the same convention).
+        (_, last) if last.ends_with("cmd") || last.ends_with("command") => true,
         _ => false,
     }
 }
@@ -1144,6 +1150,10 @@ mod tests {
         assert!(runs_code("remote.origin.url", "ext::sh -c x"));
         assert!(!runs_code("remote.origin.url", "https://example.invalid/r"));
         assert!(runs_code("core.alternaterefscommand", "x"));
+        assert!(runs_code("guitool.lint.cmd", "x"));
+        assert!(runs_code("sendemail.tocmd", "x"));
+        assert!(runs_code("sendemail.smtpserver", "/x"));
+        assert!(!runs_code("branch.main.merge", "refs/heads/main"));
     }
 
     #[test]

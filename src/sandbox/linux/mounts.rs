@@ -382,25 +382,23 @@ pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
                 // A socket its server unlinks while the mask is made (a
                 // host program closing or restarting its listener): the
                 // bind onto the unlinked entry fails with ENOENT, or the
-                // unlink detaches the bind (another mount namespace's
-                // unlink of a mount point does) and making it read-only
-                // fails. The socket zerobox found is gone, so nothing is
-                // there to connect to; a server that binds the name again
-                // is a socket made after the start, which no mask covers
-                // (docs/threat-model.md, "Unix sockets created after the
-                // run starts"). Skipped only when the name no longer
-                // leads to the inode that was opened: any other failure
-                // (the empty file missing, a mount refused) still
-                // refuses the run.
+                // unlink detaches the fresh bind (another mount
+                // namespace's unlink of a mount point does) and making it
+                // read-only fails. The socket zerobox found is gone, so
+                // nothing is there to connect to; a server that binds the
+                // name again is a socket made after the start, which no
+                // mask covers (docs/threat-model.md, "Unix sockets created
+                // after the run starts"). Any other failure (the empty
+                // file missing, a mount refused, the mask in place but not
+                // read-only) still refuses the run. Not told apart by
+                // inode numbers: a new socket can reuse the old one's.
                 use std::os::unix::fs::MetadataExt;
                 let id = |p: &Path| {
                     std::fs::symlink_metadata(p)
                         .map(|m| (m.dev(), m.ino()))
                         .ok()
                 };
-                let opened = std::fs::metadata(fd_path(&target))
-                    .map(|m| (m.dev(), m.ino()))
-                    .ok();
+                let mask = id(Path::new(EMPTY_FILE));
                 let mounted = sys::mount(
                     Some(Path::new(EMPTY_FILE)),
                     &fd_path(&target),
@@ -408,18 +406,18 @@ pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
                     libc::MS_BIND,
                     None,
                 );
-                // Failed, and the name no longer leads to the socket opened.
-                if mounted.is_err() && opened.is_some() && id(path) != opened {
+                // ENOENT with the empty file there: the target was unlinked.
+                if matches!(&mounted, Err(e) if e.raw_os_error() == Some(libc::ENOENT))
+                    && mask.is_some()
+                {
                     continue;
                 }
                 ctx(|| format!("mask {}", path.display()), mounted)
                     .map_err(|e| with_path(e, path))?;
-                // Failed, and the name leads neither to the mask (still in
-                // place: a real failure) nor to the socket: the bind was
-                // detached by the unlink.
-                let mask = id(Path::new(EMPTY_FILE));
+                // The name no longer leads to the mask: the bind is gone
+                // with the entry it was on.
                 match readonly(path, true) {
-                    Err(_) if mask.is_some() && id(path) != mask && id(path) != opened => continue,
+                    Err(_) if mask.is_some() && id(path) != mask => continue,
                     r => r?,
                 }
             }

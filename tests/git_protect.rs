@@ -694,44 +694,17 @@ fn a_config_lock_written_by_the_command_is_undone_after_the_rename() {
         return;
     };
     let (dir_p, home_p, marker) = (&scene.dir, &scene.home, &scene.marker);
-    // Once it has written, it says so and waits (to be stopped).
-    let after = "open('appended', 'w').close(); time.sleep(20)";
-    let script = polling_planter(marker, ".git/config.lock", after);
-    let child = boxed_python(dir_p, home_p, &[], &script);
-    assert!(
-        wait_for_file(&dir_p.join("started")),
-        "the command never started"
-    );
-    // Host git's lock protocol, slowly: O_EXCL lock, the new text, rename.
-    let config = dir_p.join(".git/config");
-    let lock = dir_p.join(".git/config.lock");
-    let before = std::fs::read_to_string(&config).unwrap();
-    {
-        use std::io::Write;
-        // O_APPEND here too: the command may open the lock between its
-        // creation and this write, and a plain write at offset 0 would
-        // overwrite its plant (which a real git's does too, by chance).
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&lock)
-            .unwrap();
-        f.write_all(format!("{before}[branch \"main\"]\n\tremote = origin\n").as_bytes())
-            .unwrap();
-    }
-    assert!(
-        wait_for_file(&dir_p.join("appended")),
-        "the command never wrote the lock"
-    );
-    std::fs::rename(&lock, &config).unwrap();
-    let r = finish(child);
-    assert_stopped(&r, &config, "replaced");
+    let plant = format!("\n[core]\n\tfsmonitor = \"{}; false\"\n", payload(marker));
+    let (r, before) = plant_through_config_lock(dir_p, home_p, &plant);
     assert!(
         r.stderr.contains("(core.fsmonitor)")
             && r.stderr.contains("put back its text from before the run"),
         "{r:?}"
     );
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(dir_p.join(".git/config")).unwrap(),
+        before
+    );
     assert_no_plant(dir_p, home_p, marker);
 }
 
@@ -818,11 +791,13 @@ print('wrote', wrote)
     assert!(!config.contains("pager"), "{config}");
 }
 
-/// A repository in `dir` whose host git saves `.git/config` (the lock
-/// protocol, slowly) while a sandboxed command appends `plant` to the
-/// lock; the stopped run and the config's text from before the run.
+/// In the repository `dir`, host git saves `.git/config` (the lock
+/// protocol, slowly: O_EXCL lock, the new text appended, rename) while a
+/// sandboxed command appends `plant` to the lock once host git's text is
+/// in it (an append before it would be overwritten by a real git, which
+/// writes from offset 0); the stopped run and the config's text from
+/// before the run.
 fn plant_through_config_lock(dir: &Path, home: &Path, plant: &str) -> (Run, String) {
-    repo(dir, home);
     // `{plant:?}`: a Rust string literal is a Python one for this text
     // (ASCII, `\n`, `\t`, `\"`, `\\`).
     let script = format!(
@@ -859,6 +834,8 @@ print('not stopped')
     let before = std::fs::read_to_string(&config).unwrap();
     {
         use std::io::Write;
+        // O_APPEND here too: the command may open the lock between its
+        // creation and this write.
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -922,6 +899,7 @@ fn a_disguised_code_entry_in_a_replaced_config_is_undone() {
     for (what, plant) in &plants {
         let (dir, home) = (scratch(), scratch());
         let (dir_p, home_p) = (real(dir.path()), real(home.path()));
+        repo(&dir_p, &home_p);
         let (r, before) = plant_through_config_lock(&dir_p, &home_p, plant);
         let now = std::fs::read_to_string(dir_p.join(".git/config")).unwrap();
         assert_eq!(now, before, "{what}: the plant was left in place: {r:?}");

@@ -292,17 +292,24 @@ fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
         "paths": paths.iter().map(|p| hex::encode(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
     });
     // Written aside and renamed into place: a concurrent run's `recover`
-    // never sees a half-written journal.
+    // never sees a half-written journal. The temp file is a new one with a
+    // name no earlier run used (`O_EXCL`, never through a link), as the
+    // agent-state journal's is: a leftover of a killed run with the same
+    // pid is neither written through nor in the way.
     let path = dir.join(format!("{pid}.json"));
-    let tmp = dir.join(format!("{pid}.json.tmp"));
-    let mut f = std::fs::OpenOptions::new()
+    let tmp = dir.join(format!(".{pid}.{:016x}.tmp", rand::random::<u64>()));
+    let written = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(doc.to_string().as_bytes())?;
-    std::fs::rename(&tmp, &path)?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(doc.to_string().as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(path)
 }
 

@@ -24,6 +24,7 @@ pub(crate) mod launcher;
 pub(crate) mod output;
 pub mod policy;
 pub mod preset;
+pub(crate) mod private_file;
 pub mod profile;
 pub(crate) mod protect;
 pub mod proxy;

@@ -40,7 +40,6 @@ mod http;
 mod log;
 mod placeholder_key;
 mod policy;
-mod private_file;
 mod relay;
 mod secrets;
 mod socks;

@@ -128,15 +128,16 @@ fn private_dir(dir: &Path) -> Result<(), ProxyError> {
 
 /// Open never through a symlink, regular files only.
 fn open_nofollow(path: &Path, create: bool) -> Result<std::fs::File, ProxyError> {
-    super::private_file::open_nofollow(path, create).map_err(|e| match e {
-        super::private_file::OpenError::Io(e) => io_err("open", path, e),
-        super::private_file::OpenError::NotRegular => bad_key(path, "it is not a regular file"),
+    crate::private_file::open_nofollow(path, create).map_err(|e| match e {
+        crate::private_file::OpenError::Io(e) => io_err("open", path, e),
+        crate::private_file::OpenError::NotRegular => bad_key(path, "it is not a regular file"),
     })
 }
 
 /// Temporary file (exclusive, no symlink, 0600) then rename.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ProxyError> {
-    super::private_file::write_atomic(path, data, 0o600).map_err(|e| io_err("write", path, e))
+    crate::private_file::write_atomic(path, data, 0o600, crate::private_file::Durability::Synced)
+        .map_err(|e| io_err("write", path, e))
 }
 
 #[cfg(test)]

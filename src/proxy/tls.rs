@@ -228,11 +228,11 @@ fn key_matches_cert(stored: &StoredCa) -> Result<bool, ProxyError> {
 /// Open a file of the CA directory: never through a symlink, regular
 /// files only; `create` for the lock file.
 fn open_private(path: &Path, create: bool) -> Result<std::fs::File, ProxyError> {
-    super::private_file::open_nofollow(path, create).map_err(|e| match e {
-        super::private_file::OpenError::Io(e) => {
+    crate::private_file::open_nofollow(path, create).map_err(|e| match e {
+        crate::private_file::OpenError::Io(e) => {
             ProxyError::Tls(format!("cannot open {}: {e}", path.display()))
         }
-        super::private_file::OpenError::NotRegular => ProxyError::Tls(format!(
+        crate::private_file::OpenError::NotRegular => ProxyError::Tls(format!(
             "{} is not a regular file: delete it",
             path.display()
         )),
@@ -253,9 +253,9 @@ fn read_private(path: &Path) -> Result<Option<Zeroizing<String>>, ProxyError> {
     Ok(Some(text))
 }
 
-/// Write via a temporary file and rename (see `private_file`).
+/// Write via a temporary file and rename (see `crate::private_file`).
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ProxyError> {
-    super::private_file::write_atomic(path, data, mode)
+    crate::private_file::write_atomic(path, data, mode, crate::private_file::Durability::Synced)
         .map_err(|e| ProxyError::Tls(format!("cannot write {}: {e}", path.display())))
 }
 

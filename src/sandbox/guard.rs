@@ -280,9 +280,7 @@ pub fn make_journal_dir() -> std::io::Result<PathBuf> {
 }
 
 fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
-    use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = make_journal_dir()?;
     let pid = std::process::id();
     let doc = serde_json::json!({
@@ -292,24 +290,15 @@ fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
         "paths": paths.iter().map(|p| hex::encode(p.as_os_str().as_bytes())).collect::<Vec<_>>(),
     });
     // Written aside and renamed into place: a concurrent run's `recover`
-    // never sees a half-written journal. The temp file is a new one with a
-    // name no earlier run used (`O_EXCL`, never through a link), as the
-    // agent-state journal's is: a leftover of a killed run with the same
-    // pid is neither written through nor in the way.
+    // never sees a half-written journal, and a leftover of a killed run
+    // with the same pid is neither written through nor in the way.
     let path = dir.join(format!("{pid}.json"));
-    let tmp = dir.join(format!(".{pid}.{:016x}.tmp", rand::random::<u64>()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(doc.to_string().as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    crate::private_file::write_atomic(
+        &path,
+        doc.to_string().as_bytes(),
+        0o600,
+        crate::private_file::Durability::Cached,
+    )?;
     Ok(path)
 }
 

@@ -36,9 +36,8 @@
 //!   announced, and the journal is kept for the user.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -267,23 +266,15 @@ impl Journal {
             _ => return Err(format!("{} is not a directory", dir.display())),
         }
         let id = format!("{pid}.{:016x}", rand::random::<u64>());
-        let tmp = dir.join(format!(".{id}.tmp"));
         let path = dir.join(format!("{id}.json"));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .and_then(|mut f| {
-                // No `sync_all`: see the module doc.
-                f.write_all(text.as_bytes())
-            })
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("cannot write {} ({e})", path.display()));
-        }
+        // Not synced: see the module doc.
+        crate::private_file::write_atomic(
+            &path,
+            text.as_bytes(),
+            0o600,
+            crate::private_file::Durability::Cached,
+        )
+        .map_err(|e| format!("cannot write {} ({e})", path.display()))?;
         Ok(Journal { path })
     }
 

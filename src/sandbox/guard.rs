@@ -305,7 +305,6 @@ fn write_journal(paths: &[PathBuf], since: i64) -> std::io::Result<PathBuf> {
 /// Check the journals of runs that ended without cleaning up (killed):
 /// quarantine what their commands created, then drop the journal.
 pub fn recover() {
-    use std::os::unix::ffi::OsStringExt;
     let Some(dir) = journal_dir() else { return };
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
@@ -315,25 +314,32 @@ pub fn recover() {
         if path.extension().is_none_or(|x| x != "json") {
             continue; // another run's journal being written
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
+        // A journal that cannot be read or understood is kept and named
+        // on every run until the user removes it: dropping it would leave
+        // whatever its run's command planted at a protected name (an
+        // `.envrc` direnv runs) unchecked, without a word.
+        let doc = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // another run handled it
+            Err(e) => Err(e.to_string()),
+            Ok(text) => serde_json::from_str::<Journal>(&text).map_err(|e| e.to_string()),
         };
-        let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
-            let _ = std::fs::remove_file(&path);
-            continue;
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                crate::warn!(
+                    "cannot read {} ({e}), the journal of a zerobox run that was killed: what its command created at protected paths is not checked; look for new .envrc, .git/hooks and similar files in the projects it ran in, then remove it",
+                    path.display()
+                );
+                continue;
+            }
         };
-        let pid = doc["pid"].as_u64().unwrap_or(0) as u32;
-        let start = doc["start"].as_u64().unwrap_or(0);
-        if pid != 0 && start_time(pid).is_some_and(|s| s == start) {
+        if doc.pid != 0 && start_time(doc.pid).is_some_and(|s| s == doc.start) {
             continue; // that run is still going
         }
-        let since = doc["since"].as_i64().unwrap_or(0);
-        for p in doc["paths"].as_array().into_iter().flatten() {
-            let Some(bytes) = p.as_str().and_then(|h| hex::decode(h).ok()) else {
-                continue;
-            };
-            let protected = PathBuf::from(OsString::from_vec(bytes));
-            report(check(&protected, Some(since)).map(|q| {
+        let pid = doc.pid;
+        let mut all_checked = true;
+        for protected in doc.paths {
+            let r = check(&protected, Some(doc.since)).map(|q| {
                 q.map(|(found, moved, _)| {
                     (
                         found,
@@ -341,10 +347,40 @@ pub fn recover() {
                         format!(" by an earlier zerobox run (pid {pid}) that was killed"),
                     )
                 })
-            }));
+            });
+            all_checked &= r.is_ok();
+            report(r);
         }
-        let _ = std::fs::remove_file(&path);
+        // A path that could not be checked now is checked again by the
+        // next run: the journal stays until every path was.
+        if all_checked {
+            let _ = std::fs::remove_file(&path);
+        }
     }
+}
+
+/// A run's crash journal as [`write_journal`] writes it. Paths are hex
+/// (any bytes, not only UTF-8).
+#[derive(serde::Deserialize)]
+struct Journal {
+    pid: u32,
+    start: u64,
+    since: i64,
+    #[serde(deserialize_with = "hex_paths")]
+    paths: Vec<PathBuf>,
+}
+
+fn hex_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    use std::os::unix::ffi::OsStringExt;
+    let hexes = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+    hexes
+        .into_iter()
+        .map(|h| {
+            hex::decode(&h)
+                .map(|b| PathBuf::from(OsString::from_vec(b)))
+                .map_err(|_| serde::de::Error::custom(format!("path {h:?} is not hex")))
+        })
+        .collect()
 }
 
 type Found = Option<(PathBuf, PathBuf, String)>;

@@ -752,30 +752,40 @@ fn no_zerobox_artifact_in_the_users_tree_during_after_or_after_kill() {
     assert!(status.contains(".envrc.zerobox-quarantine-"), "{status}");
 }
 
+/// A home with zerobox's guard journal directory, a scratch project, and
+/// that directory.
+fn guard_journals() -> (Home, tempfile::TempDir, std::path::PathBuf) {
+    let home = Home::new();
+    let journals = home.path().join(".local/share/zerobox/guards");
+    std::fs::create_dir_all(&journals).unwrap();
+    (home, scratch(), journals)
+}
+
+/// A path as a guard journal spells it (hex of its bytes).
+fn journal_hex(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A killed run's journal: what its command created at a protected name
 /// is quarantined by the next run, which names the killed run. (Made by
 /// hand here: the watcher normally moves the name during the run, before
 /// any kill can happen.)
 #[test]
 fn killed_runs_journal_is_handled_by_the_next_run() {
-    let home = Home::new();
-    let h = home.path();
-    let s = scratch();
-    let d = real(s.path());
-    let journals = h.join(".local/share/zerobox/guards");
-    std::fs::create_dir_all(&journals).unwrap();
+    let (home, s, journals) = guard_journals();
+    let (h, d) = (home.path(), real(s.path()));
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         - 5;
     let envrc = d.join(".envrc");
-    let hexpath: String = envrc
-        .to_str()
-        .unwrap()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hexpath = journal_hex(&envrc);
     // pid 0 never names a live run.
     std::fs::write(
         journals.join("0.json"),
@@ -792,6 +802,53 @@ fn killed_runs_journal_is_handled_by_the_next_run() {
         "{r:?}"
     );
     assert!(!journals.join("0.json").exists());
+}
+
+/// Threat: a killed run's journal that cannot be read (cut short by a
+/// full disk, damaged) was deleted without a word, so what that run's
+/// command planted at a protected name (an `.envrc` direnv runs) stayed
+/// unchecked. Stopped by: such a journal is kept and named on every run
+/// until the user removes it; a journal whose check could not be done is
+/// kept for the next run.
+#[test]
+fn an_unreadable_guard_journal_is_kept_and_named() {
+    let (home, s, journals) = guard_journals();
+    let (h, d) = (home.path(), real(s.path()));
+    let cut = journals.join("0.json");
+    std::fs::write(&cut, r#"{"pid":0,"start":0,"since":17"#).unwrap();
+    for _ in 0..2 {
+        let r = crate::util::sh(&d, Some(&h), &[], "true");
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(cut.exists(), "the damaged journal was dropped: {r:?}");
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.contains(&*cut.to_string_lossy()))
+            .unwrap_or_else(|| panic!("the damaged journal is not named: {r:?}"));
+        assert!(line.contains("remove it"), "no fix named: {line}");
+    }
+    std::fs::remove_file(&cut).unwrap();
+    // A journal naming a path that cannot be checked now stays for the
+    // next run: one in root's home, which a plain user's zerobox (CI's
+    // unprivileged pass) cannot look into; root can, so the case above is
+    let hexpath = journal_hex(Path::new("/root/.envrc"));
+    if crate::util::is_root() {
+        return;
+    }
+    let hexpath: String = "/root/.envrc".bytes().map(|b| format!("{b:02x}")).collect();
+    let journal = journals.join("0.json");
+    std::fs::write(
+        &journal,
+        format!(r#"{{"pid":0,"start":0,"since":0,"paths":["{hexpath}"]}}"#),
+    )
+    .unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("cannot check a protected path"), "{r:?}");
+    assert!(
+        journal.exists(),
+        "a journal not fully checked was dropped: {r:?}"
+    );
 }
 
 /// Threat: two runs in one project at once: on main, A's cleanup removed

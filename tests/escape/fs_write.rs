@@ -831,11 +831,11 @@ fn an_unreadable_guard_journal_is_kept_and_named() {
     // A journal naming a path that cannot be checked now stays for the
     // next run: one in root's home, which a plain user's zerobox (CI's
     // unprivileged pass) cannot look into; root can, so the case above is
-    let hexpath = journal_hex(Path::new("/root/.envrc"));
+    // root's.
     if crate::util::is_root() {
         return;
     }
-    let hexpath: String = "/root/.envrc".bytes().map(|b| format!("{b:02x}")).collect();
+    let hexpath = journal_hex(Path::new("/root/.envrc"));
     let journal = journals.join("0.json");
     std::fs::write(
         &journal,

@@ -560,12 +560,8 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     // Watched while the command runs; one that cannot be is said before
     // it starts (refused under --strict: the watcher is what stops a run
     // whose bind lapsed; without it only the after-run check is left).
-    let mut held = sandbox::guard::HeldWatch::prepare(replaced.held());
-    if !held.failures().is_empty() {
-        let what = format!(
-            "cannot watch {} for replacement on the host: if a host program saves a protected file there during the run, the command is not stopped (the after-run check still reports it)",
-            held.failures().join(", ")
-        );
+    // A watch that cannot be had: refused under --strict, else said.
+    let watch_lapse = |what: String| {
         if req.strict {
             return Err(LaunchError::Spawn {
                 program: spec.program.clone(),
@@ -576,6 +572,14 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
             });
         }
         crate::warn!("{what}");
+        Ok(())
+    };
+    let mut held = sandbox::guard::HeldWatch::prepare(replaced.held());
+    if !held.failures().is_empty() {
+        watch_lapse(format!(
+            "cannot watch {} for replacement on the host: if a host program saves a protected file there during the run, the command is not stopped (the after-run check still reports it)",
+            held.failures().join(", ")
+        ))?;
     }
     let mut running =
         sandbox::spawn(&resolved.policy, &spec, &opts).map_err(|source| LaunchError::Spawn {
@@ -588,17 +592,10 @@ pub fn run(req: &RunRequest) -> Result<i32, LaunchError> {
     if binds_hold {
         if let Err(e) = held.start(running.pid()) {
             let what = format!("{e}: a protected path replaced on the host during the run will not stop the command (the after-run check still reports it)");
-            if req.strict {
+            if let Err(refused) = watch_lapse(what) {
                 running.kill();
-                return Err(LaunchError::Spawn {
-                    program: spec.program.clone(),
-                    source: sandbox::SandboxError::new(
-                        sandbox::Stage::Refused,
-                        format!("--strict: {what}"),
-                    ),
-                });
+                return Err(refused);
             }
-            crate::warn!("{what}");
         }
     }
     if let Some(w) = &watcher {

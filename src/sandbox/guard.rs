@@ -37,6 +37,7 @@
 //! another file or gone; `protect::replaced` records them, checks what
 //! the command wrote in that moment, and says what happened (exit 122).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
@@ -52,17 +53,26 @@ pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
     // The same decision as `Policy::effective`, a lookup per ancestor
     // instead of a scan of every rule (made only if something is missing).
     let mut index = None;
+    // Whether each ancestor looked at exists: the default deny list has
+    // dozens of missing names in the same few directories (`~`,
+    // `~/.config`), each of which is looked at once.
+    let mut exists: HashMap<&Path, bool> = HashMap::new();
     for rule in &policy.fs {
         if !matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite)
             || std::fs::symlink_metadata(&rule.path).is_ok()
         {
             continue;
         }
+        // The path itself was just seen missing: its nearest existing
+        // ancestor decides.
         let mut existing = rule.path.as_path();
-        while std::fs::symlink_metadata(existing).is_err() {
-            match existing.parent() {
-                Some(p) => existing = p,
-                None => break,
+        while let Some(parent) = existing.parent() {
+            existing = parent;
+            if *exists
+                .entry(parent)
+                .or_insert_with(|| std::fs::symlink_metadata(parent).is_ok())
+            {
+                break;
             }
         }
         let index = index.get_or_insert_with(|| crate::policy::RuleIndex::new(policy));
@@ -688,6 +698,42 @@ mod tests {
             dev: m.dev(),
             ino: m.ino(),
         }
+    }
+
+    #[test]
+    fn missing_names_under_a_writable_ancestor_are_guarded() {
+        use crate::policy::{resolve, PathContext, PolicyLayer};
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let (rw, ro) = (root.join("rw"), root.join("ro"));
+        for dir in [&rw, &ro] {
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+        }
+        std::fs::write(rw.join("exists"), "").unwrap();
+        let mut l = PolicyLayer::new(crate::policy::Origin::Test);
+        l.write_allow.push(rw.display().to_string());
+        // Missing names at several depths, several sharing an ancestor
+        // (looked at once): guarded where the nearest existing ancestor is
+        // writable, whichever ancestor that is.
+        let guarded = ["a", "b", "sub/c", "sub/d/e", "f/g/h", "f/g/i"].map(|n| rw.join(n));
+        let not_guarded = [rw.join("exists"), ro.join("a"), ro.join("sub/b/c")];
+        for p in guarded.iter().chain(&not_guarded) {
+            l.read_deny.push(p.display().to_string());
+        }
+        l.write_deny.push(rw.join("a").display().to_string());
+        let ctx = PathContext {
+            home: root.clone(),
+            cwd: root.clone(),
+            tmpdir: "/tmp".into(),
+        };
+        let p = resolve(&[l], &ctx, &[]).unwrap();
+        let found = missing_protected(&p);
+        let mut want = guarded.to_vec();
+        want.sort();
+        let mut got = found.clone();
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(found.len(), want.len(), "a path guarded twice: {found:?}");
     }
 
     #[test]

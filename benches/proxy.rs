@@ -927,8 +927,11 @@ fn new_connections(rt: &tokio::runtime::Runtime, client: &Client, modes: &[Mode]
 /// through it, timed. Tunnel and MITM children alternate, so noise hits
 /// both alike. With a secret configured the proxy warms its TLS state up
 /// (RNG seed, leaf, root store) as it starts; the delay stands for the
-/// sandboxed command's own start-up, during which that happens. Returns
-/// (tunnel ms, MITM ms) medians for each delay.
+/// sandboxed command's own start-up, during which that happens. Besides
+/// the wall time, the proxy's CPU time and page faults during the request
+/// are read from `/proc` (all its threads): figures the machine's load
+/// hardly moves. Returns, for each delay, the tunnel's and the MITM's
+/// medians.
 fn first_of_run(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
@@ -937,10 +940,10 @@ fn first_of_run(
     modes: &[Mode],
     runs: usize,
     delays: &[Duration],
-) -> Vec<(Duration, f64, f64)> {
+) -> Vec<(Duration, FirstCost, FirstCost)> {
     let mut out = Vec::new();
     for &delay in delays {
-        let (mut t, mut m) = (Vec::new(), Vec::new());
+        let (mut t, mut m) = (FirstSamples::default(), FirstSamples::default());
         for _ in 0..runs {
             for (which, mode) in modes.iter().enumerate() {
                 let mut child = spawn_zerobox_proxy(dir, up_port, raw_port);
@@ -950,28 +953,81 @@ fn first_of_run(
                     mode.api_key = child.placeholder.clone();
                 }
                 std::thread::sleep(delay);
+                let pid = child.child.id();
+                let (cpu0, flt0) = (cpu_ns(pid), minor_faults(pid));
                 let t0 = Instant::now();
                 let ok = rt.block_on(async {
                     let mut s = open(client, &mode).await?;
                     get(&mut s, &mode, "/small").await
                 });
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
+                let cpu_us = cpu_ns(pid).saturating_sub(cpu0) as f64 / 1e3;
+                let faults = minor_faults(pid).saturating_sub(flt0) as f64;
                 drop(child.child.stdin.take());
                 let _ = child.child.wait();
                 if let Err(e) = ok {
                     println!("first request of a run: {} failed: {e}", mode.label);
                     return out;
                 }
-                if which == 0 {
-                    t.push(ms)
-                } else {
-                    m.push(ms)
-                }
+                let side = if which == 0 { &mut t } else { &mut m };
+                side.ms.push(ms);
+                side.cpu_us.push(cpu_us);
+                side.faults.push(faults);
             }
         }
-        out.push((delay, median(&t), median(&m)));
+        out.push((delay, t.medians(), m.medians()));
     }
     out
+}
+
+/// One mode's samples of the first request of a run.
+#[derive(Default)]
+struct FirstSamples {
+    ms: Vec<f64>,
+    cpu_us: Vec<f64>,
+    faults: Vec<f64>,
+}
+
+/// Their medians: wall ms, the proxy's CPU µs and minor page faults.
+struct FirstCost {
+    ms: f64,
+    cpu_us: f64,
+    faults: f64,
+}
+
+impl FirstSamples {
+    fn medians(&self) -> FirstCost {
+        FirstCost {
+            ms: median(&self.ms),
+            cpu_us: median(&self.cpu_us),
+            faults: median(&self.faults),
+        }
+    }
+}
+
+/// CPU time all threads of `pid` have used, in ns: the first field of each
+/// `/proc/PID/task/TID/schedstat` (finer than `stat`'s clock ticks). A
+/// thread that ended meanwhile drops out, so a process that ends threads
+/// during the span reads low; the proxy's runtime keeps its threads.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Minor page faults of `pid` so far (all threads, `/proc/PID/stat` field 10).
+fn minor_faults(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// In-process cost of bringing the proxy up: `prepare` (policy, CA load
@@ -1544,14 +1600,21 @@ fn main() {
                 o.first_runs
             );
             println!(
-                "| first request after the proxy is up | tunnel ms | MITM ms | MITM / tunnel |"
+                "| first request after the proxy is up | tunnel ms | MITM ms | MITM / tunnel \
+                 | proxy CPU µs: tunnel / MITM | proxy page faults: tunnel / MITM |"
             );
-            println!("|---|---|---|---|");
+            println!("|---|---|---|---|---|---|");
             for (d, t, m) in &res {
                 println!(
-                    "| {} ms | {t:.2} | {m:.2} | **{:.2}×** |",
+                    "| {} ms | {:.2} | {:.2} | **{:.2}×** | {:.0} / {:.0} | {:.0} / {:.0} |",
                     d.as_millis(),
-                    m / t
+                    t.ms,
+                    m.ms,
+                    m.ms / t.ms,
+                    t.cpu_us,
+                    m.cpu_us,
+                    t.faults,
+                    m.faults
                 );
             }
         }

@@ -307,6 +307,58 @@ impl Drop for ParkPlace {
     }
 }
 
+/// The upstream connection a client connection opened before its first
+/// request (by CONNECT, or a captured connection's dial).
+pub enum Spare {
+    /// Connected; TLS, if any, is left to the first request.
+    Tcp(TcpStream),
+    /// Its TLS handshake already under way, begun with the client's.
+    Tls(EarlyTls),
+}
+
+/// The upstream TLS session of an intercepted client connection, a TLS
+/// connection that is negotiated *while* the client negotiates with the
+/// proxy, so the first request does not wait for two handshakes in a row:
+/// on its own task, so the two can use both of the runtime's threads.
+///
+/// Started only once the target is allowed (at `CONNECT` or capture time,
+/// its SNI checked) and the client's first byte says TLS; it sends what
+/// the first request's own handshake would (SNI: the target; ALPN: h2 and
+/// http/1.1, as for any request but an upgrade). Dropped unused (the
+/// client's handshake failed, the client left): the task is aborted and the
+/// connection closed. A handshake failure reaches the first request, which
+/// answers 502 and logs it, as when the request made the handshake itself.
+pub struct EarlyTls(tokio::task::JoinHandle<Result<UpstreamTls, ProxyError>>);
+
+/// A TLS session to the upstream and whether it negotiated h2.
+pub struct UpstreamTls {
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+    h2: bool,
+}
+
+impl EarlyTls {
+    /// Begin the handshake over `tcp` (on the current runtime).
+    pub fn start(state: Arc<State>, target: Target, tcp: TcpStream) -> EarlyTls {
+        EarlyTls(tokio::spawn(async move {
+            upstream_tls(&state, &target, tcp, false).await
+        }))
+    }
+
+    async fn finish(mut self) -> Result<UpstreamTls, ProxyError> {
+        match (&mut self.0).await {
+            Ok(r) => r,
+            // Only a panic or a runtime shutting down ends the task early.
+            Err(e) => Err(ProxyError::Tls(format!("upstream handshake: {e}"))),
+        }
+    }
+}
+
+impl Drop for EarlyTls {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Per-connection context for forwarded requests.
 pub struct Ctx {
     pub target: Target,
@@ -315,7 +367,7 @@ pub struct Ctx {
     /// `Http` (forward proxy) or `Intercept`.
     pub kind: Kind,
     /// A connection already opened (e.g. by CONNECT) for the first request.
-    pub spare: Mutex<Option<TcpStream>>,
+    pub spare: Mutex<Option<Spare>>,
     /// The upstream connection of the previous request on this client
     /// connection, kept for the next one: without it every intercepted
     /// request paid a new TCP connect and TLS handshake (≈0.5 ms here).
@@ -495,43 +547,67 @@ impl Sender {
     }
 }
 
-async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> Result<Sender, ProxyError> {
-    let t = &ctx.target;
-    let (host, port) = (t.host.authority(), t.port);
-    let spare = ctx.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let tcp = match spare {
-        Some(s) => s,
-        None => dial(state, t).await?,
-    };
+/// TLS to `target` over `tcp`, verified against the upstream roots,
+/// offering h2 and http/1.1 (`h1_only`: http/1.1 alone, for an upgrade).
+async fn upstream_tls(
+    state: &State,
+    target: &Target,
+    tcp: TcpStream,
+    h1_only: bool,
+) -> Result<UpstreamTls, ProxyError> {
     let tls_fail = |source: io::Error| ProxyError::TlsUpstream {
-        host: host.clone(),
-        port,
+        host: target.host.authority(),
+        port: target.port,
         source,
     };
-    let (io, h2): (Box<dyn IoBox>, bool) = if ctx.upstream_tls {
-        let cfg = state
-            .tls
-            .client_config(h1_only)
-            .map_err(|e| tls_fail(io::Error::other(e.to_string())))?;
-        let name = match &t.host {
-            Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
-                .map_err(|e| tls_fail(io::Error::other(e.to_string())))?,
-            Host::Ip(a) => rustls_pki_types::ServerName::IpAddress((*a).into()),
-        };
-        let conn = tokio_rustls::TlsConnector::from(cfg);
-        let tls = tokio::time::timeout(TLS_TIMEOUT, conn.connect(name, tcp))
-            .await
-            .map_err(|_| tls_fail(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
-            .map_err(tls_fail)?;
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        (Box::new(tls), h2)
-    } else {
-        (Box::new(tcp), false)
+    // The start-up warm-up may still be building the root store.
+    drop(state.tls.warming.read().await);
+    let cfg = state
+        .tls
+        .client_config(h1_only)
+        .map_err(|e| tls_fail(io::Error::other(e.to_string())))?;
+    let name = match &target.host {
+        Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
+            .map_err(|e| tls_fail(io::Error::other(e.to_string())))?,
+        Host::Ip(a) => rustls_pki_types::ServerName::IpAddress((*a).into()),
     };
+    let conn = tokio_rustls::TlsConnector::from(cfg);
+    let tls = tokio::time::timeout(TLS_TIMEOUT, conn.connect(name, tcp))
+        .await
+        .map_err(|_| tls_fail(io::Error::new(io::ErrorKind::TimedOut, "timed out")))?
+        .map_err(tls_fail)?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    Ok(UpstreamTls { tls, h2 })
+}
+
+async fn open_upstream(state: &State, ctx: &Ctx, h1_only: bool) -> Result<Sender, ProxyError> {
+    let t = &ctx.target;
+    let spare = ctx.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let tcp = match spare {
+        Some(Spare::Tls(early)) => match early.finish().await? {
+            // An upgrade cannot go over h2 here: that session is dropped
+            // and the upgrade gets its own http/1.1 one, as it would have.
+            UpstreamTls { h2: true, .. } if h1_only => dial(state, t).await?,
+            up => return handshake_http(Box::new(up.tls), up.h2, t).await,
+        },
+        Some(Spare::Tcp(tcp)) => tcp,
+        None => dial(state, t).await?,
+    };
+    if ctx.upstream_tls {
+        let up = upstream_tls(state, t, tcp, h1_only).await?;
+        handshake_http(Box::new(up.tls), up.h2, t).await
+    } else {
+        handshake_http(Box::new(tcp), false, t).await
+    }
+}
+
+/// The HTTP client connection (h2 if negotiated, else HTTP/1.1) over `io`,
+/// its driver spawned.
+async fn handshake_http(io: Box<dyn IoBox>, h2: bool, t: &Target) -> Result<Sender, ProxyError> {
     let io = TokioIo::new(io);
     let hs_fail = |source| ProxyError::Handshake {
-        host: host.clone(),
-        port,
+        host: t.host.authority(),
+        port: t.port,
         source,
     };
     if h2 {

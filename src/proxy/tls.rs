@@ -415,16 +415,37 @@ impl TlsState {
     /// repository's builds leave out, see `.cargo/config.toml`; from the
     /// kernel alone, a small part of a 2 ms first request), issue the
     /// leaves of the hosts secrets are bound to by exact name or address
-    /// (wildcards are issued on demand), and build the upstream root
-    /// store. Errors are left for the request to meet and report.
+    /// (wildcards are issued on demand), build the upstream root store,
+    /// and rehearse one handshake (see [`rehearse`]). Errors are left for
+    /// the request to meet and report.
     pub fn warm_up(&self, hosts: &[Host]) {
-        if hosts.is_empty() {
-            let _ = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256);
-        }
+        let mut first = None;
         for h in hosts {
-            let _ = self.server_config(h);
+            let cfg = self.server_config(h);
+            if first.is_none() {
+                first = cfg.ok().map(|c| (c, h.clone()));
+            }
         }
         let _ = self.clients();
+        // A run with secrets loaded the CA at start; without, nothing
+        // here makes one.
+        let Some(ca) = self.ca.get() else { return };
+        // No exact host: a throwaway leaf, not cached (issuing it seeds
+        // the RNG all the same).
+        let stand_in = || {
+            let h = Host::parse(REHEARSAL_HOST).ok()?;
+            let (chain, key) = ca.leaf(&h).ok()?;
+            let cfg = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .ok()?;
+            Some((Arc::new(cfg), h))
+        };
+        if let Some((cfg, host)) = first.or_else(stand_in) {
+            let _ = rehearse(cfg, &ca.cert_der, &host);
+        }
     }
 
     /// Whether a leaf for `host` is cached (tests).
@@ -456,6 +477,59 @@ impl TlsState {
         s.push_str(&ca.cert_pem);
         s
     }
+}
+
+/// The name of the stand-in leaf a rehearsal uses when no secret is bound
+/// to an exact host (`.invalid`: never a real one).
+const REHEARSAL_HOST: &str = "rehearsal.zerobox.invalid";
+
+/// One TLS handshake and a record each way between a client and a server
+/// in memory (no socket, nothing leaves the process): the server with
+/// `server` (a leaf of ours), the client trusting our CA alone. It runs,
+/// at start, the code and the one-time set-up (page faults on the code,
+/// AWS-LC's lazily built tables, first allocations) the first intercepted
+/// request would otherwise pay on both of its legs: a server handshake
+/// with an ECDSA signature, and a client one verifying a chain (the same
+/// verifier code the upstream leg uses), key exchange, AES-GCM.
+fn rehearse(
+    server: Arc<ServerConfig>,
+    ca: &CertificateDer<'static>,
+    host: &Host,
+) -> Result<(), rustls::Error> {
+    use std::io::{Read, Write};
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone())?;
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = match host {
+        Host::Name(n) => rustls_pki_types::ServerName::try_from(n.clone())
+            .map_err(|_| rustls::Error::General("rehearsal: bad name".into()))?,
+        Host::Ip(a) => rustls_pki_types::ServerName::IpAddress((*a).into()),
+    };
+    let mut c = rustls::ClientConnection::new(Arc::new(client), name)?;
+    let mut s = rustls::ServerConnection::new(server)?;
+    let io = |e: std::io::Error| rustls::Error::General(format!("rehearsal: {e}"));
+    c.writer().write_all(b"ping").map_err(io)?;
+    s.writer().write_all(b"pong").map_err(io)?;
+    let mut wire = Vec::new();
+    let mut got = [0u8; 4];
+    // A TLS 1.3 handshake is 1.5 round trips; the data follows in the next.
+    for _ in 0..4 {
+        wire.clear();
+        c.write_tls(&mut wire).map_err(io)?;
+        s.read_tls(&mut &wire[..]).map_err(io)?;
+        s.process_new_packets()?;
+        wire.clear();
+        s.write_tls(&mut wire).map_err(io)?;
+        c.read_tls(&mut &wire[..]).map_err(io)?;
+        c.process_new_packets()?;
+        if !c.is_handshaking() && c.reader().read_exact(&mut got).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(rustls::Error::General("rehearsal: no answer".into()))
 }
 
 #[cfg(test)]
@@ -582,6 +656,27 @@ mod tests {
         // The request then takes the cached leaf.
         let cfg = st.server_config(&a).unwrap();
         assert!(Arc::ptr_eq(&cfg, &st.server_config(&a).unwrap()));
+    }
+
+    /// The rehearsal completes a handshake with a leaf for a name, for an
+    /// address, and with the stand-in leaf (no exact host).
+    #[test]
+    fn rehearsal_completes_a_handshake() {
+        let d = tempfile::tempdir().unwrap();
+        let st = TlsState::new(d.path(), &[], true).unwrap();
+        let ca = &st.ca().unwrap().cert_der;
+        for h in ["api.example", "192.0.2.7", REHEARSAL_HOST] {
+            let h = Host::parse(h).unwrap();
+            rehearse(st.server_config(&h).unwrap(), ca, &h).unwrap();
+        }
+        // A leaf another CA signed is refused: the client really verifies.
+        let other = TlsState::new(&d.path().join("other"), &[], true).unwrap();
+        let h = Host::parse("api.example").unwrap();
+        assert!(rehearse(other.server_config(&h).unwrap(), ca, &h).is_err());
+        // The warm-up with no exact host caches no stand-in leaf.
+        let fresh = TlsState::new(&d.path().join("fresh"), &[], true).unwrap();
+        fresh.warm_up(&[]);
+        assert!(!fresh.has_leaf(&Host::parse(REHEARSAL_HOST).unwrap()));
     }
 
     /// A run with no secret never intercepts: no CA is read or made, no

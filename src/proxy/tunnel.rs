@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::http::{self, Ctx};
+use super::http::{self, Ctx, EarlyTls, Spare};
 use super::log::{Decision, Kind, Record};
 use super::policy::{Denial, Target};
 use super::relay::{self, End};
@@ -127,11 +127,21 @@ async fn intercept(
         pre: Some(pre),
         inner: client,
     };
+    if is_tls {
+        // The start-up warm-up may still be issuing this very leaf.
+        drop(state.tls.warming.read().await);
+    }
+    // The upstream handshake runs alongside the client's (see `EarlyTls`).
+    let spare = if is_tls {
+        Spare::Tls(EarlyTls::start(state.clone(), target.clone(), upstream))
+    } else {
+        Spare::Tcp(upstream)
+    };
     let ctx = Arc::new(Ctx {
         target: target.clone(),
         upstream_tls: is_tls,
         kind: Kind::Intercept,
-        spare: Mutex::new(Some(upstream)),
+        spare: Mutex::new(Some(spare)),
         idle: Mutex::new(None),
     });
     let st = state.clone();
@@ -147,8 +157,6 @@ async fn intercept(
             .await;
         return;
     }
-    // The start-up warm-up may still be issuing this very leaf.
-    drop(state.tls.warming.read().await);
     let cfg = match state.tls.server_config(&target.host) {
         Ok(c) => c,
         Err(e) => return failed(error_chain(&e)),

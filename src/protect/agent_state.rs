@@ -200,6 +200,13 @@ impl Guard {
         let watched = CLAUDE_STATE.iter().map(|rel| match &guard.sync {
             // The link is the sandbox's; the file it names is the state.
             Some(sync) if *rel == ".claude/.claude.json" => sync.sandbox.clone(),
+            // Left by an earlier claude-preset run: zerobox's own link,
+            // so the state is the file it names (checked as itself, not
+            // through the link), not "a symbolic link" every later run
+            // warns about and makes read-only.
+            None if *rel == ".claude/.claude.json" => {
+                ClaudeSync::left_copy(home).unwrap_or_else(|| home.join(rel))
+            }
             _ => home.join(rel),
         });
         for path in watched.collect::<Vec<_>>() {
@@ -527,6 +534,17 @@ struct ClaudeSync {
 }
 
 impl ClaudeSync {
+    /// `~/.claude/zerobox/.claude.json` when `~/.claude/.claude.json` is
+    /// the link a claude-preset run made to it and `~/.claude/zerobox` is
+    /// a real directory (never a link the command put on the way).
+    fn left_copy(home: &Path) -> Option<PathBuf> {
+        let dir = home.join(".claude");
+        let target = Path::new(SYNC_DIR).join(".claude.json");
+        let ours = std::fs::read_link(dir.join(".claude.json")).ok()? == target;
+        let real_dir = std::fs::symlink_metadata(dir.join(SYNC_DIR)).ok()?.is_dir();
+        (ours && real_dir).then(|| dir.join(target))
+    }
+
     /// Read `~/.claude.json` (nothing is written yet: `explain` resolves
     /// the same way and must not touch the disk).
     fn plan(home: &Path) -> Result<ClaudeSync, String> {

@@ -514,3 +514,35 @@ fn a_code_running_variable_planted_in_a_gemini_dot_env_is_put_back() {
     }
     home.assert_host_intact();
 }
+
+/// Threat (and noise): after any `zerobox claude` run, the claude preset's
+/// own link `~/.claude/.claude.json -> zerobox/.claude.json` made every
+/// later plain run warn "cannot check … (is a symbolic link)" and make it
+/// read-only. Now a plain run checks the file that link names, as itself:
+/// no warning, and what the command plants in it through the link (with
+/// `~/.claude` writable) is still put back.
+#[test]
+fn the_claude_presets_own_link_is_checked_not_warned_about() {
+    let home = Home::new();
+    let h = home.path();
+    let s = scratch();
+    let d = real(s.path());
+    let copy = h.join(".claude/zerobox/.claude.json");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(&copy, "{\"numStartups\":1}\n").unwrap();
+    std::os::unix::fs::symlink("zerobox/.claude.json", h.join(".claude/.claude.json")).unwrap();
+    let r = crate::util::sh(&d, Some(&h), &[], "true");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("cannot check"), "{r:?}");
+    let plant = r#"{"numStartups":1,"mcpServers":{"x":{"command":"sh","args":["-c","evil"]}}}"#;
+    let grant = format!("--allow-write={}", h.join(".claude").display());
+    let r = crate::util::sh(
+        &d,
+        Some(&h),
+        &[&grant],
+        &format!("printf '%s' '{plant}' > \"$HOME/.claude/.claude.json\""),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = std::fs::read_to_string(&copy).unwrap();
+    assert!(!after.contains("evil"), "the plant stayed: {after} {r:?}");
+}

@@ -197,6 +197,12 @@ impl Guard {
             );
             return (deny, guard);
         }
+        // That link itself stays as it was, write-denied (as any link at a
+        // state path is): replaced by a file, it would be a config a
+        // `CLAUDE_CONFIG_DIR=~/.claude` session on the host reads unchecked.
+        if guard.sync.is_none() && ClaudeSync::left_copy(home).is_some() {
+            deny.push(home.join(".claude/.claude.json").display().to_string());
+        }
         let watched = CLAUDE_STATE.iter().map(|rel| match &guard.sync {
             // The link is the sandbox's; the file it names is the state.
             Some(sync) if *rel == ".claude/.claude.json" => sync.sandbox.clone(),

@@ -517,10 +517,10 @@ fn a_code_running_variable_planted_in_a_gemini_dot_env_is_put_back() {
 
 /// Threat (and noise): after any `zerobox claude` run, the claude preset's
 /// own link `~/.claude/.claude.json -> zerobox/.claude.json` made every
-/// later plain run warn "cannot check … (is a symbolic link)" and make it
-/// read-only. Now a plain run checks the file that link names, as itself:
-/// no warning, and what the command plants in it through the link (with
-/// `~/.claude` writable) is still put back.
+/// later plain run warn "cannot check … (is a symbolic link)". Now a
+/// plain run checks the file that link names, as itself: no warning; the
+/// link stays write-denied, so a plant through it (with `~/.claude`
+/// writable) is refused or put back, and the link cannot be swapped.
 #[test]
 fn the_claude_presets_own_link_is_checked_not_warned_about() {
     let home = Home::new();
@@ -540,9 +540,25 @@ fn the_claude_presets_own_link_is_checked_not_warned_about() {
         &d,
         Some(&h),
         &[&grant],
-        &format!("printf '%s' '{plant}' > \"$HOME/.claude/.claude.json\""),
+        &format!("printf '%s' '{plant}' > \"$HOME/.claude/.claude.json\"; true"),
     );
     assert_eq!(r.code, 0, "{r:?}");
     let after = std::fs::read_to_string(&copy).unwrap();
     assert!(!after.contains("evil"), "the plant stayed: {after} {r:?}");
+    // The link itself cannot be swapped for a planted file.
+    let link = h.join(".claude/.claude.json");
+    let r = crate::util::sh(
+        &d,
+        Some(&h),
+        &[&grant],
+        &format!(
+            r#"rm -f "$HOME/.claude/.claude.json"; printf '%s' '{plant}' > "$HOME/.claude/.claude.json"; true"#
+        ),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_link(&link).ok().as_deref(),
+        Some(Path::new("zerobox/.claude.json")),
+        "the link was replaced: {r:?}"
+    );
 }

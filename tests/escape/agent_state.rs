@@ -31,6 +31,22 @@ fn wait_for(p: &Path) {
     );
 }
 
+/// Wait until every process of a run killed in `home` is gone: zerobox's
+/// PID 1 holds the agent-state lock until the kernel has torn the
+/// sandbox down, a moment after `wait()` on the killed launcher returns,
+/// and a run started meanwhile rightly treats the killed one as live
+/// (its configs read-only, nothing recovered).
+fn wait_until_the_killed_run_is_gone(home: &Path) {
+    let lock = home.join(".local/share/zerobox/agent-state.lock");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_ok())
+        }),
+        "{} is still held 20 s after the run was killed",
+        lock.display()
+    );
+}
+
 /// Threat (multi-run, concurrent): two sandboxed runs in the same HOME.
 /// Run M plants an MCP server in `~/.codex/config.toml` and waits; run V
 /// starts meanwhile, so its pre-run snapshot holds M's plant. M ends and
@@ -148,6 +164,7 @@ fn a_plant_survives_no_kill_9_of_zerobox() {
     wait_for(&d.join("planted"));
     child.kill().unwrap(); // SIGKILL to zerobox itself
     child.wait().unwrap();
+    wait_until_the_killed_run_is_gone(&h);
     // The attack primitive: the plants are on disk after the kill.
     assert!(std::fs::read_to_string(&codex).unwrap().contains("notify"));
     assert!(std::fs::read_to_string(&gemini).unwrap().contains("hooks"));
@@ -246,6 +263,7 @@ fn a_killed_claude_run_keeps_only_its_answers() {
     wait_for(&d.join("planted"));
     child.kill().unwrap();
     child.wait().unwrap();
+    wait_until_the_killed_run_is_gone(&h);
     let copy = h.join(".claude/zerobox/.claude.json");
     assert!(std::fs::read_to_string(&copy).unwrap().contains("evil"));
     let out = boxed("true").wait_with_output().unwrap();

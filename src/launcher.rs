@@ -244,10 +244,11 @@ fn create_denied_dirs_in_state_dirs(policy: &Policy, debug: bool) {
         })
         .map(|r| r.path.as_path())
         .collect();
+    if state_dirs.is_empty() {
+        return;
+    }
     for rule in &policy.fs {
-        if !matches!(rule.access, FsAccess::DenyWrite | FsAccess::DenyRead)
-            || std::fs::symlink_metadata(&rule.path).is_ok()
-        {
+        if !matches!(rule.access, FsAccess::DenyWrite | FsAccess::DenyRead) {
             continue;
         }
         let (Some(parent), Some(name)) = (
@@ -259,9 +260,12 @@ fn create_denied_dirs_in_state_dirs(policy: &Policy, debug: bool) {
         // A name with a dot is a file (`hooks.json`): left missing. A
         // dotfile (`.env`) is made an empty file, never a directory
         // (Codex loads `~/.codex/.env`: a directory there stops it).
+        // The disk is looked at last: a run with a thousand deny paths
+        // and no state dir does no `lstat` here.
         let dotfile = name.starts_with('.') && !name[1..].contains('.');
         if name.contains('.') && !dotfile
             || !state_dirs.iter().any(|d| parent.starts_with(d))
+            || std::fs::symlink_metadata(&rule.path).is_ok()
             || !std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())
         {
             continue;

@@ -43,12 +43,14 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{FsAccess, Policy};
 
+use super::lstats::Lstats;
+
 use super::linux::fsat::{self, Kind};
 
 /// Missing protected paths the command could create: a deny rule's path
 /// that does not exist, under an existing ancestor writable in `policy`
 /// (the sandbox's view of host paths).
-pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
+pub fn missing_protected(policy: &Policy, lstats: &Lstats) -> Vec<PathBuf> {
     let mut out = Vec::new();
     // The same decision as `Policy::effective`, a lookup per ancestor
     // instead of a scan of every rule (made only if something is missing).
@@ -59,7 +61,7 @@ pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
     let mut exists: HashMap<&Path, bool> = HashMap::new();
     for rule in &policy.fs {
         if !matches!(rule.access, FsAccess::DenyRead | FsAccess::DenyWrite)
-            || std::fs::symlink_metadata(&rule.path).is_ok()
+            || lstats.exists(&rule.path)
         {
             continue;
         }
@@ -70,7 +72,7 @@ pub fn missing_protected(policy: &Policy) -> Vec<PathBuf> {
             existing = parent;
             if *exists
                 .entry(parent)
-                .or_insert_with(|| std::fs::symlink_metadata(parent).is_ok())
+                .or_insert_with(|| lstats.exists(parent))
             {
                 break;
             }
@@ -727,7 +729,7 @@ mod tests {
             tmpdir: "/tmp".into(),
         };
         let p = resolve(&[l], &ctx, &[]).unwrap();
-        let found = missing_protected(&p);
+        let found = missing_protected(&p, &Lstats::default());
         let mut want = guarded.to_vec();
         want.sort();
         let mut got = found.clone();

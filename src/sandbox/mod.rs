@@ -7,6 +7,7 @@
 pub mod error;
 pub mod guard;
 pub mod linux;
+pub mod lstats;
 pub mod plan;
 
 pub use error::{SandboxError, Stage};

@@ -157,8 +157,9 @@ struct Parts {
 impl Parts {
     fn new(policy: &Policy, mode: Mode, tmpdir: &Path) -> Parts {
         let full = with_rules(policy, implicit_rules(policy, mode, tmpdir));
+        let lstats = super::lstats::Lstats::default();
         let mounts = match mode {
-            Mode::Namespaces => linux::mounts::plan(&full),
+            Mode::Namespaces => linux::mounts::plan(&full, &lstats),
             Mode::LandlockOnly => Vec::new(),
         };
         // The guards look at host paths as the command will see them: in
@@ -168,7 +169,7 @@ impl Parts {
         if mode == Mode::Namespaces {
             host_view.fs.retain(|r| r.origin != PRIVATE_TMP_ORIGIN);
         }
-        let guarded = guard::missing_protected(&host_view);
+        let guarded = guard::missing_protected(&host_view, &lstats);
         Parts {
             full,
             mounts,

@@ -314,3 +314,62 @@ fn rule_path_changing_during_setup_refuses_or_holds() {
     flipper.join().unwrap();
     eprintln!("{refused} of 20 runs refused (the rest won the race)");
 }
+
+/// Threat: the read-denied directories' masks are clones of one empty,
+/// read-only tmpfs (one superblock for all: see `mounts::SharedMask`). A
+/// file planted through any of them would show up in all, and a clone of
+/// the wrong mount would show host content. So: through each of several
+/// masks under a writable project, no secret is visible and nothing can
+/// be created, linked, renamed or re-pointed; the host keeps exactly its
+/// own files.
+/// Stopped by: the shared tmpfs is read-only at the superblock and at
+/// every mount; each mask is a mount point (rename: EBUSY).
+#[test]
+fn shared_masks_show_nothing_and_take_nothing() {
+    let s = scratch();
+    let d = real(s.path());
+    for n in ["a", "b", "c"] {
+        std::fs::create_dir(d.join(n)).unwrap();
+        std::fs::write(d.join(n).join("secret"), "TOPSECRET").unwrap();
+    }
+    let r = py(
+        &d,
+        None,
+        &[
+            "--allow-write=.",
+            "--deny-read=a",
+            "--deny-read=b",
+            "--deny-read=c",
+        ],
+        r#"
+for n in ["a", "b", "c"]:
+    p(f"list_{n}", ",".join(os.listdir(n)) or "EMPTY")
+    t(f"create_{n}", lambda: open(f"{n}/x", "w").write("x"))
+    t(f"mkdir_{n}", lambda: os.mkdir(f"{n}/d"))
+    t(f"symlink_{n}", lambda: os.symlink("/etc/passwd", f"{n}/l"))
+    t(f"link_{n}", lambda: os.link("/etc/hostname", f"{n}/h"))
+    t(f"rename_{n}", lambda: os.rename(n, f"{n}2"))
+    t(f"chmod_{n}", lambda: os.chmod(n, 0o777))
+t("secret_a", lambda: print(open("a/secret").read()))
+p("masks_are_tmpfs", "OK" if all(open("/proc/self/mountinfo").read().count(f" {os.path.realpath(n)} ") == 1 for n in ["a", "b", "c"]) else "NO")
+"#,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("TOPSECRET"), "{r:?}");
+    expect(&r, "secret_a", "ENOENT");
+    expect(&r, "masks_are_tmpfs", "OK");
+    for n in ["a", "b", "c"] {
+        expect(&r, &format!("list_{n}"), "EMPTY");
+        for op in ["create", "mkdir", "symlink", "link", "chmod"] {
+            expect(&r, &format!("{op}_{n}"), "EROFS");
+        }
+        // A mount point cannot be renamed away.
+        expect(&r, &format!("rename_{n}"), "EBUSY");
+        let left: Vec<_> = std::fs::read_dir(d.join(n))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["secret"], "{n}: {r:?}");
+        assert!(!d.join(format!("{n}2")).exists(), "{r:?}");
+    }
+}

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::sys;
 use crate::policy::{defaults, Effective, Policy, RuleIndex};
+use crate::sandbox::lstats::Lstats;
 
 /// Paths the sandbox builds itself; policy rules at or below them are
 /// satisfied by construction (except under `/tmp`, see [`plan`]).
@@ -74,7 +75,7 @@ enum View {
 /// the mask would move along with it, leaving the denied path free to be
 /// recreated. So the plan is made twice: once to find the protective steps,
 /// then again with their ancestors pinned by writable self-binds.
-pub fn plan(policy: &Policy) -> Vec<Step> {
+pub fn plan(policy: &Policy, lstats: &Lstats) -> Vec<Step> {
     // The private /tmp's write right is about the tmpfs, not about host
     // paths bound into it: a host path under /tmp gets exactly what the
     // policy's own rules give it (read-only unless granted).
@@ -83,7 +84,7 @@ pub fn plan(policy: &Policy) -> Vec<Step> {
         .retain(|r| r.origin != crate::sandbox::PRIVATE_TMP_ORIGIN);
     let policy = &host;
     let index = RuleIndex::new(policy);
-    let first = plan_with(policy, &index, &BTreeSet::new());
+    let first = plan_with(policy, &index, &BTreeSet::new(), lstats);
     // Looked up once per ancestor of every protected path: sets, not scans
     // (the scans made a plan of a thousand rules quadratic).
     let mounted: HashSet<&Path> = first.iter().map(Step::path).collect();
@@ -114,11 +115,16 @@ pub fn plan(policy: &Policy) -> Vec<Step> {
     if pins.is_empty() {
         first
     } else {
-        plan_with(policy, &index, &pins)
+        plan_with(policy, &index, &pins, lstats)
     }
 }
 
-fn plan_with(policy: &Policy, index: &RuleIndex<'_>, pins: &BTreeSet<PathBuf>) -> Vec<Step> {
+fn plan_with(
+    policy: &Policy,
+    index: &RuleIndex<'_>,
+    pins: &BTreeSet<PathBuf>,
+    lstats: &Lstats,
+) -> Vec<Step> {
     let mut applied: HashMap<PathBuf, View> = HashMap::new();
     applied.insert(
         PathBuf::from("/"),
@@ -147,14 +153,14 @@ fn plan_with(policy: &Policy, index: &RuleIndex<'_>, pins: &BTreeSet<PathBuf>) -
             .copied()
             .unwrap_or(View::Empty { writable: false });
         let want = index.effective(&path);
-        let meta = std::fs::symlink_metadata(&path).ok();
-        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let meta = lstats.kind(&path);
+        let is_dir = meta.is_some_and(|m| m.is_dir());
         let is_socket = {
             use std::os::unix::fs::FileTypeExt;
-            meta.as_ref().is_some_and(|m| m.file_type().is_socket())
+            meta.is_some_and(|m| m.is_socket())
         };
         let pinned = pins.contains(&path);
-        if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        if meta.is_some_and(|m| m.is_symlink()) {
             // A symlink is never masked or bound through (that would
             // follow it): a protected one is pinned where it is writable.
             let writable_here = match view {
@@ -339,19 +345,29 @@ pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
         .flat_map(|s| s.path().ancestors().skip(1))
         .filter(|a| masks.contains(a))
         .collect();
+    let mut shared_mask = SharedMask::default();
     for step in steps {
         let path = step.path();
         match step {
             Step::MaskDir { path } => {
                 // Masks are only planned over host paths that exist: never
                 // create one (that would leave an entry on the host).
-                if vanished(path) {
+                let Some(target) = mask_target(path, true)? else {
                     continue;
-                }
+                };
                 let seal_later = masks_with_mounts_inside.contains(path.as_path());
+                if !seal_later {
+                    if let Some(empty) = shared_mask.get() {
+                        ctx(
+                            || format!("mask {}", path.display()),
+                            empty.attach_onto(&target),
+                        )
+                        .map_err(|e| with_path(e, path))?;
+                        continue;
+                    }
+                }
                 let flags =
                     libc::MS_NOSUID | libc::MS_NODEV | if seal_later { 0 } else { libc::MS_RDONLY };
-                let target = target_fd(path, Some(true))?;
                 ctx(
                     || format!("mask {}", path.display()),
                     sys::mount(
@@ -422,10 +438,9 @@ pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
                 }
             }
             Step::MaskFile { path } => {
-                if vanished(path) {
+                let Some(target) = mask_target(path, false)? else {
                     continue;
-                }
-                let target = target_fd(path, Some(false))?;
+                };
                 ctx(
                     || format!("mask {}", path.display()),
                     sys::mount(
@@ -472,12 +487,95 @@ pub fn apply(steps: &[Step], tmpfs_limits: &str) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Was a path the plan saw removed since (by another process)? Then there
-/// is nothing to hide, as for a path that was missing when the plan was
-/// made. Anything else at the path (a symlink, another type) is left to
-/// [`target_fd`], which refuses it.
-fn vanished(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+/// The empty read-only tmpfs that every sealed directory mask shares: made
+/// once, and each mask is a clone of its mount (`open_tree` + `move_mount`
+/// onto the target's descriptor). A tmpfs per mask made a new superblock
+/// each time, which was most of the cost of a run with a thousand
+/// `--deny-read` directories (1,000 masks: 7.2 ms of mounts alone, 2.5 ms
+/// as clones, in a C program on the same kernel). The clones are one
+/// filesystem: read-only at the superblock and at every mount, empty,
+/// with nothing mounted inside (a mask with a mount point in it gets its
+/// own tmpfs, written, then sealed).
+#[derive(Default)]
+enum SharedMask {
+    /// Not made yet.
+    #[default]
+    Unmade,
+    Made(EmptyMount),
+    /// The kernel refused the new mount API (a filter in a container, an
+    /// old kernel): every mask is its own tmpfs, as bubblewrap does. The
+    /// same protection, at the old cost.
+    Unavailable,
+}
+
+impl SharedMask {
+    /// The shared mount, made on first use; `None` when it cannot be made.
+    fn get(&mut self) -> Option<&EmptyMount> {
+        if matches!(self, SharedMask::Unmade) {
+            *self = match EmptyMount::new() {
+                Ok(m) => SharedMask::Made(m),
+                Err(_) => SharedMask::Unavailable,
+            };
+        }
+        match self {
+            SharedMask::Made(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A detached mount of an empty read-only tmpfs (`fsopen`, `fsconfig`,
+/// `fsmount`), attached at its first target and cloned for the others.
+struct EmptyMount {
+    mnt: OwnedFd,
+    attached: std::cell::Cell<bool>,
+}
+
+impl EmptyMount {
+    fn new() -> io::Result<EmptyMount> {
+        let fs = sys::fsopen(c"tmpfs")?;
+        // Named as a tmpfs mount(2) names it in mountinfo.
+        sys::fsconfig_string(&fs, c"source", c"tmpfs")?;
+        sys::fsconfig_string(&fs, c"mode", c"0755")?;
+        sys::fsconfig_string(&fs, c"size", c"4k")?;
+        // Read-only at the superblock too, not only at the mount.
+        sys::fsconfig_flag(&fs, c"ro")?;
+        sys::fsconfig_create(&fs)?;
+        let mnt = sys::fsmount(
+            &fs,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+        )?;
+        Ok(EmptyMount {
+            mnt,
+            attached: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Mount it (the first time) or a clone of it (every later time) on
+    /// the entry `target` was opened on. The first attach puts the mount
+    /// in this namespace; `open_tree` copies only a mount in one.
+    fn attach_onto(&self, target: &OwnedFd) -> io::Result<()> {
+        if !self.attached.get() {
+            sys::move_mount_onto(&self.mnt, target)?;
+            self.attached.set(true);
+            return Ok(());
+        }
+        let clone = sys::open_tree_clone(&self.mnt)?;
+        sys::move_mount_onto(&clone, target)
+    }
+}
+
+/// A mask's target, opened as [`target_fd`] does, or `None` when the path
+/// the plan saw was removed since (by another process): then there is
+/// nothing to hide, as for a path that was missing when the plan was made.
+/// Anything else at the path (a symlink on the way, another type) refuses
+/// the run. One `openat2` instead of an `lstat` first: a run with a
+/// thousand denied directories makes a thousand masks.
+fn mask_target(path: &Path, dir: bool) -> Result<Option<OwnedFd>, MountError> {
+    match open_nofollow(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        opened => checked_type(path, at(path, "open", opened)?, Some(dir)).map(Some),
+    }
 }
 
 fn with_path(mut e: MountError, path: &Path) -> MountError {
@@ -488,29 +586,31 @@ fn with_path(mut e: MountError, path: &Path) -> MountError {
 /// Open a mount target without following symlinks and check it is the
 /// kind of entry the plan expects (`Some(true)`: a directory).
 fn target_fd(path: &Path, dir: Option<bool>) -> Result<OwnedFd, MountError> {
-    let fd = at(path, "open", open_nofollow(path))?;
-    if let Some(want_dir) = dir {
-        let is_dir = std::fs::metadata(fd_path(&fd))
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        if is_dir != want_dir {
-            return Err(MountError {
-                what: format!(
-                    "{} changed type since the plan (now {}a directory)",
-                    path.display(),
-                    if is_dir { "" } else { "not " }
-                ),
-                path: Some(path.to_path_buf()),
-                rule_path: true,
-                err: io::Error::from_raw_os_error(if is_dir {
-                    libc::EISDIR
-                } else {
-                    libc::ENOTDIR
-                }),
-            });
-        }
+    checked_type(path, at(path, "open", open_nofollow(path))?, dir)
+}
+
+/// `fd` (opened at `path`) if it is the kind of entry the plan expects.
+fn checked_type(path: &Path, fd: OwnedFd, dir: Option<bool>) -> Result<OwnedFd, MountError> {
+    let Some(want_dir) = dir else {
+        return Ok(fd);
+    };
+    // `fstat` on the descriptor itself (not a path lookup through
+    // /proc/self/fd).
+    let file = std::fs::File::from(fd);
+    let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(false);
+    if is_dir != want_dir {
+        return Err(MountError {
+            what: format!(
+                "{} changed type since the plan (now {}a directory)",
+                path.display(),
+                if is_dir { "" } else { "not " }
+            ),
+            path: Some(path.to_path_buf()),
+            rule_path: true,
+            err: io::Error::from_raw_os_error(if is_dir { libc::EISDIR } else { libc::ENOTDIR }),
+        });
     }
-    Ok(fd)
+    Ok(OwnedFd::from(file))
 }
 
 /// `/proc/self/fd/N`: mounting on it mounts on the opened entry itself.
@@ -721,6 +821,11 @@ fn setup_proc() -> Result<(), MountError> {
 mod tests {
     use super::*;
     use crate::policy::{resolve, PathContext, PolicyLayer};
+
+    /// The plan with a fresh look at the disk.
+    fn plan(policy: &Policy) -> Vec<Step> {
+        super::plan(policy, &Lstats::default())
+    }
 
     fn policy_in(dir: &Path, f: impl FnOnce(&mut PolicyLayer)) -> Policy {
         let mut l = PolicyLayer::new(crate::policy::Origin::Test);

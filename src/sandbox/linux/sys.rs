@@ -66,6 +66,120 @@ pub fn mount(
     check(rc.into()).map(|_| ())
 }
 
+/// `fsopen(name, FSOPEN_CLOEXEC)`: a filesystem context to configure.
+pub fn fsopen(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid C string; the flags ask for nothing else.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    owned(fd)
+}
+
+/// `fsconfig(fs, FSCONFIG_SET_STRING, key, value)`.
+pub fn fsconfig_string(fs: &OwnedFd, key: &CStr, value: &CStr) -> io::Result<()> {
+    // SAFETY: `fs` is open; `key` and `value` are valid C strings that
+    // live until the call returns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `fsconfig(fs, FSCONFIG_SET_FLAG, key)`.
+pub fn fsconfig_flag(fs: &OwnedFd, key: &CStr) -> io::Result<()> {
+    // SAFETY: `fs` is open; `key` is a valid C string; a flag takes no
+    // value (NULL, 0).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_SET_FLAG,
+            key.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `fsconfig(fs, FSCONFIG_CMD_CREATE)`: make the superblock.
+pub fn fsconfig_create(fs: &OwnedFd) -> io::Result<()> {
+    // SAFETY: `fs` is open; the command takes no key or value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// `fsmount(fs, FSMOUNT_CLOEXEC, attrs)`: a detached mount of it.
+pub fn fsmount(fs: &OwnedFd, attrs: u64) -> io::Result<OwnedFd> {
+    // SAFETY: `fs` is an open, created filesystem context.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    };
+    owned(fd)
+}
+
+/// `open_tree(mnt, "", OPEN_TREE_CLONE | AT_EMPTY_PATH)`: a detached copy
+/// of the mount `mnt` is the root of (not of its submounts).
+pub fn open_tree_clone(mnt: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: `mnt` is open; the empty path with AT_EMPTY_PATH means `mnt`
+    // itself.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    owned(fd)
+}
+
+/// `move_mount(tree, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attach
+/// the detached mount `tree` on the entry `target` was opened on (no path
+/// lookup, nothing followed).
+pub fn move_mount_onto(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    // SAFETY: both descriptors are open; empty paths with the EMPTY_PATH
+    // flags mean the descriptors themselves.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// A syscall's new descriptor, or its error.
+fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = check(fd)?;
+    // SAFETY: a non-negative return of a descriptor-making syscall is a
+    // fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
 /// `struct mount_attr` from <linux/mount.h>.
 #[repr(C)]
 struct MountAttr {

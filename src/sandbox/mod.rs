@@ -114,6 +114,9 @@ pub struct Simulated {
     /// `ipv6`: transparent egress as on a host without IPv6 (IPv4
     /// capture only, announced).
     pub no_ipv6: bool,
+    /// `fsmount`: the directory masks made as on a kernel without the new
+    /// mount API (a tmpfs each instead of clones of one).
+    pub no_fsmount: bool,
     pub landlock_abi: Option<i32>,
 }
 
@@ -124,6 +127,7 @@ impl Simulated {
             no_userns: v.split(',').any(|s| s == "userns"),
             no_landlock: v.split(',').any(|s| s == "landlock"),
             no_ipv6: v.split(',').any(|s| s == "ipv6"),
+            no_fsmount: v.split(',').any(|s| s == "fsmount"),
             // Unparsable: ignored, which can only mean the real (higher
             // or equal) ABI, never a weaker one than asked for by mistake
             // going unnoticed in a test (the tests check the ABI used).

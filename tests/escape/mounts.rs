@@ -326,21 +326,26 @@ fn rule_path_changing_during_setup_refuses_or_holds() {
 /// every mount; each mask is a mount point (rename: EBUSY).
 #[test]
 fn shared_masks_show_nothing_and_take_nothing() {
+    masks_hold(None);
+}
+
+/// The same where the kernel refuses the new mount API (simulated): each
+/// mask is its own tmpfs, with the same protection.
+#[test]
+fn masks_without_the_new_mount_api_hold_the_same() {
+    masks_hold(Some("fsmount"));
+}
+
+fn masks_hold(simulate_missing: Option<&str>) {
     let s = scratch();
     let d = real(s.path());
     for n in ["a", "b", "c"] {
         std::fs::create_dir(d.join(n)).unwrap();
         std::fs::write(d.join(n).join("secret"), "TOPSECRET").unwrap();
     }
-    let r = py(
-        &d,
-        None,
-        &[
-            "--allow-write=.",
-            "--deny-read=a",
-            "--deny-read=b",
-            "--deny-read=c",
-        ],
+    let code = format!(
+        "{}{}",
+        crate::util::PRELUDE,
         r#"
 for n in ["a", "b", "c"]:
     p(f"list_{n}", ",".join(os.listdir(n)) or "EMPTY")
@@ -351,13 +356,41 @@ for n in ["a", "b", "c"]:
     t(f"rename_{n}", lambda: os.rename(n, f"{n}2"))
     t(f"chmod_{n}", lambda: os.chmod(n, 0o777))
 t("secret_a", lambda: print(open("a/secret").read()))
-p("masks_are_tmpfs", "OK" if all(open("/proc/self/mountinfo").read().count(f" {os.path.realpath(n)} ") == 1 for n in ["a", "b", "c"]) else "NO")
-"#,
+p("filesystems", len({os.stat(n).st_dev for n in ["a", "b", "c"]}))
+p("masks_are_mounts", "OK" if all(open("/proc/self/mountinfo").read().count(f" {os.path.realpath(n)} ") == 1 for n in ["a", "b", "c"]) else "NO")
+"#
+    );
+    let py = crate::util::python();
+    let mut c = crate::common::zerobox();
+    c.current_dir(&d);
+    if let Some(v) = simulate_missing {
+        c.env("ZEROBOX_SIMULATE_MISSING", v);
+    }
+    let r = crate::common::Run::from(
+        c.args([
+            "--allow-write=.",
+            "--deny-read=a",
+            "--deny-read=b",
+            "--deny-read=c",
+            "--",
+            &py,
+            "-B",
+            "-c",
+            &code,
+        ])
+        .output()
+        .expect("spawn zerobox"),
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!r.stdout.contains("TOPSECRET"), "{r:?}");
     expect(&r, "secret_a", "ENOENT");
-    expect(&r, "masks_are_tmpfs", "OK");
+    expect(&r, "masks_are_mounts", "OK");
+    // One shared filesystem, or one each without the new mount API.
+    expect(
+        &r,
+        "filesystems",
+        if simulate_missing.is_some() { "3" } else { "1" },
+    );
     for n in ["a", "b", "c"] {
         expect(&r, &format!("list_{n}"), "EMPTY");
         for op in ["create", "mkdir", "symlink", "link", "chmod"] {

@@ -512,9 +512,10 @@ impl SharedMask {
     /// The shared mount, made on first use; `None` when it cannot be made.
     fn get(&mut self) -> Option<&EmptyMount> {
         if matches!(self, SharedMask::Unmade) {
+            let simulated = crate::sandbox::Simulated::from_env().no_fsmount;
             *self = match EmptyMount::new() {
-                Ok(m) => SharedMask::Made(m),
-                Err(_) => SharedMask::Unavailable,
+                Ok(m) if !simulated => SharedMask::Made(m),
+                _ => SharedMask::Unavailable,
             };
         }
         match self {

@@ -275,3 +275,122 @@ async fn every_refusal_and_failure_writes_exactly_one_line() {
     drop(h);
     assert_eq!(lines(&log).len(), 7, "{:#?}", lines(&log));
 }
+
+/// What an upstream saw of one connection.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// Its first bytes (the early handshake's ClientHello starts 0x16).
+    First(u8),
+    /// Closed by the proxy (end of stream or reset).
+    Closed,
+}
+
+/// An upstream that never answers and reports, per connection, its first
+/// byte and its close on the channel.
+async fn watching_upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut first = true;
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if first => {
+                            first = false;
+                            let _ = tx.send(Seen::First(buf[0]));
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                let _ = tx.send(Seen::Closed);
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// The next thing the upstream saw, waiting at most `within`.
+async fn next_seen(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    within: Duration,
+) -> Option<Seen> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+/// The early upstream handshake (`EarlyTls`) of a tunnel whose client
+/// never completes its own is closed with it, not left to its own 15 s
+/// handshake timeout: no task, socket or fd outlives the client's
+/// connection. The wait for the close is shorter than that timeout, so a
+/// leaked session fails the test (the bound is the proxy's own timeout,
+/// not a speed claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_client_handshake_closes_the_early_upstream_one() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("net.log");
+    let (port, mut seen) = watching_upstream().await;
+    let ports = [("earlybad.test", port), ("earlyleft.test", port)];
+    let bound = [
+        format!("earlybad.test:{port}"),
+        format!("earlyleft.test:{port}"),
+    ];
+    let h = start(&log, &d.path().join("ca"), &ports, &bound);
+    let proxy = h.local_addr();
+    let before_timeout = super::http::TLS_TIMEOUT - Duration::from_secs(5);
+
+    // 1. The client leaves after the first byte of its handshake, once the
+    // upstream handshake is under way (the upstream saw its ClientHello).
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let head = format!("CONNECT earlyleft.test:{port} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"\x16").await.unwrap();
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(10)).await,
+        Some(Seen::First(0x16)),
+        "the upstream handshake did not start with the client's"
+    );
+    drop(s);
+    assert_eq!(
+        next_seen(&mut seen, before_timeout).await,
+        Some(Seen::Closed),
+        "the early upstream session outlived its client"
+    );
+    let l = lines_for(&log, "earlyleft.test").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0]["reason"].as_str().unwrap().starts_with("client: TLS"),
+        "{l:?}"
+    );
+
+    // 2. The client's handshake record is not a ClientHello: the proxy's
+    // handshake fails at once; the upstream one (started or not yet) is
+    // closed with it.
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let head = format!("CONNECT earlybad.test:{port} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"\x16\x03\x01\x00\x05garbage-not-a-client-hello")
+        .await
+        .unwrap();
+    let l = lines_for(&log, "earlybad.test").await;
+    assert_eq!(l.len(), 1, "{l:?}");
+    // The task may have been aborted before it sent anything.
+    let mut got = next_seen(&mut seen, before_timeout).await;
+    if got == Some(Seen::First(0x16)) {
+        got = next_seen(&mut seen, before_timeout).await;
+    }
+    assert_eq!(
+        got,
+        Some(Seen::Closed),
+        "the early upstream session was left open"
+    );
+    drop(s);
+
+    drop(h);
+    assert_eq!(lines(&log).len(), 2, "{:#?}", lines(&log));
+}
